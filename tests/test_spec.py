@@ -1,0 +1,117 @@
+import copy
+
+import pytest
+
+from tests.conftest import REPO, TINY_SPEC
+from vaebench.errors import SpecError
+from vaebench.spec import Run, load_spec
+
+
+def test_tiny_spec_expands_into_cells_times_seeds(write_spec):
+    spec = load_spec(write_spec(TINY_SPEC))
+    runs = spec.runs()
+    assert len(runs) == 4
+    assert [r.config.objective.beta for r in runs] == [0.5, 0.5, 2.0, 2.0]
+    assert len({r.run_id for r in runs}) == 4
+    # identity is stable: the same config and seed give the same id
+    assert Run(runs[0].config, runs[0].seed).run_id == runs[0].run_id
+
+
+def test_integer_grid_values_are_validated_into_the_field_type(write_spec):
+    spec = load_spec(write_spec({**TINY_SPEC, "grid": {"objective.beta": [1, 4]}}))
+    assert [c.objective.beta for c in spec.cells()] == [1.0, 4.0]
+    assert all(isinstance(c.objective.beta, float) for c in spec.cells())
+
+
+@pytest.mark.parametrize("name", ["smoke.yaml", "beta.yaml"])
+def test_shipped_sweeps_are_valid(name):
+    spec = load_spec(REPO / "sweeps" / name)
+    assert spec.runs()
+
+
+def test_beta_sweep_is_the_tutorials():
+    spec = load_spec(REPO / "sweeps" / "beta.yaml")
+    assert spec.grid == {"objective.beta": [0.1, 0.5, 1, 4, 10]}
+    assert spec.seeds == [0, 1, 2] and spec.dataset.name == "mnist"
+    assert (spec.model.hidden_dim, spec.model.latent_dim, spec.model.depth) == (256, 32, 2)
+
+
+def _mutated(path_value):
+    spec = copy.deepcopy(TINY_SPEC)
+    for dotted, value in path_value.items():
+        *parents, last = dotted.split(".")
+        node = spec
+        for p in parents:
+            node = node.setdefault(p, {})
+        if value is DELETE:
+            del node[last]
+        else:
+            node[last] = value
+    return spec
+
+
+DELETE = object()
+
+# (mutation, text the error must contain: the field and what is wrong)
+BAD_SPECS = [
+    ({"colour": "red"}, "field colour: unknown key"),
+    ({"model.width": 3}, "field model.width: unknown key"),
+    ({"train.epochs": "ten"}, "field train.epochs"),
+    ({"train.epochs": 0}, "field train.epochs: Input should be greater than or equal to 1"),
+    ({"objective.beta": -1.0}, "field objective.beta: Input should be greater than or equal to 0"),
+    ({"model.latent_dim": 0}, "field model.latent_dim: Input should be greater than or equal to 1"),
+    ({"train.lr": 0}, "field train.lr: Input should be greater than 0"),
+    ({"dataset.name": "mnsit"}, "field dataset.name: unknown dataset 'mnsit'. Did you mean 'mnist'?"),
+    ({"model.name": "transformer"}, "field model.name: unknown model 'transformer'"),
+    ({"objective.likelihood": "poisson"}, "field objective.likelihood: unknown likelihood 'poisson'"),
+    ({"grid": {"objective.gamma": [1]}}, "field grid: grid key 'objective.gamma': objective has no field 'gamma'"),
+    ({"grid": {"optimizer.lr": [1]}}, "grid key 'optimizer.lr' must be SECTION.FIELD"),
+    ({"grid": {"objective.beta": []}}, "grid key 'objective.beta' has no values"),
+    ({"grid": {"objective.beta": [1, 1]}}, "repeats a value"),
+    ({"grid": {"objective.beta": [1, -2]}}, "field grid: grid value objective.beta = -2: Input should be greater than or equal to 0"),
+    ({"grid": {"model.latent_dim": [0]}}, "field grid: grid value model.latent_dim = 0"),
+    ({"seeds": []}, "field seeds: needs at least one seed"),
+    ({"seeds": [1, 1]}, "seeds must be distinct"),
+    ({"seeds": [-1]}, "seeds must be >= 0"),
+    ({"study": DELETE}, "field study: Field required"),
+    ({"study": "../escape"}, "field study: must match"),
+]
+
+
+@pytest.mark.parametrize("mutation,expected", BAD_SPECS)
+def test_every_bad_field_is_named_with_the_file(write_spec, mutation, expected):
+    path = write_spec(_mutated(mutation))
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: invalid sweep spec")
+    assert expected in message, message
+    assert info.value.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("study: a\nseeds: [0\n", "not valid YAML"),
+        ("study: a\nstudy: b\n", "duplicate key 'study'"),
+        ("- just\n- a list\n", "must be a YAML mapping, got list"),
+        ("", "must be a YAML mapping, got NoneType"),
+    ],
+)
+def test_malformed_yaml_names_the_file(write_spec, text, expected):
+    path = write_spec(text)
+    with pytest.raises(SpecError, match=expected) as info:
+        load_spec(path)
+    assert str(path) in str(info.value)
+
+
+def test_missing_spec_file(tmp_path):
+    with pytest.raises(SpecError, match="cannot read sweep spec"):
+        load_spec(tmp_path / "nope.yaml")
+
+
+def test_fingerprint_ignores_description_only(write_spec):
+    a = load_spec(write_spec(TINY_SPEC, "a.yaml"))
+    b = load_spec(write_spec({**TINY_SPEC, "description": "other words"}, "b.yaml"))
+    c = load_spec(write_spec({**TINY_SPEC, "seeds": [0, 1, 2]}, "c.yaml"))
+    assert a.fingerprint() == b.fingerprint() != c.fingerprint()

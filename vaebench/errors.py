@@ -1,0 +1,34 @@
+"""One exception family, so the CLI can turn every user error into a clear message and exit code."""
+
+
+class VaebenchError(Exception):
+    """Base of every error vaebench raises on purpose. The message is meant for the user."""
+
+    exit_code = 1
+
+
+class SpecError(VaebenchError):
+    """A sweep spec is malformed: the message names the file and the field."""
+
+    exit_code = 2
+
+
+class DataError(VaebenchError):
+    """A dataset cannot be loaded: the message names the files and folder expected."""
+
+    exit_code = 2
+
+
+class StudyError(VaebenchError):
+    """A study cannot be created or resumed as asked (for example: its spec changed)."""
+
+    exit_code = 2
+
+
+class RegistryError(VaebenchError, KeyError):
+    """An unknown name was looked up in a registry."""
+
+    exit_code = 2
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""

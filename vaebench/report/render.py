@@ -1,0 +1,72 @@
+"""Markdown rendering of a study's report."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from .tables import METRIC_COLUMNS, fixed_settings, param_label, summarize, table_title
+
+
+def _cell(mean: float, std: float, fmt: str) -> str:
+    if math.isnan(mean):
+        return "—"
+    if math.isnan(std):
+        return f"{mean:{fmt}}"
+    return f"{mean:{fmt}} ± {std:{fmt}}"
+
+
+def _param(v) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+def markdown_table(summary: pd.DataFrame, grid_keys: list[str]) -> str:
+    head = [param_label(k) for k in grid_keys] + [f"{c.label} {c.better}".strip() for c in METRIC_COLUMNS] + ["n"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    for _, r in summary.iterrows():
+        cells = [_param(r[k]) for k in grid_keys]
+        cells += [_cell(r[c.key + ".mean"], r[c.key + ".std"], c.fmt) for c in METRIC_COLUMNS]
+        cells.append(str(int(r["n"])))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def render_study(df: pd.DataFrame) -> str:
+    """The Markdown report of one study's rows."""
+    study = df["study"].iloc[0]
+    grid_keys = list(df["grid_keys"].iloc[0])
+    summary = summarize(df, grid_keys)
+    fixed = fixed_settings(df, grid_keys)
+    failed = df[df["status"] != "ok"]
+    ok = df[df["status"] == "ok"]
+    seeds = sorted(int(s) for s in df["seed"].unique())
+    lines = [
+        f"# {table_title(grid_keys)} — study `{study}`",
+        "",
+        f"Dataset `{df['dataset'].iloc[0]}` (checksum `{df['dataset_checksum'].iloc[0]}`), "
+        f"seeds {seeds}, {len(ok)} finished run(s), {len(failed)} failed. "
+        f"vaebench {df['vaebench_version'].iloc[0]}, torch {df['torch_version'].iloc[0]}, "
+        f"device {', '.join(sorted(df['device'].unique()))}.",
+        "",
+        markdown_table(summary, grid_keys),
+        "",
+        "Each cell: mean ± sample standard deviation over seeds; n = finished runs in the row. "
+        "↓ lower is better, ↑ higher is better. Losses are in nats per test example (sum over pixels "
+        "and latent dimensions, mean over examples); −ELBO and KL are the unweighted (β = 1) "
+        "quantities whatever β was used in training; Recon MSE is per pixel, decoding the posterior "
+        "mean. Definitions: README, section Metrics.",
+        "",
+        f"Total compute: {ok['train_seconds'].sum():.0f} s training + {ok['eval_seconds'].sum():.0f} s "
+        f"evaluation over {len(ok)} runs ({ok['train_seconds'].sum() / max(1, ok['epochs_completed'].sum()):.2f} s per epoch).",
+        "",
+        "Fixed settings: " + ", ".join(f"`{k}={_param(v)}`" for k, v in fixed.items()) + ".",
+    ]
+    if len(failed):
+        lines += ["", "## Failed runs", ""]
+        for _, r in failed.iterrows():
+            cell = ", ".join(f"{param_label(k)}={_param(r['param.' + k])}" for k in grid_keys)
+            lines.append(f"- `{r['run_id']}` ({cell}, seed {r['seed']}): {r['reason']}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,163 @@
+"""Results rows: one Parquet file per run, written atomically, loaded back as one DataFrame.
+
+Layout: results/<study>/runs/<run_id>.parquet, one row each. Keyed by run id, so re-runs and resumes
+can never double-count. A row is written before its Optuna trial is told COMPLETE.
+
+Columns (all rows of a study share one schema):
+- identity: run_id, study, seed, status ('ok' | 'failed'), reason
+- parameters: `param.<section>.<field>` for every RunConfig field; `grid_keys` lists the varied ones
+- metrics: see metrics/columns.py (units there); null on failed runs
+- timing: train_seconds, eval_seconds, eval_seconds_<metric>, epochs_completed
+- history: list of per-epoch records (train.HISTORY_FIELDS)
+- provenance: vaebench/torch/optuna/python versions, device, host, dataset name and checksum,
+  spec fingerprint, created_at (UTC)
+"""
+
+from __future__ import annotations
+
+import os
+import typing
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .metrics import columns as C
+from .spec import RunConfig, SECTIONS
+from .train import HISTORY_FIELDS
+
+RESULTS_ROOT_ENV = "VAEBENCH_RESULTS"
+PARAM_PREFIX = "param."
+
+_BASE_TYPES: dict[str, pa.DataType] = {
+    "run_id": pa.string(),
+    "study": pa.string(),
+    "seed": pa.int64(),
+    "status": pa.string(),
+    "reason": pa.string(),
+    "grid_keys": pa.list_(pa.string()),
+    "n_params": pa.int64(),
+    "epochs_completed": pa.int64(),
+    "train_seconds": pa.float64(),
+    "eval_seconds": pa.float64(),
+    "history": pa.list_(
+        pa.struct([(k, pa.int64() if k == "epoch" else pa.float64()) for k in HISTORY_FIELDS])
+    ),
+    "vaebench_version": pa.string(),
+    "torch_version": pa.string(),
+    "optuna_version": pa.string(),
+    "python_version": pa.string(),
+    "device": pa.string(),
+    "torch_threads": pa.int64(),
+    "hostname": pa.string(),
+    "dataset": pa.string(),
+    "dataset_checksum": pa.string(),
+    "spec_fingerprint": pa.string(),
+    "created_at": pa.string(),
+}
+
+METRIC_TYPES: dict[str, pa.DataType] = {
+    C.RECON_MSE: pa.float64(),
+    C.SSIM: pa.float64(),
+    C.SSIM_SIGMA: pa.float64(),
+    C.SSIM_WIN_SIZE: pa.int64(),
+    C.NEG_ELBO: pa.float64(),
+    C.RECON_NLL: pa.float64(),
+    C.KL: pa.float64(),
+    C.KL_PER_DIM: pa.list_(pa.float64()),
+    C.ACTIVE_UNITS: pa.int64(),
+    C.ACTIVE_UNITS_THRESHOLD: pa.float64(),
+}
+
+_PY_TO_ARROW = {int: pa.int64(), float: pa.float64(), bool: pa.bool_(), str: pa.string()}
+
+
+def _param_types() -> dict[str, pa.DataType]:
+    """Arrow type of every `param.` column, from the RunConfig field annotations."""
+    out = {}
+    for section in SECTIONS:
+        model = RunConfig.model_fields[section].annotation
+        for name, field in model.model_fields.items():
+            ann = field.annotation
+            args = [a for a in typing.get_args(ann) if a is not type(None)]
+            out[f"{PARAM_PREFIX}{section}.{name}"] = _PY_TO_ARROW[args[0] if args else ann]
+    return out
+
+
+def row_schema(row: dict[str, Any]) -> pa.Schema:
+    """The schema of a row: fixed columns, then parameters, metrics and per-metric timings."""
+    types = {**_BASE_TYPES, **_param_types(), **METRIC_TYPES}
+    fields = []
+    for key in row:
+        if key in types:
+            fields.append(pa.field(key, types[key]))
+        elif key.startswith("eval_seconds_"):
+            fields.append(pa.field(key, pa.float64()))
+        else:
+            raise KeyError(f"results row has an undeclared column {key!r}; declare its type in results.py")
+    return pa.schema(fields)
+
+
+def param_columns(config: RunConfig) -> dict[str, Any]:
+    return {PARAM_PREFIX + k: v for k, v in config.flat().items()}
+
+
+def resolve_results_root(results: str | Path | None = None) -> Path:
+    """--results, else $VAEBENCH_RESULTS, else ./results."""
+    return Path(results or os.environ.get(RESULTS_ROOT_ENV) or "results")
+
+
+def runs_dir(results_root: Path, study: str) -> Path:
+    return Path(results_root) / study / "runs"
+
+
+def row_path(results_root: Path, study: str, run_id: str) -> Path:
+    return runs_dir(results_root, study) / f"{run_id}.parquet"
+
+
+def write_row(results_root: Path, study: str, row: dict[str, Any]) -> Path:
+    """Write one run's row atomically: a temp file in the same folder, fsync, then rename."""
+    path = row_path(results_root, study, row["run_id"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pylist([row], schema=row_schema(row))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        pq.write_table(table, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def has_row(results_root: Path, study: str, run_id: str) -> bool:
+    return row_path(results_root, study, run_id).is_file()
+
+
+def read_row(results_root: Path, study: str, run_id: str) -> dict[str, Any]:
+    return pq.read_table(row_path(results_root, study, run_id)).to_pylist()[0]
+
+
+def list_studies(results_root: Path) -> list[str]:
+    root = Path(results_root)
+    return sorted(p.parent.name for p in root.glob("*/runs") if any(p.glob("*.parquet")))
+
+
+def load_results(results_root: Path, study: str | None = None) -> pd.DataFrame:
+    """All rows of one study (or of every study under the root) as one DataFrame.
+
+    For one study this is exactly `pd.read_parquet("results/<study>/runs")`.
+    """
+    studies = [study] if study else list_studies(results_root)
+    frames = []
+    for name in studies:
+        folder = runs_dir(results_root, name)
+        if not any(folder.glob("*.parquet")):
+            continue
+        frames.append(pd.read_parquet(folder))
+    if not frames:
+        return pd.DataFrame()
+    return pd.concat(frames, ignore_index=True).sort_values(["study", "run_id"], ignore_index=True)
