@@ -15,7 +15,7 @@ from rich.table import Table
 from .errors import VaebenchError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Benchmark and sweep harness for VAEs.")
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # long lines stay whole in logs
 
 DataRoot = typer.Option(None, "--data-root", help="dataset folder (else $VAEBENCH_DATA_ROOT, else ./data)")
 ResultsRoot = typer.Option(None, "--results", help="results folder (else $VAEBENCH_RESULTS, else ./results)")
@@ -43,8 +43,15 @@ class _RichReporter:
 
     def trial_end(self, row: dict) -> None:
         self.p.update(self.runs, advance=1)
-        if row["status"] != "ok":
-            self.p.console.print(f"[yellow]run {row['run_id']} failed:[/] {row['reason']}")
+        done = int(self.p.tasks[self.runs].completed)
+        cell = " ".join(f"{k}={row['param.' + k]}" for k in row["grid_keys"])
+        head = f"[{done}/{int(self.p.tasks[self.runs].total)}] run {row['run_id']} {cell} seed {row['seed']}:"
+        if row["status"] == "ok":
+            self.p.console.print(
+                f"{head} -ELBO {row['neg_elbo']:.2f} nats, KL {row['kl']:.2f}, recon MSE {row['recon_mse']:.4f}; "
+                f"train {row['train_seconds']:.0f} s, eval {row['eval_seconds']:.1f} s", highlight=False)
+        else:
+            self.p.console.print(f"{head} [yellow]failed:[/] {row['reason']}", highlight=False)
 
 
 @app.command()
@@ -60,7 +67,7 @@ def run(
     """Run (or resume) the sweep SPEC.yaml: one Optuna trial per grid cell x seed."""
     from .data import load_dataset
     from .results import resolve_results_root
-    from .spec import load_spec
+    from .spec import load_spec, parse_spec
     from .study import open_study, run_worker
     from optuna.trial import TrialState
 
@@ -68,8 +75,7 @@ def run(
     try:
         spec = load_spec(spec_path)
         if study:
-            spec = spec.model_copy(update={"study": study})
-            spec = type(spec).model_validate(spec.model_dump())
+            spec = parse_spec({**spec.model_dump(), "study": study}, f"--study {study}")
         data = load_dataset(spec.dataset, data_root, download=download)  # before anything is written
         root = resolve_results_root(results)
         st = open_study(spec, root)
@@ -86,7 +92,10 @@ def run(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=console, disable=quiet or not console.is_terminal,
     ) as progress:
-        summary = run_worker(st, spec, data, root, device, _RichReporter(progress, total, done))
+        command = " ".join(
+            ["vaebench run", str(spec_path)] + [f"--{k} {v}" for k, v in (("study", study), ("device", device)) if v]
+        )
+        summary = run_worker(st, spec, data, root, device, _RichReporter(progress, total, done), command)
     console.print(
         f"finished {len(summary.finished)} run(s), {len(summary.failed)} failed (diverged), "
         f"{len(summary.errors)} error(s) in {time.perf_counter() - t0:.1f} s"

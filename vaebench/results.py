@@ -9,7 +9,7 @@ Columns (all rows of a study share one schema):
 - metrics: see metrics/columns.py (units there); null on failed runs
 - timing: train_seconds, eval_seconds, eval_seconds_<metric>, epochs_completed
 - history: list of per-epoch records (train.HISTORY_FIELDS)
-- provenance: vaebench/torch/optuna/python versions, device, host, dataset name and checksum,
+- provenance: the command line, vaebench/torch/optuna/python versions, device, host, dataset name and checksum,
   spec fingerprint, created_at (UTC)
 """
 
@@ -45,6 +45,7 @@ _BASE_TYPES: dict[str, pa.DataType] = {
     "history": pa.list_(
         pa.struct([(k, pa.int64() if k == "epoch" else pa.float64()) for k in HISTORY_FIELDS])
     ),
+    "command": pa.string(),
     "vaebench_version": pa.string(),
     "torch_version": pa.string(),
     "optuna_version": pa.string(),

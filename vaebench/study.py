@@ -221,8 +221,9 @@ class WorkerSummary:
     errors: list[str] = field(default_factory=list)  # trials that raised; no row, will be retried
 
 
-def _provenance(device: torch.device, data: Dataset, spec_fingerprint: str) -> dict[str, Any]:
+def _provenance(device: torch.device, data: Dataset, spec_fingerprint: str, command: str) -> dict[str, Any]:
     return {
+        "command": command,
         "vaebench_version": __version__,
         "torch_version": torch.__version__,
         "optuna_version": optuna.__version__,
@@ -246,6 +247,7 @@ def execute_run(
     device: torch.device,
     spec_fingerprint: str,
     reporter: Reporter,
+    command: str = "",
 ) -> dict[str, Any]:
     """Train and evaluate one run; return its results row (status 'ok' or 'failed')."""
     result = train(run.config, data, run.seed, device, on_epoch=reporter.epoch)
@@ -270,7 +272,7 @@ def execute_run(
         "eval_seconds": eval_seconds,
         **metrics,
         "history": result.history,
-        **_provenance(device, data, spec_fingerprint),
+        **_provenance(device, data, spec_fingerprint, command),
     }
 
 
@@ -289,8 +291,10 @@ def run_worker(
     results_root: Path,
     device: str | torch.device | None = None,
     reporter: Reporter | None = None,
+    command: str = "",
 ) -> WorkerSummary:
-    """Claim and run trials until none is WAITING. One trial's failure never stops the worker."""
+    """Claim and run trials until none is WAITING. One trial's failure never stops the worker.
+    `command` (the invoking command line) is stored with each row as provenance."""
     reporter = reporter or Reporter()
     device = resolve_device(device)
     summary = WorkerSummary()
@@ -306,7 +310,9 @@ def run_worker(
                 row = read_row(results_root, spec.study, run_id)
             else:
                 reporter.trial_start(trial.number, run_id, run.config, seed)
-                row = execute_run(run, run_id, spec.study, list(spec.grid), data, device, fingerprint, reporter)
+                row = execute_run(
+                    run, run_id, spec.study, list(spec.grid), data, device, fingerprint, reporter, command
+                )
                 write_row(results_root, spec.study, row)  # the row lands before COMPLETE
             _tell_from_row(study, trial, row)
             reporter.trial_end(row)

@@ -34,6 +34,13 @@ def markdown_table(summary: pd.DataFrame, grid_keys: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _wall_span(df: pd.DataFrame) -> float:
+    """Seconds from the earliest run start to the latest run end (rows record their end time)."""
+    end = pd.to_datetime(df["created_at"])
+    start = end - pd.to_timedelta(df["train_seconds"].fillna(0) + df["eval_seconds"].fillna(0), unit="s")
+    return (end.max() - start.min()).total_seconds()
+
+
 def render_study(df: pd.DataFrame) -> str:
     """The Markdown report of one study's rows."""
     study = df["study"].iloc[0]
@@ -43,6 +50,7 @@ def render_study(df: pd.DataFrame) -> str:
     failed = df[df["status"] != "ok"]
     ok = df[df["status"] == "ok"]
     seeds = sorted(int(s) for s in df["seed"].unique())
+    commands = sorted(c for c in df.get("command", pd.Series(dtype=str)).dropna().unique() if c)
     lines = [
         f"# {table_title(grid_keys)} — study `{study}`",
         "",
@@ -59,8 +67,10 @@ def render_study(df: pd.DataFrame) -> str:
         "quantities whatever β was used in training; Recon MSE is per pixel, decoding the posterior "
         "mean. Definitions: README, section Metrics.",
         "",
-        f"Total compute: {ok['train_seconds'].sum():.0f} s training + {ok['eval_seconds'].sum():.0f} s "
-        f"evaluation over {len(ok)} runs ({ok['train_seconds'].sum() / max(1, ok['epochs_completed'].sum()):.2f} s per epoch).",
+        f"Made by: {', '.join(f'`{c}`' for c in commands) or 'unknown command'}, then `vaebench report`. "
+        f"Wall time {_wall_span(df) / 60:.1f} min from the first run's start to the last run's end; "
+        f"compute {ok['train_seconds'].sum():.0f} s training + {ok['eval_seconds'].sum():.0f} s evaluation "
+        f"over {len(ok)} runs ({ok['train_seconds'].sum() / max(1, ok['epochs_completed'].sum()):.2f} s per epoch).",
         "",
         "Fixed settings: " + ", ".join(f"`{k}={_param(v)}`" for k, v in fixed.items()) + ".",
     ]
