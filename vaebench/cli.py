@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .errors import VaebenchError
+from .results import grid_column
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Benchmark and sweep harness for VAEs.")
 console = Console(stderr=True, soft_wrap=True)  # long lines stay whole in logs
@@ -44,7 +45,7 @@ class _RichReporter:
     def trial_end(self, row: dict) -> None:
         self.p.update(self.runs, advance=1)
         done = int(self.p.tasks[self.runs].completed)
-        cell = " ".join(f"{k}={row['param.' + k]}" for k in row["grid_keys"])
+        cell = " ".join(f"{k}={row[grid_column(k)]}" for k in row["grid_keys"])
         head = f"[{done}/{int(self.p.tasks[self.runs].total)}] run {row['run_id']} {cell} seed {row['seed']}:"
         if row["status"] == "ok":
             self.p.console.print(
@@ -129,7 +130,7 @@ def results(
     shown = [("recon_mse", C.RECON_MSE), ("KL", C.KL), ("-ELBO", C.NEG_ELBO), ("SSIM", C.SSIM),
              ("AU", C.ACTIVE_UNITS), ("train s", "train_seconds")]
     for name, g in df.groupby("study", sort=True):
-        params = [f"param.{k}" for k in g["grid_keys"].iloc[0]]
+        params = [grid_column(k) for k in g["grid_keys"].iloc[0]]
         table = Table("run_id", *[p.removeprefix("param.") for p in params], "seed", "status",
                       *[label for label, _ in shown], title=f"study {name}")
         for _, r in g.iterrows():

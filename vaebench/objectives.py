@@ -1,4 +1,4 @@
-"""Likelihoods p(x|z), the one Gaussian KL, and the (negative) ELBO. All in nats.
+"""Likelihoods p(x|z), the one Gaussian KL, log-densities, and the training bounds (ELBO, IWAE).
 
 Conventions: a per-example quantity is summed over pixels (or latent dimensions); a reported loss
 is the mean of that over examples, i.e. **nats per example**, comparable with published tables.
@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
 
 from .registry import Registry
+
+LOG_2PI = math.log(2 * math.pi)
 
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -23,6 +25,20 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     vaebench computes this KL: training losses and metrics all call it.
     """
     return -0.5 * (1.0 + logvar - mu.pow(2) - logvar.exp())
+
+
+def gaussian_log_prob(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log N(z; mu, diag(exp(logvar))), summed over the last dimension, in nats."""
+    return -0.5 * (LOG_2PI + logvar + (z - mu).pow(2) * torch.exp(-logvar)).sum(-1)
+
+
+def std_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
+    """log N(z; 0, I), summed over the last dimension, in nats: the prior p(z)."""
+    return -0.5 * (LOG_2PI + z.pow(2)).sum(-1)
+
+
+# ---------------------------------------------------------------------------------------------
+# likelihoods
 
 
 class Likelihood:
@@ -64,9 +80,8 @@ class Bernoulli(Likelihood):
 class Gaussian(Likelihood):
     """Gaussian pixels with fixed variance; `params` are the means.
 
-    nll = sum_i [ (x_i - m_i)^2 / (2 variance) + 1/2 log(2 pi variance) ], the full negative
-    log-density. With variance = 0.5 the data-dependent part is sum (x - m)^2, the tutorial's
-    F.mse_loss(reduction='sum').
+    nll = sum_i [ (x_i - m_i)^2 / (2 variance) + 1/2 log(2 pi variance) ]. With variance 0.5 the
+    data-dependent part is sum (x - m)^2, the tutorial's F.mse_loss(reduction='sum').
     """
 
     variance: float = 0.5
@@ -80,14 +95,63 @@ class Gaussian(Likelihood):
         return params
 
 
-LIKELIHOODS: Registry = Registry("likelihood")
+@dataclass
+class Laplace(Likelihood):
+    """Laplace pixels with fixed scale b; `params` are the locations.
+
+    nll = sum_i [ |x_i - m_i| / b + log(2 b) ]. With b = 1 the data-dependent part is
+    sum |x - m|, the tutorial's F.l1_loss(reduction='sum').
+    """
+
+    scale: float = 1.0
+    name = "laplace"
+
+    def nll(self, params, x):
+        return _per_example((x - params).abs()) / self.scale + math.log(2 * self.scale) * x[0].numel()
+
+    def mean(self, params):
+        return params
+
+
+@dataclass
+class GaussianLearned(Likelihood):
+    """Gaussian pixels with a learned per-pixel variance: the decoder outputs, per image channel,
+    a mean channel and a raw variance channel; variance = floor + softplus(raw).
+
+    nll = 1/2 sum_i [ (x_i - m_i)^2 / var_i + log var_i + log 2 pi ], the full negative log-density.
+    The floor keeps the density bounded on pixels that never vary (MNIST's black border).
+    """
+
+    floor: float = 1e-3
+    name = "gaussian_learned"
+    param_channels = 2
+
+    def split(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        c = params.shape[1] // 2
+        return params[:, :c], self.floor + F.softplus(params[:, c:])  # (B, C, H, W) each
+
+    def nll(self, params, x):
+        m, var = self.split(params)
+        return 0.5 * _per_example((x - m).pow(2) / var + var.log() + LOG_2PI)
+
+    def mean(self, params):
+        return self.split(params)[0]
+
+
+LIKELIHOODS: Registry[Callable] = Registry("likelihood")
 LIKELIHOODS.register("bernoulli", lambda cfg: Bernoulli())
 LIKELIHOODS.register("gaussian", lambda cfg: Gaussian(variance=cfg.variance))
+LIKELIHOODS.register("laplace", lambda cfg: Laplace(scale=cfg.laplace_scale))
+LIKELIHOODS.register("gaussian_learned", lambda cfg: GaussianLearned(floor=cfg.variance_floor))
 
 
 def build_likelihood(cfg) -> Likelihood:
     """Likelihood named by an ObjectiveConfig."""
     return LIKELIHOODS.get(cfg.likelihood)(cfg)
+
+
+# ---------------------------------------------------------------------------------------------
+# bounds
 
 
 class ElboTerms(NamedTuple):
@@ -99,14 +163,84 @@ class ElboTerms(NamedTuple):
     logvar: torch.Tensor  # (B, D)
     params: torch.Tensor  # decoder output for the sampled z
 
-    def loss(self, beta: float) -> torch.Tensor:
-        """The training loss: mean over examples of recon + beta * KL (nats per example)."""
-        return (self.recon + beta * self.kl.sum(1)).mean()
 
-
-def elbo_terms(model, likelihood: Likelihood, x: torch.Tensor) -> ElboTerms:
+def elbo_terms(model, likelihood: Likelihood, x: torch.Tensor, y: torch.Tensor | None = None) -> ElboTerms:
     """Encode, sample z by reparameterization, decode, and score. -ELBO = recon + KL.sum(1)."""
-    mu, logvar = model.encode(x)
+    mu, logvar = model.encode(x, y)
     z = model.reparameterize(mu, logvar)
-    params = model.decode(z)
+    params = model.decode(z, y)
     return ElboTerms(likelihood.nll(params, x), gaussian_kl(mu, logvar), mu, logvar, params)
+
+
+class ImportanceSamples(NamedTuple):
+    """log-densities at k reparameterized samples z_j ~ q(z|x), each (k, B), in nats."""
+
+    log_px: torch.Tensor  # log p(x|z_j)
+    log_pz: torch.Tensor  # log p(z_j), standard normal prior
+    log_qz: torch.Tensor  # log q(z_j|x)
+
+    @property
+    def log_w(self) -> torch.Tensor:
+        """log importance weights; logmeanexp over j is the IWAE bound, k = 1 the ELBO with a
+        Monte Carlo KL (Burda et al. 2016)."""
+        return self.log_px + self.log_pz - self.log_qz
+
+
+def importance_samples(model, likelihood: Likelihood, x: torch.Tensor, y: torch.Tensor | None, k: int,
+                       posterior: tuple[torch.Tensor, torch.Tensor] | None = None) -> ImportanceSamples:
+    """Draw k samples z ~ q(z|x) per example (batched: one decoder pass over k*B codes) and score them."""
+    mu, logvar = posterior if posterior is not None else model.encode(x, y)
+    b = len(x)
+    z = mu + torch.randn(k, *mu.shape, device=mu.device, dtype=mu.dtype) * torch.exp(0.5 * logvar)  # (k, B, D)
+    yk = None if y is None else y.repeat(k)
+    xk = x.repeat(k, *([1] * (x.dim() - 1)))  # (k*B, C, H, W), sample-major like z.reshape
+    log_px = -likelihood.nll(model.decode(z.reshape(k * b, -1), yk), xk).view(k, b)
+    return ImportanceSamples(log_px, std_normal_log_prob(z), gaussian_log_prob(z, mu, logvar))
+
+
+def free_bits_kl(kl: torch.Tensor, free_bits: float | None, mode: str) -> torch.Tensor:
+    """The KL term of the training loss, nats per example, from per-dimension KLs (B, D).
+
+    None: the plain KL, sum over dimensions, mean over the batch.
+    'example': sum_j max(KL_j(x), lambda), mean over the batch (each example, each dimension).
+    'batch' (Kingma et al. 2016): sum_j max(mean_batch KL_j, lambda).
+    Only the training objective is clamped; reported KLs are always raw."""
+    if free_bits is None:
+        return kl.sum(1).mean()
+    if mode == "example":
+        return kl.clamp(min=free_bits).sum(1).mean()
+    return kl.mean(0).clamp(min=free_bits).sum()
+
+
+class LossOut(NamedTuple):
+    loss: torch.Tensor  # scalar to minimize
+    recon: torch.Tensor  # (B,) -log p(x|z) of one sample, nats (bookkeeping)
+    kl: torch.Tensor  # (B, D) raw KL per dimension, nats (bookkeeping)
+
+
+def elbo_loss(cfg, model, likelihood, x, y, kl_weight: float) -> LossOut:
+    """-ELBO with the KL weighted by beta * w(t) and optional free bits. reduction 'sum': nats per
+    example; 'mean' (the tutorial's convention): the reconstruction is also averaged over pixels."""
+    t = elbo_terms(model, likelihood, x, y)
+    recon = t.recon / x[0].numel() if cfg.reduction == "mean" else t.recon
+    loss = recon.mean() + kl_weight * free_bits_kl(t.kl, cfg.free_bits, cfg.free_bits_mode)
+    return LossOut(loss, t.recon, t.kl)
+
+
+def iwae_loss(cfg, model, likelihood, x, y, kl_weight: float) -> LossOut:
+    """-IWAE bound with k = cfg.iwae_k samples: -mean_x logmeanexp_j log w_j (nats per example)."""
+    mu, logvar = model.encode(x, y)
+    s = importance_samples(model, likelihood, x, y, cfg.iwae_k, (mu, logvar))
+    bound = torch.logsumexp(s.log_w, 0) - math.log(cfg.iwae_k)  # (B,)
+    # bookkeeping: the first sample's reconstruction term and the closed-form KL
+    return LossOut(-bound.mean(), -s.log_px[0].detach(), gaussian_kl(mu, logvar).detach())
+
+
+ESTIMATORS: Registry[Callable[..., LossOut]] = Registry("estimator")
+ESTIMATORS.register("elbo", elbo_loss)
+ESTIMATORS.register("iwae", iwae_loss)
+
+
+def training_loss(cfg, model, likelihood, x, y, kl_weight: float) -> LossOut:
+    """The loss an ObjectiveConfig asks for, at KL weight beta * w(t) = `kl_weight`."""
+    return ESTIMATORS.get(cfg.estimator)(cfg, model, likelihood, x, y, kl_weight)

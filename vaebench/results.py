@@ -4,7 +4,7 @@ Layout: results/<study>/runs/<run_id>.parquet, one row each. Keyed by run id, so
 can never double-count. A row is written before its Optuna trial is told COMPLETE.
 
 Columns (all rows of a study share one schema):
-- identity: run_id, study, seed, status ('ok' | 'failed'), reason
+- identity: run_id, study, seed, status ('ok' | 'failed'), reason, variant (grid.variant name)
 - parameters: `param.<section>.<field>` for every RunConfig field; `grid_keys` lists the varied ones
 - metrics: see metrics/columns.py (units there); null on failed runs
 - timing: train_seconds, eval_seconds, eval_seconds_<metric>, epochs_completed
@@ -37,6 +37,7 @@ _BASE_TYPES: dict[str, pa.DataType] = {
     "seed": pa.int64(),
     "status": pa.string(),
     "reason": pa.string(),
+    "variant": pa.string(),
     "grid_keys": pa.list_(pa.string()),
     "n_params": pa.int64(),
     "epochs_completed": pa.int64(),
@@ -75,15 +76,26 @@ METRIC_TYPES: dict[str, pa.DataType] = {
 _PY_TO_ARROW = {int: pa.int64(), float: pa.float64(), bool: pa.bool_(), str: pa.string()}
 
 
+def _arrow_type(ann) -> pa.DataType:
+    """Arrow type of a RunConfig field annotation: int, float, bool, str, Literal[str], list[X],
+    Optional[X]."""
+    origin, args = typing.get_origin(ann), typing.get_args(ann)
+    if origin is typing.Literal:
+        return _PY_TO_ARROW[type(args[0])]
+    if origin is list:
+        return pa.list_(_arrow_type(args[0]))
+    if origin is not None:  # Optional[X] / X | None
+        return _arrow_type(next(a for a in args if a is not type(None)))
+    return _PY_TO_ARROW[ann]
+
+
 def _param_types() -> dict[str, pa.DataType]:
     """Arrow type of every `param.` column, from the RunConfig field annotations."""
     out = {}
     for section in SECTIONS:
         model = RunConfig.model_fields[section].annotation
         for name, field in model.model_fields.items():
-            ann = field.annotation
-            args = [a for a in typing.get_args(ann) if a is not type(None)]
-            out[f"{PARAM_PREFIX}{section}.{name}"] = _PY_TO_ARROW[args[0] if args else ann]
+            out[f"{PARAM_PREFIX}{section}.{name}"] = _arrow_type(field.annotation)
     return out
 
 
@@ -99,6 +111,11 @@ def row_schema(row: dict[str, Any]) -> pa.Schema:
         else:
             raise KeyError(f"results row has an undeclared column {key!r}; declare its type in results.py")
     return pa.schema(fields)
+
+
+def grid_column(key: str) -> str:
+    """The results column holding a grid key's value: `variant`, or `param.<section>.<field>`."""
+    return "variant" if key == "variant" else PARAM_PREFIX + key
 
 
 def param_columns(config: RunConfig) -> dict[str, Any]:

@@ -21,12 +21,12 @@ import hashlib
 import itertools
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from .errors import SpecError
 
@@ -40,13 +40,27 @@ class _Strict(BaseModel):
 
 
 def _check_registered(kind: str, name: str) -> str:
-    # Imported lazily: the registries live with their families (data.py, models/, objectives.py).
-    from . import data, models, objectives
+    # Imported lazily: the registries live with their families (data.py, models/, objectives.py, ...).
+    from . import data, models, objectives, schedules
 
-    registry = {"dataset": data.DATASETS, "model": models.MODELS, "likelihood": objectives.LIKELIHOODS}[kind]
+    registry = {
+        "dataset": data.DATASETS,
+        "model": models.MODELS,
+        "likelihood": objectives.LIKELIHOODS,
+        "estimator": objectives.ESTIMATORS,
+        "schedule": schedules.SCHEDULES,
+    }[kind]
     if name not in registry:
         raise ValueError(registry.unknown_message(name))
     return name
+
+
+def _unused_fields_at_default(cfg: BaseModel, used: set[str], owner: str) -> None:
+    """A field that the chosen family/variant does not read must keep its default: a value given
+    for it would be silently ignored, so it is an error instead."""
+    for name, field in type(cfg).model_fields.items():
+        if name not in used and getattr(cfg, name) != field.get_default(call_default_factory=True):
+            raise ValueError(f"{name!r} is not used by {owner}; remove it")
 
 
 class DatasetConfig(_Strict):
@@ -65,14 +79,36 @@ class DatasetConfig(_Strict):
 
 class ModelConfig(_Strict):
     name: str = Field("mlp", description="model family from the model registry")
-    hidden_dim: int = Field(256, ge=1, description="width of every hidden layer")
     latent_dim: int = Field(32, ge=1, description="dimension of z")
-    depth: int = Field(2, ge=1, description="hidden layers in the encoder and in the decoder")
+    hidden_dim: int = Field(256, ge=1, description="mlp, cvae: width of every hidden layer")
+    depth: int = Field(2, ge=1, description="mlp, cvae: hidden layers in the encoder and in the decoder")
+    batch_norm: bool = Field(False, description="mlp, cvae: BatchNorm1d after every hidden linear layer")
+    channels: list[int] = Field(
+        default_factory=lambda: [32, 64, 128, 256],
+        min_length=1,
+        description="conv, resnet: channels of the stride-2 stages, input side first",
+    )
+    spectral_norm: bool = Field(False, description="spectral normalization on every decoder layer")
 
     @field_validator("name")
     @classmethod
     def _known(cls, v: str) -> str:
         return _check_registered("model", v)
+
+    @field_validator("channels")
+    @classmethod
+    def _positive(cls, v: list[int]) -> list[int]:
+        if any(c < 1 for c in v):
+            raise ValueError("channels must be >= 1")
+        return v
+
+    @model_validator(mode="after")
+    def _fields_of_family(self) -> "ModelConfig":
+        from .models import MODELS
+
+        family = MODELS.get(self.name)
+        _unused_fields_at_default(self, {"name", "latent_dim", "spectral_norm", *family.fields}, f"model {self.name!r}")
+        return self
 
 
 class ObjectiveConfig(_Strict):
@@ -81,21 +117,98 @@ class ObjectiveConfig(_Strict):
     variance: float = Field(
         0.5,
         gt=0.0,
-        description="fixed pixel variance of the gaussian likelihood; 0.5 makes the data term "
-        "sum((x - x_hat)^2) plus a constant, the tutorial's MSE(reduction='sum')",
+        description="gaussian: fixed pixel variance; 0.5 makes the data term sum((x - x_hat)^2) "
+        "plus a constant, the tutorial's MSE(reduction='sum')",
     )
+    laplace_scale: float = Field(
+        1.0, gt=0.0, description="laplace: fixed scale b; 1 makes the data term sum|x - x_hat|, the tutorial's L1"
+    )
+    variance_floor: float = Field(
+        1e-3, gt=0.0, description="gaussian_learned: lower bound of the decoder's pixel variance"
+    )
+    reduction: Literal["sum", "mean"] = Field(
+        "sum",
+        description="training-loss convention: sum (nats per example) or the tutorial's mean "
+        "(reconstruction averaged over pixels too); metrics are always nats per example",
+    )
+    free_bits: Optional[float] = Field(None, ge=0.0, description="free-bits floor lambda, nats per latent dimension")
+    free_bits_mode: Literal["example", "batch"] = Field(
+        "example",
+        description="example: clamp each dimension's KL at lambda per example; batch (Kingma et al. "
+        "2016): average each dimension's KL over the batch, then clamp",
+    )
+    estimator: str = Field("elbo", description="training bound: elbo or iwae")
+    iwae_k: int = Field(1, ge=1, description="iwae: importance samples per example")
 
     @field_validator("likelihood")
     @classmethod
-    def _known(cls, v: str) -> str:
+    def _known_likelihood(cls, v: str) -> str:
         return _check_registered("likelihood", v)
+
+    @field_validator("estimator")
+    @classmethod
+    def _known_estimator(cls, v: str) -> str:
+        return _check_registered("estimator", v)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ObjectiveConfig":
+        used = {"likelihood", "beta", "reduction", "free_bits", "estimator"}
+        used |= {"gaussian": {"variance"}, "laplace": {"laplace_scale"}, "gaussian_learned": {"variance_floor"}}.get(
+            self.likelihood, set()
+        )
+        if self.free_bits is not None:
+            used.add("free_bits_mode")
+        if self.estimator == "iwae":
+            used.add("iwae_k")
+            if self.beta != 1.0 or self.free_bits is not None or self.reduction != "sum":
+                raise ValueError("estimator 'iwae' is the unweighted bound: it needs beta 1, no free_bits, reduction sum")
+        _unused_fields_at_default(self, used, f"this objective (likelihood {self.likelihood!r}, estimator {self.estimator!r})")
+        return self
+
+
+class ScheduleConfig(_Strict):
+    """The KL-weight schedule w(t) in [0, 1]; the KL term's weight at step t is beta * w(t)."""
+
+    name: str = Field("constant", description="constant, linear, logistic or cyclical")
+    unit: Literal["epochs", "steps"] = Field("epochs", description="unit of warmup and midpoint")
+    warmup: float = Field(10.0, gt=0.0, description="linear: w reaches 1 after this many units")
+    midpoint: float = Field(5.0, ge=0.0, description="logistic: w = 1/2 at this many units")
+    steepness: float = Field(1.0, gt=0.0, description="logistic: slope k per unit")
+    cycles: int = Field(4, ge=1, description="cyclical: M cycles over the whole run")
+    ratio: float = Field(0.5, gt=0.0, le=1.0, description="cyclical: fraction R of each cycle spent increasing")
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        return _check_registered("schedule", v)
+
+    @model_validator(mode="after")
+    def _fields_of_schedule(self) -> "ScheduleConfig":
+        from .schedules import SCHEDULES
+
+        _unused_fields_at_default(self, {"name", *SCHEDULES.get(self.name).fields}, f"schedule {self.name!r}")
+        return self
 
 
 class TrainConfig(_Strict):
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(128, ge=1)
     lr: float = Field(1e-3, gt=0.0, description="Adam learning rate")
+    weight_decay: float = Field(0.0, ge=0.0, description="Adam L2 weight decay")
     grad_clip: Optional[float] = Field(1.0, gt=0.0, description="max global grad norm; null: off")
+    lr_schedule: Literal["none", "plateau"] = Field(
+        "none", description="plateau: ReduceLROnPlateau on the epoch's training loss"
+    )
+    plateau_patience: int = Field(5, ge=0, description="plateau: epochs without improvement before a cut")
+    plateau_factor: float = Field(0.5, gt=0.0, lt=1.0, description="plateau: lr multiplier at a cut")
+
+    @model_validator(mode="after")
+    def _plateau_fields(self) -> "TrainConfig":
+        used = {"epochs", "batch_size", "lr", "weight_decay", "grad_clip", "lr_schedule"}
+        if self.lr_schedule == "plateau":
+            used |= {"plateau_patience", "plateau_factor"}
+        _unused_fields_at_default(self, used, f"lr_schedule {self.lr_schedule!r}")
+        return self
 
 
 class EvalConfig(_Strict):
@@ -111,12 +224,18 @@ class RunConfig(_Strict):
     dataset: DatasetConfig = DatasetConfig()
     model: ModelConfig = ModelConfig()
     objective: ObjectiveConfig = ObjectiveConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
 
     def flat(self) -> dict[str, Any]:
         """{'objective.beta': 1.0, ...}: the config as dotted keys (the results' parameter columns)."""
         return {f"{s}.{k}": v for s, sec in self.model_dump().items() for k, v in sec.items()}
+
+    def identity(self) -> dict[str, Any]:
+        """What identifies the config: every value that differs from its default. Fields added
+        later with defaults leave existing run ids and study fingerprints unchanged."""
+        return self.model_dump(mode="json", exclude_defaults=True)
 
 
 SECTIONS = tuple(RunConfig.model_fields)
@@ -151,17 +270,26 @@ class SweepSpec(RunConfig):
     def _grid_valid(cls, grid: dict[str, list[Any]], info: ValidationInfo) -> dict[str, list[Any]]:
         for key, values in grid.items():
             section, _, field = key.partition(".")
-            if section not in SECTIONS or not field:
-                raise ValueError(f"grid key {key!r} must be SECTION.FIELD with SECTION in {list(SECTIONS)}")
-            fields = RunConfig.model_fields[section].annotation.model_fields
-            if field not in fields:
+            if key == VARIANT:
+                _check_variants(values)
+            elif section not in SECTIONS or not field:
+                raise ValueError(
+                    f"grid key {key!r} must be SECTION.FIELD with SECTION in {list(SECTIONS)}, or {VARIANT!r}"
+                )
+            elif field not in (fields := RunConfig.model_fields[section].annotation.model_fields):
                 raise ValueError(f"grid key {key!r}: {section} has no field {field!r}; fields: {sorted(fields)}")
             if not values:
                 raise ValueError(f"grid key {key!r} has no values")
             if len({json.dumps(v, sort_keys=True) for v in values}) != len(values):
                 raise ValueError(f"grid key {key!r} repeats a value: {values}")
         if all(s in info.data for s in SECTIONS):  # else those sections have their own errors
-            expand_grid(RunConfig(**{s: info.data[s] for s in SECTIONS}), grid)
+            cells = expand_grid(RunConfig(**{s: info.data[s] for s in SECTIONS}), grid)
+            seen: dict[str, dict] = {}
+            for labels, cfg in cells:
+                ident = _digest(cfg.identity())
+                if ident in seen:
+                    raise ValueError(f"grid cells {seen[ident]} and {labels} are the same configuration")
+                seen[ident] = labels
         return grid
 
     def base(self) -> RunConfig:
@@ -175,11 +303,15 @@ class SweepSpec(RunConfig):
         return [cfg for _, cfg in self.grid_cells()]
 
     def runs(self) -> list["Run"]:
-        return [Run(cfg, seed) for cfg in self.cells() for seed in self.seeds]
+        return [Run(cfg, seed, labels.get(VARIANT)) for labels, cfg in self.grid_cells() for seed in self.seeds]
 
     def fingerprint(self) -> str:
-        """Hash of what determines the study's runs (not its description)."""
-        return _digest(self.model_dump(exclude={"description"}))
+        """Hash of what determines the study's runs: every non-default value but the description."""
+        return _digest(self.model_dump(mode="json", exclude={"description"}, exclude_defaults=True))
+
+    def grid_choices(self, key: str) -> list[Any]:
+        """The values of a grid key as Optuna categorical choices (a variant by its name)."""
+        return [v["name"] if key == VARIANT else v for v in self.grid[key]]
 
 
 def expand_grid(base: RunConfig, grid: dict[str, list[Any]]) -> list[tuple[dict[str, Any], RunConfig]]:
@@ -190,16 +322,44 @@ def expand_grid(base: RunConfig, grid: dict[str, list[Any]]) -> list[tuple[dict[
     for values in itertools.product(*(grid[k] for k in keys)):
         cfg = json.loads(json.dumps(base_dict))
         for key, value in zip(keys, values):
-            section, field = key.split(".", 1)
-            cfg[section][field] = value
+            if key == VARIANT:  # named overrides of several fields, merged onto the base
+                for section, fields in value.items():
+                    if section != "name":
+                        cfg[section].update(fields)
+            else:
+                section, field = key.split(".", 1)
+                cfg[section][field] = value
+        labels = {k: (v["name"] if k == VARIANT else v) for k, v in zip(keys, values)}
         try:
-            cells.append((dict(zip(keys, values)), RunConfig.model_validate(cfg)))
+            cells.append((labels, RunConfig.model_validate(cfg)))
         except ValidationError as e:
             err = e.errors()[0]
             loc = ".".join(str(p) for p in err["loc"])
             msg = err["msg"].removeprefix("Value error, ")
-            raise ValueError(f"grid value {loc} = {err.get('input')!r}: {msg}") from None
+            got = "" if isinstance(err.get("input"), dict) else f" = {err.get('input')!r}"
+            raise ValueError(f"grid cell {labels}: {loc}{got}: {msg}") from None
     return cells
+
+
+VARIANT = "variant"
+
+
+def _check_variants(values: list[Any]) -> None:
+    """grid.variant: a list of {name: label, SECTION: {field: value, ...}, ...} mappings."""
+    names = []
+    for i, v in enumerate(values):
+        if not isinstance(v, dict) or not isinstance(v.get("name"), str) or not v["name"]:
+            raise ValueError(f"grid.variant[{i}] must be a mapping with a non-empty string 'name'")
+        for section, fields in v.items():
+            if section == "name":
+                continue
+            if section not in SECTIONS:
+                raise ValueError(f"grid.variant[{i}] ({v['name']}): unknown section {section!r}; sections: {list(SECTIONS)}")
+            if not isinstance(fields, dict):
+                raise ValueError(f"grid.variant[{i}] ({v['name']}): {section} must be a mapping of fields")
+        names.append(v["name"])
+    if len(set(names)) != len(names):
+        raise ValueError(f"grid.variant names must be distinct, got {names}")
 
 
 @dataclass(frozen=True)
@@ -208,10 +368,11 @@ class Run:
 
     config: RunConfig
     seed: int
+    variant: Optional[str] = field(default=None, compare=False)  # the cell's grid.variant name, if any
 
     @property
     def run_id(self) -> str:
-        return _digest({"config": self.config.model_dump(), "seed": self.seed})[:12]
+        return _digest({"config": self.config.identity(), "seed": self.seed})[:12]
 
 
 def _digest(obj: Any) -> str:

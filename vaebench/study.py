@@ -39,11 +39,12 @@ from .metrics.columns import NEG_ELBO
 from .models import count_parameters
 from .results import METRIC_TYPES, has_row, param_columns, read_row, write_row
 from .runtime import resolve_device
-from .spec import Run, RunConfig, SweepSpec
+from .spec import VARIANT, Run, RunConfig, SweepSpec
 from .train import train
 
 JOURNAL_FILE = "journal.log"
-ATTR_RUN_ID, ATTR_CONFIG, ATTR_SEED, ATTR_WORKER, ATTR_FAIL = "run_id", "config", "seed", "worker", "fail_reason"
+ATTR_RUN_ID, ATTR_CONFIG, ATTR_SEED, ATTR_VARIANT = "run_id", "config", "seed", "variant"
+ATTR_WORKER, ATTR_FAIL = "worker", "fail_reason"
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -128,7 +129,8 @@ def _enqueue_missing(study: optuna.Study, spec: SweepSpec, results_root: Path) -
                 continue
             study.enqueue_trial(
                 params={**grid_values, "seed": seed},
-                user_attrs={ATTR_RUN_ID: run.run_id, ATTR_CONFIG: cell.model_dump(mode="json"), ATTR_SEED: seed},
+                user_attrs={ATTR_RUN_ID: run.run_id, ATTR_CONFIG: cell.model_dump(mode="json"), ATTR_SEED: seed,
+                            ATTR_VARIANT: grid_values.get(VARIANT)},
             )
 
 
@@ -238,19 +240,22 @@ def _provenance(device: torch.device, data: Dataset, spec_fingerprint: str, comm
     }
 
 
-def execute_run(
-    run: Run,
-    run_id: str,
-    study_name: str,
-    grid_keys: list[str],
-    data: Dataset,
-    device: torch.device,
-    spec_fingerprint: str,
-    reporter: Reporter,
-    command: str = "",
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Setting:
+    """What every run of one worker shares."""
+
+    study: str
+    grid_keys: list[str]
+    data: Dataset
+    device: torch.device
+    spec_fingerprint: str
+    command: str = ""
+
+
+def execute_run(run: Run, run_id: str, setting: Setting, reporter: Reporter) -> dict[str, Any]:
     """Train and evaluate one run; return its results row (status 'ok' or 'failed')."""
-    result = train(run.config, data, run.seed, device, on_epoch=reporter.epoch)
+    data = setting.data
+    result = train(run.config, data, run.seed, setting.device, on_epoch=reporter.epoch)
     metrics: dict[str, Any] = {k: None for k in METRIC_TYPES}
     metrics.update({f"eval_seconds_{n}": None for n in METRICS.names()})
     eval_seconds = None
@@ -260,19 +265,20 @@ def execute_run(
         eval_seconds = time.perf_counter() - t0
     return {
         "run_id": run_id,
-        "study": study_name,
+        "study": setting.study,
         "seed": run.seed,
         "status": "ok" if result.status == "ok" else "failed",
         "reason": result.reason,
+        "variant": run.variant,
         **param_columns(run.config),
-        "grid_keys": grid_keys,
+        "grid_keys": setting.grid_keys,
         "n_params": count_parameters(result.model),
         "epochs_completed": len(result.history),
         "train_seconds": result.seconds,
         "eval_seconds": eval_seconds,
         **metrics,
         "history": result.history,
-        **_provenance(device, data, spec_fingerprint, command),
+        **_provenance(setting.device, data, setting.spec_fingerprint, setting.command),
     }
 
 
@@ -296,23 +302,21 @@ def run_worker(
     """Claim and run trials until none is WAITING. One trial's failure never stops the worker.
     `command` (the invoking command line) is stored with each row as provenance."""
     reporter = reporter or Reporter()
-    device = resolve_device(device)
     summary = WorkerSummary()
-    fingerprint = study.user_attrs["spec_fingerprint"]
+    setting = Setting(spec.study, list(spec.grid), data, resolve_device(device), study.user_attrs["spec_fingerprint"], command)
     while (trial := claim_next(study)) is not None:
-        run_id, seed = trial.user_attrs[ATTR_RUN_ID], trial.user_attrs[ATTR_SEED]
-        run = Run(RunConfig.model_validate(trial.user_attrs[ATTR_CONFIG]), seed)
-        for key, values in spec.grid.items():  # records the cell's values as Optuna params
-            trial.suggest_categorical(key, values)
+        attrs = trial.user_attrs
+        run_id, seed = attrs[ATTR_RUN_ID], attrs[ATTR_SEED]
+        run = Run(RunConfig.model_validate(attrs[ATTR_CONFIG]), seed, attrs.get(ATTR_VARIANT))
+        for key in spec.grid:  # records the cell's values as Optuna params
+            trial.suggest_categorical(key, spec.grid_choices(key))
         trial.suggest_categorical("seed", spec.seeds)
         try:
             if has_row(results_root, spec.study, run_id):  # finished before a crash: keep it
                 row = read_row(results_root, spec.study, run_id)
             else:
                 reporter.trial_start(trial.number, run_id, run.config, seed)
-                row = execute_run(
-                    run, run_id, spec.study, list(spec.grid), data, device, fingerprint, reporter, command
-                )
+                row = execute_run(run, run_id, setting, reporter)
                 write_row(results_root, spec.study, row)  # the row lands before COMPLETE
             _tell_from_row(study, trial, row)
             reporter.trial_end(row)

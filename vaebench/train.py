@@ -15,15 +15,16 @@ import torch
 
 from .data import Dataset
 from .models import VAE, build_model
-from .objectives import build_likelihood, elbo_terms
+from .objectives import build_likelihood, elbo_terms, training_loss
 from .runtime import resolve_device, seed_everything
+from .schedules import kl_weight
 from .spec import RunConfig
 
 EpochCallback = Callable[[dict], None]
 
 # One record per epoch in TrainResult.history; losses in nats per example, seconds since start.
 HISTORY_FIELDS = (
-    "epoch", "kl_weight", "train_loss", "train_recon", "train_kl",
+    "epoch", "kl_weight", "lr", "train_loss", "train_recon", "train_kl",
     "test_loss", "test_recon", "test_kl", "seconds",
 )
 
@@ -37,27 +38,27 @@ class TrainResult:
     seconds: float = 0.0  # wall time of the training loop (incl. per-epoch test loss)
 
 
-def _adam(params, lr: float) -> torch.optim.Optimizer:
+def _adam(params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     """Adam with the fused kernel where this torch has it for the device (CPU since torch 2.4):
     about 25% less time per MLP epoch on CPU than the per-parameter loop."""
     params = list(params)
     try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
     except (RuntimeError, TypeError, ValueError):
-        return torch.optim.Adam(params, lr=lr)
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
 
 
 @torch.no_grad()
-def test_loss(model: VAE, likelihood, x: torch.Tensor, beta: float, batch_size: int) -> dict:
-    """Mean over `x` of the single-sample training loss and its terms, nats per example."""
+def test_loss(model: VAE, likelihood, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> dict:
+    """Single-sample -ELBO (beta = 1, unweighted: comparable across runs) and its terms on `x`,
+    nats per example."""
     model.eval()
-    sums = torch.zeros(3, device=x.device)
+    sums = torch.zeros(2, device=x.device)
     for start in range(0, len(x), batch_size):
-        t = elbo_terms(model, likelihood, x[start : start + batch_size])
-        kl = t.kl.sum(1)
-        sums += torch.stack([(t.recon + beta * kl).sum(), t.recon.sum(), kl.sum()])
-    loss, recon, kl = (sums / len(x)).tolist()
-    return {"test_loss": loss, "test_recon": recon, "test_kl": kl}
+        t = elbo_terms(model, likelihood, x[start : start + batch_size], y[start : start + batch_size])
+        sums += torch.stack([t.recon.sum(), t.kl.sum()])
+    recon, kl = (sums / len(x)).tolist()
+    return {"test_loss": recon + kl, "test_recon": recon, "test_kl": kl}
 
 
 def train(
@@ -72,43 +73,57 @@ def train(
     device = resolve_device(device)
     seed_everything(seed)
     likelihood = build_likelihood(cfg.objective)
-    model = build_model(cfg.model, data.shape, likelihood).to(device)
-    opt = _adam(model.parameters(), cfg.train.lr)
+    model = build_model(cfg.model, data.shape, likelihood, data.num_classes).to(device)
+    opt = _adam(model.parameters(), cfg.train.lr, cfg.train.weight_decay)
+    plateau = (
+        torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.train.plateau_factor, patience=cfg.train.plateau_patience)
+        if cfg.train.lr_schedule == "plateau" else None
+    )
     params = [p for p in model.parameters() if p.requires_grad]
-    x_train, x_test = data.x_train.to(device), data.x_test.to(device)
+    x_train, y_train = data.x_train.to(device), data.y_train.to(device)
+    x_test, y_test = data.x_test.to(device), data.y_test.to(device)
     n, bs, beta = len(x_train), cfg.train.batch_size, cfg.objective.beta
+    steps_per_epoch = math.ceil(n / bs)
+    total_steps = steps_per_epoch * cfg.train.epochs
     gen = torch.Generator(device=device).manual_seed(seed)
     result = TrainResult(model)
     t0 = time.perf_counter()
+    step = 0
 
     for epoch in range(1, cfg.train.epochs + 1):
         model.train()
         sums = torch.zeros(3, device=device)  # loss, recon, kl: summed over examples
+        weights = 0.0  # sum over the epoch's steps of the KL weight
         perm = torch.randperm(n, device=device, generator=gen)
         for start in range(0, n, bs):
-            x = x_train[perm[start : start + bs]]  # (B, C, H, W)
+            idx = perm[start : start + bs]
+            x, y = x_train[idx], y_train[idx]  # (B, C, H, W), (B,)
             if cfg.dataset.binarize:
                 x = torch.bernoulli(x, generator=gen)
+            # KL weight of this step: beta * w(t)
+            w = beta * kl_weight(cfg.schedule, step, steps_per_epoch, total_steps)
             # forward / backward
-            t = elbo_terms(model, likelihood, x)
-            loss = t.loss(beta)
+            out = training_loss(cfg.objective, model, likelihood, x, y, w)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            out.loss.backward()
             if cfg.train.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip, foreach=True)
             opt.step()
             # bookkeeping on the device: no host sync per step
             with torch.no_grad():
-                sums += torch.stack([loss.detach() * len(x), t.recon.sum(), t.kl.sum()])
+                sums += torch.stack([out.loss.detach() * len(x), out.recon.sum(), out.kl.sum()])
+            weights += w
+            step += 1
         # once per epoch: read the sums, evaluate on the test split, check for divergence
         train_loss, train_recon, train_kl = (sums / n).tolist()
         record = {
             "epoch": epoch,
-            "kl_weight": beta,
+            "kl_weight": weights / steps_per_epoch,
+            "lr": opt.param_groups[0]["lr"],
             "train_loss": train_loss,
             "train_recon": train_recon,
             "train_kl": train_kl,
-            **test_loss(model, likelihood, x_test, beta, cfg.eval.batch_size),
+            **test_loss(model, likelihood, x_test, y_test, cfg.eval.batch_size),
             "seconds": time.perf_counter() - t0,
         }
         bad = [k for k, v in record.items() if isinstance(v, float) and not math.isfinite(v)]
@@ -117,6 +132,8 @@ def train(
             result.reason = f"non-finite {', '.join(bad)} at epoch {epoch} (lr={cfg.train.lr}, beta={beta})"
             break
         result.history.append(record)
+        if plateau is not None:
+            plateau.step(train_loss)
         if on_epoch is not None:
             on_epoch(record)
 

@@ -28,19 +28,20 @@ class EvalContext:
         self.likelihood = model.likelihood
         device = next(model.parameters()).device
         self.x = x_test.to(device)  # (N, C, H, W) in [0, 1]
-        self.y = y_test
+        self.y = y_test.to(device)  # (N,) class labels (conditional models read them)
         self.cfg = cfg  # RunConfig
         self.batch_size = cfg.eval.batch_size
 
     def batches(self):
+        """(x, y) slices of the test split, eval.batch_size at a time."""
         for start in range(0, len(self.x), self.batch_size):
-            yield self.x[start : start + self.batch_size]
+            yield self.x[start : start + self.batch_size], self.y[start : start + self.batch_size]
 
     @cached_property
     def posterior(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(mu, logvar) of q(z|x) for every test image: (N, D) each."""
         with torch.no_grad():
-            parts = [self.model.encode(x) for x in self.batches()]
+            parts = [self.model.encode(x, y) for x, y in self.batches()]
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
     @cached_property
@@ -48,9 +49,10 @@ class EvalContext:
         """E[x | z = mu(x)] for every test image: (N, C, H, W), data space."""
         mu, _ = self.posterior
         with torch.no_grad():
-            return torch.cat(
-                [self.likelihood.mean(self.model.decode(m)) for m in mu.split(self.batch_size)]
-            )
+            return torch.cat([
+                self.likelihood.mean(self.model.decode(m, y))
+                for m, y in zip(mu.split(self.batch_size), self.y.split(self.batch_size))
+            ])
 
 
 def evaluate(model, x_test, y_test, cfg, seed: int, names: list[str] | None = None) -> dict:

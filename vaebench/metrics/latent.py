@@ -16,9 +16,10 @@ def elbo(ctx) -> dict:
     kl = gaussian_kl(mu, logvar).sum(1)  # (N,)
     with torch.no_grad():
         z = ctx.model.reparameterize(mu, logvar)
-        nll = torch.cat(
-            [ctx.likelihood.nll(ctx.model.decode(zb), xb) for zb, xb in zip(z.split(ctx.batch_size), ctx.batches())]
-        )
+        nll = torch.cat([
+            ctx.likelihood.nll(ctx.model.decode(zb, yb), xb)
+            for zb, (xb, yb) in zip(z.split(ctx.batch_size), ctx.batches())
+        ])
     return {C.RECON_NLL: nll.mean().item(), C.KL: kl.mean().item(), C.NEG_ELBO: (nll + kl).mean().item()}
 
 

@@ -6,6 +6,7 @@ import math
 
 import pandas as pd
 
+from ..results import grid_column
 from .tables import METRIC_COLUMNS, fixed_settings, param_label, summarize, table_title
 
 
@@ -77,6 +78,6 @@ def render_study(df: pd.DataFrame) -> str:
     if len(failed):
         lines += ["", "## Failed runs", ""]
         for _, r in failed.iterrows():
-            cell = ", ".join(f"{param_label(k)}={_param(r['param.' + k])}" for k in grid_keys)
+            cell = ", ".join(f"{param_label(k)}={_param(r[grid_column(k)])}" for k in grid_keys)
             lines.append(f"- `{r['run_id']}` ({cell}, seed {r['seed']}): {r['reason']}")
     return "\n".join(lines) + "\n"

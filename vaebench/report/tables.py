@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ..metrics import columns as C
-from ..results import PARAM_PREFIX
+from ..results import PARAM_PREFIX, grid_column
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,8 @@ class Column:
     better: str = ""  # "↓", "↑" or "" (no preferred direction)
 
 
+SECONDS_PER_EPOCH = "seconds_per_epoch"  # derived: train_seconds / epochs_completed
+
 # The tutorial's β-VAE table leads with Reconstruction MSE and KL Divergence; the rest follow.
 METRIC_COLUMNS = [
     Column(C.RECON_MSE, "Recon MSE (per pixel)", ".4f", "↓"),
@@ -27,7 +29,8 @@ METRIC_COLUMNS = [
     Column(C.RECON_NLL, "Recon NLL (nats)", ".2f", "↓"),
     Column(C.SSIM, "SSIM", ".4f", "↑"),
     Column(C.ACTIVE_UNITS, "Active units", ".1f"),
-    Column("train_seconds", "Train time (s)", ".1f"),
+    Column("n_params", "Parameters", ",.0f"),
+    Column(SECONDS_PER_EPOCH, "Time/epoch (s)", ".2f"),
 ]
 
 PARAM_LABELS = {
@@ -40,6 +43,7 @@ PARAM_LABELS = {
     "train.lr": "Learning rate",
     "train.batch_size": "Batch size",
     "train.epochs": "Epochs",
+    "variant": "Variant",
 }
 
 # Which tutorial table a study mirrors, by the parameters its grid varies.
@@ -47,6 +51,7 @@ TABLE_TITLES = {
     ("objective.beta",): "β-VAE trade-offs",
     ("model.latent_dim",): "Latent dimension impact",
     ("objective.likelihood",): "Loss comparison",
+    ("variant",): "Sweep results",
 }
 
 
@@ -61,8 +66,8 @@ def param_label(key: str) -> str:
 def summarize(df: pd.DataFrame, grid_keys: list[str]) -> pd.DataFrame:
     """One row per cell of the grid (status 'ok' runs only): for each metric its mean, sample
     standard deviation (ddof=1; NaN when n = 1) and n, in grid order."""
-    ok = df[df["status"] == "ok"]
-    keys = [PARAM_PREFIX + k for k in grid_keys]
+    ok = df[df["status"] == "ok"].assign(**{SECONDS_PER_EPOCH: lambda d: d["train_seconds"] / d["epochs_completed"]})
+    keys = [grid_column(k) for k in grid_keys]
     groups = ok.groupby(keys, sort=True, dropna=False) if keys else [((), ok)]
     out = []
     for values, g in groups:
@@ -81,8 +86,17 @@ def fixed_settings(df: pd.DataFrame, grid_keys: list[str]) -> dict[str, object]:
     """The parameters every run of the study shares (those not in the grid)."""
     out = {}
     for col in df.columns:
-        if col.startswith(PARAM_PREFIX) and col[len(PARAM_PREFIX):] not in grid_keys:
-            values = df[col].dropna().unique()
+        key = col[len(PARAM_PREFIX):]
+        if col.startswith(PARAM_PREFIX) and key not in grid_keys:
+            values = {_hashable(v) for v in df[col] if not _missing(v)}
             if len(values) == 1:
-                out[col[len(PARAM_PREFIX):]] = values[0]
+                out[key] = values.pop()
     return out
+
+
+def _hashable(v):
+    return tuple(v.tolist()) if hasattr(v, "tolist") and not np.isscalar(v) else v
+
+
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and np.isnan(v))
