@@ -76,6 +76,7 @@ BAD_SPECS = [
     ({"model": {"name": "conv", "depth": 3}}, "field model: 'depth' is not used by model 'conv'; remove it"),
     ({"schedule": {"name": "linear", "cycles": 3}}, "field schedule: 'cycles' is not used by schedule 'linear'"),
     ({"objective": {"estimator": "iwae", "beta": 2}}, "estimator 'iwae' is the unweighted bound"),
+    ({"objective": {"estimator": "iwae"}, "schedule": {"name": "linear"}}, "estimator 'iwae' has no KL weight to schedule"),
     ({"train": {"plateau_patience": 3}}, "'plateau_patience' is not used by lr_schedule 'none'"),
     ({"grid": {"objective.beta": []}}, "grid key 'objective.beta' has no values"),
     ({"grid": {"objective.beta": [1, 1]}}, "repeats a value"),

@@ -4,7 +4,8 @@ Layout: results/<study>/runs/<run_id>.parquet, one row each. Keyed by run id, so
 can never double-count. A row is written before its Optuna trial is told COMPLETE.
 
 Columns (all rows of a study share one schema):
-- identity: run_id, study, seed, status ('ok' | 'failed'), reason, variant (grid.variant name)
+- identity: run_id, study, seed, status ('ok' | 'failed'), reason, variant (grid.variant name),
+  cell_index (the cell's position in the grid)
 - parameters: `param.<section>.<field>` for every RunConfig field; `grid_keys` lists the varied ones
 - metrics: see metrics/columns.py (units there); null on failed runs
 - timing: train_seconds, eval_seconds, eval_seconds_<metric>, epochs_completed
@@ -38,6 +39,7 @@ _BASE_TYPES: dict[str, pa.DataType] = {
     "status": pa.string(),
     "reason": pa.string(),
     "variant": pa.string(),
+    "cell_index": pa.int64(),
     "grid_keys": pa.list_(pa.string()),
     "n_params": pa.int64(),
     "epochs_completed": pa.int64(),

@@ -228,6 +228,12 @@ class RunConfig(_Strict):
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
 
+    @model_validator(mode="after")
+    def _iwae_has_no_kl_weight(self) -> "RunConfig":
+        if self.objective.estimator == "iwae" and self.schedule.name != "constant":
+            raise ValueError("estimator 'iwae' has no KL weight to schedule: use schedule 'constant'")
+        return self
+
     def flat(self) -> dict[str, Any]:
         """{'objective.beta': 1.0, ...}: the config as dotted keys (the results' parameter columns)."""
         return {f"{s}.{k}": v for s, sec in self.model_dump().items() for k, v in sec.items()}
@@ -303,7 +309,11 @@ class SweepSpec(RunConfig):
         return [cfg for _, cfg in self.grid_cells()]
 
     def runs(self) -> list["Run"]:
-        return [Run(cfg, seed, labels.get(VARIANT)) for labels, cfg in self.grid_cells() for seed in self.seeds]
+        return [
+            Run(cfg, seed, labels, i)
+            for i, (labels, cfg) in enumerate(self.grid_cells())
+            for seed in self.seeds
+        ]
 
     def fingerprint(self) -> str:
         """Hash of what determines the study's runs: every non-default value but the description."""
@@ -368,7 +378,13 @@ class Run:
 
     config: RunConfig
     seed: int
-    variant: Optional[str] = field(default=None, compare=False)  # the cell's grid.variant name, if any
+    labels: dict[str, Any] = field(default_factory=dict, compare=False)  # the cell's grid values
+    cell_index: int = field(default=0, compare=False)  # position of the cell in the grid (report order)
+
+    @property
+    def variant(self) -> Optional[str]:
+        """The cell's grid.variant name, if the grid has variants."""
+        return self.labels.get(VARIANT)
 
     @property
     def run_id(self) -> str:

@@ -39,11 +39,12 @@ from .metrics.columns import NEG_ELBO
 from .models import count_parameters
 from .results import METRIC_TYPES, has_row, param_columns, read_row, write_row
 from .runtime import resolve_device
-from .spec import VARIANT, Run, RunConfig, SweepSpec
+from .spec import Run, RunConfig, SweepSpec
 from .train import train
 
 JOURNAL_FILE = "journal.log"
-ATTR_RUN_ID, ATTR_CONFIG, ATTR_SEED, ATTR_VARIANT = "run_id", "config", "seed", "variant"
+ATTR_RUN_ID, ATTR_CONFIG, ATTR_SEED = "run_id", "config", "seed"
+ATTR_LABELS, ATTR_CELL = "labels", "cell_index"
 ATTR_WORKER, ATTR_FAIL = "worker", "fail_reason"
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -122,16 +123,14 @@ def _covered_run_ids(study: optuna.Study, results_root: Path) -> set[str]:
 
 def _enqueue_missing(study: optuna.Study, spec: SweepSpec, results_root: Path) -> None:
     covered = _covered_run_ids(study, results_root)
-    for grid_values, cell in spec.grid_cells():
-        for seed in spec.seeds:
-            run = Run(cell, seed)
-            if run.run_id in covered:
-                continue
-            study.enqueue_trial(
-                params={**grid_values, "seed": seed},
-                user_attrs={ATTR_RUN_ID: run.run_id, ATTR_CONFIG: cell.model_dump(mode="json"), ATTR_SEED: seed,
-                            ATTR_VARIANT: grid_values.get(VARIANT)},
-            )
+    for run in spec.runs():
+        if run.run_id in covered:
+            continue
+        study.enqueue_trial(
+            params={**run.labels, "seed": run.seed},
+            user_attrs={ATTR_RUN_ID: run.run_id, ATTR_CONFIG: run.config.model_dump(mode="json"), ATTR_SEED: run.seed,
+                        ATTR_LABELS: run.labels, ATTR_CELL: run.cell_index},
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -270,6 +269,7 @@ def execute_run(run: Run, run_id: str, setting: Setting, reporter: Reporter) -> 
         "status": "ok" if result.status == "ok" else "failed",
         "reason": result.reason,
         "variant": run.variant,
+        "cell_index": run.cell_index,
         **param_columns(run.config),
         "grid_keys": setting.grid_keys,
         "n_params": count_parameters(result.model),
@@ -307,7 +307,7 @@ def run_worker(
     while (trial := claim_next(study)) is not None:
         attrs = trial.user_attrs
         run_id, seed = attrs[ATTR_RUN_ID], attrs[ATTR_SEED]
-        run = Run(RunConfig.model_validate(attrs[ATTR_CONFIG]), seed, attrs.get(ATTR_VARIANT))
+        run = Run(RunConfig.model_validate(attrs[ATTR_CONFIG]), seed, attrs.get(ATTR_LABELS, {}), attrs.get(ATTR_CELL, 0))
         for key in spec.grid:  # records the cell's values as Optuna params
             trial.suggest_categorical(key, spec.grid_choices(key))
         trial.suggest_categorical("seed", spec.seeds)

@@ -7,13 +7,13 @@ import math
 import pandas as pd
 
 from ..results import grid_column
-from .tables import METRIC_COLUMNS, fixed_settings, param_label, summarize, table_title
+from .tables import METRIC_COLUMNS, fixed_settings, param_label, summarize, table_title, variant_settings
 
 
 def _cell(mean: float, std: float, fmt: str) -> str:
     if math.isnan(mean):
         return "—"
-    if math.isnan(std):
+    if math.isnan(std) or std == 0:
         return f"{mean:{fmt}}"
     return f"{mean:{fmt}} ± {std:{fmt}}"
 
@@ -53,7 +53,7 @@ def render_study(df: pd.DataFrame) -> str:
     seeds = sorted(int(s) for s in df["seed"].unique())
     commands = sorted(c for c in df.get("command", pd.Series(dtype=str)).dropna().unique() if c)
     lines = [
-        f"# {table_title(grid_keys)} — study `{study}`",
+        f"# {table_title(grid_keys, study)} — study `{study}`",
         "",
         f"Dataset `{df['dataset'].iloc[0]}` (checksum `{df['dataset_checksum'].iloc[0]}`), "
         f"seeds {seeds}, {len(ok)} finished run(s), {len(failed)} failed. "
@@ -73,8 +73,13 @@ def render_study(df: pd.DataFrame) -> str:
         f"compute {ok['train_seconds'].sum():.0f} s training + {ok['eval_seconds'].sum():.0f} s evaluation "
         f"over {len(ok)} runs ({ok['train_seconds'].sum() / max(1, ok['epochs_completed'].sum()):.2f} s per epoch).",
         "",
-        "Fixed settings: " + ", ".join(f"`{k}={_param(v)}`" for k, v in fixed.items()) + ".",
+        "Fixed settings: " + ", ".join(f"`{k}={_param(v)}`" for k, v in fixed.items())
+        + "; everything else at vaebench's defaults (README, Sweep specs).",
     ]
+    if "variant" in grid_keys:
+        lines += ["", "Variants:", ""]
+        for name, settings in variant_settings(df).items():
+            lines.append(f"- **{name}**: " + (", ".join(f"`{k}={_param(v)}`" for k, v in settings.items()) or "defaults"))
     if len(failed):
         lines += ["", "## Failed runs", ""]
         for _, r in failed.iterrows():

@@ -51,12 +51,16 @@ TABLE_TITLES = {
     ("objective.beta",): "β-VAE trade-offs",
     ("model.latent_dim",): "Latent dimension impact",
     ("objective.likelihood",): "Loss comparison",
-    ("variant",): "Sweep results",
+}
+# Studies whose grid is a list of named variants say by their name which table they mirror.
+STUDY_TITLES = {
+    "architecture": "Architecture comparison",
+    "schedule": "Annealing schedules",
 }
 
 
-def table_title(grid_keys: list[str]) -> str:
-    return TABLE_TITLES.get(tuple(grid_keys), "Sweep results")
+def table_title(grid_keys: list[str], study: str = "") -> str:
+    return TABLE_TITLES.get(tuple(grid_keys)) or STUDY_TITLES.get(study, "Sweep results")
 
 
 def param_label(key: str) -> str:
@@ -64,13 +68,13 @@ def param_label(key: str) -> str:
 
 
 def summarize(df: pd.DataFrame, grid_keys: list[str]) -> pd.DataFrame:
-    """One row per cell of the grid (status 'ok' runs only): for each metric its mean, sample
-    standard deviation (ddof=1; NaN when n = 1) and n, in grid order."""
+    """One row per cell of the grid (status 'ok' runs only), in the spec's grid order: for each
+    metric its mean, sample standard deviation (ddof=1; NaN when n = 1) and n."""
     ok = df[df["status"] == "ok"].assign(**{SECONDS_PER_EPOCH: lambda d: d["train_seconds"] / d["epochs_completed"]})
     keys = [grid_column(k) for k in grid_keys]
-    groups = ok.groupby(keys, sort=True, dropna=False) if keys else [((), ok)]
+    groups = ok.groupby(keys, sort=False, dropna=False) if keys else [((), ok)]
     out = []
-    for values, g in groups:
+    for values, g in sorted(groups, key=lambda vg: vg[1]["cell_index"].min()):  # grid order
         values = values if isinstance(values, tuple) else (values,)
         rec = {k: v for k, v in zip(grid_keys, values)}
         rec["n"] = len(g)
@@ -82,21 +86,50 @@ def summarize(df: pd.DataFrame, grid_keys: list[str]) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+ALWAYS_SHOWN = ("dataset.name", "model.name", "objective.likelihood", "train.epochs")
+
+
+def _defaults() -> dict[str, object]:
+    from ..spec import RunConfig
+
+    return {k: _hashable(v) for k, v in RunConfig().flat().items()}
+
+
 def fixed_settings(df: pd.DataFrame, grid_keys: list[str]) -> dict[str, object]:
-    """The parameters every run of the study shares (those not in the grid)."""
-    out = {}
+    """The parameters every run of the study shares (not in the grid) that differ from vaebench's
+    defaults, plus the dataset, model, likelihood and epochs."""
+    defaults, out = _defaults(), {}
     for col in df.columns:
         key = col[len(PARAM_PREFIX):]
-        if col.startswith(PARAM_PREFIX) and key not in grid_keys:
-            values = {_hashable(v) for v in df[col] if not _missing(v)}
-            if len(values) == 1:
-                out[key] = values.pop()
+        if not col.startswith(PARAM_PREFIX) or key in grid_keys:
+            continue
+        values = {_hashable(v) for v in df[col]}
+        if len(values) == 1:
+            value = values.pop()
+            if key in ALWAYS_SHOWN or value != defaults.get(key):
+                out[key] = value
     return out
 
 
+def variant_settings(df: pd.DataFrame) -> dict[str, dict[str, object]]:
+    """For a study with grid.variant: each variant's non-default values of the parameters that
+    differ between variants, in grid order."""
+    defaults = _defaults()
+    first = df.sort_values("cell_index").drop_duplicates("variant")
+    varying = [c for c in df.columns if c.startswith(PARAM_PREFIX) and len({_hashable(v) for v in first[c]}) > 1]
+    return {
+        r["variant"]: {
+            c[len(PARAM_PREFIX):]: _hashable(r[c]) for c in varying
+            if _hashable(r[c]) != defaults.get(c[len(PARAM_PREFIX):])
+        }
+        for _, r in first.iterrows()
+    }
+
+
 def _hashable(v):
-    return tuple(v.tolist()) if hasattr(v, "tolist") and not np.isscalar(v) else v
-
-
-def _missing(v) -> bool:
-    return v is None or (isinstance(v, float) and np.isnan(v))
+    """A comparable form of a parameter value: arrays and lists as tuples, NaN as None."""
+    if hasattr(v, "tolist") and not np.isscalar(v) or isinstance(v, list):
+        return tuple(v.tolist() if hasattr(v, "tolist") else v)
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return None
+    return v.item() if hasattr(v, "item") else v
