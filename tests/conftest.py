@@ -44,3 +44,15 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Classifiers trained for FID go to a per-session cache, not the user's ~/.cache."""
+    old = os.environ.get("VAEBENCH_CACHE")
+    os.environ["VAEBENCH_CACHE"] = str(tmp_path_factory.mktemp("vaebench-cache"))
+    yield
+    if old is None:
+        os.environ.pop("VAEBENCH_CACHE", None)
+    else:
+        os.environ["VAEBENCH_CACHE"] = old

@@ -8,7 +8,8 @@ from vaebench.metrics import columns as C
 from vaebench.metrics.recon import ssim_per_image, ssim_window
 from vaebench.models import build_model
 from vaebench.objectives import Bernoulli, gaussian_kl
-from vaebench.spec import ModelConfig, RunConfig
+from vaebench.data import Dataset, load_dataset
+from vaebench.spec import DatasetConfig, ModelConfig, RunConfig
 
 
 def _direct_ssim(x, y, sigma):
@@ -70,7 +71,9 @@ def test_active_units_and_kl_per_dim():
     logvar = torch.randn(n, 3, generator=g) * 0.1
     model = _FixedEncoder(mu, logvar, (1, 4, 4))
     ctx_cfg = RunConfig()
-    out = METRICS.get("latent")(EvalContext(model, torch.rand(n, 1, 4, 4), torch.zeros(n), ctx_cfg))
+    data = Dataset("fake", torch.rand(n, 1, 4, 4), torch.zeros(n, dtype=torch.long), torch.rand(n, 1, 4, 4),
+                   torch.zeros(n, dtype=torch.long))
+    out = METRICS.get("latent")(EvalContext(model, data, ctx_cfg))
     assert out[C.ACTIVE_UNITS] == 2
     expected = gaussian_kl(mu, logvar).mean(0)
     assert np.allclose(out[C.KL_PER_DIM], expected.numpy())
@@ -80,11 +83,11 @@ def test_evaluate_on_a_real_model_is_consistent_and_deterministic():
     torch.manual_seed(0)
     cfg = RunConfig()
     model = build_model(ModelConfig(hidden_dim=16, latent_dim=4), (1, 8, 8), Bernoulli())
-    x = torch.rand(50, 1, 8, 8)
-    y = torch.zeros(50, dtype=torch.long)
-    a = evaluate(model, x, y, cfg, seed=3)
-    b = evaluate(model, x, y, cfg, seed=3)
-    for k in (C.RECON_MSE, C.KL, C.NEG_ELBO, C.SSIM):
+    data = load_dataset(DatasetConfig(name="digits"))
+    x = data.x_test
+    a = evaluate(model, data, cfg, seed=3)
+    b = evaluate(model, data, cfg, seed=3)
+    for k in (C.RECON_MSE, C.KL, C.NEG_ELBO, C.SSIM, C.FID, C.FID_RECON):
         assert a[k] == b[k]
     assert a[C.NEG_ELBO] == pytest.approx(a[C.RECON_NLL] + a[C.KL], rel=1e-6)
     assert sum(a[C.KL_PER_DIM]) == pytest.approx(a[C.KL], rel=1e-5)
@@ -93,3 +96,20 @@ def test_evaluate_on_a_real_model_is_consistent_and_deterministic():
     ssim_direct = _direct_ssim(x.numpy(), model.reconstruct(x).numpy(), a[C.SSIM_SIGMA]).mean()
     assert a[C.SSIM] == pytest.approx(ssim_direct, abs=1e-6)  # direct call on float32 input runs in float32
     assert all(a[f"eval_seconds_{name}"] >= 0 for name in METRICS.names())
+
+
+def test_per_class_reconstruction_matches_a_direct_groupby():
+    torch.manual_seed(0)
+    data = load_dataset(DatasetConfig(name="digits"))
+    cfg = RunConfig.model_validate({"dataset": {"name": "digits"}, "eval": {"batch_size": 97}})
+    model = build_model(ModelConfig(hidden_dim=16, latent_dim=4), (1, 8, 8), Bernoulli())
+    out = evaluate(model, data, cfg, seed=0, names=["per_class"])
+    x, y = data.x_test, data.y_test.numpy()
+    with torch.no_grad():
+        mu, _ = model.encode(x)
+        logits = model.decode(mu)
+    mse = ((x - torch.sigmoid(logits)) ** 2).flatten(1).mean(1).numpy()
+    nll = torch.nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1).numpy()
+    for c in range(10):
+        assert out[C.RECON_MSE_PER_CLASS][c] == pytest.approx(mse[y == c].mean(), rel=1e-5)
+        assert out[C.RECON_NLL_PER_CLASS][c] == pytest.approx(nll[y == c].mean(), rel=1e-5)

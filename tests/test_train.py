@@ -25,8 +25,8 @@ def test_same_seed_same_numbers_and_other_seed_differs():
     strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]  # noqa: E731
     assert strip(a.history) == strip(b.history)
     assert strip(a.history) != strip(c.history)
-    ma = evaluate(a.model, DIGITS.x_test, DIGITS.y_test, cfg, seed=0)
-    mb = evaluate(b.model, DIGITS.x_test, DIGITS.y_test, cfg, seed=0)
+    ma = evaluate(a.model, DIGITS, cfg, seed=0)
+    mb = evaluate(b.model, DIGITS, cfg, seed=0)
     assert {k: v for k, v in ma.items() if "seconds" not in k} == {k: v for k, v in mb.items() if "seconds" not in k}
 
 

@@ -216,6 +216,17 @@ class EvalConfig(_Strict):
     active_threshold: float = Field(
         0.01, ge=0.0, description="unit u is active when Var_x(E_q[z_u|x]) exceeds this"
     )
+    nll_k: int = Field(
+        100, ge=1, description="importance samples per test image for the NLL (Burda et al. 2016 use 5000)"
+    )
+    nll_examples: Optional[int] = Field(
+        1000, ge=1, description="test images in the NLL estimate (the first N of the split); null: all"
+    )
+    fid_extractor: Optional[str] = Field(
+        "classifier", description="FID features: classifier (offline), inception (needs weights), null: no FID"
+    )
+    fid_samples: int = Field(10000, ge=2, description="generated samples (and reconstructions) for FID, at most the test split's size")
+    kid: bool = Field(False, description="also compute KID (torch-fidelity) with the same features")
 
 
 class RunConfig(_Strict):

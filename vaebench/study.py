@@ -260,7 +260,7 @@ def execute_run(run: Run, run_id: str, setting: Setting, reporter: Reporter) -> 
     eval_seconds = None
     if result.status == "ok":
         t0 = time.perf_counter()
-        metrics.update(evaluate(result.model, data.x_test, data.y_test, run.config, run.seed))
+        metrics.update(evaluate(result.model, data, run.config, run.seed))
         eval_seconds = time.perf_counter() - t0
     return {
         "run_id": run_id,

@@ -23,13 +23,15 @@ METRICS: Registry[Metric] = Registry("metric")
 class EvalContext:
     """The trained model and the test split, plus lazily computed shared passes."""
 
-    def __init__(self, model, x_test: torch.Tensor, y_test: torch.Tensor, cfg) -> None:
+    def __init__(self, model, data, cfg, seed: int = 0) -> None:
         self.model = model.eval()
         self.likelihood = model.likelihood
         device = next(model.parameters()).device
-        self.x = x_test.to(device)  # (N, C, H, W) in [0, 1]
-        self.y = y_test.to(device)  # (N,) class labels (conditional models read them)
+        self.data = data  # the Dataset (metrics that need the training split, e.g. FID's classifier)
+        self.x = data.x_test.to(device)  # (N, C, H, W) in [0, 1]
+        self.y = data.y_test.to(device)  # (N,) class labels (conditional models read them)
         self.cfg = cfg  # RunConfig
+        self.seed = seed
         self.batch_size = cfg.eval.batch_size
 
     def batches(self):
@@ -55,14 +57,14 @@ class EvalContext:
             ])
 
 
-def evaluate(model, x_test, y_test, cfg, seed: int, names: list[str] | None = None) -> dict:
-    """Run the named metrics (default: all registered) on the test split.
+def evaluate(model, data, cfg, seed: int, names: list[str] | None = None) -> dict:
+    """Run the named metrics (default: all registered) on the test split of `data` (a Dataset).
 
     Returns the metric columns plus `eval_seconds_<metric>` for each metric (wall seconds).
     Sampling inside metrics is seeded from `seed`, so the same model gives the same numbers.
     """
     seed_everything(seed)
-    ctx = EvalContext(model, x_test, y_test, cfg)
+    ctx = EvalContext(model, data, cfg, seed)
     out: dict = {}
     for name in names or METRICS.names():
         fn = METRICS.get(name)
@@ -72,4 +74,4 @@ def evaluate(model, x_test, y_test, cfg, seed: int, names: list[str] | None = No
     return out
 
 
-from . import latent, recon  # noqa: E402,F401  (register the built-in metrics)
+from . import fid, latent, likelihood, recon  # noqa: E402,F401  (register the built-in metrics)

@@ -10,3 +10,22 @@ KL = "kl"  # nats per example: KL(q(z|x) || N(0, I)) summed over latent dims
 KL_PER_DIM = "kl_per_dim"  # list, nats per example for each latent dim; sums to KL
 ACTIVE_UNITS = "active_units"  # count of latent dims with Var_x(E_q[z_u|x]) > threshold
 ACTIVE_UNITS_THRESHOLD = "active_units_threshold"
+FID = "fid"  # Fréchet distance: samples from the prior vs test images, on FID_EXTRACTOR's features
+FID_RECON = "fid_recon"  # the same for reconstructions of the test images
+FID_EXTRACTOR = "fid_extractor"  # e.g. vaebench-classifier-<hash> or inception-v3-compat
+FID_FEATURE_LAYER = "fid_feature_layer"  # penultimate (classifier, 128-d) or 2048 (Inception pool)
+FID_SAMPLES = "fid_samples"  # images on each side
+FID_REFERENCE = "fid_reference"  # which real images: test[:n]
+TORCH_FIDELITY_VERSION = "torch_fidelity_version"
+CLASSIFIER_ACCURACY = "classifier_test_accuracy"  # test accuracy of the classifier extractor, in [0, 1]
+KID = "kid"  # kernel inception distance (torch-fidelity, cubic polynomial kernel, 100 subsets)
+KID_STD = "kid_std"
+IS = "is_score"  # Inception Score of the samples with the extractor's classifier (10 splits)
+IS_STD = "is_score_std"
+SAMPLE_CLASS_FREQ = "sample_class_freq"  # list: fraction of samples the classifier assigns to each class
+RECON_MSE_PER_CLASS = "recon_mse_per_class"  # list: recon MSE per pixel, by true class of the test image
+RECON_NLL_PER_CLASS = "recon_nll_per_class"  # list: -log p(x | z = mu(x)), nats per example, by class
+NLL_IS = "nll_is"  # nats per example: mean over images of -log p(x), importance sampled, k = NLL_K
+NLL_IS_STDERR = "nll_is_stderr"  # nats per example: standard error of NLL_IS over the images
+NLL_K = "nll_k"  # importance samples per image
+NLL_EXAMPLES = "nll_examples"  # test images in NLL_IS (the first N of the split)

@@ -75,3 +75,26 @@ def ssim(ctx) -> dict:
     Reconstructions are clipped to [0, 1], the data range SSIM assumes."""
     values, sigma, win = ssim_per_image(ctx.x.cpu().numpy(), ctx.reconstructions.clamp(0, 1).cpu().numpy())
     return {C.SSIM: float(values.mean()), C.SSIM_SIGMA: sigma, C.SSIM_WIN_SIZE: win}
+
+
+@METRICS.register("per_class")
+def per_class(ctx) -> dict:
+    """Reconstruction by true class of the test image (the tutorial's exercise): recon MSE per
+    pixel and -log p(x | z = mu(x)) in nats per example, each a list indexed by class."""
+    import torch
+
+    with torch.no_grad():
+        mu, _ = ctx.posterior
+        nll = torch.cat([
+            ctx.likelihood.nll(ctx.model.decode(m, y), x)
+            for m, (x, y) in zip(mu.split(ctx.batch_size), ctx.batches())
+        ])
+    mse = (ctx.x - ctx.reconstructions).pow(2).flatten(1).mean(1)
+    classes = int(ctx.data.num_classes)
+    count = torch.bincount(ctx.y, minlength=classes).double()
+
+    def by_class(v):
+        sums = torch.zeros(classes, dtype=torch.float64, device=v.device).index_add_(0, ctx.y, v.double())
+        return (sums / count.clamp(min=1)).where(count > 0, torch.full_like(sums, float("nan"))).tolist()
+
+    return {C.RECON_MSE_PER_CLASS: by_class(mse), C.RECON_NLL_PER_CLASS: by_class(nll)}

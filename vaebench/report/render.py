@@ -35,6 +35,26 @@ def markdown_table(summary: pd.DataFrame, grid_keys: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _fid_note(ok: pd.DataFrame) -> str:
+    """Which features, layer and sample count every FID of the table used (they must agree)."""
+    if "fid_extractor" not in ok or ok["fid_extractor"].isna().all():
+        return "FID: not measured (eval.fid_extractor: null)."
+    settings = ok[["fid_extractor", "fid_feature_layer", "fid_samples", "fid_reference"]].drop_duplicates()
+    parts = [f"`{r.fid_extractor}` features `{r.fid_feature_layer}`, {r.fid_samples} images vs `{r.fid_reference}`"
+             for r in settings.itertuples()]
+    acc = ok["classifier_test_accuracy"].dropna().unique() if "classifier_test_accuracy" in ok else []
+    extra = f" (classifier test accuracy {acc[0]:.4f})" if len(acc) == 1 else ""
+    warn = " — WARNING: the rows used different FID settings and are not comparable" if len(parts) > 1 else ""
+    return "FID: " + "; ".join(parts) + extra + warn + ". NLL: importance sampling, " + _nll_note(ok) + "."
+
+
+def _nll_note(ok: pd.DataFrame) -> str:
+    if "nll_k" not in ok or ok["nll_k"].isna().all():
+        return "not measured"
+    k, n = ok["nll_k"].dropna().unique(), ok["nll_examples"].dropna().unique()
+    return f"k = {', '.join(str(int(v)) for v in k)} samples on the first {', '.join(str(int(v)) for v in n)} test images"
+
+
 def _wall_span(df: pd.DataFrame) -> float:
     """Seconds from the earliest run start to the latest run end (rows record their end time)."""
     end = pd.to_datetime(df["created_at"])
@@ -61,6 +81,8 @@ def render_study(df: pd.DataFrame) -> str:
         f"device {', '.join(sorted(df['device'].unique()))}.",
         "",
         markdown_table(summary, grid_keys),
+        "",
+        _fid_note(ok),
         "",
         "Each cell: mean ± sample standard deviation over seeds; n = finished runs in the row. "
         "↓ lower is better, ↑ higher is better. Losses are in nats per test example (sum over pixels "

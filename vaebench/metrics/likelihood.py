@@ -1,0 +1,77 @@
+"""Negative log-likelihood by importance sampling (Burda et al. 2016).
+
+For each of the first `eval.nll_examples` test images (all of them when null) draw k = `eval.nll_k`
+codes z_j ~ q(z|x) and estimate
+
+    log p(x) ~= log (1/k) sum_{j=1..k} w_j,    w_j = p(x|z_j) p(z_j) / q(z_j|x),
+
+i.e. logmeanexp_j log w_j, with the log-weights from `objectives.importance_samples` (the one home
+of those densities). The estimate is the IWAE bound: in expectation it is a lower bound on log p(x)
+that tightens monotonically as k grows, equals the single-sample ELBO (Monte Carlo KL) at k = 1,
+and converges to log p(x) as k -> infinity. `nll_is` = mean over the images of -log p(x), in nats
+per example (summed over pixels), so NLL_IS <= -ELBO up to Monte Carlo error.
+
+Caveat: the value is the negative log of whatever density the likelihood defines. For a Bernoulli
+decoder on grayscale data in [0, 1], log p(x|z) is minus a binary cross-entropy, not a normalized
+density of grayscale images, so `nll_is` is a BCE-based bound and not a proper likelihood of the
+data (only on binarized data is it the usual NLL of the literature). Likewise, Gaussian and Laplace
+decoders give a density of continuous pixels, not comparable with discrete-data NLLs.
+
+Speed: images are processed in chunks of `NLL_CODES_PER_PASS // k` so that about
+NLL_CODES_PER_PASS codes go through the decoder in one pass (when k alone exceeds that bound, one
+image at a time with its k samples split into passes). The posterior comes from `ctx.posterior`,
+so the encoder runs once. The chunking depends only on k and that constant, never on
+`eval.batch_size`: with the same seed the result does not depend on the evaluation batch size.
+The samples are drawn from torch's generator seeded with the run seed (`ctx.seed`) inside a forked
+RNG state, so the value does not depend on which metrics ran before it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..objectives import importance_samples
+from . import METRICS, columns as C
+
+NLL_CODES_PER_PASS = 10_000  # codes decoded in one pass (memory bound; on CPU 5k-100k run equally fast)
+
+
+def nll_per_image(ctx, k: int, n: int | None = None, codes_per_pass: int = NLL_CODES_PER_PASS) -> torch.Tensor:
+    """-log p(x) estimated with k importance samples for the first n test images (all when None):
+    shape (n,), nats per example, in the model's dtype."""
+    n = len(ctx.x) if n is None else min(n, len(ctx.x))
+    mu, logvar = ctx.posterior
+    chunk = max(1, codes_per_pass // k)  # images per pass
+    k_pass = min(k, codes_per_pass)  # samples per pass (< k only when one image's k codes exceed the bound)
+    out = []
+    with torch.no_grad():
+        for start in range(0, n, chunk):
+            sl = slice(start, min(start + chunk, n))
+            x, y, post = ctx.x[sl], ctx.y[sl], (mu[sl], logvar[sl])
+            log_w = torch.cat([  # (k, chunk)
+                importance_samples(ctx.model, ctx.likelihood, x, y, min(k_pass, k - done), post).log_w
+                for done in range(0, k, k_pass)
+            ])
+            out.append(math.log(k) - torch.logsumexp(log_w, 0))
+    return torch.cat(out) if out else mu.new_zeros(0)
+
+
+@METRICS.register("nll")
+def nll(ctx) -> dict:
+    """Importance-sampled NLL over the first eval.nll_examples test images with k = eval.nll_k:
+    the mean (nats per example) and its standard error over images."""
+    k = ctx.cfg.eval.nll_k
+    devices = [ctx.x.device] if ctx.x.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):  # seeded from the run seed, whatever ran before
+        torch.manual_seed(ctx.seed)
+        values = nll_per_image(ctx, k, ctx.cfg.eval.nll_examples).double()
+    n = len(values)
+    stderr = (values.std(unbiased=True) / math.sqrt(n)).item() if n > 1 else float("nan")
+    return {
+        C.NLL_IS: values.mean().item(),
+        C.NLL_IS_STDERR: stderr,
+        C.NLL_K: int(k),
+        C.NLL_EXAMPLES: int(n),
+    }
