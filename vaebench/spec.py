@@ -23,10 +23,10 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from .errors import SpecError
 
@@ -55,6 +55,11 @@ def _check_registered(kind: str, name: str) -> str:
     return name
 
 
+def registered(kind: str):
+    """A str field whose value must be a name in the `kind` registry (with a "did you mean" error)."""
+    return Annotated[str, AfterValidator(lambda v: _check_registered(kind, v))]
+
+
 def _unused_fields_at_default(cfg: BaseModel, used: set[str], owner: str) -> None:
     """A field that the chosen family/variant does not read must keep its default: a value given
     for it would be silently ignored, so it is an error instead."""
@@ -64,21 +69,17 @@ def _unused_fields_at_default(cfg: BaseModel, used: set[str], owner: str) -> Non
 
 
 class DatasetConfig(_Strict):
-    name: str = Field("mnist", description="dataset source: mnist, digits, synthetic")
+    name: registered("dataset") = Field("mnist", description="dataset source: mnist, digits, synthetic")
     binarize: bool = Field(
         False,
         description="dynamic binarization: a fresh Bernoulli draw of every training batch; "
         "the test split is binarized once with a fixed seed",
     )
 
-    @field_validator("name")
-    @classmethod
-    def _known(cls, v: str) -> str:
-        return _check_registered("dataset", v)
 
 
 class ModelConfig(_Strict):
-    name: str = Field("mlp", description="model family from the model registry")
+    name: registered("model") = Field("mlp", description="model family from the model registry")
     latent_dim: int = Field(32, ge=1, description="dimension of z")
     hidden_dim: int = Field(256, ge=1, description="mlp, cvae: width of every hidden layer")
     depth: int = Field(2, ge=1, description="mlp, cvae: hidden layers in the encoder and in the decoder")
@@ -90,10 +91,6 @@ class ModelConfig(_Strict):
     )
     spectral_norm: bool = Field(False, description="spectral normalization on every decoder layer")
 
-    @field_validator("name")
-    @classmethod
-    def _known(cls, v: str) -> str:
-        return _check_registered("model", v)
 
     @field_validator("channels")
     @classmethod
@@ -112,7 +109,7 @@ class ModelConfig(_Strict):
 
 
 class ObjectiveConfig(_Strict):
-    likelihood: str = Field("bernoulli", description="decoder likelihood p(x|z)")
+    likelihood: registered("likelihood") = Field("bernoulli", description="decoder likelihood p(x|z)")
     beta: float = Field(1.0, ge=0.0, description="weight of the KL term in the training loss")
     variance: float = Field(
         0.5,
@@ -137,18 +134,10 @@ class ObjectiveConfig(_Strict):
         description="example: clamp each dimension's KL at lambda per example; batch (Kingma et al. "
         "2016): average each dimension's KL over the batch, then clamp",
     )
-    estimator: str = Field("elbo", description="training bound: elbo or iwae")
+    estimator: registered("estimator") = Field("elbo", description="training bound: elbo or iwae")
     iwae_k: int = Field(1, ge=1, description="iwae: importance samples per example")
 
-    @field_validator("likelihood")
-    @classmethod
-    def _known_likelihood(cls, v: str) -> str:
-        return _check_registered("likelihood", v)
 
-    @field_validator("estimator")
-    @classmethod
-    def _known_estimator(cls, v: str) -> str:
-        return _check_registered("estimator", v)
 
     @model_validator(mode="after")
     def _consistent(self) -> "ObjectiveConfig":
@@ -169,7 +158,7 @@ class ObjectiveConfig(_Strict):
 class ScheduleConfig(_Strict):
     """The KL-weight schedule w(t) in [0, 1]; the KL term's weight at step t is beta * w(t)."""
 
-    name: str = Field("constant", description="constant, linear, logistic or cyclical")
+    name: registered("schedule") = Field("constant", description="constant, linear, logistic or cyclical")
     unit: Literal["epochs", "steps"] = Field("epochs", description="unit of warmup and midpoint")
     warmup: float = Field(10.0, gt=0.0, description="linear: w reaches 1 after this many units")
     midpoint: float = Field(5.0, ge=0.0, description="logistic: w = 1/2 at this many units")
@@ -177,10 +166,6 @@ class ScheduleConfig(_Strict):
     cycles: int = Field(4, ge=1, description="cyclical: M cycles over the whole run")
     ratio: float = Field(0.5, gt=0.0, le=1.0, description="cyclical: fraction R of each cycle spent increasing")
 
-    @field_validator("name")
-    @classmethod
-    def _known(cls, v: str) -> str:
-        return _check_registered("schedule", v)
 
     @model_validator(mode="after")
     def _fields_of_schedule(self) -> "ScheduleConfig":
