@@ -106,6 +106,13 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, write_spec, monkeypatch,
     assert not results.exists()
 
 
+def test_missing_inception_weights_file_exits_2(tmp_path, write_spec):
+    r = vaebench("run", str(write_spec(TINY_SPEC)), "--inception-weights", str(tmp_path / "nope.pth"),
+                 results=tmp_path / "results")
+    assert r.exit_code == 2 and "no such file" in r.output
+    assert not (tmp_path / "results").exists()
+
+
 def test_cli_exit_code_in_a_real_process(tmp_path, write_spec):
     bad = write_spec({**TINY_SPEC, "seeds": "zero"})
     p = subprocess.run([sys.executable, "-m", "vaebench.cli", "run", str(bad), "--results", str(tmp_path / "r")],

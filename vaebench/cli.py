@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .errors import VaebenchError
+from .errors import DataError, VaebenchError
 from .results import grid_column
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Benchmark and sweep harness for VAEs.")
@@ -63,16 +64,25 @@ def run(
     results: Optional[Path] = ResultsRoot,
     device: Optional[str] = typer.Option(None, help="auto | cpu | cuda[:N] (else $VAEBENCH_DEVICE, else auto)"),
     download: bool = typer.Option(True, help="download a missing dataset when the network allows"),
+    inception_weights: Optional[Path] = typer.Option(
+        None, "--inception-weights", help="local Inception-v3 weights for eval.fid_extractor: inception "
+        "(else $VAEBENCH_INCEPTION_WEIGHTS, else torch-fidelity downloads them)"
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
 ) -> None:
     """Run (or resume) the sweep SPEC.yaml: one Optuna trial per grid cell x seed."""
     from .data import load_dataset
+    from .metrics.fid import INCEPTION_WEIGHTS_ENV
     from .results import resolve_results_root
     from .spec import load_spec, parse_spec
     from .study import open_study, run_worker
     from optuna.trial import TrialState
 
     t0 = time.perf_counter()
+    if inception_weights is not None:
+        if not inception_weights.is_file():
+            _fail(DataError(f"--inception-weights {inception_weights}: no such file"))
+        os.environ[INCEPTION_WEIGHTS_ENV] = str(inception_weights.resolve())
     try:
         spec = load_spec(spec_path)
         if study:
