@@ -30,6 +30,11 @@ CACHE_ENV = "VAEBENCH_CACHE"
 ARCH_VERSION = 3  # bump when DigitClassifier changes: old checkpoints are then never reused
 TRAIN_SETTINGS = {"epochs": 6, "batch_size": 128, "lr": 1e-3, "final_lr": 1e-4, "seed": 0}  # last epoch at final_lr
 FEATURE_DIM = 128
+MIN_EXAMPLES_PER_EPOCH = 5000  # a small training split is repeated within an "epoch" up to this many
+
+
+def _repeat(n_train: int) -> int:
+    return max(1, math.ceil(MIN_EXAMPLES_PER_EPOCH / n_train))
 
 
 class DigitClassifier(nn.Module):
@@ -75,7 +80,10 @@ def cache_dir() -> Path:
 
 
 def classifier_key(data: Dataset) -> str:
-    blob = json.dumps({"dataset": data.checksum, "arch": ARCH_VERSION, "train": TRAIN_SETTINGS}, sort_keys=True)
+    settings = {"dataset": data.checksum, "arch": ARCH_VERSION, "train": TRAIN_SETTINGS}
+    if _repeat(len(data.x_train)) > 1:  # small datasets: the repetition is part of the training
+        settings["repeat"] = _repeat(len(data.x_train))
+    blob = json.dumps(settings, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -97,7 +105,7 @@ def train_classifier(data: Dataset, device: str | torch.device | None = None) ->
     opt = torch.optim.Adam(model.parameters(), lr=TRAIN_SETTINGS["lr"])
     x, y = data.x_train.to(device), data.y_train.to(device)
     bs = TRAIN_SETTINGS["batch_size"]
-    repeat = max(1, math.ceil(20000 / len(x)))  # small datasets: ~20k examples seen per "epoch"
+    repeat = _repeat(len(x))
     epochs = TRAIN_SETTINGS["epochs"] * repeat
     for epoch in range(epochs):
         if epoch == epochs - repeat:  # the last epoch at the lower learning rate

@@ -308,10 +308,10 @@ def run_worker(
         attrs = trial.user_attrs
         run_id, seed = attrs[ATTR_RUN_ID], attrs[ATTR_SEED]
         run = Run(RunConfig.model_validate(attrs[ATTR_CONFIG]), seed, attrs.get(ATTR_LABELS, {}), attrs.get(ATTR_CELL, 0))
-        for key in spec.grid:  # records the cell's values as Optuna params
-            trial.suggest_categorical(key, spec.grid_choices(key))
-        trial.suggest_categorical("seed", spec.seeds)
         try:
+            for key in spec.grid:  # records the cell's values as Optuna params
+                trial.suggest_categorical(key, spec.grid_choices(key))
+            trial.suggest_categorical("seed", spec.seeds)
             if has_row(results_root, spec.study, run_id):  # finished before a crash: keep it
                 row = read_row(results_root, spec.study, run_id)
             else:
