@@ -9,8 +9,6 @@ weights and the test accuracy next to them.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import math
@@ -24,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import Dataset
-from .runtime import resolve_device
+from .runtime import atomic_path, file_lock, resolve_device
 
 CACHE_ENV = "VAEBENCH_CACHE"
 ARCH_VERSION = 3  # bump when DigitClassifier changes: old checkpoints are then never reused
@@ -122,32 +120,20 @@ def train_classifier(data: Dataset, device: str | torch.device | None = None) ->
     return model.eval(), accuracy(model, data.x_test.to(device), data.y_test.to(device))
 
 
-@contextlib.contextmanager
-def _lock(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def cached_classifier(data: Dataset, device: str | torch.device | None = None) -> ClassifierInfo:
     """The classifier for `data`, trained on first use (under a file lock, so concurrent workers
     train it once) and loaded from the cache afterwards."""
     key = classifier_key(data)
     path = cache_dir() / "classifiers" / f"{data.name}-{key}.pt"
-    with _lock(path):
+    with file_lock(path.with_suffix(".lock")):
         if not path.is_file():
             t0 = time.perf_counter()
             model, acc = train_classifier(data, device)
             info = {"dataset": data.name, "dataset_checksum": data.checksum, "test_accuracy": acc,
                     "train_seconds": time.perf_counter() - t0, "arch_version": ARCH_VERSION, **TRAIN_SETTINGS}
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            torch.save({"state_dict": model.cpu().state_dict(), "in_channels": data.shape[0],
-                        "num_classes": data.num_classes, "info": info}, tmp)
-            os.replace(tmp, path)
+            with atomic_path(path) as tmp:
+                torch.save({"state_dict": model.cpu().state_dict(), "in_channels": data.shape[0],
+                            "num_classes": data.num_classes, "info": info}, tmp)
             path.with_suffix(".json").write_text(json.dumps(info, indent=2) + "\n")
     info = torch.load(path, weights_only=True)["info"]
     return ClassifierInfo(path, key, info["test_accuracy"], info["train_seconds"])

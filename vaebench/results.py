@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 
 from .metrics import columns as C
 from .spec import RunConfig, SECTIONS
+from .runtime import atomic_path
 from .train import HISTORY_FIELDS
 
 RESULTS_ROOT_ENV = "VAEBENCH_RESULTS"
@@ -159,16 +160,9 @@ def row_path(results_root: Path, study: str, run_id: str) -> Path:
 def write_row(results_root: Path, study: str, row: dict[str, Any]) -> Path:
     """Write one run's row atomically: a temp file in the same folder, fsync, then rename."""
     path = row_path(results_root, study, row["run_id"])
-    path.parent.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pylist([row], schema=row_schema(row))
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

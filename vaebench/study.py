@@ -12,9 +12,7 @@ whose row already exists is never trained again.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
-import fcntl
 import json
 import os
 import platform
@@ -22,7 +20,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 import optuna
 import torch
@@ -38,7 +36,7 @@ from .metrics import METRICS, evaluate
 from .metrics.columns import NEG_ELBO
 from .models import count_parameters
 from .results import METRIC_TYPES, has_row, param_columns, read_row, write_row
-from .runtime import resolve_device
+from .runtime import file_lock, resolve_device
 from .spec import Run, RunConfig, SweepSpec
 from .train import train
 
@@ -59,18 +57,6 @@ def journal_storage(results_root: Path, name: str) -> JournalStorage:
     return JournalStorage(JournalFileBackend(str(path)))
 
 
-@contextlib.contextmanager
-def _folder_lock(folder: Path) -> Iterator[None]:
-    """An exclusive lock for study creation and enqueueing among processes on this machine."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def _spec_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
     out = []
     for key in sorted(set(old) | set(new)):
@@ -87,7 +73,7 @@ def open_study(spec: SweepSpec, results_root: Path) -> optuna.Study:
     has a trial: WAITING, RUNNING, COMPLETE, or FAILED with a results row."""
     folder = study_dir(results_root, spec.study)
     spec_json = spec.model_dump(mode="json", exclude={"description"})
-    with _folder_lock(folder):
+    with file_lock(folder / ".lock"):
         storage = journal_storage(results_root, spec.study)
         try:
             study = optuna.load_study(study_name=spec.study, storage=storage)

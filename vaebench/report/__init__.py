@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..results import list_studies, load_results
+from ..runtime import atomic_path
 from .render import render_study
 
 
@@ -19,8 +20,7 @@ def write_reports(results_root: Path, out_dir: Path, study: str | None = None) -
             continue
         out_dir.mkdir(parents=True, exist_ok=True)
         path = out_dir / f"{name}.md"
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(render_study(df))
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            tmp.write_text(render_study(df))
         written.append(path)
     return written
