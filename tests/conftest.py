@@ -47,6 +47,18 @@ def _one_torch_thread():
 
 
 @pytest.fixture(autouse=True, scope="session")
+def _one_worker_by_default():
+    """`vaebench run` in tests runs one in-process worker unless a test asks for --workers N."""
+    old = os.environ.get("VAEBENCH_WORKERS")
+    os.environ["VAEBENCH_WORKERS"] = "1"
+    yield
+    if old is None:
+        os.environ.pop("VAEBENCH_WORKERS", None)
+    else:
+        os.environ["VAEBENCH_WORKERS"] = old
+
+
+@pytest.fixture(autouse=True, scope="session")
 def _private_cache(tmp_path_factory):
     """Classifiers trained for FID go to a per-session cache, not the user's ~/.cache."""
     old = os.environ.get("VAEBENCH_CACHE")

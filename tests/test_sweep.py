@@ -15,7 +15,8 @@ from tests.conftest import REPO, TINY_SPEC
 from vaebench.cli import app
 from vaebench.results import load_results, read_row, row_path, write_row
 from vaebench.spec import load_spec
-from vaebench.study import ATTR_WORKER, journal_storage, open_study
+from vaebench.storage import StudyStore
+from vaebench.study import ATTR_WORKER, open_study
 
 runner = CliRunner()
 
@@ -26,7 +27,7 @@ def vaebench(*args, results=None):
 
 
 def _trials(results, study):
-    return optuna.load_study(study_name=study, storage=journal_storage(results, study)).get_trials()
+    return optuna.load_study(study_name=study, storage=StudyStore(None, results, study).open()).get_trials()
 
 
 def test_smoke_sweep_end_to_end(tmp_path):
@@ -70,7 +71,7 @@ def test_resume_adds_no_trials_and_keeps_rows(tmp_path, write_spec):
     assert vaebench("run", str(spec_path), "-q", results=results).exit_code == 0
     first = load_results(results, "tiny")
     r = vaebench("run", str(spec_path), "-q", results=results)
-    assert r.exit_code == 0 and "4 already complete" in r.output
+    assert r.exit_code == 0 and "4 already done" in r.output
     assert len(_trials(results, "tiny")) == 4
     again = load_results(results, "tiny")
     assert again["created_at"].tolist() == first["created_at"].tolist()  # not re-run
@@ -151,7 +152,7 @@ def _dead_worker_token():
 def test_a_run_left_running_by_a_dead_worker_is_run_again(tmp_path, write_spec):
     results = tmp_path / "results"
     spec = load_spec(write_spec(TINY_SPEC))
-    study = open_study(spec, results)
+    study = open_study(spec, StudyStore(None, results, spec.study))
     # simulate a worker that claimed the first trial and was killed
     storage = study._storage
     sid = storage.get_study_id_from_name("tiny")
@@ -175,7 +176,7 @@ def test_a_row_written_before_a_crash_is_kept_not_retrained(tmp_path, write_spec
     run_id = spec.runs()[0].run_id
     row = read_row(results, "tiny", run_id)
     # crash between "row written" and "trial COMPLETE": the trial is RUNNING, its worker dead
-    study = optuna.load_study(study_name="tiny", storage=journal_storage(results, "tiny"))
+    study = optuna.load_study(study_name="tiny", storage=StudyStore(None, results, "tiny").open())
     storage = study._storage
     sid = storage.get_study_id_from_name("tiny")
     study.enqueue_trial(params={"objective.beta": 0.5, "seed": 0},

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .errors import DataError, VaebenchError
+from .errors import DataError, StudyError, VaebenchError
 from .results import grid_column
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Benchmark and sweep harness for VAEs.")
@@ -45,76 +45,296 @@ class _RichReporter:
 
     def trial_end(self, row: dict) -> None:
         self.p.update(self.runs, advance=1)
-        done = int(self.p.tasks[self.runs].completed)
+        done, total = int(self.p.tasks[self.runs].completed), int(self.p.tasks[self.runs].total or 0)
         cell = " ".join(f"{k}={row[grid_column(k)]}" for k in row["grid_keys"])
-        head = f"[{done}/{int(self.p.tasks[self.runs].total)}] run {row['run_id']} {cell} seed {row['seed']}:"
+        count = f"[{done}/{total}] " if total else ""
+        head = f"{count}trial {row.get('trial_number', '?')} run {row['run_id']} {cell} seed {row['seed']}:"
         if row["status"] == "ok":
             self.p.console.print(
                 f"{head} -ELBO {row['neg_elbo']:.2f} nats, KL {row['kl']:.2f}, recon MSE {row['recon_mse']:.4f}; "
                 f"train {row['train_seconds']:.0f} s, eval {row['eval_seconds']:.1f} s", highlight=False)
         else:
-            self.p.console.print(f"{head} [yellow]failed:[/] {row['reason']}", highlight=False)
+            self.p.console.print(f"{head} [yellow]{row['status']}:[/] {row['reason']}", highlight=False)
+
+
+StorageUrl = typer.Option(
+    None, "--storage", envvar="VAEBENCH_STORAGE",
+    help="study storage URL: postgresql://USER@HOST:PORT/DB for many machines, sqlite:///PATH for one "
+    "process; default: the embedded journal results/<study>/journal.log",
+)
+Heartbeat = typer.Option(
+    60, "--heartbeat", envvar="VAEBENCH_HEARTBEAT", min=1,
+    help="seconds between heartbeats of a running trial on PostgreSQL; a trial silent for 3 is failed and retried",
+)
+Threads = typer.Option(None, "--threads", min=1, help="torch threads per worker (default: cores / workers)")
+Device = typer.Option(None, help="auto | cpu | cuda[:N] (else $VAEBENCH_DEVICE, else auto)")
+Download = typer.Option(True, help="download a missing dataset when the network allows")
+InceptionWeights = typer.Option(
+    None, "--inception-weights", help="local Inception-v3 weights for eval.fid_extractor: inception "
+    "(else $VAEBENCH_INCEPTION_WEIGHTS, else torch-fidelity downloads them)"
+)
+Quiet = typer.Option(False, "--quiet", "-q", help="no progress bars")
+
+
+def _inception_weights(path: Optional[Path]) -> None:
+    from .metrics.fid import INCEPTION_WEIGHTS_ENV
+
+    if path is not None:
+        if not path.is_file():
+            _fail(DataError(f"--inception-weights {path}: no such file"))
+        os.environ[INCEPTION_WEIGHTS_ENV] = str(path.resolve())
+
+
+def _store(url: Optional[str], results: Optional[Path], study: str, heartbeat: int = 60):
+    from .results import resolve_results_root
+    from .storage import StudyStore, scheme_of
+
+    scheme_of(url)  # an unsupported URL is an error before anything is written
+    return StudyStore(url, resolve_results_root(results), study, heartbeat)
+
+
+def _print_status(st) -> None:
+    """One line of progress counts plus the estimate of the time left."""
+    eta = st.eta_seconds
+    eta_text = "unknown until a trial completes" if eta is None else _duration(eta)
+    console.print(
+        f"study [bold]{st.study}[/] ({st.sampler}): {st.done}/{st.total} done — {st.complete} complete, "
+        f"{st.pruned} pruned, {st.diverged} diverged; {len(st.running)} running, {st.waiting} waiting, "
+        f"{st.failed} crashed/stale (retried); time left ≈ {eta_text}", highlight=False)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h} h {m:02d} min" if h else f"{m} min {s:02d} s" if m else f"{s} s"
 
 
 @app.command()
 def run(
     spec_path: Path = typer.Argument(..., metavar="SPEC.yaml", help="sweep spec"),
     study: Optional[str] = typer.Option(None, "--study", help="study name (default: the spec's `study`)"),
+    workers: Optional[int] = typer.Option(
+        None, "--workers", envvar="VAEBENCH_WORKERS", min=1,
+        help="worker processes on this machine (default: one 1-thread worker per core on CPU, one on a GPU)",
+    ),
+    threads: Optional[int] = Threads,
+    storage: Optional[str] = StorageUrl,
+    heartbeat: int = Heartbeat,
     data_root: Optional[Path] = DataRoot,
     results: Optional[Path] = ResultsRoot,
-    device: Optional[str] = typer.Option(None, help="auto | cpu | cuda[:N] (else $VAEBENCH_DEVICE, else auto)"),
-    download: bool = typer.Option(True, help="download a missing dataset when the network allows"),
-    inception_weights: Optional[Path] = typer.Option(
-        None, "--inception-weights", help="local Inception-v3 weights for eval.fid_extractor: inception "
-        "(else $VAEBENCH_INCEPTION_WEIGHTS, else torch-fidelity downloads them)"
-    ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
+    device: Optional[str] = Device,
+    download: bool = Download,
+    inception_weights: Optional[Path] = InceptionWeights,
+    quiet: bool = Quiet,
 ) -> None:
-    """Run (or resume) the sweep SPEC.yaml: one Optuna trial per grid cell x seed."""
+    """Run (or resume) the sweep SPEC.yaml: one Optuna trial per grid cell x seed (or per draw of a
+    sampled search), on one or several worker processes."""
     from .data import load_dataset
-    from .metrics.fid import INCEPTION_WEIGHTS_ENV
-    from .results import resolve_results_root
+    from .launch import plan_layout
+    from .runtime import resolve_device
     from .spec import load_spec, parse_spec
-    from .study import open_study, run_worker
-    from optuna.trial import TrialState
+    from .study import open_study, study_status
 
     t0 = time.perf_counter()
-    if inception_weights is not None:
-        if not inception_weights.is_file():
-            _fail(DataError(f"--inception-weights {inception_weights}: no such file"))
-        os.environ[INCEPTION_WEIGHTS_ENV] = str(inception_weights.resolve())
+    _inception_weights(inception_weights)
     try:
         spec = load_spec(spec_path)
         if study:
             spec = parse_spec({**spec.model_dump(), "study": study}, f"--study {study}")
+        store = _store(storage, results, spec.study, heartbeat)
         data = load_dataset(spec.dataset, data_root, download=download)  # before anything is written
-        root = resolve_results_root(results)
-        st = open_study(spec, root)
+        st = open_study(spec, store, data.checksum)
+        status = study_status(st)
+        pending = status.total - status.done
+        layout = plan_layout(workers, threads, pending, resolve_device(device).type)
+        if layout.workers > 1 and not store.kind.parallel:
+            raise StudyError(f"--storage {store.describe()}: SQLite is unsafe for several writers; use --workers 1, "
+                             "the embedded journal (no --storage) or PostgreSQL")
     except VaebenchError as e:
         _fail(e)
-    total = len(spec.runs())
-    done = len(st.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    search = (f"{len(spec.cells())} cells x {len(spec.seeds)} seeds" if not spec.search.sampled
+              else f"{spec.search.sampler} sampler, budget {spec.search.n_trials} trials")
     console.print(
-        f"study [bold]{spec.study}[/]: {total} runs ({len(spec.cells())} cells x {len(spec.seeds)} seeds), "
-        f"{done} already complete; dataset {data.name} {tuple(data.x_train.shape)} checksum {data.checksum}; "
-        f"results in {root / spec.study}"
+        f"study [bold]{spec.study}[/]: {status.total} runs ({search}), {status.done} already done; "
+        f"dataset {data.name} {tuple(data.x_train.shape)} checksum {data.checksum}; storage {store.describe()}; "
+        f"results in {store.folder}; layout {layout}", highlight=False
     )
+    command = " ".join(["vaebench run", str(spec_path)] + [
+        f"--{k} {v}" for k, v in (("study", study), ("device", device), ("workers", workers), ("threads", threads)) if v
+    ] + (["--storage URL"] if storage else []))
+    if layout.workers == 1:
+        ok = _run_here(st, spec, data, store, device, layout.threads, quiet, status, command)
+    else:
+        ok = _run_workers(spec.study, store, layout, device, data_root, download, quiet)
+    final = study_status(st)
+    _print_status(final)
+    console.print(f"wall time {_duration(time.perf_counter() - t0)}", highlight=False)
+    if not ok or final.done < final.total:
+        console.print("[yellow]the sweep is not finished[/]: `vaebench run` it again to resume "
+                      "(finished runs are kept, crashed ones are retried)")
+        raise typer.Exit(1)
+
+
+def _run_here(st, spec, data, store, device, threads, quiet, status, command) -> bool:
+    """One worker in this process, with progress bars."""
+    import torch
+
+    from .study import run_worker
+
+    torch.set_num_threads(threads)
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=console, disable=quiet or not console.is_terminal,
     ) as progress:
-        command = " ".join(
-            ["vaebench run", str(spec_path)] + [f"--{k} {v}" for k, v in (("study", study), ("device", device)) if v]
-        )
-        summary = run_worker(st, spec, data, root, device, _RichReporter(progress, total, done), command)
+        summary = run_worker(st, spec, data, store, device, _RichReporter(progress, status.total, status.done), command)
     console.print(
-        f"finished {len(summary.finished)} run(s), {len(summary.failed)} failed (diverged), "
-        f"{len(summary.errors)} error(s) in {time.perf_counter() - t0:.1f} s"
+        f"this worker: {len(summary.finished)} finished, {len(summary.pruned)} pruned, "
+        f"{len(summary.failed)} failed (diverged), {len(summary.errors)} error(s)"
     )
     for err in summary.errors:
-        console.print(f"[red]error in run {err}[/] (will be retried by the next `vaebench run`)")
+        console.print(f"[red]error in run {err}[/] (will be retried by the next `vaebench run`)", highlight=False)
+    return not summary.errors
+
+
+def _run_workers(study: str, store, layout, device, data_root, download, quiet) -> bool:
+    """`layout.workers` worker processes on this machine; progress from the storage."""
+    from .launch import launch
+    from .study import study_status
+    from .storage import StudyStore
+
+    argv = ["worker", "--study", study, "--results", str(store.results_root), "--heartbeat", str(store.heartbeat), "-q"]
+    for flag, value in (("--storage", store.url), ("--device", device), ("--data-root", data_root)):
+        if value is not None:
+            argv += [flag, str(value)]
+    if not download:
+        argv.append("--no-download")
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, disable=quiet or not console.is_terminal,
+    ) as progress:
+        task = progress.add_task("runs", total=None)
+        watched = StudyStore(store.url, store.results_root, study, store.heartbeat)
+        import optuna
+
+        view = optuna.load_study(study_name=study, storage=watched.open())
+
+        def poll() -> None:
+            s = study_status(view)
+            progress.update(task, total=s.total, completed=s.done,
+                            description=f"runs ({len(s.running)} running, {s.waiting} waiting)")
+
+        codes = launch(argv, layout, lambda line: progress.console.print(line, highlight=False, markup=False), poll)
+    for i, code in enumerate(codes, 1):
+        if code != 0:
+            why = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+            console.print(f"[yellow]worker w{i} ended abnormally ({why})[/]", highlight=False)
+    return all(c == 0 for c in codes)
+
+
+@app.command()
+def worker(
+    study: str = typer.Option(..., "--study", help="the study to join (created by `vaebench run`)"),
+    storage: Optional[str] = StorageUrl,
+    heartbeat: int = Heartbeat,
+    threads: Optional[int] = Threads,
+    data_root: Optional[Path] = DataRoot,
+    results: Optional[Path] = ResultsRoot,
+    device: Optional[str] = Device,
+    download: bool = Download,
+    inception_weights: Optional[Path] = InceptionWeights,
+    quiet: bool = Quiet,
+) -> None:
+    """Join an existing study (from this or any machine) and run its trials until none is left."""
+    import torch
+
+    from .data import load_dataset
+    from .study import open_study, run_worker, stored_spec
+
+    _inception_weights(inception_weights)
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        store = _store(storage, results, study, heartbeat)
+        spec = stored_spec(store)
+        data = load_dataset(spec.dataset, data_root, download=download)
+        st = open_study(spec, store, data.checksum)
+    except VaebenchError as e:
+        _fail(e)
+    label = os.environ.get("VAEBENCH_WORKER_LABEL", "")
+    console.print(f"worker {label} pid {os.getpid()} on study {study} ({store.describe()}), "
+                  f"{torch.get_num_threads()} torch thread(s)", highlight=False)
+    with Progress(console=console, disable=True) as progress:
+        summary = run_worker(st, spec, data, store, device, _RichReporter(progress, 0, 0),
+                             f"vaebench worker --study {study}" + (" --storage URL" if storage else ""))
+    console.print(f"worker done: {len(summary.finished)} finished, {len(summary.pruned)} pruned, "
+                  f"{len(summary.failed)} diverged, {len(summary.errors)} error(s)")
+    for err in summary.errors:
+        console.print(f"error in run {err}", highlight=False)
     if summary.errors:
         raise typer.Exit(1)
+
+
+@app.command()
+def status(
+    study: Optional[str] = typer.Option(None, "--study", help="one study (default: every study in the storage)"),
+    storage: Optional[str] = StorageUrl,
+    results: Optional[Path] = ResultsRoot,
+) -> None:
+    """Show a study's progress: done, running, failed, pruned, waiting, and the time left."""
+    import optuna
+
+    from .storage import study_names
+    from .study import STUDY_SPEC, study_status
+
+    try:
+        store = _store(storage, results, study or "")
+        names = [study] if study else study_names(store)
+        if not names:
+            raise StudyError(f"no studies in {store.describe() if storage else store.results_root}")
+        for name in names:
+            s = store.with_study(name)
+            try:
+                st = optuna.load_study(study_name=name, storage=s.open(create=False))
+            except KeyError:
+                raise StudyError(f"no study {name!r} in {s.describe()}") from None
+            if STUDY_SPEC not in st.user_attrs:
+                console.print(f"study {name}: not a vaebench study, skipped")
+                continue
+            info = study_status(st)
+            _print_status(info)
+            if info.mean_trial_seconds is not None:
+                console.print(f"  mean trial time {info.mean_trial_seconds:.1f} s over {info.complete} complete trial(s)")
+            for number, run_id, worker_id, secs in info.running:
+                console.print(f"  running: trial {number} run {run_id} on {worker_id} for {_duration(secs)}", highlight=False)
+            for number, reason in info.failures:
+                console.print(f"  failed: trial {number}: {reason}", highlight=False)
+    except VaebenchError as e:
+        _fail(e)
+
+
+@app.command()
+def pull(
+    study: str = typer.Option(..., "--study", help="the study whose rows to collect"),
+    storage: Optional[str] = StorageUrl,
+    results: Optional[Path] = ResultsRoot,
+) -> None:
+    """Copy every finished row held in the study storage into this results folder (the rows of
+    workers on other machines), so `vaebench results` and `report` see them all."""
+    import optuna
+
+    from .study import export_rows
+
+    try:
+        store = _store(storage, results, study)
+        try:
+            st = optuna.load_study(study_name=study, storage=store.open(create=False))
+        except KeyError:
+            raise StudyError(f"no study {study!r} in {store.describe()}") from None
+    except VaebenchError as e:
+        _fail(e)
+    written, present = export_rows(st, store)
+    console.print(f"study {study}: wrote {written} row(s) to {store.folder / 'runs'}, {present} already there")
 
 
 @app.command()

@@ -4,8 +4,9 @@ Layout: results/<study>/runs/<run_id>.parquet, one row each. Keyed by run id, so
 can never double-count. A row is written before its Optuna trial is told COMPLETE.
 
 Columns (all rows of a study share one schema):
-- identity: run_id, study, seed, status ('ok' | 'failed'), reason, variant (grid.variant name),
-  cell_index (the cell's position in the grid)
+- identity: run_id, study, seed, status ('ok' | 'failed' | 'pruned'), reason, variant (grid.variant name),
+  cell_index (the cell's position in the grid; a sampled trial's number), trial_number (Optuna's)
+- search: sampler, objective_metrics and objective_directions (what the study optimizes)
 - parameters: `param.<section>.<field>` for every RunConfig field; `grid_keys` lists the varied ones
 - metrics: see metrics/columns.py (units there); null on failed runs
 - timing: train_seconds, eval_seconds, eval_seconds_<metric>, epochs_completed
@@ -42,6 +43,10 @@ _BASE_TYPES: dict[str, pa.DataType] = {
     "variant": pa.string(),
     "cell_index": pa.int64(),
     "grid_keys": pa.list_(pa.string()),
+    "sampler": pa.string(),
+    "objective_metrics": pa.list_(pa.string()),
+    "objective_directions": pa.list_(pa.string()),
+    "trial_number": pa.int64(),
     "n_params": pa.int64(),
     "epochs_completed": pa.int64(),
     "train_seconds": pa.float64(),
@@ -94,6 +99,11 @@ METRIC_TYPES: dict[str, pa.DataType] = {
     C.NLL_K: pa.int64(),
     C.NLL_EXAMPLES: pa.int64(),
 }
+
+def numeric_metric_columns() -> list[str]:
+    """Metric columns a search can optimize: the scalar float and int ones."""
+    return [k for k, t in METRIC_TYPES.items() if t in (pa.float64(), pa.int64())]
+
 
 _PY_TO_ARROW = {int: pa.int64(), float: pa.float64(), bool: pa.bool_(), str: pa.string()}
 

@@ -23,7 +23,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -41,7 +41,7 @@ class _Strict(BaseModel):
 
 def _check_registered(kind: str, name: str) -> str:
     # Imported lazily: the registries live with their families (data.py, models/, objectives.py, ...).
-    from . import data, models, objectives, schedules
+    from . import data, models, objectives, schedules, search
 
     registry = {
         "dataset": data.DATASETS,
@@ -49,6 +49,8 @@ def _check_registered(kind: str, name: str) -> str:
         "likelihood": objectives.LIKELIHOODS,
         "estimator": objectives.ESTIMATORS,
         "schedule": schedules.SCHEDULES,
+        "sampler": search.SAMPLERS,
+        "pruner": search.PRUNERS,
     }[kind]
     if name not in registry:
         raise ValueError(registry.unknown_message(name))
@@ -214,6 +216,148 @@ class EvalConfig(_Strict):
     kid: bool = Field(False, description="also compute KID (torch-fidelity) with the same features")
 
 
+
+# ---------------------------------------------------------------------------------------------
+# the search: how Optuna chooses configurations, what it optimizes, and when it stops a trial
+
+
+class FloatParam(_Strict):
+    type: Literal["float"]
+    low: float
+    high: float
+    log: bool = Field(False, description="sample on a log scale (low > 0)")
+    step: Optional[float] = Field(None, gt=0.0, description="discretization step (not with log)")
+
+    @model_validator(mode="after")
+    def _range(self) -> "FloatParam":
+        _check_range(self.low, self.high, self.log, self.step)
+        return self
+
+    def values(self) -> list[Any]:
+        return [self.low, self.high]
+
+
+class IntParam(_Strict):
+    type: Literal["int"]
+    low: int
+    high: int
+    log: bool = Field(False, description="sample on a log scale (low >= 1)")
+    step: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _range(self) -> "IntParam":
+        _check_range(self.low, self.high, self.log, None if self.step == 1 else self.step)
+        return self
+
+    def values(self) -> list[Any]:
+        return [self.low, self.high]
+
+
+class CategoricalParam(_Strict):
+    type: Literal["categorical"]
+    choices: list[Any] = Field(..., min_length=1)
+
+    def values(self) -> list[Any]:
+        return list(self.choices)
+
+
+def _check_range(low, high, log: bool, step) -> None:
+    if low > high:
+        raise ValueError(f"low ({low}) must be <= high ({high})")
+    if log and low <= 0:
+        raise ValueError(f"log scale needs low > 0, got {low}")
+    if log and step is not None:
+        raise ValueError("step and log cannot be used together")
+
+
+SpaceParam = Annotated[Union[FloatParam, IntParam, CategoricalParam], Field(discriminator="type")]
+
+
+class ObjectiveMetric(_Strict):
+    metric: str = Field(..., description="a numeric results column, e.g. neg_elbo, recon_mse, kl, fid")
+    direction: Literal["minimize", "maximize"] = "minimize"
+
+    @field_validator("metric")
+    @classmethod
+    def _numeric_column(cls, v: str) -> str:
+        from .results import numeric_metric_columns
+
+        if v not in (names := numeric_metric_columns()):
+            import difflib
+
+            close = difflib.get_close_matches(v, names, n=1)
+            raise ValueError(f"unknown metric {v!r}.{f' Did you mean {close[0]!r}?' if close else ''} Numeric metrics: {', '.join(names)}")
+        return v
+
+
+class PrunerConfig(_Strict):
+    """Stops unpromising trials on the per-epoch test -ELBO (nats per example)."""
+
+    name: registered("pruner") = Field("none", description="none, median, successive_halving or hyperband")
+    n_startup_trials: int = Field(5, ge=0, description="median: finished trials before any pruning")
+    n_warmup_steps: int = Field(0, ge=0, description="median: epochs of every trial before it can be pruned")
+    min_resource: int = Field(1, ge=1, description="successive_halving, hyperband: epochs of the first rung")
+    reduction_factor: int = Field(3, ge=2, description="successive_halving, hyperband: eta, 1/eta of trials go on at each rung")
+
+    @model_validator(mode="after")
+    def _fields_of_pruner(self) -> "PrunerConfig":
+        from .search import PRUNERS
+
+        _unused_fields_at_default(self, {"name", *PRUNERS.get(self.name).fields}, f"pruner {self.name!r}")
+        return self
+
+
+def _default_objectives() -> list[ObjectiveMetric]:
+    return [ObjectiveMetric.model_construct(metric="neg_elbo", direction="minimize")]  # known-valid, no import cycle
+
+
+class SearchConfig(_Strict):
+    """grid: every cell of `grid` x every seed, exactly once. random, tpe, nsga2: `n_trials` configs
+    drawn from `space` (one seed each). Every trial is told the values of `objectives`."""
+
+    sampler: registered("sampler") = Field("grid", description="grid, random, tpe or nsga2")
+    n_trials: Optional[int] = Field(None, ge=1, description="trial budget of a sampled search")
+    seed: int = Field(0, ge=0, description="the sampler's random seed")
+    space: dict[str, SpaceParam] = Field(default_factory=dict, description="SECTION.FIELD -> distribution")
+    objectives: list[ObjectiveMetric] = Field(default_factory=_default_objectives, min_length=1)
+    pruner: PrunerConfig = Field(default_factory=PrunerConfig)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "SearchConfig":
+        metrics = [o.metric for o in self.objectives]
+        if len(set(metrics)) != len(metrics):
+            raise ValueError(f"objectives repeat a metric: {metrics}")
+        if self.pruner.name != "none" and len(self.objectives) > 1:
+            raise ValueError("pruning needs a single objective (Optuna cannot prune multi-objective studies)")
+        if self.pruner.name != "none" and self.objectives[0].direction != "minimize":
+            raise ValueError("pruning compares the per-epoch test -ELBO, lower is better: the objective must be minimized")
+        if self.sampler == "grid":
+            if self.space:
+                raise ValueError("sampler 'grid' takes its cells from `grid`; `search.space` is for random, tpe and nsga2")
+            if self.n_trials is not None:
+                raise ValueError("sampler 'grid' runs every cell x seed; n_trials is for random, tpe and nsga2")
+        else:
+            if not self.space:
+                raise ValueError(f"sampler {self.sampler!r} needs a search.space to draw from")
+            if self.n_trials is None:
+                raise ValueError(f"sampler {self.sampler!r} needs a trial budget, search.n_trials")
+        for key in self.space:
+            _check_dotted_key(key, "search.space")
+        return self
+
+    @property
+    def sampled(self) -> bool:
+        return self.sampler != "grid"
+
+    @property
+    def directions(self) -> list[str]:
+        return [o.direction for o in self.objectives]
+
+    @property
+    def metrics(self) -> list[str]:
+        return [o.metric for o in self.objectives]
+
+
 class RunConfig(_Strict):
     """Everything one training run depends on, except its seed."""
 
@@ -248,6 +392,7 @@ class SweepSpec(RunConfig):
     description: str = ""
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     seeds: list[int] = Field(default_factory=lambda: [0])
+    search: SearchConfig = Field(default_factory=SearchConfig)
 
     @field_validator("study")
     @classmethod
@@ -271,15 +416,10 @@ class SweepSpec(RunConfig):
     @classmethod
     def _grid_valid(cls, grid: dict[str, list[Any]], info: ValidationInfo) -> dict[str, list[Any]]:
         for key, values in grid.items():
-            section, _, field = key.partition(".")
             if key == VARIANT:
                 _check_variants(values)
-            elif section not in SECTIONS or not field:
-                raise ValueError(
-                    f"grid key {key!r} must be SECTION.FIELD with SECTION in {list(SECTIONS)}, or {VARIANT!r}"
-                )
-            elif field not in (fields := RunConfig.model_fields[section].annotation.model_fields):
-                raise ValueError(f"grid key {key!r}: {section} has no field {field!r}; fields: {sorted(fields)}")
+            else:
+                _check_dotted_key(key, "grid", VARIANT)
             if not values:
                 raise ValueError(f"grid key {key!r} has no values")
             if len({json.dumps(v, sort_keys=True) for v in values}) != len(values):
@@ -294,6 +434,24 @@ class SweepSpec(RunConfig):
                 seen[ident] = labels
         return grid
 
+    @model_validator(mode="after")
+    def _search_fits(self) -> "SweepSpec":
+        if not self.search.sampled:
+            return self
+        if self.grid:
+            raise ValueError(f"search.sampler {self.search.sampler!r} draws configs from search.space; remove `grid` "
+                             "(or use sampler 'grid')")
+        if len(self.seeds) != 1:
+            raise ValueError(f"search.sampler {self.search.sampler!r} runs each drawn config once: give one seed "
+                             "(rerun the best configs under a grid for several seeds)")
+        for key, param in self.search.space.items():  # every endpoint / choice must make a valid config
+            for value in param.values():
+                try:
+                    apply_params(self.base(), {key: value})
+                except ValueError as e:
+                    raise ValueError(f"search.space.{key}: {e}") from None
+        return self
+
     def base(self) -> RunConfig:
         return RunConfig(**{s: getattr(self, s) for s in SECTIONS})
 
@@ -305,6 +463,9 @@ class SweepSpec(RunConfig):
         return [cfg for _, cfg in self.grid_cells()]
 
     def runs(self) -> list["Run"]:
+        """Every cell x seed of a grid search; empty for a sampled search (the sampler draws runs)."""
+        if self.search.sampled:
+            return []
         return [
             Run(cfg, seed, labels, i)
             for i, (labels, cfg) in enumerate(self.grid_cells())
@@ -336,15 +497,38 @@ def expand_grid(base: RunConfig, grid: dict[str, list[Any]]) -> list[tuple[dict[
                 section, field = key.split(".", 1)
                 cfg[section][field] = value
         labels = {k: (v["name"] if k == VARIANT else v) for k, v in zip(keys, values)}
-        try:
-            cells.append((labels, RunConfig.model_validate(cfg)))
-        except ValidationError as e:
-            err = e.errors()[0]
-            loc = ".".join(str(p) for p in err["loc"])
-            msg = err["msg"].removeprefix("Value error, ")
-            got = "" if isinstance(err.get("input"), dict) else f" = {err.get('input')!r}"
-            raise ValueError(f"grid cell {labels}: {loc}{got}: {msg}") from None
+        cells.append((labels, _validated(cfg, f"grid cell {labels}")))
     return cells
+
+
+def apply_params(base: RunConfig, params: dict[str, Any]) -> RunConfig:
+    """`base` with each dotted SECTION.FIELD of `params` set (a sampled trial's config)."""
+    cfg = base.model_dump()
+    for key, value in params.items():
+        section, field = key.split(".", 1)
+        cfg[section][field] = value
+    return _validated(cfg, f"params {params}")
+
+
+def _validated(cfg: dict, what: str) -> RunConfig:
+    try:
+        return RunConfig.model_validate(cfg)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        got = "" if isinstance(err.get("input"), dict) else f" = {err.get('input')!r}"
+        raise ValueError(f"{what}: {loc}{got}: {msg}") from None
+
+
+def _check_dotted_key(key: str, where: str, *also: str) -> None:
+    """`key` must be SECTION.FIELD naming a RunConfig field."""
+    section, _, field = key.partition(".")
+    if section not in SECTIONS or not field:
+        extra = f", or {', '.join(map(repr, also))}" if also else ""
+        raise ValueError(f"{where} key {key!r} must be SECTION.FIELD with SECTION in {list(SECTIONS)}{extra}")
+    if field not in (fields := RunConfig.model_fields[section].annotation.model_fields):
+        raise ValueError(f"{where} key {key!r}: {section} has no field {field!r}; fields: {sorted(fields)}")
 
 
 VARIANT = "variant"

@@ -1,60 +1,65 @@
-"""Optuna: one study per spec, one enqueued trial per run (cell x seed), and the worker loop.
+"""Optuna: one study per spec, its trials, and the worker loop that runs them.
 
-Storage: an Optuna JournalStorage in results/<study>/journal.log, safe for several processes on one
-machine. The study remembers the spec's fingerprint; resuming with a different spec is refused.
+The study lives in the storage of a `StudyStore` (storage.py): the embedded journal by default,
+PostgreSQL for many machines. It remembers the spec (and its fingerprint); resuming with a different
+spec is refused. What must happen once per study runs under the store's lock: creating the study,
+enqueueing every grid cell x seed, failing and retrying stale trials, and drawing a sampled trial
+within the budget.
 
-A worker claims WAITING trials one at a time (the WAITING -> RUNNING transition is atomic in every
-Optuna storage, so no two workers ever run the same trial), trains, evaluates, writes the run's
-results row, and only then tells the trial COMPLETE. On every start, trials left RUNNING by a dead
-process on this host (killed, crashed, interrupted) are failed and their runs enqueued again; a run
-whose row already exists is never trained again.
+A worker claims trials one at a time. Grid trials are enqueued WAITING and claimed through the
+storage's atomic WAITING -> RUNNING step, so no two workers ever run the same cell; a sampled search
+(random, tpe, nsga2) asks its sampler for a new trial while the budget lasts. The worker trains,
+evaluates, writes the run's results row (atomically) and stores the row in the trial, and only then
+tells the trial COMPLETE, PRUNED or FAIL. A crash in one trial never stops the worker.
+
+Stale trials: on PostgreSQL every running trial sends Optuna heartbeats; a silent one is failed and
+re-enqueued by Optuna's heartbeat machinery (`retry_stale_trial`). The journal has no heartbeat, so
+each RUNNING trial carries a lease (host:pid:process start time); a lease whose process on this host
+is gone is failed and re-enqueued the same way. A retried run whose row already exists is never
+trained again.
 """
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import json
+import math
 import os
 import platform
 import socket
+import threading
+import warnings
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
+import numpy as np
 import optuna
 import torch
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalFileBackend
-from optuna.trial import TrialState
+from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
+from optuna.trial import FrozenTrial, TrialState
 
 from . import __version__
 from .data import Dataset
 from .errors import StudyError
 from .metrics import METRICS, evaluate
-from .metrics.columns import NEG_ELBO
 from .models import count_parameters
 from .results import METRIC_TYPES, has_row, param_columns, read_row, write_row
-from .runtime import file_lock, resolve_device
-from .spec import Run, RunConfig, SweepSpec
+from .runtime import resolve_device
+from .search import build_pruner, build_sampler, suggest
+from .spec import Run, RunConfig, SweepSpec, apply_params, parse_spec
+from .storage import StudyStore
 from .train import train
 
-JOURNAL_FILE = "journal.log"
 ATTR_RUN_ID, ATTR_CONFIG, ATTR_SEED = "run_id", "config", "seed"
 ATTR_LABELS, ATTR_CELL = "labels", "cell_index"
-ATTR_WORKER, ATTR_FAIL = "worker", "fail_reason"
+ATTR_WORKER, ATTR_FAIL, ATTR_ROW = "worker", "fail_reason", "row"
+STUDY_SPEC, STUDY_FINGERPRINT, STUDY_CHECKSUM = "spec", "spec_fingerprint", "dataset_checksum"
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
-def study_dir(results_root: Path, name: str) -> Path:
-    return Path(results_root) / name
-
-
-def journal_storage(results_root: Path, name: str) -> JournalStorage:
-    path = study_dir(results_root, name) / JOURNAL_FILE
-    return JournalStorage(JournalFileBackend(str(path)))
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeat API, stable in practice
 
 
 def _spec_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
@@ -68,48 +73,81 @@ def _spec_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
     return out
 
 
-def open_study(spec: SweepSpec, results_root: Path) -> optuna.Study:
-    """Create the study for `spec` (or load it, if the same spec made it) and make sure every run
-    has a trial: WAITING, RUNNING, COMPLETE, or FAILED with a results row."""
-    folder = study_dir(results_root, spec.study)
+def _load(spec: SweepSpec, storage) -> optuna.Study:
+    return optuna.load_study(
+        study_name=spec.study, storage=storage, sampler=build_sampler(spec.search),
+        pruner=build_pruner(spec.search, spec.train.epochs),
+    )
+
+
+def open_study(spec: SweepSpec, store: StudyStore, dataset_checksum: Optional[str] = None) -> optuna.Study:
+    """Create the study for `spec` (or load it, if the same spec made it), recover stale trials and
+    make sure every grid run has a trial: WAITING, RUNNING, COMPLETE, or finished with a row.
+    `dataset_checksum`, when given, must match the one the study was started with."""
     spec_json = spec.model_dump(mode="json", exclude={"description"})
-    with file_lock(folder / ".lock"):
-        storage = journal_storage(results_root, spec.study)
+    with store.lock():
+        storage = store.open()
         try:
-            study = optuna.load_study(study_name=spec.study, storage=storage)
+            study = _load(spec, storage)
         except KeyError:
-            study = optuna.create_study(study_name=spec.study, storage=storage, direction="minimize")
-            study.set_user_attr("spec", spec_json)
-            study.set_user_attr("spec_fingerprint", spec.fingerprint())
+            optuna.create_study(study_name=spec.study, storage=storage, directions=spec.search.directions)
+            study = _load(spec, storage)
+            study.set_user_attr(STUDY_SPEC, spec_json)
+            study.set_user_attr(STUDY_FINGERPRINT, spec.fingerprint())
             study.set_user_attr("vaebench_version", __version__)
-            (folder / "spec.json").write_text(json.dumps(spec.model_dump(mode="json"), indent=2) + "\n")
-        if study.user_attrs.get("spec_fingerprint") != spec.fingerprint():
-            changes = _spec_diff(study.user_attrs.get("spec", {}), spec_json)
+            store.folder.mkdir(parents=True, exist_ok=True)
+            (store.folder / "spec.json").write_text(json.dumps(spec.model_dump(mode="json"), indent=2) + "\n")
+        if study.user_attrs.get(STUDY_FINGERPRINT) != spec.fingerprint():
+            changes = _spec_diff(study.user_attrs.get(STUDY_SPEC, {}), spec_json)
             raise StudyError(
-                f"study {spec.study!r} in {folder} was made from a different spec; refusing to mix "
+                f"study {spec.study!r} in {store.describe()} was made from a different spec; refusing to mix "
                 f"results. Changed: {'; '.join(changes[:8]) or '(unknown)'}. Restore the spec, run it "
-                f"under a new name (--study NEW_NAME), or delete {folder} to start over."
+                f"under a new name (--study NEW_NAME), or delete the study to start over."
             )
-        recover_stale_trials(study, results_root)
-        _enqueue_missing(study, spec, results_root)
+        if dataset_checksum is not None:
+            known = study.user_attrs.get(STUDY_CHECKSUM)
+            if known is None:
+                study.set_user_attr(STUDY_CHECKSUM, dataset_checksum)
+            elif known != dataset_checksum:
+                raise StudyError(
+                    f"study {spec.study!r}: this machine's {spec.dataset.name} data (checksum {dataset_checksum}) "
+                    f"differs from the data the study started with ({known}); check --data-root"
+                )
+        recover_stale_trials(study)
+        _enqueue_missing(study, spec, store)
     return study
 
 
-def _covered_run_ids(study: optuna.Study, results_root: Path) -> set[str]:
-    """Runs that need no new trial: queued, running, complete, or failed with a results row."""
+def stored_spec(store: StudyStore) -> SweepSpec:
+    """The spec an existing study was created from (what `vaebench worker` runs)."""
+    storage = store.open(create=False)
+    try:
+        summary = optuna.load_study(study_name=store.study, storage=storage)
+    except KeyError:
+        raise StudyError(
+            f"no study {store.study!r} in {store.describe()}; create it with `vaebench run SPEC.yaml"
+            f"{'' if store.url is None else ' --storage URL'}` first"
+        ) from None
+    if STUDY_SPEC not in summary.user_attrs:
+        raise StudyError(f"study {store.study!r} in {store.describe()} was not made by vaebench (no spec stored)")
+    return parse_spec({**summary.user_attrs[STUDY_SPEC], "study": store.study}, f"study {store.study!r} in {store.describe()}")
+
+
+def _covered_run_ids(study: optuna.Study, store: StudyStore) -> set[str]:
+    """Runs that need no new trial: queued, running, complete, or finished with a results row."""
     covered = set()
     for t in study.get_trials(deepcopy=False):
         run_id = t.user_attrs.get(ATTR_RUN_ID)
-        if t.state in (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE):
+        if t.state in (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED):
             covered.add(run_id)
-        elif has_row(results_root, study.study_name, run_id):
+        elif ATTR_ROW in t.user_attrs or has_row(store.results_root, study.study_name, run_id):
             covered.add(run_id)
     return covered
 
 
-def _enqueue_missing(study: optuna.Study, spec: SweepSpec, results_root: Path) -> None:
-    covered = _covered_run_ids(study, results_root)
-    for run in spec.runs():
+def _enqueue_missing(study: optuna.Study, spec: SweepSpec, store: StudyStore) -> None:
+    covered = _covered_run_ids(study, store)
+    for run in spec.runs():  # empty for a sampled search
         if run.run_id in covered:
             continue
         study.enqueue_trial(
@@ -120,7 +158,20 @@ def _enqueue_missing(study: optuna.Study, spec: SweepSpec, results_root: Path) -
 
 
 # ---------------------------------------------------------------------------------------------
-# leases: which process holds a RUNNING trial
+# stale trials: heartbeats (RDB) and leases (journal)
+
+
+class _Retry(RetryHeartbeatStaleTrialCallback):
+    """Optuna's retry of a stale trial (a WAITING copy with the same params and run), minus the
+    dead worker's lease and failure note."""
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        trial = copy.copy(trial)
+        trial.user_attrs = {k: v for k, v in trial.user_attrs.items() if k not in (ATTR_WORKER, ATTR_FAIL)}
+        super().__call__(study, trial)
+
+
+retry_stale_trial = _Retry()
 
 
 def _process_start(pid: int) -> Optional[str]:
@@ -141,50 +192,136 @@ def worker_token() -> str:
     return f"{socket.gethostname()}:{pid}:{_process_start(pid)}"
 
 
+def lease_pid(token: Optional[str]) -> Optional[int]:
+    """The pid of a lease token held on this host, else None."""
+    if not token:
+        return None
+    host, pid, _ = token.rsplit(":", 2)
+    return int(pid) if host == socket.gethostname() else None
+
+
 def _lease_is_dead(token: Optional[str]) -> bool:
     """True when the token names a process on this host that no longer runs. Leases of other
-    hosts cannot be checked from here and are left alone."""
-    if not token:
+    hosts cannot be checked from here (they rely on heartbeats)."""
+    pid = lease_pid(token)
+    if pid is None:
         return False
-    host, pid, start = token.rsplit(":", 2)
-    if host != socket.gethostname():
-        return False
-    now = _process_start(int(pid))
+    start = token.rsplit(":", 1)[1]
+    now = _process_start(pid)
     return now is None or (start not in ("?", "None") and now != start)
 
 
-def recover_stale_trials(study: optuna.Study, results_root: Path) -> list[int]:
-    """Fail every RUNNING trial whose worker on this host is gone, so its run is enqueued again.
-    A run that had already written its row keeps it; it is never trained twice."""
+def recover_stale_trials(study: optuna.Study) -> list[int]:
+    """Fail every RUNNING trial whose worker is gone and enqueue a retry of its run: trials leased by
+    a dead process on this host (every storage; these get a fail_reason), then trials silent past the
+    heartbeat grace period (RDB storages: workers on any machine). Returns the failed trials'
+    numbers. Call under the store's lock."""
+    before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
     storage, recovered = study._storage, []
-    study_id = storage.get_study_id_from_name(study.study_name)
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if not _lease_is_dead(t.user_attrs.get(ATTR_WORKER)):
             continue
-        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
-        storage.set_trial_user_attr(trial_id, ATTR_FAIL, f"worker {t.user_attrs.get(ATTR_WORKER)} died")
         try:
-            storage.set_trial_state_values(trial_id, TrialState.FAIL)
-        except UpdateFinishedTrialError:
-            continue
-        recovered.append(t.number)
-    return recovered
-
-
-def claim_next(study: optuna.Study) -> Optional[optuna.Trial]:
-    """Atomically move one WAITING trial to RUNNING for this process, or None if none is left."""
-    storage = study._storage
-    study_id = storage.get_study_id_from_name(study.study_name)
-    for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
-        try:
-            if not storage.set_trial_state_values(trial_id, TrialState.RUNNING):
+            storage.set_trial_user_attr(t._trial_id, ATTR_FAIL, f"worker {t.user_attrs.get(ATTR_WORKER)} died")
+            if not storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
                 continue
         except UpdateFinishedTrialError:
             continue
-        storage.set_trial_user_attr(trial_id, ATTR_WORKER, worker_token())
-        return optuna.Trial(study, trial_id)
+        retry_stale_trial(study, storage.get_trial(t._trial_id))
+        recovered.append(t.number)
+    with warnings.catch_warnings():  # the heartbeat API is marked experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        fail_stale_trials(study)  # heartbeat storages: fails silent trials, runs retry_stale_trial
+    still = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    return sorted((before - still) | set(recovered))
+
+
+class _Heartbeat:
+    """Record Optuna heartbeats for a running trial from a thread (RDB storages; a no-op else)."""
+
+    def __init__(self, study: optuna.Study, trial_id: int) -> None:
+        storage = study._storage
+        self.interval = storage.get_heartbeat_interval() if hasattr(storage, "get_heartbeat_interval") else None
+        self.storage, self.trial_id = storage, trial_id
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True, name=f"heartbeat-{trial_id}")
+
+    def _beat(self) -> None:
+        while True:
+            try:
+                self.storage.record_heartbeat(self.trial_id)
+            except Exception:  # a transient database error must not kill the trial; the next beat retries
+                pass
+            if self.stop.wait(self.interval):
+                return
+
+    def __enter__(self) -> "_Heartbeat":
+        if self.interval:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.interval:
+            self.stop.set()
+            self.thread.join()
+
+
+# ---------------------------------------------------------------------------------------------
+# claiming trials
+
+
+def _claim_waiting(study: optuna.Study) -> Optional[optuna.Trial]:
+    """Atomically move one WAITING trial to RUNNING for this process, or None if none is left."""
+    storage = study._storage
+    for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        try:
+            if not storage.set_trial_state_values(t._trial_id, TrialState.RUNNING):
+                continue
+        except UpdateFinishedTrialError:
+            continue
+        storage.set_trial_user_attr(t._trial_id, ATTR_WORKER, worker_token())
+        return optuna.Trial(study, t._trial_id)
     return None
+
+
+def budget_used(study: optuna.Study) -> int:
+    """Trials that count against a sampled search's budget: all but the crashed ones (a crash is
+    retried or replaced; a diverged run is a result and counts)."""
+    return sum(1 for t in study.get_trials(deepcopy=False)
+               if t.state != TrialState.FAIL or ATTR_ROW in t.user_attrs)
+
+
+def claim_next(study: optuna.Study, spec: SweepSpec, store: StudyStore) -> Optional[optuna.Trial]:
+    """The next trial for this worker: a WAITING one (grid cells, retries), else for a sampled
+    search a new trial from the sampler while the budget lasts; None when there is nothing left."""
+    trial = _claim_waiting(study)
+    if trial is not None or not spec.search.sampled:
+        return trial
+    with store.lock():
+        if budget_used(study) >= spec.search.n_trials:
+            return None
+        trial = study.ask()
+        trial.set_user_attr(ATTR_WORKER, worker_token())
+        return trial
+
+
+def _run_of(trial: optuna.Trial, spec: SweepSpec) -> Run:
+    """The run a claimed trial stands for; records its parameters as Optuna params."""
+    attrs = trial.user_attrs
+    if spec.search.sampled:
+        params = {k: suggest(trial, k, p) for k, p in spec.search.space.items()}
+        if ATTR_CONFIG not in attrs:  # a fresh draw
+            run = Run(apply_params(spec.base(), params), spec.seeds[0], params, trial.number)
+            for key, value in ((ATTR_RUN_ID, run.run_id), (ATTR_CONFIG, run.config.model_dump(mode="json")),
+                               (ATTR_SEED, run.seed), (ATTR_LABELS, run.labels), (ATTR_CELL, run.cell_index)):
+                trial.set_user_attr(key, value)
+            return run
+    else:
+        for key in spec.grid:
+            trial.suggest_categorical(key, spec.grid_choices(key))
+        trial.suggest_categorical("seed", spec.seeds)
+    return Run(RunConfig.model_validate(attrs[ATTR_CONFIG]), attrs[ATTR_SEED], attrs.get(ATTR_LABELS, {}),
+               attrs.get(ATTR_CELL, 0))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -205,6 +342,7 @@ class Reporter:
 class WorkerSummary:
     finished: list[str] = field(default_factory=list)  # run ids with status ok
     failed: list[str] = field(default_factory=list)  # run ids with status failed (row written)
+    pruned: list[str] = field(default_factory=list)  # run ids stopped by the pruner (row written)
     errors: list[str] = field(default_factory=list)  # trials that raised; no row, will be retried
 
 
@@ -229,18 +367,26 @@ def _provenance(device: torch.device, data: Dataset, spec_fingerprint: str, comm
 class Setting:
     """What every run of one worker shares."""
 
-    study: str
-    grid_keys: list[str]
+    spec: SweepSpec
     data: Dataset
     device: torch.device
-    spec_fingerprint: str
     command: str = ""
 
 
-def execute_run(run: Run, run_id: str, setting: Setting, reporter: Reporter) -> dict[str, Any]:
-    """Train and evaluate one run; return its results row (status 'ok' or 'failed')."""
-    data = setting.data
-    result = train(run.config, data, run.seed, setting.device, on_epoch=reporter.epoch)
+# Called after every epoch with its history record; returns a reason to stop training, or None.
+StopCheck = Callable[[dict], Optional[str]]
+
+
+def execute_run(run: Run, run_id: str, setting: Setting, reporter: Reporter, trial_number: int = -1,
+                stop_check: Optional[StopCheck] = None) -> dict[str, Any]:
+    """Train and evaluate one run; return its results row (status 'ok', 'failed' or 'pruned')."""
+    spec, data = setting.spec, setting.data
+
+    def on_epoch(record: dict) -> Optional[str]:
+        reporter.epoch(record)
+        return stop_check(record) if stop_check is not None else None
+
+    result = train(run.config, data, run.seed, setting.device, on_epoch=on_epoch)
     metrics: dict[str, Any] = {k: None for k in METRIC_TYPES}
     metrics.update({f"eval_seconds_{n}": None for n in METRICS.names()})
     eval_seconds = None
@@ -248,72 +394,226 @@ def execute_run(run: Run, run_id: str, setting: Setting, reporter: Reporter) -> 
         t0 = time.perf_counter()
         metrics.update(evaluate(result.model, data, run.config, run.seed))
         eval_seconds = time.perf_counter() - t0
+    status = {"ok": "ok", "stopped": "pruned"}.get(result.status, "failed")
     return {
         "run_id": run_id,
-        "study": setting.study,
+        "study": spec.study,
         "seed": run.seed,
-        "status": "ok" if result.status == "ok" else "failed",
+        "status": status,
         "reason": result.reason,
         "variant": run.variant,
         "cell_index": run.cell_index,
+        "trial_number": trial_number,
         **param_columns(run.config),
-        "grid_keys": setting.grid_keys,
+        "grid_keys": list(spec.search.space) if spec.search.sampled else list(spec.grid),
+        "sampler": spec.search.sampler,
+        "objective_metrics": spec.search.metrics,
+        "objective_directions": spec.search.directions,
         "n_params": count_parameters(result.model),
         "epochs_completed": len(result.history),
         "train_seconds": result.seconds,
         "eval_seconds": eval_seconds,
         **metrics,
         "history": result.history,
-        **_provenance(setting.device, data, setting.spec_fingerprint, setting.command),
+        **_provenance(setting.device, data, spec.fingerprint(), setting.command),
     }
 
 
-def _tell_from_row(study: optuna.Study, trial: optuna.Trial, row: dict) -> None:
-    if row["status"] == "ok":
-        study.tell(trial, row[NEG_ELBO])
+def _jsonable(value: Any) -> Any:
+    """The row as plain JSON values (numpy scalars and arrays become floats, ints and lists)."""
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _pruning_check(trial: optuna.Trial, spec: SweepSpec) -> Optional[StopCheck]:
+    if spec.search.pruner.name == "none":
+        return None
+
+    def check(record: dict) -> Optional[str]:
+        trial.report(record["test_loss"], record["epoch"])
+        if trial.should_prune():
+            return (f"pruned by {spec.search.pruner.name} at epoch {record['epoch']} "
+                    f"(test -ELBO {record['test_loss']:.2f} nats)")
+        return None
+
+    return check
+
+
+def _objective_values(row: dict, spec: SweepSpec) -> Optional[list[float]]:
+    values = [row.get(m) for m in spec.search.metrics]
+    if any(v is None or (isinstance(v, float) and not math.isfinite(v)) for v in values):
+        return None
+    return [float(v) for v in values]
+
+
+def _finish(study: optuna.Study, trial: optuna.Trial, row: dict, spec: SweepSpec) -> None:
+    """Store the row in the trial, then set its final state (COMPLETE only with the row in place)."""
+    trial.set_user_attr(ATTR_ROW, _jsonable(row))
+    if row["status"] == "pruned":
+        study.tell(trial, state=TrialState.PRUNED)
+    elif row["status"] == "ok" and (values := _objective_values(row, spec)) is not None:
+        study.tell(trial, values)
     else:
-        trial.set_user_attr(ATTR_FAIL, row["reason"])
+        reason = row["reason"] or f"objective metric missing: {', '.join(spec.search.metrics)}"
+        trial.set_user_attr(ATTR_FAIL, reason)
         study.tell(trial, state=TrialState.FAIL)
+
+
+def _existing_row(study: optuna.Study, trial: optuna.Trial, store: StudyStore, run_id: str) -> Optional[dict]:
+    """A row this run already has: in this results folder, or stored in a trial of the study (a
+    retried trial carries its predecessor's attributes; another machine may have finished it)."""
+    if has_row(store.results_root, study.study_name, run_id):
+        return read_row(store.results_root, study.study_name, run_id)
+    if ATTR_ROW in trial.user_attrs:
+        return trial.user_attrs[ATTR_ROW]
+    for t in study.get_trials(deepcopy=False):
+        if t.user_attrs.get(ATTR_RUN_ID) == run_id and ATTR_ROW in t.user_attrs:
+            return t.user_attrs[ATTR_ROW]
+    return None
 
 
 def run_worker(
     study: optuna.Study,
     spec: SweepSpec,
     data: Dataset,
-    results_root: Path,
+    store: StudyStore,
     device: str | torch.device | None = None,
     reporter: Reporter | None = None,
     command: str = "",
 ) -> WorkerSummary:
-    """Claim and run trials until none is WAITING. One trial's failure never stops the worker.
+    """Claim and run trials until none is left. One trial's failure never stops the worker.
     `command` (the invoking command line) is stored with each row as provenance."""
     reporter = reporter or Reporter()
     summary = WorkerSummary()
-    setting = Setting(spec.study, list(spec.grid), data, resolve_device(device), study.user_attrs["spec_fingerprint"], command)
-    while (trial := claim_next(study)) is not None:
-        attrs = trial.user_attrs
-        run_id, seed = attrs[ATTR_RUN_ID], attrs[ATTR_SEED]
-        run = Run(RunConfig.model_validate(attrs[ATTR_CONFIG]), seed, attrs.get(ATTR_LABELS, {}), attrs.get(ATTR_CELL, 0))
-        try:
-            for key in spec.grid:  # records the cell's values as Optuna params
-                trial.suggest_categorical(key, spec.grid_choices(key))
-            trial.suggest_categorical("seed", spec.seeds)
-            if has_row(results_root, spec.study, run_id):  # finished before a crash: keep it
-                row = read_row(results_root, spec.study, run_id)
-            else:
-                reporter.trial_start(trial.number, run_id, run.config, seed)
-                row = execute_run(run, run_id, setting, reporter)
-                write_row(results_root, spec.study, row)  # the row lands before COMPLETE
-            _tell_from_row(study, trial, row)
-            reporter.trial_end(row)
-            (summary.finished if row["status"] == "ok" else summary.failed).append(run_id)
-        except KeyboardInterrupt:
-            trial.set_user_attr(ATTR_FAIL, "interrupted")
-            study.tell(trial, state=TrialState.FAIL)
-            raise
-        except Exception as e:  # a crash in one trial must not take the sweep down
-            reason = f"{type(e).__name__}: {e}"
-            trial.set_user_attr(ATTR_FAIL, reason)
-            study.tell(trial, state=TrialState.FAIL)
-            summary.errors.append(f"{run_id}: {reason}")
+    setting = Setting(spec, data, resolve_device(device), command)
+    while True:
+        trial = claim_next(study, spec, store)
+        if trial is None:
+            with store.lock():  # before leaving: take over the trials of workers that died
+                if recover_stale_trials(study):
+                    continue
+            break
+        with _Heartbeat(study, trial._trial_id):
+            _run_trial(study, trial, setting, store, reporter, summary)
     return summary
+
+
+def _run_trial(study: optuna.Study, trial: optuna.Trial, setting: Setting, store: StudyStore,
+               reporter: Reporter, summary: WorkerSummary) -> None:
+    spec, run_id = setting.spec, None
+    try:
+        run = _run_of(trial, spec)
+        run_id = run.run_id
+        row = _existing_row(study, trial, store, run_id)
+        if row is not None:  # finished before a crash, or by another trial: keep it, do not retrain
+            if not has_row(store.results_root, spec.study, run_id):
+                write_row(store.results_root, spec.study, row)
+        else:
+            reporter.trial_start(trial.number, run_id, run.config, run.seed)
+            row = execute_run(run, run_id, setting, reporter, trial.number, _pruning_check(trial, spec))
+            write_row(store.results_root, spec.study, row)  # the row lands before the trial's final state
+        _finish(study, trial, row, spec)
+        reporter.trial_end(row)
+        {"ok": summary.finished, "pruned": summary.pruned}.get(row["status"], summary.failed).append(run_id)
+    except KeyboardInterrupt:
+        _fail_quietly(study, trial, "interrupted")
+        raise
+    except UpdateFinishedTrialError:  # declared stale while it ran (heartbeats lost): its retry owns the run
+        summary.errors.append(f"{run_id}: trial {trial.number} was failed as stale while running; its row is kept")
+    except Exception as e:  # a crash in one trial must not take the worker down
+        reason = f"{type(e).__name__}: {e}"
+        _fail_quietly(study, trial, reason)
+        summary.errors.append(f"{run_id or f'trial {trial.number}'}: {reason}")
+
+
+def _fail_quietly(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
+    try:
+        trial.set_user_attr(ATTR_FAIL, reason)
+        study.tell(trial, state=TrialState.FAIL)
+    except Exception:  # already finished elsewhere, or the storage is gone: nothing more to record
+        pass
+
+
+# ---------------------------------------------------------------------------------------------
+# progress of a study
+
+
+@dataclass
+class StudyStatus:
+    study: str
+    sampler: str
+    total: int  # runs of the grid, or the sampled search's trial budget
+    complete: int
+    pruned: int
+    diverged: int  # FAIL with a row: a finished run whose training diverged
+    failed: int  # FAIL without a row: crashed or stale, retried or replaced
+    running: list[tuple[int, str, str, float]]  # (trial number, run id, worker, seconds so far)
+    waiting: int  # enqueued and not yet claimed, plus a sampled search's undrawn budget
+    mean_trial_seconds: Optional[float]
+    failures: list[tuple[int, str]]  # (trial number, reason) of the most recent failures
+
+    @property
+    def done(self) -> int:
+        return self.complete + self.pruned + self.diverged
+
+    @property
+    def eta_seconds(self) -> Optional[float]:
+        """Remaining runs x mean seconds per finished trial / parallel workers (at least one)."""
+        remaining = max(self.total - self.done, 0)
+        if remaining == 0:
+            return 0.0
+        if self.mean_trial_seconds is None:
+            return None
+        return remaining * self.mean_trial_seconds / max(len(self.running), 1)
+
+
+def study_status(study: optuna.Study) -> StudyStatus:
+    spec = parse_spec({**study.user_attrs[STUDY_SPEC], "study": study.study_name}, study.study_name)
+    trials = study.get_trials(deepcopy=False)
+    by = {s: [t for t in trials if t.state == s] for s in TrialState}
+    now = _dt.datetime.now()
+    durations = [(t.datetime_complete - t.datetime_start).total_seconds()
+                 for t in by[TrialState.COMPLETE] if t.datetime_start and t.datetime_complete]
+    fails = by[TrialState.FAIL]
+    total = spec.search.n_trials if spec.search.sampled else len(spec.runs())
+    waiting = len(by[TrialState.WAITING])
+    if spec.search.sampled:
+        waiting += max(spec.search.n_trials - budget_used(study), 0)
+    return StudyStatus(
+        study=study.study_name,
+        sampler=spec.search.sampler,
+        total=total,
+        complete=len(by[TrialState.COMPLETE]),
+        pruned=len(by[TrialState.PRUNED]),
+        diverged=sum(1 for t in fails if ATTR_ROW in t.user_attrs),
+        failed=sum(1 for t in fails if ATTR_ROW not in t.user_attrs),
+        running=[(t.number, t.user_attrs.get(ATTR_RUN_ID, "?"), t.user_attrs.get(ATTR_WORKER, "?"),
+                  (now - t.datetime_start).total_seconds() if t.datetime_start else 0.0)
+                 for t in by[TrialState.RUNNING]],
+        waiting=waiting,
+        mean_trial_seconds=sum(durations) / len(durations) if durations else None,
+        failures=[(t.number, t.user_attrs.get(ATTR_FAIL, "stale: no heartbeat")) for t in fails[-5:]
+                  if ATTR_ROW not in t.user_attrs],
+    )
+
+
+def export_rows(study: optuna.Study, store: StudyStore) -> tuple[int, int]:
+    """Write every row held in the study's trials that this results folder lacks (rows of workers on
+    other machines). Returns (rows written, rows already present)."""
+    written, present, seen = 0, 0, set()
+    for t in study.get_trials(deepcopy=False):
+        row = t.user_attrs.get(ATTR_ROW)
+        if row is None or row["run_id"] in seen:
+            continue
+        seen.add(row["run_id"])
+        if has_row(store.results_root, study.study_name, row["run_id"]):
+            present += 1
+        else:
+            write_row(store.results_root, study.study_name, row)
+            written += 1
+    return written, present

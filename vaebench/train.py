@@ -20,7 +20,9 @@ from .runtime import resolve_device, seed_everything
 from .schedules import kl_weight
 from .spec import RunConfig
 
-EpochCallback = Callable[[dict], None]
+# Called after every epoch with its history record; a non-empty string it returns stops training
+# (status 'stopped', the string as the reason): how a pruner stops a trial without the loop knowing.
+EpochCallback = Callable[[dict], Optional[str]]
 
 # One record per epoch in TrainResult.history; losses in nats per example, seconds since start.
 HISTORY_FIELDS = (
@@ -33,7 +35,7 @@ HISTORY_FIELDS = (
 class TrainResult:
     model: VAE
     history: list[dict] = field(default_factory=list)  # one record per finished epoch
-    status: str = "ok"  # "ok" or "diverged"
+    status: str = "ok"  # "ok", "diverged", or "stopped" (by on_epoch)
     reason: Optional[str] = None  # why training stopped early
     seconds: float = 0.0  # wall time of the training loop (incl. per-epoch test loss)
 
@@ -69,7 +71,8 @@ def train(
     on_epoch: Optional[EpochCallback] = None,
 ) -> TrainResult:
     """Train the VAE `cfg` describes on `data.x_train` with Adam; evaluate the loss on the test split
-    after every epoch. Stops early, with status 'diverged', when a loss is NaN or infinite."""
+    after every epoch. Stops early, with status 'diverged', when a loss is NaN or infinite, or with
+    status 'stopped' when `on_epoch` returns a reason."""
     device = resolve_device(device)
     seed_everything(seed)
     likelihood = build_likelihood(cfg.objective)
@@ -134,8 +137,9 @@ def train(
         result.history.append(record)
         if plateau is not None:
             plateau.step(train_loss)
-        if on_epoch is not None:
-            on_epoch(record)
+        if on_epoch is not None and (stop := on_epoch(record)):
+            result.status, result.reason = "stopped", stop
+            break
 
     result.seconds = time.perf_counter() - t0
     model.eval()

@@ -7,7 +7,8 @@ import math
 import pandas as pd
 
 from ..results import grid_column
-from .tables import METRIC_COLUMNS, fixed_settings, param_label, summarize, table_title, variant_settings
+from .tables import (METRIC_COLUMNS, fixed_settings, objectives_of, pareto_front, param_label, summarize,
+                     table_title, variant_settings)
 
 
 def _cell(mean: float, std: float, fmt: str) -> str:
@@ -68,7 +69,8 @@ def render_study(df: pd.DataFrame) -> str:
     grid_keys = list(df["grid_keys"].iloc[0])
     summary = summarize(df, grid_keys)
     fixed = fixed_settings(df, grid_keys)
-    failed = df[df["status"] != "ok"]
+    failed = df[df["status"] == "failed"]
+    pruned = df[df["status"] == "pruned"]
     ok = df[df["status"] == "ok"]
     seeds = sorted(int(s) for s in df["seed"].unique())
     commands = sorted(c for c in df.get("command", pd.Series(dtype=str)).dropna().unique() if c)
@@ -76,7 +78,8 @@ def render_study(df: pd.DataFrame) -> str:
         f"# {table_title(grid_keys, study)} — study `{study}`",
         "",
         f"Dataset `{df['dataset'].iloc[0]}` (checksum `{df['dataset_checksum'].iloc[0]}`), "
-        f"seeds {seeds}, {len(ok)} finished run(s), {len(failed)} failed. "
+        f"seeds {seeds}, {len(ok)} finished run(s), {len(failed)} failed"
+        + (f", {len(pruned)} pruned (not in the table)" if len(pruned) else "") + ". "
         f"vaebench {df['vaebench_version'].iloc[0]}, torch {df['torch_version'].iloc[0]}, "
         f"device {', '.join(sorted(df['device'].unique()))}.",
         "",
@@ -102,9 +105,33 @@ def render_study(df: pd.DataFrame) -> str:
         lines += ["", "Variants:", ""]
         for name, settings in variant_settings(df).items():
             lines.append(f"- **{name}**: " + (", ".join(f"`{k}={_param(v)}`" for k, v in settings.items()) or "defaults"))
-    if len(failed):
-        lines += ["", "## Failed runs", ""]
-        for _, r in failed.iterrows():
-            cell = ", ".join(f"{param_label(k)}={_param(r[grid_column(k)])}" for k in grid_keys)
-            lines.append(f"- `{r['run_id']}` ({cell}, seed {r['seed']}): {r['reason']}")
+    objectives = objectives_of(df)
+    if len(objectives) > 1:
+        lines += ["", _pareto_section(df, grid_keys, objectives)]
+    for title, rows in (("Failed runs", failed), ("Pruned runs", pruned)):
+        if len(rows):
+            lines += ["", f"## {title}", ""]
+            for _, r in rows.iterrows():
+                cell = ", ".join(f"{param_label(k)}={_param(r[grid_column(k)])}" for k in grid_keys)
+                lines.append(f"- `{r['run_id']}` ({cell}, seed {r['seed']}): {r['reason']}")
     return "\n".join(lines) + "\n"
+
+
+def _pareto_section(df: pd.DataFrame, grid_keys: list[str], objectives: list[tuple[str, str]]) -> str:
+    """The non-dominated runs of a multi-objective study, one line per run."""
+    front = pareto_front(df)
+    arrows = {"minimize": "↓", "maximize": "↑"}
+    head = ["run"] + [param_label(k) for k in grid_keys] + ["seed"] + [f"{m} {arrows[d]}" for m, d in objectives]
+    lines = [
+        f"## Pareto front ({', '.join(f'{m} {arrows[d]}' for m, d in objectives)})",
+        "",
+        f"{len(front)} of {int((df['status'] == 'ok').sum())} finished runs are not beaten in every objective by another run.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join("---" for _ in head) + "|",
+    ]
+    for _, r in front.iterrows():
+        cells = [f"`{r['run_id']}`"] + [_param(r[grid_column(k)]) for k in grid_keys] + [str(r["seed"])]
+        cells += [f"{r[m]:.4g}" for m, _ in objectives]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

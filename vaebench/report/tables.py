@@ -136,3 +136,25 @@ def _hashable(v):
     if v is None or (isinstance(v, float) and np.isnan(v)):
         return None
     return v.item() if hasattr(v, "item") else v
+
+
+def objectives_of(df: pd.DataFrame) -> list[tuple[str, str]]:
+    """(metric, direction) pairs the study optimized (rows made before searches existed: -ELBO)."""
+    if "objective_metrics" not in df or df["objective_metrics"].isna().all():
+        return [("neg_elbo", "minimize")]
+    first = df.dropna(subset=["objective_metrics"]).iloc[0]
+    return list(zip(first["objective_metrics"], first["objective_directions"]))
+
+
+def pareto_front(df: pd.DataFrame) -> pd.DataFrame:
+    """The finished runs no other finished run beats in every objective (the non-dominated set),
+    sorted by the first objective."""
+    from ..search import pareto_mask
+
+    objectives = objectives_of(df)
+    metrics = [m for m, _ in objectives]
+    ok = df[(df["status"] == "ok")].dropna(subset=metrics)
+    if ok.empty:
+        return ok
+    mask = pareto_mask(ok[metrics].astype(float).to_numpy().tolist(), [d for _, d in objectives])
+    return ok[mask].sort_values(metrics[0])
