@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Optional
 
+import enum
+
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -370,18 +372,26 @@ def results(
         out.print(table)
 
 
+class ReportFormat(str, enum.Enum):
+    md = "md"
+    html = "html"
+    both = "both"
+
+
 @app.command()
 def report(
     study: Optional[str] = typer.Option(None, "--study", help="one study (default: every study with results)"),
     results: Optional[Path] = ResultsRoot,
     out: Path = typer.Option(Path("reports"), "--out", help="folder for the reports"),
+    fmt: "ReportFormat" = typer.Option("both", "--format",
+                                       help="md (Markdown + PNG figures), html (one self-contained page) or both"),
 ) -> None:
-    """Write a Markdown report per study to reports/<study>.md."""
+    """Write each study's report: reports/<study>.md with reports/<study>/figures/, and/or reports/<study>.html."""
     from .report import write_reports
     from .results import resolve_results_root
 
     root = resolve_results_root(results)
-    written = write_reports(root, out, study)
+    written = write_reports(root, out, study, fmt.value)
     if not written:
         console.print(f"no results under {root}" + (f" for study {study!r}" if study else "") + "; run a sweep first")
         raise typer.Exit(1)

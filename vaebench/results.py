@@ -10,6 +10,7 @@ Columns (all rows of a study share one schema):
 - parameters: `param.<section>.<field>` for every RunConfig field; `grid_keys` lists the varied ones
 - metrics: see metrics/columns.py (units there); null on failed runs
 - timing: train_seconds, eval_seconds, eval_seconds_<metric>, epochs_completed
+- files: model_path, artifacts_path (relative to results/<study>/; see artifacts.py)
 - history: list of per-epoch records (train.HISTORY_FIELDS)
 - provenance: the command line, vaebench/torch/optuna/python versions, device, host, dataset name and checksum,
   spec fingerprint, created_at (UTC)
@@ -51,6 +52,8 @@ _BASE_TYPES: dict[str, pa.DataType] = {
     "epochs_completed": pa.int64(),
     "train_seconds": pa.float64(),
     "eval_seconds": pa.float64(),
+    "model_path": pa.string(),
+    "artifacts_path": pa.string(),
     "history": pa.list_(
         pa.struct([(k, pa.int64() if k == "epoch" else pa.float64()) for k in HISTORY_FIELDS])
     ),

@@ -32,6 +32,7 @@ import threading
 import warnings
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -42,6 +43,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
 from . import __version__
+from .artifacts import save_trial_artifacts
 from .data import Dataset
 from .errors import StudyError
 from .metrics import METRICS, evaluate
@@ -370,6 +372,7 @@ class Setting:
     spec: SweepSpec
     data: Dataset
     device: torch.device
+    results_root: Path
     command: str = ""
 
 
@@ -389,11 +392,12 @@ def execute_run(run: Run, run_id: str, setting: Setting, reporter: Reporter, tri
     result = train(run.config, data, run.seed, setting.device, on_epoch=on_epoch)
     metrics: dict[str, Any] = {k: None for k in METRIC_TYPES}
     metrics.update({f"eval_seconds_{n}": None for n in METRICS.names()})
-    eval_seconds = None
+    eval_seconds, paths = None, {"model_path": None, "artifacts_path": None}
     if result.status == "ok":
         t0 = time.perf_counter()
         metrics.update(evaluate(result.model, data, run.config, run.seed))
         eval_seconds = time.perf_counter() - t0
+        paths = save_trial_artifacts(result.model, data, run.seed, setting.results_root, spec.study, run_id)
     status = {"ok": "ok", "stopped": "pruned"}.get(result.status, "failed")
     return {
         "run_id": run_id,
@@ -413,6 +417,7 @@ def execute_run(run: Run, run_id: str, setting: Setting, reporter: Reporter, tri
         "epochs_completed": len(result.history),
         "train_seconds": result.seconds,
         "eval_seconds": eval_seconds,
+        **paths,
         **metrics,
         "history": result.history,
         **_provenance(setting.device, data, spec.fingerprint(), setting.command),
@@ -490,7 +495,7 @@ def run_worker(
     `command` (the invoking command line) is stored with each row as provenance."""
     reporter = reporter or Reporter()
     summary = WorkerSummary()
-    setting = Setting(spec, data, resolve_device(device), command)
+    setting = Setting(spec, data, resolve_device(device), store.results_root, command)
     while True:
         trial = claim_next(study, spec, store)
         if trial is None:

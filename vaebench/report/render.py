@@ -2,38 +2,42 @@
 
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 
 from ..results import grid_column
-from .tables import (METRIC_COLUMNS, fixed_settings, objectives_of, pareto_front, param_label, summarize,
+from .tables import (PARETO_KEY, Cell, ReportTable, fixed_settings, format_value, param_label, study_tables,
                      table_title, variant_settings)
 
-
-def _cell(mean: float, std: float, fmt: str) -> str:
-    if math.isnan(mean):
-        return "—"
-    if math.isnan(std) or std == 0:
-        return f"{mean:{fmt}}"
-    return f"{mean:{fmt}} ± {std:{fmt}}"
-
-
-def _param(v) -> str:
-    if isinstance(v, float):
-        return f"{v:g}"
-    return str(v)
+CELL_NOTE = (
+    "Each summary cell: mean ± half-width of the 95% confidence interval of the mean over seeds (Student t, "
+    "n − 1 degrees of freedom; a cell with one run, or where every run agrees, shows the value alone; "
+    "\"(n=k)\" when only k runs of the row have the metric); n = finished runs in the row. **Bold**: the best "
+    "mean of a column. ↓ lower is better, ↑ higher is better; columns without an arrow are not ranked. "
+    "p: two-sided Welch's t-test (unequal variances) of the row against the baseline row, on the metric "
+    "the header names; \"—\" when either side has fewer than 2 runs. Losses are in nats per test example "
+    "(sum over pixels and latent dimensions, mean over examples); −ELBO and KL are the unweighted (β = 1) "
+    "quantities whatever β was used in training; Recon MSE is per pixel, decoding the posterior mean. "
+    "Definitions: README, section Metrics."
+)
 
 
-def markdown_table(summary: pd.DataFrame, grid_keys: list[str]) -> str:
-    head = [param_label(k) for k in grid_keys] + [f"{c.label} {c.better}".strip() for c in METRIC_COLUMNS] + ["n"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
-    for _, r in summary.iterrows():
-        cells = [_param(r[k]) for k in grid_keys]
-        cells += [_cell(r[c.key + ".mean"], r[c.key + ".std"], c.fmt) for c in METRIC_COLUMNS]
-        cells.append(str(int(r["n"])))
-        lines.append("| " + " | ".join(cells) + " |")
+def _md_cell(cell: Cell) -> str:
+    text = cell.text.replace("|", "\\|")
+    text = f"`{text}`" if cell.code else text
+    return f"**{text}**" if cell.best else text
+
+
+def markdown_table(table: ReportTable) -> str:
+    """The table's grid as Markdown (no title, no notes)."""
+    lines = ["| " + " | ".join(table.header) + " |", "|" + "|".join("---" for _ in table.header) + "|"]
+    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in table.rows]
     return "\n".join(lines)
+
+
+def render_table(table: ReportTable) -> str:
+    """A section: the title as a heading, the table, then its notes as a list."""
+    notes = [""] + [f"- {n}" for n in table.notes] if table.notes else []
+    return "\n".join([f"## {table.title}", "", markdown_table(table), *notes])
 
 
 def _fid_note(ok: pd.DataFrame) -> str:
@@ -67,7 +71,7 @@ def render_study(df: pd.DataFrame) -> str:
     """The Markdown report of one study's rows."""
     study = df["study"].iloc[0]
     grid_keys = list(df["grid_keys"].iloc[0])
-    summary = summarize(df, grid_keys)
+    tables = study_tables(df)
     fixed = fixed_settings(df, grid_keys)
     failed = df[df["status"] == "failed"]
     pruned = df[df["status"] == "pruned"]
@@ -82,56 +86,36 @@ def render_study(df: pd.DataFrame) -> str:
         + (f", {len(pruned)} pruned (not in the table)" if len(pruned) else "") + ". "
         f"vaebench {df['vaebench_version'].iloc[0]}, torch {df['torch_version'].iloc[0]}, "
         f"device {', '.join(sorted(df['device'].unique()))}.",
-        "",
-        markdown_table(summary, grid_keys),
+    ]
+    for table in tables:
+        if table.key != PARETO_KEY:
+            lines += ["", render_table(table)]
+    lines += [
         "",
         _fid_note(ok),
         "",
-        "Each cell: mean ± sample standard deviation over seeds; n = finished runs in the row. "
-        "↓ lower is better, ↑ higher is better. Losses are in nats per test example (sum over pixels "
-        "and latent dimensions, mean over examples); −ELBO and KL are the unweighted (β = 1) "
-        "quantities whatever β was used in training; Recon MSE is per pixel, decoding the posterior "
-        "mean. Definitions: README, section Metrics.",
+        CELL_NOTE,
         "",
         f"Made by: {', '.join(f'`{c}`' for c in commands) or 'unknown command'}, then `vaebench report`. "
         f"Wall time {_wall_span(df) / 60:.1f} min from the first run's start to the last run's end; "
         f"compute {ok['train_seconds'].sum():.0f} s training + {ok['eval_seconds'].sum():.0f} s evaluation "
         f"over {len(ok)} runs ({ok['train_seconds'].sum() / max(1, ok['epochs_completed'].sum()):.2f} s per epoch).",
         "",
-        "Fixed settings: " + ", ".join(f"`{k}={_param(v)}`" for k, v in fixed.items())
+        "Fixed settings: " + ", ".join(f"`{k}={format_value(v)}`" for k, v in fixed.items())
         + "; everything else at vaebench's defaults (README, Sweep specs).",
     ]
     if "variant" in grid_keys:
         lines += ["", "Variants:", ""]
         for name, settings in variant_settings(df).items():
-            lines.append(f"- **{name}**: " + (", ".join(f"`{k}={_param(v)}`" for k, v in settings.items()) or "defaults"))
-    objectives = objectives_of(df)
-    if len(objectives) > 1:
-        lines += ["", _pareto_section(df, grid_keys, objectives)]
+            lines.append(f"- **{name}**: "
+                         + (", ".join(f"`{k}={format_value(v)}`" for k, v in settings.items()) or "defaults"))
+    for table in tables:
+        if table.key == PARETO_KEY:  # after the settings, as it lists single runs
+            lines += ["", render_table(table)]
     for title, rows in (("Failed runs", failed), ("Pruned runs", pruned)):
         if len(rows):
             lines += ["", f"## {title}", ""]
             for _, r in rows.iterrows():
-                cell = ", ".join(f"{param_label(k)}={_param(r[grid_column(k)])}" for k in grid_keys)
+                cell = ", ".join(f"{param_label(k)}={format_value(r[grid_column(k)])}" for k in grid_keys)
                 lines.append(f"- `{r['run_id']}` ({cell}, seed {r['seed']}): {r['reason']}")
     return "\n".join(lines) + "\n"
-
-
-def _pareto_section(df: pd.DataFrame, grid_keys: list[str], objectives: list[tuple[str, str]]) -> str:
-    """The non-dominated runs of a multi-objective study, one line per run."""
-    front = pareto_front(df)
-    arrows = {"minimize": "↓", "maximize": "↑"}
-    head = ["run"] + [param_label(k) for k in grid_keys] + ["seed"] + [f"{m} {arrows[d]}" for m, d in objectives]
-    lines = [
-        f"## Pareto front ({', '.join(f'{m} {arrows[d]}' for m, d in objectives)})",
-        "",
-        f"{len(front)} of {int((df['status'] == 'ok').sum())} finished runs are not beaten in every objective by another run.",
-        "",
-        "| " + " | ".join(head) + " |",
-        "|" + "|".join("---" for _ in head) + "|",
-    ]
-    for _, r in front.iterrows():
-        cells = [f"`{r['run_id']}`"] + [_param(r[grid_column(k)]) for k in grid_keys] + [str(r["seed"])]
-        cells += [f"{r[m]:.4g}" for m, _ in objectives]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)

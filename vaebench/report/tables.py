@@ -1,27 +1,69 @@
-"""Summary tables from results rows: one row per grid cell, mean ± std over seeds, n shown."""
+"""Report tables from results rows, as one structured model that Markdown and HTML render alike.
+
+`study_tables(df)` is the entry point: the tutorial's layout the study's grid mirrors (if any), the
+tutorial's printed numbers beside the measured ones (published.yaml), every metric, and the Pareto
+front of a multi-objective study. Summary cells are mean ± 95% CI half-width (Student t over seeds),
+the best mean of a column with a direction is marked, and a p column tests each row against the
+baseline row (Welch's t-test on the table's headline metric). Texts are plain (no Markdown).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from ..metrics import columns as C
 from ..results import PARAM_PREFIX, grid_column
+from .stats import ci95, trend_sign, welch_p
 
 
 @dataclass(frozen=True)
 class Column:
-    key: str  # results column
+    key: str  # results column (or a derived one: SECONDS_PER_EPOCH)
     label: str  # header, with units
-    fmt: str  # format of mean and std
+    fmt: str  # format of mean and CI half-width
     better: str = ""  # "↓", "↑" or "" (no preferred direction)
+
+    @property
+    def header(self) -> str:
+        return f"{self.label} {self.better}".strip()
+
+    @property
+    def name(self) -> str:
+        """The label without its units: "Recon MSE (per pixel)" -> "Recon MSE"."""
+        return self.label.split(" (")[0]
+
+
+@dataclass
+class Cell:
+    text: str  # formatted, e.g. "0.0117 ± 0.0004" (mean ± 95% CI half-width)
+    best: bool = False  # best value of its column (marked bold in Markdown)
+    code: bool = False  # an identifier such as a run id (monospace)
+
+
+@dataclass
+class ReportTable:
+    key: str  # stable id, e.g. "beta_tradeoffs", "all_metrics", "published_vs_measured"
+    title: str
+    header: list[str]  # with units, e.g. "Recon MSE (per pixel) ↓"
+    rows: list[list[Cell]]
+    notes: list[str]  # sentences printed under the table
 
 
 SECONDS_PER_EPOCH = "seconds_per_epoch"  # derived: train_seconds / epochs_completed
+DERIVED = {SECONDS_PER_EPOCH: lambda d: d["train_seconds"] / d["epochs_completed"]}
+LATENT_DIM = grid_column("model.latent_dim")
+DISENTANGLEMENT = "disentanglement"  # no metric computes it yet: its cells read NOT_MEASURED
+NOT_MEASURED = "not measured"
+MISSING = "—"
+N_HEADER = "n (runs)"
 
-# The tutorial's β-VAE table leads with Reconstruction MSE and KL Divergence; the rest follow.
+# The all-metrics table. The tutorial's β-VAE table leads with Reconstruction MSE and KL Divergence.
 METRIC_COLUMNS = [
     Column(C.RECON_MSE, "Recon MSE (per pixel)", ".4f", "↓"),
     Column(C.KL, "KL (nats)", ".2f"),
@@ -30,11 +72,13 @@ METRIC_COLUMNS = [
     Column(C.SSIM, "SSIM", ".4f", "↑"),
     Column(C.FID, "FID samples", ".2f", "↓"),
     Column(C.FID_RECON, "FID recon", ".2f", "↓"),
-    Column("nll_is", "NLL (IS, nats)", ".2f", "↓"),
-    Column(C.ACTIVE_UNITS, "Active units", ".1f"),
-    Column("n_params", "Parameters", ",.0f"),
+    Column(C.NLL_IS, "NLL (IS, nats)", ".2f", "↓"),
+    Column(C.ACTIVE_UNITS, "Active units (count)", ".1f"),
+    Column("n_params", "Parameter count", ",.0f"),
     Column(SECONDS_PER_EPOCH, "Time/epoch (s)", ".2f"),
 ]
+COLUMNS = {c.key: c for c in [*METRIC_COLUMNS, Column(LATENT_DIM, "Latent dim", ".0f"),
+                              Column(DISENTANGLEMENT, "Disentanglement", "")]}
 
 PARAM_LABELS = {
     "objective.beta": "β",
@@ -61,6 +105,10 @@ STUDY_TITLES = {
     "schedule": "Annealing schedules",
 }
 
+# The row each p-value is measured against, by the single grid key (the tutorial's reference);
+# a grid without one here, or whose reference value is absent, uses its first cell.
+BASELINES = {"objective.beta": 1.0, "objective.likelihood": "bernoulli", "variant": "none"}
+
 
 def table_title(grid_keys: list[str], study: str = "") -> str:
     return TABLE_TITLES.get(tuple(grid_keys)) or STUDY_TITLES.get(study, "Sweep results")
@@ -70,10 +118,89 @@ def param_label(key: str) -> str:
     return PARAM_LABELS.get(key, key)
 
 
-def summarize(df: pd.DataFrame, grid_keys: list[str]) -> pd.DataFrame:
-    """One row per cell of the grid (status 'ok' runs only), in the spec's grid order: for each
-    metric its mean, sample standard deviation (ddof=1; NaN when n = 1) and n."""
-    ok = df[df["status"] == "ok"].assign(**{SECONDS_PER_EPOCH: lambda d: d["train_seconds"] / d["epochs_completed"]})
+def format_value(v) -> str:
+    """A parameter value as a table shows it: floats in %g (1.0 -> "1"), the rest as str."""
+    if isinstance(v, (float, np.floating)):
+        return f"{float(v):g}"
+    return str(v)
+
+
+# ---------------------------------------------------------------------------------------------
+# Layouts: the tutorial's tables
+
+
+def _col(key: str, label: str | None = None, better: str | None = None) -> Column:
+    """COLUMNS[key], relabelled for a layout."""
+    base = COLUMNS[key]
+    return replace(base, label=label or base.label, better=base.better if better is None else better)
+
+
+@dataclass
+class Layout:
+    """How a study's tables read: its tutorial layout's columns (none: all-metrics only), which
+    metric the p-values test, and which columns must not be ranked across rows."""
+
+    key: str
+    columns: tuple[Column, ...] = ()
+    labels: dict[str, str] = field(default_factory=dict)  # grid key -> header, overriding PARAM_LABELS
+    headline: str = C.NEG_ELBO
+    unranked: frozenset[str] = frozenset()
+    notes: tuple[str, ...] = ()
+
+
+DISENTANGLEMENT_NOTE = ("Disentanglement: not measured — no disentanglement metric exists for this "
+                        "dataset in vaebench yet (it would need labelled factors of variation).")
+LOSS_NOTE = ("−ELBO and reconstruction NLL are log-densities under different likelihoods and compare "
+             "only within a row: they carry no arrow and no best mark, and the p-values test Recon MSE.")
+FINAL_ELBO_NOTE = ("Final −ELBO: the unweighted (β = 1) −ELBO of the test set after the last epoch, "
+                   "whatever weight the schedule or free bits gave the KL term in training.")
+_FINAL_ELBO_COLUMNS = (
+    _col(C.NEG_ELBO, "Final −ELBO (nats)"),
+    _col(C.RECON_NLL, "Reconstruction NLL (nats)"),
+    _col(C.RECON_MSE, "Reconstruction MSE (per pixel)"),
+    _col(C.KL, "KL (nats)"),
+    _col(C.ACTIVE_UNITS),
+)
+LAYOUTS = {  # by table_title
+    "β-VAE trade-offs": Layout(
+        "beta_tradeoffs",
+        (_col(C.RECON_MSE, "Reconstruction MSE (per pixel)"), _col(C.KL, "KL divergence (nats)"),
+         _col(DISENTANGLEMENT), _col(C.FID, "Sample quality: FID of samples")),
+        notes=(DISENTANGLEMENT_NOTE,)),
+    "Architecture comparison": Layout(
+        "architecture",
+        (_col(LATENT_DIM), _col("n_params", "Parameters"), _col(C.FID, "FID of samples"), _col(SECONDS_PER_EPOCH)),
+        labels={"variant": "Architecture"}),
+    "Latent dimension impact": Layout(
+        "latent_dim",
+        (_col(C.RECON_MSE, "Reconstruction: recon MSE (per pixel)"), _col(C.FID, "Generation: FID of samples"),
+         _col(DISENTANGLEMENT)),
+        notes=("Reconstruction and Generation are numbers where the tutorial prints words.", DISENTANGLEMENT_NOTE)),
+    "Loss comparison": Layout(
+        "loss", _FINAL_ELBO_COLUMNS, headline=C.RECON_MSE,
+        unranked=frozenset({C.NEG_ELBO, C.RECON_NLL, C.NLL_IS}), notes=(LOSS_NOTE,)),
+    "Annealing schedules": Layout(
+        "schedules", _FINAL_ELBO_COLUMNS, labels={"variant": "Schedule"}, notes=(FINAL_ELBO_NOTE,)),
+}
+DEFAULT_LAYOUT = Layout("sweep")
+
+
+def layout_of(grid_keys: list[str], study: str = "") -> Layout:
+    """The layout of a study: its tutorial table's, else DEFAULT_LAYOUT (no tutorial columns)."""
+    return LAYOUTS.get(table_title(grid_keys, study), DEFAULT_LAYOUT)
+
+
+# ---------------------------------------------------------------------------------------------
+# Summaries over seeds
+
+
+def summarize(df: pd.DataFrame, grid_keys: list[str], columns: list[Column] | None = None) -> pd.DataFrame:
+    """One row per cell of the grid (status 'ok' runs only), in the spec's grid order: n (finished
+    runs), and for each column `<key>.mean`, `.ci` (95% CI half-width, Student t; NaN when n < 2),
+    `.std` (sample standard deviation, ddof=1), `.n` (runs with a value) and `.values` (the runs'
+    values), in the column's units. A column the rows lack has n = 0 and a NaN mean."""
+    columns = list(COLUMNS.values()) if columns is None else columns
+    ok = df[df["status"] == "ok"].assign(**DERIVED)
     keys = [grid_column(k) for k in grid_keys]
     groups = ok.groupby(keys, sort=False, dropna=False) if keys else [((), ok)]
     out = []
@@ -81,13 +208,273 @@ def summarize(df: pd.DataFrame, grid_keys: list[str]) -> pd.DataFrame:
         values = values if isinstance(values, tuple) else (values,)
         rec = {k: v for k, v in zip(grid_keys, values)}
         rec["n"] = len(g)
-        for col in METRIC_COLUMNS:
-            x = g[col.key].astype(float).to_numpy()
-            rec[col.key + ".mean"] = float(np.mean(x)) if len(x) else float("nan")
-            rec[col.key + ".std"] = float(np.std(x, ddof=1)) if len(x) > 1 else float("nan")
+        for col in columns:
+            x = g[col.key].astype(float).to_numpy() if col.key in g else np.array([])
+            mean, half, n = ci95(x)
+            finite = x[~np.isnan(x)]
+            std = float(np.std(finite, ddof=1)) if n > 1 else math.nan
+            rec.update({f"{col.key}.mean": mean, f"{col.key}.ci": half, f"{col.key}.std": std,
+                        f"{col.key}.n": n, f"{col.key}.values": x})
         out.append(rec)
     return pd.DataFrame(out)
 
+
+def summary_text(row, col: Column) -> str:
+    """A summary cell: "mean ± half-width" (the mean alone when n = 1 or all runs agree), with
+    "(n=k)" when fewer runs than the row's n have the metric; "—" when none has it."""
+    mean, half, n = row[f"{col.key}.mean"], row[f"{col.key}.ci"], int(row[f"{col.key}.n"])
+    if n == 0:
+        return MISSING
+    text = f"{mean:{col.fmt}}" if math.isnan(half) or half == 0 else f"{mean:{col.fmt}} ± {half:{col.fmt}}"
+    return text + (f" (n={n})" if n != int(row["n"]) else "")
+
+
+PICK_BEST = {"↓": min, "↑": max}
+
+
+def best_rows(means: list[float], better: str) -> set[int]:
+    """Indices of the rows holding the column's best mean (ties: all of them); none when the
+    column has no direction, fewer than two rows have a value or every row has the same."""
+    finite = [(i, m) for i, m in enumerate(means) if not math.isnan(m)]
+    if better not in PICK_BEST or len({m for _, m in finite}) < 2:
+        return set()
+    best = PICK_BEST[better](m for _, m in finite)
+    return {i for i, m in finite if m == best}
+
+
+def _same(a, b) -> bool:
+    """Equal grid values: numbers within float rounding (1 == 1.0), anything else by ==."""
+    numbers = (int, float, np.integer, np.floating)
+    if isinstance(a, numbers) and isinstance(b, numbers) and not isinstance(a, bool):
+        return math.isclose(float(a), float(b), rel_tol=1e-9)
+    return a == b
+
+
+def baseline_index(summary: pd.DataFrame, grid_keys: list[str]) -> int | None:
+    """Row of the summary the p-values compare against: the BASELINES value of a one-key grid when
+    present (β = 1, the bernoulli likelihood, the `none` schedule), else the first grid cell."""
+    if summary.empty:
+        return None
+    if len(grid_keys) == 1 and grid_keys[0] in BASELINES:
+        want = BASELINES[grid_keys[0]]
+        for i, v in enumerate(summary[grid_keys[0]]):
+            if _same(v, want):
+                return i
+    return 0
+
+
+def format_p(p: float) -> str:
+    return MISSING if math.isnan(p) else "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _p_column(summary: pd.DataFrame, grid_keys: list[str], layout: Layout, labels: dict[str, str]):
+    """(header, cells) of the p column: Welch's p of each row against the baseline on the headline metric."""
+    base = baseline_index(summary, grid_keys)
+    metric = COLUMNS[layout.headline].name
+    if base is None:
+        return f"p ({metric}) vs baseline", []
+    row = summary.iloc[base]
+    named = [format_value(row[k]) if k == "variant" else f"{labels.get(k, param_label(k))}={format_value(row[k])}"
+             for k in grid_keys]
+    values = list(summary[f"{layout.headline}.values"])
+    cells = [Cell("baseline") if i == base else Cell(format_p(welch_p(v, values[base])))
+             for i, v in enumerate(values)]
+    return f"p ({metric}) vs {', '.join(named) or 'first cell'}", cells
+
+
+def _summary_table(key: str, title: str, summary: pd.DataFrame, grid_keys: list[str], columns, layout: Layout,
+                   notes: list[str]) -> ReportTable:
+    """Grid values, one summary cell per column (best marked), the p column, then n."""
+    columns = [replace(c, better="") if c.key in layout.unranked else c for c in columns]
+    labels = {k: layout.labels.get(k, param_label(k)) for k in grid_keys}
+    p_header, p_cells = _p_column(summary, grid_keys, layout, labels)
+    measured = {c.key: bool(len(summary)) and summary[f"{c.key}.n"].sum() > 0 for c in columns}
+    best = {c.key: best_rows(list(summary[f"{c.key}.mean"]), c.better) if measured[c.key] else set() for c in columns}
+    rows = []
+    for i, (_, r) in enumerate(summary.iterrows()):
+        cells = [Cell(format_value(r[k])) for k in grid_keys]
+        cells += [Cell(summary_text(r, c), best=i in best[c.key]) if measured[c.key] else Cell(NOT_MEASURED)
+                  for c in columns]
+        rows.append(cells + [p_cells[i], Cell(str(int(r["n"])))])
+    header = [labels[k] for k in grid_keys] + [c.header for c in columns] + [p_header, N_HEADER]
+    return ReportTable(key, title, header, rows, notes)
+
+
+def _fid_features(df: pd.DataFrame) -> str | None:
+    """The feature extractor(s) the finished runs' FIDs used, or None when FID was not measured."""
+    ok = df[df["status"] == "ok"]
+    if C.FID_EXTRACTOR not in ok or ok[C.FID_EXTRACTOR].isna().all():
+        return None
+    return ", ".join(sorted(ok[C.FID_EXTRACTOR].dropna().unique()))
+
+
+def _fid_sentence(df: pd.DataFrame) -> str:
+    features = _fid_features(df)
+    if features is None:
+        return "FID: not measured (eval.fid_extractor: null)."
+    return (f"FID of samples: Fréchet distance between images sampled from the prior and test images, "
+            f"on {features} features (lower is better).")
+
+
+def layout_table(df: pd.DataFrame, summary: pd.DataFrame, grid_keys: list[str], layout: Layout,
+                 title: str) -> ReportTable:
+    """The tutorial's table for this study, measured."""
+    notes = list(layout.notes)
+    if any(c.key == C.FID for c in layout.columns):
+        notes.append(_fid_sentence(df))
+    return _summary_table(layout.key, title, summary, grid_keys, layout.columns, layout, notes)
+
+
+def all_metrics_table(summary: pd.DataFrame, grid_keys: list[str], layout: Layout = DEFAULT_LAYOUT) -> ReportTable:
+    """Every metric of every grid cell."""
+    notes = [LOSS_NOTE] if layout.unranked else []
+    return _summary_table("all_metrics", "All metrics", summary, grid_keys, METRIC_COLUMNS, layout, notes)
+
+
+# ---------------------------------------------------------------------------------------------
+# Published versus measured
+
+PUBLISHED_PATH = Path(__file__).with_name("published.yaml")
+TRENDS = {1: "rises", -1: "falls"}
+TRENDING = {1: "rising", -1: "falling"}
+
+
+def load_published(path: Path = PUBLISHED_PATH) -> dict[str, dict]:
+    """The tutorial's printed tables by name: source (file, section), grid_key, rows (grid value and
+    results columns, in the tutorial's order and units) and expected trends."""
+    return yaml.safe_load(Path(path).read_text())
+
+
+def _shared(rows: list[dict], summary: pd.DataFrame, grid_key: str) -> list[tuple[dict, pd.Series]]:
+    """(published row, summary row) pairs for the grid values present in both, in the tutorial's order."""
+    if summary.empty or grid_key not in summary:
+        return []
+    pairs = []
+    for pub in rows:
+        match = [r for _, r in summary.iterrows() if _same(r[grid_key], pub[grid_key])]
+        pairs += [(pub, match[0])] if match else []
+    return pairs
+
+
+def _along(grid_key: str, names: list[str]) -> str:
+    """How the rows advance: "as β rises" for a number, "from A to B" for named variants."""
+    if isinstance(names[0], str):
+        return f"from {names[0]} to {names[-1]}"
+    return f"as {param_label(grid_key)} rises"
+
+
+def _compared(grid_key: str, pairs) -> str:
+    """What the published table's rows are matched by: "β values", or "variants (matched by name)"."""
+    named = isinstance(pairs[0][0][grid_key], str)
+    return "variants (matched by name)" if named else f"{param_label(grid_key)} values"
+
+
+def trend_verdict(published: list[float], measured: list[float]) -> tuple[str, bool]:
+    """(cell text, contradicts) comparing the direction of the two series along the same points."""
+    pub, meas = trend_sign(published), trend_sign(measured)
+    if len(published) < 2:
+        return "one shared point: no trend", False
+    if any(math.isnan(m) for m in measured):
+        return "not measured", False
+    if pub == 0 or meas == 0:
+        return f"no trend to compare (tutorial {TRENDS.get(pub, 'flat')}, measured {TRENDS.get(meas, 'flat')})", False
+    if pub != meas:
+        return f"⚠ contradicts: measured {TRENDS[meas]}, tutorial {TRENDS[pub]}", True
+    return f"agrees: both {'rise' if pub > 0 else 'fall'}", False
+
+
+def _expected_note(name: str, along: str, expected: dict, pub: list[float], meas: list[float]) -> str:
+    """What the objective implies for a quantity, and whether each series follows it."""
+    want = {"rises": 1, "falls": -1}[expected["trend"]]
+
+    def follows(values) -> str:
+        sign = trend_sign(values)
+        return "no trend to judge" if sign == 0 else "follow it" if sign == want else "⚠ do not"
+
+    return (f"Expected from the objective: {name} {expected['trend']} {along} ({expected['why']}). "
+            f"Measured values: {follows(meas)}; the tutorial's: {follows(pub)}.")
+
+
+def published_table(entry: dict, summary: pd.DataFrame, df: pd.DataFrame) -> ReportTable | None:
+    """The tutorial's numbers beside ours for the grid values present in both (None: no overlap),
+    with a flag wherever the measured trend runs against the tutorial's."""
+    grid_key = entry["grid_key"]
+    pairs = _shared(entry["rows"], summary, grid_key)
+    if not pairs:
+        return None
+    along = _along(grid_key, [p[grid_key] for p, _ in pairs])
+    source = entry["source"]
+    notes = [f"Published: the tutorial's numbers as printed in {source['file']}, section “{source['section']}” "
+             f"(kept in vaebench/report/published.yaml); only the {_compared(grid_key, pairs)} present in both "
+             f"are compared. Difference = measured mean − published."]
+    rows = []
+    for q in (k for k in entry["rows"][0] if k != grid_key):
+        col, pub = COLUMNS[q], [p[q] for p, _ in pairs]
+        meas = [s[f"{q}.mean"] for _, s in pairs]
+        verdict, contradicts = trend_verdict(pub, meas)
+        if contradicts:
+            notes.append(f"⚠ trend contradicts the tutorial: {col.name} {TRENDS[trend_sign(meas)]} {along} (measured), "
+                         f"the tutorial shows it {TRENDING[trend_sign(pub)]}.")
+        if q in entry.get("expected", {}):
+            notes.append(_expected_note(col.name, along, entry["expected"][q], pub, meas))
+        for (p, s), m in zip(pairs, meas):
+            diff = MISSING if math.isnan(m) else f"{m - p[q]:+{col.fmt}}"
+            rows.append([Cell(format_value(p[grid_key])), Cell(col.label), Cell(f"{p[q]:{col.fmt}}"),
+                         Cell(summary_text(s, col)), Cell(diff), Cell(verdict)])
+    if any(C.FID == q for q in entry["rows"][0]):
+        features = _fid_features(df)
+        notes.append("FID: the tutorial does not say which features, images or sample count its FIDs used; "
+                     + (f"ours use {features} features, so compare the order of the rows, not the values."
+                        if features else "this study did not measure FID."))
+    header = [param_label(grid_key), "Quantity (units)", "Published", "Measured (mean ± 95% CI)",
+              "Measured − published", f"Trend {along}"]
+    return ReportTable("published_vs_measured", "Published versus measured", header, rows, notes)
+
+
+def published_tables(summary: pd.DataFrame, grid_keys: list[str], df: pd.DataFrame) -> list[ReportTable]:
+    """A published-versus-measured table for each published table whose grid key is the study's grid."""
+    tables = [published_table(e, summary, df) for e in load_published().values() if [e["grid_key"]] == grid_keys]
+    return [t for t in tables if t is not None]
+
+
+# ---------------------------------------------------------------------------------------------
+# One study
+
+PARETO_KEY = "pareto_front"
+ARROWS = {"minimize": "↓", "maximize": "↑"}
+
+
+def study_tables(df: pd.DataFrame) -> list[ReportTable]:
+    """Every table for one study's rows, in reading order: the tutorial's layout (when the grid
+    mirrors one), published versus measured (β and architecture studies), all metrics, and the
+    Pareto front (multi-objective studies; key PARETO_KEY)."""
+    study, grid_keys = df["study"].iloc[0], list(df["grid_keys"].iloc[0])
+    summary = summarize(df, grid_keys)
+    layout = layout_of(grid_keys, study)
+    tables = [layout_table(df, summary, grid_keys, layout, table_title(grid_keys, study))] if layout.columns else []
+    tables += published_tables(summary, grid_keys, df)
+    tables.append(all_metrics_table(summary, grid_keys, layout))
+    if len(objectives_of(df)) > 1:
+        tables.append(pareto_table(df, grid_keys))
+    return tables
+
+
+def pareto_table(df: pd.DataFrame, grid_keys: list[str]) -> ReportTable:
+    """The non-dominated runs of a multi-objective study, one row per run."""
+    objectives = objectives_of(df)
+    front = pareto_front(df)
+    header = ["Run"] + [param_label(k) for k in grid_keys] + ["Seed"]
+    header += [f"{COLUMNS[m].label if m in COLUMNS else m} {ARROWS[d]}" for m, d in objectives]
+    rows = [[Cell(r["run_id"], code=True)] + [Cell(format_value(r[grid_column(k)])) for k in grid_keys]
+            + [Cell(str(r["seed"]))] + [Cell(f"{r[m]:.4g}") for m, _ in objectives] for _, r in front.iterrows()]
+    title = f"Pareto front ({', '.join(f'{m} {ARROWS[d]}' for m, d in objectives)})"
+    n_ok = int((df["status"] == "ok").sum())
+    note = f"{len(front)} of {n_ok} finished runs are not beaten in every objective by another run."
+    return ReportTable(PARETO_KEY, title, header, rows, [note])
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings
 
 ALWAYS_SHOWN = ("dataset.name", "model.name", "objective.likelihood", "train.epochs")
 
