@@ -124,3 +124,13 @@ def test_html_renders_in_headless_chromium(swept, tmp_path):
     tables, rows, height, loaded, images = int(m[1]), int(m[2]), float(m[3]), int(m[4]), int(m[5])
     assert tables >= 1 and rows >= 3 and height > 20
     assert images == 5 and loaded == images
+
+
+def test_index_names_the_sweep_for_every_missing_table(swept):
+    results, reports = swept
+    text = (reports / "index.md").read_text()
+    assert "| Latent dimension impact | [tiny](tiny.md) | `sweeps/latent_dim.yaml` |" in text
+    for title, sweep in [("β-VAE trade-offs", "beta"), ("Architecture comparison", "architecture"),
+                         ("Loss comparison", "loss"), ("Annealing schedules", "schedule")]:
+        assert f"| {title} | not measured yet: run `vaebench run sweeps/{sweep}.yaml && vaebench report` |" in text
+    assert 'href="tiny.html"' in (reports / "index.html").read_text()

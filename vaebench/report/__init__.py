@@ -3,6 +3,8 @@
     <out>/<study>.md                 Markdown (tables, notes, figure links)
     <out>/<study>/figures/<key>.png  the figures the Markdown links
     <out>/<study>.html               one self-contained page (the same content, figures embedded)
+and, when every study is reported, <out>/index.md / index.html: the tutorial's tables, each linked
+to the studies that measure it or naming the sweep to run.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from ..runtime import atomic_path
 from .figures import markdown_section, study_figures
 from .html import render_html
 from .render import render_study
-from .tables import table_title
+from .tables import TUTORIAL_TABLES, table_title
 
 FORMATS = ("md", "html", "both")
 
@@ -25,11 +27,12 @@ def write_reports(results_root: Path, out_dir: Path, study: str | None = None, f
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
     out_dir = Path(out_dir)
     studies = [study] if study else list_studies(results_root)
-    written = []
+    written, titles = [], {}
     for name in studies:
         df = load_results(results_root, name)
         if df.empty:
             continue
+        titles[name] = table_title(list(df["grid_keys"].iloc[0]), name)
         figures = study_figures(df, results_root)
         text = render_study(df) + markdown_section(figures, f"{name}/figures")
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -37,11 +40,38 @@ def write_reports(results_root: Path, out_dir: Path, study: str | None = None, f
             written += _write_markdown(out_dir, name, text, figures)
         if fmt in ("html", "both"):
             path = out_dir / f"{name}.html"
-            title = f"{table_title(list(df['grid_keys'].iloc[0]), name)} — {name}"
             with atomic_path(path) as tmp:
-                tmp.write_text(render_html(text, figures, title))
+                tmp.write_text(render_html(text, figures, f"{titles[name]} — {name}"))
             written.append(path)
+    if study is None and titles:
+        written += _write_index(out_dir, titles, fmt)
     return written
+
+
+def index_markdown(titles: dict[str, str], ext: str = "md") -> str:
+    """The tutorial's tables, each with links to the study reports (`<study>.<ext>`) that measure it,
+    or the command that would; then any other study."""
+    lines = ["# vaebench reports", "", "The tutorial's tables (`../shared/seeds/vae_overview.md` and its exercises) "
+             "and the studies that measure them.", "", "| tutorial table | measured by | sweep |", "|---|---|---|"]
+    for title, sweep in TUTORIAL_TABLES.items():
+        studies = [f"[{n}]({n}.{ext})" for n, t in sorted(titles.items()) if t == title]
+        have = ", ".join(studies) or f"not measured yet: run `vaebench run {sweep} && vaebench report`"
+        lines.append(f"| {title} | {have} | `{sweep}` |")
+    others = [f"[{n}]({n}.{ext}) ({t})" for n, t in sorted(titles.items()) if t not in TUTORIAL_TABLES]
+    if others:
+        lines += ["", "Other studies: " + ", ".join(others) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def _write_index(out_dir: Path, titles: dict[str, str], fmt: str) -> list[Path]:
+    paths = []
+    for ext in [e for e, f in (("md", "md"), ("html", "html")) if fmt in (f, "both")]:
+        path = out_dir / f"index.{ext}"
+        text = index_markdown(titles, ext)
+        with atomic_path(path) as tmp:
+            tmp.write_text(text if ext == "md" else render_html(text, [], "vaebench reports"))
+        paths.append(path)
+    return paths
 
 
 def _write_markdown(out_dir: Path, name: str, text: str, figures) -> list[Path]:

@@ -105,6 +105,15 @@ STUDY_TITLES = {
     "schedule": "Annealing schedules",
 }
 
+# The tutorial's tables in its order, each with the shipped sweep that measures it (the index page).
+TUTORIAL_TABLES = {
+    "β-VAE trade-offs": "sweeps/beta.yaml",
+    "Architecture comparison": "sweeps/architecture.yaml",
+    "Latent dimension impact": "sweeps/latent_dim.yaml",
+    "Loss comparison": "sweeps/loss.yaml",
+    "Annealing schedules": "sweeps/schedule.yaml",
+}
+
 # The row each p-value is measured against, by the single grid key (the tutorial's reference);
 # a grid without one here, or whose reference value is absent, uses its first cell.
 BASELINES = {"objective.beta": 1.0, "objective.likelihood": "bernoulli", "variant": "none"}
