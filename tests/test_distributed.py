@@ -111,7 +111,8 @@ def _assert_each_run_exactly_once(store, spec):
 
 
 def test_several_workers_run_every_cell_exactly_once(tmp_path, storage_url, study_name):
-    spec = parse_spec({**SPEC, "study": study_name})
+    # ~4 s per run: long enough that every worker has started before the queue runs dry
+    spec = parse_spec({**SPEC, "study": study_name, "train": {"epochs": 20, "batch_size": 64}})
     path = tmp_path / "spec.yaml"
     path.write_text(__import__("yaml").safe_dump(spec.model_dump(mode="json", exclude_defaults=True)))
     results = tmp_path / "results"
@@ -124,6 +125,7 @@ def test_several_workers_run_every_cell_exactly_once(tmp_path, storage_url, stud
     workers = {t.user_attrs[ATTR_WORKER] for t in trials}
     assert len(workers) >= 2, workers  # the work was shared
     assert set(df["torch_threads"]) == {1}
+    assert all(c.startswith(f"vaebench run {path} --workers 3") for c in df["command"])  # the rows' provenance
     # a worker joining the finished study (on PostgreSQL: as if from another machine) has nothing to do
     other = results if storage_url is None else tmp_path / "elsewhere"
     p = _cli("worker", "--study", study_name, results=other, storage_url=storage_url)
@@ -133,7 +135,7 @@ def test_several_workers_run_every_cell_exactly_once(tmp_path, storage_url, stud
         assert p.returncode == 0 and "wrote 8 row(s)" in p.stderr, p.stderr
         pulled = load_results(other, study_name).set_index("run_id").sort_index()
         assert pulled["neg_elbo"].tolist() == df.set_index("run_id").sort_index()["neg_elbo"].tolist()
-        assert [len(h) for h in pulled["history"]] == [8] * 8
+        assert [len(h) for h in pulled["history"]] == [20] * 8
     status = _cli("status", "--study", study_name, results=results, storage_url=storage_url)
     assert status.returncode == 0 and "8/8 done — 8 complete, 0 pruned" in status.stderr, status.stderr
 

@@ -22,6 +22,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Benchmark an
 console = Console(stderr=True, soft_wrap=True)  # long lines stay whole in logs
 
 DataRoot = typer.Option(None, "--data-root", help="dataset folder (else $VAEBENCH_DATA_ROOT, else ./data)")
+COMMAND_ENV = "VAEBENCH_COMMAND"  # set by `vaebench run --workers N` for its worker processes
 ResultsRoot = typer.Option(None, "--results", help="results folder (else $VAEBENCH_RESULTS, else ./results)")
 
 
@@ -168,7 +169,7 @@ def run(
     if layout.workers == 1:
         ok = _run_here(st, spec, data, store, device, layout.threads, quiet, status, command)
     else:
-        ok = _run_workers(spec.study, store, layout, device, data_root, download, quiet)
+        ok = _run_workers(spec.study, store, layout, device, data_root, download, quiet, command)
     final = study_status(st)
     _print_status(final)
     console.print(f"wall time {_duration(time.perf_counter() - t0)}", highlight=False)
@@ -199,8 +200,9 @@ def _run_here(st, spec, data, store, device, threads, quiet, status, command) ->
     return not summary.errors
 
 
-def _run_workers(study: str, store, layout, device, data_root, download, quiet) -> bool:
-    """`layout.workers` worker processes on this machine; progress from the storage."""
+def _run_workers(study: str, store, layout, device, data_root, download, quiet, command: str) -> bool:
+    """`layout.workers` worker processes on this machine; progress from the storage. Their rows
+    record `command` (this `vaebench run` line) as their provenance."""
     from .launch import launch
     from .study import study_status
     from .storage import StudyStore
@@ -226,7 +228,8 @@ def _run_workers(study: str, store, layout, device, data_root, download, quiet) 
             progress.update(task, total=s.total, completed=s.done,
                             description=f"runs ({len(s.running)} running, {s.waiting} waiting)")
 
-        codes = launch(argv, layout, lambda line: progress.console.print(line, highlight=False, markup=False), poll)
+        codes = launch(argv, layout, lambda line: progress.console.print(line, highlight=False, markup=False), poll,
+                       env={COMMAND_ENV: f"{command} (worker of {layout})"})
     for i, code in enumerate(codes, 1):
         if code != 0:
             why = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
@@ -267,8 +270,8 @@ def worker(
     console.print(f"worker {label} pid {os.getpid()} on study {study} ({store.describe()}), "
                   f"{torch.get_num_threads()} torch thread(s)", highlight=False)
     with Progress(console=console, disable=True) as progress:
-        summary = run_worker(st, spec, data, store, device, _RichReporter(progress, 0, 0),
-                             f"vaebench worker --study {study}" + (" --storage URL" if storage else ""))
+        command = os.environ.get(COMMAND_ENV) or f"vaebench worker --study {study}" + (" --storage URL" if storage else "")
+        summary = run_worker(st, spec, data, store, device, _RichReporter(progress, 0, 0), command)
     console.print(f"worker done: {len(summary.finished)} finished, {len(summary.pruned)} pruned, "
                   f"{len(summary.failed)} diverged, {len(summary.errors)} error(s)")
     for err in summary.errors:

@@ -50,28 +50,29 @@ def plan_layout(workers: Optional[int], threads: Optional[int], pending: int, de
 
 
 def launch(argv: list[str], layout: Layout, emit: Callable[[str], None],
-           poll: Optional[Callable[[], None]] = None, poll_seconds: float = 2.0) -> list[int]:
+           poll: Optional[Callable[[], None]] = None, poll_seconds: float = 2.0,
+           env: Optional[dict[str, str]] = None) -> list[int]:
     """Start `layout.workers` processes running `python -m vaebench.cli <argv>`, each with
-    `layout.threads` threads; pass their output lines to `emit`, prefixed with the worker's label;
-    call `poll` every `poll_seconds` while they run. Returns their exit codes (negative: the signal
-    that killed it)."""
+    `layout.threads` threads and `env` added to this environment; pass their output lines to
+    `emit`, prefixed with the worker's label; call `poll` every `poll_seconds` while they run.
+    Returns their exit codes (negative: the signal that killed it)."""
     procs, readers = [], []
     for i in range(layout.workers):
         label = f"w{i + 1}"
-        env = {**os.environ, "OMP_NUM_THREADS": str(layout.threads), "MKL_NUM_THREADS": str(layout.threads),
+        env_i = {**os.environ, **(env or {}), "OMP_NUM_THREADS": str(layout.threads), "MKL_NUM_THREADS": str(layout.threads),
                WORKER_LABEL_ENV: label, "PYTHONUNBUFFERED": "1"}
         p = subprocess.Popen([sys.executable, "-m", "vaebench.cli", *argv, "--threads", str(layout.threads)],
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env_i)
         procs.append(p)
         t = threading.Thread(target=_relay, args=(p, label, emit), daemon=True)
         t.start()
         readers.append(t)
     try:
-        while any(p.poll() is None for p in procs):
+        while running := [p for p in procs if p.poll() is None]:  # one snapshot: a worker may end any time
             if poll is not None:
                 poll()
             try:
-                procs[[p.poll() is None for p in procs].index(True)].wait(timeout=poll_seconds)
+                running[0].wait(timeout=poll_seconds)
             except subprocess.TimeoutExpired:
                 pass
     except KeyboardInterrupt:

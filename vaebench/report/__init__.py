@@ -48,13 +48,17 @@ def write_reports(results_root: Path, out_dir: Path, study: str | None = None, f
     return written
 
 
-def index_markdown(titles: dict[str, str], ext: str = "md") -> str:
+def index_markdown(titles: dict[str, str], ext: str = "md", earlier: frozenset[str] = frozenset()) -> str:
     """The tutorial's tables, each with links to the study reports (`<study>.<ext>`) that measure it,
-    or the command that would; then any other study."""
+    or the command that would; then any other study. `earlier`: studies without results here whose
+    report (named after the shipped sweep) is already in the output folder."""
     lines = ["# vaebench reports", "", "The tutorial's tables (`../shared/seeds/vae_overview.md` and its exercises) "
              "and the studies that measure them.", "", "| tutorial table | measured by | sweep |", "|---|---|---|"]
     for title, sweep in TUTORIAL_TABLES.items():
         studies = [f"[{n}]({n}.{ext})" for n, t in sorted(titles.items()) if t == title]
+        stem = Path(sweep).stem
+        if not studies and stem in earlier:
+            studies = [f"[{stem}]({stem}.md) (an earlier report; its results are not in this results folder)"]
         have = ", ".join(studies) or f"not measured yet: run `vaebench run {sweep} && vaebench report`"
         lines.append(f"| {title} | {have} | `{sweep}` |")
     others = [f"[{n}]({n}.{ext}) ({t})" for n, t in sorted(titles.items()) if t not in TUTORIAL_TABLES]
@@ -67,7 +71,8 @@ def _write_index(out_dir: Path, titles: dict[str, str], fmt: str) -> list[Path]:
     paths = []
     for ext in [e for e, f in (("md", "md"), ("html", "html")) if fmt in (f, "both")]:
         path = out_dir / f"index.{ext}"
-        text = index_markdown(titles, ext)
+        earlier = frozenset(p.stem for p in out_dir.glob("*.md") if p.stem != "index" and p.stem not in titles)
+        text = index_markdown(titles, ext, earlier)
         with atomic_path(path) as tmp:
             tmp.write_text(text if ext == "md" else render_html(text, [], "vaebench reports"))
         paths.append(path)
