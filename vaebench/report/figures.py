@@ -22,7 +22,7 @@ import pandas as pd  # noqa: E402
 from ..artifacts import load_arrays  # noqa: E402
 from ..results import grid_column  # noqa: E402
 from .stats import ci95  # noqa: E402
-from .tables import param_label  # noqa: E402
+from .tables import cell_groups, format_value, param_label  # noqa: E402
 
 DPI = 100
 
@@ -44,20 +44,9 @@ def _png(fig) -> bytes:
 
 def _cells(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     """(label, finished rows) per grid cell, in grid order."""
-    ok = df[df["status"] == "ok"]
     keys = list(df["grid_keys"].iloc[0])
-    if not keys:
-        return [("all runs", ok)] if len(ok) else []
-    groups = ok.groupby([grid_column(k) for k in keys], sort=False, dropna=False)
-    out = []
-    for values, g in sorted(groups, key=lambda vg: vg[1]["cell_index"].min()):
-        values = values if isinstance(values, tuple) else (values,)
-        out.append((", ".join(f"{param_label(k)}={_fmt(v)}" for k, v in zip(keys, values)), g))
-    return out
-
-
-def _fmt(v) -> str:
-    return f"{v:g}" if isinstance(v, float) else str(v)
+    return [(", ".join(f"{param_label(k)}={format_value(v)}" for k, v in zip(keys, values)) or "all runs", g)
+            for values, g in cell_groups(df[df["status"] == "ok"], keys)]
 
 
 def training_curves(df: pd.DataFrame, root: Path) -> Optional[Figure]:

@@ -203,18 +203,23 @@ def layout_of(grid_keys: list[str], study: str = "") -> Layout:
 # Summaries over seeds
 
 
+def cell_groups(rows: pd.DataFrame, grid_keys: list[str]) -> list[tuple[tuple, pd.DataFrame]]:
+    """(the cell's grid values, its rows) for every cell present in `rows`, in the spec's grid order."""
+    keys = [grid_column(k) for k in grid_keys]
+    if not keys:
+        return [((), rows)] if len(rows) else []
+    groups = sorted(rows.groupby(keys, sort=False, dropna=False), key=lambda vg: vg[1]["cell_index"].min())
+    return [(v if isinstance(v, tuple) else (v,), g) for v, g in groups]
+
+
 def summarize(df: pd.DataFrame, grid_keys: list[str], columns: list[Column] | None = None) -> pd.DataFrame:
     """One row per cell of the grid (status 'ok' runs only), in the spec's grid order: n (finished
     runs), and for each column `<key>.mean`, `.ci` (95% CI half-width, Student t; NaN when n < 2),
     `.std` (sample standard deviation, ddof=1), `.n` (runs with a value) and `.values` (the runs'
     values), in the column's units. A column the rows lack has n = 0 and a NaN mean."""
     columns = list(COLUMNS.values()) if columns is None else columns
-    ok = df[df["status"] == "ok"].assign(**DERIVED)
-    keys = [grid_column(k) for k in grid_keys]
-    groups = ok.groupby(keys, sort=False, dropna=False) if keys else [((), ok)]
     out = []
-    for values, g in sorted(groups, key=lambda vg: vg[1]["cell_index"].min()):  # grid order
-        values = values if isinstance(values, tuple) else (values,)
+    for values, g in cell_groups(df[df["status"] == "ok"].assign(**DERIVED), grid_keys):
         rec = {k: v for k, v in zip(grid_keys, values)}
         rec["n"] = len(g)
         for col in columns:
