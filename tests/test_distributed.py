@@ -145,8 +145,11 @@ def test_a_sigkilled_worker_loses_nothing_and_its_cell_runs_once(tmp_path, stora
     path = tmp_path / "spec.yaml"
     path.write_text(__import__("yaml").safe_dump(spec.model_dump(mode="json", exclude_defaults=True)))
     results = tmp_path / "results"
-    store = StudyStore(storage_url, results, study_name, heartbeat=1)
-    parent = _cli("run", str(path), "--workers", "2", "--heartbeat", "1", "-q", results=results,
+    # The SIGKILL is found through the dead process's lease (same host), not through heartbeats: a long
+    # heartbeat keeps a live worker on a loaded machine from being declared stale (3 missed beats),
+    # which would add a FAIL trial this test does not expect.
+    store = StudyStore(storage_url, results, study_name, heartbeat=10)
+    parent = _cli("run", str(path), "--workers", "2", "--heartbeat", "10", "-q", results=results,
                   storage_url=storage_url, popen=True)
     killed = None
     deadline = time.time() + 300
@@ -169,7 +172,7 @@ def test_a_sigkilled_worker_loses_nothing_and_its_cell_runs_once(tmp_path, stora
     out, _ = parent.communicate(timeout=600)
     assert "killed by signal 9" in out, out
     # resume: whatever the first run left, the next one finishes it and changes nothing else
-    p = _cli("run", str(path), "--heartbeat", "1", "-q", results=results, storage_url=storage_url)
+    p = _cli("run", str(path), "--heartbeat", "10", "-q", results=results, storage_url=storage_url)
     assert p.returncode == 0, p.stdout + p.stderr
     trials, df = _assert_each_run_exactly_once(store, spec)
     number, run_id, killed_at = killed
