@@ -8,6 +8,7 @@ size works (28x28, 10x12, 64x64, ...), not just powers of two.
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from . import MODELS, ModelFamily
@@ -38,6 +39,8 @@ def up_bn_relu(c_in: int, c_out: int, size_in: tuple[int, int], size_out: tuple[
 
 class ConvVAE(VAE):
     """Subclasses change the architecture through `stem`, `down` and `up` (see resnet.py)."""
+
+    memory_format = torch.channels_last
 
     def __init__(self, data_shape, latent_dim: int, channels: list[int], likelihood,
                  spectral_norm: bool = False) -> None:
