@@ -53,6 +53,7 @@ def run_layout(name: str, spec_path: Path, workdir: Path) -> dict:
         "trials_per_hour": len(df) / wall * 3600,
         "train_seconds_per_epoch": float((df["train_seconds"] / df["epochs_completed"]).mean()),
         "eval_seconds_per_run": float(df["eval_seconds"].mean()),
+        "trial_seconds_sum": float((df["train_seconds"] + df["eval_seconds"]).sum()),
         "torch_threads": sorted(set(int(t) for t in df["torch_threads"])),
     }
 
