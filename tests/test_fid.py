@@ -133,3 +133,145 @@ def test_missing_inception_weights_is_a_clear_error(tmp_path, monkeypatch):
 def test_mnist_classifier_reaches_99_percent():
     info = cached_classifier(load_dataset(DatasetConfig(name="mnist"), DATA_ROOT, download=False))
     assert info.test_accuracy >= 0.99
+
+
+# ---------------------------------------------------------------------------------------------
+# the fast feature pass and the reference cache
+
+
+def _reference_digits_like(shape, seed=0):
+    """uint8-quantized images in [0, 1] (what the extractor sees), mostly dark like digits."""
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.rand(shape, generator=g) ** 3 * 255).round() / 255
+    return x
+
+
+@pytest.mark.parametrize("shape", [(300, 1, 28, 28), (64, 1, 8, 8), (50, 1, 10, 12), (40, 3, 13, 15), (20, 1, 3, 5)])
+def test_inference_features_equal_the_training_definition(shape):
+    """The FID pass (pool before ReLU, strided-view max pooling, channels_last, no dropout, no
+    identity pooling) computes DigitClassifier.features in eval mode, on every input size."""
+    from vaebench.classifier import DigitClassifier
+
+    torch.manual_seed(0)
+    net = DigitClassifier(shape[1], 10).eval()
+    x = _reference_digits_like(shape)
+    with torch.no_grad():
+        pen, logits = net.features(x)
+    fast_pen, fast_logits = net.inference_features(x)
+    assert torch.allclose(fast_pen, pen, rtol=1e-5, atol=1e-5)
+    assert torch.allclose(fast_logits, logits, rtol=1e-5, atol=1e-5)
+    assert (fast_pen > 0).any() and (fast_pen == 0).any()  # the ReLU is exercised both ways
+    net.train()  # in training mode it is the training definition itself (dropout on)
+    torch.manual_seed(1)
+    a = net.inference_features(x)[0]
+    torch.manual_seed(1)
+    assert torch.equal(a, net.features(x)[0])
+
+
+def test_inference_features_of_the_trained_digits_classifier(digits_extractor):
+    net = digits_extractor.module.net
+    x = DIGITS.x_test[:500]
+    with torch.no_grad():
+        pen, logits = net.features(x)
+    fast_pen, fast_logits = net.inference_features(x)
+    assert torch.allclose(fast_pen, pen, rtol=1e-5, atol=1e-5) and torch.equal(fast_logits.argmax(1), logits.argmax(1))
+
+
+def test_strided_max_pool_is_max_pool2d():
+    from vaebench.classifier import _max_pool2
+
+    g = torch.Generator().manual_seed(0)
+    for shape in [(3, 16, 28, 28), (2, 64, 14, 14), (2, 5, 6, 4), (2, 4, 7, 9)]:  # even and odd sides
+        h = torch.randn(shape, generator=g)
+        h[0, 0, 0, 1] = float("nan")
+        for t in (h, h.contiguous(memory_format=torch.channels_last)):
+            ours, theirs = _max_pool2(t), torch.nn.functional.max_pool2d(t, 2)
+            assert torch.equal(ours.isnan(), theirs.isnan())
+            assert torch.equal(ours.nan_to_num(), theirs.nan_to_num())
+
+
+def test_to_uint8_rounds_like_the_plain_formula():
+    x = torch.cat([torch.rand(20000), torch.tensor([-0.5, 0.0, 1 / 510, 0.5, 1.0, 1.5, 254.5 / 255, 0.5 / 255])])
+    assert torch.equal(to_uint8(x), (x.clamp(0, 1) * 255).round().to(torch.uint8))
+
+
+def _fid_cfg(n=300, kid=True):
+    return RunConfig.model_validate({"dataset": {"name": "digits"}, "eval": {"fid_samples": n, "kid": kid}})
+
+
+def _digits_model():
+    torch.manual_seed(0)
+    return build_model(ModelConfig(hidden_dim=16, latent_dim=4), (1, 8, 8), Bernoulli())
+
+
+def test_reference_cache_gives_the_fids_of_a_fresh_computation(digits_extractor, monkeypatch):
+    from vaebench.metrics import fid as fid_module
+
+    model, cfg = _digits_model(), _fid_cfg()
+    keys = (C.FID, C.FID_RECON, C.KID, C.KID_STD, C.IS, C.IS_STD, C.SAMPLE_CLASS_FREQ)
+    # uncached: no memory entry, no disk file, and the reference computed the way the metric
+    # computed it before the cache existed (features of the first n test images, then
+    # torch-fidelity's statistics from those features on every call)
+    fid_module._REFERENCE.clear()
+    path = fid_module.reference_path(fid_module.reference_key(digits_extractor, DIGITS, 300, torch.device("cpu")))
+    path.unlink(missing_ok=True)
+    monkeypatch.setattr(fid_module, "reference",
+                        lambda ext, data, n: fid_module.Reference(ext.features(to_uint8(data.x_test[:n])), ext.fid_layer))
+    fresh = evaluate(model, DIGITS, cfg, seed=0, names=["fid"])
+    assert not path.exists()
+    monkeypatch.undo()
+    # cached: computed once and written to disk, then served from memory, then from disk
+    first = evaluate(model, DIGITS, cfg, seed=0, names=["fid"])
+    assert path.is_file()
+    from_memory = evaluate(model, DIGITS, cfg, seed=0, names=["fid"])
+    calls = []
+    real = fid_module.Extractor.features
+    monkeypatch.setattr(fid_module.Extractor, "features", lambda self, x, *a, **k: (calls.append(len(x)), real(self, x, *a, **k))[1])
+    fid_module._REFERENCE.clear()
+    from_disk = evaluate(model, DIGITS, cfg, seed=0, names=["fid"])
+    assert calls == [300, 300]  # samples and reconstructions only: the reference came from disk
+    for k in keys:
+        assert fresh[k] == first[k] == from_memory[k] == from_disk[k], k
+
+
+def test_reference_key_covers_what_the_features_depend_on(digits_extractor, tmp_path):
+    from vaebench.data import Dataset
+    from vaebench.metrics import fid as fid_module
+
+    cpu = torch.device("cpu")
+    key = fid_module.reference_key(digits_extractor, DIGITS, 300, cpu)
+    assert key == fid_module.reference_key(digits_extractor, DIGITS, 300, cpu)
+    assert key != fid_module.reference_key(digits_extractor, DIGITS, 299, cpu)
+    other = Dataset("digits", DIGITS.x_train, DIGITS.y_train, DIGITS.x_test.flip(-1), DIGITS.y_test)
+    assert other.checksum != DIGITS.checksum
+    assert key != fid_module.reference_key(digits_extractor, other, 300, cpu)
+    # the weights file's content, not its name
+    ckpt = torch.load(digits_extractor.weights, weights_only=True)
+    ckpt["state_dict"]["fc2.bias"] = ckpt["state_dict"]["fc2.bias"] + 1
+    changed = tmp_path / "classifier.pt"
+    torch.save(ckpt, changed)
+    ext2 = fid_module.Extractor("classifier", "vaebench-classifier", str(changed), "penultimate", "logits",
+                                digits_extractor.identity, batch_size=digits_extractor.batch_size)
+    assert key != fid_module.reference_key(ext2, DIGITS, 300, cpu)
+
+
+def test_a_damaged_reference_file_is_recomputed(digits_extractor):
+    from vaebench.metrics import fid as fid_module
+
+    fid_module._REFERENCE.clear()
+    ref = fid_module.reference(digits_extractor, DIGITS, 123)
+    path = fid_module.reference_path(fid_module.reference_key(digits_extractor, DIGITS, 123, torch.device("cpu")))
+    path.write_bytes(b"not a torch file")
+    fid_module._REFERENCE.clear()
+    again = fid_module.reference(digits_extractor, DIGITS, 123)
+    for layer in ref.features:
+        assert torch.equal(again.features[layer], ref.features[layer]) and again.features[layer].dtype == torch.float64
+    assert torch.load(path, weights_only=True)["key"] == path.stem  # rewritten
+
+
+def test_frechet_distance_accepts_reference_statistics():
+    from torch_fidelity.metric_fid import fid_features_to_statistics
+
+    rng = np.random.default_rng(3)
+    a, b = torch.from_numpy(rng.normal(size=(500, 8))), torch.from_numpy(rng.normal(0.2, 1.1, size=(400, 8)))
+    assert frechet_distance(a, fid_features_to_statistics(b)) == frechet_distance(a, b)

@@ -10,6 +10,7 @@ from vaebench.models import build_model
 from vaebench.objectives import Bernoulli, gaussian_kl
 from vaebench.data import Dataset, load_dataset
 from vaebench.spec import DatasetConfig, ModelConfig, RunConfig
+from tests.conftest import DATA_ROOT, needs_mnist
 
 
 def _direct_ssim(x, y, sigma):
@@ -30,6 +31,79 @@ def test_ssim_equals_direct_scikit_image_calls(shape):
     y = np.clip(x * 0.7 + 0.3 * rng.random(shape), 0, 1)
     ours, sigma, win = ssim_per_image(x, y)
     assert np.allclose(ours, _direct_ssim(x, y, sigma), atol=1e-12, rtol=0)
+
+
+def _pairs(x, rng):
+    """Reference images against distorted versions of them: noise, blur-like averaging, a shift,
+    a contrast change, a constant image, and the images themselves (SSIM 1)."""
+    noisy = np.clip(x + 0.2 * rng.standard_normal(x.shape), 0, 1)
+    smooth = (x + np.roll(x, 1, -1) + np.roll(x, 1, -2)) / 3
+    shifted = np.roll(x, 2, -1)
+    contrast = 0.5 * x + 0.25
+    const = np.full_like(x, 0.3)
+    return [(x, noisy), (x, smooth), (x, shifted), (x, contrast), (x, const), (x, x), (const, const)]
+
+
+@pytest.mark.parametrize("shape", [(200, 1, 28, 28), (60, 1, 8, 8), (30, 3, 16, 13), (40, 1, 10, 12),
+                                   (25, 2, 12, 11), (30, 1, 3, 5), (20, 1, 2, 2), (300, 1, 11, 11)])
+def test_torch_ssim_equals_scikit_image_on_random_images(shape):
+    """The torch SSIM against scikit-image's structural_similarity, called per image and channel
+    with the pinned settings (scikit-image is the independent reference), on images of every
+    size class: Wang's 11x11 window, the reduced windows of small images, down to 1x1."""
+    rng = np.random.default_rng(sum(shape))
+    x = rng.random(shape) ** 2
+    for a, b in _pairs(x, rng):
+        ours, sigma, win = ssim_per_image(a, b)
+        assert (sigma, win) == ssim_window(*shape[-2:])
+        assert np.allclose(ours, _direct_ssim(a, b, sigma), atol=1e-10, rtol=0)
+
+
+def test_torch_ssim_equals_scikit_image_on_real_digits_and_reconstructions():
+    data = load_dataset(DatasetConfig(name="digits"))
+    x = data.x_test.numpy().astype(np.float64)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(hidden_dim=16, latent_dim=4), (1, 8, 8), Bernoulli())
+    recon = model.reconstruct(data.x_test).numpy().astype(np.float64)
+    rng = np.random.default_rng(0)
+    for a, b in [(x, recon), *_pairs(x, rng)]:
+        ours, sigma, _ = ssim_per_image(a, b)
+        assert np.allclose(ours, _direct_ssim(a, b, sigma), atol=1e-10, rtol=0)
+    # torch tensors (float32, as the metric passes them) give the same values as float64 arrays
+    ours_t, _, _ = ssim_per_image(data.x_test, model.reconstruct(data.x_test))
+    assert np.allclose(ours_t, ssim_per_image(x, recon)[0], atol=1e-12, rtol=0)
+
+
+@needs_mnist
+@pytest.mark.mnist
+def test_torch_ssim_equals_scikit_image_on_mnist():
+    data = load_dataset(DatasetConfig(name="mnist"), DATA_ROOT, download=False)
+    x = data.x_test[:1000].numpy().astype(np.float64)
+    rng = np.random.default_rng(1)
+    for a, b in _pairs(x, rng)[:4]:
+        ours, sigma, win = ssim_per_image(a, b)
+        assert (sigma, win) == (1.5, 11)
+        assert np.allclose(ours, _direct_ssim(a, b, sigma), atol=1e-10, rtol=0)
+
+
+def test_evaluate_decodes_the_posterior_means_once():
+    """Reconstruction MSE, SSIM, per-class MSE and NLL share one decoder pass over mu."""
+    torch.manual_seed(0)
+    data = load_dataset(DatasetConfig(name="digits"))
+    cfg = RunConfig.model_validate({"dataset": {"name": "digits"}, "eval": {"batch_size": 100}})
+    model = build_model(ModelConfig(hidden_dim=16, latent_dim=4), (1, 8, 8), Bernoulli())
+    decoded = []
+    decode = model.decode
+    model.decode = lambda z, y=None: (decoded.append(len(z)), decode(z, y))[1]
+    out = evaluate(model, data, cfg, seed=0, names=["recon_mse", "ssim", "per_class"])
+    del model.decode
+    assert sum(decoded) == len(data.x_test)
+    x = data.x_test
+    with torch.no_grad():
+        logits = model.decode(model.encode(x)[0])
+    nll = torch.nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+    assert out[C.RECON_MSE] == pytest.approx(((x - torch.sigmoid(logits)) ** 2).mean().item(), rel=1e-6)
+    y = data.y_test
+    assert out[C.RECON_NLL_PER_CLASS][3] == pytest.approx(nll[y == 3].mean().item(), rel=1e-5)
 
 
 def test_ssim_window_settings():

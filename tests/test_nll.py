@@ -257,7 +257,7 @@ def test_chunking_bounds_codes_per_pass_and_gives_the_same_estimate(model_1d, co
     ctx.posterior  # the metric's encoder pass is the shared one
     with _Counting(model) as calls:
         torch.manual_seed(1)
-        est = -nll_per_image(ctx, k, codes_per_pass=codes)
+        est = -nll_per_image(ctx, k, codes_per_pass=codes, decode_codes=codes)  # each draw decoded at once
     assert calls.decoded == passes and calls.encoded == []
     # every chunking estimates the same thing: the exact value (within Monte Carlo error), and,
     # paired with the default chunking (a different draw of the same estimator), equal on average
@@ -267,6 +267,53 @@ def test_chunking_bounds_codes_per_pass_and_gives_the_same_estimate(model_1d, co
     other = -nll_per_image(ctx, k, codes_per_pass=L.NLL_CODES_PER_PASS)
     d = est - other
     assert abs(d.mean().item()) <= 4 * d.std().item() / math.sqrt(len(d)) + 1e-12
+
+
+@pytest.mark.parametrize("decode_codes", [1, 333, 10_000, 10**6])
+def test_decoding_in_slices_changes_nothing_but_the_pass_sizes(model_1d, decode_codes):
+    """The drawn codes are the same whatever the decoder's slice size (only the draws follow
+    codes_per_pass), so the estimate is the same up to float rounding; every pass is bounded."""
+    model, lik, x = model_1d  # 32 images, float64
+    ctx = _ctx(model, x)
+    ctx.posterior
+    torch.manual_seed(1)
+    whole = nll_per_image(ctx, 300, codes_per_pass=2400, decode_codes=10**9)  # 8 images per draw, decoded at once
+    with _Counting(model) as calls:
+        torch.manual_seed(1)
+        sliced = nll_per_image(ctx, 300, codes_per_pass=2400, decode_codes=decode_codes)
+    assert max(calls.decoded) == min(decode_codes, 2400) and sum(calls.decoded) == 300 * 32
+    assert torch.allclose(sliced, whole, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("name, shape", [("cvae", (1, 8, 8)), ("conv", (1, 10, 12))])
+def test_sliced_importance_samples_of_conditional_and_conv_models(name, shape):
+    """Slices keep each code with its own label (conditional models) and image (conv models run
+    per-sample in eval mode: BatchNorm uses its running statistics)."""
+    from vaebench.objectives import Bernoulli, importance_samples
+
+    torch.manual_seed(0)
+    fields = {"cvae": {"hidden_dim": 16}, "conv": {"channels": [4, 8]}}[name]
+    model = build_model(ModelConfig(name=name, latent_dim=3, **fields), shape, Bernoulli(), num_classes=10).eval()
+    x = torch.rand(6, *shape)
+    y = torch.arange(6) % 10
+    with torch.no_grad():
+        post = model.encode(x, y)
+        torch.manual_seed(5)
+        whole = importance_samples(model, model.likelihood, x, y, 9, post)
+        torch.manual_seed(5)
+        sliced = importance_samples(model, model.likelihood, x, y, 9, post, decode_batch=4)
+    assert torch.allclose(sliced.log_px, whole.log_px, rtol=1e-5, atol=1e-4)
+    assert torch.equal(sliced.log_qz, whole.log_qz) and torch.equal(sliced.log_pz, whole.log_pz)
+
+
+def test_default_decode_slices_follow_the_output_size():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(hidden_dim=8, latent_dim=2), (1, 28, 28), Gaussian())
+    ctx = _ctx(model, torch.rand(3, 1, 28, 28))
+    assert L.decode_batch(ctx) == L.NLL_DECODE_ELEMENTS // 784 == 167
+    with _Counting(model) as calls:
+        nll_per_image(ctx, 100)  # 300 codes in one draw, decoded 167 at a time
+    assert calls.decoded == [167, 133]
 
 
 def test_settings_are_honoured_and_stored(model_2d):

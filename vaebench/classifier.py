@@ -63,6 +63,52 @@ class DigitClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)[1]
 
+    def inference_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`features(x)` of the model in eval mode, computed ~4x faster on CPU (the FID pass): the
+        same layers, weights and function, reordered where that is exact —
+
+        - dropout is the identity in eval mode: skipped;
+        - max pooling before the ReLU (ReLU is monotonic, so max(relu(a)) == relu(max(a)) exactly):
+          the ReLU touches a quarter of the values, and 2x2 pooling of even sizes is two
+          elementwise maxima of strided views (max_pool2d also writes an index per output);
+        - adaptive average pooling is skipped when its input is already 7x7 (28x28 images): there
+          it is the identity;
+        - activations in channels_last, the layout oneDNN's CPU convolutions run fastest.
+
+        Equal to `features` up to float32 rounding inside the convolutions (tests/test_fid.py).
+        Runs under `torch.inference_mode` (no gradients); in training mode it is `features` itself."""
+        if self.training:
+            return self.features(x)
+        with torch.inference_mode():
+            h = _conv_channels_last(self.conv1, x)
+            h = (_max_pool2(h) if min(h.shape[-2:]) >= 2 else h).relu_()
+            h = _conv_channels_last(self.conv2, h)
+            h = (_max_pool2(h) if min(h.shape[-2:]) >= 4 else h).relu_()
+            if tuple(h.shape[-2:]) != (7, 7):
+                h = F.adaptive_avg_pool2d(h, 7)
+            penultimate = F.relu(self.fc1(h.flatten(1)))  # flatten(1): the (C, H, W) order fc1 was trained on
+            return penultimate, self.fc2(penultimate)
+
+
+def _conv_channels_last(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """conv(x) with input and weight in channels_last (for a 1-channel input only the weight's
+    layout tells torch to pick the channels_last kernel); the output is channels_last."""
+    cl = torch.channels_last  # .to restrides size-1 channels, which .contiguous leaves as they are
+    return F.conv2d(x.to(memory_format=cl), conv.weight.to(memory_format=cl), conv.bias,
+                    conv.stride, conv.padding, conv.dilation, conv.groups)
+
+
+def _max_pool2(h: torch.Tensor) -> torch.Tensor:
+    """F.max_pool2d(h, 2) (kernel 2, stride 2, floor). Channels-last input of even height and width:
+    the maxima of its four interleaved 2x2 sub-grids, without max_pool2d's index tensor; identical
+    values (NaNs propagate in both)."""
+    b, c, height, width = h.shape
+    if height % 2 or width % 2 or not h.is_contiguous(memory_format=torch.channels_last):
+        return F.max_pool2d(h, 2)
+    v = h.permute(0, 2, 3, 1).reshape(b, height // 2, 2, width // 2, 2 * c)  # a view: (B, H/2, 2, W/2, 2C)
+    rows = torch.maximum(v[:, :, 0], v[:, :, 1])  # (B, H/2, W/2, 2C): max over the row pair
+    return torch.maximum(rows[..., :c], rows[..., c:]).permute(0, 3, 1, 2)  # max over the column pair
+
 
 @dataclass(frozen=True)
 class ClassifierInfo:

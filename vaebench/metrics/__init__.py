@@ -47,14 +47,27 @@ class EvalContext:
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
     @cached_property
+    def _decoded_mu(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """One decoder pass over the posterior means, shared by reconstructions and per-class NLL:
+        (E[x | z = mu(x)] (N, C, H, W), -log p(x | z = mu(x)) (N,) in nats)."""
+        mu, _ = self.posterior
+        means, nlls = [], []
+        with torch.no_grad():
+            for m, (x, y) in zip(mu.split(self.batch_size), self.batches()):
+                params = self.model.decode(m, y)
+                means.append(self.likelihood.mean(params))
+                nlls.append(self.likelihood.nll(params, x))
+        return torch.cat(means), torch.cat(nlls)
+
+    @property
     def reconstructions(self) -> torch.Tensor:
         """E[x | z = mu(x)] for every test image: (N, C, H, W), data space."""
-        mu, _ = self.posterior
-        with torch.no_grad():
-            return torch.cat([
-                self.likelihood.mean(self.model.decode(m, y))
-                for m, y in zip(mu.split(self.batch_size), self.y.split(self.batch_size))
-            ])
+        return self._decoded_mu[0]
+
+    @property
+    def recon_nll_at_mu(self) -> torch.Tensor:
+        """-log p(x | z = mu(x)) for every test image: (N,), nats."""
+        return self._decoded_mu[1]
 
 
 def evaluate(model, data, cfg, seed: int, names: list[str] | None = None) -> dict:

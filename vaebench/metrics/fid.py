@@ -12,13 +12,25 @@ Two feature extractors, both registered with torch-fidelity:
 
 Statistics and distances are torch-fidelity's own functions (`fid_features_to_statistics`,
 `fid_statistics_to_metric`, `kid_features_to_metric`, `isc_features_to_metric`); vaebench only
-extracts the features itself so that the test split's statistics are computed once per process.
+extracts the features itself, so that the reference (the first n test images) is computed once:
+its features are cached in this process and on disk (`$VAEBENCH_CACHE/fid_reference/`), keyed by
+everything they depend on (extractor, weights file content, layers, dataset checksum, n, torch
+version, device type, batch size), and its FID statistics once per process. Each evaluation then
+extracts features only for its samples and reconstructions.
+
+Speed (one CPU thread, MNIST, 10k + 10k images): the classifier's features go through
+`DigitClassifier.inference_features` (the same function as its `features`, reordered where that is
+exact, channels_last) in batches of 256 under `torch.inference_mode`: ~0.6 s per 10k images
+instead of ~2.5 s.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from functools import lru_cache
+from pathlib import Path
 
 import torch
 import torch_fidelity
@@ -29,10 +41,16 @@ from torch_fidelity.metric_isc import KEY_METRIC_ISC_MEAN, KEY_METRIC_ISC_STD, i
 from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
 
-from ..classifier import cached_classifier, load_classifier
+from ..classifier import cache_dir, cached_classifier, load_classifier
 from ..errors import VaebenchError
 from ..registry import Registry
+from ..runtime import atomic_path
 from . import METRICS, columns as C
+
+try:
+    from threadpoolctl import threadpool_limits  # installed with scikit-learn
+except ImportError:  # pragma: no cover
+    threadpool_limits = None
 
 INCEPTION_WEIGHTS_ENV = "VAEBENCH_INCEPTION_WEIGHTS"
 
@@ -64,7 +82,7 @@ class ClassifierFeatureExtractor(FeatureExtractorBase):
         return None
 
     def forward(self, x):
-        penultimate, logits = self.net.features(x.float() / 255.0)
+        penultimate, logits = self.net.inference_features(x.float() / 255.0)
         by_name = {"penultimate": penultimate, "logits": logits}
         return tuple(by_name[f] for f in self.features_list)
 
@@ -85,14 +103,16 @@ class Extractor:
     """A spec-level extractor: its torch-fidelity name, weights and the layers each metric uses."""
 
     def __init__(self, name: str, fidelity_name: str, weights: str | None, fid_layer: str, isc_layer: str,
-                 identity: str, accuracy: float | None = None) -> None:
+                 identity: str, accuracy: float | None = None, batch_size: int = 64) -> None:
         self.name, self.fidelity_name, self.weights = name, fidelity_name, weights
         self.fid_layer, self.isc_layer, self.identity, self.accuracy = fid_layer, isc_layer, identity, accuracy
+        self.batch_size = batch_size  # images per forward pass (speed and memory only)
         self.module = _module(fidelity_name, weights, (fid_layer, isc_layer))
 
-    @torch.no_grad()
-    def features(self, images: torch.Tensor, batch_size: int = 500) -> dict[str, torch.Tensor]:
+    @torch.inference_mode()
+    def features(self, images: torch.Tensor, batch_size: int | None = None) -> dict[str, torch.Tensor]:
         """uint8 images (N, C, H, W) -> {layer: (N, F) float64 tensor on the CPU}."""
+        batch_size = batch_size or self.batch_size
         out: dict[str, list] = {f: [] for f in self.module.features_list}
         device = next(self.module.parameters()).device
         for i in range(0, len(images), batch_size):
@@ -120,12 +140,13 @@ def _module(fidelity_name: str, weights: str | None, layers: tuple[str, ...]):
 def _classifier(data, device) -> Extractor:
     info = cached_classifier(data, device)
     return Extractor("classifier", "vaebench-classifier", str(info.path), "penultimate", "logits",
-                     f"vaebench-classifier-{info.key}", info.test_accuracy)
+                     f"vaebench-classifier-{info.key}", info.test_accuracy, batch_size=256)
 
 
 def _inception(data, device) -> Extractor:
     weights = os.environ.get(INCEPTION_WEIGHTS_ENV) or None
-    return Extractor("inception", "vaebench-inception", weights, "2048", "logits_unbiased", "inception-v3-compat")
+    return Extractor("inception", "vaebench-inception", weights, "2048", "logits_unbiased", "inception-v3-compat",
+                     batch_size=64)
 
 
 EXTRACTORS: Registry = Registry("FID feature extractor")
@@ -135,23 +156,106 @@ EXTRACTORS.register("inception", _inception)
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
     """[0, 1] floats -> uint8 0..255 (rounded), the input torch-fidelity's extractors take."""
-    return (images.clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+    with torch.inference_mode():  # (clamp(0, 1) * 255).round(), in place on clamp's copy: 4x faster, same bytes
+        return images.clamp(0, 1).mul_(255).round_().to(torch.uint8).cpu()
 
 
-def frechet_distance(f1: torch.Tensor, f2: torch.Tensor) -> float:
-    """FID between two feature sets (N, F), through torch-fidelity's statistics and distance."""
-    return fid_statistics_to_metric(fid_features_to_statistics(f1), fid_features_to_statistics(f2), False)[KEY_METRIC_FID]
+def frechet_distance(f1: torch.Tensor, f2: torch.Tensor | dict) -> float:
+    """FID between two feature sets (N, F), through torch-fidelity's statistics and distance.
+    `f2` may also be statistics already computed by `fid_features_to_statistics`."""
+    s2 = f2 if isinstance(f2, dict) else fid_features_to_statistics(f2)
+    return fid_statistics_to_metric(fid_features_to_statistics(f1), s2, False)[KEY_METRIC_FID]
 
 
-_REFERENCE: dict[tuple, dict[str, torch.Tensor]] = {}
+# ---------------------------------------------------------------------------------------------
+# the reference: features of the first n test images, computed once
 
 
-def _reference_features(extractor: Extractor, data, n: int) -> dict[str, torch.Tensor]:
-    """Features of the first n test images, cached per (extractor, dataset, n) in this process."""
-    key = (extractor.identity, extractor.weights, data.checksum, n)
-    if key not in _REFERENCE:
-        _REFERENCE.clear()
-        _REFERENCE[key] = extractor.features(to_uint8(data.x_test[:n]))
+REFERENCE_FORMAT = 1  # bump when the way reference features are computed changes: old files are then never read
+
+
+class Reference:
+    """Features of the reference images ({layer: (n, F) float64}) and, computed once, the FID
+    statistics (torch-fidelity's `fid_features_to_statistics`) of its FID layer."""
+
+    def __init__(self, features: dict[str, torch.Tensor], fid_layer: str) -> None:
+        self.features, self.fid_layer = features, fid_layer
+        self._stats = None
+
+    @property
+    def fid_statistics(self) -> dict:
+        if self._stats is None:
+            self._stats = fid_features_to_statistics(self.features[self.fid_layer])
+        return self._stats
+
+
+_REFERENCE: dict[str, Reference] = {}  # this process: the last reference used
+_WEIGHTS_DIGEST: dict[tuple, str] = {}
+
+
+def _weights_digest(path: str | None) -> str:
+    """SHA-256 of a weights file's content (memoized per path, size and mtime); 'default' for
+    torch-fidelity's own download (a fixed, versioned file)."""
+    if path is None:
+        return "default"
+    stat = os.stat(path)
+    memo = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns)
+    if memo not in _WEIGHTS_DIGEST:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _WEIGHTS_DIGEST[memo] = h.hexdigest()
+    return _WEIGHTS_DIGEST[memo]
+
+
+def reference_key(extractor: Extractor, data, n: int, device: torch.device) -> str:
+    """The cache key of the reference features: a hash of everything they depend on. The torch
+    version, device type and batch size are in it because float32 convolutions may round
+    differently across them; a cached file is thus bit-identical to a fresh computation."""
+    parts = {
+        "format": REFERENCE_FORMAT, "extractor": extractor.identity, "fidelity_name": extractor.fidelity_name,
+        "weights": _weights_digest(extractor.weights), "layers": list(extractor.module.features_list),
+        "dataset": data.checksum, "n": n, "reference": f"test[:{n}]", "torch": torch.__version__,
+        "device": torch.device(device).type, "batch_size": extractor.batch_size,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def reference_path(key: str) -> Path:
+    return cache_dir() / "fid_reference" / f"{key}.pt"
+
+
+def _compact(t: torch.Tensor) -> torch.Tensor:
+    """float32 when that is lossless (features of float32 networks), else as is."""
+    f = t.float()
+    return f if torch.equal(f.double(), t) else t
+
+
+def reference(extractor: Extractor, data, n: int, use_disk: bool = True) -> Reference:
+    """The reference of FID: the first n test images' features, from this process's memory, else
+    the disk cache, else computed (and then written to the disk cache atomically)."""
+    device = next(extractor.module.parameters()).device
+    key = reference_key(extractor, data, n, device)
+    if key in _REFERENCE:
+        return _REFERENCE[key]
+    path = reference_path(key)
+    features = None
+    if use_disk and path.is_file():
+        try:
+            saved = torch.load(path, weights_only=True)
+            if saved.get("key") == key:
+                features = {k: v.double() for k, v in saved["features"].items()}
+        except Exception:  # a damaged file: recompute and overwrite it
+            features = None
+    if features is None:
+        features = extractor.features(to_uint8(data.x_test[:n]))
+        if use_disk:
+            with atomic_path(path) as tmp:
+                torch.save({"key": key, "features": {k: _compact(v) for k, v in features.items()},
+                            "extractor": extractor.identity, "dataset_checksum": data.checksum, "n": n}, tmp)
+    _REFERENCE.clear()
+    _REFERENCE[key] = Reference(features, extractor.fid_layer)
     return _REFERENCE[key]
 
 
@@ -166,6 +270,15 @@ def _samples(ctx, n: int) -> torch.Tensor:
     ])
 
 
+def _blas_threads():
+    """NumPy's BLAS (torch-fidelity's covariances and eigenvalues) limited to torch's thread count:
+    a 1-thread worker otherwise runs np.cov on every core and, on a busy machine, 2-10x slower."""
+    if threadpool_limits is None:  # pragma: no cover
+        import contextlib
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=torch.get_num_threads(), user_api="blas")
+
+
 @METRICS.register("fid")
 def fid(ctx) -> dict:
     """FID of n samples from the prior and of the reconstructions of the first n test images, both
@@ -174,15 +287,20 @@ def fid(ctx) -> dict:
     name = ctx.cfg.eval.fid_extractor
     if name is None:
         return {}
+    with _blas_threads():
+        return _fid(ctx, name)
+
+
+def _fid(ctx, name: str) -> dict:
     extractor = EXTRACTORS.get(name)(ctx.data, ctx.x.device)
     n = min(ctx.cfg.eval.fid_samples, len(ctx.x))
-    ref = _reference_features(extractor, ctx.data, n)
+    ref = reference(extractor, ctx.data, n)
     gen = extractor.features(to_uint8(_samples(ctx, n)))
     rec = extractor.features(to_uint8(ctx.reconstructions[:n]))
     layer = extractor.fid_layer
     out = {
-        C.FID: frechet_distance(gen[layer], ref[layer]),
-        C.FID_RECON: frechet_distance(rec[layer], ref[layer]),
+        C.FID: frechet_distance(gen[layer], ref.fid_statistics),
+        C.FID_RECON: frechet_distance(rec[layer], ref.fid_statistics),
         C.FID_EXTRACTOR: extractor.identity,
         C.FID_FEATURE_LAYER: layer,
         C.FID_SAMPLES: n,
@@ -197,7 +315,7 @@ def fid(ctx) -> dict:
     out[C.SAMPLE_CLASS_FREQ] = (torch.bincount(classes, minlength=gen[extractor.isc_layer].shape[1]).double() / n).tolist()
     if ctx.cfg.eval.kid:
         subset = min(1000, n)
-        kid = kid_features_to_metric(gen[layer], ref[layer], kid_subsets=100, kid_subset_size=subset,
+        kid = kid_features_to_metric(gen[layer], ref.features[layer], kid_subsets=100, kid_subset_size=subset,
                                      rng_seed=ctx.seed, verbose=False)  # torch-fidelity's default cubic kernel
         out[C.KID] = kid[KEY_METRIC_KID_MEAN]
         out[C.KID_STD] = kid[KEY_METRIC_KID_STD]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
-from skimage.metrics import structural_similarity
+import torch
 
 from . import METRICS, columns as C
 
 SSIM_SIGMA = 1.5  # Wang et al. 2004
 SSIM_TRUNCATE = 3.5  # scikit-image's window: side 2 * int(truncate * sigma + 0.5) + 1 = 11
+SSIM_K1, SSIM_K2 = 0.01, 0.03  # scikit-image's (and Wang et al.'s) constants
+SSIM_DATA_RANGE = 1.0
 
 
 @METRICS.register("recon_mse")
@@ -27,53 +29,82 @@ def ssim_window(height: int, width: int) -> tuple[float, int]:
     return SSIM_SIGMA, 2 * r + 1
 
 
-SSIM_CHUNK = 4096  # images per scikit-image call (bounds memory: ~10 float64 mosaics of this size)
+SSIM_CHUNK = 128  # image channels per pass: ~10 float64 copies of the chunk stay in the CPU's cache (64-512: fastest)
 
 
-def ssim_per_image(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float, int]:
-    """SSIM of every image pair, exactly as scikit-image's per-image call computes it.
+def gaussian_kernel(sigma: float, radius: int) -> torch.Tensor:
+    """scipy.ndimage's 1-D Gaussian kernel (what scikit-image's `gaussian` filters with): taps
+    exp(-x^2 / (2 sigma^2)) for x = -radius..radius, normalized to sum 1; float64."""
+    if radius == 0:  # images under 3 px a side: sigma 0, which scipy treats as no filtering
+        return torch.ones(1, dtype=torch.float64)
+    x = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    phi = torch.exp(-0.5 / (sigma * sigma) * x**2)
+    return phi / phi.sum()
 
-    x, y: (N, C, H, W) in [0, 1]. Each (image, channel) gets
+
+def _valid_filter_matrix(size: int, kernel: torch.Tensor) -> torch.Tensor:
+    """(size - 2r, size) matrix M with (M v)[i] = sum_j kernel[j] v[i + j]: the 1-D filter at
+    every position where the window lies inside the signal (scipy correlates; the kernel is
+    symmetric, so correlation and convolution agree)."""
+    r = (len(kernel) - 1) // 2
+    m = torch.zeros(size - 2 * r, size, dtype=torch.float64)
+    for i in range(size - 2 * r):
+        m[i, i : i + 2 * r + 1] = kernel
+    return m
+
+
+def ssim_per_image(x, y) -> tuple[np.ndarray, float, int]:
+    """SSIM of every image pair, as scikit-image computes it per image and channel:
     structural_similarity(x, y, data_range=1.0, gaussian_weights=True, sigma=sigma,
-    use_sample_covariance=False); channels are averaged. Returns (values (N,), sigma, window side).
+    use_sample_covariance=False) in float64; channels are averaged.
 
-    Speed: instead of N calls, the images are tiled into one mosaic per chunk and scikit-image
-    computes the full SSIM map once. A per-image SSIM is the mean of its map over the image minus a
-    border of (window - 1) / 2 pixels, and the Gaussian window (radius (window - 1) / 2) of every
-    pixel in that interior lies inside its own tile, so each tile's interior mean equals the
-    per-image result (tests/test_metrics.py checks this against direct calls).
+    x, y: (N, C, H, W) in [0, 1], NumPy arrays or torch tensors. Returns (values (N,), sigma,
+    window side).
+
+    scikit-image's formula, in torch on whole batches: the Gaussian-weighted means mu_x, mu_y and
+    second moments E[x^2], E[y^2], E[xy] (population covariances), then
+    S = (2 mu_x mu_y + C1)(2 cov_xy + C2) / ((mu_x^2 + mu_y^2 + C1)(var_x + var_y + C2)) with
+    C1 = (0.01 * 1)^2, C2 = (0.03 * 1)^2, and the image's SSIM is the mean of S over the image
+    minus a border of r = (window - 1) / 2 pixels (scikit-image crops it to avoid edge effects).
+    On that interior the radius-r window never leaves the image, so scikit-image's reflect padding
+    is never read: filtering only at those positions ("valid" filtering) gives the same values.
+    The separable filter is two matrix products (rows, then columns) with banded matrices of the
+    scipy kernel, so each pass is one batched matmul. Equal to scikit-image's per-image calls to
+    ~1e-15 (tests/test_metrics.py); 10,000 28x28 pairs take ~0.2 s on one CPU thread, ~8x faster
+    than scikit-image on mosaics of 4,096 images (1.7 s).
     """
+    x = torch.as_tensor(x).detach().to("cpu", torch.float64)
+    y = torch.as_tensor(y).detach().to("cpu", torch.float64)
     n, c, h, w = x.shape
     sigma, win = ssim_window(h, w)
-    pad = (win - 1) // 2
-    a_all = x.reshape(n * c, h, w).astype(np.float64)
-    b_all = y.reshape(n * c, h, w).astype(np.float64)
+    r = (win - 1) // 2
+    kernel = gaussian_kernel(sigma, r)
+    rows_t = _valid_filter_matrix(h, kernel)  # (H', H)
+    cols_t = _valid_filter_matrix(w, kernel).T.contiguous()  # (W, W')
+    c1 = (SSIM_K1 * SSIM_DATA_RANGE) ** 2
+    c2 = (SSIM_K2 * SSIM_DATA_RANGE) ** 2
+    a_all, b_all = x.reshape(n * c, h, w), y.reshape(n * c, h, w)
     values = []
-    for start in range(0, n * c, SSIM_CHUNK):
-        a, b = a_all[start : start + SSIM_CHUNK], b_all[start : start + SSIM_CHUNK]
-        k = len(a)
-        cols = int(np.ceil(np.sqrt(k)))
-        rows = int(np.ceil(k / cols))
-        fill = rows * cols - k  # blank tiles to complete the grid; their values are dropped
-
-        def mosaic(t: np.ndarray) -> np.ndarray:
-            t = np.concatenate([t, np.zeros((fill, h, w))]) if fill else t
-            return t.reshape(rows, cols, h, w).transpose(0, 2, 1, 3).reshape(rows * h, cols * w)
-
-        _, ssim_map = structural_similarity(
-            mosaic(a), mosaic(b), data_range=1.0, gaussian_weights=True, sigma=sigma,
-            use_sample_covariance=False, full=True,
-        )
-        tiles = ssim_map.reshape(rows, h, cols, w).transpose(0, 2, 1, 3).reshape(rows * cols, h, w)[:k]
-        values.append(tiles[:, pad : h - pad, pad : w - pad].mean(axis=(1, 2)))
-    return np.concatenate(values).reshape(n, c).mean(1), sigma, win
+    with torch.inference_mode():
+        for start in range(0, n * c, SSIM_CHUNK):
+            a, b = a_all[start : start + SSIM_CHUNK], b_all[start : start + SSIM_CHUNK]
+            across = torch.empty(5, len(a), h, cols_t.shape[1], dtype=torch.float64)  # (5, k, H, W')
+            for i, m in enumerate((a, b, a * a, b * b, a * b)):
+                torch.matmul(m, cols_t, out=across[i])  # along each row
+            ux, uy, uxx, uyy, uxy = torch.matmul(rows_t, across)  # along each column: (k, H', W') each
+            vx = uxx - ux * ux
+            vy = uyy - uy * uy
+            vxy = uxy - ux * uy
+            s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux**2 + uy**2 + c1) * (vx + vy + c2))
+            values.append(s.mean(dim=(1, 2)))
+    return torch.cat(values).reshape(n, c).mean(1).numpy(), sigma, win
 
 
 @METRICS.register("ssim")
 def ssim(ctx) -> dict:
     """Mean SSIM between test images and their reconstructions (Wang et al. 2004 settings).
     Reconstructions are clipped to [0, 1], the data range SSIM assumes."""
-    values, sigma, win = ssim_per_image(ctx.x.cpu().numpy(), ctx.reconstructions.clamp(0, 1).cpu().numpy())
+    values, sigma, win = ssim_per_image(ctx.x, ctx.reconstructions.clamp(0, 1))
     return {C.SSIM: float(values.mean()), C.SSIM_SIGMA: sigma, C.SSIM_WIN_SIZE: win}
 
 
@@ -81,14 +112,7 @@ def ssim(ctx) -> dict:
 def per_class(ctx) -> dict:
     """Reconstruction by true class of the test image (the tutorial's exercise): recon MSE per
     pixel and -log p(x | z = mu(x)) in nats per example, each a list indexed by class."""
-    import torch
-
-    with torch.no_grad():
-        mu, _ = ctx.posterior
-        nll = torch.cat([
-            ctx.likelihood.nll(ctx.model.decode(m, y), x)
-            for m, (x, y) in zip(mu.split(ctx.batch_size), ctx.batches())
-        ])
+    nll = ctx.recon_nll_at_mu  # decoded once with the reconstructions
     mse = (ctx.x - ctx.reconstructions).pow(2).flatten(1).mean(1)
     classes = int(ctx.data.num_classes)
     count = torch.bincount(ctx.y, minlength=classes).double()
