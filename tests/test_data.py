@@ -76,5 +76,7 @@ def test_real_mnist_files():
     assert 0 <= ds.x_train.min() and ds.x_train.max() <= 1
 
 
-def test_registry_has_the_three_sources():
-    assert DATASETS.names() == ["digits", "mnist", "synthetic"]
+def test_registry_has_the_four_sources():
+    assert DATASETS.names() == ["digits", "mnist", "shapes", "synthetic"]
+    assert DATASETS.get("shapes").fields == ("image_size", "scales", "orientations", "positions", "test_fraction")
+    assert all(DATASETS.get(n).fields == () for n in ["digits", "mnist", "synthetic"])

@@ -225,7 +225,9 @@ def test_render_study_mirrors_the_tutorial_beta_table_with_intervals():
             for m in ["recon_mse", "kl"]}
     assert f"| 1 | 0.0117 ± {half['recon_mse']:.4f} | 20.20 ± {half['kl']:.2f} | not measured |" in text
     assert "| **0.0095 ± " in text  # β = 0.5 has the best recon MSE
-    assert "no disentanglement metric exists for this dataset" in text and "test-classifier features" in text
+    assert ("Disentanglement: not measured — this dataset has no ground-truth factors of variation" in text
+            and "`vaebench run sweeps/disentanglement.yaml`" in text and "test-classifier features" in text)
+    assert "| MIG" not in text and "## MIG per factor" not in text  # no disentanglement columns without values
     assert "95% confidence interval of the mean over seeds (Student t, n − 1 degrees of freedom" in text
     assert "Welch's t-test" in text and "sample standard deviation" not in text
 
@@ -263,3 +265,94 @@ def test_unmeasured_fid_says_so_instead_of_a_number():
     t = table(study_tables(one_seed), "all_metrics")
     assert column(t, "KL (nats)")[0].text == "28.50"  # one run: the value, no interval
     assert [c.text for c in column(t, "p (−ELBO) vs β=1")] == ["—", "baseline", "—", "—"]
+
+
+# --- disentanglement ------------------------------------------------------------------------------------
+
+FACTORS = ["shape", "scale", "orientation", "x", "y"]
+D_SETTINGS = {"mig_samples": 10000, "mig_bins": 20, "sap_train_samples": 5000, "sap_test_samples": 5000,
+              "disentanglement_seed": 0}
+
+
+def disentanglement_rows(cells: dict, grid_keys=("objective.beta", "model.latent_dim"), sampler="grid") -> pd.DataFrame:
+    """Rows of a β x latent-dim study on shapes: `cells` maps (β, D) to (MIG, SAP) means; seed s adds
+    (s - 1) * 0.01 to both, and the per-factor lists spread the MIG over the factors."""
+    rows = []
+    for i, ((beta, d), (mig, sap)) in enumerate(cells.items()):
+        for s in range(SEEDS):
+            row = make_rows("disentanglement", "objective.beta", {beta: metrics()}).iloc[s].to_dict()
+            m, p = mig + (s - 1) * 0.01, sap + (s - 1) * 0.01
+            row.update({"run_id": f"d-{i}-{s}", "cell_index": i, "grid_keys": list(grid_keys), "sampler": sampler,
+                        "dataset": "shapes", "param.dataset.name": "shapes", "param.dataset.image_size": 32,
+                        "param.model.latent_dim": d, "mig": m, "sap": p,
+                        "mig_per_factor": [0.0, m, 0.0, 2 * m, 2 * m], "sap_per_factor": [p, p, 0.0, 2 * p, p],
+                        "disentanglement_factors": FACTORS, **D_SETTINGS})
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+D_CELLS = {(1.0, 5): (0.05, 0.10), (1.0, 10): (0.04, 0.08), (4.0, 5): (0.20, 0.15), (4.0, 10): (0.12, 0.14),
+           (10.0, 5): (0.30, 0.25), (10.0, 10): (0.25, 0.20)}
+
+
+def test_disentanglement_study_gets_a_beta_table_per_latent_size_and_a_latent_table_per_beta():
+    df = disentanglement_rows(D_CELLS)
+    tables = study_tables(df)
+    assert [t.key for t in tables] == [
+        "beta_tradeoffs.latent_dim=5", "beta_tradeoffs.latent_dim=10",
+        "latent_dim.beta=1", "latent_dim.beta=4", "latent_dim.beta=10",
+        "mig_per_factor", "sap_per_factor", "all_metrics"]
+    beta5 = table(tables, "beta_tradeoffs.latent_dim=5")
+    assert beta5.title == "β-VAE trade-offs (Latent dim = 5)"
+    assert beta5.header == ["β", "Reconstruction MSE (per pixel) ↓", "KL divergence (nats)", "Disentanglement: MIG ↑",
+                            "SAP ↑", "Sample quality: FID of samples ↓", "p (−ELBO) vs β=1", "n (runs)"]
+    assert [r[0].text for r in beta5.rows] == ["1", "4", "10"]  # only the D = 5 cells, in grid order
+    half = stats.t.ppf(0.975, SEEDS - 1) * 0.01 / math.sqrt(SEEDS)  # the seeds' values are mean ± 0.01
+    assert [c.text for c in column(beta5, "Disentanglement: MIG ↑")] == [
+        f"{m:.3f} ± {half:.3f}" for m in (0.05, 0.20, 0.30)]
+    assert [c.best for c in column(beta5, "Disentanglement: MIG ↑")] == [False, False, True]
+    assert [c.text for c in column(beta5, "SAP ↑")][1] == f"0.150 ± {half:.3f}"
+    assert any("MIG on 10,000 test images with 20 bins per latent, SAP fit on 5,000 and scored on 5,000" in n
+               and "(shape, scale, orientation, x, y)" in n for n in beta5.notes)
+    assert not table(tables, "beta_tradeoffs.latent_dim=10").notes  # the notes come once per layout
+    latent4 = table(tables, "latent_dim.beta=4")
+    assert latent4.title == "Latent dimension impact (β = 4)"
+    assert [(r[0].text, r[3].text.split(" ")[0]) for r in latent4.rows] == [("5", "0.200"), ("10", "0.120")]
+    assert column(latent4, "p (−ELBO) vs Latent dim=5")[0].text == "baseline"
+    mig = table(tables, "mig_per_factor")
+    assert mig.header[:8] == ["β", "Latent dim", "MIG ↑", "MIG shape ↑", "MIG scale ↑", "MIG orientation ↑",
+                              "MIG x ↑", "MIG y ↑"]
+    assert column(mig, "MIG x ↑")[0].text == f"0.100 ± {2 * half:.3f}"
+    assert {c.text for c in column(mig, "MIG orientation ↑")} == {"0.000"}
+    assert "MIG ↑" in table(tables, "all_metrics").header and "SAP ↑" in table(tables, "all_metrics").header
+    text = render_study(df)
+    assert "# Disentanglement (β-VAE and latent-dimension tables) — study `disentanglement`" in text
+    assert "## β-VAE trade-offs (Latent dim = 10)" in text and "## Latent dimension impact (β = 10)" in text
+    assert "`dataset.image_size=32`" in text  # the shapes grid is part of the fixed settings shown
+
+
+def test_a_beta_study_on_shapes_fills_the_disentanglement_column():
+    df = disentanglement_rows({(1.0, 10): (0.05, 0.1), (4.0, 10): (0.2, 0.15)}, grid_keys=("objective.beta",))
+    t = table(study_tables(df), "beta_tradeoffs")
+    assert "Disentanglement" not in t.header and "Disentanglement: MIG ↑" in t.header
+    assert not any(c.text == "not measured" for r in t.rows for c in r)
+
+
+def test_sampled_searches_over_beta_and_latent_dim_get_no_per_value_tables():
+    df = disentanglement_rows(D_CELLS, sampler="tpe")
+    assert [t.key for t in study_tables(df)] == ["mig_per_factor", "sap_per_factor", "all_metrics"]
+
+
+def test_index_points_the_disentanglement_column_to_its_study():
+    from vaebench.report import index_markdown
+    from vaebench.report.tables import DISENTANGLEMENT_TITLE, table_title
+
+    assert table_title(["objective.beta", "model.latent_dim"], "disentanglement") == DISENTANGLEMENT_TITLE
+    assert table_title(["objective.beta", "model.latent_dim"], "pareto_tpe") == "Sweep results"  # a search
+    text = index_markdown({"disentanglement": DISENTANGLEMENT_TITLE, "beta": "β-VAE trade-offs"})
+    assert (f"| {DISENTANGLEMENT_TITLE} | [disentanglement](disentanglement.md) | `sweeps/disentanglement.yaml` |"
+            in text)
+    assert "The Disentanglement column of the β-VAE and latent-dimension tables" in text
+    missing = index_markdown({"beta": "β-VAE trade-offs"})
+    assert (f"| {DISENTANGLEMENT_TITLE} | not measured yet: run `vaebench run sweeps/disentanglement.yaml && "
+            "vaebench report` |") in missing

@@ -87,6 +87,12 @@ BAD_SPECS = [
     ({"seeds": [-1]}, "seeds must be >= 0"),
     ({"study": DELETE}, "field study: Field required"),
     ({"study": "../escape"}, "field study: must match"),
+    ({"dataset": {"name": "mnist", "image_size": 64}}, "field dataset: 'image_size' is not used by dataset 'mnist'; remove it"),
+    ({"dataset": {"name": "digits", "orientations": 40}}, "field dataset: 'orientations' is not used by dataset 'digits'"),
+    ({"dataset": {"name": "shapes", "image_size": 8}}, "field dataset.image_size: Input should be greater than or equal to 16"),
+    ({"dataset": {"name": "shapes", "test_fraction": 1.0}}, "field dataset.test_fraction: Input should be less than 1"),
+    ({"grid": {"variant": [{"name": "m", "dataset": {"positions": 8}}]}},
+     "grid cell {'variant': 'm'}: dataset: 'positions' is not used by dataset 'digits'; remove it"),
 ]
 
 
@@ -127,3 +133,16 @@ def test_fingerprint_ignores_description_only(write_spec):
     b = load_spec(write_spec({**TINY_SPEC, "description": "other words"}, "b.yaml"))
     c = load_spec(write_spec({**TINY_SPEC, "seeds": [0, 1, 2]}, "c.yaml"))
     assert a.fingerprint() == b.fingerprint() != c.fingerprint()
+
+
+def test_dataset_parameters_are_shapes_only_and_leave_existing_ids_unchanged(write_spec):
+    shapes = {**TINY_SPEC, "dataset": {"name": "shapes", "image_size": 64, "scales": 6, "orientations": 40,
+                                       "positions": 32}}
+    spec = load_spec(write_spec(shapes))  # the full dSprites grid is a valid configuration
+    assert (spec.dataset.image_size, spec.dataset.orientations, spec.dataset.positions) == (64, 40, 32)
+    assert spec.runs()[0].config.identity()["dataset"] == {"name": "shapes", "image_size": 64, "orientations": 40,
+                                                           "positions": 32}
+    # fields added with defaults are not part of any identity: run ids of other datasets are unchanged
+    tiny = load_spec(write_spec(TINY_SPEC, "tiny.yaml"))
+    assert tiny.runs()[0].config.identity()["dataset"] == {"name": "digits"}
+    assert "eval" not in tiny.runs()[0].config.identity()

@@ -101,6 +101,16 @@ METRIC_TYPES: dict[str, pa.DataType] = {
     C.NLL_IS_STDERR: pa.float64(),
     C.NLL_K: pa.int64(),
     C.NLL_EXAMPLES: pa.int64(),
+    C.MIG: pa.float64(),
+    C.SAP: pa.float64(),
+    C.MIG_PER_FACTOR: pa.list_(pa.float64()),
+    C.SAP_PER_FACTOR: pa.list_(pa.float64()),
+    C.DISENTANGLEMENT_FACTORS: pa.list_(pa.string()),
+    C.MIG_SAMPLES: pa.int64(),
+    C.MIG_BINS: pa.int64(),
+    C.SAP_TRAIN_SAMPLES: pa.int64(),
+    C.SAP_TEST_SAMPLES: pa.int64(),
+    C.DISENTANGLEMENT_SEED: pa.int64(),
 }
 
 def numeric_metric_columns() -> list[str]:

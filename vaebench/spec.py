@@ -71,12 +71,27 @@ def _unused_fields_at_default(cfg: BaseModel, used: set[str], owner: str) -> Non
 
 
 class DatasetConfig(_Strict):
-    name: registered("dataset") = Field("mnist", description="dataset source: mnist, digits, synthetic")
+    name: registered("dataset") = Field("mnist", description="dataset source: mnist, digits, shapes, synthetic")
     binarize: bool = Field(
         False,
         description="dynamic binarization: a fresh Bernoulli draw of every training batch; "
         "the test split is binarized once with a fixed seed",
     )
+    # shapes only (dSprites-like images rendered from a full factor grid; see data.py):
+    image_size: int = Field(32, ge=16, le=256, description="shapes: image side in pixels (dSprites: 64)")
+    scales: int = Field(6, ge=1, description="shapes: scale values, linearly from 0.5 to 1 (dSprites: 6)")
+    orientations: int = Field(
+        10, ge=1, description="shapes: orientation values over each shape's symmetry period (dSprites: 40 over 2 pi)"
+    )
+    positions: int = Field(16, ge=1, description="shapes: position values along x and along y (dSprites: 32)")
+    test_fraction: float = Field(0.25, gt=0.0, lt=1.0, description="shapes: fraction of the grid in the test split")
+
+    @model_validator(mode="after")
+    def _fields_of_source(self) -> "DatasetConfig":
+        from .data import DATASETS
+
+        _unused_fields_at_default(self, {"name", "binarize", *DATASETS.get(self.name).fields}, f"dataset {self.name!r}")
+        return self
 
 
 
@@ -214,6 +229,13 @@ class EvalConfig(_Strict):
     )
     fid_samples: int = Field(10000, ge=2, description="generated samples (and reconstructions) for FID, at most the test split's size")
     kid: bool = Field(False, description="also compute KID (torch-fidelity) with the same features")
+    # disentanglement (datasets with ground-truth factors only, e.g. shapes; see metrics/disentanglement.py):
+    mig_samples: int = Field(10000, ge=2, description="MIG: test images (a seeded random subset; at most the split)")
+    mig_bins: int = Field(20, ge=2, description="MIG: equal-width bins per latent mean")
+    sap_train_samples: int = Field(5000, ge=2, description="SAP: test images the per-latent predictors are fit on")
+    sap_test_samples: int = Field(5000, ge=1, description="SAP: other test images the classifiers are scored on")
+    disentanglement_seed: int = Field(0, ge=0, description="MIG and SAP: seed of the test-image subsets (fixed "
+                                      "across runs, so every run is scored on the same images)")
 
 
 

@@ -87,4 +87,4 @@ def evaluate(model, data, cfg, seed: int, names: list[str] | None = None) -> dic
     return out
 
 
-from . import fid, latent, likelihood, recon  # noqa: E402,F401  (register the built-in metrics)
+from . import disentanglement, fid, latent, likelihood, recon  # noqa: E402,F401  (register the built-in metrics)

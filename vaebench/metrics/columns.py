@@ -29,3 +29,15 @@ NLL_IS = "nll_is"  # nats per example: mean over images of -log p(x), importance
 NLL_IS_STDERR = "nll_is_stderr"  # nats per example: standard error of NLL_IS over the images
 NLL_K = "nll_k"  # importance samples per image
 NLL_EXAMPLES = "nll_examples"  # test images in NLL_IS (the first N of the split)
+MIG = "mig"  # Mutual Information Gap (Chen et al. 2018), in [0, 1]: mean over factors of the gap between the two
+#               latents most informative about the factor, over the factor's entropy (20-bin discretized means)
+SAP = "sap"  # Separated Attribute Predictability (Kumar et al. 2018), in [0, 1]: mean over factors of the gap
+#              between the two latents that best predict the factor (accuracy or R^2)
+MIG_PER_FACTOR = "mig_per_factor"  # list, in DISENTANGLEMENT_FACTORS order: each factor's normalized gap
+SAP_PER_FACTOR = "sap_per_factor"  # list, in DISENTANGLEMENT_FACTORS order: each factor's score gap
+DISENTANGLEMENT_FACTORS = "disentanglement_factors"  # list of factor names, e.g. shape, scale, orientation, x, y
+MIG_SAMPLES = "mig_samples"  # test images MIG was computed on
+MIG_BINS = "mig_bins"  # equal-width bins per latent
+SAP_TRAIN_SAMPLES = "sap_train_samples"  # test images SAP's per-latent predictors were fit on
+SAP_TEST_SAMPLES = "sap_test_samples"  # other test images SAP's classifiers were scored on
+DISENTANGLEMENT_SEED = "disentanglement_seed"  # seed of the MIG and SAP image subsets

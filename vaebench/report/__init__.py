@@ -16,7 +16,7 @@ from ..runtime import atomic_path
 from .figures import markdown_section, study_figures
 from .html import render_html
 from .render import render_study
-from .tables import TUTORIAL_TABLES, table_title
+from .tables import DISENTANGLEMENT_TITLE, TUTORIAL_TABLES, table_title
 
 FORMATS = ("md", "html", "both")
 
@@ -61,6 +61,9 @@ def index_markdown(titles: dict[str, str], ext: str = "md", earlier: frozenset[s
             studies = [f"[{stem}]({stem}.md) (an earlier report; its results are not in this results folder)"]
         have = ", ".join(studies) or f"not measured yet: run `vaebench run {sweep} && vaebench report`"
         lines.append(f"| {title} | {have} | `{sweep}` |")
+    lines += ["", f"The Disentanglement column of the β-VAE and latent-dimension tables needs ground-truth factors of "
+              f"variation, which MNIST lacks: it is measured (MIG, SAP) on the generated `shapes` dataset by the "
+              f"studies in the row “{DISENTANGLEMENT_TITLE}”."]
     others = [f"[{n}]({n}.{ext}) ({t})" for n, t in sorted(titles.items()) if t not in TUTORIAL_TABLES]
     if others:
         lines += ["", "Other studies: " + ", ".join(others) + "."]

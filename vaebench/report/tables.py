@@ -58,7 +58,7 @@ class ReportTable:
 SECONDS_PER_EPOCH = "seconds_per_epoch"  # derived: train_seconds / epochs_completed
 DERIVED = {SECONDS_PER_EPOCH: lambda d: d["train_seconds"] / d["epochs_completed"]}
 LATENT_DIM = grid_column("model.latent_dim")
-DISENTANGLEMENT = "disentanglement"  # no metric computes it yet: its cells read NOT_MEASURED
+DISENTANGLEMENT = "disentanglement"  # the tutorial's column: MIG and SAP where measured, else NOT_MEASURED
 NOT_MEASURED = "not measured"
 MISSING = "—"
 N_HEADER = "n (runs)"
@@ -74,9 +74,13 @@ METRIC_COLUMNS = [
     Column(C.FID_RECON, "FID recon", ".2f", "↓"),
     Column(C.NLL_IS, "NLL (IS, nats)", ".2f", "↓"),
     Column(C.ACTIVE_UNITS, "Active units (count)", ".1f"),
+    Column(C.MIG, "MIG", ".3f", "↑"),
+    Column(C.SAP, "SAP", ".3f", "↑"),
     Column("n_params", "Parameter count", ",.0f"),
     Column(SECONDS_PER_EPOCH, "Time/epoch (s)", ".2f"),
 ]
+# Columns only some datasets can have (ground-truth factors): left out of a table whose rows lack them.
+OPTIONAL_COLUMNS = frozenset({C.MIG, C.SAP})
 COLUMNS = {c.key: c for c in [*METRIC_COLUMNS, Column(LATENT_DIM, "Latent dim", ".0f"),
                               Column(DISENTANGLEMENT, "Disentanglement", "")]}
 
@@ -93,16 +97,22 @@ PARAM_LABELS = {
     "variant": "Variant",
 }
 
+DISENTANGLEMENT_TITLE = "Disentanglement (β-VAE and latent-dimension tables)"
+DISENTANGLEMENT_SWEEP = "sweeps/disentanglement.yaml"
+
 # Which tutorial table a study mirrors, by the parameters its grid varies.
 TABLE_TITLES = {
     ("objective.beta",): "β-VAE trade-offs",
     ("model.latent_dim",): "Latent dimension impact",
     ("objective.likelihood",): "Loss comparison",
 }
-# Studies whose grid is a list of named variants say by their name which table they mirror.
+# Studies whose grid is a list of named variants, or several keys, say by their name which table they
+# mirror (the disentanglement sweep's β x latent dim grid: a β table per latent size and a latent
+# table per β, see sliced_layout_tables; a search over the same keys is not that).
 STUDY_TITLES = {
     "architecture": "Architecture comparison",
     "schedule": "Annealing schedules",
+    "disentanglement": DISENTANGLEMENT_TITLE,
 }
 
 # The tutorial's tables in its order, each with the shipped sweep that measures it (the index page).
@@ -110,6 +120,7 @@ TUTORIAL_TABLES = {
     "β-VAE trade-offs": "sweeps/beta.yaml",
     "Architecture comparison": "sweeps/architecture.yaml",
     "Latent dimension impact": "sweeps/latent_dim.yaml",
+    DISENTANGLEMENT_TITLE: DISENTANGLEMENT_SWEEP,
     "Loss comparison": "sweeps/loss.yaml",
     "Annealing schedules": "sweeps/schedule.yaml",
 }
@@ -157,8 +168,9 @@ class Layout:
     notes: tuple[str, ...] = ()
 
 
-DISENTANGLEMENT_NOTE = ("Disentanglement: not measured — no disentanglement metric exists for this "
-                        "dataset in vaebench yet (it would need labelled factors of variation).")
+DISENTANGLEMENT_NOTE = ("Disentanglement: not measured — this dataset has no ground-truth factors of variation; "
+                        "MIG and SAP are measured on the generated `shapes` dataset by the disentanglement study "
+                        f"(`vaebench run {DISENTANGLEMENT_SWEEP}`).")
 LOSS_NOTE = ("−ELBO and reconstruction NLL are log-densities under different likelihoods and compare "
              "only within a row: they carry no arrow and no best mark, and the p-values test Recon MSE.")
 FINAL_ELBO_NOTE = ("Final −ELBO: the unweighted (β = 1) −ELBO of the test set after the last epoch, "
@@ -174,8 +186,7 @@ LAYOUTS = {  # by table_title
     "β-VAE trade-offs": Layout(
         "beta_tradeoffs",
         (_col(C.RECON_MSE, "Reconstruction MSE (per pixel)"), _col(C.KL, "KL divergence (nats)"),
-         _col(DISENTANGLEMENT), _col(C.FID, "Sample quality: FID of samples")),
-        notes=(DISENTANGLEMENT_NOTE,)),
+         _col(DISENTANGLEMENT), _col(C.FID, "Sample quality: FID of samples"))),
     "Architecture comparison": Layout(
         "architecture",
         (_col(LATENT_DIM), _col("n_params", "Parameters"), _col(C.FID, "FID of samples"), _col(SECONDS_PER_EPOCH)),
@@ -184,7 +195,7 @@ LAYOUTS = {  # by table_title
         "latent_dim",
         (_col(C.RECON_MSE, "Reconstruction: recon MSE (per pixel)"), _col(C.FID, "Generation: FID of samples"),
          _col(DISENTANGLEMENT)),
-        notes=("Reconstruction and Generation are numbers where the tutorial prints words.", DISENTANGLEMENT_NOTE)),
+        notes=("Reconstruction and Generation are numbers where the tutorial prints words.",)),
     "Loss comparison": Layout(
         "loss", _FINAL_ELBO_COLUMNS, headline=C.RECON_MSE,
         unranked=frozenset({C.NEG_ELBO, C.RECON_NLL, C.NLL_IS}), notes=(LOSS_NOTE,)),
@@ -330,19 +341,118 @@ def _fid_sentence(df: pd.DataFrame) -> str:
             f"on {features} features (lower is better).")
 
 
+def _measured(summary: pd.DataFrame, key: str) -> bool:
+    """Whether any finished run of the summary has a value of the column."""
+    return bool(len(summary)) and f"{key}.n" in summary and summary[f"{key}.n"].sum() > 0
+
+
+def _disentanglement_sentence(df: pd.DataFrame) -> str:
+    """How the MIG and SAP of the table were measured (the settings every row carries)."""
+    ok = df[(df["status"] == "ok") & df[C.MIG].notna()]
+    keys = [C.MIG_SAMPLES, C.MIG_BINS, C.SAP_TRAIN_SAMPLES, C.SAP_TEST_SAMPLES, C.DISENTANGLEMENT_SEED]
+    settings = {tuple(int(r[k]) for k in keys) for _, r in ok.iterrows()}
+    factors = {tuple(r[C.DISENTANGLEMENT_FACTORS]) for _, r in ok.iterrows()}
+    datasets = ", ".join(f"`{d}`" for d in sorted(ok["dataset"].dropna().unique())) or "the dataset"
+    parts = [f"MIG on {m:,} test images with {b} bins per latent, SAP fit on {tr:,} and scored on {te:,} other "
+             f"test images, subsets drawn with seed {seed}" for m, b, tr, te, seed in sorted(settings)]
+    warn = " — WARNING: the rows used different settings and are not comparable" if len(settings) > 1 else ""
+    return (f"Disentanglement of the posterior means against {datasets}'s ground-truth factors "
+            f"({'; '.join(', '.join(f) for f in sorted(factors))}): MIG (Chen et al. 2018), the mean over factors "
+            "of the mutual-information gap between the two most informative latents over the factor's entropy; "
+            "SAP (Kumar et al. 2018), the mean over factors of the gap between the two latents that best predict "
+            "the factor on held-out images (linear-SVM accuracy for a categorical factor, R² of a line for an ordered one; a categorical "
+            "factor's gap is at most 1 − chance, 2/3 for 3 classes). Both in [0, 1], higher is more disentangled. "
+            + "; ".join(parts) + warn + ".")
+
+
+def _disentanglement_columns(columns: list[Column], summary: pd.DataFrame, df: pd.DataFrame):
+    """The layout's Disentanglement column as MIG and SAP when the rows have them (with a note on
+    how they were measured), else kept as "not measured" (with a note pointing to the sweep)."""
+    if not _measured(summary, C.MIG):
+        return columns, DISENTANGLEMENT_NOTE
+    out = []
+    for c in columns:
+        out += [_col(C.MIG, "Disentanglement: MIG"), _col(C.SAP, "SAP")] if c.key == DISENTANGLEMENT else [c]
+    return out, _disentanglement_sentence(df)
+
+
 def layout_table(df: pd.DataFrame, summary: pd.DataFrame, grid_keys: list[str], layout: Layout,
-                 title: str) -> ReportTable:
-    """The tutorial's table for this study, measured."""
-    notes = list(layout.notes)
-    if any(c.key == C.FID for c in layout.columns):
-        notes.append(_fid_sentence(df))
-    return _summary_table(layout.key, title, summary, grid_keys, layout.columns, layout, notes)
+                 title: str, key: str | None = None, notes: bool = True) -> ReportTable:
+    """The tutorial's table for this study, measured (`notes=False`: without the notes, for a table
+    that repeats another's layout)."""
+    texts = list(layout.notes)
+    columns = list(layout.columns)
+    if any(c.key == DISENTANGLEMENT for c in columns):
+        columns, note = _disentanglement_columns(columns, summary, df)
+        texts.append(note)
+    if any(c.key == C.FID for c in columns):
+        texts.append(_fid_sentence(df))
+    return _summary_table(key or layout.key, title, summary, grid_keys, columns, layout, texts if notes else [])
+
+
+def _is_grid(df: pd.DataFrame) -> bool:
+    """A grid search (rows made before searches existed have no sampler: grids)."""
+    return "sampler" not in df or df["sampler"].isna().all() or set(df["sampler"].dropna()) == {"grid"}
+
+
+def sliced_layout_tables(df: pd.DataFrame, summary: pd.DataFrame, grid_keys: list[str]) -> list[ReportTable]:
+    """For a grid over several keys: each key's tutorial table (if it has one) once per combination of
+    the other keys' values, e.g. for β x latent dim, a β table per latent size and a latent-dimension
+    table per β. Rows, best marks and p-values are those of the slice; the notes come with the
+    first table of each layout."""
+    if len(grid_keys) < 2 or summary.empty or not _is_grid(df):
+        return []
+    tables = []
+    for key in grid_keys:
+        title = TABLE_TITLES.get((key,))
+        layout = LAYOUTS.get(title or "")
+        if layout is None or not layout.columns:
+            continue
+        others = [k for k in grid_keys if k != key]
+        for i, (values, part) in enumerate(summary.groupby(others, sort=False, dropna=False)):
+            values = values if isinstance(values, tuple) else (values,)
+            fixed = ", ".join(f"{param_label(k)} = {format_value(v)}" for k, v in zip(others, values))
+            slug = "_".join(f"{k.rsplit('.', 1)[-1]}={format_value(v)}" for k, v in zip(others, values))
+            tables.append(layout_table(df, part.reset_index(drop=True), [key], layout, f"{title} ({fixed})",
+                                       f"{layout.key}.{slug}", notes=i == 0))
+    return tables
 
 
 def all_metrics_table(summary: pd.DataFrame, grid_keys: list[str], layout: Layout = DEFAULT_LAYOUT) -> ReportTable:
-    """Every metric of every grid cell."""
+    """Every metric of every grid cell (the disentanglement columns only when the rows have them)."""
     notes = [LOSS_NOTE] if layout.unranked else []
-    return _summary_table("all_metrics", "All metrics", summary, grid_keys, METRIC_COLUMNS, layout, notes)
+    columns = [c for c in METRIC_COLUMNS if c.key not in OPTIONAL_COLUMNS or _measured(summary, c.key)]
+    return _summary_table("all_metrics", "All metrics", summary, grid_keys, columns, layout, notes)
+
+
+PER_FACTOR = {C.MIG: C.MIG_PER_FACTOR, C.SAP: C.SAP_PER_FACTOR}
+
+
+def _item(values, i: int) -> float:
+    """values[i] of a list cell; NaN for a missing list (a row without the metric)."""
+    if isinstance(values, (list, tuple, np.ndarray)) and len(values) > i and values[i] is not None:
+        return float(values[i])
+    return math.nan
+
+
+def per_factor_tables(df: pd.DataFrame, grid_keys: list[str]) -> list[ReportTable]:
+    """MIG and SAP of each ground-truth factor (the per-factor lists of the rows), when measured."""
+    ok = df[df["status"] == "ok"]
+    if C.MIG_PER_FACTOR not in ok or ok[C.MIG_PER_FACTOR].isna().all():
+        return []
+    names = list(ok[C.DISENTANGLEMENT_FACTORS].dropna().iloc[0])
+    tables = []
+    for metric, lists in PER_FACTOR.items():
+        derived = {f"{metric}.{n}": ok[lists].map(lambda v, i=i: _item(v, i)) for i, n in enumerate(names)}
+        columns = [COLUMNS[metric]] + [Column(k, f"{COLUMNS[metric].name} {n}", ".3f", "↑") for k, n in
+                                       zip(derived, names)]
+        summary = summarize(ok.assign(**derived), grid_keys, columns)
+        layout = Layout(f"{metric}_per_factor", headline=metric)
+        note = (f"{COLUMNS[metric].name} of each factor ({', '.join(names)}); the {COLUMNS[metric].name} column "
+                "is their mean.")
+        tables.append(_summary_table(layout.key, f"{COLUMNS[metric].name} per factor", summary, grid_keys, columns,
+                                     layout, [note]))
+    return tables
 
 
 # ---------------------------------------------------------------------------------------------
@@ -460,13 +570,18 @@ ARROWS = {"minimize": "↓", "maximize": "↑"}
 
 def study_tables(df: pd.DataFrame) -> list[ReportTable]:
     """Every table for one study's rows, in reading order: the tutorial's layout (when the grid
-    mirrors one), published versus measured (β and architecture studies), all metrics, and the
-    Pareto front (multi-objective studies; key PARETO_KEY)."""
+    mirrors one; for a grid over several keys, each key's layout per value of the others),
+    published versus measured (β and architecture studies), MIG and SAP per factor (datasets with
+    ground-truth factors), all metrics, and the Pareto front (multi-objective studies; key PARETO_KEY)."""
     study, grid_keys = df["study"].iloc[0], list(df["grid_keys"].iloc[0])
     summary = summarize(df, grid_keys)
     layout = layout_of(grid_keys, study)
-    tables = [layout_table(df, summary, grid_keys, layout, table_title(grid_keys, study))] if layout.columns else []
+    if layout.columns:
+        tables = [layout_table(df, summary, grid_keys, layout, table_title(grid_keys, study))]
+    else:  # a grid over several keys: each key's tutorial table per value of the others
+        tables = sliced_layout_tables(df, summary, grid_keys)
     tables += published_tables(summary, grid_keys, df)
+    tables += per_factor_tables(df, grid_keys)
     tables.append(all_metrics_table(summary, grid_keys, layout))
     if len(objectives_of(df)) > 1:
         tables.append(pareto_table(df, grid_keys))
@@ -499,10 +614,22 @@ def _defaults() -> dict[str, object]:
     return {k: _hashable(v) for k, v in RunConfig().flat().items()}
 
 
+def _dataset_fields(df: pd.DataFrame) -> set[str]:
+    """The dataset's own parameters (e.g. the shapes grid) of a study on one dataset: always shown."""
+    from ..data import DATASETS
+
+    names = set(df["param.dataset.name"].dropna()) if "param.dataset.name" in df else set()
+    if len(names) != 1 or (name := names.pop()) not in DATASETS:
+        return set()
+    return {f"dataset.{f}" for f in DATASETS.get(name).fields}
+
+
 def fixed_settings(df: pd.DataFrame, grid_keys: list[str]) -> dict[str, object]:
     """The parameters every run of the study shares (not in the grid) that differ from vaebench's
-    defaults, plus the dataset, model, likelihood and epochs."""
+    defaults, plus the dataset (with its own parameters, e.g. the shapes grid), model, likelihood
+    and epochs."""
     defaults, out = _defaults(), {}
+    always = {*ALWAYS_SHOWN, *_dataset_fields(df)}
     for col in df.columns:
         key = col[len(PARAM_PREFIX):]
         if not col.startswith(PARAM_PREFIX) or key in grid_keys:
@@ -510,7 +637,7 @@ def fixed_settings(df: pd.DataFrame, grid_keys: list[str]) -> dict[str, object]:
         values = {_hashable(v) for v in df[col]}
         if len(values) == 1:
             value = values.pop()
-            if key in ALWAYS_SHOWN or value != defaults.get(key):
+            if key in always or value != defaults.get(key):
                 out[key] = value
     return out
 
