@@ -101,8 +101,21 @@ def forward_flops(model: nn.Module, x: torch.Tensor) -> float:
             kh, kw = module.kernel_size
             total += 2 * (module.out_channels // module.groups) * kh * kw * inputs[0].numel()
 
-    handles = [m.register_forward_hook(hook) for m in model.modules()
-               if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d))]
+    _forward_with_hook(model, x, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d), hook)
+    return total / len(x)
+
+
+def linear_shapes(model: nn.Module, x: torch.Tensor) -> list[tuple[int, int, int]]:
+    """(batch, in_features, out_features) of every Linear layer one forward pass of `x` runs."""
+    shapes: list[tuple[int, int, int]] = []
+    _forward_with_hook(model, x, (nn.Linear,),
+                       lambda m, inputs, output: shapes.append((output.shape[0], m.in_features, m.out_features)))
+    return shapes
+
+
+def _forward_with_hook(model: nn.Module, x: torch.Tensor, types: tuple, hook) -> None:
+    """One forward pass of `x` in eval mode with `hook` on every module of the given types."""
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, types)]
     try:
         with torch.no_grad():
             model.eval()
@@ -110,7 +123,30 @@ def forward_flops(model: nn.Module, x: torch.Tensor) -> float:
     finally:
         for h in handles:
             h.remove()
-    return total / len(x)
+
+
+def gemm_bound(model: nn.Module, x: torch.Tensor, n_train: int, n_test: int, repeats: int) -> dict:
+    """Seconds per epoch of the epoch's matrix products alone, with their real shapes: for every
+    training batch, each Linear layer's forward (addmm), input-gradient and weight-gradient products;
+    for every test batch, the forward products. Nothing else (no activations, loss, optimizer, data):
+    what an MLP epoch cannot beat at this batch size on this machine, whatever the loop around it."""
+    batch = len(x)  # one training batch of images
+    shapes = linear_shapes(model, x)
+    ops = [(torch.randn(b, i), torch.randn(o, i), torch.randn(o), torch.randn(b, o)) for b, i, o in shapes]
+    steps_train, steps_test = -(-n_train // batch), -(-n_test // batch)
+
+    def epoch() -> float:
+        t0 = time.perf_counter()
+        for step in range(steps_train + steps_test):
+            for x, w, bias, g in ops:
+                torch.addmm(bias, x, w.t())
+                if step < steps_train:
+                    g @ w  # input gradient
+                    g.t() @ x  # weight gradient
+        return time.perf_counter() - t0
+
+    epoch()  # warm-up
+    return spread([epoch() for _ in range(repeats)])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,6 +248,14 @@ def compare_loops(name: str, model_cfg: dict, data: Dataset, root: Path, repeats
         "vaebench_gflops": epoch_flops / o / 1e9,
         "fraction_of_peak": epoch_flops / o / 1e9 / peak,
     }
+    if model_cfg["name"] == "mlp":  # every FLOP of an MLP is in a matrix product
+        bound = gemm_bound(result.model, data.x_train[:128], len(data.x_train), len(data.x_test), repeats)
+        out["gemm_only_seconds_per_epoch"] = bound
+        out["gemm_only_fraction_of_peak"] = epoch_flops / bound["median"] / 1e9 / peak
+        out["vaebench_over_gemm_only"] = o / bound["median"]
+        print(f"{name}: its matrix products alone take {bound['median']:.2f} s/epoch = "
+              f"{out['gemm_only_fraction_of_peak']:.0%} of the peak; vaebench's epoch is "
+              f"{out['vaebench_over_gemm_only']:.2f}x that", flush=True)
     print(f"{name}: vaebench {o:.2f} s/epoch [{min(ours):.2f}, {max(ours):.2f}], tutorial {t:.2f} "
           f"[{min(theirs):.2f}, {max(theirs):.2f}] -> {t / o:.2f}x; {out['vaebench_gflops']:.0f} GFLOP/s "
           f"= {out['fraction_of_peak']:.0%} of the {peak:.0f} GFLOP/s matmul peak", flush=True)
@@ -235,7 +279,7 @@ def eval_cost(model, data: Dataset, cfg: RunConfig, repeats: int) -> dict:
     return {n: spread([r["total" if n == "total" else f"eval_seconds_{n}"] for r in runs]) for n in names}
 
 
-def layout_sweeps(repeats: int, threads: int) -> dict:
+def layout_sweeps(repeats: int, threads: int, runs: int = 4, epochs: int = 2) -> dict:
     import worker_layout as wl
     import yaml
 
@@ -249,7 +293,7 @@ def layout_sweeps(repeats: int, threads: int) -> dict:
     measurements = []
     with tempfile.TemporaryDirectory() as tmp:
         spec_path = Path(tmp) / "layout.yaml"
-        spec_path.write_text(yaml.safe_dump(wl.spec(4, 2)))
+        spec_path.write_text(yaml.safe_dump(wl.spec(runs, epochs)))
         cached_classifier(load_dataset(load_spec(spec_path).dataset))  # trained once, untimed
         for i in range(repeats):
             for name in (layouts if i % 2 == 0 else list(reversed(list(layouts)))):
@@ -257,15 +301,18 @@ def layout_sweeps(repeats: int, threads: int) -> dict:
                 workers = int(name.split("x")[0])
                 m["harness_overhead"] = 1 - m.pop("trial_seconds_sum") / (workers * m["wall_seconds"])
                 print(f"layout {name}: {m['trials_per_hour']:.0f} trials/h, harness overhead "
-                      f"{m['harness_overhead']:.1%}", flush=True)
+                      f"{m['harness_overhead']:.1%} (start-up {m['startup_seconds']:.1f} s, in trials "
+                      f"{m['in_trial_harness_seconds']:.1f} s, shutdown {m['shutdown_seconds']:.1f} s of "
+                      f"{m['wall_seconds']:.0f} s)", flush=True)
                 measurements.append(m)
     summary = {}
     for name in layouts:
         ms = [m for m in measurements if m["layout"] == name]
-        summary[name] = {"trials_per_hour": spread([m["trials_per_hour"] for m in ms]),
-                         "harness_overhead": spread([m["harness_overhead"] for m in ms])}
+        summary[name] = {k: spread([m[k] for m in ms]) for k in
+                         ("trials_per_hour", "harness_overhead", "startup_seconds", "in_trial_harness_seconds",
+                          "shutdown_seconds", "wall_seconds")}
     many, one = f"{threads}x1", f"1x{threads}"
-    return {"spec": wl.spec(4, 2), "measurements": measurements, "summary": summary,
+    return {"spec": wl.spec(runs, epochs), "measurements": measurements, "summary": summary,
             "default_layout": many,
             "layout_speedup": summary[many]["trials_per_hour"]["median"] / summary[one]["trials_per_hour"]["median"]}
 
@@ -302,6 +349,8 @@ def main() -> None:
     ap.add_argument("--only", default="mlp,conv,layout,eval")
     ap.add_argument("--conv-images", type=int, default=3840,
                     help="training images a conv epoch is timed on (and a sixth as many test images)")
+    ap.add_argument("--layout-runs", type=int, default=4, help="runs of the layout sweep (MLP, one seed each)")
+    ap.add_argument("--layout-epochs", type=int, default=2, help="epochs per run of the layout sweep")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "perf.json")
     args = ap.parse_args()
     parts = set(args.only.split(","))
@@ -333,7 +382,7 @@ def main() -> None:
         print("evaluation: " + ", ".join(f"{k} {v['median']:.2f} s" for k, v in cost.items())
               + f" -> {out['eval']['eval_over_epoch']:.2f} training epochs", flush=True)
     if "layout" in parts:
-        out["layout"] = layout_sweeps(max(2, args.repeats - 1), args.threads)
+        out["layout"] = layout_sweeps(max(2, args.repeats - 1), args.threads, args.layout_runs, args.layout_epochs)
         print(f"default layout: {out['layout']['layout_speedup']:.2f}x the trials per hour", flush=True)
     out["verdicts"] = [{"measure": m, "value": v, "target": t, "met": ok} for m, v, t, ok, _ in verdicts(out)]
     out["benchmark_seconds"] = time.perf_counter() - t_start

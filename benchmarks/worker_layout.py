@@ -39,13 +39,14 @@ def spec(runs: int, epochs: int) -> dict:
 def run_layout(name: str, spec_path: Path, workdir: Path) -> dict:
     results = workdir / f"results-{name}-{time.time_ns()}"
     env = {k: v for k, v in os.environ.items() if k not in ("VAEBENCH_WORKERS", "OMP_NUM_THREADS")}
-    t0 = time.perf_counter()
+    t0, started = time.perf_counter(), time.time()
     p = subprocess.run([sys.executable, "-m", "vaebench.cli", "run", str(spec_path), "--results", str(results), "-q",
                         *LAYOUTS[name]], capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t0
     if p.returncode != 0:
         raise SystemExit(f"layout {name} failed:\n{p.stderr}")
     df = pd.read_parquet(results / "layout" / "runs")
+    phases = overhead_phases(results / "layout" / "journal.log", df, started, started + wall)
     return {
         "layout": name,
         "wall_seconds": wall,
@@ -55,6 +56,36 @@ def run_layout(name: str, spec_path: Path, workdir: Path) -> dict:
         "eval_seconds_per_run": float(df["eval_seconds"].mean()),
         "trial_seconds_sum": float((df["train_seconds"] + df["eval_seconds"]).sum()),
         "torch_threads": sorted(set(int(t) for t in df["torch_threads"])),
+        **phases,
+    }
+
+
+def overhead_phases(journal: Path, df: pd.DataFrame, started: float, ended: float) -> dict:
+    """`overhead_phases_of` the trials of the study in `journal` (Optuna records when a worker
+    claims a trial and when it tells its final state)."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    study = optuna.load_study(study_name="layout", storage=JournalStorage(JournalFileBackend(str(journal))))
+    return overhead_phases_of(study.trials, df, started, ended)
+
+
+def overhead_phases_of(trials, df: pd.DataFrame, started: float, ended: float) -> dict:
+    """Where a sweep's time outside training and evaluation goes, from its trials' start and end
+    times and its rows: `startup_seconds` from the command's start (`started`, epoch seconds) to
+    the first trial's start (interpreter, imports, study creation, worker processes, data loading);
+    `shutdown_seconds` from the last trial's end to the command's exit (`ended`);
+    `in_trial_harness_seconds`, summed over trials, the part of each trial that is neither training
+    nor evaluation (claiming, model and artifact files, the row, the storage updates)."""
+    done = [t for t in trials if t.datetime_start and t.datetime_complete]
+    first = min(t.datetime_start.timestamp() for t in done)
+    last = max(t.datetime_complete.timestamp() for t in done)
+    in_trials = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in done)
+    return {
+        "startup_seconds": first - started,
+        "shutdown_seconds": ended - last,
+        "in_trial_harness_seconds": in_trials - float((df["train_seconds"] + df["eval_seconds"]).sum()),
     }
 
 

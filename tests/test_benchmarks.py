@@ -40,3 +40,36 @@ def test_mlp_flops_are_the_layer_shapes():
 
 def test_spread_reports_median_min_max():
     assert perf.spread([3.0, 1.0, 2.0]) == {"median": 2.0, "min": 1.0, "max": 3.0, "n": 3, "values": [3.0, 1.0, 2.0]}
+
+
+def test_gemm_bound_times_exactly_the_counted_flops():
+    """The GEMM-only bound runs every Linear layer's products with the shapes of a real batch: their
+    FLOPs (2·B·in·out per product, three products per training image) are the ones the benchmark
+    counts for an MLP epoch, so the bound is the epoch's matrix work and nothing else."""
+    model = build_model(RunConfig(model=perf.MLP).model, (1, 28, 28), build_likelihood(RunConfig().objective), 10)
+    x = torch.rand(128, 1, 28, 28)
+    shapes = perf.linear_shapes(model, x)
+    assert [s[1:] for s in shapes] == [(784, 256), (256, 256), (256, 32), (256, 32), (32, 256), (256, 256), (256, 784)]
+    assert all(b == 128 for b, _, _ in shapes)
+    assert sum(2 * b * i * o for b, i, o in shapes) / 128 == perf.forward_flops(model, x)
+    bound = perf.gemm_bound(model, x, n_train=256, n_test=128, repeats=2)
+    assert bound["n"] == 2 and 0 < bound["min"] <= bound["median"] <= bound["max"]
+
+
+def test_overhead_phases_from_trial_times():
+    """Start-up, in-trial harness time and shutdown come from the trials' start and end times."""
+    import datetime as dt
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    import worker_layout
+
+    t0 = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
+    trials = [SimpleNamespace(datetime_start=t0 + dt.timedelta(seconds=a), datetime_complete=t0 + dt.timedelta(seconds=b))
+              for a, b in [(10, 40), (12, 45), (41, 70)]]
+    trials.append(SimpleNamespace(datetime_start=None, datetime_complete=None))  # a trial never claimed: ignored
+    df = pd.DataFrame({"train_seconds": [25.0, 30.0, 20.0], "eval_seconds": [3.0, 2.0, 5.0]})
+    phases = worker_layout.overhead_phases_of(trials, df, t0.timestamp(), t0.timestamp() + 75)
+    assert phases == pytest.approx({"startup_seconds": 10.0, "shutdown_seconds": 5.0,
+                                    "in_trial_harness_seconds": (30 + 33 + 29) - (28 + 32 + 25)})
