@@ -31,6 +31,24 @@ def test_forward_flops_match_torch_flop_counter(model_cfg, shape):
     assert perf.forward_flops(model, x) == pytest.approx(counter.get_total_flops() / 3, rel=1e-9)
 
 
+@pytest.mark.parametrize("model_cfg, shape", [
+    (perf.MLP, (1, 28, 28)),
+    (perf.CONV, (1, 28, 28)),
+    ({"name": "mlp", "hidden_dim": 40, "depth": 3, "latent_dim": 5}, (3, 6, 7)),
+])
+def test_training_flops_match_torch_flop_counter_over_forward_and_backward(model_cfg, shape):
+    """A training step's FLOPs, as torch counts the products and convolutions autograd really runs."""
+    from vaebench.objectives import elbo_terms
+
+    model = build_model(RunConfig(model=model_cfg).model, shape, build_likelihood(RunConfig().objective), 10).train()
+    x = torch.rand(4, *shape)
+    with FlopCounterMode(display=False) as counter:
+        t = elbo_terms(model, model.likelihood, x)
+        (t.recon.mean() + t.kl.sum(1).mean()).backward()
+    assert perf.training_flops(model, x) == pytest.approx(counter.get_total_flops() / 4, rel=1e-9)
+    assert perf.training_flops(model, x) < 3 * perf.forward_flops(model, x)  # the images need no gradient
+
+
 def test_mlp_flops_are_the_layer_shapes():
     # 784-256-256-(32, 32) encoder, 32-256-256-784 decoder: 2 FLOPs per multiply-add
     macs = 784 * 256 + 256 * 256 + 2 * 256 * 32 + 32 * 256 + 256 * 256 + 256 * 784
@@ -49,9 +67,11 @@ def test_gemm_bound_times_exactly_the_counted_flops():
     model = build_model(RunConfig(model=perf.MLP).model, (1, 28, 28), build_likelihood(RunConfig().objective), 10)
     x = torch.rand(128, 1, 28, 28)
     shapes = perf.linear_shapes(model, x)
-    assert [s[1:] for s in shapes] == [(784, 256), (256, 256), (256, 32), (256, 32), (32, 256), (256, 256), (256, 784)]
-    assert all(b == 128 for b, _, _ in shapes)
-    assert sum(2 * b * i * o for b, i, o in shapes) / 128 == perf.forward_flops(model, x)
+    assert [s[1:3] for s in shapes] == [(784, 256), (256, 256), (256, 32), (256, 32), (32, 256), (256, 256), (256, 784)]
+    assert [s[3] for s in shapes] == [False] + [True] * 6  # only the first layer's input (the images) needs no gradient
+    assert all(b == 128 for b, *_ in shapes)
+    assert sum(2 * b * i * o for b, i, o, _ in shapes) / 128 == perf.forward_flops(model, x)
+    assert sum(2 * b * i * o * (3 if g else 2) for b, i, o, g in shapes) / 128 == perf.training_flops(model, x)
     bound = perf.gemm_bound(model, x, n_train=256, n_test=128, repeats=2)
     assert bound["n"] == 2 and 0 < bound["min"] <= bound["median"] <= bound["max"]
 

@@ -80,9 +80,9 @@ Quiet = typer.Option(False, "--quiet", "-q", help="no progress bars")
 
 
 def _inception_weights(path: Optional[Path]) -> None:
-    from .metrics.fid import INCEPTION_WEIGHTS_ENV
-
     if path is not None:
+        from .metrics.fid import INCEPTION_WEIGHTS_ENV
+
         if not path.is_file():
             _fail(DataError(f"--inception-weights {path}: no such file"))
         os.environ[INCEPTION_WEIGHTS_ENV] = str(path.resolve())
@@ -402,5 +402,30 @@ def report(
         console.print(f"wrote {path}")
 
 
+def main() -> None:
+    """The `vaebench` command (and `python -m vaebench.cli`, which worker processes run): the typer
+    app, then a prompt exit. After the command has finished, flushed its output and run the atexit
+    handlers, the process ends with `os._exit` instead of the interpreter's teardown, which with
+    torch (and CUDA builds' libraries) loaded takes ~2 s per process on this machine: seconds a
+    sweep pays in its parent and in every worker. In-process callers (tests) use `app` itself."""
+    import atexit
+    import logging
+
+    try:
+        app()
+        code = 0
+    except SystemExit as e:  # typer ends every command this way
+        if e.code is None or isinstance(e.code, int):
+            code = e.code or 0
+        else:  # a message: what the interpreter would print
+            print(e.code, file=sys.stderr)
+            code = 1
+    atexit._run_exitfuncs()  # the handlers the interpreter would run (temporary folders, loggers, ...)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    app()
+    main()

@@ -12,11 +12,13 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
 WORKERS_ENV = "VAEBENCH_WORKERS"
 WORKER_LABEL_ENV = "VAEBENCH_WORKER_LABEL"
+WAIT_SECONDS = 0.1  # how often the launcher looks whether a worker has ended
 
 
 def cpu_cores() -> int:
@@ -55,7 +57,7 @@ def launch(argv: list[str], layout: Layout, emit: Callable[[str], None],
     """Start `layout.workers` processes running `python -m vaebench.cli <argv>`, each with
     `layout.threads` threads and `env` added to this environment; pass their output lines to
     `emit`, prefixed with the worker's label; call `poll` every `poll_seconds` while they run.
-    Returns their exit codes (negative: the signal that killed it)."""
+    Returns their exit codes (negative: the signal that killed it) within ~0.1 s of the last one's end."""
     procs, readers = [], []
     for i in range(layout.workers):
         label = f"w{i + 1}"
@@ -68,11 +70,13 @@ def launch(argv: list[str], layout: Layout, emit: Callable[[str], None],
         t.start()
         readers.append(t)
     try:
+        next_poll = 0.0
         while running := [p for p in procs if p.poll() is None]:  # one snapshot: a worker may end any time
-            if poll is not None:
+            if poll is not None and time.monotonic() >= next_poll:
                 poll()
+                next_poll = time.monotonic() + poll_seconds
             try:
-                running[0].wait(timeout=poll_seconds)
+                running[0].wait(timeout=WAIT_SECONDS)  # short: any worker, not only this one, may end first
             except subprocess.TimeoutExpired:
                 pass
     except KeyboardInterrupt:

@@ -17,9 +17,19 @@ _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str) -> None:
+    """`load`, when given, is called once before the first lookup: it imports the modules that fill
+    the registry, so that a process that never looks an entry up never pays for their imports."""
+
+    def __init__(self, kind: str, load: Callable[[], None] | None = None) -> None:
         self.kind = kind
         self._items: dict[str, T] = {}
+        self._load = load
+
+    def _loaded(self) -> dict[str, T]:
+        if self._load is not None:
+            load, self._load = self._load, None
+            load()
+        return self._items
 
     def register(self, name: str, obj: T | None = None) -> Callable[[T], T] | T:
         """Register `obj` under `name`; usable as `@registry.register("name")`."""
@@ -36,20 +46,20 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         try:
-            return self._items[name]
+            return self._loaded()[name]
         except KeyError:
             raise RegistryError(self.unknown_message(name)) from None
 
     def unknown_message(self, name: str) -> str:
-        close = difflib.get_close_matches(str(name), self._items, n=1)
+        close = difflib.get_close_matches(str(name), self._loaded(), n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         return f"unknown {self.kind} {name!r}.{hint} Available: {', '.join(sorted(self._items))}"
 
     def names(self) -> list[str]:
-        return sorted(self._items)
+        return sorted(self._loaded())
 
     def __contains__(self, name: object) -> bool:
-        return name in self._items
+        return name in self._loaded()
 
     def __iter__(self) -> Iterator[str]:
-        return iter(sorted(self._items))
+        return iter(sorted(self._loaded()))

@@ -496,6 +496,7 @@ def run_worker(
     reporter = reporter or Reporter()
     summary = WorkerSummary()
     setting = Setting(spec, data, resolve_device(device), store.results_root, command)
+    METRICS.names()  # import the metric modules now, not inside the first trial's evaluation
     while True:
         trial = claim_next(study, spec, store)
         if trial is None:

@@ -1,12 +1,15 @@
 """Metric registry and the one entry point, `evaluate`.
 
 A metric is a function `(ctx: EvalContext) -> dict[column, value]`, registered by name in the module
-that defines it. `EvalContext` runs the passes several metrics share (encoding the test split,
+that defines it. The built-in modules are imported on the registry's first lookup (`evaluate` or any
+`METRICS` call), not with this package: `fid` brings torch-fidelity and torchvision (~3 s of imports),
+which processes that only create, watch or report a study do not need. `EvalContext` runs the passes several metrics share (encoding the test split,
 decoding the posterior means) once, lazily. Column names are the constants in `columns`.
 """
 
 from __future__ import annotations
 
+import importlib
 import time
 from functools import cached_property
 from typing import Callable
@@ -17,7 +20,15 @@ from ..registry import Registry
 from ..runtime import seed_everything
 
 Metric = Callable[["EvalContext"], dict]
-METRICS: Registry[Metric] = Registry("metric")
+BUILTIN_MODULES = ("disentanglement", "fid", "latent", "likelihood", "recon")
+
+
+def _load_builtin_metrics() -> None:
+    for module in BUILTIN_MODULES:  # each registers its metrics on import
+        importlib.import_module(f"{__name__}.{module}")
+
+
+METRICS: Registry[Metric] = Registry("metric", load=_load_builtin_metrics)
 
 
 class EvalContext:
@@ -86,5 +97,3 @@ def evaluate(model, data, cfg, seed: int, names: list[str] | None = None) -> dic
         out[f"eval_seconds_{name}"] = time.perf_counter() - t0
     return out
 
-
-from . import disentanglement, fid, latent, likelihood, recon  # noqa: E402,F401  (register the built-in metrics)
