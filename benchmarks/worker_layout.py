@@ -1,6 +1,8 @@
 """Trials per hour of the MLP MNIST sweep under two thread layouts on this machine.
 
-    python benchmarks/worker_layout.py [--runs 4] [--epochs 2] [--out benchmarks/worker_layout.json]
+    python benchmarks/worker_layout.py [--runs 4] [--epochs 2] [--out benchmarks/results/worker_layout.json]
+
+(`benchmarks/perf.py` runs the same comparison as part of the performance benchmark.)
 
 Layout A: one worker process with 2 torch threads (`vaebench run --workers 1 --threads 2`).
 Layout B: two worker processes with 1 thread each (`vaebench run --workers 2 --threads 1`).
@@ -94,7 +96,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=4)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=Path(__file__).with_name("worker_layout.json"))
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "worker_layout.json")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -134,6 +136,7 @@ def main() -> None:
     import torch
 
     out["machine"]["torch"] = torch.__version__
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")
     print(f"faster: {faster} ({out['speedup']:.2f}x trials per hour); wrote {args.out}")
 
