@@ -1,10 +1,12 @@
 """Metric registry and the one entry point, `evaluate`.
 
 A metric is a function `(ctx: EvalContext) -> dict[column, value]`, registered by name in the module
-that defines it. The built-in modules are imported on the registry's first lookup (`evaluate` or any
-`METRICS` call), not with this package: `fid` brings torch-fidelity and torchvision (~3 s of imports),
-which processes that only create, watch or report a study do not need. `EvalContext` runs the passes several metrics share (encoding the test split,
+that defines it. `EvalContext` runs the passes several metrics share (encoding the test split,
 decoding the posterior means) once, lazily. Column names are the constants in `columns`.
+
+The built-in metric modules are imported on the registry's first lookup (`evaluate`, or any `METRICS`
+call), not with this package: `fid` brings torch-fidelity and torchvision (~3 s of imports), which
+processes that only create, watch or report a study do not need.
 """
 
 from __future__ import annotations
