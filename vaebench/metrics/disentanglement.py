@@ -161,7 +161,8 @@ def _r2(z_train: np.ndarray, v_train: np.ndarray, z_test: np.ndarray, v_test: np
     """Held-out R^2 of the least-squares line v ~ a z + b fit on the training codes, clipped to [0, 1]."""
     v_train, v_test = v_train.astype(np.float64), v_test.astype(np.float64)
     var_z = z_train.var()
-    slope = 0.0 if var_z <= MIN_VARIANCE else float(np.mean((z_train - z_train.mean()) * (v_train - v_train.mean())) / var_z)
+    cov = np.mean((z_train - z_train.mean()) * (v_train - v_train.mean()))
+    slope = 0.0 if var_z <= MIN_VARIANCE else float(cov / var_z)
     predicted = v_train.mean() + slope * (z_test - z_train.mean())
     total = np.sum((v_test - v_test.mean()) ** 2)
     if total == 0:  # a factor constant over the test codes: nothing to explain

@@ -360,8 +360,8 @@ def _disentanglement_sentence(df: pd.DataFrame) -> str:
             f"({'; '.join(', '.join(f) for f in sorted(factors))}): MIG (Chen et al. 2018), the mean over factors "
             "of the mutual-information gap between the two most informative latents over the factor's entropy; "
             "SAP (Kumar et al. 2018), the mean over factors of the gap between the two latents that best predict "
-            "the factor on held-out images (linear-SVM accuracy for a categorical factor, R² of a line for an ordered one; a categorical "
-            "factor's gap is at most 1 − chance, 2/3 for 3 classes). Both in [0, 1], higher is more disentangled. "
+            "the factor on held-out images (linear-SVM accuracy for a categorical factor, R² of a line for an "
+            "ordered one; a categorical factor's gap is at most 1 − chance, 2/3 for 3 classes). Both in [0, 1], higher is more disentangled. "
             + "; ".join(parts) + warn + ".")
 
 
