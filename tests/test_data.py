@@ -77,6 +77,7 @@ def test_real_mnist_files():
 
 
 def test_registry_has_the_four_sources():
-    assert DATASETS.names() == ["digits", "mnist", "shapes", "synthetic"]
-    assert DATASETS.get("shapes").fields == ("image_size", "scales", "orientations", "positions", "test_fraction")
-    assert all(DATASETS.get(n).fields == () for n in ["digits", "mnist", "synthetic"])
+    assert DATASETS.names() == ["digits", "image_folder", "mnist", "shapes", "synthetic"]  # image_folder.py's too
+    assert list(DATASETS.get("shapes").options.model_fields) == ["image_size", "scales", "orientations", "positions",
+                                                                 "test_fraction"]
+    assert all(not DATASETS.get(n).options.model_fields for n in ["digits", "mnist", "synthetic"])

@@ -479,7 +479,8 @@ def test_metric_end_to_end_on_tiny_shapes(tiny_shapes):
     out = evaluate(model, data, cfg, seed=0, names=["disentanglement"])
     assert set(out) == {C.MIG, C.SAP, C.MIG_PER_FACTOR, C.SAP_PER_FACTOR, C.DISENTANGLEMENT_FACTORS, C.MIG_SAMPLES,
                         C.MIG_BINS, C.SAP_TRAIN_SAMPLES, C.SAP_TEST_SAMPLES, C.DISENTANGLEMENT_SEED,
-                        "eval_seconds_disentanglement"}
+                        "eval_seconds_disentanglement", "metrics_skipped"}
+    assert out["metrics_skipped"] == []
     assert out[C.DISENTANGLEMENT_FACTORS] == ["shape", "scale", "orientation", "x", "y"]
     assert len(out[C.MIG_PER_FACTOR]) == len(out[C.SAP_PER_FACTOR]) == 5
     # the defaults ask for 10,000 / 5,000 / 5,000: the 48 test images are all used, SAP split 24 / 24
@@ -544,7 +545,11 @@ def test_nothing_on_a_dataset_without_factors():
     assert not data.has_factors
     model = train(cfg, data, seed=0, device="cpu").model
     out = evaluate(model, data, cfg, seed=0, names=["disentanglement"])
-    assert set(out) == {"eval_seconds_disentanglement"}
+    assert out.pop("metrics_skipped") == ["disentanglement: dataset 'digits' has no ground-truth factors"]
+    assert set(out) == {C.MIG, C.SAP, C.MIG_PER_FACTOR, C.SAP_PER_FACTOR, C.DISENTANGLEMENT_FACTORS, C.MIG_SAMPLES,
+                        C.MIG_BINS, C.SAP_TRAIN_SAMPLES, C.SAP_TEST_SAMPLES, C.DISENTANGLEMENT_SEED,
+                        "eval_seconds_disentanglement"}
+    assert all(out[k] is None for k in out if not k.startswith("eval_seconds"))  # the columns stay null
 
 
 def test_nothing_for_a_model_whose_codes_are_not_numbers(tiny_shapes):
@@ -556,4 +561,6 @@ def test_nothing_for_a_model_whose_codes_are_not_numbers(tiny_shapes):
         next(broken.parameters()).fill_(float("nan"))
     assert not torch.isfinite(broken.encode(data.x_test[:4], data.y_test[:4])[0]).all()
     out = evaluate(broken, data, cfg, seed=0, names=["disentanglement"])
-    assert set(out) == {"eval_seconds_disentanglement"}
+    assert out.pop("metrics_skipped") == ["disentanglement: the posterior means are not all finite"]
+    assert out[C.MIG] is None and out[C.SAP] is None
+    assert all(out[k] is None for k in out if not k.startswith("eval_seconds"))

@@ -99,7 +99,10 @@ def test_fid_metric_columns_and_settings():
 def test_fid_can_be_switched_off():
     cfg = RunConfig.model_validate({"dataset": {"name": "digits"}, "eval": {"fid_extractor": None}})
     model = build_model(ModelConfig(hidden_dim=16, latent_dim=4), (1, 8, 8), Bernoulli())
-    assert evaluate(model, DIGITS, cfg, seed=0, names=["fid"]) == {"eval_seconds_fid": pytest.approx(0, abs=1)}
+    out = evaluate(model, DIGITS, cfg, seed=0, names=["fid"])
+    assert out.pop("eval_seconds_fid") == pytest.approx(0, abs=1)
+    assert out.pop("metrics_skipped") == ["fid: switched off (eval.fid_extractor: null)"]
+    assert out and all(v is None for v in out.values()) and C.FID in out  # every FID column, null
 
 
 def test_inception_plumbing_with_a_weights_file_of_the_right_shapes(tmp_path, monkeypatch):

@@ -136,6 +136,10 @@ class _FixedEncoder(torch.nn.Module):
     def reparameterize(mu, logvar):
         return mu
 
+    @staticmethod
+    def kl(mu, logvar, z):
+        return gaussian_kl(mu, logvar)
+
 
 def test_active_units_and_kl_per_dim():
     n = 1000
@@ -147,8 +151,9 @@ def test_active_units_and_kl_per_dim():
     ctx_cfg = RunConfig()
     data = Dataset("fake", torch.rand(n, 1, 4, 4), torch.zeros(n, dtype=torch.long), torch.rand(n, 1, 4, 4),
                    torch.zeros(n, dtype=torch.long))
-    out = METRICS.get("latent")(EvalContext(model, data, ctx_cfg))
-    assert out[C.ACTIVE_UNITS] == 2
+    ctx = EvalContext(model, data, ctx_cfg)
+    out = {**METRICS.get("latent")(ctx), **METRICS.get("kl_per_dim")(ctx)}
+    assert out[C.ACTIVE_UNITS] == 2 and out[C.ACTIVE_UNITS_THRESHOLD] == 0.01
     expected = gaussian_kl(mu, logvar).mean(0)
     assert np.allclose(out[C.KL_PER_DIM], expected.numpy())
 

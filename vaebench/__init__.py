@@ -4,6 +4,50 @@ The pipeline, one way:
 
     spec (spec.py) -> study (study.py) -> trial -> train (train.py) -> metrics (metrics/)
     -> results row (results.py) -> report (report/)
+
+The public API (see api.py; each function documents its units):
+
+    load_spec, run, load_results, load_model, evaluate, report      functions
+    MODELS, DATASETS, METRICS                                        the registries plugins fill
+    ModelFamily, DatasetSource, Options, VAE                         what a family registers
+
+Names are imported on first use, so `import vaebench` stays cheap (no torch).
 """
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "load_spec": ("spec", "load_spec"),
+    "parse_spec": ("spec", "parse_spec"),
+    "run": ("api", "run"),
+    "load_results": ("api", "load_results"),
+    "load_model": ("api", "load_model"),
+    "evaluate": ("api", "evaluate"),
+    "report": ("api", "report"),
+    "MODELS": ("models", "MODELS"),
+    "ModelFamily": ("models", "ModelFamily"),
+    "VAE": ("models", "VAE"),
+    "DATASETS": ("data", "DATASETS"),
+    "DatasetSource": ("data", "DatasetSource"),
+    "Dataset": ("data", "Dataset"),
+    "METRICS": ("metrics", "METRICS"),
+    "Options": ("family", "Options"),
+    "load_plugins": ("plugins", "load_plugins"),
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        import importlib
+
+        module, attr = _EXPORTS[name]
+        value = getattr(importlib.import_module(f"{__name__}.{module}"), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'vaebench' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

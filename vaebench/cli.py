@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Optional
 
@@ -12,9 +11,10 @@ import enum
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 from rich.table import Table
 
+from .api import COMMAND_ENV, RichReporter, duration as _duration, open_store as _store, print_status
 from .errors import DataError, StudyError, VaebenchError
 from .results import grid_column
 
@@ -22,42 +22,29 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Benchmark an
 console = Console(stderr=True, soft_wrap=True)  # long lines stay whole in logs
 
 DataRoot = typer.Option(None, "--data-root", help="dataset folder (else $VAEBENCH_DATA_ROOT, else ./data)")
-COMMAND_ENV = "VAEBENCH_COMMAND"  # set by `vaebench run --workers N` for its worker processes
 ResultsRoot = typer.Option(None, "--results", help="results folder (else $VAEBENCH_RESULTS, else ./results)")
+
+
+Plugins = typer.Option(
+    None, "--plugin", metavar="MODULE",
+    help="import this plugin module first (it registers models, datasets or metrics); repeatable",
+)
+
+
+def _load_plugins(modules: Optional[list[str]]) -> None:
+    """--plugin modules, imported before anything reads a spec or a registry (exit 2 on failure)."""
+    from .plugins import load_installed_plugins, load_plugins
+
+    try:
+        load_installed_plugins()
+        load_plugins(modules or [], "--plugin")
+    except VaebenchError as e:
+        _fail(e)
 
 
 def _fail(e: VaebenchError) -> None:
     console.print(f"[bold red]error:[/] {e}", markup=True, highlight=False, soft_wrap=True)
     raise typer.Exit(e.exit_code)
-
-
-class _RichReporter:
-    """Shows runs done / total and the epochs of the current run."""
-
-    def __init__(self, progress: Progress, total_runs: int, done: int) -> None:
-        self.p = progress
-        self.runs = progress.add_task("runs", total=total_runs, completed=done)
-        self.epochs = progress.add_task("epochs", total=1, visible=False)
-
-    def trial_start(self, number, run_id, config, seed) -> None:
-        desc = f"run {run_id} seed {seed}"
-        self.p.reset(self.epochs, total=config.train.epochs, description=desc, visible=True)
-
-    def epoch(self, record: dict) -> None:
-        self.p.update(self.epochs, advance=1, description=f"epoch {record['epoch']} test loss {record['test_loss']:.2f}")
-
-    def trial_end(self, row: dict) -> None:
-        self.p.update(self.runs, advance=1)
-        done, total = int(self.p.tasks[self.runs].completed), int(self.p.tasks[self.runs].total or 0)
-        cell = " ".join(f"{k}={row[grid_column(k)]}" for k in row["grid_keys"])
-        count = f"[{done}/{total}] " if total else ""
-        head = f"{count}trial {row.get('trial_number', '?')} run {row['run_id']} {cell} seed {row['seed']}:"
-        if row["status"] == "ok":
-            self.p.console.print(
-                f"{head} -ELBO {row['neg_elbo']:.2f} nats, KL {row['kl']:.2f}, recon MSE {row['recon_mse']:.4f}; "
-                f"train {row['train_seconds']:.0f} s, eval {row['eval_seconds']:.1f} s", highlight=False)
-        else:
-            self.p.console.print(f"{head} [yellow]{row['status']}:[/] {row['reason']}", highlight=False)
 
 
 StorageUrl = typer.Option(
@@ -88,31 +75,6 @@ def _inception_weights(path: Optional[Path]) -> None:
         os.environ[INCEPTION_WEIGHTS_ENV] = str(path.resolve())
 
 
-def _store(url: Optional[str], results: Optional[Path], study: str, heartbeat: int = 60):
-    from .results import resolve_results_root
-    from .storage import StudyStore, scheme_of
-
-    scheme_of(url)  # an unsupported URL is an error before anything is written
-    return StudyStore(url, resolve_results_root(results), study, heartbeat)
-
-
-def _print_status(st) -> None:
-    """One line of progress counts plus the estimate of the time left."""
-    eta = st.eta_seconds
-    eta_text = "unknown until a trial completes" if eta is None else _duration(eta)
-    console.print(
-        f"study [bold]{st.study}[/] ({st.sampler}): {st.done}/{st.total} done — {st.complete} complete, "
-        f"{st.pruned} pruned, {st.diverged} diverged; {len(st.running)} running, {st.waiting} waiting, "
-        f"{st.failed} crashed/stale (retried); time left ≈ {eta_text}", highlight=False)
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h} h {m:02d} min" if h else f"{m} min {s:02d} s" if m else f"{s} s"
-
-
 @app.command()
 def run(
     spec_path: Path = typer.Argument(..., metavar="SPEC.yaml", help="sweep spec"),
@@ -130,111 +92,24 @@ def run(
     download: bool = Download,
     inception_weights: Optional[Path] = InceptionWeights,
     quiet: bool = Quiet,
+    plugin: Optional[list[str]] = Plugins,
 ) -> None:
     """Run (or resume) the sweep SPEC.yaml: one Optuna trial per grid cell x seed (or per draw of a
     sampled search), on one or several worker processes."""
-    from .data import load_dataset
-    from .launch import plan_layout
-    from .runtime import resolve_device
-    from .spec import load_spec, parse_spec
-    from .study import open_study, study_status
+    from .api import run_sweep
 
-    t0 = time.perf_counter()
     _inception_weights(inception_weights)
+    _load_plugins(plugin)
     try:
-        spec = load_spec(spec_path)
-        if study:
-            spec = parse_spec({**spec.model_dump(), "study": study}, f"--study {study}")
-        store = _store(storage, results, spec.study, heartbeat)
-        data = load_dataset(spec.dataset, data_root, download=download)  # before anything is written
-        st = open_study(spec, store, data.checksum)
-        status = study_status(st)
-        pending = status.total - status.done
-        layout = plan_layout(workers, threads, pending, resolve_device(device).type)
-        if layout.workers > 1 and not store.kind.parallel:
-            raise StudyError(f"--storage {store.describe()}: SQLite is unsafe for several writers; use --workers 1, "
-                             "the embedded journal (no --storage) or PostgreSQL")
+        final, ok = run_sweep(spec_path, study=study, workers=workers, threads=threads, storage=storage,
+                              heartbeat=heartbeat, data_root=data_root, results=results, device=device,
+                              download=download, plugins=plugin or [], quiet=quiet, console=console)
     except VaebenchError as e:
         _fail(e)
-    search = (f"{len(spec.cells())} cells x {len(spec.seeds)} seeds" if not spec.search.sampled
-              else f"{spec.search.sampler} sampler, budget {spec.search.n_trials} trials")
-    console.print(
-        f"study [bold]{spec.study}[/]: {status.total} runs ({search}), {status.done} already done; "
-        f"dataset {data.name} {tuple(data.x_train.shape)} checksum {data.checksum}; storage {store.describe()}; "
-        f"results in {store.folder}; layout {layout}", highlight=False
-    )
-    command = " ".join(["vaebench run", str(spec_path)] + [
-        f"--{k} {v}" for k, v in (("study", study), ("device", device), ("workers", workers), ("threads", threads)) if v
-    ] + (["--storage URL"] if storage else []))
-    if layout.workers == 1:
-        ok = _run_here(st, spec, data, store, device, layout.threads, quiet, status, command)
-    else:
-        ok = _run_workers(spec.study, store, layout, device, data_root, download, quiet, command)
-    final = study_status(st)
-    _print_status(final)
-    console.print(f"wall time {_duration(time.perf_counter() - t0)}", highlight=False)
     if not ok or final.done < final.total:
         console.print("[yellow]the sweep is not finished[/]: `vaebench run` it again to resume "
                       "(finished runs are kept, crashed ones are retried)")
         raise typer.Exit(1)
-
-
-def _run_here(st, spec, data, store, device, threads, quiet, status, command) -> bool:
-    """One worker in this process, with progress bars."""
-    import torch
-
-    from .study import run_worker
-
-    torch.set_num_threads(threads)
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, disable=quiet or not console.is_terminal,
-    ) as progress:
-        summary = run_worker(st, spec, data, store, device, _RichReporter(progress, status.total, status.done), command)
-    console.print(
-        f"this worker: {len(summary.finished)} finished, {len(summary.pruned)} pruned, "
-        f"{len(summary.failed)} failed (diverged), {len(summary.errors)} error(s)"
-    )
-    for err in summary.errors:
-        console.print(f"[red]error in run {err}[/] (will be retried by the next `vaebench run`)", highlight=False)
-    return not summary.errors
-
-
-def _run_workers(study: str, store, layout, device, data_root, download, quiet, command: str) -> bool:
-    """`layout.workers` worker processes on this machine; progress from the storage. Their rows
-    record `command` (this `vaebench run` line) as their provenance."""
-    from .launch import launch
-    from .study import study_status
-    from .storage import StudyStore
-
-    argv = ["worker", "--study", study, "--results", str(store.results_root), "--heartbeat", str(store.heartbeat), "-q"]
-    for flag, value in (("--storage", store.url), ("--device", device), ("--data-root", data_root)):
-        if value is not None:
-            argv += [flag, str(value)]
-    if not download:
-        argv.append("--no-download")
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, disable=quiet or not console.is_terminal,
-    ) as progress:
-        task = progress.add_task("runs", total=None)
-        watched = StudyStore(store.url, store.results_root, study, store.heartbeat)
-        import optuna
-
-        view = optuna.load_study(study_name=study, storage=watched.open())
-
-        def poll() -> None:
-            s = study_status(view)
-            progress.update(task, total=s.total, completed=s.done,
-                            description=f"runs ({len(s.running)} running, {s.waiting} waiting)")
-
-        codes = launch(argv, layout, lambda line: progress.console.print(line, highlight=False, markup=False), poll,
-                       env={COMMAND_ENV: f"{command} (worker of {layout})"})
-    for i, code in enumerate(codes, 1):
-        if code != 0:
-            why = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
-            console.print(f"[yellow]worker w{i} ended abnormally ({why})[/]", highlight=False)
-    return all(c == 0 for c in codes)
 
 
 @app.command()
@@ -249,6 +124,7 @@ def worker(
     download: bool = Download,
     inception_weights: Optional[Path] = InceptionWeights,
     quiet: bool = Quiet,
+    plugin: Optional[list[str]] = Plugins,
 ) -> None:
     """Join an existing study (from this or any machine) and run its trials until none is left."""
     import torch
@@ -257,6 +133,7 @@ def worker(
     from .study import open_study, run_worker, stored_spec
 
     _inception_weights(inception_weights)
+    _load_plugins(plugin)
     if threads:
         torch.set_num_threads(threads)
     try:
@@ -271,7 +148,7 @@ def worker(
                   f"{torch.get_num_threads()} torch thread(s)", highlight=False)
     with Progress(console=console, disable=True) as progress:
         command = os.environ.get(COMMAND_ENV) or f"vaebench worker --study {study}" + (" --storage URL" if storage else "")
-        summary = run_worker(st, spec, data, store, device, _RichReporter(progress, 0, 0), command)
+        summary = run_worker(st, spec, data, store, device, RichReporter(progress, 0, 0), command)
     console.print(f"worker done: {len(summary.finished)} finished, {len(summary.pruned)} pruned, "
                   f"{len(summary.failed)} diverged, {len(summary.errors)} error(s)")
     for err in summary.errors:
@@ -285,6 +162,7 @@ def status(
     study: Optional[str] = typer.Option(None, "--study", help="one study (default: every study in the storage)"),
     storage: Optional[str] = StorageUrl,
     results: Optional[Path] = ResultsRoot,
+    plugin: Optional[list[str]] = Plugins,
 ) -> None:
     """Show a study's progress: done, running, failed, pruned, waiting, and the time left."""
     import optuna
@@ -292,6 +170,7 @@ def status(
     from .storage import study_names
     from .study import STUDY_SPEC, study_status
 
+    _load_plugins(plugin)
     try:
         store = _store(storage, results, study or "")
         names = [study] if study else study_names(store)
@@ -307,7 +186,7 @@ def status(
                 console.print(f"study {name}: not a vaebench study, skipped")
                 continue
             info = study_status(st)
-            _print_status(info)
+            print_status(info, console)
             if info.mean_trial_seconds is not None:
                 console.print(f"  mean trial time {info.mean_trial_seconds:.1f} s over {info.complete} complete trial(s)")
             for number, run_id, worker_id, secs in info.running:
@@ -323,6 +202,7 @@ def pull(
     study: str = typer.Option(..., "--study", help="the study whose rows to collect"),
     storage: Optional[str] = StorageUrl,
     results: Optional[Path] = ResultsRoot,
+    plugin: Optional[list[str]] = Plugins,
 ) -> None:
     """Copy every finished row held in the study storage into this results folder (the rows of
     workers on other machines), so `vaebench results` and `report` see them all."""
@@ -330,6 +210,7 @@ def pull(
 
     from .study import export_rows
 
+    _load_plugins(plugin)
     try:
         store = _store(storage, results, study)
         try:
@@ -347,11 +228,13 @@ def results(
     study: Optional[str] = typer.Option(None, "--study", help="one study (default: all)"),
     results: Optional[Path] = ResultsRoot,
     csv: bool = typer.Option(False, "--csv", help="print every column as CSV instead of a table"),
+    plugin: Optional[list[str]] = Plugins,
 ) -> None:
     """Print the results rows (one per finished run)."""
     from .metrics import columns as C
     from .results import load_results, resolve_results_root
 
+    _load_plugins(plugin)
     df = load_results(resolve_results_root(results), study)
     if df.empty:
         console.print(f"no results under {resolve_results_root(results)}" + (f" for study {study!r}" if study else ""))
@@ -388,13 +271,18 @@ def report(
     out: Path = typer.Option(Path("reports"), "--out", help="folder for the reports"),
     fmt: "ReportFormat" = typer.Option("both", "--format",
                                        help="md (Markdown + PNG figures), html (one self-contained page) or both"),
+    plugin: Optional[list[str]] = Plugins,
 ) -> None:
     """Write each study's report: reports/<study>.md with reports/<study>/figures/, and/or reports/<study>.html."""
     from .report import write_reports
     from .results import resolve_results_root
 
+    _load_plugins(plugin)
     root = resolve_results_root(results)
-    written = write_reports(root, out, study, fmt.value)
+    try:
+        written = write_reports(root, out, study, fmt.value)
+    except VaebenchError as e:
+        _fail(e)
     if not written:
         console.print(f"no results under {root}" + (f" for study {study!r}" if study else "") + "; run a sweep first")
         raise typer.Exit(1)

@@ -1,5 +1,5 @@
 """Dataset sources behind one registry: name -> `DatasetSource` (a loader returning in-memory
-tensors, and the DatasetConfig fields it reads).
+tensors, and the pydantic `Options` model of the options it reads; see family.py).
 
 Every source returns a `Dataset`: float32 images in [0, 1] shaped (N, C, H, W), int64 labels, the
 official (or a fixed, seeded) train/test split, and a checksum of exactly the tensors used. A source
@@ -23,7 +23,10 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
+from pydantic import Field
+
 from .errors import DataError
+from .family import NoOptions, Options, check_options_model
 from .registry import Registry
 
 DATA_ROOT_ENV = "VAEBENCH_DATA_ROOT"
@@ -50,6 +53,7 @@ class Dataset:
     factors_train: Optional[torch.Tensor] = None  # (N, K) int64: factor k's value index of each image
     factors_test: Optional[torch.Tensor] = None
     factors: tuple[Factor, ...] = ()  # the K factors, in column order
+    labeled: bool = True  # False: y_* are all 0 placeholders (class-based metrics and models do not apply)
 
     @property
     def has_factors(self) -> bool:
@@ -75,22 +79,32 @@ class Dataset:
         )
 
 
+DATASET_COMMON_FIELDS = ("name", "binarize")  # what every dataset section has besides its source's options
+
+
 @dataclass(frozen=True)
 class DatasetSource:
-    """A registry entry: `load(cfg, root, download) -> Dataset`, with `cfg` the run's DatasetConfig,
-    and the DatasetConfig fields the source reads besides `name` and `binarize` (which every source
-    takes). A spec that sets another field away from its default is refused (spec.py)."""
+    """A registry entry: `load(cfg, root, download) -> Dataset`, with `cfg` the run's DatasetConfig
+    (its source's options as attributes, e.g. `cfg.image_size`), `root` the data root and `download`
+    whether fetching missing files is allowed; and the pydantic model of those options."""
 
     load: Callable[..., Dataset]
-    fields: tuple[str, ...] = ()
+    options: type[Options] = NoOptions
+    doc: str = ""
 
 
-DATASETS: Registry[DatasetSource] = Registry("dataset")
+def _check_source(name: str, source: DatasetSource) -> None:
+    if not isinstance(source, DatasetSource) or not callable(source.load):
+        raise ValueError(f"dataset {name!r}: register a vaebench.data.DatasetSource(load, options), got {source!r}")
+    check_options_model(source.options, DATASET_COMMON_FIELDS, f"dataset {name!r}")
 
 
-def _without_config(loader: Callable[[Path, bool], Dataset]) -> DatasetSource:
-    """A source with no parameters of its own: `loader(root, download)`."""
-    return DatasetSource(lambda cfg, root, download: loader(root, download))
+DATASETS: Registry[DatasetSource] = Registry("dataset", check=_check_source)
+
+
+def _without_config(loader: Callable[[Path, bool], Dataset], doc: str = "") -> DatasetSource:
+    """A source with no options of its own: `loader(root, download)`."""
+    return DatasetSource(lambda cfg, root, download: loader(root, download), NoOptions, doc)
 
 
 def resolve_data_root(data_root: str | Path | None = None) -> Path:
@@ -168,7 +182,7 @@ def load_mnist(root: Path, download: bool = True) -> Dataset:
     )
 
 
-DATASETS.register("mnist", _without_config(load_mnist))
+DATASETS.register("mnist", _without_config(load_mnist, "MNIST, 60,000 / 10,000, torchvision's raw files"))
 
 DIGITS_TEST_FRACTION = 0.2
 DIGITS_SPLIT_SEED = 0
@@ -189,7 +203,7 @@ def load_digits(root: Path, download: bool = True) -> Dataset:
     return _finish("digits", x[tr], d.target[tr], x[te], d.target[te])
 
 
-DATASETS.register("digits", _without_config(load_digits))
+DATASETS.register("digits", _without_config(load_digits, "scikit-learn's bundled 8x8 digits, no download"))
 
 
 def load_synthetic(root: Path, download: bool = True) -> Dataset:
@@ -208,7 +222,7 @@ def load_synthetic(root: Path, download: bool = True) -> Dataset:
     return _finish("synthetic", x[:512], y[:512], x[512:], y[512:])
 
 
-DATASETS.register("synthetic", _without_config(load_synthetic))
+DATASETS.register("synthetic", _without_config(load_synthetic, "deterministic 10x12 blobs for tests"))
 
 
 
@@ -393,8 +407,19 @@ def load_shapes(cfg, root: Path | None = None, download: bool = True) -> Dataset
     return _finish("shapes", x_train, y_train, x_test, y_test, f_train, f_test, tuple(kinds))
 
 
-SHAPES_FIELDS = ("image_size", "scales", "orientations", "positions", "test_fraction")
-DATASETS.register("shapes", DatasetSource(load_shapes, SHAPES_FIELDS))
+class ShapesOptions(Options):
+    """The rendered grid of `shapes` (dSprites-like; see `render_shapes`)."""
+
+    image_size: int = Field(32, ge=16, le=256, description="image side in pixels (dSprites: 64)")
+    scales: int = Field(6, ge=1, description="scale values, linearly from 0.5 to 1 (dSprites: 6)")
+    orientations: int = Field(
+        10, ge=1, description="orientation values over each shape's symmetry period (dSprites: 40 over 2 pi)"
+    )
+    positions: int = Field(16, ge=1, description="position values along x and along y (dSprites: 32)")
+    test_fraction: float = Field(0.25, gt=0.0, lt=1.0, description="fraction of the grid in the test split")
+
+
+DATASETS.register("shapes", DatasetSource(load_shapes, ShapesOptions, "dSprites-like shapes with ground-truth factors"))
 
 
 BINARIZE_TEST_SEED = 0
@@ -408,6 +433,9 @@ def load_dataset(cfg, data_root: str | Path | None = None, download: bool = True
     if cfg.binarize:
         g = torch.Generator().manual_seed(BINARIZE_TEST_SEED)
         x_test = torch.bernoulli(ds.x_test, generator=g)
-        ds = _finish(ds.name, ds.x_train, ds.y_train, x_test, ds.y_test, ds.factors_train, ds.factors_test,
-                     ds.factors)
+        ds = replace(_finish(ds.name, ds.x_train, ds.y_train, x_test, ds.y_test, ds.factors_train, ds.factors_test,
+                             ds.factors), labeled=ds.labeled)
     return ds
+
+
+from . import image_folder  # noqa: E402,F401  (registers image_folder: a user-style dataset in its own module)

@@ -158,25 +158,26 @@ class ElboTerms(NamedTuple):
     """Per-example terms of one single-sample ELBO estimate, in nats."""
 
     recon: torch.Tensor  # (B,) -log p(x|z), z ~ q(z|x)
-    kl: torch.Tensor  # (B, D) KL per latent dimension
+    kl: torch.Tensor  # (B, D) KL per latent dimension; (B, 1) the total when the model's KL does not decompose
     mu: torch.Tensor  # (B, D)
     logvar: torch.Tensor  # (B, D)
     params: torch.Tensor  # decoder output for the sampled z
 
 
 def elbo_terms(model, likelihood: Likelihood, x: torch.Tensor, y: torch.Tensor | None = None) -> ElboTerms:
-    """Encode, sample z by reparameterization, decode, and score. -ELBO = recon + KL.sum(1)."""
+    """Encode, sample z by reparameterization, decode, and score. -ELBO = recon + KL.sum(1); the KL
+    is the model's (`VAE.kl`: closed form for N(0, I), an estimate at z for other priors)."""
     mu, logvar = model.encode(x, y)
     z = model.reparameterize(mu, logvar)
     params = model.decode(z, y)
-    return ElboTerms(likelihood.nll(params, x), gaussian_kl(mu, logvar), mu, logvar, params)
+    return ElboTerms(likelihood.nll(params, x), model.kl(mu, logvar, z), mu, logvar, params)
 
 
 class ImportanceSamples(NamedTuple):
     """log-densities at k reparameterized samples z_j ~ q(z|x), each (k, B), in nats."""
 
     log_px: torch.Tensor  # log p(x|z_j)
-    log_pz: torch.Tensor  # log p(z_j), standard normal prior
+    log_pz: torch.Tensor  # log p(z_j), the model's prior (`VAE.log_prior`)
     log_qz: torch.Tensor  # log q(z_j|x)
 
     @property
@@ -209,7 +210,7 @@ def importance_samples(model, likelihood: Likelihood, x: torch.Tensor, y: torch.
             xs = x[torch.arange(sl.start, sl.stop, device=x.device) % b]  # the examples of these rows
             parts.append(likelihood.nll(model.decode(zk[sl], None if yk is None else yk[sl]), xs))
         log_px = -torch.cat(parts).view(k, b)
-    return ImportanceSamples(log_px, std_normal_log_prob(z), gaussian_log_prob(z, mu, logvar))
+    return ImportanceSamples(log_px, model.log_prior(z), gaussian_log_prob(z, mu, logvar))
 
 
 def free_bits_kl(kl: torch.Tensor, free_bits: float | None, mode: str) -> torch.Tensor:
@@ -236,6 +237,9 @@ def elbo_loss(cfg, model, likelihood, x, y, kl_weight: float) -> LossOut:
     """-ELBO with the KL weighted by beta * w(t) and optional free bits. reduction 'sum': nats per
     example; 'mean' (the tutorial's convention): the reconstruction is also averaged over pixels."""
     t = elbo_terms(model, likelihood, x, y)
+    if cfg.free_bits is not None and not getattr(model, "kl_per_dim", True):
+        raise ValueError(f"free_bits clamps the KL per latent dimension; {type(model).__name__}'s KL does not "
+                         "decompose by dimension (kl_per_dim = False)")
     recon = t.recon / x[0].numel() if cfg.reduction == "mean" else t.recon
     loss = recon.mean() + kl_weight * free_bits_kl(t.kl, cfg.free_bits, cfg.free_bits_mode)
     return LossOut(loss, t.recon, t.kl)
@@ -246,8 +250,10 @@ def iwae_loss(cfg, model, likelihood, x, y, kl_weight: float) -> LossOut:
     mu, logvar = model.encode(x, y)
     s = importance_samples(model, likelihood, x, y, cfg.iwae_k, (mu, logvar))
     bound = torch.logsumexp(s.log_w, 0) - math.log(cfg.iwae_k)  # (B,)
-    # bookkeeping: the first sample's reconstruction term and the closed-form KL
-    return LossOut(-bound.mean(), -s.log_px[0].detach(), gaussian_kl(mu, logvar).detach())
+    # bookkeeping: the first sample's reconstruction term and the model's KL at that sample
+    # (a closed-form KL ignores z: no extra draw, so the random stream of such runs is unchanged)
+    z0 = mu if getattr(model, "kl_per_dim", True) else model.reparameterize(mu, logvar)
+    return LossOut(-bound.mean(), -s.log_px[0].detach(), model.kl(mu, logvar, z0).detach())
 
 
 ESTIMATORS: Registry[Callable[..., LossOut]] = Registry("estimator")

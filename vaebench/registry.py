@@ -16,29 +16,46 @@ T = TypeVar("T")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
+def did_you_mean(name: str, choices) -> str:
+    """' Did you mean 'x'?' for the closest of `choices`, or ''. The one home of that hint."""
+    close = difflib.get_close_matches(str(name), list(choices), n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
 class Registry(Generic[T]):
     """`load`, when given, is called once before the first lookup: it imports the modules that fill
     the registry, so that a process that never looks an entry up never pays for their imports."""
 
-    def __init__(self, kind: str, load: Callable[[], None] | None = None) -> None:
+    def __init__(self, kind: str, load: Callable[[], None] | None = None,
+                 check: Callable[[str, T], None] | None = None) -> None:
         self.kind = kind
         self._items: dict[str, T] = {}
         self._load = load
+        self._check = check  # validates an entry when it registers (raises ValueError)
 
     def _loaded(self) -> dict[str, T]:
         if self._load is not None:
             load, self._load = self._load, None
             load()
+        from .plugins import load_installed_plugins  # entry-point plugins register before any lookup
+
+        load_installed_plugins()
         return self._items
 
     def register(self, name: str, obj: T | None = None) -> Callable[[T], T] | T:
-        """Register `obj` under `name`; usable as `@registry.register("name")`."""
+        """Register `obj` under `name`; usable as `@registry.register("name")`. A name registered
+        twice (by vaebench or by plugins) is an error."""
         if not isinstance(name, str) or not _NAME.match(name):
             raise ValueError(f"{self.kind} name must match {_NAME.pattern}, got {name!r}")
+        if self._load is not None:  # the built-ins first, so a plugin cannot take their names
+            load, self._load = self._load, None
+            load()
         if name in self._items:
             raise ValueError(f"{self.kind} {name!r} is already registered")
 
         def _add(o: T) -> T:
+            if self._check is not None:
+                self._check(name, o)
             self._items[name] = o
             return o
 
@@ -51,9 +68,11 @@ class Registry(Generic[T]):
             raise RegistryError(self.unknown_message(name)) from None
 
     def unknown_message(self, name: str) -> str:
-        close = difflib.get_close_matches(str(name), self._loaded(), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        return f"unknown {self.kind} {name!r}.{hint} Available: {', '.join(sorted(self._items))}"
+        return f"unknown {self.kind} {name!r}.{did_you_mean(name, self._loaded())} Available: {', '.join(sorted(self._items))}"
+
+    def unregister(self, name: str) -> T:
+        """Remove an entry (tests, notebooks re-running a cell); returns it."""
+        return self._items.pop(name)
 
     def names(self) -> list[str]:
         return sorted(self._loaded())

@@ -7,8 +7,11 @@ Columns (all rows of a study share one schema):
 - identity: run_id, study, seed, status ('ok' | 'failed' | 'pruned'), reason, variant (grid.variant name),
   cell_index (the cell's position in the grid; a sampled trial's number), trial_number (Optuna's)
 - search: sampler, objective_metrics and objective_directions (what the study optimizes)
-- parameters: `param.<section>.<field>` for every RunConfig field; `grid_keys` lists the varied ones
-- metrics: see metrics/columns.py (units there); null on failed runs
+- parameters: `param.<section>.<field>` for every RunConfig field, `param.eval.<metric>.<option>` for the
+  options of every registered metric that declares some; `grid_keys` lists the varied ones
+- metrics: the columns every registered metric declares (metrics/spec.py: dtype, unit, direction;
+  `metric_types`), null where a metric did not apply (`metrics_skipped`: "<metric>: <reason>") and on
+  failed runs
 - timing: train_seconds, eval_seconds, eval_seconds_<metric>, epochs_completed
 - files: model_path, artifacts_path (relative to results/<study>/; see artifacts.py)
 - history: list of per-epoch records (train.HISTORY_FIELDS)
@@ -27,10 +30,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .metrics import columns as C
+from .metrics import METRICS, METRICS_SKIPPED, MetricDeclarationError, declared_columns
+from .family import FamilySection
 from .spec import RunConfig, SECTIONS
 from .runtime import atomic_path
-from .train import HISTORY_FIELDS
+from .fields import HISTORY_FIELDS
 
 RESULTS_ROOT_ENV = "VAEBENCH_RESULTS"
 PARAM_PREFIX = "param."
@@ -69,53 +73,39 @@ _BASE_TYPES: dict[str, pa.DataType] = {
     "dataset_checksum": pa.string(),
     "spec_fingerprint": pa.string(),
     "created_at": pa.string(),
+    "config": pa.string(),
+    "plugins": pa.list_(pa.struct([(k, pa.string()) for k in ("module", "distribution", "version", "source_sha256")])),
+    "provenance_note": pa.string(),
 }
 
-METRIC_TYPES: dict[str, pa.DataType] = {
-    C.RECON_MSE: pa.float64(),
-    C.SSIM: pa.float64(),
-    C.SSIM_SIGMA: pa.float64(),
-    C.SSIM_WIN_SIZE: pa.int64(),
-    C.NEG_ELBO: pa.float64(),
-    C.RECON_NLL: pa.float64(),
-    C.KL: pa.float64(),
-    C.KL_PER_DIM: pa.list_(pa.float64()),
-    C.ACTIVE_UNITS: pa.int64(),
-    C.ACTIVE_UNITS_THRESHOLD: pa.float64(),
-    C.FID: pa.float64(),
-    C.FID_RECON: pa.float64(),
-    C.FID_EXTRACTOR: pa.string(),
-    C.FID_FEATURE_LAYER: pa.string(),
-    C.FID_SAMPLES: pa.int64(),
-    C.FID_REFERENCE: pa.string(),
-    C.TORCH_FIDELITY_VERSION: pa.string(),
-    C.CLASSIFIER_ACCURACY: pa.float64(),
-    C.KID: pa.float64(),
-    C.KID_STD: pa.float64(),
-    C.IS: pa.float64(),
-    C.IS_STD: pa.float64(),
-    C.SAMPLE_CLASS_FREQ: pa.list_(pa.float64()),
-    C.RECON_MSE_PER_CLASS: pa.list_(pa.float64()),
-    C.RECON_NLL_PER_CLASS: pa.list_(pa.float64()),
-    C.NLL_IS: pa.float64(),
-    C.NLL_IS_STDERR: pa.float64(),
-    C.NLL_K: pa.int64(),
-    C.NLL_EXAMPLES: pa.int64(),
-    C.MIG: pa.float64(),
-    C.SAP: pa.float64(),
-    C.MIG_PER_FACTOR: pa.list_(pa.float64()),
-    C.SAP_PER_FACTOR: pa.list_(pa.float64()),
-    C.DISENTANGLEMENT_FACTORS: pa.list_(pa.string()),
-    C.MIG_SAMPLES: pa.int64(),
-    C.MIG_BINS: pa.int64(),
-    C.SAP_TRAIN_SAMPLES: pa.int64(),
-    C.SAP_TEST_SAMPLES: pa.int64(),
-    C.DISENTANGLEMENT_SEED: pa.int64(),
+# Arrow type of each dtype a metric column may declare (metrics/spec.py, `Column.dtype`).
+DTYPE_TO_ARROW: dict[str, pa.DataType] = {
+    "float": pa.float64(),
+    "int": pa.int64(),
+    "str": pa.string(),
+    "list[float]": pa.list_(pa.float64()),
+    "list[int]": pa.list_(pa.int64()),
+    "list[str]": pa.list_(pa.string()),
 }
+
+
+def metric_types() -> dict[str, pa.DataType]:
+    """Arrow type of every metric column, derived from the registered metrics' declarations (this
+    loads the metric registry: the built-in metrics and any plugin's), plus `metrics_skipped`."""
+    types: dict[str, pa.DataType] = {}
+    for name, (metric, column) in declared_columns().items():
+        if name in _BASE_TYPES:
+            raise MetricDeclarationError(f"metric {metric!r} declares column {name!r}, a column every results row "
+                                         "already has; rename it")
+        types[name] = DTYPE_TO_ARROW[column.dtype]
+    types[METRICS_SKIPPED] = pa.list_(pa.string())
+    return types
+
 
 def numeric_metric_columns() -> list[str]:
-    """Metric columns a search can optimize: the scalar float and int ones."""
-    return [k for k, t in METRIC_TYPES.items() if t in (pa.float64(), pa.int64())]
+    """Metric columns a search can optimize: the declared scalar (float, int) columns with a
+    direction (settings and provenance columns have none)."""
+    return [name for name, (_, column) in declared_columns().items() if column.objective]
 
 
 _PY_TO_ARROW = {int: pa.int64(), float: pa.float64(), bool: pa.bool_(), str: pa.string()}
@@ -134,19 +124,29 @@ def _arrow_type(ann) -> pa.DataType:
     return _PY_TO_ARROW[ann]
 
 
-def _param_types() -> dict[str, pa.DataType]:
-    """Arrow type of every `param.` column, from the RunConfig field annotations."""
+def _param_types(config: RunConfig | None = None) -> dict[str, pa.DataType]:
+    """Arrow type of every `param.` column, from the field annotations: the fixed sections' fields,
+    and for the family sections (model, dataset) the common fields plus the options of the family
+    `config` names (of every registered family when `config` is None)."""
     out = {}
     for section in SECTIONS:
         model = RunConfig.model_fields[section].annotation
-        for name, field in model.model_fields.items():
+        fields = dict(model.model_fields)
+        if issubclass(model, FamilySection):
+            if config is not None:
+                fields.update(model.options_model(getattr(config, section).name).model_fields)
+            else:
+                for family in model._family_registry():
+                    fields.update(model.options_model(family).model_fields)
+        for name, field in fields.items():
             out[f"{PARAM_PREFIX}{section}.{name}"] = _arrow_type(field.annotation)
     return out
 
 
 def row_schema(row: dict[str, Any]) -> pa.Schema:
     """The schema of a row: fixed columns, then parameters, metrics and per-metric timings."""
-    types = {**_BASE_TYPES, **_param_types(), **METRIC_TYPES}
+    config = RunConfig.model_validate_json(row["config"]) if row.get("config") else None
+    types = {**_BASE_TYPES, **_param_types(config), **_metric_option_types(), **metric_types()}
     fields = []
     for key in row:
         if key in types:
@@ -154,7 +154,9 @@ def row_schema(row: dict[str, Any]) -> pa.Schema:
         elif key.startswith("eval_seconds_"):
             fields.append(pa.field(key, pa.float64()))
         else:
-            raise KeyError(f"results row has an undeclared column {key!r}; declare its type in results.py")
+            raise KeyError(f"results row has an undeclared column {key!r}: declare a metric's column in the "
+                           f"metric's registration (register_metric(name, columns=[Column({key!r}, dtype, ...)])); "
+                           f"other columns in results.py")
     return pa.schema(fields)
 
 
@@ -164,7 +166,26 @@ def grid_column(key: str) -> str:
 
 
 def param_columns(config: RunConfig) -> dict[str, Any]:
-    return {PARAM_PREFIX + k: v for k, v in config.flat().items()}
+    options_given = {f"eval.{m}" for m in config.eval.model_extra or {}}  # replaced by their option columns
+    flat = {k: v for k, v in config.flat().items() if k not in options_given}
+    return {PARAM_PREFIX + k: v for k, v in {**flat, **_metric_option_values(config)}.items()}
+
+
+def _metric_options() -> dict[str, Any]:
+    """{metric: its options model} of every registered metric that declares options."""
+    return {m: METRICS.get(m).options for m in METRICS.names() if METRICS.get(m).options is not None}
+
+
+def _metric_option_values(config: RunConfig) -> dict[str, Any]:
+    """`eval.<metric>.<option>` -> value (its default unless the spec set it), for every registered
+    metric with options: a metric's options are parameters like any eval setting."""
+    return {f"eval.{m}.{k}": v for m in _metric_options()
+            for k, v in METRICS.get(m).options_for(config).model_dump(mode="json").items()}
+
+
+def _metric_option_types() -> dict[str, pa.DataType]:
+    return {f"{PARAM_PREFIX}eval.{m}.{k}": _arrow_type(f.annotation)
+            for m, options in _metric_options().items() for k, f in options.model_fields.items()}
 
 
 def resolve_results_root(results: str | Path | None = None) -> Path:
@@ -205,15 +226,14 @@ def list_studies(results_root: Path) -> list[str]:
 def load_results(results_root: Path, study: str | None = None) -> pd.DataFrame:
     """All rows of one study (or of every study under the root) as one DataFrame.
 
-    For one study this is exactly `pd.read_parquet("results/<study>/runs")`.
+    Rows of different model families or datasets have different `param.*` columns (each family its
+    own options): the files' schemas are unified, and a column a row does not have is null there.
     """
     studies = [study] if study else list_studies(results_root)
-    frames = []
+    tables = []
     for name in studies:
-        folder = runs_dir(results_root, name)
-        if not any(folder.glob("*.parquet")):
-            continue
-        frames.append(pd.read_parquet(folder))
-    if not frames:
+        tables += [pq.read_table(f) for f in sorted(runs_dir(results_root, name).glob("*.parquet"))]
+    if not tables:
         return pd.DataFrame()
-    return pd.concat(frames, ignore_index=True).sort_values(["study", "run_id"], ignore_index=True)
+    table = pa.concat_tables(tables, promote_options="permissive")
+    return table.to_pandas().sort_values(["study", "run_id"], ignore_index=True)

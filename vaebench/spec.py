@@ -21,14 +21,17 @@ import hashlib
 import itertools
 import json
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, ClassVar, Literal, Optional, Union
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from .errors import SpecError
+from .family import FamilySection
+from .registry import did_you_mean
 
 STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -70,59 +73,38 @@ def _unused_fields_at_default(cfg: BaseModel, used: set[str], owner: str) -> Non
             raise ValueError(f"{name!r} is not used by {owner}; remove it")
 
 
-class DatasetConfig(_Strict):
-    name: registered("dataset") = Field("mnist", description="dataset source: mnist, digits, shapes, synthetic")
+class DatasetConfig(FamilySection):
+    """The `dataset:` section: the source's name, `binarize` (every source), and the source's own
+    options (declared by its `Options` model in the dataset registry; see family.py)."""
+
+    kind: ClassVar[str] = "dataset"
+    name: registered("dataset") = Field("mnist", description="dataset source from the dataset registry")
     binarize: bool = Field(
         False,
         description="dynamic binarization: a fresh Bernoulli draw of every training batch; "
         "the test split is binarized once with a fixed seed",
     )
-    # shapes only (dSprites-like images rendered from a full factor grid; see data.py):
-    image_size: int = Field(32, ge=16, le=256, description="shapes: image side in pixels (dSprites: 64)")
-    scales: int = Field(6, ge=1, description="shapes: scale values, linearly from 0.5 to 1 (dSprites: 6)")
-    orientations: int = Field(
-        10, ge=1, description="shapes: orientation values over each shape's symmetry period (dSprites: 40 over 2 pi)"
-    )
-    positions: int = Field(16, ge=1, description="shapes: position values along x and along y (dSprites: 32)")
-    test_fraction: float = Field(0.25, gt=0.0, lt=1.0, description="shapes: fraction of the grid in the test split")
 
-    @model_validator(mode="after")
-    def _fields_of_source(self) -> "DatasetConfig":
+    @classmethod
+    def _family_registry(cls):
         from .data import DATASETS
 
-        _unused_fields_at_default(self, {"name", "binarize", *DATASETS.get(self.name).fields}, f"dataset {self.name!r}")
-        return self
+        return DATASETS
 
 
+class ModelConfig(FamilySection):
+    """The `model:` section: the family's name, the latent size, and the family's own options
+    (declared by its `Options` model in the model registry; see family.py)."""
 
-class ModelConfig(_Strict):
+    kind: ClassVar[str] = "model"
     name: registered("model") = Field("mlp", description="model family from the model registry")
     latent_dim: int = Field(32, ge=1, description="dimension of z")
-    hidden_dim: int = Field(256, ge=1, description="mlp, cvae: width of every hidden layer")
-    depth: int = Field(2, ge=1, description="mlp, cvae: hidden layers in the encoder and in the decoder")
-    batch_norm: bool = Field(False, description="mlp, cvae: BatchNorm1d after every hidden linear layer")
-    channels: list[int] = Field(
-        default_factory=lambda: [32, 64, 128, 256],
-        min_length=1,
-        description="conv, resnet: channels of the stride-2 stages, input side first",
-    )
-    spectral_norm: bool = Field(False, description="spectral normalization on every decoder layer")
 
-
-    @field_validator("channels")
     @classmethod
-    def _positive(cls, v: list[int]) -> list[int]:
-        if any(c < 1 for c in v):
-            raise ValueError("channels must be >= 1")
-        return v
-
-    @model_validator(mode="after")
-    def _fields_of_family(self) -> "ModelConfig":
+    def _family_registry(cls):
         from .models import MODELS
 
-        family = MODELS.get(self.name)
-        _unused_fields_at_default(self, {"name", "latent_dim", "spectral_norm", *family.fields}, f"model {self.name!r}")
-        return self
+        return MODELS
 
 
 class ObjectiveConfig(_Strict):
@@ -214,6 +196,14 @@ class TrainConfig(_Strict):
 
 
 class EvalConfig(_Strict):
+    """The `eval:` section: the built-in metrics' settings (the fields below), and the options of every
+    registered metric that declares some (`register_metric(..., options=Model)`), given as
+    `eval.<metric name>: {option: value}`, validated by the metric's model and handed to it as
+    `ctx.options`. Only the options that differ from their defaults are kept (`model_extra`), so a
+    spec that gives none, or gives the defaults, has the run ids it had before."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+
     batch_size: int = Field(2000, ge=1, description="examples per evaluation forward pass")
     active_threshold: float = Field(
         0.01, ge=0.0, description="unit u is active when Var_x(E_q[z_u|x]) exceeds this"
@@ -236,6 +226,61 @@ class EvalConfig(_Strict):
     sap_test_samples: int = Field(5000, ge=1, description="SAP: other test images the classifiers are scored on")
     disentanglement_seed: int = Field(0, ge=0, description="MIG and SAP: seed of the test-image subsets (fixed "
                                       "across runs, so every run is scored on the same images)")
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _metric_options(cls, data: Any, handler):
+        if not isinstance(data, dict):
+            return handler(data)
+        given = {k: v for k, v in data.items() if k not in cls.model_fields}
+        section = handler({k: v for k, v in data.items() if k in cls.model_fields})
+        if given:  # kept: the options that differ from their defaults (none: the metric is left out)
+            section.__pydantic_extra__ = _validated_metric_options(given, cls)
+        return section
+
+
+def _validated_metric_options(given: dict[str, Any], section: type[BaseModel]) -> dict[str, dict]:
+    """{metric: its options that differ from their defaults, validated} for the `eval:` keys that are
+    not eval settings; each such key must name a registered metric that declares options (else "did
+    you mean"). A metric whose options are all at their defaults is left out, so that giving them
+    changes no run id: `MetricSpec.options_for` fills the defaults back in."""
+    from pydantic_core import InitErrorDetails, PydanticCustomError
+
+    from .metrics import METRICS
+
+    def error(kind: str, loc: tuple, msg: str, value: Any) -> InitErrorDetails:
+        return InitErrorDetails(type=PydanticCustomError(kind, "{msg}", {"msg": msg}), loc=loc, input=value)
+
+    with_options = [m for m in METRICS.names() if METRICS.get(m).options is not None]
+    errors, out = [], {}
+    for key, value in given.items():
+        if key not in with_options:
+            valid = sorted({*section.model_fields, *with_options})
+            why = (f"metric {key!r} has no options" if key in METRICS else
+                   f"{key!r} is neither an eval setting nor a metric with options")
+            errors.append(error("unknown_option", (key,), f"unknown key: {why}.{did_you_mean(key, valid)} "
+                                                          f"Valid: {', '.join(valid)}", value))
+            continue
+        options = METRICS.get(key).options
+        try:
+            changed = options.model_validate({} if value is None else value).model_dump(mode="json", exclude_defaults=True)
+            if changed:
+                out[key] = changed
+        except ValidationError as e:
+            for err in e.errors():
+                loc = (key, *err["loc"])
+                if err["type"] == "extra_forbidden":
+                    field = str(err["loc"][0]) if err["loc"] else ""
+                    valid = sorted(options.model_fields)
+                    errors.append(error("unknown_option", loc, f"unknown key: {field!r} is not an option of metric "
+                                        f"{key!r}.{did_you_mean(field, valid)} Valid: {', '.join(valid) or 'none'}",
+                                        err.get("input")))
+                else:
+                    errors.append(error("metric_option", loc, err["msg"].removeprefix("Value error, "),
+                                        err.get("input")))
+    if errors:
+        raise ValidationError.from_exception_data(section.__name__, errors)
+    return out
 
 
 
@@ -412,6 +457,11 @@ SECTIONS = tuple(RunConfig.model_fields)
 class SweepSpec(RunConfig):
     study: str = Field(..., description="study name: results/<study>/ and the Optuna study")
     description: str = ""
+    plugins: list[str] = Field(
+        default_factory=list,
+        description="plugin modules to import before the spec is read (they register models, datasets, "
+        "metrics); stored with the study, so every worker imports them too",
+    )
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     seeds: list[int] = Field(default_factory=lambda: [0])
     search: SearchConfig = Field(default_factory=SearchConfig)
@@ -495,8 +545,9 @@ class SweepSpec(RunConfig):
         ]
 
     def fingerprint(self) -> str:
-        """Hash of what determines the study's runs: every non-default value but the description."""
-        return _digest(self.model_dump(mode="json", exclude={"description"}, exclude_defaults=True))
+        """Hash of what determines the study's runs: every non-default value but the description and
+        the plugin list (which modules provide the families is provenance, recorded in every row)."""
+        return _digest(self.model_dump(mode="json", exclude={"description", "plugins"}, exclude_defaults=True))
 
     def grid_choices(self, key: str) -> list[Any]:
         """The values of a grid key as Optuna categorical choices (a variant by its name)."""
@@ -505,7 +556,7 @@ class SweepSpec(RunConfig):
 
 def expand_grid(base: RunConfig, grid: dict[str, list[Any]]) -> list[tuple[dict[str, Any], RunConfig]]:
     """Every point of the grid's product applied to `base`, each validated into a RunConfig."""
-    base_dict = base.model_dump()
+    base_dict = _overridable(base)
     keys = list(grid)
     cells = []
     for values in itertools.product(*(grid[k] for k in keys)):
@@ -525,11 +576,19 @@ def expand_grid(base: RunConfig, grid: dict[str, list[Any]]) -> list[tuple[dict[
 
 def apply_params(base: RunConfig, params: dict[str, Any]) -> RunConfig:
     """`base` with each dotted SECTION.FIELD of `params` set (a sampled trial's config)."""
-    cfg = base.model_dump()
+    cfg = _overridable(base)
     for key, value in params.items():
         section, field = key.split(".", 1)
         cfg[section][field] = value
     return _validated(cfg, f"params {params}")
+
+
+def _overridable(base: RunConfig) -> dict:
+    """The base config as the mapping grid values and variants are applied to: only the values the
+    spec set (defaults come back on validation), so that a variant switching the model family (or
+    dataset) does not carry the previous family's default options into the new one."""
+    dumped = base.model_dump(exclude_defaults=True)
+    return {section: dumped.get(section, {}) for section in SECTIONS}
 
 
 def _validated(cfg: dict, what: str) -> RunConfig:
@@ -549,8 +608,13 @@ def _check_dotted_key(key: str, where: str, *also: str) -> None:
     if section not in SECTIONS or not field:
         extra = f", or {', '.join(map(repr, also))}" if also else ""
         raise ValueError(f"{where} key {key!r} must be SECTION.FIELD with SECTION in {list(SECTIONS)}{extra}")
-    if field not in (fields := RunConfig.model_fields[section].annotation.model_fields):
-        raise ValueError(f"{where} key {key!r}: {section} has no field {field!r}; fields: {sorted(fields)}")
+    model = RunConfig.model_fields[section].annotation
+    fields = set(model.model_fields)
+    if issubclass(model, FamilySection):  # common fields, or an option of some registered family
+        fields |= set(model.all_option_names())
+    if field not in fields:
+        raise ValueError(f"{where} key {key!r}: {section} has no field {field!r}.{did_you_mean(field, fields)} "
+                         f"Fields: {', '.join(sorted(fields))}")
 
 
 VARIANT = "variant"
@@ -624,15 +688,22 @@ def format_validation_error(path: Path | str, err: ValidationError) -> str:
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
         got = "" if e["type"] in ("missing",) else f" (got {e.get('input')!r})"
-        if e["type"] == "extra_forbidden" or isinstance(e.get("input"), dict):
+        if e["type"] in ("extra_forbidden", "unknown_option") or isinstance(e.get("input"), dict):
             got = ""
         lines.append(f"  field {loc}: {msg}{got}")
     return "\n".join(lines)
 
 
 def parse_spec(data: Any, source: str = "<spec>") -> SweepSpec:
+    """Validate a spec mapping; its `plugins` are imported first (their families may be named in it)."""
+    from .plugins import load_plugins
+
     if not isinstance(data, dict):
         raise SpecError(f"{source}: a sweep spec must be a YAML mapping, got {type(data).__name__}")
+    plugins = data.get("plugins", [])
+    if not isinstance(plugins, list) or not all(isinstance(m, str) for m in plugins):
+        raise SpecError(f"{source}: invalid sweep spec\n  field plugins: must be a list of module names (got {plugins!r})")
+    load_plugins(plugins, f"{source}, field plugins")
     try:
         return SweepSpec.model_validate(data)
     except ValidationError as e:
@@ -650,4 +721,7 @@ def load_spec(path: str | Path) -> SweepSpec:
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
         raise SpecError(f"{path}: not valid YAML: {e}") from None
+    folder = str(path.resolve().parent)  # local plugin modules may sit beside the spec
+    if isinstance(data, dict) and data.get("plugins") and folder not in sys.path:
+        sys.path.append(folder)
     return parse_spec(data, str(path))

@@ -48,7 +48,8 @@ from .data import Dataset
 from .errors import StudyError
 from .metrics import METRICS, evaluate
 from .models import count_parameters
-from .results import METRIC_TYPES, has_row, param_columns, read_row, write_row
+from .plugins import loaded_plugins
+from .results import has_row, metric_types, param_columns, read_row, write_row
 from .runtime import resolve_device
 from .search import build_pruner, build_sampler, suggest
 from .spec import Run, RunConfig, SweepSpec, apply_params, parse_spec
@@ -362,6 +363,7 @@ def _provenance(device: torch.device, data: Dataset, spec_fingerprint: str, comm
         "dataset_checksum": data.checksum,
         "spec_fingerprint": spec_fingerprint,
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "plugins": loaded_plugins(),
     }
 
 
@@ -390,7 +392,7 @@ def execute_run(run: Run, run_id: str, setting: Setting, reporter: Reporter, tri
         return stop_check(record) if stop_check is not None else None
 
     result = train(run.config, data, run.seed, setting.device, on_epoch=on_epoch)
-    metrics: dict[str, Any] = {k: None for k in METRIC_TYPES}
+    metrics: dict[str, Any] = {k: None for k in metric_types()}
     metrics.update({f"eval_seconds_{n}": None for n in METRICS.names()})
     eval_seconds, paths = None, {"model_path": None, "artifacts_path": None}
     if result.status == "ok":
@@ -409,6 +411,7 @@ def execute_run(run: Run, run_id: str, setting: Setting, reporter: Reporter, tri
         "cell_index": run.cell_index,
         "trial_number": trial_number,
         **param_columns(run.config),
+        "config": run.config.model_dump_json(),
         "grid_keys": list(spec.search.space) if spec.search.sampled else list(spec.grid),
         "sampler": spec.search.sampler,
         "objective_metrics": spec.search.metrics,

@@ -24,11 +24,7 @@ from .spec import RunConfig
 # (status 'stopped', the string as the reason): how a pruner stops a trial without the loop knowing.
 EpochCallback = Callable[[dict], Optional[str]]
 
-# One record per epoch in TrainResult.history; losses in nats per example, seconds since start.
-HISTORY_FIELDS = (
-    "epoch", "kl_weight", "lr", "train_loss", "train_recon", "train_kl",
-    "test_loss", "test_recon", "test_kl", "seconds",
-)
+from .fields import HISTORY_FIELDS  # noqa: E402,F401  (the per-epoch record's fields; re-exported)
 
 
 @dataclass

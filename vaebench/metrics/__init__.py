@@ -1,36 +1,34 @@
 """Metric registry and the one entry point, `evaluate`.
 
-A metric is a function `(ctx: EvalContext) -> dict[column, value]`, registered by name in the module
-that defines it. `EvalContext` runs the passes several metrics share (encoding the test split,
-decoding the posterior means) once, lazily. Column names are the constants in `columns`.
+A metric is a compute function `(ctx: EvalContext) -> dict[column, value]` registered with its
+declaration (`register_metric(name, columns=[Column(...)], options=...)`, see `spec.py`): the
+columns it fills with their types, units, directions and labels. The row schema, the objectives a
+search may optimize and the report's "All metrics" table are read from those declarations.
+`EvalContext` runs the passes several metrics share (encoding the test split, decoding the
+posterior means) once, lazily. The built-in column names are the constants in `columns`.
 
 The built-in metric modules are imported on the registry's first lookup (`evaluate`, or any `METRICS`
-call), not with this package: `fid` brings torch-fidelity and torchvision (~3 s of imports), which
-processes that only create, watch or report a study do not need.
+call), not with this package, and none of them imports torch-fidelity or torchvision before FID
+runs: processes that only create, watch or report a study can read the declarations cheaply.
 """
 
 from __future__ import annotations
 
-import importlib
 import time
 from functools import cached_property
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import torch
+from .spec import (DTYPES, METRICS, METRICS_SKIPPED, Column, MetricDeclarationError, MetricNotApplicable,
+                   MetricSpec, declared_columns, register_metric, unregister_metric)
 
-from ..registry import Registry
-from ..runtime import seed_everything
+if TYPE_CHECKING:
+    import torch
 
 Metric = Callable[["EvalContext"], dict]
-BUILTIN_MODULES = ("disentanglement", "fid", "latent", "likelihood", "recon")
 
-
-def _load_builtin_metrics() -> None:
-    for module in BUILTIN_MODULES:  # each registers its metrics on import
-        importlib.import_module(f"{__name__}.{module}")
-
-
-METRICS: Registry[Metric] = Registry("metric", load=_load_builtin_metrics)
+__all__ = ["DTYPES", "METRICS", "METRICS_SKIPPED", "Column", "EvalContext", "Metric", "MetricDeclarationError",
+           "MetricNotApplicable", "MetricSpec", "declared_columns", "evaluate", "register_metric",
+           "unregister_metric"]
 
 
 class EvalContext:
@@ -46,6 +44,7 @@ class EvalContext:
         self.cfg = cfg  # RunConfig
         self.seed = seed
         self.batch_size = cfg.eval.batch_size
+        self.options = None  # the running metric's validated options (`MetricSpec.__call__` sets them)
 
     def batches(self):
         """(x, y) slices of the test split, eval.batch_size at a time."""
@@ -55,6 +54,8 @@ class EvalContext:
     @cached_property
     def posterior(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(mu, logvar) of q(z|x) for every test image: (N, D) each."""
+        import torch
+
         with torch.no_grad():
             parts = [self.model.encode(x, y) for x, y in self.batches()]
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
@@ -63,6 +64,8 @@ class EvalContext:
     def _decoded_mu(self) -> tuple[torch.Tensor, torch.Tensor]:
         """One decoder pass over the posterior means, shared by reconstructions and per-class NLL:
         (E[x | z = mu(x)] (N, C, H, W), -log p(x | z = mu(x)) (N,) in nats)."""
+        import torch
+
         mu, _ = self.posterior
         means, nlls = [], []
         with torch.no_grad():
@@ -86,16 +89,33 @@ class EvalContext:
 def evaluate(model, data, cfg, seed: int, names: list[str] | None = None) -> dict:
     """Run the named metrics (default: all registered) on the test split of `data` (a Dataset).
 
-    Returns the metric columns plus `eval_seconds_<metric>` for each metric (wall seconds).
-    Sampling inside metrics is seeded from `seed`, so the same model gives the same numbers.
+    Returns every declared column of those metrics (null where a metric did not apply or left a
+    column out), `eval_seconds_<metric>` for each metric (wall seconds) and `metrics_skipped`: one
+    "<metric>: <reason>" per metric that raised MetricNotApplicable. A metric returning a column it
+    did not declare is a MetricDeclarationError. Sampling inside metrics is seeded from `seed`, so
+    the same model gives the same numbers.
     """
+    from ..runtime import seed_everything
+
     seed_everything(seed)
     ctx = EvalContext(model, data, cfg, seed)
     out: dict = {}
+    skipped: list[str] = []
     for name in names or METRICS.names():
-        fn = METRICS.get(name)
+        metric = METRICS.get(name)
         t0 = time.perf_counter()
-        out.update(fn(ctx))
+        try:
+            values = metric(ctx)
+        except MetricNotApplicable as e:
+            values = {}
+            skipped.append(f"{name}: {e.reason}")
+        undeclared = [k for k in values if k not in metric.column_names]
+        if undeclared:
+            raise MetricDeclarationError(
+                f"metric {name!r} returned column(s) it does not declare: {', '.join(map(repr, undeclared))}; "
+                f"declare them in its register_metric(columns=[...])")
+        out.update(dict.fromkeys(metric.column_names))
+        out.update(values)
         out[f"eval_seconds_{name}"] = time.perf_counter() - t0
+    out[METRICS_SKIPPED] = skipped
     return out
-

@@ -56,7 +56,7 @@ import warnings
 
 import numpy as np
 
-from . import METRICS, columns as C
+from . import Column, MetricNotApplicable, register_metric, columns as C
 
 # scikit-learn (mutual_info_score, LinearSVC) is imported where it is used: it adds ~1 s to the start
 # of every worker process, and only datasets with ground-truth factors need it.
@@ -201,18 +201,33 @@ def sample_sizes(n: int, mig_samples: int, sap_train: int, sap_test: int) -> tup
     return n_mig, n_train, n - n_train
 
 
-@METRICS.register("disentanglement")
+@register_metric("disentanglement", columns=[
+    Column(C.MIG, "float", "", "higher", "MIG",
+           "Mutual Information Gap (Chen et al. 2018), in [0, 1]: mean over factors of the normalized gap"),
+    Column(C.SAP, "float", "", "higher", "SAP",
+           "Separated Attribute Predictability (Kumar et al. 2018), in [0, 1]: mean over factors of the score gap"),
+    Column(C.MIG_PER_FACTOR, "list[float]", "", "higher", "MIG per factor",
+           "each factor's normalized MI gap, in disentanglement_factors order"),
+    Column(C.SAP_PER_FACTOR, "list[float]", "", "higher", "SAP per factor",
+           "each factor's score gap, in disentanglement_factors order"),
+    Column(C.DISENTANGLEMENT_FACTORS, "list[str]", "", None, "Factors", "the factor names, e.g. shape, scale, x"),
+    Column(C.MIG_SAMPLES, "int", "images", None, "MIG images", "test images MIG was computed on"),
+    Column(C.MIG_BINS, "int", "bins", None, "MIG bins", "equal-width bins per latent"),
+    Column(C.SAP_TRAIN_SAMPLES, "int", "images", None, "SAP fit images", "test images SAP's predictors were fit on"),
+    Column(C.SAP_TEST_SAMPLES, "int", "images", None, "SAP scored images", "other test images SAP was scored on"),
+    Column(C.DISENTANGLEMENT_SEED, "int", "", None, "Disentanglement seed", "seed of the MIG and SAP image subsets"),
+])
 def disentanglement(ctx) -> dict:
-    """MIG and SAP of the posterior means of test images (datasets with ground-truth factors; on
-    others nothing, so the columns stay null). Factors with a single value are left out."""
+    """MIG and SAP of the posterior means of test images (datasets with ground-truth factors; not
+    applicable to others). Factors with a single value are left out."""
     data = ctx.data
     if not getattr(data, "has_factors", False):
-        return {}
+        raise MetricNotApplicable(f"dataset {getattr(data, 'name', '?')!r} has no ground-truth factors")
     ev = ctx.cfg.eval
     mu, _ = ctx.posterior  # (N, D): the whole test split, shared with the other latent metrics
     codes = mu.detach().double().cpu().numpy()
     if not np.isfinite(codes).all():  # no score for a model whose codes are not numbers
-        return {}
+        raise MetricNotApplicable("the posterior means are not all finite")
     keep = [k for k, f in enumerate(data.factors) if f.size > 1]
     factors = data.factors_test.cpu().numpy()[:, keep]
     categorical = [data.factors[k].categorical for k in keep]

@@ -22,6 +22,9 @@ Speed (one CPU thread, MNIST, 10k + 10k images): the classifier's features go th
 `DigitClassifier.inference_features` (the same function as its `features`, reordered where that is
 exact, channels_last) in batches of 256 under `torch.inference_mode`: ~0.6 s per 10k images
 instead of ~2.5 s.
+
+Imports: torch-fidelity (and torchvision with it) and the extractor classes live in `_fidelity.py`,
+imported on the first FID computation: loading the metric declarations does not pay for them.
 """
 
 from __future__ import annotations
@@ -33,19 +36,12 @@ from functools import lru_cache
 from pathlib import Path
 
 import torch
-import torch_fidelity
-from torch_fidelity.feature_extractor_base import FeatureExtractorBase
-from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
-from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_features_to_statistics, fid_statistics_to_metric
-from torch_fidelity.metric_isc import KEY_METRIC_ISC_MEAN, KEY_METRIC_ISC_STD, isc_features_to_metric
-from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
-from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
 
-from ..classifier import cache_dir, cached_classifier, load_classifier
+from ..classifier import cache_dir, cached_classifier
 from ..errors import VaebenchError
 from ..registry import Registry
 from ..runtime import atomic_path
-from . import METRICS, columns as C
+from . import Column, MetricNotApplicable, register_metric, columns as C
 
 try:
     from threadpoolctl import threadpool_limits  # installed with scikit-learn
@@ -55,48 +51,18 @@ except ImportError:  # pragma: no cover
 INCEPTION_WEIGHTS_ENV = "VAEBENCH_INCEPTION_WEIGHTS"
 
 
-class ClassifierFeatureExtractor(FeatureExtractorBase):
-    """torch-fidelity wrapper of a vaebench DigitClassifier checkpoint (uint8 (B, C, H, W) input)."""
+def _tf():
+    """torch-fidelity, its metric functions and vaebench's extractors registered with it
+    (`_fidelity.py`): imported on the first FID computation, not with this module."""
+    from . import _fidelity
 
-    def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
-        super().__init__(name, features_list)
-        if feature_extractor_weights_path is None:
-            raise VaebenchError("the classifier feature extractor needs its checkpoint path")
-        self.net = load_classifier(feature_extractor_weights_path)
-        self.requires_grad_(False)
-
-    @staticmethod
-    def get_provided_features_list():
-        return ("penultimate", "logits")
-
-    @staticmethod
-    def get_default_feature_layer_for_metric(metric):
-        return {"isc": "logits"}.get(metric, "penultimate")
-
-    @staticmethod
-    def can_be_compiled():
-        return False
-
-    @staticmethod
-    def get_dummy_input_for_compile():
-        return None
-
-    def forward(self, x):
-        penultimate, logits = self.net.inference_features(x.float() / 255.0)
-        by_name = {"penultimate": penultimate, "logits": logits}
-        return tuple(by_name[f] for f in self.features_list)
+    return _fidelity
 
 
-class GrayscaleInception(FeatureExtractorInceptionV3):
-    """torch-fidelity's Inception-v3, accepting 1-channel images by repeating them to 3."""
-
-    def forward(self, x):
-        return super().forward(x.repeat(1, 3, 1, 1) if x.shape[1] == 1 else x)
-
-
-for _name, _cls in (("vaebench-classifier", ClassifierFeatureExtractor), ("vaebench-inception", GrayscaleInception)):
-    if _name not in FEATURE_EXTRACTORS_REGISTRY:
-        register_feature_extractor(_name, _cls)
+def __getattr__(name: str):
+    if name in ("ClassifierFeatureExtractor", "GrayscaleInception"):  # the extractor classes, imported on use
+        return getattr(_tf(), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class Extractor:
@@ -124,8 +90,9 @@ class Extractor:
 @lru_cache(maxsize=4)
 def _module(fidelity_name: str, weights: str | None, layers: tuple[str, ...]):
     kwargs = {"feature_extractor_weights_path": weights, "verbose": False}
+    tf = _tf()
     try:
-        return torch_fidelity.utils.create_feature_extractor(fidelity_name, list(dict.fromkeys(layers)), cuda=False, **kwargs)
+        return tf.torch_fidelity.utils.create_feature_extractor(fidelity_name, list(dict.fromkeys(layers)), cuda=False, **kwargs)
     except VaebenchError:
         raise
     except Exception as e:  # no weights and no network, a bad weights file
@@ -163,8 +130,9 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 def frechet_distance(f1: torch.Tensor, f2: torch.Tensor | dict) -> float:
     """FID between two feature sets (N, F), through torch-fidelity's statistics and distance.
     `f2` may also be statistics already computed by `fid_features_to_statistics`."""
-    s2 = f2 if isinstance(f2, dict) else fid_features_to_statistics(f2)
-    return fid_statistics_to_metric(fid_features_to_statistics(f1), s2, False)[KEY_METRIC_FID]
+    tf = _tf()
+    s2 = f2 if isinstance(f2, dict) else tf.fid_features_to_statistics(f2)
+    return tf.fid_statistics_to_metric(tf.fid_features_to_statistics(f1), s2, False)[tf.KEY_METRIC_FID]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -185,7 +153,7 @@ class Reference:
     @property
     def fid_statistics(self) -> dict:
         if self._stats is None:
-            self._stats = fid_features_to_statistics(self.features[self.fid_layer])
+            self._stats = _tf().fid_features_to_statistics(self.features[self.fid_layer])
         return self._stats
 
 
@@ -279,19 +247,47 @@ def _blas_threads():
     return threadpool_limits(limits=torch.get_num_threads(), user_api="blas")
 
 
-@METRICS.register("fid")
+@register_metric("fid", columns=[
+    Column(C.FID, "float", "", "lower", "FID samples",
+           "Fréchet distance of samples from the prior to test images, on fid_extractor's features"),
+    Column(C.FID_RECON, "float", "", "lower", "FID recon",
+           "Fréchet distance of reconstructions of test images to test images, on the same features"),
+    Column(C.FID_EXTRACTOR, "str", "", None, "FID features",
+           "the feature extractor, e.g. vaebench-classifier-<hash> or inception-v3-compat"),
+    Column(C.FID_FEATURE_LAYER, "str", "", None, "FID layer",
+           "penultimate (classifier, 128-d) or 2048 (Inception pool)"),
+    Column(C.FID_SAMPLES, "int", "images", None, "FID images", "images on each side"),
+    Column(C.FID_REFERENCE, "str", "", None, "FID reference", "which real images: test[:n]"),
+    Column(C.TORCH_FIDELITY_VERSION, "str", "", None, "torch-fidelity version", "torch-fidelity's version"),
+    Column(C.CLASSIFIER_ACCURACY, "float", "", None, "Classifier accuracy",
+           "test accuracy of the classifier extractor, in [0, 1] (null for inception)"),
+    Column(C.KID, "float", "", "lower", "KID",
+           "kernel inception distance (torch-fidelity, cubic polynomial kernel, 100 subsets); eval.kid only"),
+    Column(C.KID_STD, "float", "", None, "KID std", "standard deviation of KID over the subsets"),
+    Column(C.IS, "float", "", "higher", "IS",
+           "Inception Score of the samples with the extractor's classifier (10 splits)"),
+    Column(C.IS_STD, "float", "", None, "IS std", "standard deviation of the Inception Score over the splits"),
+    Column(C.SAMPLE_CLASS_FREQ, "list[float]", "fraction", None, "Sample class frequencies",
+           "fraction of samples the extractor's classifier assigns to each class"),
+])
 def fid(ctx) -> dict:
     """FID of n samples from the prior and of the reconstructions of the first n test images, both
     against the first n test images (n = min(eval.fid_samples, test size)); KID when asked; the
-    extractor's Inception Score of the samples and their predicted-class distribution."""
+    extractor's Inception Score of the samples and their predicted-class distribution. Not
+    applicable when eval.fid_extractor is null, nor with the classifier extractor on a dataset
+    without class labels."""
     name = ctx.cfg.eval.fid_extractor
     if name is None:
-        return {}
+        raise MetricNotApplicable("switched off (eval.fid_extractor: null)")
+    if name == "classifier" and not getattr(ctx.data, "labeled", True):
+        raise MetricNotApplicable(f"the classifier feature extractor is trained on class labels and dataset "
+                                  f"{getattr(ctx.data, 'name', '?')!r} has none: use fid_extractor: inception")
     with _blas_threads():
         return _fid(ctx, name)
 
 
 def _fid(ctx, name: str) -> dict:
+    tf = _tf()
     extractor = EXTRACTORS.get(name)(ctx.data, ctx.x.device)
     n = min(ctx.cfg.eval.fid_samples, len(ctx.x))
     ref = reference(extractor, ctx.data, n)
@@ -305,19 +301,19 @@ def _fid(ctx, name: str) -> dict:
         C.FID_FEATURE_LAYER: layer,
         C.FID_SAMPLES: n,
         C.FID_REFERENCE: f"test[:{n}]",
-        C.TORCH_FIDELITY_VERSION: torch_fidelity.__version__,
+        C.TORCH_FIDELITY_VERSION: tf.torch_fidelity.__version__,
         C.CLASSIFIER_ACCURACY: extractor.accuracy,
     }
-    isc = isc_features_to_metric(gen[extractor.isc_layer], splits=10)
-    out[C.IS] = isc[KEY_METRIC_ISC_MEAN]
-    out[C.IS_STD] = isc[KEY_METRIC_ISC_STD]
+    isc = tf.isc_features_to_metric(gen[extractor.isc_layer], splits=10)
+    out[C.IS] = isc[tf.KEY_METRIC_ISC_MEAN]
+    out[C.IS_STD] = isc[tf.KEY_METRIC_ISC_STD]
     classes = gen[extractor.isc_layer].argmax(1)
     out[C.SAMPLE_CLASS_FREQ] = (torch.bincount(classes, minlength=gen[extractor.isc_layer].shape[1]).double() / n).tolist()
     if ctx.cfg.eval.kid:
         subset = min(1000, n)
-        kid = kid_features_to_metric(gen[layer], ref.features[layer], kid_subsets=100, kid_subset_size=subset,
+        kid = tf.kid_features_to_metric(gen[layer], ref.features[layer], kid_subsets=100, kid_subset_size=subset,
                                      rng_seed=ctx.seed, verbose=False)  # torch-fidelity's default cubic kernel
-        out[C.KID] = kid[KEY_METRIC_KID_MEAN]
-        out[C.KID_STD] = kid[KEY_METRIC_KID_STD]
+        out[C.KID] = kid[tf.KEY_METRIC_KID_MEAN]
+        out[C.KID_STD] = kid[tf.KEY_METRIC_KID_STD]
     return out
 

@@ -1,39 +1,65 @@
-"""Likelihood-bound and latent-space metrics: -ELBO, its terms, KL per dimension, active units."""
+"""Likelihood-bound and latent-space metrics: -ELBO and its terms, KL per dimension, active units."""
 
 from __future__ import annotations
 
 import torch
 
-from ..objectives import gaussian_kl
-from . import METRICS, columns as C
+from . import Column, MetricNotApplicable, register_metric, columns as C
+
+NATS = "nats per example"
 
 
-@METRICS.register("elbo")
+@register_metric("elbo", columns=[
+    Column(C.NEG_ELBO, "float", NATS, "lower", "−ELBO",
+           "single-sample -ELBO of the test split with beta = 1: recon_nll + kl"),
+    Column(C.RECON_NLL, "float", NATS, "lower", "Recon NLL",
+           "-log p(x|z), z ~ q(z|x), summed over pixels"),
+    Column(C.KL, "float", NATS, "lower", "KL",
+           "KL(q(z|x) || p(z)) summed over latent dims (the model's KL, at the decoded z)", rank=False),
+])
 def elbo(ctx) -> dict:
     """Single-sample -ELBO on the test split with beta = 1 (the true bound, whatever the training
-    beta): recon_nll = -log p(x|z) with z ~ q(z|x), kl in closed form; nats per example."""
+    beta): recon_nll = -log p(x|z) with z ~ q(z|x), kl = the model's KL(q(z|x) || p(z)) at that same
+    z (closed form for a N(0, I) prior, an estimate at z for other priors); nats per example."""
     mu, logvar = ctx.posterior
-    kl = gaussian_kl(mu, logvar).sum(1)  # (N,)
+    nlls, kls = [], []
     with torch.no_grad():
         z = ctx.model.reparameterize(mu, logvar)
-        nll = torch.cat([
-            ctx.likelihood.nll(ctx.model.decode(zb, yb), xb)
-            for zb, (xb, yb) in zip(z.split(ctx.batch_size), ctx.batches())
-        ])
+        for zb, mb, lb, (xb, yb) in zip(z.split(ctx.batch_size), mu.split(ctx.batch_size),
+                                        logvar.split(ctx.batch_size), ctx.batches()):
+            nlls.append(ctx.likelihood.nll(ctx.model.decode(zb, yb), xb))
+            kls.append(ctx.model.kl(mb, lb, zb).sum(1))
+    nll, kl = torch.cat(nlls), torch.cat(kls)
     return {C.RECON_NLL: nll.mean().item(), C.KL: kl.mean().item(), C.NEG_ELBO: (nll + kl).mean().item()}
 
 
-@METRICS.register("latent")
-def latent(ctx) -> dict:
-    """KL per latent dimension (mean over test images, nats) and active units (Burda et al. 2016:
-    unit u is active when the variance over test images of E_q[z_u|x] = mu_u(x) exceeds the
-    threshold, 0.01 by default; population variance)."""
+@register_metric("kl_per_dim", columns=[
+    Column(C.KL_PER_DIM, "list[float]", NATS, None, "KL per dimension",
+           "KL(q(z|x) || p(z)) of each latent dim, mean over test images; sums to kl"),
+])
+def kl_per_dim(ctx) -> dict:
+    """KL per latent dimension, mean over test images (nats), from the model's `kl`; not applicable
+    to a model whose KL does not decompose by dimension (`kl_per_dim = False`)."""
+    if not getattr(ctx.model, "kl_per_dim", True):
+        raise MetricNotApplicable(f"{type(ctx.model).__name__}'s KL does not decompose by latent dimension "
+                                  "(kl_per_dim = False)")
     mu, logvar = ctx.posterior
-    per_dim = gaussian_kl(mu, logvar).mean(0)  # (D,)
+    with torch.no_grad():  # a per-dimension KL is closed form: z unused, the posterior mean stands in
+        per_dim = ctx.model.kl(mu, logvar, mu).mean(0)  # (D,)
+    return {C.KL_PER_DIM: per_dim.tolist()}
+
+
+@register_metric("latent", columns=[
+    Column(C.ACTIVE_UNITS, "int", "count", "higher", "Active units",
+           "latent dims with Var_x(E_q[z_u|x]) > active_units_threshold", rank=False),
+    Column(C.ACTIVE_UNITS_THRESHOLD, "float", "", None, "Active-unit threshold",
+           "the variance threshold of active units (eval.active_threshold)"),
+])
+def latent(ctx) -> dict:
+    """Active units (Burda et al. 2016: unit u is active when the variance over test images of
+    E_q[z_u|x] = mu_u(x) exceeds the threshold, 0.01 by default; population variance). Applies to
+    every model with a Gaussian posterior."""
+    mu, _ = ctx.posterior
     threshold = ctx.cfg.eval.active_threshold
     active = int((mu.var(0, unbiased=False) > threshold).sum().item())
-    return {
-        C.KL_PER_DIM: per_dim.tolist(),
-        C.ACTIVE_UNITS: active,
-        C.ACTIVE_UNITS_THRESHOLD: threshold,
-    }
+    return {C.ACTIVE_UNITS: active, C.ACTIVE_UNITS_THRESHOLD: threshold}

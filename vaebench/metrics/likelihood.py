@@ -36,7 +36,7 @@ import math
 import torch
 
 from ..objectives import importance_samples
-from . import METRICS, columns as C
+from . import Column, register_metric, columns as C
 
 NLL_CODES_PER_PASS = 10_000  # codes drawn in one call (fixes which random numbers each image gets: keep it)
 NLL_DECODE_ELEMENTS = 2**17  # decoder output values per decoder pass (MNIST: 167 codes; speed and memory only)
@@ -70,7 +70,14 @@ def nll_per_image(ctx, k: int, n: int | None = None, codes_per_pass: int = NLL_C
     return torch.cat(out) if out else mu.new_zeros(0)
 
 
-@METRICS.register("nll")
+@register_metric("nll", columns=[
+    Column(C.NLL_IS, "float", "nats per example", "lower", "NLL (IS)",
+           "mean over the images of -log p(x), importance sampled with k = nll_k"),
+    Column(C.NLL_IS_STDERR, "float", "nats per example", None, "NLL (IS) standard error",
+           "standard error of nll_is over the images"),
+    Column(C.NLL_K, "int", "samples per image", None, "NLL samples", "importance samples per image"),
+    Column(C.NLL_EXAMPLES, "int", "images", None, "NLL images", "test images in nll_is (the first N of the split)"),
+])
 def nll(ctx) -> dict:
     """Importance-sampled NLL over the first eval.nll_examples test images with k = eval.nll_k:
     the mean (nats per example) and its standard error over images."""

@@ -1,7 +1,9 @@
-"""Model registry: a name used in specs -> a `ModelFamily` (builder + the ModelConfig fields it reads).
+"""Model registry: a name used in specs -> a `ModelFamily` (builder + its own `Options` model).
 
-Each family registers itself in its own module; importing this package registers them all.
-A builder is `build(cfg: ModelConfig, data_shape: (C, H, W), likelihood, num_classes) -> VAE`.
+Each family registers itself in its own module, built-ins and plugins alike; importing this package
+registers the built-ins. A builder is `build(cfg, data_shape: (C, H, W), likelihood, num_classes)
+-> VAE`, where `cfg` is the run's `ModelConfig`: `cfg.latent_dim` plus the family's options as
+attributes (`cfg.hidden_dim`). The model it returns implements the interface of `base.VAE`.
 """
 
 from __future__ import annotations
@@ -9,17 +11,30 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from ..family import NoOptions, Options, check_options_model
 from ..registry import Registry
 from .base import VAE
+
+MODEL_COMMON_FIELDS = ("name", "latent_dim")  # what every model section has besides its family's options
 
 
 @dataclass(frozen=True)
 class ModelFamily:
+    """A model family: `build(cfg, data_shape, likelihood, num_classes) -> VAE` and the pydantic
+    model of the options it reads (validated in the spec's `model:` section)."""
+
     build: Callable[..., VAE]
-    fields: tuple[str, ...]  # ModelConfig fields this family reads (besides name, latent_dim, spectral_norm)
+    options: type[Options] = NoOptions
+    doc: str = ""
 
 
-MODELS: Registry[ModelFamily] = Registry("model")
+def _check_family(name: str, family: ModelFamily) -> None:
+    if not isinstance(family, ModelFamily) or not callable(family.build):
+        raise ValueError(f"model {name!r}: register a vaebench.models.ModelFamily(build, options), got {family!r}")
+    check_options_model(family.options, MODEL_COMMON_FIELDS, f"model {name!r}")
+
+
+MODELS: Registry[ModelFamily] = Registry("model", check=_check_family)
 
 
 def build_model(cfg, data_shape: tuple[int, int, int], likelihood, num_classes: int = 10) -> VAE:
@@ -33,4 +48,4 @@ def count_parameters(model) -> int:
 
 from . import conv, cvae, mlp, resnet  # noqa: E402,F401  (register the families)
 
-__all__ = ["MODELS", "ModelFamily", "VAE", "build_model", "count_parameters"]
+__all__ = ["MODELS", "ModelFamily", "Options", "VAE", "build_model", "count_parameters"]

@@ -6,15 +6,41 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from ..objectives import gaussian_kl, std_normal_log_prob
+
 
 class VAE(nn.Module):
-    """A VAE with a diagonal-Gaussian posterior q(z|x) and a standard-normal prior p(z).
+    """The model interface: everything the trainer, the metrics and the reports ask of a model.
 
-    Subclasses implement `encode(x, y) -> (mu, logvar)` with x shaped (B, C, H, W) and
-    `decode(z, y) -> params`, the likelihood's parameters shaped (B, C * param_channels, H, W).
-    `y` (B,) holds class labels; only conditional models read it, the others accept and ignore it.
+    This is the one place it is written down. Units: log-densities and KLs in nats, summed over
+    latent dimensions (per example); images in data space, (B, C, H, W).
+
+    A family implements (required):
+
+    - `encode(x, y) -> (mu, logvar)`: the diagonal-Gaussian posterior q(z|x), (B, D) each.
+    - `decode(z, y) -> params`: the likelihood's parameters, (B, C * param_channels, H, W), for
+      z shaped (B, D). `self.likelihood` turns them into `nll(params, x)` (nats per example) and
+      `mean(params)` (an image).
+
+    `y` (B,) holds class labels; only conditional models (`conditional = True`) read them.
+
+    The prior p(z) (override all three for a prior that is not N(0, I), e.g. a mixture):
+
+    - `log_prior(z) -> (...)`: log p(z) for z shaped (..., D), summed over D, nats. It enters the
+      importance-sampled NLL and the IWAE bound.
+    - `sample_prior(n, generator) -> z`: (n, D) draws from p(z), for samples and sample FID.
+    - `kl(mu, logvar, z) -> (B, D')`: KL(q(z|x) || p(z)) per example, nats. D' = D when it
+      decomposes over latent dimensions (`kl_per_dim = True`, closed form here), else D' = 1 and
+      the single column is the total, e.g. the one-sample Monte Carlo estimate
+      log q(z|x) - log p(z) at the reparameterized `z`.
+
+    `kl_per_dim = False` marks a model whose KL does not decompose: metrics that need per-dimension
+    KLs (`kl_per_dim` column) and free bits are then not applicable. Everything that computes a
+    KL (the losses, the -ELBO metric) calls `model.kl`, whose default is `objectives.gaussian_kl`.
     Images produced by `sample` and `reconstruct` are the likelihood's mean, in data space.
     """
+
+    kl_per_dim = True  # does `kl` return one column per latent dimension?
 
     conditional = False
     # Layout of weights and input batches in training: conv families use channels_last, which
@@ -44,13 +70,26 @@ class VAE(nn.Module):
         mu, logvar = self.encode(x, y)
         return self.decode(self.reparameterize(mu, logvar), y), mu, logvar
 
+    # -- the prior: N(0, I) unless a family overrides these three --------------------------------
+
+    def log_prior(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z), summed over the last dimension (nats): (..., D) -> (...)."""
+        return std_normal_log_prob(z)
+
+    def sample_prior(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n codes z ~ p(z): (n, D)."""
+        device = next(self.parameters()).device
+        return torch.randn(n, self.latent_dim, device=device, generator=generator)
+
+    def kl(self, mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """KL(q(z|x) || p(z)) per example in nats: (B, D) per dimension in closed form (`z` unused)."""
+        return gaussian_kl(mu, logvar)
+
     @torch.no_grad()
     def sample(self, n: int, y: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n images decoded from z ~ N(0, I): (n, C, H, W) in data space. Conditional models use
+        """n images decoded from z ~ p(z): (n, C, H, W) in data space. Conditional models use
         the labels `y` (default: 0, 1, 2, ... cycling over the classes)."""
-        device = next(self.parameters()).device
-        z = torch.randn(n, self.latent_dim, device=device, generator=generator)
-        return self.likelihood.mean(self.decode(z, y))
+        return self.likelihood.mean(self.decode(self.sample_prior(n, generator), y))
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:

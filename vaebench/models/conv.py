@@ -9,10 +9,27 @@ size works (28x28, 10x12, 64x64, ...), not just powers of two.
 from __future__ import annotations
 
 import torch
+from pydantic import Field, field_validator
 from torch import nn
 
+from ..family import Options
 from . import MODELS, ModelFamily
 from .base import VAE, apply_spectral_norm
+
+
+class ConvOptions(Options):
+    channels: list[int] = Field(
+        default_factory=lambda: [32, 64, 128, 256], min_length=1,
+        description="channels of the stride-2 stages, input side first",
+    )
+    spectral_norm: bool = Field(False, description="spectral normalization on every decoder layer")
+
+    @field_validator("channels")
+    @classmethod
+    def _positive(cls, v: list[int]) -> list[int]:
+        if any(c < 1 for c in v):
+            raise ValueError("channels must be >= 1")
+        return v
 
 
 def stage_sizes(h: int, w: int, n: int) -> list[tuple[int, int]]:
@@ -87,4 +104,4 @@ def build_conv(cfg, data_shape, likelihood, num_classes) -> ConvVAE:
     return ConvVAE(data_shape, cfg.latent_dim, list(cfg.channels), likelihood, cfg.spectral_norm)
 
 
-MODELS.register("conv", ModelFamily(build_conv, ("channels",)))
+MODELS.register("conv", ModelFamily(build_conv, ConvOptions, "the tutorial's convolutional VAE"))

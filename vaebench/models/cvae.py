@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from . import MODELS, ModelFamily
-from .mlp import MLPVAE
+from .mlp import MLPOptions, MLPVAE
 
 
 class CVAE(MLPVAE):
@@ -44,4 +44,4 @@ def build_cvae(cfg, data_shape, likelihood, num_classes) -> CVAE:
                 cfg.batch_norm, cfg.spectral_norm)
 
 
-MODELS.register("cvae", ModelFamily(build_cvae, ("hidden_dim", "depth", "batch_norm")))
+MODELS.register("cvae", ModelFamily(build_cvae, MLPOptions, "conditional VAE on the MLP (class label in encoder and decoder)"))

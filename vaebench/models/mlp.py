@@ -8,10 +8,19 @@ from __future__ import annotations
 
 import math
 
+from pydantic import Field
 from torch import nn
 
+from ..family import Options
 from . import MODELS, ModelFamily
 from .base import VAE, apply_spectral_norm
+
+
+class MLPOptions(Options):
+    hidden_dim: int = Field(256, ge=1, description="width of every hidden layer")
+    depth: int = Field(2, ge=1, description="hidden layers in the encoder and in the decoder")
+    batch_norm: bool = Field(False, description="BatchNorm1d after every hidden linear layer")
+    spectral_norm: bool = Field(False, description="spectral normalization on every decoder layer")
 
 
 def mlp_stack(sizes: list[int], batch_norm: bool) -> nn.Sequential:
@@ -54,4 +63,4 @@ def build_mlp(cfg, data_shape, likelihood, num_classes) -> MLPVAE:
     return MLPVAE(data_shape, cfg.latent_dim, cfg.hidden_dim, cfg.depth, likelihood, cfg.batch_norm, cfg.spectral_norm)
 
 
-MODELS.register("mlp", ModelFamily(build_mlp, ("hidden_dim", "depth", "batch_norm")))
+MODELS.register("mlp", ModelFamily(build_mlp, MLPOptions, "the tutorial's MLP VAE"))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from torch import nn
 
 from . import MODELS, ModelFamily
-from .conv import ConvVAE, conv_bn_relu, up_bn_relu
+from .conv import ConvOptions, ConvVAE, conv_bn_relu, up_bn_relu
 
 
 class ResBlock(nn.Module):
@@ -43,4 +43,4 @@ def build_resnet(cfg, data_shape, likelihood, num_classes) -> ResNetVAE:
     return ResNetVAE(data_shape, cfg.latent_dim, list(cfg.channels), likelihood, cfg.spectral_norm)
 
 
-MODELS.register("resnet", ModelFamily(build_resnet, ("channels",)))
+MODELS.register("resnet", ModelFamily(build_resnet, ConvOptions, "conv VAE with a residual block per stage"))

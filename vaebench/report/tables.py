@@ -18,6 +18,7 @@ import pandas as pd
 import yaml
 
 from ..metrics import columns as C
+from ..metrics import declared_columns
 from ..results import PARAM_PREFIX, grid_column
 from .stats import ci95, trend_sign, welch_p
 
@@ -63,26 +64,58 @@ NOT_MEASURED = "not measured"
 MISSING = "—"
 N_HEADER = "n (runs)"
 
-# The all-metrics table. The tutorial's β-VAE table leads with Reconstruction MSE and KL Divergence.
-METRIC_COLUMNS = [
-    Column(C.RECON_MSE, "Recon MSE (per pixel)", ".4f", "↓"),
-    Column(C.KL, "KL (nats)", ".2f"),
-    Column(C.NEG_ELBO, "−ELBO (nats)", ".2f", "↓"),
-    Column(C.RECON_NLL, "Recon NLL (nats)", ".2f", "↓"),
-    Column(C.SSIM, "SSIM", ".4f", "↑"),
-    Column(C.FID, "FID samples", ".2f", "↓"),
-    Column(C.FID_RECON, "FID recon", ".2f", "↓"),
-    Column(C.NLL_IS, "NLL (IS, nats)", ".2f", "↓"),
-    Column(C.ACTIVE_UNITS, "Active units (count)", ".1f"),
-    Column(C.MIG, "MIG", ".3f", "↑"),
-    Column(C.SAP, "SAP", ".3f", "↑"),
-    Column("n_params", "Parameter count", ",.0f"),
-    Column(SECONDS_PER_EPOCH, "Time/epoch (s)", ".2f"),
-]
+# The all-metrics table: every declared metric column a search may optimize (a scalar with a
+# direction; metrics/spec.py), labelled, with units and best-direction arrows, from the declarations.
+# The tutorial's β-VAE table leads with Reconstruction MSE and KL Divergence: these lead, in this order,
+# and are listed even when no row has them ("not measured"); every other declared column (MIG and SAP,
+# KID, IS, a plugin's metrics) follows in registry order when some row has it.
+LEADING_METRICS = (C.RECON_MSE, C.KL, C.NEG_ELBO, C.RECON_NLL, C.SSIM, C.FID, C.FID_RECON, C.NLL_IS, C.ACTIVE_UNITS,
+                   C.MIG, C.SAP)
 # Columns only some datasets can have (ground-truth factors): left out of a table whose rows lack them.
 OPTIONAL_COLUMNS = frozenset({C.MIG, C.SAP})
-COLUMNS = {c.key: c for c in [*METRIC_COLUMNS, Column(LATENT_DIM, "Latent dim", ".0f"),
-                              Column(DISENTANGLEMENT, "Disentanglement", "")]}
+# Number format (mean and CI half-width) of the built-in metric columns; other columns: DEFAULT_FORMAT.
+METRIC_FORMATS = {C.RECON_MSE: ".4f", C.KL: ".2f", C.NEG_ELBO: ".2f", C.RECON_NLL: ".2f", C.SSIM: ".4f",
+                  C.FID: ".2f", C.FID_RECON: ".2f", C.NLL_IS: ".2f", C.ACTIVE_UNITS: ".1f", C.MIG: ".3f",
+                  C.SAP: ".3f", C.KID: ".4f", C.IS: ".2f"}
+DEFAULT_FORMAT = ".4g"
+# Units as the tables print them: every log-density and KL is per example (the report says so once).
+UNIT_ABBREVIATIONS = {"nats per example": "nats"}
+BETTER = {"lower": "↓", "higher": "↑"}
+OTHER_COLUMNS = (Column("n_params", "Parameter count", ",.0f"), Column(SECONDS_PER_EPOCH, "Time/epoch (s)", ".2f"))
+
+
+def header_label(label: str, unit: str) -> str:
+    """A declared label with its unit: "Recon MSE" + "per pixel" -> "Recon MSE (per pixel)", "NLL (IS)" +
+    "nats per example" -> "NLL (IS, nats)"; a dimensionless column keeps its label."""
+    unit = UNIT_ABBREVIATIONS.get(unit, unit)
+    if not unit:
+        return label
+    return f"{label[:-1]}, {unit})" if label.endswith(")") else f"{label} ({unit})"
+
+
+def declared_column(key: str) -> Column:
+    """The report column of a declared metric column: its label and unit, its format, and the arrow of
+    its direction (none for a column declared with rank=False, e.g. the KL)."""
+    _, decl = declared_columns()[key]
+    better = BETTER.get(decl.direction, "") if decl.rank else ""
+    return Column(key, header_label(decl.label, decl.unit), METRIC_FORMATS.get(key, DEFAULT_FORMAT), better)
+
+
+def metric_columns() -> list[Column]:
+    """The all-metrics table's possible columns: the declared objective columns of every registered
+    metric (LEADING_METRICS first, then the others in registry order), parameter count, time per epoch."""
+    objective = [k for k, (_, decl) in declared_columns().items() if decl.objective]
+    ordered = [k for k in LEADING_METRICS if k in objective] + [k for k in objective if k not in LEADING_METRICS]
+    return [declared_column(k) for k in ordered] + list(OTHER_COLUMNS)
+
+
+def report_columns() -> dict[str, Column]:
+    """Every column a table can show, by key: the metric columns, latent dim, the Disentanglement column."""
+    return {c.key: c for c in [*metric_columns(), Column(LATENT_DIM, "Latent dim", ".0f"),
+                               Column(DISENTANGLEMENT, "Disentanglement", "")]}
+
+
+COLUMNS = report_columns()  # the built-in metrics' columns (and any registered so far): the layouts' base
 
 PARAM_LABELS = {
     "objective.beta": "β",
@@ -228,7 +261,7 @@ def summarize(df: pd.DataFrame, grid_keys: list[str], columns: list[Column] | No
     runs), and for each column `<key>.mean`, `.ci` (95% CI half-width, Student t; NaN when n < 2),
     `.std` (sample standard deviation, ddof=1), `.n` (runs with a value) and `.values` (the runs'
     values), in the column's units. A column the rows lack has n = 0 and a NaN mean."""
-    columns = list(COLUMNS.values()) if columns is None else columns
+    columns = list(report_columns().values()) if columns is None else columns
     out = []
     for values, g in cell_groups(df[df["status"] == "ok"].assign(**DERIVED), grid_keys):
         rec = {k: v for k, v in zip(grid_keys, values)}
@@ -295,7 +328,7 @@ def format_p(p: float) -> str:
 def _p_column(summary: pd.DataFrame, grid_keys: list[str], layout: Layout, labels: dict[str, str]):
     """(header, cells) of the p column: Welch's p of each row against the baseline on the headline metric."""
     base = baseline_index(summary, grid_keys)
-    metric = COLUMNS[layout.headline].name
+    metric = report_columns()[layout.headline].name
     if base is None:
         return f"p ({metric}) vs baseline", []
     row = summary.iloc[base]
@@ -419,9 +452,12 @@ def sliced_layout_tables(df: pd.DataFrame, summary: pd.DataFrame, grid_keys: lis
 
 
 def all_metrics_table(summary: pd.DataFrame, grid_keys: list[str], layout: Layout = DEFAULT_LAYOUT) -> ReportTable:
-    """Every metric of every grid cell (the disentanglement columns only when the rows have them)."""
+    """Every metric of every grid cell: the declared objective columns of the registered metrics
+    (`metric_columns`; beyond LEADING_METRICS, and MIG and SAP, only those the rows have), parameter
+    count and time per epoch. `summary` must hold them (`summarize`'s default columns do)."""
     notes = [LOSS_NOTE] if layout.unranked else []
-    columns = [c for c in METRIC_COLUMNS if c.key not in OPTIONAL_COLUMNS or _measured(summary, c.key)]
+    always = {*LEADING_METRICS, *(c.key for c in OTHER_COLUMNS)} - OPTIONAL_COLUMNS
+    columns = [c for c in metric_columns() if c.key in always or _measured(summary, c.key)]
     return _summary_table("all_metrics", "All metrics", summary, grid_keys, columns, layout, notes)
 
 
@@ -533,7 +569,7 @@ def published_table(entry: dict, summary: pd.DataFrame, df: pd.DataFrame) -> Rep
              f"are compared. Difference = measured mean − published."]
     rows = []
     for q in (k for k in entry["rows"][0] if k != grid_key):
-        col, pub = COLUMNS[q], [p[q] for p, _ in pairs]
+        col, pub = report_columns()[q], [p[q] for p, _ in pairs]
         meas = [s[f"{q}.mean"] for _, s in pairs]
         verdict, contradicts = trend_verdict(pub, meas)
         if contradicts:
@@ -593,7 +629,8 @@ def pareto_table(df: pd.DataFrame, grid_keys: list[str]) -> ReportTable:
     objectives = objectives_of(df)
     front = pareto_front(df)
     header = ["Run"] + [param_label(k) for k in grid_keys] + ["Seed"]
-    header += [f"{COLUMNS[m].label if m in COLUMNS else m} {ARROWS[d]}" for m, d in objectives]
+    labels = report_columns()
+    header += [f"{labels[m].label if m in labels else m} {ARROWS[d]}" for m, d in objectives]
     rows = [[Cell(r["run_id"], code=True)] + [Cell(format_value(r[grid_column(k)])) for k in grid_keys]
             + [Cell(str(r["seed"]))] + [Cell(f"{r[m]:.4g}") for m, _ in objectives] for _, r in front.iterrows()]
     title = f"Pareto front ({', '.join(f'{m} {ARROWS[d]}' for m, d in objectives)})"
@@ -608,10 +645,29 @@ def pareto_table(df: pd.DataFrame, grid_keys: list[str]) -> ReportTable:
 ALWAYS_SHOWN = ("dataset.name", "model.name", "objective.likelihood", "train.epochs")
 
 
-def _defaults() -> dict[str, object]:
-    from ..spec import RunConfig
+def _defaults(row=None) -> dict[str, object]:
+    """vaebench's default of every parameter; for the family sections (model, dataset) the defaults
+    of the family `row` names (of the default family when no row is given). An option the family
+    does not have is absent (its column is null in that row)."""
+    from ..family import FamilySection
+    from ..spec import SECTIONS, RunConfig
 
-    return {k: _hashable(v) for k, v in RunConfig().flat().items()}
+    out = {k: _hashable(v) for k, v in RunConfig().flat().items()}
+    for section in SECTIONS:
+        model = RunConfig.model_fields[section].annotation
+        name = None if row is None else row.get(f"{PARAM_PREFIX}{section}.name")
+        if not issubclass(model, FamilySection) or not isinstance(name, str) or name not in model._family_registry():
+            continue
+        out = {k: v for k, v in out.items() if not k.startswith(f"{section}.") or k[len(section) + 1:] in model.model_fields}
+        for field, info in model.options_model(name).model_fields.items():
+            if not info.is_required():
+                out[f"{section}.{field}"] = _hashable(info.get_default(call_default_factory=True))
+    from ..metrics import METRICS
+
+    for metric in METRICS.names():  # the options of metrics that declare some: param.eval.<metric>.<option>
+        if (options := METRICS.get(metric).options) is not None:
+            out.update({f"eval.{metric}.{k}": _hashable(v) for k, v in options().model_dump(mode="json").items()})
+    return out
 
 
 def _dataset_fields(df: pd.DataFrame) -> set[str]:
@@ -621,14 +677,14 @@ def _dataset_fields(df: pd.DataFrame) -> set[str]:
     names = set(df["param.dataset.name"].dropna()) if "param.dataset.name" in df else set()
     if len(names) != 1 or (name := names.pop()) not in DATASETS:
         return set()
-    return {f"dataset.{f}" for f in DATASETS.get(name).fields}
+    return {f"dataset.{f}" for f in DATASETS.get(name).options.model_fields}
 
 
 def fixed_settings(df: pd.DataFrame, grid_keys: list[str]) -> dict[str, object]:
     """The parameters every run of the study shares (not in the grid) that differ from vaebench's
     defaults, plus the dataset (with its own parameters, e.g. the shapes grid), model, likelihood
     and epochs."""
-    defaults, out = _defaults(), {}
+    defaults, out = _defaults(df.iloc[0] if len(df) else None), {}
     always = {*ALWAYS_SHOWN, *_dataset_fields(df)}
     for col in df.columns:
         key = col[len(PARAM_PREFIX):]
@@ -645,16 +701,17 @@ def fixed_settings(df: pd.DataFrame, grid_keys: list[str]) -> dict[str, object]:
 def variant_settings(df: pd.DataFrame) -> dict[str, dict[str, object]]:
     """For a study with grid.variant: each variant's non-default values of the parameters that
     differ between variants, in grid order."""
-    defaults = _defaults()
     first = df.sort_values("cell_index").drop_duplicates("variant")
     varying = [c for c in df.columns if c.startswith(PARAM_PREFIX) and len({_hashable(v) for v in first[c]}) > 1]
-    return {
-        r["variant"]: {
+    out = {}
+    for _, r in first.iterrows():
+        defaults = _defaults(r)
+        out[r["variant"]] = {
             c[len(PARAM_PREFIX):]: _hashable(r[c]) for c in varying
             if _hashable(r[c]) != defaults.get(c[len(PARAM_PREFIX):])
+            and not (_hashable(r[c]) is None and c[len(PARAM_PREFIX):] not in defaults)  # not an option of this family
         }
-        for _, r in first.iterrows()
-    }
+    return out
 
 
 def _hashable(v):

@@ -1,0 +1,329 @@
+"""The Python API: what the `vaebench` command does, as functions (the CLI wraps these).
+
+    import vaebench
+    status = vaebench.run("sweeps/smoke.yaml", workers=1, results="results")
+    df = vaebench.load_results("smoke", results="results")          # one row per run (pandas)
+    model, config = vaebench.load_model(df.run_id[0], results="results")
+    row = vaebench.evaluate(model, config)                          # the same metric columns
+    vaebench.report(results="results", out="reports")
+
+Units: every loss, KL and NLL is in nats per example (summed over pixels and latent dimensions,
+averaged over examples); recon MSE is per pixel; times in seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .errors import StudyError
+from .results import grid_column, resolve_results_root
+
+COMMAND_ENV = "VAEBENCH_COMMAND"  # set by `vaebench run --workers N` for its worker processes
+
+
+class RichReporter:
+    """Shows runs done / total and the epochs of the current run."""
+
+    def __init__(self, progress: Progress, total_runs: int, done: int) -> None:
+        self.p = progress
+        self.runs = progress.add_task("runs", total=total_runs, completed=done)
+        self.epochs = progress.add_task("epochs", total=1, visible=False)
+
+    def trial_start(self, number, run_id, config, seed) -> None:
+        desc = f"run {run_id} seed {seed}"
+        self.p.reset(self.epochs, total=config.train.epochs, description=desc, visible=True)
+
+    def epoch(self, record: dict) -> None:
+        self.p.update(self.epochs, advance=1, description=f"epoch {record['epoch']} test loss {record['test_loss']:.2f}")
+
+    def trial_end(self, row: dict) -> None:
+        self.p.update(self.runs, advance=1)
+        done, total = int(self.p.tasks[self.runs].completed), int(self.p.tasks[self.runs].total or 0)
+        cell = " ".join(f"{k}={row[grid_column(k)]}" for k in row["grid_keys"])
+        count = f"[{done}/{total}] " if total else ""
+        head = f"{count}trial {row.get('trial_number', '?')} run {row['run_id']} {cell} seed {row['seed']}:"
+        if row["status"] == "ok":
+            self.p.console.print(
+                f"{head} -ELBO {row['neg_elbo']:.2f} nats, KL {row['kl']:.2f}, recon MSE {row['recon_mse']:.4f}; "
+                f"train {row['train_seconds']:.0f} s, eval {row['eval_seconds']:.1f} s", highlight=False)
+        else:
+            self.p.console.print(f"{head} [yellow]{row['status']}:[/] {row['reason']}", highlight=False)
+
+
+def open_store(url: Optional[str], results: Optional[Path], study: str, heartbeat: int = 60):
+    from .storage import StudyStore, scheme_of
+
+    scheme_of(url)  # an unsupported URL is an error before anything is written
+    return StudyStore(url, resolve_results_root(results), study, heartbeat)
+
+
+def print_status(st, console: Console) -> None:
+    """One line of progress counts plus the estimate of the time left."""
+    eta = st.eta_seconds
+    eta_text = "unknown until a trial completes" if eta is None else duration(eta)
+    console.print(
+        f"study [bold]{st.study}[/] ({st.sampler}): {st.done}/{st.total} done — {st.complete} complete, "
+        f"{st.pruned} pruned, {st.diverged} diverged; {len(st.running)} running, {st.waiting} waiting, "
+        f"{st.failed} crashed/stale (retried); time left ≈ {eta_text}", highlight=False)
+
+
+def duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h} h {m:02d} min" if h else f"{m} min {s:02d} s" if m else f"{s} s"
+
+
+def _run_here(st, spec, data, store, device, threads, quiet, status, command, console) -> bool:
+    """One worker in this process, with progress bars."""
+    import torch
+
+    from .study import run_worker
+
+    torch.set_num_threads(threads)
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, disable=quiet or not console.is_terminal,
+    ) as progress:
+        summary = run_worker(st, spec, data, store, device, RichReporter(progress, status.total, status.done), command)
+    console.print(
+        f"this worker: {len(summary.finished)} finished, {len(summary.pruned)} pruned, "
+        f"{len(summary.failed)} failed (diverged), {len(summary.errors)} error(s)"
+    )
+    for err in summary.errors:
+        console.print(f"[red]error in run {err}[/] (will be retried by the next `vaebench run`)", highlight=False)
+    return not summary.errors
+
+
+def _run_workers(study: str, store, layout, device, data_root, download, quiet, command: str,
+                 plugins: list[str], spec_path: Optional[Path], console) -> bool:
+    """`layout.workers` worker processes on this machine; progress from the storage. Their rows
+    record `command` (this `vaebench run` line) as their provenance."""
+    from .launch import launch
+    from .study import study_status
+    from .storage import StudyStore
+
+    argv = ["worker", "--study", study, "--results", str(store.results_root), "--heartbeat", str(store.heartbeat), "-q"]
+    for flag, value in (("--storage", store.url), ("--device", device), ("--data-root", data_root)):
+        if value is not None:
+            argv += [flag, str(value)]
+    if not download:
+        argv.append("--no-download")
+    for module in plugins:
+        argv += ["--plugin", module]
+    # local plugin modules beside the spec: importable by the workers as they are here
+    folders = (str(Path(spec_path).resolve().parent) if spec_path else None, os.getcwd(), os.environ.get("PYTHONPATH"))
+    path = os.pathsep.join(p for p in folders if p)
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, disable=quiet or not console.is_terminal,
+    ) as progress:
+        task = progress.add_task("runs", total=None)
+        watched = StudyStore(store.url, store.results_root, study, store.heartbeat)
+        import optuna
+
+        view = optuna.load_study(study_name=study, storage=watched.open())
+
+        def poll() -> None:
+            s = study_status(view)
+            progress.update(task, total=s.total, completed=s.done,
+                            description=f"runs ({len(s.running)} running, {s.waiting} waiting)")
+
+        codes = launch(argv, layout, lambda line: progress.console.print(line, highlight=False, markup=False), poll,
+                       env={COMMAND_ENV: f"{command} (worker of {layout})", "PYTHONPATH": path})
+    for i, code in enumerate(codes, 1):
+        if code != 0:
+            why = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+            console.print(f"[yellow]worker w{i} ended abnormally ({why})[/]", highlight=False)
+    return all(c == 0 for c in codes)
+
+
+def run_sweep(spec, *, study: Optional[str] = None, workers: Optional[int] = None, threads: Optional[int] = None,
+              storage: Optional[str] = None, heartbeat: int = 60, data_root=None, results=None,
+              device: Optional[str] = None, download: bool = True, plugins: Iterable[str] = (), quiet: bool = True,
+              console: Optional[Console] = None):
+    """`run`, returning (final StudyStatus, whether every worker ended cleanly)."""
+    from .data import load_dataset
+    from .launch import plan_layout
+    from .plugins import load_plugins
+    from .runtime import resolve_device
+    from .spec import SweepSpec, load_spec, parse_spec
+    from .study import open_study, study_status
+
+    console = console or Console(stderr=True, soft_wrap=True, quiet=quiet)
+    t0 = time.perf_counter()
+    load_plugins(plugins, "plugins=")
+    spec_path = Path(spec) if isinstance(spec, (str, Path)) else None
+    if spec_path is not None:
+        spec = load_spec(spec_path)
+    elif isinstance(spec, dict):
+        spec = parse_spec(spec, "spec mapping")
+    elif not isinstance(spec, SweepSpec):
+        raise StudyError(f"run: expected a spec path, mapping or SweepSpec, got {type(spec).__name__}")
+    if study:
+        spec = parse_spec({**spec.model_dump(), "study": study}, f"--study {study}")
+    store = open_store(storage, results, spec.study, heartbeat)
+    data = load_dataset(spec.dataset, data_root, download=download)  # before anything is written
+    st = open_study(spec, store, data.checksum)
+    status = study_status(st)
+    pending = status.total - status.done
+    layout = plan_layout(workers, threads, pending, resolve_device(device).type)
+    if layout.workers > 1 and not store.kind.parallel:
+        raise StudyError(f"--storage {store.describe()}: SQLite is unsafe for several writers; use --workers 1, "
+                         "the embedded journal (no --storage) or PostgreSQL")
+    search = (f"{len(spec.cells())} cells x {len(spec.seeds)} seeds" if not spec.search.sampled
+              else f"{spec.search.sampler} sampler, budget {spec.search.n_trials} trials")
+    console.print(
+        f"study [bold]{spec.study}[/]: {status.total} runs ({search}), {status.done} already done; "
+        f"dataset {data.name} {tuple(data.x_train.shape)} checksum {data.checksum}; storage {store.describe()}; "
+        f"results in {store.folder}; layout {layout}", highlight=False
+    )
+    command = " ".join(["vaebench run", str(spec_path) if spec_path else f"<{spec.study} spec from Python>"] + [
+        f"--{k} {v}" for k, v in (("study", study), ("device", device), ("workers", workers), ("threads", threads)) if v
+    ] + [f"--plugin {m}" for m in plugins] + (["--storage URL"] if storage else []))
+    if layout.workers == 1:
+        ok = _run_here(st, spec, data, store, device, layout.threads, quiet, status, command, console)
+    else:
+        ok = _run_workers(spec.study, store, layout, device, data_root, download, quiet, command, list(plugins),
+                          spec_path, console)
+    final = study_status(st)
+    print_status(final, console)
+    console.print(f"wall time {duration(time.perf_counter() - t0)}", highlight=False)
+    return final, ok
+
+
+def run(spec, *, workers: Optional[int] = None, results=None, storage: Optional[str] = None, **options):
+    """Run (or resume) a sweep: `spec` is a YAML path, a mapping or a `SweepSpec`. One Optuna trial
+    per grid cell x seed (or per draw of a sampled search), on `workers` processes (default: one
+    1-thread worker per core on CPU, one on a GPU). Other keywords as the command's options:
+    study, threads, heartbeat, data_root, device, download, plugins, quiet (default True).
+
+    Returns the study's `StudyStatus` (`status.done == status.total` when every run is finished).
+    Bad input raises a `VaebenchError` subclass (nothing is written)."""
+    status, _ = run_sweep(spec, workers=workers, results=results, storage=storage, **options)
+    return status
+
+
+def load_results(study: Optional[str] = None, results=None):
+    """Every results row of `study` (or of every study under the results folder) as one pandas
+    DataFrame: one row per finished run; columns as documented in results.py (metrics in nats per
+    example, recon MSE per pixel, times in seconds). Plugins named in the rows are imported."""
+    from .results import load_results as _load
+
+    df = _load(resolve_results_root(results), study)
+    load_row_plugins(df)
+    return df
+
+
+def load_row_plugins(df) -> None:
+    """Import the plugin modules the rows record (their families and metrics are named in them);
+    a plugin that cannot be imported is a PluginError naming it."""
+    from .plugins import load_plugins
+
+    if "plugins" not in getattr(df, "columns", ()):
+        return
+    modules = []
+    for entries in df["plugins"]:
+        for entry in entries if entries is not None else []:
+            if entry["module"] not in modules:
+                modules.append(entry["module"])
+    load_plugins(modules, "the results rows' plugins column")
+
+
+def _find_row(run_id: str, results, study: Optional[str]) -> tuple[dict, str]:
+    from .results import list_studies, read_row, row_path
+
+    root = resolve_results_root(results)
+    studies = [study] if study else list_studies(root)
+    found = [s for s in studies if row_path(root, s, run_id).is_file()]
+    if not found:
+        raise StudyError(f"no run {run_id!r} under {root}" + (f" in study {study!r}" if study else ""))
+    if len(found) > 1:
+        raise StudyError(f"run {run_id!r} is in several studies ({', '.join(found)}): pass study=")
+    return read_row(root, found[0], run_id), found[0]
+
+
+def row_config(row: dict):
+    """The RunConfig a results row was made with: its `config` column, or (rows written before that
+    column existed) its `param.*` columns, leaving out nulls (options of other families)."""
+    from .results import PARAM_PREFIX
+    from .spec import RunConfig
+
+    if row.get("config"):
+        return RunConfig.model_validate_json(row["config"])
+    sections: dict[str, dict] = {}
+    for key, value in row.items():
+        if key.startswith(PARAM_PREFIX) and value is not None and value == value:  # NaN != NaN
+            section, field = key[len(PARAM_PREFIX):].split(".", 1)
+            sections.setdefault(section, {})[field] = value.tolist() if hasattr(value, "tolist") else value
+    return RunConfig.model_validate(sections)
+
+
+def load_model(run_id: str, results=None, *, study: Optional[str] = None, data_root=None,
+               device: Optional[str] = None):
+    """The trained model of a finished run and its RunConfig: `(model, config)`. The model is
+    rebuilt from the row's config (its family may come from a plugin the row records), its weights
+    read from results/<study>/models/<run_id>.pt, in eval mode on `device` (default: auto).
+    `evaluate(model, config=config, seed=row.seed)` reproduces the row's metrics."""
+    import torch
+
+    from .data import load_dataset
+    from .models import build_model
+    from .objectives import build_likelihood
+    from .plugins import load_plugins
+    from .runtime import resolve_device
+
+    row, study_name = _find_row(run_id, results, study)
+    load_plugins([p["module"] for p in row.get("plugins") or []], f"run {run_id}'s plugins column")
+    if not row.get("model_path"):
+        raise StudyError(f"run {run_id} ({row.get('status')}) has no saved model")
+    config = row_config(row)
+    data = load_dataset(config.dataset, data_root, download=False)
+    model = build_model(config.model, data.shape, build_likelihood(config.objective), data.num_classes)
+    path = resolve_results_root(results) / study_name / row["model_path"]
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return model.to(resolve_device(device)).eval(), config
+
+
+def evaluate(model, dataset=None, *, config=None, metrics: Optional[list[str]] = None, seed: int = 0,
+             data_root=None) -> dict[str, Any]:
+    """Score a model (trained by vaebench or in your own loop; it implements `models.base.VAE`) on
+    the test split, with the registered metrics (or the named ones) and the evaluation settings of
+    `config` (a RunConfig or spec mapping; default: vaebench's defaults). `dataset` is a `Dataset`,
+    a dataset section mapping ({"name": "mnist"}) or None for `config`'s dataset.
+
+    Returns the metric columns (units as declared by each metric: nats per example, recon MSE per
+    pixel, ...), `eval_seconds_<metric>` and `metrics_skipped` (metrics that do not apply, with the
+    reason). The same model, config and seed give the same numbers as the run's row."""
+    from .data import Dataset, load_dataset
+    from .metrics import evaluate as _evaluate
+    from .spec import RunConfig
+
+    if config is None:
+        config = RunConfig(dataset=dataset) if isinstance(dataset, dict) else RunConfig()
+    elif isinstance(config, dict):
+        config = RunConfig.model_validate(config)
+    if isinstance(dataset, Dataset):
+        data = dataset
+    else:
+        section = config.dataset if dataset is None else RunConfig(dataset=dataset).dataset
+        data = load_dataset(section, data_root, download=False)
+    return _evaluate(model, data, config, seed, metrics)
+
+
+def report(study: Optional[str] = None, results=None, out="reports", fmt: str = "both") -> list[Path]:
+    """Write the Markdown and/or HTML report of `study` (default: every study with results, plus the
+    index) to `out`; returns the paths written. Reads only the results rows (and their figure arrays)."""
+    from .report import write_reports
+
+    root = resolve_results_root(results)
+    df = load_results(study, root)  # imports the rows' plugins (their metrics' declarations)
+    if df.empty:
+        return []
+    return write_reports(root, Path(out), study, fmt)
