@@ -76,8 +76,10 @@ def test_real_mnist_files():
     assert 0 <= ds.x_train.min() and ds.x_train.max() <= 1
 
 
-def test_registry_has_the_four_sources():
-    assert DATASETS.names() == ["digits", "image_folder", "mnist", "shapes", "synthetic"]  # image_folder.py's too
+def test_registry_has_the_built_in_sources():
+    # data.py's own, image_folder.py's and datasets_torchvision.py's
+    assert DATASETS.names() == ["celeba", "cifar10", "digits", "fashion_mnist", "image_folder", "mnist", "shapes",
+                                "svhn", "synthetic"]
     assert list(DATASETS.get("shapes").options.model_fields) == ["image_size", "scales", "orientations", "positions",
                                                                  "test_fraction"]
     assert all(not DATASETS.get(n).options.model_fields for n in ["digits", "mnist", "synthetic"])

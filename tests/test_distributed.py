@@ -101,7 +101,8 @@ def _assert_each_run_exactly_once(store, spec):
     counts = collections.Counter(t.user_attrs[ATTR_RUN_ID] for t in complete)
     expected = {run.run_id for run in spec.runs()}
     assert set(counts) == expected and set(counts.values()) == {1}, counts  # every run, once
-    cells = collections.Counter((t.params["objective.beta"], t.params["seed"]) for t in complete)
+    cells = collections.Counter((t.params["objective.beta"], t.user_attrs["seed"]) for t in complete)
+    assert all(set(t.params) == {"objective.beta"} for t in complete)  # the seed is not a param
     assert len(cells) == len(expected) and set(cells.values()) == {1}
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     df = load_results(store.results_root, store.study)

@@ -113,6 +113,35 @@ def test_ssim_window_settings():
     assert np.allclose(ssim_per_image(x, x)[0], 1.0)
 
 
+@pytest.mark.parametrize("shape", [(12, 3, 32, 32), (5, 3, 64, 64), (6, 3, 11, 13)])
+def test_rgb_ssim_equals_scikit_image_with_channel_axis(shape):
+    """RGB batches against scikit-image's own multichannel SSIM (one call per image, channel_axis
+    0 on (C, H, W) and -1 on (H, W, C)), Wang et al.'s settings: the independent reference. Each
+    distortion hits the channels differently, so a gray conversion or one channel standing for
+    all would disagree (checked at the end)."""
+    rng = np.random.default_rng(sum(shape))
+    x = rng.random(shape) ** 2
+    y = x.copy()
+    y[:, 0] = np.clip(y[:, 0] + 0.3 * rng.standard_normal(y[:, 0].shape), 0, 1)  # noisy red
+    y[:, 1] = (y[:, 1] + np.roll(y[:, 1], 1, -1)) / 2  # blurred green
+    y[:, 2] = 0.5 * y[:, 2] + 0.2  # blue at lower contrast
+    settings = dict(data_range=1, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+    for a, b in [(x, y), (y, x), (x, np.roll(x, 1, 1)), (x, x)]:
+        ours, sigma, win = ssim_per_image(a, b)
+        assert (sigma, win) == (1.5, 11)  # Wang's window fits from 11 px
+        chw = np.array([structural_similarity(p, q, channel_axis=0, **settings) for p, q in zip(a, b)])
+        hwc = np.array([structural_similarity(p.transpose(1, 2, 0), q.transpose(1, 2, 0), channel_axis=-1,
+                                              **settings) for p, q in zip(a, b)])
+        assert np.allclose(ours, chw, atol=1e-12, rtol=0) and np.allclose(ours, hwc, atol=1e-12, rtol=0)
+        ours_t, _, _ = ssim_per_image(torch.from_numpy(a).float(), torch.from_numpy(b).float())  # tensors, float32
+        assert np.allclose(ours_t, chw, atol=1e-6, rtol=0)
+    ours, _, _ = ssim_per_image(x, y)
+    assert ours.max() < 0.95  # a real distortion
+    gray = ssim_per_image(x.mean(1, keepdims=True), y.mean(1, keepdims=True))[0]
+    red_only = ssim_per_image(x[:, :1], y[:, :1])[0]
+    assert np.abs(ours - gray).mean() > 0.01 and np.abs(ours - red_only).mean() > 0.01
+
+
 class _FixedEncoder(torch.nn.Module):
     """A 'model' whose posterior is given: mu and logvar per test image; decoder returns zeros."""
 

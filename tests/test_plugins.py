@@ -90,7 +90,7 @@ def test_a_plugin_model_runs_in_a_two_worker_sweep_and_every_command_loads_it(tm
     env = {"PYTHONPATH": str(proj)}
     for args in (["status", "--study", "plug"], ["results", "--study", "plug"],
                  ["report", "--study", "plug", "--out", str(tmp_path / "reports"), "--format", "md"],
-                 ["worker", "--study", "plug"]):
+                 ["worker", "--study", "plug"], ["pull", "--study", "plug"]):
         r = _vaebench(*args, "--results", str(results), cwd=elsewhere, env_update=env)
         assert r.returncode == 0, (args, r.stderr)
     assert "toy_a" in (tmp_path / "reports" / "plug.md").read_text()

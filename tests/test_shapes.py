@@ -389,6 +389,8 @@ SMALL_MODEL = {
     "cvae": {"hidden_dim": 32, "latent_dim": 4},
     "conv": {"channels": [8, 16], "latent_dim": 4},
     "resnet": {"channels": [8, 16], "latent_dim": 4},
+    "ladder": {"latent_dims": [3, 1], "hidden_dims": [32, 16], "latent_dim": 4},
+    "vqvae": {"channels": [8, 16], "latent_dim": 4, "num_embeddings": 16},
 }
 
 
@@ -405,7 +407,7 @@ def test_every_architecture_trains_on_shapes(name):
     assert res.status == "ok" and len(res.history) == 1
     assert all(math.isfinite(res.history[0][k]) for k in ("train_loss", "test_loss", "train_kl", "test_recon"))
     mu, logvar = res.model.encode(data.x_test, data.y_test)
-    assert mu.shape == (48, 4) and torch.isfinite(mu).all()
+    assert mu.shape == (48, res.model.latent_dim) and torch.isfinite(mu).all()  # vqvae: the flattened code grid
 
 
 def test_a_shapes_sweep_through_the_cli_writes_disentanglement_columns(tmp_path, write_spec):

@@ -324,8 +324,12 @@ def test_training_on_digits_lowers_the_loss_and_learns_the_pseudo_inputs(digits_
 def test_free_bits_is_refused_for_the_vampprior(digits_run):
     data = digits_run[1]
     spec = {**DIGITS_SPEC, "objective": {"free_bits": 0.5}, "train": {"epochs": 1, "batch_size": 64}}
+    with pytest.raises(SpecError, match="free_bits clamps the KL of each latent dimension; model 'vampprior'"):
+        parse_spec(spec, "vp.yaml")  # refused in the spec, before a study exists
+    cfg = parse_spec({**spec, "objective": {}}).cells()[0]
+    cfg.objective.free_bits = 0.5  # past the spec (a config built in code): the loss refuses it too
     with pytest.raises(ValueError, match="free_bits"):
-        train(parse_spec(spec).cells()[0], data, seed=0, device="cpu")
+        train(cfg, data, seed=0, device="cpu")
 
 
 def test_importance_sampled_nll_is_below_the_neg_elbo_on_digits(digits_run):

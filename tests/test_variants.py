@@ -19,6 +19,8 @@ SMALL_MODEL = {
     "cvae": {"hidden_dim": 32, "latent_dim": 4},
     "conv": {"channels": [8, 16], "latent_dim": 4},
     "resnet": {"channels": [8, 16], "latent_dim": 4},
+    "ladder": {"latent_dims": [3, 1], "hidden_dims": [32, 16], "latent_dim": 4},
+    "vqvae": {"channels": [8, 16], "latent_dim": 4, "num_embeddings": 16},
 }
 
 
@@ -38,7 +40,7 @@ def _builtin_families() -> set[str]:
 
 
 def test_every_model_family_has_a_small_config():
-    assert set(SMALL_MODEL) == _builtin_families() == {"mlp", "cvae", "conv", "resnet"}
+    assert set(SMALL_MODEL) == _builtin_families() == {"mlp", "cvae", "conv", "resnet", "ladder", "vqvae"}
 
 
 @pytest.mark.parametrize("name", sorted(SMALL_MODEL))

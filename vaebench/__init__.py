@@ -7,7 +7,8 @@ The pipeline, one way:
 
 The public API (see api.py; each function documents its units):
 
-    load_spec, run, load_results, load_model, evaluate, report      functions
+    load_spec, run, load_results, load_model, evaluate, report,    functions
+    add_result
     MODELS, DATASETS, METRICS                                        the registries plugins fill
     ModelFamily, DatasetSource, Options, VAE                         what a family registers
 
@@ -23,7 +24,8 @@ _EXPORTS = {
     "load_results": ("api", "load_results"),
     "load_model": ("api", "load_model"),
     "evaluate": ("api", "evaluate"),
-    "report": ("api", "report"),
+    "report": ("report", None),  # the report package, callable as the API's report(...)
+    "add_result": ("api", "add_result"),
     "MODELS": ("models", "MODELS"),
     "ModelFamily": ("models", "ModelFamily"),
     "VAE": ("models", "VAE"),
@@ -43,7 +45,8 @@ def __getattr__(name: str):
         import importlib
 
         module, attr = _EXPORTS[name]
-        value = getattr(importlib.import_module(f"{__name__}.{module}"), attr)
+        value = importlib.import_module(f"{__name__}.{module}")
+        value = value if attr is None else getattr(value, attr)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'vaebench' has no attribute {name!r}")

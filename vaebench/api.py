@@ -19,31 +19,43 @@ from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 
 from .errors import StudyError
+from .progress import RunClock, WorkerLines, duration, sweep_progress
 from .results import grid_column, resolve_results_root
 
 COMMAND_ENV = "VAEBENCH_COMMAND"  # set by `vaebench run --workers N` for its worker processes
 
 
 class RichReporter:
-    """Shows runs done / total and the epochs of the current run."""
+    """Shows runs done / total with the estimated time left, and the epochs of the current run."""
 
     def __init__(self, progress: Progress, total_runs: int, done: int) -> None:
         self.p = progress
-        self.runs = progress.add_task("runs", total=total_runs, completed=done)
-        self.epochs = progress.add_task("epochs", total=1, visible=False)
+        self.clock = RunClock()
+        self.runs = progress.add_task("runs", total=total_runs, completed=done, eta=None)
+        self.epochs = progress.add_task("epochs", total=1, visible=False, eta=None)
+
+    def _update_eta(self) -> None:
+        task = self.p.tasks[self.runs]
+        self.p.update(self.runs, eta=self.clock.eta(int((task.total or 0) - task.completed)))
 
     def trial_start(self, number, run_id, config, seed) -> None:
         desc = f"run {run_id} seed {seed}"
-        self.p.reset(self.epochs, total=config.train.epochs, description=desc, visible=True)
+        self.clock.trial_start(config.train.epochs)
+        self.p.reset(self.epochs, total=config.train.epochs, description=desc, visible=True, eta=None)
 
     def epoch(self, record: dict) -> None:
-        self.p.update(self.epochs, advance=1, description=f"epoch {record['epoch']} test loss {record['test_loss']:.2f}")
+        self.clock.epoch()
+        self.p.update(self.epochs, advance=1, description=f"epoch {record['epoch']} test loss {record['test_loss']:.2f}",
+                      eta=self.clock.eta(1))
+        self._update_eta()
 
     def trial_end(self, row: dict) -> None:
+        self.clock.trial_end()
         self.p.update(self.runs, advance=1)
+        self._update_eta()
         done, total = int(self.p.tasks[self.runs].completed), int(self.p.tasks[self.runs].total or 0)
         cell = " ".join(f"{k}={row[grid_column(k)]}" for k in row["grid_keys"])
         count = f"[{done}/{total}] " if total else ""
@@ -66,18 +78,13 @@ def open_store(url: Optional[str], results: Optional[Path], study: str, heartbea
 def print_status(st, console: Console) -> None:
     """One line of progress counts plus the estimate of the time left."""
     eta = st.eta_seconds
-    eta_text = "unknown until a trial completes" if eta is None else duration(eta)
+    eta_text = "unknown until a trial has finished an epoch" if eta is None else duration(eta)
+    if eta and st.eta_basis == "epochs":
+        eta_text += " (from the epochs done so far, training only: no trial has completed yet)"
     console.print(
         f"study [bold]{st.study}[/] ({st.sampler}): {st.done}/{st.total} done — {st.complete} complete, "
         f"{st.pruned} pruned, {st.diverged} diverged; {len(st.running)} running, {st.waiting} waiting, "
         f"{st.failed} crashed/stale (retried); time left ≈ {eta_text}", highlight=False)
-
-
-def duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h} h {m:02d} min" if h else f"{m} min {s:02d} s" if m else f"{s} s"
 
 
 def _run_here(st, spec, data, store, device, threads, quiet, status, command, console) -> bool:
@@ -87,10 +94,7 @@ def _run_here(st, spec, data, store, device, threads, quiet, status, command, co
     from .study import run_worker
 
     torch.set_num_threads(threads)
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, disable=quiet or not console.is_terminal,
-    ) as progress:
+    with sweep_progress(console, disable=quiet or not console.is_terminal) as progress:
         summary = run_worker(st, spec, data, store, device, RichReporter(progress, status.total, status.done), command)
     console.print(
         f"this worker: {len(summary.finished)} finished, {len(summary.pruned)} pruned, "
@@ -120,11 +124,9 @@ def _run_workers(study: str, store, layout, device, data_root, download, quiet, 
     # local plugin modules beside the spec: importable by the workers as they are here
     folders = (str(Path(spec_path).resolve().parent) if spec_path else None, os.getcwd(), os.environ.get("PYTHONPATH"))
     path = os.pathsep.join(p for p in folders if p)
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, disable=quiet or not console.is_terminal,
-    ) as progress:
-        task = progress.add_task("runs", total=None)
+    with sweep_progress(console, disable=quiet or not console.is_terminal) as progress:
+        task = progress.add_task("runs", total=None, eta=None)
+        lines = WorkerLines(progress)  # one line per worker: its trial's epochs, from the storage
         watched = StudyStore(store.url, store.results_root, study, store.heartbeat)
         import optuna
 
@@ -132,11 +134,15 @@ def _run_workers(study: str, store, layout, device, data_root, download, quiet, 
 
         def poll() -> None:
             s = study_status(view)
-            progress.update(task, total=s.total, completed=s.done,
+            progress.update(task, total=s.total, completed=s.done, eta=s.eta_seconds,
                             description=f"runs ({len(s.running)} running, {s.waiting} waiting)")
+            lines.update(s)
 
-        codes = launch(argv, layout, lambda line: progress.console.print(line, highlight=False, markup=False), poll,
-                       env={COMMAND_ENV: f"{command} (worker of {layout})", "PYTHONPATH": path})
+        def emit(line: str) -> None:  # a worker's output line, "[w1 pid 1234] ...", as it is
+            lines.note(line)
+            progress.console.print(line, highlight=False, markup=False)
+
+        codes = launch(argv, layout, emit, poll, env={COMMAND_ENV: f"{command} (worker of {layout})", "PYTHONPATH": path})
     for i, code in enumerate(codes, 1):
         if code != 0:
             why = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
@@ -147,12 +153,13 @@ def _run_workers(study: str, store, layout, device, data_root, download, quiet, 
 def run_sweep(spec, *, study: Optional[str] = None, workers: Optional[int] = None, threads: Optional[int] = None,
               storage: Optional[str] = None, heartbeat: int = 60, data_root=None, results=None,
               device: Optional[str] = None, download: bool = True, plugins: Iterable[str] = (), quiet: bool = True,
-              console: Optional[Console] = None):
-    """`run`, returning (final StudyStatus, whether every worker ended cleanly)."""
+              console: Optional[Console] = None, workers_per_gpu: Optional[int] = None):
+    """`run`, returning (final StudyStatus, whether every worker ended cleanly). `workers=0` creates
+    (or checks) the study and starts no worker."""
     from .data import load_dataset
     from .launch import plan_layout
     from .plugins import load_plugins
-    from .runtime import resolve_device
+    from .runtime import check_device
     from .spec import SweepSpec, load_spec, parse_spec
     from .study import open_study, study_status
 
@@ -168,12 +175,30 @@ def run_sweep(spec, *, study: Optional[str] = None, workers: Optional[int] = Non
         raise StudyError(f"run: expected a spec path, mapping or SweepSpec, got {type(spec).__name__}")
     if study:
         spec = parse_spec({**spec.model_dump(), "study": study}, f"--study {study}")
+    dev = check_device(device, "device=")  # before anything is written
+    if dev.type != "cuda":  # on CUDA each worker checks before its first trial: no CUDA context in this process
+        check_precisions(spec, dev)
+    if workers_per_gpu is not None and (workers is not None or dev.type != "cuda"):
+        why = f"the number of workers is given ({workers})" if workers is not None else f"the device is {dev.type}"
+        console.print(f"workers per GPU ({workers_per_gpu}) ignored: {why}", highlight=False)
+        workers_per_gpu = None
+    if (workers is None or workers > 1) and (local := _registered_in_main(spec)):
+        if workers is not None:
+            raise StudyError(f"{local} is registered in __main__ (a notebook or script): worker processes cannot "
+                             "import it. Use workers=1, or move it to a module and list it in the spec's `plugins:`")
+        console.print(f"{local} is registered in __main__: running one worker in this process")
+        workers = 1
     store = open_store(storage, results, spec.study, heartbeat)
     data = load_dataset(spec.dataset, data_root, download=download)  # before anything is written
     st = open_study(spec, store, data.checksum)
     status = study_status(st)
     pending = status.total - status.done
-    layout = plan_layout(workers, threads, pending, resolve_device(device).type)
+    if workers == 0:
+        console.print(f"study [bold]{spec.study}[/]: {status.total} runs, {status.done} done; storage "
+                      f"{store.describe()}; no worker started (workers 0): join with `vaebench worker --study "
+                      f"{spec.study}`", highlight=False)
+        return status, True
+    layout = plan_layout(workers, threads, pending, dev, workers_per_gpu=workers_per_gpu)
     if layout.workers > 1 and not store.kind.parallel:
         raise StudyError(f"--storage {store.describe()}: SQLite is unsafe for several writers; use --workers 1, "
                          "the embedded journal (no --storage) or PostgreSQL")
@@ -185,24 +210,55 @@ def run_sweep(spec, *, study: Optional[str] = None, workers: Optional[int] = Non
         f"results in {store.folder}; layout {layout}", highlight=False
     )
     command = " ".join(["vaebench run", str(spec_path) if spec_path else f"<{spec.study} spec from Python>"] + [
-        f"--{k} {v}" for k, v in (("study", study), ("device", device), ("workers", workers), ("threads", threads)) if v
+        f"--{k} {v}" for k, v in (("study", study), ("device", device), ("workers", workers),
+                                  ("workers-per-gpu", workers_per_gpu), ("threads", threads)) if v
     ] + [f"--plugin {m}" for m in plugins] + (["--storage URL"] if storage else []))
     if layout.workers == 1:
         ok = _run_here(st, spec, data, store, device, layout.threads, quiet, status, command, console)
     else:
-        ok = _run_workers(spec.study, store, layout, device, data_root, download, quiet, command, list(plugins),
-                          spec_path, console)
+        # on a GPU layout each worker sees only its own GPU (CUDA_VISIBLE_DEVICES): its device is `cuda`
+        ok = _run_workers(spec.study, store, layout, "cuda" if layout.gpus else device, data_root, download, quiet,
+                          command, list(plugins), spec_path, console)
     final = study_status(st)
     print_status(final, console)
     console.print(f"wall time {duration(time.perf_counter() - t0)}", highlight=False)
     return final, ok
 
 
+def check_precisions(spec, device) -> None:
+    """Refuse (DeviceError, exit code 2), before anything is written, a `train.precision` of the
+    spec's cells (or of its search space) that this torch cannot train in on `device`."""
+    from .runtime import check_precision
+    from .spec import CategoricalParam
+
+    precisions = {cfg.train.precision for cfg in spec.cells()}
+    space = spec.search.space.get("train.precision")
+    if isinstance(space, CategoricalParam):
+        precisions |= set(space.values())
+    for precision in sorted(precisions):
+        check_precision(precision, device)
+
+
+def _registered_in_main(spec) -> str:
+    """'model NAME' / 'dataset NAME' when the spec's family was registered in `__main__` (a notebook
+    or a script): it exists only in this process, and worker processes cannot import it."""
+    from .data import DATASETS
+    from .models import MODELS
+
+    for kind, registry, name in (("model", MODELS, spec.model.name), ("dataset", DATASETS, spec.dataset.name)):
+        entry = registry.get(name)
+        if getattr(getattr(entry, "build", None) or getattr(entry, "load", None), "__module__", "") == "__main__":
+            return f"{kind} {name!r}"
+    return ""
+
+
 def run(spec, *, workers: Optional[int] = None, results=None, storage: Optional[str] = None, **options):
     """Run (or resume) a sweep: `spec` is a YAML path, a mapping or a `SweepSpec`. One Optuna trial
     per grid cell x seed (or per draw of a sampled search), on `workers` processes (default: one
-    1-thread worker per core on CPU, one on a GPU). Other keywords as the command's options:
-    study, threads, heartbeat, data_root, device, download, plugins, quiet (default True).
+    1-thread worker per core on CPU; on CUDA `workers_per_gpu` (1) per visible GPU, each seeing
+    only its own; 0: create the study and start none). Other keywords as the command's options:
+    study, threads, workers_per_gpu, heartbeat, data_root, device, download, plugins, quiet
+    (default True).
 
     Returns the study's `StudyStatus` (`status.done == status.total` when every run is finished).
     Bad input raises a `VaebenchError` subclass (nothing is written)."""
@@ -260,8 +316,11 @@ def row_config(row: dict):
     sections: dict[str, dict] = {}
     for key, value in row.items():
         if key.startswith(PARAM_PREFIX) and value is not None and value == value:  # NaN != NaN
-            section, field = key[len(PARAM_PREFIX):].split(".", 1)
-            sections.setdefault(section, {})[field] = value.tolist() if hasattr(value, "tolist") else value
+            section, *path = key[len(PARAM_PREFIX):].split(".")  # eval.<metric>.<option>: a metric's options
+            target = sections.setdefault(section, {})
+            for part in path[:-1]:
+                target = target.setdefault(part, {})
+            target[path[-1]] = value.tolist() if hasattr(value, "tolist") else value
     return RunConfig.model_validate(sections)
 
 
@@ -303,6 +362,7 @@ def evaluate(model, dataset=None, *, config=None, metrics: Optional[list[str]] =
     reason). The same model, config and seed give the same numbers as the run's row."""
     from .data import Dataset, load_dataset
     from .metrics import evaluate as _evaluate
+    from .runtime import tf32
     from .spec import RunConfig
 
     if config is None:
@@ -314,7 +374,8 @@ def evaluate(model, dataset=None, *, config=None, metrics: Optional[list[str]] =
     else:
         section = config.dataset if dataset is None else RunConfig(dataset=dataset).dataset
         data = load_dataset(section, data_root, download=False)
-    return _evaluate(model, data, config, seed, metrics)
+    with tf32(next(model.parameters()).device, False):  # full float32, as the sweep evaluates
+        return _evaluate(model, data, config, seed, metrics)
 
 
 def report(study: Optional[str] = None, results=None, out="reports", fmt: str = "both") -> list[Path]:
@@ -327,3 +388,56 @@ def report(study: Optional[str] = None, results=None, out="reports", fmt: str = 
     if df.empty:
         return []
     return write_reports(root, Path(out), study, fmt)
+
+
+EXTERNAL_PREFIX = "ext-"  # run ids of rows added with `add_result`
+
+
+def add_result(study: str, metrics: dict[str, Any], label: str, *, results=None, model=None, config=None,
+               seed: int = 0, note: str = "") -> str:
+    """Join a result made outside the sweep (e.g. `evaluate` on a model trained in your own loop) to
+    `study`'s report as one more row of its table. The study's grid must have `variant`s: the row
+    becomes the variant "<label> (external)", and the report lists it with `note` as its provenance.
+    `metrics` is what `evaluate` returned; `config` (a RunConfig) and `model` fill the parameter
+    and parameter-count columns when given. Returns the new row's run id ("ext-...")."""
+    import datetime as _dt
+    import hashlib
+    import platform
+    import socket
+
+    from . import __version__
+    from .plugins import loaded_plugins
+    from .report.render import EXTERNAL_COMMAND
+    from .results import load_results as _load, param_columns, write_row
+
+    root = resolve_results_root(results)
+    rows = _load(root, study)
+    if rows.empty:
+        raise StudyError(f"add_result: study {study!r} has no rows under {root}")
+    grid_keys = list(rows["grid_keys"].iloc[0])
+    if "variant" not in grid_keys:
+        raise StudyError(f"add_result: study {study!r} varies {grid_keys}, not named variants; an outside result "
+                         "joins a study whose grid is `variant: [...]` (it becomes one more variant)")
+    created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    run_id = EXTERNAL_PREFIX + hashlib.sha256(f"{study}|{label}|{seed}|{created}".encode()).hexdigest()[:8]
+    import optuna
+    import torch
+
+    row = {
+        "run_id": run_id, "study": study, "seed": int(seed), "status": "ok", "reason": None,
+        "variant": f"{label} (external)", "cell_index": int(rows["cell_index"].max()) + 1, "trial_number": -1,
+        **(param_columns(config) if config is not None else {}),
+        "config": config.model_dump_json() if config is not None else None,
+        "grid_keys": grid_keys, "sampler": None, "objective_metrics": [], "objective_directions": [],
+        "n_params": sum(p.numel() for p in model.parameters() if p.requires_grad) if model is not None else None,
+        "epochs_completed": None, "train_seconds": None, "eval_seconds": None,
+        "model_path": None, "artifacts_path": None, "history": [],
+        **{k: v for k, v in metrics.items()},
+        "command": EXTERNAL_COMMAND, "provenance_note": note or "added with vaebench.add_result",
+        "vaebench_version": __version__, "torch_version": torch.__version__, "optuna_version": optuna.__version__,
+        "python_version": platform.python_version(), "device": None, "torch_threads": None,
+        "hostname": socket.gethostname(), "dataset": rows["dataset"].iloc[0] if config is None else config.dataset.name,
+        "dataset_checksum": None, "spec_fingerprint": None, "created_at": created, "plugins": loaded_plugins(),
+    }
+    write_row(root, study, row)
+    return run_id

@@ -3,13 +3,15 @@
 Per finished run, next to its results row:
     results/<study>/models/<run_id>.pt      the model's state_dict (torch.save), to re-make anything
     results/<study>/artifacts/<run_id>.npz  the arrays the figures draw (numpy, images in [0, 1]):
-        samples        (64, C, H, W)  decoded from z ~ N(0, I) (the likelihood's mean)
+        samples        (64, C, H, W)  decoded from z ~ p(z) (the likelihood's mean); absent for a
+                                      model that cannot sample (`can_sample = False`, e.g. vqvae)
         originals      (8, C, H, W)   the first 8 test images
         reconstructions(8, C, H, W)   their reconstructions (decoding the posterior mean)
         interpolation  (10, C, H, W)  decodes of z = (1 - t) mu(x_a) + t mu(x_b), t = 0, 1/9, ..., 1,
                                       between the first two test images of different classes
         latent_mu      (N, 2), latent_labels (N,)   posterior means and classes of the first
-                                      N = 2000 test images, only when latent_dim == 2
+                                      N = 2000 test images, only when latent_dim == 2 and the
+                                      posterior is Gaussian (`gaussian_posterior`)
 So a report never retrains and never needs the dataset. Both files are written atomically before
 the row, so a row never names a missing file.
 """
@@ -44,17 +46,15 @@ def figure_arrays(model, data: Dataset, seed: int) -> dict[str, np.ndarray]:
     gen = torch.Generator(device=device).manual_seed(seed)
     x, y = data.x_test.to(device), data.y_test.to(device)
     labels = torch.arange(N_SAMPLES, device=device) % max(data.num_classes, 1)
-    out = {
-        "samples": model.sample(N_SAMPLES, labels, generator=gen),
-        "originals": x[:N_RECON],
-        "reconstructions": model.reconstruct(x[:N_RECON], y[:N_RECON]),
-    }
+    out = {"samples": model.sample(N_SAMPLES, labels, generator=gen)} if getattr(model, "can_sample", True) else {}
+    out["originals"] = x[:N_RECON]
+    out["reconstructions"] = model.reconstruct(x[:N_RECON], y[:N_RECON])
     b = int(torch.nonzero(y != y[0])[0]) if bool((y != y[0]).any()) else 1
     mu, _ = model.encode(x[[0, b]], y[[0, b]])
     t = torch.linspace(0, 1, N_INTERP, device=device)[:, None]
     z = (1 - t) * mu[0] + t * mu[1]
     out["interpolation"] = model.likelihood.mean(model.decode(z, y[[0] * N_INTERP]))
-    if model.latent_dim == 2:
+    if model.latent_dim == 2 and getattr(model, "gaussian_posterior", True):
         mu, _ = model.encode(x[:N_LATENT], y[:N_LATENT])
         out["latent_mu"], out["latent_labels"] = mu, y[:N_LATENT]
     return {k: v.detach().float().cpu().numpy() if v.is_floating_point() else v.cpu().numpy() for k, v in out.items()}

@@ -18,7 +18,7 @@ from .api import COMMAND_ENV, RichReporter, duration as _duration, open_store as
 from .errors import DataError, StudyError, VaebenchError
 from .results import grid_column
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Benchmark and sweep harness for VAEs.")
+app = typer.Typer(add_completion=True, no_args_is_help=True, help="Benchmark and sweep harness for VAEs.")
 console = Console(stderr=True, soft_wrap=True)  # long lines stay whole in logs
 
 DataRoot = typer.Option(None, "--data-root", help="dataset folder (else $VAEBENCH_DATA_ROOT, else ./data)")
@@ -47,6 +47,28 @@ def _fail(e: VaebenchError) -> None:
     raise typer.Exit(e.exit_code)
 
 
+def _bad_usage(message: str) -> None:
+    """Options that do not fit together: bad input, exit code 2, nothing written."""
+    console.print(f"[bold red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        print(f"vaebench {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="print vaebench's version and exit"),
+) -> None:
+    """Benchmark and sweep harness for VAEs."""
+
+
 StorageUrl = typer.Option(
     None, "--storage", envvar="VAEBENCH_STORAGE",
     help="study storage URL: postgresql://USER@HOST:PORT/DB for many machines, sqlite:///PATH for one "
@@ -63,6 +85,10 @@ InceptionWeights = typer.Option(
     None, "--inception-weights", help="local Inception-v3 weights for eval.fid_extractor: inception "
     "(else $VAEBENCH_INCEPTION_WEIGHTS, else torch-fidelity downloads them)"
 )
+LpipsWeights = typer.Option(
+    None, "--lpips-weights", help="local torchvision ImageNet weights of the LPIPS backbone (eval.lpips.net, "
+    "e.g. alexnet-owt-7be5be79.pth) (else $VAEBENCH_LPIPS_WEIGHTS, else torchvision's cache; never downloaded)"
+)
 Quiet = typer.Option(False, "--quiet", "-q", help="no progress bars")
 
 
@@ -75,13 +101,27 @@ def _inception_weights(path: Optional[Path]) -> None:
         os.environ[INCEPTION_WEIGHTS_ENV] = str(path.resolve())
 
 
+def _lpips_weights(path: Optional[Path]) -> None:
+    if path is not None:
+        from .metrics.perceptual import LPIPS_WEIGHTS_ENV
+
+        if not path.is_file():
+            _fail(DataError(f"--lpips-weights {path}: no such file"))
+        os.environ[LPIPS_WEIGHTS_ENV] = str(path.resolve())
+
+
 @app.command()
 def run(
     spec_path: Path = typer.Argument(..., metavar="SPEC.yaml", help="sweep spec"),
     study: Optional[str] = typer.Option(None, "--study", help="study name (default: the spec's `study`)"),
     workers: Optional[int] = typer.Option(
-        None, "--workers", envvar="VAEBENCH_WORKERS", min=1,
-        help="worker processes on this machine (default: one 1-thread worker per core on CPU, one on a GPU)",
+        None, "--workers", envvar="VAEBENCH_WORKERS", min=0,
+        help="worker processes on this machine (default: one 1-thread worker per core on CPU, one per GPU on "
+        "CUDA; 0: create or check the study and its grid, start none)",
+    ),
+    workers_per_gpu: Optional[int] = typer.Option(
+        None, "--workers-per-gpu", min=1,
+        help="CUDA: this many workers share each visible GPU, for small trials (default 1; --workers overrides it)",
     ),
     threads: Optional[int] = Threads,
     storage: Optional[str] = StorageUrl,
@@ -91,21 +131,28 @@ def run(
     device: Optional[str] = Device,
     download: bool = Download,
     inception_weights: Optional[Path] = InceptionWeights,
+    lpips_weights: Optional[Path] = LpipsWeights,
     quiet: bool = Quiet,
     plugin: Optional[list[str]] = Plugins,
 ) -> None:
     """Run (or resume) the sweep SPEC.yaml: one Optuna trial per grid cell x seed (or per draw of a
     sampled search), on one or several worker processes."""
     from .api import run_sweep
+    from .runtime import check_device
 
     _inception_weights(inception_weights)
+    _lpips_weights(lpips_weights)
     _load_plugins(plugin)
     try:
+        check_device(device, "--device")  # before anything is written
         final, ok = run_sweep(spec_path, study=study, workers=workers, threads=threads, storage=storage,
                               heartbeat=heartbeat, data_root=data_root, results=results, device=device,
-                              download=download, plugins=plugin or [], quiet=quiet, console=console)
+                              download=download, plugins=plugin or [], quiet=quiet, console=console,
+                              workers_per_gpu=workers_per_gpu)
     except VaebenchError as e:
         _fail(e)
+    if workers == 0:  # the study is created (or checked); no worker was asked for
+        return
     if not ok or final.done < final.total:
         console.print("[yellow]the sweep is not finished[/]: `vaebench run` it again to resume "
                       "(finished runs are kept, crashed ones are retried)")
@@ -123,29 +170,36 @@ def worker(
     device: Optional[str] = Device,
     download: bool = Download,
     inception_weights: Optional[Path] = InceptionWeights,
+    lpips_weights: Optional[Path] = LpipsWeights,
     quiet: bool = Quiet,
     plugin: Optional[list[str]] = Plugins,
 ) -> None:
     """Join an existing study (from this or any machine) and run its trials until none is left."""
     import torch
 
+    from .api import check_precisions
     from .data import load_dataset
+    from .runtime import CUDA_VISIBLE_ENV, check_device
     from .study import open_study, run_worker, stored_spec
 
     _inception_weights(inception_weights)
+    _lpips_weights(lpips_weights)
     _load_plugins(plugin)
     if threads:
         torch.set_num_threads(threads)
     try:
+        dev = check_device(device, "--device")  # before anything is written
         store = _store(storage, results, study, heartbeat)
         spec = stored_spec(store)
+        check_precisions(spec, dev)
         data = load_dataset(spec.dataset, data_root, download=download)
         st = open_study(spec, store, data.checksum)
     except VaebenchError as e:
         _fail(e)
     label = os.environ.get("VAEBENCH_WORKER_LABEL", "")
+    gpu = f" ({CUDA_VISIBLE_ENV}={os.environ[CUDA_VISIBLE_ENV]})" if dev.type == "cuda" and CUDA_VISIBLE_ENV in os.environ else ""
     console.print(f"worker {label} pid {os.getpid()} on study {study} ({store.describe()}), "
-                  f"{torch.get_num_threads()} torch thread(s)", highlight=False)
+                  f"{torch.get_num_threads()} torch thread(s), device {dev}{gpu}", highlight=False)
     with Progress(console=console, disable=True) as progress:
         command = os.environ.get(COMMAND_ENV) or f"vaebench worker --study {study}" + (" --storage URL" if storage else "")
         summary = run_worker(st, spec, data, store, device, RichReporter(progress, 0, 0), command)
@@ -189,8 +243,10 @@ def status(
             print_status(info, console)
             if info.mean_trial_seconds is not None:
                 console.print(f"  mean trial time {info.mean_trial_seconds:.1f} s over {info.complete} complete trial(s)")
-            for number, run_id, worker_id, secs in info.running:
-                console.print(f"  running: trial {number} run {run_id} on {worker_id} for {_duration(secs)}", highlight=False)
+            for (number, run_id, worker_id, secs), (epochs, loss) in zip(info.running, info.running_epochs):
+                at = f", epoch {epochs}/{info.epochs_per_trial}" + (f" (test -ELBO {loss:.2f})" if loss is not None else "")
+                console.print(f"  running: trial {number} run {run_id} on {worker_id} for {_duration(secs)}{at}",
+                              highlight=False)
             for number, reason in info.failures:
                 console.print(f"  failed: trial {number}: {reason}", highlight=False)
     except VaebenchError as e:
@@ -208,7 +264,8 @@ def pull(
     workers on other machines), so `vaebench results` and `report` see them all."""
     import optuna
 
-    from .study import export_rows
+    from .plugins import load_plugins
+    from .study import STUDY_SPEC, export_rows
 
     _load_plugins(plugin)
     try:
@@ -217,31 +274,55 @@ def pull(
             st = optuna.load_study(study_name=study, storage=store.open(create=False))
         except KeyError:
             raise StudyError(f"no study {study!r} in {store.describe()}") from None
+        # the rows name the study's families: import the plugins its stored spec lists
+        load_plugins(st.user_attrs.get(STUDY_SPEC, {}).get("plugins", []), f"study {study!r}'s stored spec")
     except VaebenchError as e:
         _fail(e)
     written, present = export_rows(st, store)
     console.print(f"study {study}: wrote {written} row(s) to {store.folder / 'runs'}, {present} already there")
 
 
+class ExportFormat(str, enum.Enum):
+    parquet = "parquet"
+    csv = "csv"
+    json = "json"
+
+
 @app.command()
 def results(
     study: Optional[str] = typer.Option(None, "--study", help="one study (default: all)"),
     results: Optional[Path] = ResultsRoot,
-    csv: bool = typer.Option(False, "--csv", help="print every column as CSV instead of a table"),
+    csv: bool = typer.Option(False, "--csv", help="every column as CSV instead of a table (= --format csv)"),
+    fmt: Optional[ExportFormat] = typer.Option(
+        None, "--format", help="export every column, one row per run: parquet (needs --out), csv (list columns "
+        "as one-line JSON) or json (JSON Lines); read back by pandas, DuckDB, polars"),
+    out: Optional[Path] = typer.Option(None, "--out", help="write the export to FILE instead of standard output"),
     plugin: Optional[list[str]] = Plugins,
 ) -> None:
-    """Print the results rows (one per finished run)."""
+    """Print the results rows (one per finished run), or export them (--csv, --format)."""
     from .metrics import columns as C
-    from .results import load_results, resolve_results_root
+    from .results import export_results, load_results_table, resolve_results_root
 
     _load_plugins(plugin)
-    df = load_results(resolve_results_root(results), study)
-    if df.empty:
+    if csv and fmt not in (None, ExportFormat.csv):
+        _bad_usage(f"--csv and --format {fmt.value} disagree; give one")
+    fmt = ExportFormat.csv if csv else fmt
+    if fmt is ExportFormat.parquet and out is None:
+        _bad_usage("--format parquet writes a binary file: give --out FILE")
+    if out is not None and fmt is None:
+        _bad_usage("--out FILE writes an export: give --csv or --format parquet|csv|json")
+    table = load_results_table(resolve_results_root(results), study)
+    if table is None:
         console.print(f"no results under {resolve_results_root(results)}" + (f" for study {study!r}" if study else ""))
         raise typer.Exit(1)
-    if csv:
-        df.drop(columns=["history"]).to_csv(sys.stdout, index=False)
+    if fmt is not None:
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+        export_results(table, fmt.value, out if out is not None else sys.stdout)
+        if out is not None:
+            console.print(f"wrote {table.num_rows} row(s) x {table.num_columns} columns to {out} ({fmt.value})")
         return
+    df = table.to_pandas()
     out = Console()
     if not out.is_terminal:
         out = Console(width=200)  # pipes and files get whole tables, not 80-column ellipses

@@ -18,7 +18,7 @@ import time
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -133,12 +133,72 @@ def _finish(name: str, x_train, y_train, x_test, y_test, factors_train=None, fac
                    factors_train=f_train, factors_test=f_test, factors=tuple(factors))
 
 
+def ensure_files(title: str, folder: Path, files: Sequence[str], download: bool, fetch: Callable[[], object],
+                 what: str, contains: str) -> None:
+    """The check every downloadable source makes before reading: `files` (relative to `folder`; a
+    name ending in "/" is a folder) must exist. When some are missing and `download` is set,
+    `fetch()` (a torchvision download into the data root) is called once and the files are checked
+    again. Otherwise, or when the download fails or leaves files missing, raises a DataError (exit
+    code 2) naming the missing files, the folder, the reason, and what to put there or where
+    --data-root / $VAEBENCH_DATA_ROOT should point (`what`, `contains`: phrases of that sentence)."""
+
+    def absent() -> list[str]:
+        return [f for f in files if not ((folder / f).is_dir() if f.endswith("/") else (folder / f).is_file())]
+
+    missing, reason = absent(), ""
+    if missing and download:
+        try:
+            fetch()
+        except Exception as e:  # network down, read-only folder, bad mirror: say what we need
+            reason = f" (download failed: {type(e).__name__}: {str(e)[:200]})"
+        missing = absent()
+        if missing and not reason:
+            reason = " (still missing after the download)"
+    elif missing:
+        reason = " (download disabled)"
+    if missing:
+        raise DataError(
+            f"{title} not found: expected {', '.join(missing)} in {folder.resolve()}{reason}. "
+            f"Put {what} there, or point --data-root / ${DATA_ROOT_ENV} at the folder that contains {contains}."
+        )
+
+
 MNIST_FILES = (
     "train-images-idx3-ubyte",
     "train-labels-idx1-ubyte",
     "t10k-images-idx3-ubyte",
     "t10k-labels-idx1-ubyte",
 )
+
+
+def load_idx_dataset(torchvision_class: str, name: str, title: str, root: Path, download: bool = True) -> Dataset:
+    """An MNIST-format dataset through its torchvision class (`MNIST`, `FashionMNIST`: same file
+    names, same IDX format, no checksum on reading), official split, torchvision's raw layout:
+    root/<class name>/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte (uncompressed). Downloads
+    through torchvision when they are missing and `download` is set (`ensure_files`). Pixels / 255,
+    shaped (N, 1, 28, 28); labels the class indices."""
+    import torchvision.datasets
+
+    cls = getattr(torchvision.datasets, torchvision_class)
+    raw = root / torchvision_class / "raw"  # torchvision's raw_folder
+
+    def fetch() -> None:
+        cls(str(root), train=True, download=True)
+        cls(str(root), train=False, download=True)
+
+    ensure_files(title, raw, MNIST_FILES, download, fetch, f"torchvision's raw {title} files",
+                 f"{torchvision_class}/raw/")
+    try:
+        train, test = cls(str(root), train=True), cls(str(root), train=False)
+    except Exception as e:
+        raise DataError(f"{title} files in {raw.resolve()} cannot be read: {e}") from None
+    return _finish(
+        name,
+        train.data.unsqueeze(1).float() / 255.0,
+        train.targets,
+        test.data.unsqueeze(1).float() / 255.0,
+        test.targets,
+    )
 
 
 def load_mnist(root: Path, download: bool = True) -> Dataset:
@@ -148,38 +208,7 @@ def load_mnist(root: Path, download: bool = True) -> Dataset:
     torchvision when they are missing and `download` is set; otherwise, or when the download fails,
     raises a DataError that names the files, the folder and the environment variable.
     """
-    from torchvision.datasets import MNIST
-
-    raw = root / "MNIST" / "raw"
-    missing = [f for f in MNIST_FILES if not (raw / f).is_file()]
-    if missing and download:
-        try:
-            MNIST(str(root), train=True, download=True)
-            MNIST(str(root), train=False, download=True)
-        except Exception as e:  # network down, read-only folder, bad mirror: say what we need
-            missing = [f for f in MNIST_FILES if not (raw / f).is_file()]
-            reason = f" (download failed: {type(e).__name__}: {str(e)[:200]})"
-        else:
-            missing, reason = [], ""
-    else:
-        reason = "" if not missing else " (download disabled)"
-    if missing:
-        raise DataError(
-            f"MNIST not found: expected {', '.join(missing)} in {raw.resolve()}{reason}. "
-            f"Put torchvision's raw MNIST files there, or point --data-root / ${DATA_ROOT_ENV} "
-            f"at the folder that contains MNIST/raw/."
-        )
-    try:
-        train, test = MNIST(str(root), train=True), MNIST(str(root), train=False)
-    except Exception as e:
-        raise DataError(f"MNIST files in {raw.resolve()} cannot be read: {e}") from None
-    return _finish(
-        "mnist",
-        train.data.unsqueeze(1).float() / 255.0,
-        train.targets,
-        test.data.unsqueeze(1).float() / 255.0,
-        test.targets,
-    )
+    return load_idx_dataset("MNIST", "mnist", "MNIST", root, download)
 
 
 DATASETS.register("mnist", _without_config(load_mnist, "MNIST, 60,000 / 10,000, torchvision's raw files"))
@@ -439,3 +468,4 @@ def load_dataset(cfg, data_root: str | Path | None = None, download: bool = True
 
 
 from . import image_folder  # noqa: E402,F401  (registers image_folder: a user-style dataset in its own module)
+from . import datasets_torchvision  # noqa: E402,F401  (registers fashion_mnist, cifar10, svhn, celeba)

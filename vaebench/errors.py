@@ -32,3 +32,10 @@ class RegistryError(VaebenchError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class DeviceError(VaebenchError):
+    """The device (or a precision on it) asked for is not usable on this machine: `--device cuda`
+    without CUDA, a GPU index out of range, bf16 on a GPU without it."""
+
+    exit_code = 2

@@ -35,9 +35,10 @@ from .registry import Registry, did_you_mean
 
 class Options(BaseModel):
     """Base of a family's (or metric's) own options: unknown keys are errors, values validated on
-    assignment. Give every field a default and a `description` (it is the spec reference)."""
+    assignment, NaN and infinite floats refused. Give every field a default and a `description`
+    (it is the spec reference)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class NoOptions(Options):
@@ -82,7 +83,7 @@ class FamilySection(BaseModel):
     Subclasses declare the common fields and `registry_kind` / `_family_registry()`; the entries of
     that registry carry an `options` attribute (an `Options` subclass)."""
 
-    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    model_config = ConfigDict(extra="allow", validate_assignment=True, allow_inf_nan=False)
     kind: ClassVar[str] = "family"  # "model", "dataset": used in messages
 
     @classmethod

@@ -1,9 +1,11 @@
-"""Several worker processes on this machine: the thread layout and the process launcher.
+"""Several worker processes on this machine: the layout (workers, threads, GPUs) and the launcher.
 
 `vaebench run --workers N` creates the study once, then starts N `vaebench worker` processes on the
 same storage; each claims trials until none is left. Torch threads per worker are chosen so that
 workers x threads fits the cores (on this 2-core machine two 1-thread workers finish MLP trials
-faster than one 2-thread worker: see benchmarks/worker_layout.py and its JSON).
+faster than one 2-thread worker: see benchmarks/worker_layout.py and its JSON). On CUDA each worker
+sees only its own GPU (CUDA_VISIBLE_DEVICES set per process, mapped onto an existing list): one
+worker per GPU, or `--workers-per-gpu K` sharing each GPU between K workers.
 """
 
 from __future__ import annotations
@@ -14,7 +16,11 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Mapping, Optional, Sequence
+
+import torch
+
+from .runtime import CUDA_VISIBLE_ENV, gpu_slots
 
 WORKERS_ENV = "VAEBENCH_WORKERS"
 WORKER_LABEL_ENV = "VAEBENCH_WORKER_LABEL"
@@ -33,36 +39,67 @@ def cpu_cores() -> int:
 class Layout:
     workers: int
     threads: int  # torch threads per worker
+    gpus: tuple[str, ...] = ()  # CUDA: each worker's CUDA_VISIBLE_DEVICES entry, in worker order; CPU: ()
 
     def __str__(self) -> str:
-        return f"{self.workers} worker{'s' * (self.workers > 1)} x {self.threads} thread{'s' * (self.threads > 1)}"
+        text = f"{self.workers} worker{'s' * (self.workers > 1)} x {self.threads} thread{'s' * (self.threads > 1)}"
+        if self.gpus:
+            distinct = list(dict.fromkeys(self.gpus))
+            per = -(-self.workers // len(distinct))
+            text += (f" on {len(distinct)} GPU{'s' * (len(distinct) > 1)} ({CUDA_VISIBLE_ENV} {','.join(distinct)}; "
+                     f"{'up to ' * (self.workers % len(distinct) != 0)}{per} per GPU)")
+        return text
 
 
-def plan_layout(workers: Optional[int], threads: Optional[int], pending: int, device_type: str,
-                cores: Optional[int] = None) -> Layout:
-    """The default (workers None): on CPU one single-thread worker per core, never more workers than
-    pending runs; on a GPU one worker (trials would share the device). Threads default to the cores
-    divided among the workers."""
+def plan_layout(workers: Optional[int], threads: Optional[int], pending: int, device,
+                cores: Optional[int] = None, workers_per_gpu: Optional[int] = None,
+                gpus: Optional[Sequence[str]] = None) -> Layout:
+    """The worker processes of a sweep on `device` (a torch.device or a device type string).
+
+    CPU: by default one single-thread worker per core. CUDA: the GPUs are `gpus` (default: the ones
+    the device names, `runtime.gpu_slots`: every visible GPU for `cuda`, one for `cuda:N`); by default
+    `workers_per_gpu` (1) workers per GPU, worker i on GPU i mod G (so fewer workers than slots still
+    spread over the GPUs). Either way never more workers than pending runs (at least one); an
+    explicit `workers` overrides the count. Threads default to the cores divided among the workers."""
     cores = cores or cpu_cores()
-    if workers is None:
-        workers = 1 if device_type == "cuda" else max(1, min(cores, pending))
+    device = torch.device(device)
+    if device.type == "cuda":
+        gpus = list(gpu_slots(device) if gpus is None else gpus)
+        if workers is None:  # (no GPU listed: one worker, as CUDA_VISIBLE_DEVICES stands)
+            workers = max(1, min(max(len(gpus), 1) * (workers_per_gpu or 1), pending))
+        assigned = tuple(gpus[i % len(gpus)] for i in range(workers)) if gpus else ()
+    else:
+        if workers is None:
+            workers = max(1, min(cores, pending))
+        assigned = ()
     if threads is None:
         threads = max(1, cores // workers)
-    return Layout(workers, threads)
+    return Layout(workers, threads, assigned)
+
+
+def worker_env(layout: Layout, index: int, base: Optional[Mapping[str, str]] = None) -> dict[str, str]:
+    """The environment of worker `index` (0-based) of `layout`: `base` (default: this process's),
+    its thread counts, its label, unbuffered output and, on a GPU layout, CUDA_VISIBLE_DEVICES naming
+    only its own GPU (so that its `cuda` device is that GPU)."""
+    env = dict(os.environ if base is None else base)
+    env.update({"OMP_NUM_THREADS": str(layout.threads), "MKL_NUM_THREADS": str(layout.threads),
+                WORKER_LABEL_ENV: f"w{index + 1}", "PYTHONUNBUFFERED": "1"})
+    if layout.gpus:
+        env[CUDA_VISIBLE_ENV] = layout.gpus[index]
+    return env
 
 
 def launch(argv: list[str], layout: Layout, emit: Callable[[str], None],
            poll: Optional[Callable[[], None]] = None, poll_seconds: float = 2.0,
            env: Optional[dict[str, str]] = None) -> list[int]:
     """Start `layout.workers` processes running `python -m vaebench.cli <argv>`, each with
-    `layout.threads` threads and `env` added to this environment; pass their output lines to
+    `layout.threads` threads (and its GPU) and `env` added to this environment (`worker_env`); pass their output lines to
     `emit`, prefixed with the worker's label; call `poll` every `poll_seconds` while they run.
     Returns their exit codes (negative: the signal that killed it) within ~0.1 s of the last one's end."""
     procs, readers = [], []
     for i in range(layout.workers):
         label = f"w{i + 1}"
-        env_i = {**os.environ, **(env or {}), "OMP_NUM_THREADS": str(layout.threads), "MKL_NUM_THREADS": str(layout.threads),
-               WORKER_LABEL_ENV: label, "PYTHONUNBUFFERED": "1"}
+        env_i = worker_env(layout, i, {**os.environ, **(env or {})})
         p = subprocess.Popen([sys.executable, "-m", "vaebench.cli", *argv, "--threads", str(layout.threads)],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env_i)
         procs.append(p)

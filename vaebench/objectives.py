@@ -27,6 +27,31 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return -0.5 * (1.0 + logvar - mu.pow(2) - logvar.exp())
 
 
+def gaussian_kl_between(mu_q: torch.Tensor, logvar_q: torch.Tensor,
+                        mu_p: torch.Tensor, logvar_p: torch.Tensor) -> torch.Tensor:
+    """KL( N(mu_q, diag(exp(logvar_q))) || N(mu_p, diag(exp(logvar_p))) ) per latent dimension, nats.
+
+    Closed form: 1/2 (log s_p^2 - log s_q^2 + (s_q^2 + (mu_q - mu_p)^2) / s_p^2 - 1); with mu_p = 0,
+    logvar_p = 0 it is `gaussian_kl`. Shapes broadcast, e.g. (B, D) -> (B, D). The per-layer KL of
+    a hierarchical model (q(z_l|...) against the top-down prior p(z_l|z_{l+1})).
+    """
+    return 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p).pow(2)) * torch.exp(-logvar_p) - 1.0)
+
+
+def precision_weighted_merge(mu_a: torch.Tensor, logvar_a: torch.Tensor,
+                             mu_b: torch.Tensor, logvar_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The normalized product of two diagonal Gaussians N(mu_a, s_a^2) N(mu_b, s_b^2): (mu, logvar).
+
+    s^2 = 1 / (s_a^-2 + s_b^-2), mu = (mu_a s_a^-2 + mu_b s_b^-2) s^2 — the ladder VAE's merge of the
+    bottom-up and the top-down Gaussian (Sønderby et al. 2016). Computed in log space, stable for any
+    logvars: logvar = -logaddexp(-logvar_a, -logvar_b), mu = w mu_a + (1 - w) mu_b with
+    w = s_a^-2 / (s_a^-2 + s_b^-2) = sigmoid(logvar_b - logvar_a).
+    """
+    logvar = -torch.logaddexp(-logvar_a, -logvar_b)
+    w = torch.sigmoid(logvar_b - logvar_a)
+    return w * mu_a + (1.0 - w) * mu_b, logvar
+
+
 def gaussian_log_prob(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """log N(z; mu, diag(exp(logvar))), summed over the last dimension, in nats."""
     return -0.5 * (LOG_2PI + logvar + (z - mu).pow(2) * torch.exp(-logvar)).sum(-1)
@@ -162,6 +187,7 @@ class ElboTerms(NamedTuple):
     mu: torch.Tensor  # (B, D)
     logvar: torch.Tensor  # (B, D)
     params: torch.Tensor  # decoder output for the sampled z
+    aux: torch.Tensor | float = 0.0  # extra training loss outside the bound (e.g. VQ codebook terms), unweighted
 
 
 def elbo_terms(model, likelihood: Likelihood, x: torch.Tensor, y: torch.Tensor | None = None) -> ElboTerms:
@@ -234,26 +260,28 @@ class LossOut(NamedTuple):
 
 
 def elbo_loss(cfg, model, likelihood, x, y, kl_weight: float) -> LossOut:
-    """-ELBO with the KL weighted by beta * w(t) and optional free bits. reduction 'sum': nats per
-    example; 'mean' (the tutorial's convention): the reconstruction is also averaged over pixels."""
-    t = elbo_terms(model, likelihood, x, y)
+    """-ELBO with the KL weighted by beta * w(t) and optional free bits, plus the model's auxiliary
+    loss. reduction 'sum': nats per example; 'mean' (the tutorial's convention): the reconstruction
+    is also averaged over pixels. The terms are the model's (`VAE.elbo_terms`)."""
+    t = model.elbo_terms(x, y)
     if cfg.free_bits is not None and not getattr(model, "kl_per_dim", True):
         raise ValueError(f"free_bits clamps the KL per latent dimension; {type(model).__name__}'s KL does not "
                          "decompose by dimension (kl_per_dim = False)")
     recon = t.recon / x[0].numel() if cfg.reduction == "mean" else t.recon
-    loss = recon.mean() + kl_weight * free_bits_kl(t.kl, cfg.free_bits, cfg.free_bits_mode)
+    loss = recon.mean() + kl_weight * free_bits_kl(t.kl, cfg.free_bits, cfg.free_bits_mode) + t.aux
     return LossOut(loss, t.recon, t.kl)
 
 
 def iwae_loss(cfg, model, likelihood, x, y, kl_weight: float) -> LossOut:
-    """-IWAE bound with k = cfg.iwae_k samples: -mean_x logmeanexp_j log w_j (nats per example)."""
+    """-IWAE bound with k = cfg.iwae_k samples: -mean_x logmeanexp_j log w_j (nats per example), the
+    log-weights from the model (`VAE.importance_log_weights`: every latent layer jointly for a
+    hierarchical model). Bookkeeping (not differentiated): the model's one-sample ELBO terms."""
     mu, logvar = model.encode(x, y)
-    s = importance_samples(model, likelihood, x, y, cfg.iwae_k, (mu, logvar))
-    bound = torch.logsumexp(s.log_w, 0) - math.log(cfg.iwae_k)  # (B,)
-    # bookkeeping: the first sample's reconstruction term and the model's KL at that sample
-    # (a closed-form KL ignores z: no extra draw, so the random stream of such runs is unchanged)
-    z0 = mu if getattr(model, "kl_per_dim", True) else model.reparameterize(mu, logvar)
-    return LossOut(-bound.mean(), -s.log_px[0].detach(), model.kl(mu, logvar, z0).detach())
+    log_w = model.importance_log_weights(x, y, cfg.iwae_k, (mu, logvar))
+    bound = torch.logsumexp(log_w, 0) - math.log(cfg.iwae_k)  # (B,)
+    with torch.no_grad():
+        t = model.elbo_terms(x, y)
+    return LossOut(-bound.mean(), t.recon, t.kl)
 
 
 ESTIMATORS: Registry[Callable[..., LossOut]] = Registry("estimator")

@@ -16,7 +16,8 @@ Columns (all rows of a study share one schema):
 - files: model_path, artifacts_path (relative to results/<study>/; see artifacts.py)
 - history: list of per-epoch records (train.HISTORY_FIELDS)
 - provenance: the command line, vaebench/torch/optuna/python versions, device, host, dataset name and checksum,
-  spec fingerprint, created_at (UTC)
+  spec fingerprint, created_at (UTC); precision (the training steps' autocast dtype: fp32, bf16, fp16) and
+  tf32 (whether TF32 matmuls/convolutions were allowed while training: CUDA with train.tf32 only)
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ _BASE_TYPES: dict[str, pa.DataType] = {
     "python_version": pa.string(),
     "device": pa.string(),
     "torch_threads": pa.int64(),
+    "precision": pa.string(),
+    "tf32": pa.bool_(),
     "hostname": pa.string(),
     "dataset": pa.string(),
     "dataset_checksum": pa.string(),
@@ -223,17 +226,70 @@ def list_studies(results_root: Path) -> list[str]:
     return sorted(p.parent.name for p in root.glob("*/runs") if any(p.glob("*.parquet")))
 
 
-def load_results(results_root: Path, study: str | None = None) -> pd.DataFrame:
-    """All rows of one study (or of every study under the root) as one DataFrame.
-
-    Rows of different model families or datasets have different `param.*` columns (each family its
-    own options): the files' schemas are unified, and a column a row does not have is null there.
-    """
+def load_results_table(results_root: Path, study: str | None = None) -> pa.Table | None:
+    """All rows of one study (or of every study under the root) as one Arrow table, sorted by study
+    and run id; None without rows. Rows of different model families or datasets have different
+    `param.*` columns (each family its own options): the files' schemas are unified, and a column a
+    row does not have is null there."""
     studies = [study] if study else list_studies(results_root)
     tables = []
     for name in studies:
         tables += [pq.read_table(f) for f in sorted(runs_dir(results_root, name).glob("*.parquet"))]
     if not tables:
-        return pd.DataFrame()
+        return None
     table = pa.concat_tables(tables, promote_options="permissive")
-    return table.to_pandas().sort_values(["study", "run_id"], ignore_index=True)
+    return table.sort_by([("study", "ascending"), ("run_id", "ascending")])
+
+
+def load_results(results_root: Path, study: str | None = None) -> pd.DataFrame:
+    """All rows of one study (or of every study under the root) as one DataFrame (see
+    `load_results_table`)."""
+    table = load_results_table(results_root, study)
+    return pd.DataFrame() if table is None else table.to_pandas()
+
+
+EXPORT_FORMATS = ("parquet", "csv", "json")
+
+
+def _plain(value: Any) -> Any:
+    """A value as plain JSON: non-finite floats become null (JSON has no NaN), containers recursively."""
+    if isinstance(value, float):
+        return value if value == value and value not in (float("inf"), float("-inf")) else None
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def export_results(table: pa.Table, fmt: str, out) -> None:
+    """Write the rows in a tidy form that pandas, DuckDB and polars read with their plain readers:
+    one row per run, one column per variable.
+
+    - parquet: the rows' own Arrow schema (lists and the per-epoch history as nested columns); `out`
+      is a path or a binary file.
+    - csv: a header line, then one line per row; list and struct columns (kl_per_dim, grid_keys,
+      history, ...) as one-line JSON text in their cell; nulls empty. `out`: a path or a text file.
+    - json: JSON Lines, one object per row; lists as arrays, the history as an array of objects;
+      NaN and infinities as null. `out`: a path or a text file.
+    """
+    if fmt == "parquet":
+        pq.write_table(table, out)
+        return
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}; one of {', '.join(EXPORT_FORMATS)}")
+    import json
+
+    rows = table.to_pylist()
+    nested = {f.name for f in table.schema if pa.types.is_nested(f.type)}
+    if fmt == "json":
+        text = "".join(json.dumps(_plain(r), ensure_ascii=False, allow_nan=False) + "\n" for r in rows)
+    else:
+        frame = pd.DataFrame([{k: (json.dumps(_plain(v), ensure_ascii=False, allow_nan=False)
+                                   if k in nested and v is not None else v) for k, v in r.items()} for r in rows],
+                             columns=table.column_names)
+        text = frame.to_csv(index=False, lineterminator="\n")
+    if isinstance(out, (str, Path)):
+        Path(out).write_text(text, encoding="utf-8")
+    else:
+        out.write(text)

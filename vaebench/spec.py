@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import re
 import sys
 from dataclasses import dataclass, field
@@ -37,9 +38,10 @@ STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 class _Strict(BaseModel):
-    """Unknown keys are errors; values are validated on assignment too."""
+    """Unknown keys are errors; values are validated on assignment too; NaN and infinite floats
+    (YAML `.nan`, `.inf`) are errors in every float field."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 def _check_registered(kind: str, name: str) -> str:
@@ -105,6 +107,14 @@ class ModelConfig(FamilySection):
         from .models import MODELS
 
         return MODELS
+
+    @model_validator(mode="after")
+    def _family_check(self) -> "ModelConfig":
+        """The family's cross-field check of the section (`ModelFamily.check`), if it has one."""
+        check = getattr(self._family_registry().get(self.name), "check", None)
+        if check is not None:
+            check(self)
+        return self
 
 
 class ObjectiveConfig(_Strict):
@@ -185,10 +195,15 @@ class TrainConfig(_Strict):
     )
     plateau_patience: int = Field(5, ge=0, description="plateau: epochs without improvement before a cut")
     plateau_factor: float = Field(0.5, gt=0.0, lt=1.0, description="plateau: lr multiplier at a cut")
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="training steps' forward pass and loss under torch.autocast to bf16 or fp16 (fp16: CUDA "
+        "only, with a gradient scaler); weights, optimizer, per-epoch test loss and evaluation stay float32"
+    )
+    tf32: bool = Field(True, description="CUDA only: float32 matmuls and convolutions of training may use TF32")
 
     @model_validator(mode="after")
     def _plateau_fields(self) -> "TrainConfig":
-        used = {"epochs", "batch_size", "lr", "weight_decay", "grad_clip", "lr_schedule"}
+        used = {"epochs", "batch_size", "lr", "weight_decay", "grad_clip", "lr_schedule", "precision", "tf32"}
         if self.lr_schedule == "plateau":
             used |= {"plateau_patience", "plateau_factor"}
         _unused_fields_at_default(self, used, f"lr_schedule {self.lr_schedule!r}")
@@ -202,7 +217,7 @@ class EvalConfig(_Strict):
     `ctx.options`. Only the options that differ from their defaults are kept (`model_extra`), so a
     spec that gives none, or gives the defaults, has the run ids it had before."""
 
-    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    model_config = ConfigDict(extra="allow", validate_assignment=True, allow_inf_nan=False)
 
     batch_size: int = Field(2000, ge=1, description="examples per evaluation forward pass")
     active_threshold: float = Field(
@@ -320,9 +335,33 @@ class IntParam(_Strict):
         return [self.low, self.high]
 
 
+def _non_finite(value: Any) -> Optional[float]:
+    """The first NaN or infinite float in `value` (nested lists and mappings searched), else None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return value
+    for item in value.values() if isinstance(value, dict) else value if isinstance(value, list) else ():
+        if (bad := _non_finite(item)) is not None:
+            return bad
+    return None
+
+
+def _finite_values(values: list[Any], where: str) -> None:
+    """Grid values and categorical choices are untyped (Any): refuse NaN and infinities here, as the
+    typed fields do (allow_inf_nan=False)."""
+    for value in values:
+        if (bad := _non_finite(value)) is not None:
+            raise ValueError(f"{where}: {bad} is not a finite number (NaN and infinities are refused)")
+
+
 class CategoricalParam(_Strict):
     type: Literal["categorical"]
     choices: list[Any] = Field(..., min_length=1)
+
+    @field_validator("choices")
+    @classmethod
+    def _finite(cls, v: list[Any]) -> list[Any]:
+        _finite_values(v, "choices")
+        return v
 
     def values(self) -> list[Any]:
         return list(self.choices)
@@ -441,6 +480,15 @@ class RunConfig(_Strict):
             raise ValueError("estimator 'iwae' has no KL weight to schedule: use schedule 'constant'")
         return self
 
+    @model_validator(mode="after")
+    def _free_bits_need_a_kl_per_dimension(self) -> "RunConfig":
+        from .models import MODELS
+
+        if self.objective.free_bits is not None and not MODELS.get(self.model.name).kl_per_dim:
+            raise ValueError(f"objective.free_bits clamps the KL of each latent dimension; model {self.model.name!r}'s "
+                             "KL does not decompose by dimension")
+        return self
+
     def flat(self) -> dict[str, Any]:
         """{'objective.beta': 1.0, ...}: the config as dotted keys (the results' parameter columns)."""
         return {f"{s}.{k}": v for s, sec in self.model_dump().items() for k, v in sec.items()}
@@ -492,6 +540,7 @@ class SweepSpec(RunConfig):
                 _check_variants(values)
             else:
                 _check_dotted_key(key, "grid", VARIANT)
+            _finite_values(values, f"grid key {key!r}")
             if not values:
                 raise ValueError(f"grid key {key!r} has no values")
             if len({json.dumps(v, sort_keys=True) for v in values}) != len(values):

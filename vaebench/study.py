@@ -50,7 +50,7 @@ from .metrics import METRICS, evaluate
 from .models import count_parameters
 from .plugins import loaded_plugins
 from .results import has_row, metric_types, param_columns, read_row, write_row
-from .runtime import resolve_device
+from .runtime import resolve_device, tf32
 from .search import build_pruner, build_sampler, suggest
 from .spec import Run, RunConfig, SweepSpec, apply_params, parse_spec
 from .storage import StudyStore
@@ -83,6 +83,14 @@ def _load(spec: SweepSpec, storage) -> optuna.Study:
     )
 
 
+def _name_objectives(study: optuna.Study, spec: SweepSpec) -> None:
+    """The objectives' metric names (neg_elbo, ...) on the study: optuna-dashboard and Optuna's plots
+    label the values with them instead of "Objective 0"."""
+    with warnings.catch_warnings():  # marked experimental since Optuna 3.2, stable in practice
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(spec.search.metrics)
+
+
 def open_study(spec: SweepSpec, store: StudyStore, dataset_checksum: Optional[str] = None) -> optuna.Study:
     """Create the study for `spec` (or load it, if the same spec made it), recover stale trials and
     make sure every grid run has a trial: WAITING, RUNNING, COMPLETE, or finished with a row.
@@ -98,6 +106,7 @@ def open_study(spec: SweepSpec, store: StudyStore, dataset_checksum: Optional[st
             study.set_user_attr(STUDY_SPEC, spec_json)
             study.set_user_attr(STUDY_FINGERPRINT, spec.fingerprint())
             study.set_user_attr("vaebench_version", __version__)
+            _name_objectives(study, spec)
             store.folder.mkdir(parents=True, exist_ok=True)
             (store.folder / "spec.json").write_text(json.dumps(spec.model_dump(mode="json"), indent=2) + "\n")
         if study.user_attrs.get(STUDY_FINGERPRINT) != spec.fingerprint():
@@ -107,6 +116,8 @@ def open_study(spec: SweepSpec, store: StudyStore, dataset_checksum: Optional[st
                 f"results. Changed: {'; '.join(changes[:8]) or '(unknown)'}. Restore the spec, run it "
                 f"under a new name (--study NEW_NAME), or delete the study to start over."
             )
+        if study.metric_names is None:  # a study made before vaebench named its objectives
+            _name_objectives(study, spec)
         if dataset_checksum is not None:
             known = study.user_attrs.get(STUDY_CHECKSUM)
             if known is None:
@@ -153,8 +164,12 @@ def _enqueue_missing(study: optuna.Study, spec: SweepSpec, store: StudyStore) ->
     for run in spec.runs():  # empty for a sampled search
         if run.run_id in covered:
             continue
+        # params: the swept grid values only. The seed replicates a cell; it is not a searched
+        # dimension, so it stays out of Optuna's importance, slice and contour plots. Two seeds of a
+        # cell are two trials with equal params (no skip_if_exists, which would merge them): what
+        # identifies a run is its run id user attribute, never the params.
         study.enqueue_trial(
-            params={**run.labels, "seed": run.seed},
+            params=dict(run.labels),
             user_attrs={ATTR_RUN_ID: run.run_id, ATTR_CONFIG: run.config.model_dump(mode="json"), ATTR_SEED: run.seed,
                         ATTR_LABELS: run.labels, ATTR_CELL: run.cell_index},
         )
@@ -320,9 +335,10 @@ def _run_of(trial: optuna.Trial, spec: SweepSpec) -> Run:
                 trial.set_user_attr(key, value)
             return run
     else:
+        # The grid values become the trial's params (a study made before the seed left the params
+        # had it enqueued too; it is simply not asked for any more, and its run id is unchanged).
         for key in spec.grid:
             trial.suggest_categorical(key, spec.grid_choices(key))
-        trial.suggest_categorical("seed", spec.seeds)
     return Run(RunConfig.model_validate(attrs[ATTR_CONFIG]), attrs[ATTR_SEED], attrs.get(ATTR_LABELS, {}),
                attrs.get(ATTR_CELL, 0))
 
@@ -397,9 +413,10 @@ def execute_run(run: Run, run_id: str, setting: Setting, reporter: Reporter, tri
     eval_seconds, paths = None, {"model_path": None, "artifacts_path": None}
     if result.status == "ok":
         t0 = time.perf_counter()
-        metrics.update(evaluate(result.model, data, run.config, run.seed))
-        eval_seconds = time.perf_counter() - t0
-        paths = save_trial_artifacts(result.model, data, run.seed, setting.results_root, spec.study, run_id)
+        with tf32(setting.device, False):  # evaluation in full float32, whatever the training precision
+            metrics.update(evaluate(result.model, data, run.config, run.seed))
+            eval_seconds = time.perf_counter() - t0
+            paths = save_trial_artifacts(result.model, data, run.seed, setting.results_root, spec.study, run_id)
     status = {"ok": "ok", "stopped": "pruned"}.get(result.status, "failed")
     return {
         "run_id": run_id,
@@ -423,6 +440,8 @@ def execute_run(run: Run, run_id: str, setting: Setting, reporter: Reporter, tri
         **paths,
         **metrics,
         "history": result.history,
+        "precision": result.precision,
+        "tf32": result.tf32,
         **_provenance(setting.device, data, spec.fingerprint(), setting.command),
     }
 
@@ -438,18 +457,56 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _pruning_check(trial: optuna.Trial, spec: SweepSpec) -> Optional[StopCheck]:
-    if spec.search.pruner.name == "none":
-        return None
+def report_epoch(trial: optuna.Trial, record: dict) -> None:
+    """The epoch's test -ELBO (nats per example) as the trial's intermediate value at step = epoch,
+    on every trial, pruner or not: Optuna's and optuna-dashboard's learning curves, and what
+    `vaebench status` counts the epochs done by. `Trial.report` refuses multi-objective studies;
+    there the value goes to the storage directly (no pruner reads it: pruning needs one objective)."""
+    if record.get("test_loss") is None:  # (a row's history from an older format)
+        return
+    value, step = float(record["test_loss"]), int(record["epoch"])
+    if len(trial.study.directions) == 1:
+        trial.report(value, step)
+    else:
+        trial.storage.set_trial_intermediate_value(trial._trial_id, step, value)
+
+
+def _epoch_check(trial: optuna.Trial, spec: SweepSpec) -> StopCheck:
+    """After every epoch: report it to the trial, then (with a pruner) ask whether to stop."""
+    pruning = spec.search.pruner.name != "none"
 
     def check(record: dict) -> Optional[str]:
-        trial.report(record["test_loss"], record["epoch"])
-        if trial.should_prune():
+        report_epoch(trial, record)
+        if pruning and trial.should_prune():
             return (f"pruned by {spec.search.pruner.name} at epoch {record['epoch']} "
                     f"(test -ELBO {record['test_loss']:.2f} nats)")
         return None
 
     return check
+
+
+ATTR_SCALAR_PREFIX = "m."  # m.recon_mse, m.fid, ...: one short user attribute per scalar of the row
+ROW_SCALARS = ("n_params", "epochs_completed", "train_seconds", "eval_seconds")
+
+
+def scalar_attrs(row: dict) -> dict[str, float | int]:
+    """The row's scalar numbers as short trial attributes, `m.<column>`: every declared scalar metric
+    column (the values and the settings that qualify them, e.g. fid_samples) and the run's size and
+    times. Null and non-finite values are left out (a number column stays sortable in the dashboard).
+    The whole row stays in the `row` attribute (too long for the dashboard, which cuts it at 1,024
+    characters; `vaebench pull` and resumes read it)."""
+    from .metrics import declared_columns
+
+    names = [n for n, (_, c) in declared_columns().items() if c.dtype in ("float", "int")] + list(ROW_SCALARS)
+    out: dict[str, float | int] = {}
+    for name in names:
+        value = _jsonable(row.get(name))
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            continue
+        out[ATTR_SCALAR_PREFIX + name] = value
+    return out
 
 
 def _objective_values(row: dict, spec: SweepSpec) -> Optional[list[float]]:
@@ -462,6 +519,8 @@ def _objective_values(row: dict, spec: SweepSpec) -> Optional[list[float]]:
 def _finish(study: optuna.Study, trial: optuna.Trial, row: dict, spec: SweepSpec) -> None:
     """Store the row in the trial, then set its final state (COMPLETE only with the row in place)."""
     trial.set_user_attr(ATTR_ROW, _jsonable(row))
+    for key, value in scalar_attrs(row).items():
+        trial.set_user_attr(key, value)
     if row["status"] == "pruned":
         study.tell(trial, state=TrialState.PRUNED)
     elif row["status"] == "ok" and (values := _objective_values(row, spec)) is not None:
@@ -522,9 +581,11 @@ def _run_trial(study: optuna.Study, trial: optuna.Trial, setting: Setting, store
         if row is not None:  # finished before a crash, or by another trial: keep it, do not retrain
             if not has_row(store.results_root, spec.study, run_id):
                 write_row(store.results_root, spec.study, row)
+            for record in row.get("history") or []:  # this trial's learning curve, from the row
+                report_epoch(trial, record)
         else:
             reporter.trial_start(trial.number, run_id, run.config, run.seed)
-            row = execute_run(run, run_id, setting, reporter, trial.number, _pruning_check(trial, spec))
+            row = execute_run(run, run_id, setting, reporter, trial.number, _epoch_check(trial, spec))
             write_row(store.results_root, spec.study, row)  # the row lands before the trial's final state
         _finish(study, trial, row, spec)
         reporter.trial_end(row)
@@ -565,20 +626,47 @@ class StudyStatus:
     waiting: int  # enqueued and not yet claimed, plus a sampled search's undrawn budget
     mean_trial_seconds: Optional[float]
     failures: list[tuple[int, str]]  # (trial number, reason) of the most recent failures
+    # per running trial (same order as `running`): (epochs reported so far, last test -ELBO or None)
+    running_epochs: list[tuple[int, Optional[float]]] = field(default_factory=list)
+    epochs_per_trial: int = 0  # the spec's train.epochs
 
     @property
     def done(self) -> int:
         return self.complete + self.pruned + self.diverged
 
     @property
+    def projected_trial_seconds(self) -> Optional[float]:
+        """Before any trial has completed: a trial's training time projected from the epochs the
+        running trials have done (seconds so far x epochs per trial / epochs done, mean over the
+        running trials with at least one epoch); evaluation time is not in it. None without epochs."""
+        projections = [secs * self.epochs_per_trial / n for (_, _, _, secs), (n, _) in
+                       zip(self.running, self.running_epochs) if n > 0 and self.epochs_per_trial]
+        return sum(projections) / len(projections) if projections else None
+
+    @property
+    def eta_basis(self) -> Optional[str]:
+        """What `eta_seconds` rests on: 'trials' (mean time of the complete ones), 'epochs' (no trial
+        has completed yet: the running trials' epochs so far), or None (no estimate yet)."""
+        if self.mean_trial_seconds is not None:
+            return "trials"
+        return "epochs" if self.projected_trial_seconds is not None else None
+
+    @property
     def eta_seconds(self) -> Optional[float]:
-        """Remaining runs x mean seconds per finished trial / parallel workers (at least one)."""
+        """Remaining runs x mean seconds per finished trial / parallel workers (at least one). Before
+        the first trial completes: the projected trial time (training only) for every run not
+        started, plus what is left of each running trial's projection, over the running workers."""
         remaining = max(self.total - self.done, 0)
         if remaining == 0:
             return 0.0
-        if self.mean_trial_seconds is None:
+        workers = max(len(self.running), 1)
+        if self.mean_trial_seconds is not None:
+            return remaining * self.mean_trial_seconds / workers
+        per_trial = self.projected_trial_seconds
+        if per_trial is None:
             return None
-        return remaining * self.mean_trial_seconds / max(len(self.running), 1)
+        left_running = sum(max(per_trial - secs, 0.0) for (_, _, _, secs) in self.running)
+        return (max(remaining - len(self.running), 0) * per_trial + left_running) / workers
 
 
 def study_status(study: optuna.Study) -> StudyStatus:
@@ -608,6 +696,10 @@ def study_status(study: optuna.Study) -> StudyStatus:
         mean_trial_seconds=sum(durations) / len(durations) if durations else None,
         failures=[(t.number, t.user_attrs.get(ATTR_FAIL, "stale: no heartbeat")) for t in fails[-5:]
                   if ATTR_ROW not in t.user_attrs],
+        running_epochs=[(len(t.intermediate_values),
+                         t.intermediate_values[max(t.intermediate_values)] if t.intermediate_values else None)
+                        for t in by[TrialState.RUNNING]],
+        epochs_per_trial=spec.train.epochs,
     )
 
 

@@ -15,8 +15,8 @@ import torch
 
 from .data import Dataset
 from .models import VAE, build_model
-from .objectives import build_likelihood, elbo_terms, training_loss
-from .runtime import resolve_device, seed_everything
+from .objectives import build_likelihood, training_loss
+from .runtime import autocast, check_precision, resolve_device, seed_everything, tf32
 from .schedules import kl_weight
 from .spec import RunConfig
 
@@ -34,6 +34,8 @@ class TrainResult:
     status: str = "ok"  # "ok", "diverged", or "stopped" (by on_epoch)
     reason: Optional[str] = None  # why training stopped early
     seconds: float = 0.0  # wall time of the training loop (incl. per-epoch test loss)
+    precision: str = "fp32"  # train.precision: the autocast dtype of the training steps (fp32: none)
+    tf32: bool = False  # whether TF32 matmuls/convolutions were allowed while training (CUDA only)
 
 
 def _adam(params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
@@ -53,7 +55,7 @@ def test_loss(model: VAE, likelihood, x: torch.Tensor, y: torch.Tensor, batch_si
     model.eval()
     sums = torch.zeros(2, device=x.device)
     for start in range(0, len(x), batch_size):
-        t = elbo_terms(model, likelihood, x[start : start + batch_size], y[start : start + batch_size])
+        t = model.elbo_terms(x[start : start + batch_size], y[start : start + batch_size])
         sums += torch.stack([t.recon.sum(), t.kl.sum()])
     recon, kl = (sums / len(x)).tolist()
     return {"test_loss": recon + kl, "test_recon": recon, "test_kl": kl}
@@ -68,8 +70,24 @@ def train(
 ) -> TrainResult:
     """Train the VAE `cfg` describes on `data.x_train` with Adam; evaluate the loss on the test split
     after every epoch. Stops early, with status 'diverged', when a loss is NaN or infinite, or with
-    status 'stopped' when `on_epoch` returns a reason."""
+    status 'stopped' when `on_epoch` returns a reason.
+
+    Precision (`cfg.train.precision`): each step's forward pass and loss run under torch.autocast to
+    bf16 or fp16 (fp16 with a gradient scaler: the loss is scaled before backward, the gradients
+    unscaled before clipping, steps with inf/NaN gradients skipped); the weights, Adam's state, the
+    per-epoch test loss and everything after training stay float32. On CUDA, `cfg.train.tf32`
+    allows TF32 for the float32 matmuls and convolutions of the training steps (not of the recorded
+    losses). A precision this torch cannot run on the device is a DeviceError before training."""
     device = resolve_device(device)
+    check_precision(cfg.train.precision, device)
+    with tf32(device, cfg.train.tf32) as tf32_on:
+        result = _train(cfg, data, seed, device, on_epoch)
+    result.tf32 = tf32_on
+    return result
+
+
+def _train(cfg: RunConfig, data: Dataset, seed: int, device: torch.device,
+           on_epoch: Optional[EpochCallback]) -> TrainResult:
     seed_everything(seed)
     likelihood = build_likelihood(cfg.objective)
     model = build_model(cfg.model, data.shape, likelihood, data.num_classes)
@@ -86,7 +104,9 @@ def train(
     steps_per_epoch = math.ceil(n / bs)
     total_steps = steps_per_epoch * cfg.train.epochs
     gen = torch.Generator(device=device).manual_seed(seed)
-    result = TrainResult(model)
+    precision = cfg.train.precision
+    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None  # fp16 gradients underflow unscaled
+    result = TrainResult(model, precision=precision)
     t0 = time.perf_counter()
     step = 0
 
@@ -103,19 +123,28 @@ def train(
             # KL weight of this step: beta * w(t)
             w = beta * kl_weight(cfg.schedule, step, steps_per_epoch, total_steps)
             # forward / backward
-            out = training_loss(cfg.objective, model, likelihood, x, y, w)
+            with autocast(device, precision):  # fp32: no autocast
+                out = training_loss(cfg.objective, model, likelihood, x, y, w)
             opt.zero_grad(set_to_none=True)
-            out.loss.backward()
+            (out.loss if scaler is None else scaler.scale(out.loss)).backward()
             if cfg.train.grad_clip is not None:
+                if scaler is not None:
+                    scaler.unscale_(opt)  # clip the true gradients
                 torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip, foreach=True)
-            opt.step()
-            # bookkeeping on the device: no host sync per step
+            if scaler is None:
+                opt.step()
+            else:
+                scaler.step(opt)  # skipped when a gradient is inf/NaN; the scale then shrinks
+                scaler.update()
+            # bookkeeping on the device, in float32 (autocast may leave terms in bf16/fp16): no host sync per step
             with torch.no_grad():
-                sums += torch.stack([out.loss.detach() * len(x), out.recon.sum(), out.kl.sum()])
+                sums += torch.stack([out.loss.detach().float() * len(x), out.recon.float().sum(), out.kl.float().sum()])
             weights += w
             step += 1
         # once per epoch: read the sums, evaluate on the test split, check for divergence
         train_loss, train_recon, train_kl = (sums / n).tolist()
+        with tf32(device, False):  # the recorded test loss in full float32, whatever the training precision
+            test = test_loss(model, likelihood, x_test, y_test, cfg.eval.batch_size)
         record = {
             "epoch": epoch,
             "kl_weight": weights / steps_per_epoch,
@@ -123,7 +152,7 @@ def train(
             "train_loss": train_loss,
             "train_recon": train_recon,
             "train_kl": train_kl,
-            **test_loss(model, likelihood, x_test, y_test, cfg.eval.batch_size),
+            **test,
             "seconds": time.perf_counter() - t0,
         }
         bad = [k for k, v in record.items() if isinstance(v, float) and not math.isfinite(v)]

@@ -7,6 +7,12 @@ search may optimize and the report's "All metrics" table are read from those dec
 `EvalContext` runs the passes several metrics share (encoding the test split, decoding the
 posterior means) once, lazily. The built-in column names are the constants in `columns`.
 
+Not applicable: a metric none of whose columns apply to this model or dataset raises
+`MetricNotApplicable(reason)`; one that fills some columns and not others (FID of reconstructions,
+but no FID of samples for a model that cannot sample) calls `ctx.skip(part, reason)` and leaves
+those columns out of its dict. Either way the columns are null and `metrics_skipped` says why:
+"<metric>: <reason>", or "<metric> (<part>): <reason>".
+
 The built-in metric modules are imported on the registry's first lookup (`evaluate`, or any `METRICS`
 call), not with this package, and none of them imports torch-fidelity or torchvision before FID
 runs: processes that only create, watch or report a study can read the declarations cheaply.
@@ -45,6 +51,16 @@ class EvalContext:
         self.seed = seed
         self.batch_size = cfg.eval.batch_size
         self.options = None  # the running metric's validated options (`MetricSpec.__call__` sets them)
+        self.metric = None  # the running metric's name (`MetricSpec.__call__` sets it)
+        self.skipped: list[str] = []  # `metrics_skipped` so far: "<metric>: <reason>", "<metric> (<part>): <reason>"
+
+    def skip(self, part: str, reason: str) -> None:
+        """Record that the running metric leaves `part` of its columns null because it does not apply
+        here, e.g. `ctx.skip("samples", "the model cannot sample")` in FID, which still computes the
+        FID of reconstructions: `metrics_skipped` gets "<metric> (<part>): <reason>". The metric leaves
+        those columns out of the dict it returns. (When none of its columns apply, raise
+        MetricNotApplicable instead.)"""
+        self.skipped.append(f"{self.metric} ({part}): {reason}")
 
     def batches(self):
         """(x, y) slices of the test split, eval.batch_size at a time."""
@@ -91,7 +107,8 @@ def evaluate(model, data, cfg, seed: int, names: list[str] | None = None) -> dic
 
     Returns every declared column of those metrics (null where a metric did not apply or left a
     column out), `eval_seconds_<metric>` for each metric (wall seconds) and `metrics_skipped`: one
-    "<metric>: <reason>" per metric that raised MetricNotApplicable. A metric returning a column it
+    "<metric>: <reason>" per metric that raised MetricNotApplicable and one "<metric> (<part>):
+    <reason>" per `ctx.skip` of a metric that left part of its columns out. A metric returning a column it
     did not declare is a MetricDeclarationError. Sampling inside metrics is seeded from `seed`, so
     the same model gives the same numbers.
     """
@@ -100,7 +117,7 @@ def evaluate(model, data, cfg, seed: int, names: list[str] | None = None) -> dic
     seed_everything(seed)
     ctx = EvalContext(model, data, cfg, seed)
     out: dict = {}
-    skipped: list[str] = []
+    skipped = ctx.skipped
     for name in names or METRICS.names():
         metric = METRICS.get(name)
         t0 = time.perf_counter()

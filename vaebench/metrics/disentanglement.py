@@ -219,7 +219,11 @@ def sample_sizes(n: int, mig_samples: int, sap_train: int, sap_test: int) -> tup
 ])
 def disentanglement(ctx) -> dict:
     """MIG and SAP of the posterior means of test images (datasets with ground-truth factors; not
-    applicable to others). Factors with a single value are left out."""
+    applicable to others, nor to models without a Gaussian posterior, `gaussian_posterior`). Factors
+    with a single value are left out."""
+    if not getattr(ctx.model, "gaussian_posterior", True):
+        raise MetricNotApplicable(f"{type(ctx.model).__name__}'s encode is not a Gaussian posterior "
+                                  "(gaussian_posterior = False): no posterior means to score")
     data = ctx.data
     if not getattr(data, "has_factors", False):
         raise MetricNotApplicable(f"dataset {getattr(data, 'name', '?')!r} has no ground-truth factors")

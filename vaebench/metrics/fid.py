@@ -275,7 +275,9 @@ def fid(ctx) -> dict:
     against the first n test images (n = min(eval.fid_samples, test size)); KID when asked; the
     extractor's Inception Score of the samples and their predicted-class distribution. Not
     applicable when eval.fid_extractor is null, nor with the classifier extractor on a dataset
-    without class labels."""
+    without class labels. For a model that cannot sample (`can_sample = False`) only the FID of
+    reconstructions is computed: the sample columns (fid, kid, is_score, sample_class_freq) stay
+    null and `metrics_skipped` says "fid (samples): <reason>"."""
     name = ctx.cfg.eval.fid_extractor
     if name is None:
         raise MetricNotApplicable("switched off (eval.fid_extractor: null)")
@@ -291,11 +293,9 @@ def _fid(ctx, name: str) -> dict:
     extractor = EXTRACTORS.get(name)(ctx.data, ctx.x.device)
     n = min(ctx.cfg.eval.fid_samples, len(ctx.x))
     ref = reference(extractor, ctx.data, n)
-    gen = extractor.features(to_uint8(_samples(ctx, n)))
     rec = extractor.features(to_uint8(ctx.reconstructions[:n]))
     layer = extractor.fid_layer
     out = {
-        C.FID: frechet_distance(gen[layer], ref.fid_statistics),
         C.FID_RECON: frechet_distance(rec[layer], ref.fid_statistics),
         C.FID_EXTRACTOR: extractor.identity,
         C.FID_FEATURE_LAYER: layer,
@@ -304,6 +304,12 @@ def _fid(ctx, name: str) -> dict:
         C.TORCH_FIDELITY_VERSION: tf.torch_fidelity.__version__,
         C.CLASSIFIER_ACCURACY: extractor.accuracy,
     }
+    if not getattr(ctx.model, "can_sample", True):
+        ctx.skip("samples", f"{type(ctx.model).__name__} has no prior to sample images from (can_sample = False): "
+                 "fid, kid, is_score and sample_class_freq are null")
+        return out
+    gen = extractor.features(to_uint8(_samples(ctx, n)))
+    out[C.FID] = frechet_distance(gen[layer], ref.fid_statistics)
     isc = tf.isc_features_to_metric(gen[extractor.isc_layer], splits=10)
     out[C.IS] = isc[tf.KEY_METRIC_ISC_MEAN]
     out[C.IS_STD] = isc[tf.KEY_METRIC_ISC_STD]

@@ -19,16 +19,15 @@ NATS = "nats per example"
 ])
 def elbo(ctx) -> dict:
     """Single-sample -ELBO on the test split with beta = 1 (the true bound, whatever the training
-    beta): recon_nll = -log p(x|z) with z ~ q(z|x), kl = the model's KL(q(z|x) || p(z)) at that same
-    z (closed form for a N(0, I) prior, an estimate at z for other priors); nats per example."""
-    mu, logvar = ctx.posterior
+    beta), from the model's `elbo_terms`: recon_nll = -log p(x|z) with z ~ q(z|x), kl = the model's
+    KL(q(z|x) || p(z)) at that same z (closed form for a N(0, I) prior, an estimate at z for other
+    priors, the sum over layers for a hierarchical model); nats per example."""
     nlls, kls = [], []
     with torch.no_grad():
-        z = ctx.model.reparameterize(mu, logvar)
-        for zb, mb, lb, (xb, yb) in zip(z.split(ctx.batch_size), mu.split(ctx.batch_size),
-                                        logvar.split(ctx.batch_size), ctx.batches()):
-            nlls.append(ctx.likelihood.nll(ctx.model.decode(zb, yb), xb))
-            kls.append(ctx.model.kl(mb, lb, zb).sum(1))
+        for xb, yb in ctx.batches():
+            t = ctx.model.elbo_terms(xb, yb)
+            nlls.append(t.recon)
+            kls.append(t.kl.sum(1))
     nll, kl = torch.cat(nlls), torch.cat(kls)
     return {C.RECON_NLL: nll.mean().item(), C.KL: kl.mean().item(), C.NEG_ELBO: (nll + kl).mean().item()}
 
@@ -43,6 +42,15 @@ def kl_per_dim(ctx) -> dict:
     if not getattr(ctx.model, "kl_per_dim", True):
         raise MetricNotApplicable(f"{type(ctx.model).__name__}'s KL does not decompose by latent dimension "
                                   "(kl_per_dim = False)")
+    if getattr(ctx.model, "latent_layers", None):
+        # several stochastic layers: a lower layer's KL depends on the sampled layers above it, so
+        # average `elbo_terms`' per-dimension KL (one joint sample per image, seeded: the `layers`
+        # metric's draws) rather than the KL along encode's mean path
+        devices = [ctx.x.device] if ctx.x.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), torch.no_grad():
+            torch.manual_seed(ctx.seed)
+            per_dim = torch.cat([ctx.model.elbo_terms(x, y).kl for x, y in ctx.batches()]).mean(0)  # (D,)
+        return {C.KL_PER_DIM: per_dim.tolist()}
     mu, logvar = ctx.posterior
     with torch.no_grad():  # a per-dimension KL is closed form: z unused, the posterior mean stands in
         per_dim = ctx.model.kl(mu, logvar, mu).mean(0)  # (D,)
@@ -58,7 +66,10 @@ def kl_per_dim(ctx) -> dict:
 def latent(ctx) -> dict:
     """Active units (Burda et al. 2016: unit u is active when the variance over test images of
     E_q[z_u|x] = mu_u(x) exceeds the threshold, 0.01 by default; population variance). Applies to
-    every model with a Gaussian posterior."""
+    every model with a Gaussian posterior (`gaussian_posterior`); skipped for the others."""
+    if not getattr(ctx.model, "gaussian_posterior", True):
+        raise MetricNotApplicable(f"{type(ctx.model).__name__}'s encode is not a Gaussian posterior "
+                                  "(gaussian_posterior = False): no posterior means to count active units of")
     mu, _ = ctx.posterior
     threshold = ctx.cfg.eval.active_threshold
     active = int((mu.var(0, unbiased=False) > threshold).sum().item())

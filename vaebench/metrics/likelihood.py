@@ -5,7 +5,8 @@ codes z_j ~ q(z|x) and estimate
 
     log p(x) ~= log (1/k) sum_{j=1..k} w_j,    w_j = p(x|z_j) p(z_j) / q(z_j|x),
 
-i.e. logmeanexp_j log w_j, with the log-weights from `objectives.importance_samples` (the one home
+i.e. logmeanexp_j log w_j, with the log-weights from the model's `importance_log_weights` (by
+default `objectives.importance_samples`, the one home
 of those densities). The estimate is the IWAE bound: in expectation it is a lower bound on log p(x)
 that tightens monotonically as k grows, equals the single-sample ELBO (Monte Carlo KL) at k = 1,
 and converges to log p(x) as k -> infinity. `nll_is` = mean over the images of -log p(x), in nats
@@ -35,8 +36,7 @@ import math
 
 import torch
 
-from ..objectives import importance_samples
-from . import Column, register_metric, columns as C
+from . import Column, MetricNotApplicable, register_metric, columns as C
 
 NLL_CODES_PER_PASS = 10_000  # codes drawn in one call (fixes which random numbers each image gets: keep it)
 NLL_DECODE_ELEMENTS = 2**17  # decoder output values per decoder pass (MNIST: 167 codes; speed and memory only)
@@ -63,7 +63,7 @@ def nll_per_image(ctx, k: int, n: int | None = None, codes_per_pass: int = NLL_C
             sl = slice(start, min(start + chunk, n))
             x, y, post = ctx.x[sl], ctx.y[sl], (mu[sl], logvar[sl])
             log_w = torch.cat([  # (k, chunk)
-                importance_samples(ctx.model, ctx.likelihood, x, y, min(k_pass, k - done), post, per_decode).log_w
+                ctx.model.importance_log_weights(x, y, min(k_pass, k - done), post, per_decode)
                 for done in range(0, k, k_pass)
             ])
             out.append(math.log(k) - torch.logsumexp(log_w, 0))
@@ -80,7 +80,14 @@ def nll_per_image(ctx, k: int, n: int | None = None, codes_per_pass: int = NLL_C
 ])
 def nll(ctx) -> dict:
     """Importance-sampled NLL over the first eval.nll_examples test images with k = eval.nll_k:
-    the mean (nats per example) and its standard error over images."""
+    the mean (nats per example) and its standard error over images. Not applicable to a model whose
+    posterior is a point mass (`deterministic_posterior`, e.g. the VQ-VAE's one-hot code): every
+    importance weight is then the ELBO, so the estimate would be -ELBO (the `neg_elbo` column)
+    whatever k, not a tighter bound on -log p(x)."""
+    if getattr(ctx.model, "deterministic_posterior", False):
+        raise MetricNotApplicable(f"{type(ctx.model).__name__}'s posterior is deterministic "
+                                  "(deterministic_posterior = True): every importance weight equals the ELBO, "
+                                  "so the estimate is neg_elbo, not a tighter NLL")
     k = ctx.cfg.eval.nll_k
     devices = [ctx.x.device] if ctx.x.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):  # seeded from the run seed, whatever ran before

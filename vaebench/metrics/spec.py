@@ -28,7 +28,8 @@ In a spec: `eval: {sharpness: {clip: 0.5}}`; as an objective: `search.objectives
 direction: maximize}]`. Its options are parameter columns too (`param.eval.sharpness.clip`).
 
 A compute function that cannot apply to this model or dataset raises `MetricNotApplicable(reason)`:
-its columns are then null and the row's `metrics_skipped` says why.
+its columns are then null and the row's `metrics_skipped` says why. One that fills some of its
+columns but not others calls `ctx.skip(part, reason)` and leaves those out (metrics/__init__.py).
 
 This module is a leaf: it imports no torch, so reading the declarations is cheap. The built-in
 metric modules register themselves when the registry is first looked up (`METRICS`'s `load`); none
@@ -49,11 +50,11 @@ DTYPES = ("float", "int", "str", "list[float]", "list[int]", "list[str]")
 SCALAR_DTYPES = ("float", "int")
 NUMERIC_DTYPES = ("float", "int", "list[float]", "list[int]")
 DIRECTIONS = ("lower", "higher")
-METRICS_SKIPPED = "metrics_skipped"  # list of "metric: reason", one per metric that did not apply
+METRICS_SKIPPED = "metrics_skipped"  # list: "metric: reason" per metric not applied, "metric (part): reason" per part
 EVAL_SECONDS_PREFIX = "eval_seconds_"  # eval_seconds_<metric>: wall seconds of each metric
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
-BUILTIN_MODULES = ("disentanglement", "fid", "latent", "likelihood", "recon")
+BUILTIN_MODULES = ("codebook", "disentanglement", "fid", "latent", "layers", "likelihood", "perceptual", "recon")
 
 
 class MetricDeclarationError(VaebenchError, ValueError):
@@ -137,8 +138,10 @@ class MetricSpec:
         return self.options.model_validate(given)
 
     def __call__(self, ctx) -> dict:
-        """Run the compute function with `ctx.options` set to this metric's options."""
+        """Run the compute function with `ctx.options` set to this metric's options (and `ctx.metric`
+        to its name)."""
         ctx.options = self.options_for(ctx.cfg)
+        ctx.metric = self.name
         return self.compute(ctx)
 
 

@@ -26,12 +26,19 @@ class ModelFamily:
     build: Callable[..., VAE]
     options: type[Options] = NoOptions
     doc: str = ""
+    kl_per_dim: bool = True  # False: its KL does not decompose by latent dimension (free bits refused in the spec)
+    # Optional cross-field check of the whole `model:` section (the common fields, e.g. latent_dim,
+    # against the family's options): `check(cfg)` raises ValueError with the message; run when the
+    # spec is validated, so a mismatch is a spec error located at `model`.
+    check: Callable[..., None] | None = None
 
 
 def _check_family(name: str, family: ModelFamily) -> None:
     if not isinstance(family, ModelFamily) or not callable(family.build):
         raise ValueError(f"model {name!r}: register a vaebench.models.ModelFamily(build, options), got {family!r}")
     check_options_model(family.options, MODEL_COMMON_FIELDS, f"model {name!r}")
+    if family.check is not None and not callable(family.check):
+        raise ValueError(f"model {name!r}: check must be a function (model section) -> None, got {family.check!r}")
 
 
 MODELS: Registry[ModelFamily] = Registry("model", check=_check_family)
@@ -46,6 +53,6 @@ def count_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-from . import conv, cvae, mlp, resnet  # noqa: E402,F401  (register the families)
+from . import conv, cvae, ladder, mlp, resnet, vqvae  # noqa: E402,F401  (register the families)
 
 __all__ = ["MODELS", "ModelFamily", "Options", "VAE", "build_model", "count_parameters"]

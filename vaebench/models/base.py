@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from ..objectives import gaussian_kl, std_normal_log_prob
+from ..objectives import ElboTerms, elbo_terms, gaussian_kl, importance_samples, std_normal_log_prob
 
 
 class VAE(nn.Module):
@@ -38,9 +38,32 @@ class VAE(nn.Module):
     KLs (`kl_per_dim` column) and free bits are then not applicable. Everything that computes a
     KL (the losses, the -ELBO metric) calls `model.kl`, whose default is `objectives.gaussian_kl`.
     Images produced by `sample` and `reconstruct` are the likelihood's mean, in data space.
+
+    The bounds (override both for several latent layers or a discrete code; the defaults are the
+    one-Gaussian-layer formulas of objectives.py, built on the methods above):
+
+    - `elbo_terms(x, y) -> ElboTerms`: one-sample ELBO terms per example — `recon` (B,)
+      -log p(x|z), `kl` (B, D') as `kl` above, and `aux`, an extra training loss outside the
+      bound (a VQ-VAE's codebook and commitment terms; 0 here). The trainer, the per-epoch test loss
+      and the -ELBO metric all call it.
+    - `importance_log_weights(x, y, k, posterior, decode_batch) -> (k, B)`: log p(x, z_j) -
+      log q(z_j|x) for k draws z_j ~ q(z|x) per example; the importance-sampled NLL is
+      -logmeanexp over j.
+
+    Capabilities the metrics check (a metric that cannot apply is skipped with the reason):
+    `gaussian_posterior` (encode's (mu, logvar) is q(z|x): active units, MIG/SAP, latent plots),
+    `deterministic_posterior` (q(z|x) is a point mass, e.g. a VQ-VAE's one-hot code: every
+    importance weight equals the ELBO, so the importance-sampled NLL does not apply) and
+    `can_sample` (`sample` draws from the model's prior: sample FID, IS, prior-sample figures).
+    Optional: `latent_layers`, the sizes of several stochastic layers whose concatenation (bottom
+    first) is z (a hierarchical model, e.g. models/ladder.py): the per-layer KL and active units
+    (metrics/layers.py) apply to a model that has it.
     """
 
     kl_per_dim = True  # does `kl` return one column per latent dimension?
+    gaussian_posterior = True  # is encode's (mu, logvar) the diagonal-Gaussian q(z|x)?
+    deterministic_posterior = False  # is q(z|x) a point mass (importance sampling = the ELBO)?
+    can_sample = True  # does the model have a prior to sample images from?
 
     conditional = False
     # Layout of weights and input batches in training: conv families use channels_last, which
@@ -84,6 +107,20 @@ class VAE(nn.Module):
     def kl(self, mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """KL(q(z|x) || p(z)) per example in nats: (B, D) per dimension in closed form (`z` unused)."""
         return gaussian_kl(mu, logvar)
+
+    # -- the bounds: one Gaussian latent layer unless a family overrides these two ----------------
+
+    def elbo_terms(self, x: torch.Tensor, y: torch.Tensor | None = None) -> ElboTerms:
+        """One-sample ELBO terms per example, nats (see the class docstring)."""
+        return elbo_terms(self, self.likelihood, x, y)
+
+    def importance_log_weights(self, x: torch.Tensor, y: torch.Tensor | None, k: int,
+                               posterior: tuple[torch.Tensor, torch.Tensor] | None = None,
+                               decode_batch: int | None = None) -> torch.Tensor:
+        """log w_j = log p(x|z_j) + log p(z_j) - log q(z_j|x) for k draws per example: (k, B), nats.
+        `posterior` is encode's (mu, logvar) when already computed; `decode_batch` caps the codes
+        per decoder pass (memory only)."""
+        return importance_samples(self, self.likelihood, x, y, k, posterior, decode_batch).log_w
 
     @torch.no_grad()
     def sample(self, n: int, y: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:

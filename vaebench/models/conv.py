@@ -54,6 +54,20 @@ def up_bn_relu(c_in: int, c_out: int, size_in: tuple[int, int], size_out: tuple[
     )
 
 
+def down_stages(c_in: int, channels: list[int], down=None) -> list[nn.Module]:
+    """The encoder's stride-2 stages c_in -> channels[0] -> ... -> channels[-1]; `down(c_in, c_out)`
+    builds one (default: stride-2 Conv + BN + ReLU)."""
+    down = down or (lambda a, b: conv_bn_relu(a, b, stride=2))
+    return [down(c_prev, c_next) for c_prev, c_next in zip([c_in, *channels[:-1]], channels)]
+
+
+def up_stages(channels: list[int], sizes: list[tuple[int, int]], up=up_bn_relu) -> list[nn.Module]:
+    """The decoder's mirror of `down_stages`, from channels[-1] at sizes[-1] back to channels[0] at
+    sizes[0] (the input size): stage i, in reverse, maps channels[i] -> channels[i - 1] (the last
+    keeps channels[0]) and sizes[i + 1] -> sizes[i]; `up(c_in, c_out, size_in, size_out)` builds one."""
+    return [up(channels[i], channels[max(i - 1, 0)], sizes[i + 1], sizes[i]) for i in reversed(range(len(channels)))]
+
+
 class ConvVAE(VAE):
     """Subclasses change the architecture through `stem`, `down` and `up` (see resnet.py)."""
 
@@ -67,12 +81,11 @@ class ConvVAE(VAE):
         sizes = stage_sizes(h, w, n)
         flat = channels[-1] * sizes[-1][0] * sizes[-1][1]
         stem, c_in = self.stem(c, channels[0])
-        downs = [self.down(c_prev, c_next) for c_prev, c_next in zip([c_in, *channels[:-1]], channels)]
+        downs = down_stages(c_in, channels, self.down)
         self.encoder = nn.Sequential(*stem, *downs, nn.Flatten())  # (B, flat)
         self.fc_mu = nn.Linear(flat, latent_dim)
         self.fc_logvar = nn.Linear(flat, latent_dim)
-        # Stage i, in reverse: channels[i] -> channels[i - 1] (the last keeps channels[0]), sizes[i+1] -> sizes[i]
-        ups = [self.up(channels[i], channels[max(i - 1, 0)], sizes[i + 1], sizes[i]) for i in reversed(range(n))]
+        ups = up_stages(channels, sizes, self.up)  # sizes[-1] -> sizes[0]
         self.decoder = nn.Sequential(
             nn.Linear(latent_dim, flat),
             nn.Unflatten(1, (channels[-1], *sizes[-1])),  # (B, channels[-1], h_last, w_last)

@@ -5,10 +5,16 @@
     <out>/<study>.html               one self-contained page (the same content, figures embedded)
 and, when every study is reported, <out>/index.md / index.html: the tutorial's tables, each linked
 to the studies that measure it or naming the sweep to run.
+
+`vaebench.report` is both this package and the API function `report(...)`: the package is callable
+(calling it is `vaebench.api.report`), so importing a submodule such as `vaebench.report.figures`,
+which makes `vaebench.report` the package, never hides the function.
 """
 
 from __future__ import annotations
 
+import sys
+import types
 from pathlib import Path
 
 from ..results import list_studies, load_results
@@ -16,7 +22,7 @@ from ..runtime import atomic_path
 from .figures import markdown_section, study_figures
 from .html import render_html
 from .render import render_study
-from .tables import DISENTANGLEMENT_TITLE, TUTORIAL_TABLES, table_title
+from .tables import DISENTANGLEMENT_TITLE, TUTORIAL_TABLES, study_title
 
 FORMATS = ("md", "html", "both")
 
@@ -32,7 +38,7 @@ def write_reports(results_root: Path, out_dir: Path, study: str | None = None, f
         df = load_results(results_root, name)
         if df.empty:
             continue
-        titles[name] = table_title(list(df["grid_keys"].iloc[0]), name)
+        titles[name] = study_title(df)
         figures = study_figures(df, results_root)
         text = render_study(df) + markdown_section(figures, f"{name}/figures")
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -95,3 +101,14 @@ def _write_markdown(out_dir: Path, name: str, text: str, figures) -> list[Path]:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return [path]
+
+
+class _CallableReportPackage(types.ModuleType):
+    def __call__(self, *args, **kwargs):
+        """`vaebench.report(study=None, results=None, out="reports", fmt="both")`: see `vaebench.api.report`."""
+        from ..api import report
+
+        return report(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableReportPackage

@@ -59,6 +59,8 @@ def training_curves(df: pd.DataFrame, root: Path) -> Optional[Figure]:
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
     for label, g in cells:
         hist = pd.DataFrame([rec for h in g["history"] for rec in h])
+        if hist.empty:  # rows without a training history (a result added from outside the sweep)
+            continue
         per_epoch = hist.groupby("epoch")
         for ax, (col, name) in zip(axes, panels):
             m = per_epoch[col].mean()
@@ -158,13 +160,17 @@ def images(df: pd.DataFrame, root: Path) -> Optional[Figure]:
     fig, axes = plt.subplots(len(cells), 3, figsize=(13, 2.6 * len(cells)), squeeze=False,
                              gridspec_kw={"width_ratios": [1, 1.2, 1.5]})
     for (label, a), row in zip(cells, axes):
-        _show(row[0], a["samples"][:32], 8, f"{label}: samples from the prior")
+        if "samples" in a:
+            _show(row[0], a["samples"][:32], 8, f"{label}: samples from the prior")
+        else:  # a model that cannot sample (can_sample = False, e.g. vqvae): no prior samples saved
+            row[0].set_title(f"{label}: no prior to sample from", fontsize=9)
+            row[0].axis("off")
         _show(row[1], np.concatenate([a["originals"], a["reconstructions"]]), len(a["originals"]),
               "test images (top) and reconstructions")
         _show(row[2], a["interpolation"], len(a["interpolation"]), "latent interpolation between two test images")
     return Figure("images", "Samples, reconstructions, interpolations",
-                  "For each cell, the run with the lowest seed: 32 images decoded from z ~ N(0, I) "
-                  "(the decoder's mean), the first 8 test images above their reconstructions (posterior "
+                  "For each cell, the run with the lowest seed: 32 images decoded from z ~ p(z), the "
+                  "model's prior (N(0, I) unless the family has its own; the decoder's mean), the first 8 test images above their reconstructions (posterior "
                   "mean decoded), and decodes along the straight line between the posterior means of two "
                   "test images of different classes.", _png(fig))
 

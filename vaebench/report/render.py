@@ -6,7 +6,7 @@ import pandas as pd
 
 from ..results import grid_column
 from .tables import (PARETO_KEY, Cell, ReportTable, fixed_settings, format_value, param_label, study_tables,
-                     table_title, variant_settings)
+                     study_title, variant_settings)
 
 CELL_NOTE = (
     "Each summary cell: mean ± half-width of the 95% confidence interval of the mean over seeds (Student t, "
@@ -17,7 +17,7 @@ CELL_NOTE = (
     "the header names; \"—\" when either side has fewer than 2 runs. Losses are in nats per test example "
     "(sum over pixels and latent dimensions, mean over examples); −ELBO and KL are the unweighted (β = 1) "
     "quantities whatever β was used in training; Recon MSE is per pixel, decoding the posterior mean. "
-    "Definitions: README, section Metrics."
+    "Definitions: README, section Losses and metrics."
 )
 
 
@@ -67,11 +67,20 @@ def _wall_span(df: pd.DataFrame) -> float:
     return (end.max() - start.min()).total_seconds()
 
 
+EXTERNAL_COMMAND = "vaebench.add_result (Python)"  # the `command` of rows added from outside a sweep
+
+
 def render_study(df: pd.DataFrame) -> str:
-    """The Markdown report of one study's rows."""
+    """The Markdown report of one study's rows. Rows added from outside the sweep (`add_result`)
+    join the tables and are listed with their provenance; the settings, times and provenance
+    sentences describe the sweep's own runs."""
+    all_rows = df
+    external = df[df["command"] == EXTERNAL_COMMAND] if "command" in df else df.iloc[:0]
+    if len(external) and len(external) < len(df):
+        df = df.drop(index=external.index)
     study = df["study"].iloc[0]
     grid_keys = list(df["grid_keys"].iloc[0])
-    tables = study_tables(df)
+    tables = study_tables(all_rows)
     fixed = fixed_settings(df, grid_keys)
     failed = df[df["status"] == "failed"]
     pruned = df[df["status"] == "pruned"]
@@ -79,7 +88,7 @@ def render_study(df: pd.DataFrame) -> str:
     seeds = sorted(int(s) for s in df["seed"].unique())
     commands = sorted(c for c in df.get("command", pd.Series(dtype=str)).dropna().unique() if c)
     lines = [
-        f"# {table_title(grid_keys, study)} — study `{study}`",
+        f"# {study_title(all_rows)} — study `{study}`",
         "",
         f"Dataset `{df['dataset'].iloc[0]}` (checksum `{df['dataset_checksum'].iloc[0]}`), "
         f"seeds {seeds}, {len(ok)} finished run(s), {len(failed)} failed"
@@ -109,6 +118,11 @@ def render_study(df: pd.DataFrame) -> str:
         for name, settings in variant_settings(df).items():
             lines.append(f"- **{name}**: "
                          + (", ".join(f"`{k}={format_value(v)}`" for k, v in settings.items()) or "defaults"))
+    if len(external):
+        lines += ["", "Results added from outside the sweep (`vaebench.add_result`; not trained by this study's "
+                  "spec, so not part of its seeds or settings):", ""]
+        for _, r in external.iterrows():
+            lines.append(f"- **{r['variant']}** (`{r['run_id']}`, {r['created_at']}): {r['provenance_note']}")
     for table in tables:
         if table.key == PARETO_KEY:  # after the settings, as it lists single runs
             lines += ["", render_table(table)]

@@ -76,7 +76,8 @@ OPTIONAL_COLUMNS = frozenset({C.MIG, C.SAP})
 # Number format (mean and CI half-width) of the built-in metric columns; other columns: DEFAULT_FORMAT.
 METRIC_FORMATS = {C.RECON_MSE: ".4f", C.KL: ".2f", C.NEG_ELBO: ".2f", C.RECON_NLL: ".2f", C.SSIM: ".4f",
                   C.FID: ".2f", C.FID_RECON: ".2f", C.NLL_IS: ".2f", C.ACTIVE_UNITS: ".1f", C.MIG: ".3f",
-                  C.SAP: ".3f", C.KID: ".4f", C.IS: ".2f"}
+                  C.SAP: ".3f", C.KID: ".4f", C.IS: ".2f", C.CODEBOOK_PERPLEXITY: ".1f",
+                  C.CODES_USED_FRACTION: ".3f"}
 DEFAULT_FORMAT = ".4g"
 # Units as the tables print them: every log-density and KL is per example (the report says so once).
 UNIT_ABBREVIATIONS = {"nats per example": "nats"}
@@ -236,6 +237,29 @@ LAYOUTS = {  # by table_title
         "schedules", _FINAL_ELBO_COLUMNS, labels={"variant": "Schedule"}, notes=(FINAL_ELBO_NOTE,)),
 }
 DEFAULT_LAYOUT = Layout("sweep")
+
+
+# Tables of families with metrics of their own (family_tables.py): a layout chosen when the rows have
+# the family's measured columns — (predicate(df), title, Layout) — and extra tables (df, grid_keys) -> tables.
+FAMILY_LAYOUTS: list = []
+FAMILY_TABLES: list = []
+
+
+def family_layout(df: pd.DataFrame) -> tuple[str, Layout] | None:
+    """(title, layout) of the first family layout whose metrics the rows measured, else None."""
+    for applies, title, layout in FAMILY_LAYOUTS:
+        if applies(df):
+            return title, layout
+    return None
+
+
+def study_title(df: pd.DataFrame) -> str:
+    """The title of a study's report: its tutorial table's, else its family table's, else "Sweep results"."""
+    study, grid_keys = df["study"].iloc[0], list(df["grid_keys"].iloc[0])
+    title = table_title(grid_keys, study)
+    if title in LAYOUTS or (family := family_layout(df)) is None:
+        return title
+    return family[0]
 
 
 def layout_of(grid_keys: list[str], study: str = "") -> Layout:
@@ -611,13 +635,17 @@ def study_tables(df: pd.DataFrame) -> list[ReportTable]:
     ground-truth factors), all metrics, and the Pareto front (multi-objective studies; key PARETO_KEY)."""
     study, grid_keys = df["study"].iloc[0], list(df["grid_keys"].iloc[0])
     summary = summarize(df, grid_keys)
-    layout = layout_of(grid_keys, study)
+    layout, title = layout_of(grid_keys, study), table_title(grid_keys, study)
+    if not layout.columns and (family := family_layout(df)):
+        title, layout = family
     if layout.columns:
-        tables = [layout_table(df, summary, grid_keys, layout, table_title(grid_keys, study))]
+        tables = [layout_table(df, summary, grid_keys, layout, title)]
     else:  # a grid over several keys: each key's tutorial table per value of the others
         tables = sliced_layout_tables(df, summary, grid_keys)
     tables += published_tables(summary, grid_keys, df)
     tables += per_factor_tables(df, grid_keys)
+    for extra in FAMILY_TABLES:
+        tables += extra(df, grid_keys)
     tables.append(all_metrics_table(summary, grid_keys, layout))
     if len(objectives_of(df)) > 1:
         tables.append(pareto_table(df, grid_keys))
@@ -743,3 +771,6 @@ def pareto_front(df: pd.DataFrame) -> pd.DataFrame:
         return ok
     mask = pareto_mask(ok[metrics].astype(float).to_numpy().tolist(), [d for _, d in objectives])
     return ok[mask].sort_values(metrics[0])
+
+
+from . import family_tables  # noqa: E402,F401  (registers the VQ-VAE and hierarchical tables)

@@ -1,0 +1,156 @@
+"""The public Python API: what `import vaebench` offers, run -> load_results -> load_model ->
+evaluate reproducing a row exactly, a model trained in the user's own loop scored and joined to a
+study's report, and `python -m vaebench`."""
+
+import importlib
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import vaebench
+from tests.conftest import REPO
+from vaebench.errors import StudyError
+
+SPEC = {
+    "study": "api",
+    "dataset": {"name": "digits"},
+    "model": {"name": "mlp", "hidden_dim": 32, "latent_dim": 4},
+    "train": {"epochs": 2, "batch_size": 128},
+    "eval": {"nll_k": 8, "nll_examples": 100, "fid_samples": 200},
+    "grid": {"variant": [{"name": "small", "model": {"hidden_dim": 32}}, {"name": "wide", "model": {"hidden_dim": 64}}]},
+    "seeds": [0],
+}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    results = tmp_path_factory.mktemp("api") / "results"
+    status = vaebench.run(SPEC, workers=1, results=results)
+    return results, status
+
+
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def _same(a, b) -> bool:
+    if _missing(a) or _missing(b):  # a null column: None from evaluate, NaN once in a DataFrame
+        return _missing(a) and _missing(b)
+    if isinstance(a, (list, np.ndarray)) or isinstance(b, (list, np.ndarray)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(list(a), list(b)))
+    return a == b
+
+
+def test_run_returns_the_status_and_load_results_the_rows(finished):
+    results, status = finished
+    assert status.total == status.done == status.complete == 2
+    df = vaebench.load_results("api", results=results)
+    assert len(df) == 2 and set(df["variant"]) == {"small", "wide"} and (df["status"] == "ok").all()
+    assert df["neg_elbo"].between(5, 200).all()  # nats per example on 8x8 digits
+
+
+def test_load_model_then_evaluate_reproduces_the_stored_row_exactly(finished):
+    results, _ = finished
+    df = vaebench.load_results("api", results=results)
+    row = df[df["variant"] == "wide"].iloc[0]
+    model, config = vaebench.load_model(row["run_id"], results=results)
+    assert config.model.hidden_dim == 64 and not model.training
+    out = vaebench.evaluate(model, config=config, seed=int(row["seed"]))
+    compared = [k for k in out if not k.startswith("eval_seconds")]
+    assert {"neg_elbo", "kl", "recon_mse", "ssim", "fid", "nll_is", "active_units"} <= set(compared)
+    different = {k: (out[k], row[k]) for k in compared if not _same(out[k], row[k] if not isinstance(row[k], np.ndarray)
+                                                                    else row[k].tolist())}
+    assert different == {}
+    # another seed draws other samples: the stochastic metrics move, so the equality above is not vacuous
+    other = vaebench.evaluate(model, config=config, seed=int(row["seed"]) + 1)
+    assert other["neg_elbo"] != out["neg_elbo"] and other["recon_mse"] == out["recon_mse"]
+
+
+def test_rows_without_a_config_column_rebuild_it_from_their_parameters(finished):
+    from vaebench.api import row_config
+    from vaebench.results import read_row
+
+    results, _ = finished
+    run_id = vaebench.load_results("api", results=results)["run_id"].iloc[0]
+    row = read_row(results, "api", run_id)
+    legacy = {k: v for k, v in row.items() if k != "config"}
+    legacy["param.model.channels"] = float("nan")  # a column another family's rows gave this file
+    assert row_config(legacy) == row_config(row)
+
+
+def test_a_model_trained_in_your_own_loop_is_scored_and_joins_the_report(finished, tmp_path):
+    from vaebench.data import load_dataset
+    from vaebench.models.mlp import MLPVAE
+    from vaebench.objectives import Bernoulli, elbo_terms
+
+    results, _ = finished
+    data = load_dataset(vaebench.parse_spec(SPEC).dataset)
+    torch.manual_seed(0)
+    model = MLPVAE(data.shape, 4, 48, 1, Bernoulli())
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(60):  # the user's own loop
+        t = elbo_terms(model, model.likelihood, data.x_train[:256])
+        loss = (t.recon + t.kl.sum(1)).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    out = vaebench.evaluate(model.eval(), {"name": "digits"}, metrics=["elbo", "recon_mse", "latent"])
+    assert set(out) >= {"neg_elbo", "recon_mse", "active_units"} and 5 < out["neg_elbo"] < 200
+    assert "fid" not in out  # only the metrics asked for
+    run_id = vaebench.add_result("api", out, "my loop", results=results, model=model, note="60 Adam steps, own loop")
+    assert run_id.startswith("ext-")
+    df = vaebench.load_results("api", results=results)
+    assert len(df) == 3 and df.set_index("run_id").loc[run_id, "n_params"] == sum(p.numel() for p in model.parameters())
+    importlib.import_module("vaebench.report.figures")  # makes vaebench.report the package: still callable
+
+    [path] = [p for p in vaebench.report("api", results=results, out=tmp_path / "reports", fmt="md") if p.suffix == ".md"]
+    text = path.read_text()
+    assert "my loop (external)" in text and "60 Adam steps, own loop" in text
+    assert "2 finished run(s)" in text  # the sweep's own runs; the outside row is listed apart
+    with pytest.raises(StudyError, match="not named variants"):
+        vaebench.run({**SPEC, "study": "beta_api", "grid": {"objective.beta": [1.0]}}, workers=1, results=results)
+        vaebench.add_result("beta_api", out, "x", results=results)
+
+
+def test_import_vaebench_is_cheap_and_exports_the_api():
+    code = ("import sys, vaebench; assert 'torch' not in sys.modules, 'torch imported';"
+            "names = {'load_spec', 'run', 'load_results', 'load_model', 'evaluate', 'report', 'add_result',"
+            " 'MODELS', 'DATASETS', 'METRICS', 'Options', 'ModelFamily', 'DatasetSource', 'VAE'};"
+            "missing = names - set(dir(vaebench)); assert not missing, missing;"
+            "assert callable(vaebench.evaluate) and 'mlp' in vaebench.MODELS; print('ok')")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr
+
+
+def test_python_dash_m_vaebench_is_the_command(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "vaebench", "run", str(tmp_path / "missing.yaml")],
+                       capture_output=True, text=True, cwd=REPO, env={**os.environ})
+    assert p.returncode == 2 and "missing.yaml: cannot read sweep spec" in p.stderr
+    p = subprocess.run([sys.executable, "-m", "vaebench", "--help"], capture_output=True, text=True)
+    assert p.returncode == 0 and "report" in p.stdout
+
+
+def test_a_family_registered_in_a_notebook_runs_in_process_and_is_refused_for_worker_processes(tmp_path):
+    from vaebench.models import MODELS, ModelFamily
+    from vaebench.models.mlp import MLPVAE
+
+    def build(cfg, data_shape, likelihood, num_classes):
+        return MLPVAE(data_shape, cfg.latent_dim, 16, 1, likelihood)
+
+    build.__module__ = "__main__"  # as defined in a notebook cell
+    MODELS.register("notebook_vae", ModelFamily(build))
+    try:
+        spec = {**SPEC, "study": "nb", "model": {"name": "notebook_vae", "latent_dim": 2}, "grid": {},
+                "eval": {"fid_extractor": None, "nll_k": 2, "nll_examples": 10}, "train": {"epochs": 1}}
+        with pytest.raises(StudyError, match="registered in __main__ .* worker processes cannot import it"):
+            vaebench.run(spec, workers=2, results=tmp_path / "results")
+        assert not (tmp_path / "results").exists()
+        status = vaebench.run(spec, results=tmp_path / "results")  # the default layout: one in-process worker
+        assert status.complete == 1
+    finally:
+        MODELS.unregister("notebook_vae")

@@ -1,0 +1,57 @@
+"""Report tables of families with metrics of their own (report/family_tables.py), on synthetic rows:
+the VQ-VAE codebook table and the hierarchical per-layer tables with Sønderby et al.'s depth check,
+chosen from the rows' measured columns, not from the study's name."""
+
+import pandas as pd
+
+from tests.test_report import make_rows, metrics, table
+from vaebench.report.render import render_study
+from vaebench.report.tables import study_tables, study_title
+
+
+def _hierarchical(nll_by_depth: dict[int, float], study: str = "whatever_name") -> pd.DataFrame:
+    cells = {f"{d} layers": {**metrics(), "nll_is": (nll, 0.1)} for d, nll in nll_by_depth.items()}
+    df = make_rows(study, "variant", cells)
+    kl = {1: [20.0], 2: [15.0, 5.0], 3: [14.0, 5.5, 0.5]}
+    au = {1: [10], 2: [8, 2], 3: [8, 2, 0]}
+    depth = df["variant"].str[0].astype(int)
+    df["kl_per_layer"] = [kl[d] for d in depth]
+    df["active_units_per_layer"] = [au[d] for d in depth]
+    df["param.model.name"] = "ladder"
+    return df
+
+
+def test_a_hierarchical_study_gets_per_layer_tables_and_the_depth_check():
+    df = _hierarchical({1: 99.0, 2: 97.5, 3: 96.8})
+    tables = study_tables(df)
+    assert study_title(df) == "Hierarchical (ladder) VAE: likelihood by depth"  # from the columns, not the name
+    kl = table(tables, "kl_per_layer_table")
+    assert kl.header[:4] == ["Variant", "KL layer 1 (nats)", "KL layer 2 (nats)", "KL layer 3 (nats)"]
+    assert [c.text for c in kl.rows[0][1:4]] == ["20.00", "—", "—"]  # one layer: the others are absent
+    assert [c.text for c in kl.rows[2][1:4]] == ["14.00", "5.50", "0.50"]
+    check = table(tables, "depth_check")
+    assert [[c.text for c in r] for r in check.rows] == [["1", "99.00", "3"], ["2", "97.50", "3"], ["3", "96.80", "3"]]
+    assert "agrees: the NLL falls with every added layer" in check.notes[0]
+    text = render_study(df)
+    assert text.startswith("# Hierarchical (ladder) VAE: likelihood by depth")
+
+
+def test_the_depth_check_flags_a_contradiction():
+    check = table(study_tables(_hierarchical({1: 97.0, 2: 97.5, 3: 98.0})), "depth_check")
+    assert "⚠ contradicts: more stochastic layers do not lower the NLL here" in check.notes[0]
+    partly = table(study_tables(_hierarchical({1: 99.0, 2: 96.0, 3: 96.5})), "depth_check")
+    assert "⚠ partly contradicts" in partly.notes[0]
+
+
+def test_a_vq_study_gets_the_codebook_table_and_single_layer_studies_do_not():
+    cells = {k: {**metrics(), "codebook_perplexity": (p, 1.0), "codes_used_fraction": (u, 0.01), "fid_recon": (20.0, 1.0)}
+             for k, p, u in ((64, 40.0, 0.9), (512, 120.0, 0.4))}
+    df = make_rows("vq_any_name", "model.num_embeddings", cells)
+    tables = study_tables(df)
+    vq = tables[0]
+    assert vq.key == "vqvae" and study_title(df) == "VQ-VAE: reconstruction and codebook use"
+    assert vq.header[1:7] == ["Recon MSE (per pixel) ↓", "SSIM ↑", "Codebook perplexity (codes) ↑",
+                              "Codes used (fraction) ↑", "FID of reconstructions ↓", "Rate (nats)"]
+    assert vq.rows[1][3].text.startswith("120.0") and vq.rows[1][3].best
+    plain = make_rows("plain", "variant", {"a": metrics(), "b": metrics()})
+    assert not any(t.key in ("vqvae", "hierarchical", "depth_check") for t in study_tables(plain))

@@ -1,0 +1,315 @@
+"""The terminal: progress with the time left (one line per worker process on an interactive terminal,
+plain lines when piped), `status`'s estimate before any trial completes, `results` exports that
+pandas (DuckDB, polars) read back, `--version` and shell completion, and spec values that must be
+finite numbers."""
+
+import importlib.metadata
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import yaml
+from rich.console import Console
+from rich.progress import Progress
+from typer.testing import CliRunner
+
+import vaebench
+from tests.conftest import REPO, TINY_SPEC
+from vaebench.api import RichReporter
+from vaebench.cli import app
+from vaebench.errors import SpecError
+from vaebench.progress import RunClock, TimeLeftColumn, WorkerLines
+from vaebench.results import load_results
+from vaebench.spec import RunConfig, load_spec
+from vaebench.storage import StudyStore
+from vaebench.study import claim_next, open_study, report_epoch, study_status
+
+runner = CliRunner()
+FAST_EVAL = {"fid_extractor": None, "nll_examples": 50, "nll_k": 10}
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\x1b[=>78]")
+
+
+def cli(*args):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+# --------------------------------------------------------------------------- version, completion
+
+
+def test_version_and_shell_completion():
+    r = cli("--version")
+    assert r.exit_code == 0 and r.output.strip() == f"vaebench {vaebench.__version__}"
+    assert vaebench.__version__ == importlib.metadata.version("vaebench")
+    p = subprocess.run([sys.executable, "-m", "vaebench", "--version"], capture_output=True, text=True, cwd=REPO)
+    assert p.returncode == 0 and p.stdout.strip() == f"vaebench {vaebench.__version__}", p.stderr
+    help_text = cli("--help").output
+    for option in ("--version", "--install-completion", "--show-completion"):
+        assert option in help_text, help_text
+
+
+# --------------------------------------------------------------------------- results exports
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A finished tiny study (2 cells x 2 seeds) under a results folder."""
+    tmp = tmp_path_factory.mktemp("finished")
+    path = tmp / "spec.yaml"
+    path.write_text(yaml.safe_dump({**TINY_SPEC, "eval": FAST_EVAL}))
+    results = tmp / "results"
+    r = cli("run", str(path), "-q", "--results", str(results))
+    assert r.exit_code == 0, r.output
+    return results
+
+
+def test_results_csv_to_a_file_and_stdout_one_line_per_row_lists_as_json(finished, tmp_path):
+    rows = load_results(finished, "tiny").set_index("run_id")
+    out = tmp_path / "rows.csv"
+    r = cli("results", "--results", str(finished), "--csv", "--out", str(out))
+    assert r.exit_code == 0, r.output
+    text = out.read_text()
+    assert len(text.splitlines()) == 1 + len(rows)  # a header, then one line per row: no embedded newlines
+    df = pd.read_csv(out).set_index("run_id")
+    assert set(df.index) == set(rows.index)
+    for run_id, row in rows.iterrows():
+        assert json.loads(df.loc[run_id, "kl_per_dim"]) == pytest.approx(list(row["kl_per_dim"]))
+        assert json.loads(df.loc[run_id, "grid_keys"]) == ["objective.beta"]
+        history = json.loads(df.loc[run_id, "history"])
+        assert [h["test_loss"] for h in history] == pytest.approx([h["test_loss"] for h in row["history"]])
+        assert df.loc[run_id, "neg_elbo"] == pytest.approx(row["neg_elbo"], rel=1e-12)
+    assert "[" in text and "\n [" not in text and "array(" not in text
+    # the same CSV on standard output, and `--format csv` is `--csv`
+    assert cli("results", "--results", str(finished), "--csv").output == text
+    assert cli("results", "--results", str(finished), "--format", "csv").output == text
+
+
+def test_results_json_lines_and_parquet_read_back(finished, tmp_path):
+    rows = load_results(finished, "tiny").set_index("run_id")
+    jsonl, parquet = tmp_path / "rows.jsonl", tmp_path / "rows.parquet"
+    assert cli("results", "--results", str(finished), "--format", "json", "--out", str(jsonl)).exit_code == 0
+    assert cli("results", "--results", str(finished), "--format", "parquet", "--out", str(parquet)).exit_code == 0
+    assert len(jsonl.read_text().splitlines()) == len(rows)
+    for df in (pd.read_json(jsonl, lines=True), pd.read_parquet(parquet)):
+        df = df.set_index("run_id")
+        assert set(df.index) == set(rows.index)
+        for run_id, row in rows.iterrows():
+            assert df.loc[run_id, "neg_elbo"] == pytest.approx(row["neg_elbo"], rel=1e-12)
+            assert list(df.loc[run_id, "kl_per_dim"]) == pytest.approx(list(row["kl_per_dim"]))
+            assert [h["epoch"] for h in df.loc[run_id, "history"]] == [1, 2]
+    # DuckDB and polars, where installed (not dependencies of vaebench)
+    try:
+        import duckdb
+    except ImportError:
+        duckdb = None
+    if duckdb is not None:
+        for source in (f"read_parquet('{parquet}')", f"read_json_auto('{jsonl}')", f"read_csv_auto('{tmp_path / 'r.csv'}')"):
+            if "read_csv" in source:
+                cli("results", "--results", str(finished), "--csv", "--out", str(tmp_path / "r.csv"))
+            n, mean = duckdb.sql(f"SELECT count(*), avg(neg_elbo) FROM {source}").fetchone()
+            assert n == len(rows) and mean == pytest.approx(rows["neg_elbo"].mean())
+    try:
+        import polars
+    except ImportError:
+        polars = None
+    if polars is not None:
+        for df in (polars.read_parquet(parquet), polars.read_ndjson(jsonl)):
+            assert df.height == len(rows) and df["neg_elbo"].mean() == pytest.approx(rows["neg_elbo"].mean())
+
+
+def test_results_export_needs_a_file_for_parquet(finished):
+    r = cli("results", "--results", str(finished), "--format", "parquet")
+    assert r.exit_code == 2 and "--out FILE" in r.output
+    r = cli("results", "--results", str(finished), "--out", "x.csv")
+    assert r.exit_code == 2 and "--csv or --format" in r.output
+
+
+# --------------------------------------------------------------------------- spec values: finite numbers
+
+
+@pytest.mark.parametrize("section,field", [
+    ({"objective": {"beta": float("inf")}}, "field objective.beta"),
+    ({"train": {"lr": float("nan")}}, "field train.lr"),
+    ({"eval": {"active_threshold": float("-inf")}}, "field eval.active_threshold"),
+    ({"schedule": {"name": "linear", "warmup": float("inf")}}, "field schedule.warmup"),
+    ({"grid": {"objective.beta": [0.5, float("inf")]}}, "grid key 'objective.beta'"),
+    ({"grid": {"variant": [{"name": "a", "objective": {"beta": float("nan")}}]}}, "grid key 'variant'"),
+    ({"dataset": {"name": "shapes", "test_fraction": float("nan")}}, "field dataset.test_fraction"),  # a family option
+    ({"grid": {}, "search": {"sampler": "random", "n_trials": 2, "space": {
+        "objective.beta": {"type": "float", "low": 0.1, "high": float("inf")}}}}, "search.space.objective.beta"),
+    ({"grid": {}, "search": {"sampler": "random", "n_trials": 2, "space": {
+        "train.lr": {"type": "categorical", "choices": [1e-3, float("nan")]}}}}, "search.space.train.lr"),
+])
+def test_nan_and_infinite_spec_values_are_refused_with_the_field_named(write_spec, section, field):
+    path = write_spec({**TINY_SPEC, "seeds": [0], **section})
+    assert (".inf" in path.read_text()) or (".nan" in path.read_text())  # as YAML writes them
+    with pytest.raises(SpecError) as e:
+        load_spec(path)
+    assert str(path) in str(e.value) and field in str(e.value) and "finite number" in str(e.value), str(e.value)
+
+
+def test_a_family_options_model_refuses_nan_and_infinities():
+    from pydantic import Field, ValidationError
+
+    from vaebench.family import Options
+
+    class PluginOptions(Options):
+        temperature: float = Field(1.0, ge=0.0)
+
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValidationError, match="finite number"):
+            PluginOptions(temperature=bad)
+    assert PluginOptions(temperature=2.0).temperature == 2.0
+    with pytest.raises(Exception, match="finite number"):
+        RunConfig.model_validate({"objective": {"beta": float("inf")}})
+
+
+# --------------------------------------------------------------------------- time left
+
+
+def test_status_estimates_the_time_left_from_epochs_before_any_trial_completes(tmp_path, write_spec):
+    spec = load_spec(write_spec({**TINY_SPEC, "train": {"epochs": 4, "batch_size": 128}}))
+    results = tmp_path / "results"
+    store = StudyStore(None, results, spec.study)
+    study = open_study(spec, store)
+    trial = claim_next(study, spec, store)
+    s = study_status(study)
+    assert (s.eta_seconds, s.eta_basis, s.running_epochs) == (None, None, [(0, None)])  # no epoch yet
+    time.sleep(0.3)
+    report_epoch(trial, {"epoch": 1, "test_loss": 50.0})
+    s = study_status(study)
+    assert s.running_epochs == [(1, 50.0)] and s.epochs_per_trial == 4 and s.eta_basis == "epochs"
+    secs = s.running[0][3]
+    assert secs >= 0.3
+    per_trial = secs * 4 / 1  # one epoch of four in `secs`
+    assert s.projected_trial_seconds == pytest.approx(per_trial)
+    assert s.eta_seconds == pytest.approx(3 * per_trial + (per_trial - secs))  # 3 waiting + the rest of this one
+    r = cli("status", "--results", str(results), "--study", "tiny")
+    assert r.exit_code == 0, r.output
+    assert "time left ≈ " in r.output and "(from the epochs done so far" in r.output
+    assert f"trial {trial.number} run " in r.output and "epoch 1/4 (test -ELBO 50.00)" in r.output
+    # once a trial has completed, its mean time is the basis
+    study.tell(trial, 100.0)
+    assert study_status(study).eta_basis == "trials"
+
+
+def test_run_clock_and_the_time_left_column(monkeypatch):
+    from vaebench import progress
+
+    now = [0.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: now[0])
+    clock = RunClock()
+    assert clock.eta(3) is None and clock.eta(0) == 0.0
+    clock.trial_start(epochs=10)
+    assert clock.eta(3) is None  # no epoch done yet
+    now[0] = 5.0
+    clock.epoch()  # 5 s per epoch: a 50-s trial, 45 s of it left, then 2 more
+    assert clock.eta(3) == pytest.approx(45 + 2 * 50)
+    now[0] = 40.0
+    clock.trial_end()  # it took 40 s in all
+    assert clock.eta(2) == pytest.approx(2 * 40)
+    clock.trial_start(epochs=10)
+    now[0] = 50.0
+    assert clock.eta(2) == pytest.approx((40 - 10) + 40)
+
+    progress_ = Progress(console=Console(file=io.StringIO()))
+    task = progress_.add_task("runs", total=4, eta=80.0)
+    assert TimeLeftColumn().render(progress_.tasks[task]).plain == "≈ 1 min 20 s left"
+    progress_.update(task, eta=None)
+    assert TimeLeftColumn().render(progress_.tasks[task]).plain == "time left ?"
+
+
+def test_the_reporter_of_a_worker_in_this_process_sets_the_time_left():
+    progress = Progress(console=Console(file=io.StringIO()))
+    reporter = RichReporter(progress, total_runs=3, done=1)
+    runs = progress.tasks[reporter.runs]
+    assert runs.fields["eta"] is None
+    reporter.trial_start(0, "abc", RunConfig.model_validate({"train": {"epochs": 2}}), 0)
+    time.sleep(0.05)
+    reporter.epoch({"epoch": 1, "test_loss": 10.0})
+    eta = progress.tasks[reporter.runs].fields["eta"]
+    assert eta is not None and eta > 0  # 2 runs left, projected from one epoch of two
+
+
+def test_worker_lines_follow_the_running_trials():
+    from vaebench.study import StudyStatus
+
+    progress = Progress(console=Console(file=io.StringIO()))
+    lines = WorkerLines(progress)
+    host = __import__("socket").gethostname()
+    lines.note("[w2 pid 4242] worker w2 pid 4242 on study tiny")
+    status = StudyStatus("tiny", "grid", 4, 0, 0, 0, 0, [(3, "abc", f"{host}:4242:1", 6.0)], 2, None, [],
+                         running_epochs=[(2, 97.5)], epochs_per_trial=10)
+    lines.update(status)
+    [task] = progress.tasks
+    assert task.description == "  w2: trial 3 run abc epoch 2/10, test -ELBO 97.50"
+    assert (task.completed, task.total, task.fields["eta"]) == (2, 10, pytest.approx(24.0))
+    status.running, status.running_epochs = [], []
+    lines.update(status)
+    assert not progress.tasks[0].visible  # between trials
+
+
+# --------------------------------------------------------------------------- several workers: piped and on a terminal
+
+
+def _sweep_argv(tmp_path, write_spec):
+    spec = {**TINY_SPEC, "model": {"name": "mlp", "hidden_dim": 256, "latent_dim": 8}, "eval": FAST_EVAL,
+            "train": {"epochs": 20, "batch_size": 64}}  # ~4 s per run: the workers' trials overlap the polls
+    env = {k: v for k, v in os.environ.items() if k != "VAEBENCH_WORKERS"}
+    argv = [sys.executable, "-m", "vaebench", "run", str(write_spec(spec)), "--workers", "2",
+            "--results", str(tmp_path / "results")]
+    return argv, env
+
+
+def test_piped_output_of_several_workers_is_plain_lines(tmp_path, write_spec):
+    argv, env = _sweep_argv(tmp_path, write_spec)
+    p = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert p.returncode == 0, p.stdout + p.stderr
+    out = p.stdout + p.stderr
+    assert "\x1b" not in out and "\r" not in out, repr(out[:2000])  # no colours, no cursor movement
+    assert "[w1 pid " in out and "[w2 pid " in out  # the workers' relayed lines
+    assert "4/4 done" in out
+
+
+def test_an_interactive_terminal_shows_each_workers_epochs_and_the_time_left(tmp_path, write_spec):
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+
+    argv, env = _sweep_argv(tmp_path, write_spec)
+    env.update(TERM="xterm-256color", COLUMNS="200", LINES="50")
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 200, 0, 0))
+    p = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=tmp_path, close_fds=True)
+    os.close(slave)
+    chunks, deadline = [], time.time() + 600
+    try:
+        while time.time() < deadline:
+            ready, _, _ = select.select([master], [], [], 1.0)
+            if ready:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: the terminal's last writer is gone
+                    break
+                if not data:
+                    break
+                chunks.append(data)
+            elif p.poll() is not None:
+                break
+    finally:
+        os.close(master)
+        if p.poll() is None:
+            p.kill()
+        p.wait(timeout=60)
+    assert p.returncode == 0
+    screen = ANSI.sub("", b"".join(chunks).decode("utf-8", "replace"))
+    assert re.search(r"w[12]: trial \d+ run [0-9a-f]{12} epoch \d+/20", screen), screen[-3000:]
+    assert re.search(r"≈ (\d+ min )?\d+ s left", screen), screen[-3000:]  # the time-left column
+    assert "4/4 done" in screen
