@@ -181,7 +181,7 @@ def test_a_sigkilled_worker_loses_nothing_and_its_cell_runs_once(tmp_path, stora
     states = sorted(t.state.name for t in same_run)
     assert states == ["COMPLETE", "FAIL"], states  # the killed attempt, then one complete retry
     dead = next(t for t in same_run if t.state == TrialState.FAIL)
-    assert dead.number == number and "died" in dead.user_attrs[ATTR_FAIL]
+    assert dead.number == number and "died" in dead.user_attrs.get(ATTR_FAIL, ""), (number, dead.number, dead.user_attrs)
     row = df[df.run_id == run_id].iloc[0]
     assert time.mktime(time.strptime(row["created_at"][:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone >= killed_at - 1
     # a third run has nothing to do

@@ -94,3 +94,25 @@ def test_the_command_exits_with_its_code_after_its_output_and_exit_handlers(tmp_
     assert p.stdout.rstrip().endswith("exit handler ran") and "not reached" not in p.stdout
     assert "Traceback" not in p.stderr
     assert not (tmp_path / "r").exists()  # bad input: nothing written
+
+
+def test_abandoned_temp_files_of_killed_writers_are_removed_and_live_ones_kept(tmp_path):
+    from vaebench.runtime import remove_abandoned_temp_files
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid, live_pid = int(dead.stdout), os.getpid()
+    files = {name: tmp_path / name for name in (f".a.parquet.{dead_pid}.tmp", f".b.parquet.{live_pid}.tmp",
+                                                f".c.parquet.{dead_pid}.tmp", f".d.parquet.{live_pid}.tmp", "e.parquet")}
+    for p in files.values():
+        p.write_bytes(b"x")
+    old = os.path.getmtime(files["e.parquet"]) - 30
+    for name in (f".a.parquet.{dead_pid}.tmp", f".b.parquet.{live_pid}.tmp", "e.parquet"):
+        os.utime(files[name], (old, old))
+    ancient = old - 3600
+    os.utime(files[f".d.parquet.{live_pid}.tmp"], (ancient, ancient))
+    removed = {p.name for p in remove_abandoned_temp_files(tmp_path)}
+    # a dead writer's old temp file, and any file older than max_age; not a live writer's recent one,
+    # not a dead writer's file of the last seconds (its process id may be another host's), not a result
+    assert removed == {f".a.parquet.{dead_pid}.tmp", f".d.parquet.{live_pid}.tmp"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [f".b.parquet.{live_pid}.tmp", f".c.parquet.{dead_pid}.tmp", "e.parquet"])

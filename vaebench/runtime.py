@@ -159,3 +159,36 @@ def atomic_path(path: Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+TEMP_MIN_AGE = 5.0  # seconds: a write takes milliseconds; a temp file this old is not being written
+
+
+def remove_abandoned_temp_files(folder: Path, max_age: float = 600.0) -> list[Path]:
+    """Delete the temp files `atomic_path` left in `folder` when its process was killed mid-write
+    (SIGKILL skips the cleanup): those of a process that no longer exists on this host and older
+    than TEMP_MIN_AGE, and any older than `max_age` (a shared folder's file from another host).
+    Returns the paths removed. The finished file they were to replace is untouched."""
+    import time
+
+    removed = []
+    now = time.time()
+    for tmp in Path(folder).glob(".*.tmp") if Path(folder).is_dir() else []:
+        try:
+            pid, age = int(tmp.name.rsplit(".", 2)[-2]), now - tmp.stat().st_mtime
+        except (ValueError, OSError):
+            continue
+        if age > max_age or (age > TEMP_MIN_AGE and not _process_exists(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -50,7 +50,7 @@ from .metrics import METRICS, evaluate
 from .models import count_parameters
 from .plugins import loaded_plugins
 from .results import has_row, metric_types, param_columns, read_row, write_row
-from .runtime import resolve_device, tf32
+from .runtime import remove_abandoned_temp_files, resolve_device, tf32
 from .search import build_pruner, build_sampler, suggest
 from .spec import Run, RunConfig, SweepSpec, apply_params, parse_spec
 from .storage import StudyStore
@@ -128,6 +128,8 @@ def open_study(spec: SweepSpec, store: StudyStore, dataset_checksum: Optional[st
                     f"differs from the data the study started with ({known}); check --data-root"
                 )
         recover_stale_trials(study)
+        for sub in ("runs", "models", "artifacts"):  # files a killed worker was writing
+            remove_abandoned_temp_files(store.results_root / spec.study / sub)
         _enqueue_missing(study, spec, store)
     return study
 
@@ -517,10 +519,12 @@ def _objective_values(row: dict, spec: SweepSpec) -> Optional[list[float]]:
 
 
 def _finish(study: optuna.Study, trial: optuna.Trial, row: dict, spec: SweepSpec) -> None:
-    """Store the row in the trial, then set its final state (COMPLETE only with the row in place)."""
-    trial.set_user_attr(ATTR_ROW, _jsonable(row))
+    """Store the row in the trial, then set its final state (COMPLETE only with the row in place).
+    The short `m.*` attributes go first: the row and the state are the last two writes, so a worker
+    killed in between (on PostgreSQL each attribute is its own transaction) leaves the smallest window."""
     for key, value in scalar_attrs(row).items():
         trial.set_user_attr(key, value)
+    trial.set_user_attr(ATTR_ROW, _jsonable(row))
     if row["status"] == "pruned":
         study.tell(trial, state=TrialState.PRUNED)
     elif row["status"] == "ok" and (values := _objective_values(row, spec)) is not None:
@@ -676,7 +680,11 @@ def study_status(study: optuna.Study) -> StudyStatus:
     now = _dt.datetime.now()
     durations = [(t.datetime_complete - t.datetime_start).total_seconds()
                  for t in by[TrialState.COMPLETE] if t.datetime_start and t.datetime_complete]
-    fails = by[TrialState.FAIL]
+    # a FAIL trial with a row is a finished run (diverged) — unless its worker died between storing
+    # the row and telling the state: then a retry of the same run completes it, and counts once
+    finished_runs = {t.user_attrs.get(ATTR_RUN_ID) for t in by[TrialState.COMPLETE] + by[TrialState.PRUNED]}
+    fails = [t for t in by[TrialState.FAIL]
+             if not (ATTR_ROW in t.user_attrs and t.user_attrs.get(ATTR_RUN_ID) in finished_runs)]
     total = spec.search.n_trials if spec.search.sampled else len(spec.runs())
     waiting = len(by[TrialState.WAITING])
     if spec.search.sampled:
