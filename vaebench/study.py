@@ -129,7 +129,7 @@ def open_study(spec: SweepSpec, store: StudyStore, dataset_checksum: Optional[st
                 )
         recover_stale_trials(study)
         for sub in ("runs", "models", "artifacts"):  # files a killed worker was writing
-            remove_abandoned_temp_files(store.results_root / spec.study / sub)
+            remove_abandoned_temp_files(Path(store.results_root) / spec.study / sub)
         _enqueue_missing(study, spec, store)
     return study
 
