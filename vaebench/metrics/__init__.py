@@ -101,6 +101,19 @@ class EvalContext:
         """-log p(x | z = mu(x)) for every test image: (N,), nats."""
         return self._decoded_mu[1]
 
+    @cached_property
+    def sampled_kl(self) -> torch.Tensor:
+        """The model's `elbo_terms(x).kl` for every test image: (N, D'), nats — one joint sample per
+        image from torch's generator seeded with the run seed in a forked RNG state (so the same
+        draws whichever metric asks first, and nothing else's random stream moves). Shared by the
+        per-dimension and per-layer KLs of hierarchical models."""
+        import torch
+
+        devices = [self.x.device] if self.x.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), torch.no_grad():
+            torch.manual_seed(self.seed)
+            return torch.cat([self.model.elbo_terms(x, y).kl for x, y in self.batches()])
+
 
 def evaluate(model, data, cfg, seed: int, names: list[str] | None = None) -> dict:
     """Run the named metrics (default: all registered) on the test split of `data` (a Dataset).

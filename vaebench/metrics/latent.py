@@ -46,11 +46,7 @@ def kl_per_dim(ctx) -> dict:
         # several stochastic layers: a lower layer's KL depends on the sampled layers above it, so
         # average `elbo_terms`' per-dimension KL (one joint sample per image, seeded: the `layers`
         # metric's draws) rather than the KL along encode's mean path
-        devices = [ctx.x.device] if ctx.x.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices), torch.no_grad():
-            torch.manual_seed(ctx.seed)
-            per_dim = torch.cat([ctx.model.elbo_terms(x, y).kl for x, y in ctx.batches()]).mean(0)  # (D,)
-        return {C.KL_PER_DIM: per_dim.tolist()}
+        return {C.KL_PER_DIM: ctx.sampled_kl.mean(0).tolist()}  # (D,)
     mu, logvar = ctx.posterior
     with torch.no_grad():  # a per-dimension KL is closed form: z unused, the posterior mean stands in
         per_dim = ctx.model.kl(mu, logvar, mu).mean(0)  # (D,)

@@ -8,7 +8,6 @@ the reason.
 
 from __future__ import annotations
 
-import torch
 
 from . import Column, MetricNotApplicable, register_metric
 from . import columns as C
@@ -41,10 +40,7 @@ def layers(ctx) -> dict:
     if not sizes:
         raise MetricNotApplicable(f"{type(ctx.model).__name__} has a single stochastic layer (no `latent_layers`)")
     sizes = [int(s) for s in sizes]
-    devices = [ctx.x.device] if ctx.x.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices), torch.no_grad():
-        torch.manual_seed(ctx.seed)
-        kl = torch.cat([ctx.model.elbo_terms(x, y).kl for x, y in ctx.batches()])  # (N, D)
+    kl = ctx.sampled_kl  # (N, D): the draws kl_per_dim averages too, computed once
     if kl.shape[1] != sum(sizes):
         raise MetricNotApplicable(f"the model's KL has {kl.shape[1]} columns, not one per latent dimension "
                                   f"(latent_layers {sizes} sum to {sum(sizes)})")
