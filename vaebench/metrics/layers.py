@@ -8,7 +8,6 @@ the reason.
 
 from __future__ import annotations
 
-
 from . import Column, MetricNotApplicable, register_metric
 from . import columns as C
 
