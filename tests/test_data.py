@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import DATA_ROOT, needs_mnist
-from vaebench.data import DATASETS, MNIST_FILES, checksum, load_dataset, load_mnist
+from tests.conftest import DATA_ROOT, HAS_MNIST, needs_mnist
+from vaebench.data import DATASETS, MNIST_FILES, _digits_arrays, checksum, load_dataset, load_mnist, read_idx_ubyte
 from vaebench.errors import DataError
 from vaebench.spec import DatasetConfig
 
@@ -83,3 +83,43 @@ def test_registry_has_the_built_in_sources():
     assert list(DATASETS.get("shapes").options.model_fields) == ["image_size", "scales", "orientations", "positions",
                                                                  "test_fraction"]
     assert all(not DATASETS.get(n).options.model_fields for n in ["digits", "mnist", "synthetic"])
+
+
+# --- readers that spare each worker process an import ----------------------------------------------
+
+
+def test_idx_reader_equals_torchvisions(tmp_path):
+    """`read_idx_ubyte` against torchvision's own IDX reader on files in the exact on-disk format
+    (and on the real MNIST files where they are), and a clear error on a file that is not IDX."""
+    import struct
+
+    from torchvision.datasets.mnist import read_sn3_pascalvincent_tensor
+
+    rng = np.random.default_rng(0)
+    for shape in ((7, 28, 28), (7,), (3, 5, 4)):
+        a = rng.integers(0, 256, shape, dtype=np.uint8)
+        path = tmp_path / f"a{len(shape)}"
+        path.write_bytes(struct.pack(">BBBB", 0, 0, 0x08, a.ndim) + struct.pack(f">{a.ndim}I", *a.shape) + a.tobytes())
+        got = read_idx_ubyte(path)
+        assert got.shape == shape and np.array_equal(got, a)
+        assert torch.equal(torch.from_numpy(got.copy()), read_sn3_pascalvincent_tensor(str(path)))
+    if HAS_MNIST:
+        for f in MNIST_FILES:
+            path = DATA_ROOT / "MNIST" / "raw" / f
+            assert torch.equal(torch.from_numpy(read_idx_ubyte(path).copy()), read_sn3_pascalvincent_tensor(str(path)))
+    bad = tmp_path / "bad"
+    bad.write_bytes(b"\x1f\x8b\x08\x00" + bytes(20))  # a gzip header: the compressed file, not the IDX
+    with pytest.raises(DataError, match=r"bad: not an IDX file of unsigned bytes \(header 1f8b0800\)"):
+        read_idx_ubyte(bad)
+    short = tmp_path / "short"
+    short.write_bytes(struct.pack(">BBBB", 0, 0, 0x08, 1) + struct.pack(">I", 10) + bytes(4))
+    with pytest.raises(DataError, match=r"says \(10,\) = 10 bytes, the file has 4"):
+        read_idx_ubyte(short)
+
+
+def test_digits_read_from_scikit_learns_file_equal_load_digits():
+    from sklearn.datasets import load_digits as sk_digits
+
+    images, target = _digits_arrays()
+    d = sk_digits()
+    assert np.array_equal(images, d.images) and np.array_equal(target, d.target)

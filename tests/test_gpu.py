@@ -107,15 +107,21 @@ def test_cpu_layout_is_unchanged(monkeypatch):
 def test_run_starts_one_worker_per_gpu_with_device_cuda(monkeypatch, tmp_path):
     """`vaebench.run` on a (mocked) 2-GPU machine: the study is made on CPU-side storage and two
     worker processes would start with `--device cuda`, each with its own CUDA_VISIBLE_DEVICES.
-    The processes are not started: launch() is replaced and records what it was given."""
+    The processes are not started: start_workers() and supervise() are replaced and record what
+    they were given."""
     fake_gpus(monkeypatch, 2, "4,6")
     started = {}
 
-    def fake_launch(argv, layout, emit, poll=None, poll_seconds=2.0, env=None):
+    def fake_start(argv, layout, env=None):
         started.update(argv=argv, layout=layout, envs=[worker_env(layout, i, env) for i in range(layout.workers)])
-        return [0] * layout.workers
+        return ["fake"] * layout.workers
 
-    monkeypatch.setattr(launch_mod, "launch", fake_launch)
+    def fake_supervise(procs, emit, poll=None, poll_seconds=2.0):
+        assert procs == ["fake"] * started["layout"].workers
+        return [0] * len(procs)
+
+    monkeypatch.setattr(launch_mod, "start_workers", fake_start)
+    monkeypatch.setattr(launch_mod, "supervise", fake_supervise)
     status = api.run({**FAST, "seeds": [0, 1, 2]}, results=tmp_path, threads=1)
     assert started["layout"] == Layout(2, 1, ("4", "6"))
     argv = started["argv"]

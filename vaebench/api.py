@@ -26,6 +26,9 @@ from .progress import RunClock, WorkerLines, duration, sweep_progress
 from .results import grid_column, resolve_results_root
 
 COMMAND_ENV = "VAEBENCH_COMMAND"  # set by `vaebench run --workers N` for its worker processes
+# how long the workers `vaebench run` starts beside a new study wait for it to be made (loading the
+# data may download it first); they give up at once when the `vaebench run` process ends
+WAIT_FOR_STUDY_SECONDS = 3600
 
 
 class RichReporter:
@@ -105,14 +108,9 @@ def _run_here(st, spec, data, store, device, threads, quiet, status, command, co
     return not summary.errors
 
 
-def _run_workers(study: str, store, layout, device, data_root, download, quiet, command: str,
-                 plugins: list[str], spec_path: Optional[Path], console) -> bool:
-    """`layout.workers` worker processes on this machine; progress from the storage. Their rows
-    record `command` (this `vaebench run` line) as their provenance."""
-    from .launch import launch
-    from .study import study_status
-    from .storage import StudyStore
-
+def _worker_argv(study: str, store, device, data_root, download, plugins: list[str], wait: bool) -> list[str]:
+    """The `vaebench worker` command line of this machine's workers (`--wait-for-study`: started
+    beside the `vaebench run` that is still creating the study)."""
     argv = ["worker", "--study", study, "--results", str(store.results_root), "--heartbeat", str(store.heartbeat), "-q"]
     for flag, value in (("--storage", store.url), ("--device", device), ("--data-root", data_root)):
         if value is not None:
@@ -121,15 +119,30 @@ def _run_workers(study: str, store, layout, device, data_root, download, quiet, 
         argv.append("--no-download")
     for module in plugins:
         argv += ["--plugin", module]
+    if wait:
+        argv += ["--wait-for-study", str(WAIT_FOR_STUDY_SECONDS)]
+    return argv
+
+
+def _worker_env(layout, command: str, spec_path: Optional[Path]) -> dict[str, str]:
     # local plugin modules beside the spec: importable by the workers as they are here
     folders = (str(Path(spec_path).resolve().parent) if spec_path else None, os.getcwd(), os.environ.get("PYTHONPATH"))
-    path = os.pathsep.join(p for p in folders if p)
+    return {COMMAND_ENV: f"{command} (worker of {layout})", "PYTHONPATH": os.pathsep.join(p for p in folders if p)}
+
+
+def _run_workers(procs, study: str, store, quiet, console) -> bool:
+    """Supervise this machine's worker processes `procs` (`launch.start_workers`): their output
+    lines, and progress from the storage."""
+    import optuna
+
+    from .launch import supervise
+    from .storage import StudyStore
+    from .study import study_status
+
     with sweep_progress(console, disable=quiet or not console.is_terminal) as progress:
         task = progress.add_task("runs", total=None, eta=None)
         lines = WorkerLines(progress)  # one line per worker: its trial's epochs, from the storage
         watched = StudyStore(store.url, store.results_root, study, store.heartbeat)
-        import optuna
-
         view = optuna.load_study(study_name=study, storage=watched.open())
 
         def poll() -> None:
@@ -142,7 +155,7 @@ def _run_workers(study: str, store, layout, device, data_root, download, quiet, 
             lines.note(line)
             progress.console.print(line, highlight=False, markup=False)
 
-        codes = launch(argv, layout, emit, poll, env={COMMAND_ENV: f"{command} (worker of {layout})", "PYTHONPATH": path})
+        codes = supervise(procs, emit, poll)
     for i, code in enumerate(codes, 1):
         if code != 0:
             why = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
@@ -157,7 +170,7 @@ def run_sweep(spec, *, study: Optional[str] = None, workers: Optional[int] = Non
     """`run`, returning (final StudyStatus, whether every worker ended cleanly). `workers=0` creates
     (or checks) the study and starts no worker."""
     from .data import load_dataset
-    from .launch import plan_layout
+    from .launch import plan_layout, start_workers, stop_workers
     from .plugins import load_plugins
     from .runtime import check_device
     from .spec import SweepSpec, load_spec, parse_spec
@@ -189,36 +202,56 @@ def run_sweep(spec, *, study: Optional[str] = None, workers: Optional[int] = Non
         console.print(f"{local} is registered in __main__: running one worker in this process")
         workers = 1
     store = open_store(storage, results, spec.study, heartbeat)
-    data = load_dataset(spec.dataset, data_root, download=download)  # before anything is written
-    st = open_study(spec, store, data.checksum)
-    status = study_status(st)
-    pending = status.total - status.done
-    if workers == 0:
-        console.print(f"study [bold]{spec.study}[/]: {status.total} runs, {status.done} done; storage "
-                      f"{store.describe()}; no worker started (workers 0): join with `vaebench worker --study "
-                      f"{spec.study}`", highlight=False)
-        return status, True
-    layout = plan_layout(workers, threads, pending, dev, workers_per_gpu=workers_per_gpu)
-    if layout.workers > 1 and not store.kind.parallel:
-        raise StudyError(f"--storage {store.describe()}: SQLite is unsafe for several writers; use --workers 1, "
-                         "the embedded journal (no --storage) or PostgreSQL")
-    search = (f"{len(spec.cells())} cells x {len(spec.seeds)} seeds" if not spec.search.sampled
-              else f"{spec.search.sampler} sampler, budget {spec.search.n_trials} trials")
-    console.print(
-        f"study [bold]{spec.study}[/]: {status.total} runs ({search}), {status.done} already done; "
-        f"dataset {data.name} {tuple(data.x_train.shape)} checksum {data.checksum}; storage {store.describe()}; "
-        f"results in {store.folder}; layout {layout}", highlight=False
-    )
     command = " ".join(["vaebench run", str(spec_path) if spec_path else f"<{spec.study} spec from Python>"] + [
         f"--{k} {v}" for k, v in (("study", study), ("device", device), ("workers", workers),
                                   ("workers-per-gpu", workers_per_gpu), ("threads", threads)) if v
     ] + [f"--plugin {m}" for m in plugins] + (["--storage URL"] if storage else []))
+
+    def start(layout, wait: bool) -> list:
+        """This machine's worker processes (none for a one-worker layout: it runs in this process)."""
+        if layout.workers > 1 and not store.kind.parallel:
+            raise StudyError(f"--storage {store.describe()}: SQLite is unsafe for several writers; use --workers 1, "
+                             "the embedded journal (no --storage) or PostgreSQL")
+        if layout.workers == 1:
+            return []
+        # on a GPU layout each worker sees only its own GPU (CUDA_VISIBLE_DEVICES): its device is `cuda`
+        argv = _worker_argv(spec.study, store, "cuda" if layout.gpus else device, data_root, download,
+                            list(plugins), wait)
+        return start_workers(argv, layout, _worker_env(layout, command, spec_path))
+
+    # A new study: every run is pending, so the layout is known now, and the workers start at once,
+    # importing torch and vaebench while this process loads the data and creates the study, which
+    # they wait for (--wait-for-study). A study that exists: its pending runs decide the layout first.
+    layout, procs = None, []
+    try:
+        if workers != 0 and not store.exists():
+            layout = plan_layout(workers, threads, spec.n_runs(), dev, workers_per_gpu=workers_per_gpu)
+            procs = start(layout, wait=True)
+        data = load_dataset(spec.dataset, data_root, download=download)  # before anything is written
+        st = open_study(spec, store, data.checksum)
+        status = study_status(st)
+        if workers == 0:
+            console.print(f"study [bold]{spec.study}[/]: {status.total} runs, {status.done} done; storage "
+                          f"{store.describe()}; no worker started (workers 0): join with `vaebench worker --study "
+                          f"{spec.study}`", highlight=False)
+            return status, True
+        if layout is None:
+            layout = plan_layout(workers, threads, status.total - status.done, dev, workers_per_gpu=workers_per_gpu)
+            procs = start(layout, wait=False)
+        search = (f"{len(spec.cells())} cells x {len(spec.seeds)} seeds" if not spec.search.sampled
+                  else f"{spec.search.sampler} sampler, budget {spec.search.n_trials} trials")
+        console.print(
+            f"study [bold]{spec.study}[/]: {status.total} runs ({search}), {status.done} already done; "
+            f"dataset {data.name} {tuple(data.x_train.shape)} checksum {data.checksum}; storage {store.describe()}; "
+            f"results in {store.folder}; layout {layout}", highlight=False
+        )
+    except BaseException:  # the workers started for a new study wait for it: they must not outlive a failure
+        stop_workers(procs)
+        raise
     if layout.workers == 1:
         ok = _run_here(st, spec, data, store, device, layout.threads, quiet, status, command, console)
     else:
-        # on a GPU layout each worker sees only its own GPU (CUDA_VISIBLE_DEVICES): its device is `cuda`
-        ok = _run_workers(spec.study, store, layout, "cuda" if layout.gpus else device, data_root, download, quiet,
-                          command, list(plugins), spec_path, console)
+        ok = _run_workers(procs, spec.study, store, quiet, console)
     final = study_status(st)
     print_status(final, console)
     console.print(f"wall time {duration(time.perf_counter() - t0)}", highlight=False)

@@ -173,6 +173,10 @@ def worker(
     lpips_weights: Optional[Path] = LpipsWeights,
     quiet: bool = Quiet,
     plugin: Optional[list[str]] = Plugins,
+    wait_seconds: float = typer.Option(
+        0.0, "--wait-for-study", hidden=True, min=0,
+        help="wait up to this many seconds for the study to be made (the workers `vaebench run` starts beside it)",
+    ),
 ) -> None:
     """Join an existing study (from this or any machine) and run its trials until none is left."""
     import torch
@@ -180,7 +184,7 @@ def worker(
     from .api import check_precisions
     from .data import load_dataset
     from .runtime import CUDA_VISIBLE_ENV, check_device
-    from .study import open_study, run_worker, stored_spec
+    from .study import open_study, run_worker, wait_for_study
 
     _inception_weights(inception_weights)
     _lpips_weights(lpips_weights)
@@ -190,7 +194,7 @@ def worker(
     try:
         dev = check_device(device, "--device")  # before anything is written
         store = _store(storage, results, study, heartbeat)
-        spec = stored_spec(store)
+        spec = wait_for_study(store, wait_seconds)
         check_precisions(spec, dev)
         data = load_dataset(spec.dataset, data_root, download=download)
         st = open_study(spec, store, data.checksum)

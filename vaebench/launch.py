@@ -89,21 +89,41 @@ def worker_env(layout: Layout, index: int, base: Optional[Mapping[str, str]] = N
     return env
 
 
-def launch(argv: list[str], layout: Layout, emit: Callable[[str], None],
-           poll: Optional[Callable[[], None]] = None, poll_seconds: float = 2.0,
-           env: Optional[dict[str, str]] = None) -> list[int]:
+def start_workers(argv: list[str], layout: Layout, env: Optional[dict[str, str]] = None) -> list[subprocess.Popen]:
     """Start `layout.workers` processes running `python -m vaebench.cli <argv>`, each with
-    `layout.threads` threads (and its GPU) and `env` added to this environment (`worker_env`); pass their output lines to
-    `emit`, prefixed with the worker's label; call `poll` every `poll_seconds` while they run.
-    Returns their exit codes (negative: the signal that killed it) within ~0.1 s of the last one's end."""
-    procs, readers = [], []
-    for i in range(layout.workers):
-        label = f"w{i + 1}"
-        env_i = worker_env(layout, i, {**os.environ, **(env or {})})
-        p = subprocess.Popen([sys.executable, "-m", "vaebench.cli", *argv, "--threads", str(layout.threads)],
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env_i)
-        procs.append(p)
-        t = threading.Thread(target=_relay, args=(p, label, emit), daemon=True)
+    `layout.threads` threads (and its GPU) and `env` added to this environment (`worker_env`). Their
+    output waits in its pipe until `supervise` relays it."""
+    procs = []
+    try:
+        for i in range(layout.workers):
+            env_i = worker_env(layout, i, {**os.environ, **(env or {})})
+            procs.append(subprocess.Popen([sys.executable, "-m", "vaebench.cli", *argv, "--threads", str(layout.threads)],
+                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env_i))
+    except BaseException:
+        stop_workers(procs)
+        raise
+    return procs
+
+
+def stop_workers(procs: Sequence[subprocess.Popen]) -> None:
+    """Terminate the workers still running and wait for them (the caller gave up on the sweep)."""
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        p.wait()
+        if p.stdout is not None:
+            p.stdout.close()
+
+
+def supervise(procs: Sequence[subprocess.Popen], emit: Callable[[str], None],
+              poll: Optional[Callable[[], None]] = None, poll_seconds: float = 2.0) -> list[int]:
+    """Pass the output lines of the worker processes `procs` (from `start_workers`) to `emit`,
+    prefixed with each worker's label, and call `poll` every `poll_seconds` while they run. Returns
+    their exit codes (negative: the signal that killed it) within ~0.1 s of the last one's end."""
+    readers = []
+    for i, p in enumerate(procs):
+        t = threading.Thread(target=_relay, args=(p, f"w{i + 1}", emit), daemon=True)
         t.start()
         readers.append(t)
     try:
@@ -117,11 +137,7 @@ def launch(argv: list[str], layout: Layout, emit: Callable[[str], None],
             except subprocess.TimeoutExpired:
                 pass
     except KeyboardInterrupt:
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in procs:
-            p.wait()
+        stop_workers(procs)
         raise
     finally:
         for t in readers:
@@ -129,6 +145,13 @@ def launch(argv: list[str], layout: Layout, emit: Callable[[str], None],
     if poll is not None:
         poll()
     return [p.returncode for p in procs]
+
+
+def launch(argv: list[str], layout: Layout, emit: Callable[[str], None],
+           poll: Optional[Callable[[], None]] = None, poll_seconds: float = 2.0,
+           env: Optional[dict[str, str]] = None) -> list[int]:
+    """`start_workers`, then `supervise` them until they end; their exit codes."""
+    return supervise(start_workers(argv, layout, env), emit, poll, poll_seconds)
 
 
 def _relay(p: subprocess.Popen, label: str, emit: Callable[[str], None]) -> None:

@@ -593,6 +593,10 @@ class SweepSpec(RunConfig):
             for seed in self.seeds
         ]
 
+    def n_runs(self) -> int:
+        """The study's runs: cells x seeds of a grid, the trial budget of a sampled search."""
+        return self.search.n_trials if self.search.sampled else len(self.cells()) * len(self.seeds)
+
     def fingerprint(self) -> str:
         """Hash of what determines the study's runs: every non-default value but the description and
         the plugin list (which modules provide the families is provenance, recorded in every row)."""

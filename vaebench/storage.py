@@ -77,6 +77,12 @@ class StudyStore:
     def lock(self) -> contextlib.AbstractContextManager:
         return self.kind.lock(self)
 
+    def exists(self) -> bool:
+        """Whether the study is in the storage already (writes nothing for the embedded journal)."""
+        if self.url is None:
+            return (self.folder / JOURNAL_FILE).is_file()
+        return self.study in optuna.get_all_study_names(storage=self.open(create=False))
+
     def describe(self) -> str:
         if self.url is None:
             return f"journal {self.folder / JOURNAL_FILE}"

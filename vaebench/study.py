@@ -149,6 +149,20 @@ def stored_spec(store: StudyStore) -> SweepSpec:
     return parse_spec({**summary.user_attrs[STUDY_SPEC], "study": store.study}, f"study {store.study!r} in {store.describe()}")
 
 
+def wait_for_study(store: StudyStore, seconds: float, poll: float = 0.05) -> SweepSpec:
+    """`stored_spec`, asked again every `poll` seconds for up to `seconds` while the study is not
+    made yet: a worker started beside the `vaebench run` that is creating it. Gives up at once when
+    that parent process has ended (this process was re-parented)."""
+    parent, deadline = os.getppid(), time.monotonic() + seconds
+    while True:
+        try:
+            return stored_spec(store)
+        except StudyError:  # not there yet, or made but its spec not yet stored
+            if time.monotonic() >= deadline or os.getppid() != parent:
+                raise
+            time.sleep(poll)
+
+
 def _covered_run_ids(study: optuna.Study, store: StudyStore) -> set[str]:
     """Runs that need no new trial: queued, running, complete, or finished with a results row."""
     covered = set()
@@ -685,7 +699,7 @@ def study_status(study: optuna.Study) -> StudyStatus:
     finished_runs = {t.user_attrs.get(ATTR_RUN_ID) for t in by[TrialState.COMPLETE] + by[TrialState.PRUNED]}
     fails = [t for t in by[TrialState.FAIL]
              if not (ATTR_ROW in t.user_attrs and t.user_attrs.get(ATTR_RUN_ID) in finished_runs)]
-    total = spec.search.n_trials if spec.search.sampled else len(spec.runs())
+    total = spec.n_runs()
     waiting = len(by[TrialState.WAITING])
     if spec.search.sampled:
         waiting += max(spec.search.n_trials - budget_used(study), 0)
