@@ -13,7 +13,7 @@ reference features trained or computed once, untimed, before); the smoke sweep i
 with an empty cache (`smoke_cold`: the digits classifier is trained inside the sweep, as on CI).
 
 1. `phases`: one fresh `python` process per repetition, timing in order: `import torch`; the
-   modules a worker imports (`vaebench.cli`, `vaebench.study`); loading MNIST (reading the IDX
+   modules a worker imports (`vaebench.cli`, `vaebench.worker`); loading MNIST (reading the IDX
    files, scaling, the SHA-256 checksum); loading digits; loading the cached MNIST classifier; the
    first `torch.optim.Adam` (torch imports torch._dynamo there, once per process); importing
    torch-fidelity (the first FID). Seconds each.
@@ -52,7 +52,11 @@ def lap(name):
     global t0
     t = time.perf_counter(); out[name] = t - t0; t0 = t
 import torch; lap("import_torch")
-import vaebench.cli, vaebench.study; lap("import_vaebench")
+import importlib, importlib.util
+for m in ("vaebench.cli", "vaebench.study", "vaebench.worker"):  # (worker.py exists from the split on)
+    if importlib.util.find_spec(m):
+        importlib.import_module(m)
+lap("import_vaebench")
 from vaebench.data import load_dataset
 from vaebench.spec import DatasetConfig
 lap("_")

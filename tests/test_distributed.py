@@ -23,8 +23,8 @@ from tests.conftest import REPO
 from vaebench.results import load_results, runs_dir
 from vaebench.spec import parse_spec
 from vaebench.storage import StudyStore
-from vaebench.study import (ATTR_FAIL, ATTR_RUN_ID, ATTR_WORKER, _Heartbeat, claim_next, lease_pid, open_study,
-                            recover_stale_trials, study_status)
+from vaebench.leases import ATTR_FAIL, ATTR_WORKER, Heartbeat, lease_pid, recover_stale_trials
+from vaebench.study import ATTR_RUN_ID, claim_next, open_study, study_status
 
 PG_URL = os.environ.get("VAEBENCH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REQUIRE_PG = os.environ.get("VAEBENCH_REQUIRE_POSTGRES") == "1"
@@ -213,7 +213,7 @@ def test_heartbeats_keep_a_trial_alive_and_silence_gets_it_retried(tmp_path, pg_
     alive, silent = claim_next(study, spec, store), claim_next(study, spec, store)
     for trial in (alive, silent):  # leases of another machine: only the heartbeat can tell
         study._storage.set_trial_user_attr(trial._trial_id, ATTR_WORKER, "another-host:1234:1")
-    with _Heartbeat(study, alive._trial_id):
+    with Heartbeat(study, alive._trial_id):
         study._storage.record_heartbeat(silent._trial_id)
         time.sleep(4.5)  # past the grace period of 3 heartbeats
         with store.lock():

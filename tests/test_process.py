@@ -41,7 +41,7 @@ def test_the_metric_declarations_load_without_torch_fidelity_which_the_first_fid
         "print('imported', 'torch_fidelity' in sys.modules, 'vaebench.metrics.fid' in sys.modules)\n"
         "from vaebench.metrics import METRICS\n"
         "from vaebench.results import metric_types, numeric_metric_columns\n"
-        "from vaebench.report.tables import metric_columns\n"
+        "from vaebench.report.columns import metric_columns\n"
         "types, objectives, names = metric_types(), numeric_metric_columns(), METRICS.names()\n"
         "headers = [c.header for c in metric_columns()]\n"
         "print('declared', 'torch_fidelity' in sys.modules, 'torchvision' in sys.modules,\n"

@@ -8,10 +8,11 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from vaebench.report.published import PUBLISHED_PATH, load_published
 from vaebench.report.render import render_study
-from vaebench.report.stats import ci95, trend_sign, welch_p
-from vaebench.report.tables import (PUBLISHED_PATH, baseline_index, best_rows, load_published, study_tables,
-                                    summarize)
+from vaebench.report.stats import ci95, pareto_mask, trend_sign, welch_p
+from vaebench.report.summary import baseline_index, best_rows, summarize
+from vaebench.report.tables import study_tables
 from vaebench.results import grid_column
 
 SEEDS = 3
@@ -51,6 +52,10 @@ def metrics(mse=0.01, kl=20.0, elbo=100.0, ssim=0.8, fid=150.0):
 # A β sweep shaped like reports/beta.md: MSE rises and KL falls with β.
 BETA_CELLS = {0.5: metrics(0.0095, 28.8, 103.4, 0.887, 148.1), 1.0: metrics(0.0117, 20.2, 102.3, 0.854, 127.7),
               4.0: metrics(0.0225, 8.2, 120.6, 0.698, 183.2), 10.0: metrics(0.0377, 3.3, 153.6, 0.494, 430.7)}
+
+# What a schedule study's variants set (sweeps/schedule.yaml): its layout is chosen from that.
+SCHEDULES = {"none": {"param.schedule.name": "constant"}, "linear": {"param.schedule.name": "linear"},
+             "cyclical": {"param.schedule.name": "cyclical"}}
 
 
 def table(tables, key):
@@ -101,6 +106,13 @@ def test_trend_sign():
     assert trend_sign([8.3, 15.2, 42.7, 68.1]) == 1
     assert trend_sign([28.8, 20.2, 8.2, 3.3]) == -1
     assert trend_sign([1.0, 1.0]) == 0 and trend_sign([5.0]) == 0
+
+
+def test_pareto_mask_keeps_the_non_dominated_points_in_each_direction():
+    pts = [[1.0, 5.0], [2.0, 2.0], [3.0, 3.0], [5.0, 1.0], [1.0, 5.0]]
+    assert pareto_mask(pts, ["minimize", "minimize"]) == [True, True, False, True, True]  # ties do not dominate
+    assert pareto_mask(pts, ["maximize", "minimize"]) == [False, False, False, True, False]
+    assert pareto_mask([], ["minimize"]) == []
 
 
 # --- best marks and baselines ---------------------------------------------------------------------
@@ -206,7 +218,7 @@ def test_architecture_is_compared_by_variant_name():
     assert verdicts["Parameter count"].startswith("⚠ contradicts")  # measured counts do not grow down the table
     assert any("Parameter count falls from MLP (2-layer) to ResNet VAE (measured)" in n for n in t.notes)
     # schedules are a variant grid too, but share no name with the tutorial's architectures
-    sched = study_tables(make_rows("schedule", "variant", {"none": metrics(), "linear": metrics()}))
+    sched = study_tables(make_rows("schedule", "variant", {"none": metrics(), "linear": metrics()}, SCHEDULES))
     assert [t.key for t in sched] == ["schedules", "all_metrics"]
 
 
@@ -243,7 +255,7 @@ def test_render_study_mirrors_the_tutorial_beta_table_with_intervals():
      "| Likelihood | Final −ELBO (nats) | Reconstruction NLL (nats) | Reconstruction MSE (per pixel) ↓ |"),
 ])
 def test_render_study_uses_each_tutorial_layout(study, grid_key, cells, header):
-    text = render_study(make_rows(study, grid_key, cells))
+    text = render_study(make_rows(study, grid_key, cells, SCHEDULES))
     assert header in text
     assert "| Variant |" not in text.split("## All metrics")[0]  # the layout names its variants
 
@@ -345,10 +357,11 @@ def test_sampled_searches_over_beta_and_latent_dim_get_no_per_value_tables():
 
 def test_index_points_the_disentanglement_column_to_its_study():
     from vaebench.report import index_markdown
-    from vaebench.report.tables import DISENTANGLEMENT_TITLE, table_title
+    from vaebench.report.layouts import DISENTANGLEMENT_TITLE
+    from vaebench.report.tables import study_title
 
-    assert table_title(["objective.beta", "model.latent_dim"], "disentanglement") == DISENTANGLEMENT_TITLE
-    assert table_title(["objective.beta", "model.latent_dim"], "pareto_tpe") == "Sweep results"  # a search
+    assert study_title(disentanglement_rows(D_CELLS).assign(study="pareto_grid")) == DISENTANGLEMENT_TITLE
+    assert study_title(disentanglement_rows(D_CELLS, sampler="tpe")) == "Sweep results"  # a search
     text = index_markdown({"disentanglement": DISENTANGLEMENT_TITLE, "beta": "β-VAE trade-offs"})
     assert (f"| {DISENTANGLEMENT_TITLE} | [disentanglement](disentanglement.md) | `sweeps/disentanglement.yaml` |"
             in text)

@@ -13,9 +13,9 @@ from tests.conftest import TINY_SPEC
 from vaebench.cli import app
 from vaebench.errors import SpecError
 from vaebench.launch import plan_layout
+from vaebench.report.stats import pareto_mask
 from vaebench.report.tables import pareto_front
 from vaebench.results import load_results
-from vaebench.search import pareto_mask
 from vaebench.spec import parse_spec
 from vaebench.storage import StudyStore
 

@@ -21,14 +21,14 @@ from typer.testing import CliRunner
 
 import vaebench
 from tests.conftest import REPO, TINY_SPEC
-from vaebench.api import RichReporter
 from vaebench.cli import app
 from vaebench.errors import SpecError
-from vaebench.progress import RunClock, TimeLeftColumn, WorkerLines
+from vaebench.progress import RichReporter, RunClock, TimeLeftColumn, WorkerLines
 from vaebench.results import load_results
 from vaebench.spec import RunConfig, load_spec
 from vaebench.storage import StudyStore
-from vaebench.study import claim_next, open_study, report_epoch, study_status
+from vaebench.study import claim_next, open_study, study_status
+from vaebench.worker import report_epoch
 
 runner = CliRunner()
 FAST_EVAL = {"fid_extractor": None, "nll_examples": 50, "nll_k": 10}

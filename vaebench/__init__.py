@@ -2,8 +2,8 @@
 
 The pipeline, one way:
 
-    spec (spec.py) -> study (study.py) -> trial -> train (train.py) -> metrics (metrics/)
-    -> results row (results.py) -> report (report/)
+    spec (spec.py) -> study (study.py) -> worker (worker.py) -> run (execute.py) -> train (train.py)
+    -> metrics (metrics/) -> results row (results.py) -> report (report/)
 
 The public API (see api.py; each function documents its units):
 

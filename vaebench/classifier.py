@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import Dataset
+from .cache import CACHE_ENV, cache_dir  # noqa: F401  (cache_dir: re-exported, the one cache folder)
+from .datasets.base import Dataset
 from .runtime import atomic_path, file_lock, resolve_device
 
-CACHE_ENV = "VAEBENCH_CACHE"
 ARCH_VERSION = 3  # bump when DigitClassifier changes: old checkpoints are then never reused
 TRAIN_SETTINGS = {"epochs": 6, "batch_size": 128, "lr": 1e-3, "final_lr": 1e-4, "seed": 0}  # last epoch at final_lr
 FEATURE_DIM = 128
@@ -64,7 +63,7 @@ class DigitClassifier(nn.Module):
         return self.features(x)[1]
 
     def inference_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """`features(x)` of the model in eval mode, computed ~4x faster on CPU (the FID pass): the
+        """`features(x)` of the model in eval mode, computed faster on CPU (the FID pass): the
         same layers, weights and function, reordered where that is exact —
 
         - dropout is the identity in eval mode: skipped;
@@ -116,11 +115,6 @@ class ClassifierInfo:
     key: str  # content hash: dataset checksum + architecture version + training settings
     test_accuracy: float
     train_seconds: float
-
-
-def cache_dir() -> Path:
-    """$VAEBENCH_CACHE, else ~/.cache/vaebench."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "vaebench")
 
 
 def classifier_key(data: Dataset) -> str:

@@ -14,15 +14,20 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from .api import COMMAND_ENV, RichReporter, duration as _duration, open_store as _store, print_status
+from .data import DATA_ROOT_ENV
 from .errors import DataError, StudyError, VaebenchError
-from .results import grid_column
+from .formats import REPORT_FORMATS
+from .launch import COMMAND_ENV, WORKER_LABEL_ENV, WORKERS_ENV
+from .progress import RichReporter, duration as _duration, print_status
+from .results import EXPORT_FORMATS, RESULTS_ROOT_ENV, grid_column
+from .runtime import CUDA_VISIBLE_ENV, DEVICE_ENV
+from .storage import DEFAULT_HEARTBEAT, GRACE_HEARTBEATS, HEARTBEAT_ENV, STORAGE_ENV, open_store as _store
 
 app = typer.Typer(add_completion=True, no_args_is_help=True, help="Benchmark and sweep harness for VAEs.")
 console = Console(stderr=True, soft_wrap=True)  # long lines stay whole in logs
 
-DataRoot = typer.Option(None, "--data-root", help="dataset folder (else $VAEBENCH_DATA_ROOT, else ./data)")
-ResultsRoot = typer.Option(None, "--results", help="results folder (else $VAEBENCH_RESULTS, else ./results)")
+DataRoot = typer.Option(None, "--data-root", help=f"dataset folder (else ${DATA_ROOT_ENV}, else ./data)")
+ResultsRoot = typer.Option(None, "--results", help=f"results folder (else ${RESULTS_ROOT_ENV}, else ./results)")
 
 
 Plugins = typer.Option(
@@ -70,16 +75,17 @@ def _main(
 
 
 StorageUrl = typer.Option(
-    None, "--storage", envvar="VAEBENCH_STORAGE",
+    None, "--storage", envvar=STORAGE_ENV,
     help="study storage URL: postgresql://USER@HOST:PORT/DB for many machines, sqlite:///PATH for one "
     "process; default: the embedded journal results/<study>/journal.log",
 )
 Heartbeat = typer.Option(
-    60, "--heartbeat", envvar="VAEBENCH_HEARTBEAT", min=1,
-    help="seconds between heartbeats of a running trial on PostgreSQL; a trial silent for 3 is failed and retried",
+    DEFAULT_HEARTBEAT, "--heartbeat", envvar=HEARTBEAT_ENV, min=1,
+    help=f"seconds between heartbeats of a running trial on PostgreSQL; a trial silent for {GRACE_HEARTBEATS} is "
+    "failed and retried",
 )
 Threads = typer.Option(None, "--threads", min=1, help="torch threads per worker (default: cores / workers)")
-Device = typer.Option(None, help="auto | cpu | cuda[:N] (else $VAEBENCH_DEVICE, else auto)")
+Device = typer.Option(None, help=f"auto | cpu | cuda[:N] (else ${DEVICE_ENV}, else auto)")
 Download = typer.Option(True, help="download a missing dataset when the network allows")
 InceptionWeights = typer.Option(
     None, "--inception-weights", help="local Inception-v3 weights for eval.fid_extractor: inception "
@@ -115,7 +121,7 @@ def run(
     spec_path: Path = typer.Argument(..., metavar="SPEC.yaml", help="sweep spec"),
     study: Optional[str] = typer.Option(None, "--study", help="study name (default: the spec's `study`)"),
     workers: Optional[int] = typer.Option(
-        None, "--workers", envvar="VAEBENCH_WORKERS", min=0,
+        None, "--workers", envvar=WORKERS_ENV, min=0,
         help="worker processes on this machine (default: one 1-thread worker per core on CPU, one per GPU on "
         "CUDA; 0: create or check the study and its grid, start none)",
     ),
@@ -137,8 +143,8 @@ def run(
 ) -> None:
     """Run (or resume) the sweep SPEC.yaml: one Optuna trial per grid cell x seed (or per draw of a
     sampled search), on one or several worker processes."""
-    from .api import run_sweep
     from .runtime import check_device
+    from .sweep import run_sweep
 
     _inception_weights(inception_weights)
     _lpips_weights(lpips_weights)
@@ -181,10 +187,11 @@ def worker(
     """Join an existing study (from this or any machine) and run its trials until none is left."""
     import torch
 
-    from .api import check_precisions
     from .data import load_dataset
-    from .runtime import CUDA_VISIBLE_ENV, check_device
-    from .study import open_study, run_worker, wait_for_study
+    from .runtime import check_device
+    from .study import open_study, wait_for_study
+    from .sweep import check_precisions
+    from .worker import run_worker
 
     _inception_weights(inception_weights)
     _lpips_weights(lpips_weights)
@@ -200,7 +207,7 @@ def worker(
         st = open_study(spec, store, data.checksum)
     except VaebenchError as e:
         _fail(e)
-    label = os.environ.get("VAEBENCH_WORKER_LABEL", "")
+    label = os.environ.get(WORKER_LABEL_ENV, "")
     gpu = f" ({CUDA_VISIBLE_ENV}={os.environ[CUDA_VISIBLE_ENV]})" if dev.type == "cuda" and CUDA_VISIBLE_ENV in os.environ else ""
     console.print(f"worker {label} pid {os.getpid()} on study {study} ({store.describe()}), "
                   f"{torch.get_num_threads()} torch thread(s), device {dev}{gpu}", highlight=False)
@@ -223,8 +230,6 @@ def status(
     plugin: Optional[list[str]] = Plugins,
 ) -> None:
     """Show a study's progress: done, running, failed, pruned, waiting, and the time left."""
-    import optuna
-
     from .storage import study_names
     from .study import STUDY_SPEC, study_status
 
@@ -235,11 +240,7 @@ def status(
         if not names:
             raise StudyError(f"no studies in {store.describe() if storage else store.results_root}")
         for name in names:
-            s = store.with_study(name)
-            try:
-                st = optuna.load_study(study_name=name, storage=s.open(create=False))
-            except KeyError:
-                raise StudyError(f"no study {name!r} in {s.describe()}") from None
+            st = store.with_study(name).load_study()
             if STUDY_SPEC not in st.user_attrs:
                 console.print(f"study {name}: not a vaebench study, skipped")
                 continue
@@ -266,18 +267,13 @@ def pull(
 ) -> None:
     """Copy every finished row held in the study storage into this results folder (the rows of
     workers on other machines), so `vaebench results` and `report` see them all."""
-    import optuna
-
     from .plugins import load_plugins
     from .study import STUDY_SPEC, export_rows
 
     _load_plugins(plugin)
     try:
         store = _store(storage, results, study)
-        try:
-            st = optuna.load_study(study_name=study, storage=store.open(create=False))
-        except KeyError:
-            raise StudyError(f"no study {study!r} in {store.describe()}") from None
+        st = store.load_study()
         # the rows name the study's families: import the plugins its stored spec lists
         load_plugins(st.user_attrs.get(STUDY_SPEC, {}).get("plugins", []), f"study {study!r}'s stored spec")
     except VaebenchError as e:
@@ -286,10 +282,13 @@ def pull(
     console.print(f"study {study}: wrote {written} row(s) to {store.folder / 'runs'}, {present} already there")
 
 
-class ExportFormat(str, enum.Enum):
-    parquet = "parquet"
-    csv = "csv"
-    json = "json"
+def _choices(name: str, values: tuple[str, ...]) -> type[enum.Enum]:
+    """The choices of an option as typer takes them: a str Enum whose members are named as their values."""
+    return enum.Enum(name, {v: v for v in values}, type=str)
+
+
+ExportFormat = _choices("ExportFormat", EXPORT_FORMATS)
+ReportFormat = _choices("ReportFormat", REPORT_FORMATS)
 
 
 @app.command()
@@ -343,19 +342,13 @@ def results(
         out.print(table)
 
 
-class ReportFormat(str, enum.Enum):
-    md = "md"
-    html = "html"
-    both = "both"
-
-
 @app.command()
 def report(
     study: Optional[str] = typer.Option(None, "--study", help="one study (default: every study with results)"),
     results: Optional[Path] = ResultsRoot,
     out: Path = typer.Option(Path("reports"), "--out", help="folder for the reports"),
-    fmt: "ReportFormat" = typer.Option("both", "--format",
-                                       help="md (Markdown + PNG figures), html (one self-contained page) or both"),
+    fmt: ReportFormat = typer.Option("both", "--format",
+                                     help="md (Markdown + PNG figures), html (one self-contained page) or both"),
     plugin: Optional[list[str]] = Plugins,
 ) -> None:
     """Write each study's report: reports/<study>.md with reports/<study>/figures/, and/or reports/<study>.html."""
@@ -379,8 +372,8 @@ def main() -> None:
     """The `vaebench` command (and `python -m vaebench.cli`, which worker processes run): the typer
     app, then a prompt exit. After the command has finished, flushed its output and run the atexit
     handlers, the process ends with `os._exit` instead of the interpreter's teardown, which with
-    torch (and CUDA builds' libraries) loaded takes ~2 s per process on this machine: seconds a
-    sweep pays in its parent and in every worker. In-process callers (tests) use `app` itself."""
+    torch (and CUDA builds' libraries) loaded takes seconds: time a sweep pays in its parent and in
+    every worker. In-process callers (tests) use `app` itself."""
     import atexit
     import logging
 

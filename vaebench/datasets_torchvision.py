@@ -54,9 +54,8 @@ validation): each 178x218 aligned image is converted to RGB, center-cropped to `
 `image_size` x `image_size` (bilinear, antialiased: torchvision's `resize` on a PIL image). Done with
 torchvision.transforms.functional, so the pixels equal that pipeline's. PyTorch-VAE also flips
 training images at random; vaebench has no augmentation (the splits are fixed tensors).
-Decoding is one JPEG at a time in one thread, about 1.2 ms per image on the 2-core machine this was
-written on: ~3.5 min for the 182,732 train and test images, in every process that loads them (no
-decoded cache). The full training split is 8.0 GB as float32 at 64x64 (plus 2 GB of uint8 while
+Decoding is one JPEG at a time in one thread, for the 182,732 train and test images, in every
+process that loads them (there is no decoded cache). The full training split is 8.0 GB as float32 at 64x64 (plus 2 GB of uint8 while
 loading). `max_train` / `max_test` take a seeded random subset of the files before decoding.
 
 Options (every one of these datasets): `max_train`, `max_test` (default null: the whole split) —
@@ -76,7 +75,8 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from .data import DATASETS, Dataset, DatasetSource, _finish, ensure_files, load_idx_dataset
+from .datasets.base import DATASETS, Dataset, DatasetSource, _finish, ensure_files
+from .datasets.builtin import load_idx_dataset
 from .errors import DataError
 from .family import Options
 

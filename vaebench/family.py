@@ -25,7 +25,7 @@ Built-in families and user plugins register the same way, e.g.::
 from __future__ import annotations
 
 import typing
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_serializer, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
@@ -116,9 +116,15 @@ class FamilySection(BaseModel):
         try:
             values = options.model_validate(given)
         except ValidationError as e:
-            raise ValidationError.from_exception_data(cls.__name__, [
-                _translated(err, cls, section.name, options) for err in e.errors()
-            ]) from None
+            readers = cls.all_option_names()  # an unknown key may be an option of another family
+
+            def note(field: str) -> str:
+                names = readers.get(field, [])
+                return f" (an option of {cls.kind} {', '.join(map(repr, names))})" if names else ""
+
+            raise ValidationError.from_exception_data(cls.__name__, option_errors(
+                e, f"{cls.kind} {section.name!r}", sorted({*cls.model_fields, *options.model_fields}),
+                "family_option", note=note)) from None
         section.__pydantic_extra__ = values.model_dump()
         return section
 
@@ -136,18 +142,25 @@ class FamilySection(BaseModel):
         return self.options_model(self.name).model_validate(self.__pydantic_extra__ or {})
 
 
-def _translated(err: dict, cls: type[FamilySection], family: str, options: type[Options]) -> InitErrorDetails:
-    """An error of the family's Options model, located in the section and, for an unknown key,
-    with the closest valid name and the families that do read that key."""
-    field = str(err["loc"][0]) if err["loc"] else ""
-    if err["type"] == "extra_forbidden":
-        valid = sorted({*cls.model_fields, *options.model_fields})
-        readers = cls.all_option_names().get(field, [])
-        also = f" (an option of {cls.kind} {', '.join(map(repr, readers))})" if readers else ""
-        msg = (f"unknown key: {field!r} is not an option of {cls.kind} {family!r}{also}.{did_you_mean(field, valid)} "
-               f"Valid: {', '.join(valid)}")
-        return InitErrorDetails(type=PydanticCustomError("unknown_option", "{msg}", {"msg": msg}),
-                                loc=err["loc"], input=err.get("input"))
-    msg = err["msg"].removeprefix("Value error, ")
-    return InitErrorDetails(type=PydanticCustomError("family_option", "{msg}", {"msg": msg}),
-                            loc=err["loc"], input=err.get("input"))
+def option_error(error_type: str, loc: tuple, msg: str, value: Any) -> InitErrorDetails:
+    """A pydantic error of `error_type` at `loc` whose message is `msg`, word for word."""
+    return InitErrorDetails(type=PydanticCustomError(error_type, "{msg}", {"msg": msg}), loc=loc, input=value)
+
+
+def option_errors(e: ValidationError, owner: str, valid: list[str], error_type: str, prefix: tuple = (),
+                  note: Callable[[str], str] = lambda field: "") -> list[InitErrorDetails]:
+    """The errors of an `Options` model (a family's, a metric's), located under `prefix` in the spec
+    section: an unknown key names `owner` ("model 'mlp'", "metric 'lpips'"), `note(key)`, the closest
+    of the `valid` keys and all of them; any other error keeps its message (without pydantic's
+    "Value error, " prefix), as an `error_type` error."""
+    out = []
+    for err in e.errors():
+        loc = (*prefix, *err["loc"])
+        if err["type"] == "extra_forbidden":
+            field = str(err["loc"][0]) if err["loc"] else ""
+            out.append(option_error("unknown_option", loc, f"unknown key: {field!r} is not an option of {owner}"
+                                    f"{note(field)}.{did_you_mean(field, valid)} Valid: {', '.join(valid) or 'none'}",
+                                    err.get("input")))
+        else:
+            out.append(option_error(error_type, loc, err["msg"].removeprefix("Value error, "), err.get("input")))
+    return out

@@ -50,7 +50,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from .data import DATASETS, Dataset, DatasetSource, _finish
+from .datasets.base import DATASETS, Dataset, DatasetSource, _finish
 from .errors import DataError
 from .family import Options
 

@@ -1,11 +1,11 @@
 """Several worker processes on this machine: the layout (workers, threads, GPUs) and the launcher.
 
-`vaebench run --workers N` creates the study once, then starts N `vaebench worker` processes on the
-same storage; each claims trials until none is left. Torch threads per worker are chosen so that
-workers x threads fits the cores (on this 2-core machine two 1-thread workers finish MLP trials
-faster than one 2-thread worker: see benchmarks/worker_layout.py and its JSON). On CUDA each worker
-sees only its own GPU (CUDA_VISIBLE_DEVICES set per process, mapped onto an existing list): one
-worker per GPU, or `--workers-per-gpu K` sharing each GPU between K workers.
+`vaebench run --workers N` starts N `vaebench worker` processes on the study's storage (for a new
+study, while it creates the study: they wait for it); each claims trials until none is left. Torch
+threads per worker are chosen so that workers x threads fits the cores (benchmarks/perf.py measures
+the layouts: benchmarks/results/perf.json, key "layout"; see benchmarks/README.md). On CUDA each worker sees only its own GPU (CUDA_VISIBLE_DEVICES set per process,
+mapped onto an existing list): one worker per GPU, or `--workers-per-gpu K` sharing each GPU
+between K workers.
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ import torch
 
 from .runtime import CUDA_VISIBLE_ENV, gpu_slots
 
-WORKERS_ENV = "VAEBENCH_WORKERS"
-WORKER_LABEL_ENV = "VAEBENCH_WORKER_LABEL"
+WORKERS_ENV = "VAEBENCH_WORKERS"  # what `vaebench run --workers` defaults to
+WORKER_LABEL_ENV = "VAEBENCH_WORKER_LABEL"  # w1, w2, ...: each worker process's label (`worker_env`)
+COMMAND_ENV = "VAEBENCH_COMMAND"  # set by `vaebench run --workers N` for its worker processes: the rows' command
 WAIT_SECONDS = 0.1  # how often the launcher looks whether a worker has ended
 
 

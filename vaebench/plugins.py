@@ -137,3 +137,16 @@ def load_installed_plugins() -> None:
 def loaded_plugins() -> list[dict]:
     """Provenance of every plugin this process loaded: module, distribution, version, source_sha256."""
     return list(_loaded.values())
+
+
+def load_row_plugins(df) -> None:
+    """Import the plugin modules results rows record in their `plugins` column (their families and
+    metrics are named in the rows); a plugin that cannot be imported is a PluginError naming it."""
+    if "plugins" not in getattr(df, "columns", ()):
+        return
+    modules = []
+    for entries in df["plugins"]:
+        for entry in entries if entries is not None else []:
+            if entry["module"] not in modules:
+                modules.append(entry["module"])
+    load_plugins(modules, "the results rows' plugins column")

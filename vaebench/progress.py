@@ -8,6 +8,8 @@ gets none of this (the Progress is disabled there): only plain lines, with no co
   speed of the last 30 s, which has no sample while a trial of several minutes runs.
 - `RunClock`: the time left of one worker's runs, from its mean trial time, or before its first
   trial ends, from the epochs of the current one.
+- `RichReporter`: the progress of the worker in this process (runs done, the current run's epochs)
+  and one line per finished run.
 - `WorkerLines`: one line per worker process (its running trial's epochs and last test -ELBO, read
   from the trial's intermediate values in the storage), labelled as the relayed output is (w1, w2, ...).
 """
@@ -21,6 +23,8 @@ from typing import Optional
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn,
                            TimeElapsedColumn)
 from rich.text import Text
+
+from .results import grid_column
 
 
 def duration(seconds: float) -> str:
@@ -86,6 +90,58 @@ class RunClock:
         return max(per_trial - elapsed, 0.0) + (runs_left - 1) * per_trial
 
 
+class RichReporter:
+    """Shows runs done / total with the estimated time left, and the epochs of the current run."""
+
+    def __init__(self, progress: Progress, total_runs: int, done: int) -> None:
+        self.p = progress
+        self.clock = RunClock()
+        self.runs = progress.add_task("runs", total=total_runs, completed=done, eta=None)
+        self.epochs = progress.add_task("epochs", total=1, visible=False, eta=None)
+
+    def _update_eta(self) -> None:
+        task = self.p.tasks[self.runs]
+        self.p.update(self.runs, eta=self.clock.eta(int((task.total or 0) - task.completed)))
+
+    def trial_start(self, number, run_id, config, seed) -> None:
+        desc = f"run {run_id} seed {seed}"
+        self.clock.trial_start(config.train.epochs)
+        self.p.reset(self.epochs, total=config.train.epochs, description=desc, visible=True, eta=None)
+
+    def epoch(self, record: dict) -> None:
+        self.clock.epoch()
+        self.p.update(self.epochs, advance=1, description=f"epoch {record['epoch']} test loss {record['test_loss']:.2f}",
+                      eta=self.clock.eta(1))
+        self._update_eta()
+
+    def trial_end(self, row: dict) -> None:
+        self.clock.trial_end()
+        self.p.update(self.runs, advance=1)
+        self._update_eta()
+        done, total = int(self.p.tasks[self.runs].completed), int(self.p.tasks[self.runs].total or 0)
+        cell = " ".join(f"{k}={row[grid_column(k)]}" for k in row["grid_keys"])
+        count = f"[{done}/{total}] " if total else ""
+        head = f"{count}trial {row.get('trial_number', '?')} run {row['run_id']} {cell} seed {row['seed']}:"
+        if row["status"] == "ok":
+            self.p.console.print(
+                f"{head} -ELBO {row['neg_elbo']:.2f} nats, KL {row['kl']:.2f}, recon MSE {row['recon_mse']:.4f}; "
+                f"train {row['train_seconds']:.0f} s, eval {row['eval_seconds']:.1f} s", highlight=False)
+        else:
+            self.p.console.print(f"{head} [yellow]{row['status']}:[/] {row['reason']}", highlight=False)
+
+
+def print_status(st, console) -> None:
+    """One line of a `StudyStatus`'s progress counts plus the estimate of the time left."""
+    eta = st.eta_seconds
+    eta_text = "unknown until a trial has finished an epoch" if eta is None else duration(eta)
+    if eta and st.eta_basis == "epochs":
+        eta_text += " (from the epochs done so far, training only: no trial has completed yet)"
+    console.print(
+        f"study [bold]{st.study}[/] ({st.sampler}): {st.done}/{st.total} done — {st.complete} complete, "
+        f"{st.pruned} pruned, {st.diverged} diverged; {len(st.running)} running, {st.waiting} waiting, "
+        f"{st.failed} crashed/stale (retried); time left ≈ {eta_text}", highlight=False)
+
+
 _RELAYED = re.compile(r"^\[(?P<label>[^\] ]+) pid (?P<pid>\d+)\] ")
 
 
@@ -109,7 +165,7 @@ class WorkerLines:
             self.labels.setdefault(int(m["pid"]), m["label"])
 
     def _label(self, lease: str) -> str:
-        from .study import lease_pid
+        from .leases import lease_pid
 
         try:
             pid = lease_pid(lease)

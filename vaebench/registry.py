@@ -22,6 +22,12 @@ def did_you_mean(name: str, choices) -> str:
     return f" Did you mean {close[0]!r}?" if close else ""
 
 
+def unknown_name(kind: str, name: str, choices: list[str], listing: str = "Available") -> str:
+    """"unknown <kind> 'x'. Did you mean 'y'? <listing>: a, b, c": the one wording of an unknown name
+    (a registry lookup, an objective's metric), `choices` listed in the order given."""
+    return f"unknown {kind} {name!r}.{did_you_mean(name, choices)} {listing}: {', '.join(choices)}"
+
+
 class Registry(Generic[T]):
     """`load`, when given, is called once before the first lookup: it imports the modules that fill
     the registry, so that a process that never looks an entry up never pays for their imports."""
@@ -68,7 +74,7 @@ class Registry(Generic[T]):
             raise RegistryError(self.unknown_message(name)) from None
 
     def unknown_message(self, name: str) -> str:
-        return f"unknown {self.kind} {name!r}.{did_you_mean(name, self._loaded())} Available: {', '.join(sorted(self._items))}"
+        return unknown_name(self.kind, name, sorted(self._loaded()))
 
     def unregister(self, name: str) -> T:
         """Remove an entry (tests, notebooks re-running a cell); returns it."""

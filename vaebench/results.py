@@ -31,8 +31,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .metrics import METRICS, METRICS_SKIPPED, MetricDeclarationError, declared_columns
+from .metrics import numeric_metric_columns  # noqa: F401  (re-exported: the columns a search may optimize)
 from .family import FamilySection
-from .spec import RunConfig, SECTIONS
+from .spec_sections import RunConfig, SECTIONS
 from .runtime import atomic_path
 from .fields import HISTORY_FIELDS
 
@@ -105,12 +106,6 @@ def metric_types() -> dict[str, pa.DataType]:
         types[name] = DTYPE_TO_ARROW[column.dtype]
     types[METRICS_SKIPPED] = pa.list_(pa.string())
     return types
-
-
-def numeric_metric_columns() -> list[str]:
-    """Metric columns a search can optimize: the declared scalar (float, int) columns with a
-    direction (settings and provenance columns have none)."""
-    return [name for name, (_, column) in declared_columns().items() if column.objective]
 
 
 _PY_TO_ARROW = {int: pa.int64(), float: pa.float64(), bool: pa.bool_(), str: pa.string()}
@@ -246,7 +241,7 @@ def load_results_table(results_root: Path, study: str | None = None) -> pa.Table
 def load_results(results_root: Path, study: str | None = None) -> "pd.DataFrame":
     """All rows of one study (or of every study under the root) as one DataFrame (see
     `load_results_table`)."""
-    import pandas as pd  # here, not at the top: a worker writes rows without pandas (~0.3 s of imports)
+    import pandas as pd  # here, not at the top: a worker writes rows without importing pandas
 
     table = load_results_table(results_root, study)
     return pd.DataFrame() if table is None else table.to_pandas()

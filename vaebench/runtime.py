@@ -78,10 +78,10 @@ def gpu_slots(device: torch.device, environ: Optional[Mapping[str, str]] = None)
 
 def check_precision(precision: str, device: torch.device, where: str = "train.precision") -> None:
     """Refuse (DeviceError, exit code 2) a training precision vaebench will not run on `device`:
-    fp16 anywhere but CUDA (CPUs without AVX512-FP16/AMX-FP16 emulate float16: here an MLP epoch took
-    9.8x and a conv epoch 7.4x as long as in float32, for nothing; benchmarks/results/precision.json), bf16 on a GPU torch says has
-    no bfloat16, or an autocast dtype this torch lacks for the device type (it would warn and run
-    float32 under the bf16 label). fp32 runs everywhere; bf16 on any CPU (fast with AVX512-BF16/AMX)."""
+    fp16 anywhere but CUDA (CPUs without AVX512-FP16/AMX-FP16 emulate float16: several times slower
+    than float32, for nothing; benchmarks/results/precision.json has the measurements), bf16 on a GPU
+    torch says has no bfloat16, or an autocast dtype this torch lacks for the device type (it would
+    warn and run float32 under the bf16 label). fp32 runs everywhere; bf16 on any CPU (fast with AVX512-BF16/AMX)."""
     if precision not in AUTOCAST_DTYPES:
         return
     if device.type == "cuda":

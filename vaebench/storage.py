@@ -1,14 +1,17 @@
 """Where a study lives: Optuna storages by URL, and a lock that every process of a study shares.
 
 - no URL: the embedded default, an Optuna JournalStorage in results/<study>/journal.log. Safe for
-  several processes on one machine; it has no heartbeat, so vaebench leases trials itself (study.py).
+  several processes on one machine; it has no heartbeat, so vaebench leases trials itself (leases.py).
 - postgresql://USER@HOST:PORT/DB: Optuna's RDBStorage, for many machines. Workers send a heartbeat
   every `heartbeat` seconds; a RUNNING trial silent for 3 heartbeats is failed and retried.
-- sqlite:///PATH: RDBStorage on a file, for one process only (SQLite locks up under parallel writers).
+- sqlite:///PATH: RDBStorage on a file, for one process only (SQLite locks up under parallel writers:
+  `StudyStore.check_workers` refuses more).
 
 The lock serializes what must happen once per study (creation, enqueueing the grid, recovering
 stale trials, drawing a sampled trial within the budget): a file lock for the embedded storages, a
 PostgreSQL advisory lock (released by the server if the holder dies) for PostgreSQL.
+
+Optuna is imported on first use: the command line reads this module's settings at start-up.
 """
 
 from __future__ import annotations
@@ -18,19 +21,20 @@ import hashlib
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Optional
-
-import optuna
-from optuna.storages import BaseStorage, JournalStorage, RDBStorage
-from optuna.storages.journal import JournalFileBackend
+from typing import TYPE_CHECKING, Callable, Iterator, Optional
 
 from .errors import StudyError
 from .registry import Registry
+from .results import resolve_results_root
 from .runtime import file_lock
 
+if TYPE_CHECKING:
+    import optuna
+    from optuna.storages import BaseStorage
+
 JOURNAL_FILE = "journal.log"
-STORAGE_ENV = "VAEBENCH_STORAGE"
-HEARTBEAT_ENV = "VAEBENCH_HEARTBEAT"
+STORAGE_ENV = "VAEBENCH_STORAGE"  # what --storage defaults to
+HEARTBEAT_ENV = "VAEBENCH_HEARTBEAT"  # what --heartbeat defaults to
 DEFAULT_HEARTBEAT = 60  # seconds between heartbeats of a running trial (RDB storages)
 GRACE_HEARTBEATS = 3  # a trial is stale after this many missed heartbeats
 
@@ -40,8 +44,6 @@ class StorageKind:
     open: Callable[["StudyStore", bool], BaseStorage]  # (store, create) -> storage
     lock: Callable[["StudyStore"], contextlib.AbstractContextManager]
     parallel: bool  # safe for several worker processes
-    machines: str  # "one" or "many"
-    has_heartbeat: bool
 
 
 STORAGES: Registry[StorageKind] = Registry("storage")
@@ -77,10 +79,30 @@ class StudyStore:
     def lock(self) -> contextlib.AbstractContextManager:
         return self.kind.lock(self)
 
+    def load_study(self, missing: str = "") -> "optuna.Study":
+        """The study as it is in the storage (to read it, or to join it with Optuna's default
+        sampler). A study that is not there is a StudyError "no study ..." ending with `missing`."""
+        import optuna
+
+        storage = self.open(create=False)
+        try:
+            return optuna.load_study(study_name=self.study, storage=storage)
+        except KeyError:
+            raise StudyError(f"no study {self.study!r} in {self.describe()}{missing}") from None
+
+    def check_workers(self, workers: int) -> None:
+        """Refuse (StudyError) `workers` processes writing at once to a storage unsafe for several
+        (`StorageKind.parallel` False: SQLite)."""
+        if workers > 1 and not self.kind.parallel:
+            raise StudyError(f"--storage {self.describe()}: SQLite is unsafe for several writers; use --workers 1, "
+                             "the embedded journal (no --storage) or PostgreSQL")
+
     def exists(self) -> bool:
         """Whether the study is in the storage already (writes nothing for the embedded journal)."""
         if self.url is None:
             return (self.folder / JOURNAL_FILE).is_file()
+        import optuna
+
         return self.study in optuna.get_all_study_names(storage=self.open(create=False))
 
     def describe(self) -> str:
@@ -92,6 +114,15 @@ class StudyStore:
 
     def with_study(self, study: str) -> "StudyStore":
         return StudyStore(self.url, self.results_root, study, self.heartbeat)
+
+
+def open_store(url: Optional[str], results: Optional[Path], study: str,
+               heartbeat: int = DEFAULT_HEARTBEAT) -> StudyStore:
+    """The store of `study` at the storage `url` (None: the embedded journal) with the results folder
+    `results` (else $VAEBENCH_RESULTS, else ./results). An unsupported URL is a StudyError before
+    anything is written."""
+    scheme_of(url)
+    return StudyStore(url, resolve_results_root(results), study, heartbeat)
 
 
 def scheme_of(url: Optional[str]) -> str:
@@ -108,6 +139,9 @@ def scheme_of(url: Optional[str]) -> str:
 
 
 def _journal(store: StudyStore, create: bool) -> BaseStorage:
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
     if not create and not (store.folder / JOURNAL_FILE).is_file():
         raise StudyError(f"no study {store.study!r} in {store.describe()}; create it with `vaebench run SPEC.yaml` first")
     store.folder.mkdir(parents=True, exist_ok=True)
@@ -115,7 +149,10 @@ def _journal(store: StudyStore, create: bool) -> BaseStorage:
 
 
 def _rdb(store: StudyStore, create: bool) -> BaseStorage:
-    from .study import retry_stale_trial  # the callback Optuna runs for each heartbeat-stale trial
+    import optuna
+    from optuna.storages import RDBStorage
+
+    from .leases import retry_stale_trial  # the callback Optuna runs for each heartbeat-stale trial
 
     try:
         with warnings.catch_warnings():  # heartbeat_interval is marked experimental
@@ -168,9 +205,9 @@ def _unreachable(store: StudyStore, e: Exception) -> StudyError:
     return StudyError(f"--storage {store.describe()}: cannot open the study storage: {type(e).__name__}: {first}")
 
 
-STORAGES.register("journal", StorageKind(_journal, _folder_lock, parallel=True, machines="one", has_heartbeat=False))
-STORAGES.register("postgresql", StorageKind(_rdb, _postgres_lock, parallel=True, machines="many", has_heartbeat=True))
-STORAGES.register("sqlite", StorageKind(_rdb, _folder_lock, parallel=False, machines="one", has_heartbeat=True))
+STORAGES.register("journal", StorageKind(_journal, _folder_lock, parallel=True))
+STORAGES.register("postgresql", StorageKind(_rdb, _postgres_lock, parallel=True))
+STORAGES.register("sqlite", StorageKind(_rdb, _folder_lock, parallel=False))
 
 
 def study_names(store: StudyStore) -> list[str]:
@@ -178,4 +215,6 @@ def study_names(store: StudyStore) -> list[str]:
     if store.url is None:
         root = Path(store.results_root)
         return sorted(p.parent.name for p in root.glob(f"*/{JOURNAL_FILE}"))
+    import optuna
+
     return sorted(optuna.get_all_study_names(storage=store.open(create=False)))

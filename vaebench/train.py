@@ -21,7 +21,8 @@ from .schedules import kl_weight
 from .spec import RunConfig
 
 # Called after every epoch with its history record; a non-empty string it returns stops training
-# (status 'stopped', the string as the reason): how a pruner stops a trial without the loop knowing.
+# (status 'stopped', the string as the reason): how a pruner stops a trial without the loop knowing
+# (worker.py's callback reports the epoch to the Optuna trial and asks its pruner).
 EpochCallback = Callable[[dict], Optional[str]]
 
 from .fields import HISTORY_FIELDS  # noqa: E402,F401  (the per-epoch record's fields; re-exported)
@@ -39,8 +40,8 @@ class TrainResult:
 
 
 def _adam(params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    """Adam with the fused kernel where this torch has it for the device (CPU since torch 2.4):
-    about 25% less time per MLP epoch on CPU than the per-parameter loop."""
+    """Adam with the fused kernel where this torch has it for the device (CPU since torch 2.4): one
+    kernel over all the parameters instead of the per-parameter loop."""
     params = list(params)
     try:
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
@@ -49,9 +50,9 @@ def _adam(params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
 
 
 @torch.no_grad()
-def test_loss(model: VAE, likelihood, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> dict:
-    """Single-sample -ELBO (beta = 1, unweighted: comparable across runs) and its terms on `x`,
-    nats per example."""
+def heldout_loss(model: VAE, likelihood, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> dict:
+    """Single-sample -ELBO (beta = 1, unweighted: comparable across runs) and its terms on held-out
+    data `x` (the test split), nats per example: the history's `test_loss`, `test_recon`, `test_kl`."""
     model.eval()
     sums = torch.zeros(2, device=x.device)
     for start in range(0, len(x), batch_size):
@@ -144,7 +145,7 @@ def _train(cfg: RunConfig, data: Dataset, seed: int, device: torch.device,
         # once per epoch: read the sums, evaluate on the test split, check for divergence
         train_loss, train_recon, train_kl = (sums / n).tolist()
         with tf32(device, False):  # the recorded test loss in full float32, whatever the training precision
-            test = test_loss(model, likelihood, x_test, y_test, cfg.eval.batch_size)
+            test = heldout_loss(model, likelihood, x_test, y_test, cfg.eval.batch_size)
         record = {
             "epoch": epoch,
             "kl_weight": weights / steps_per_epoch,

@@ -25,7 +25,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Callable
 
 from .spec import (DTYPES, METRICS, METRICS_SKIPPED, Column, MetricDeclarationError, MetricNotApplicable,
-                   MetricSpec, declared_columns, register_metric, unregister_metric)
+                   MetricSpec, declared_columns, numeric_metric_columns, register_metric, unregister_metric)
 
 if TYPE_CHECKING:
     import torch
@@ -33,8 +33,8 @@ if TYPE_CHECKING:
 Metric = Callable[["EvalContext"], dict]
 
 __all__ = ["DTYPES", "METRICS", "METRICS_SKIPPED", "Column", "EvalContext", "Metric", "MetricDeclarationError",
-           "MetricNotApplicable", "MetricSpec", "declared_columns", "evaluate", "register_metric",
-           "unregister_metric"]
+           "MetricNotApplicable", "MetricSpec", "declared_columns", "evaluate", "numeric_metric_columns",
+           "register_metric", "unregister_metric"]
 
 
 class EvalContext:

@@ -1,5 +1,5 @@
 """torch-fidelity and vaebench's two feature extractors registered with it, imported by `fid.py` on
-first use only: torch-fidelity brings torchvision (~3 s of imports), which loading the metric
+first use only: torch-fidelity brings torchvision (a large import), which loading the metric
 declarations (results.py, spec.py, the report) must not pay for."""
 
 from __future__ import annotations

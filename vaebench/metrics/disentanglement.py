@@ -58,8 +58,8 @@ import numpy as np
 
 from . import Column, MetricNotApplicable, register_metric, columns as C
 
-# scikit-learn (mutual_info_score, LinearSVC) is imported where it is used: it adds ~1 s to the start
-# of every worker process, and only datasets with ground-truth factors need it.
+# scikit-learn (mutual_info_score, LinearSVC) is imported where it is used: importing it would add to
+# the start of every worker process, and only datasets with ground-truth factors need it.
 
 SVM_C = 0.01  # disentanglement_lib's LinearSVC(C=0.01, class_weight="balanced")
 MIN_VARIANCE = 1e-12  # disentanglement_lib: a latent with var <= this scores R^2 = 0

@@ -18,10 +18,9 @@ everything they depend on (extractor, weights file content, layers, dataset chec
 version, device type, batch size), and its FID statistics once per process. Each evaluation then
 extracts features only for its samples and reconstructions.
 
-Speed (one CPU thread, MNIST, 10k + 10k images): the classifier's features go through
-`DigitClassifier.inference_features` (the same function as its `features`, reordered where that is
-exact, channels_last) in batches of 256 under `torch.inference_mode`: ~0.6 s per 10k images
-instead of ~2.5 s.
+Speed: the classifier's features go through `DigitClassifier.inference_features` (the same
+function as its `features`, reordered where that is exact, channels_last) in batches of 256 under
+`torch.inference_mode`.
 
 Imports: torch-fidelity (and torchvision with it) and the extractor classes live in `_fidelity.py`,
 imported on the first FID computation: loading the metric declarations does not pay for them.
@@ -37,7 +36,8 @@ from pathlib import Path
 
 import torch
 
-from ..classifier import cache_dir, cached_classifier
+from ..cache import cache_dir
+from ..classifier import cached_classifier
 from ..errors import VaebenchError
 from ..registry import Registry
 from ..runtime import atomic_path
@@ -123,7 +123,7 @@ EXTRACTORS.register("inception", _inception)
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
     """[0, 1] floats -> uint8 0..255 (rounded), the input torch-fidelity's extractors take."""
-    with torch.inference_mode():  # (clamp(0, 1) * 255).round(), in place on clamp's copy: 4x faster, same bytes
+    with torch.inference_mode():  # (clamp(0, 1) * 255).round(), in place on clamp's copy: same bytes, no extra copies
         return images.clamp(0, 1).mul_(255).round_().to(torch.uint8).cpu()
 
 
@@ -240,7 +240,7 @@ def _samples(ctx, n: int) -> torch.Tensor:
 
 def _blas_threads():
     """NumPy's BLAS (torch-fidelity's covariances and eigenvalues) limited to torch's thread count:
-    a 1-thread worker otherwise runs np.cov on every core and, on a busy machine, 2-10x slower."""
+    a 1-thread worker otherwise runs np.cov on every core, competing with the other workers."""
     if threadpool_limits is None:  # pragma: no cover
         import contextlib
         return contextlib.nullcontext()

@@ -23,9 +23,9 @@ in one call (when k alone exceeds that bound, one image at a time with its k sam
 draws). The draws depend only on k and that constant, never on `eval.batch_size`: with the same
 seed the result does not depend on the evaluation batch size. The drawn codes then go through the
 decoder in slices of about NLL_DECODE_ELEMENTS output values (MNIST: 167 codes), which changes
-nothing but memory and speed: a conv decoder's activations for 10,000 codes take gigabytes and run
-~2x slower per code than slices of ~128 (MLP decoders are as fast either way). The posterior comes
-from `ctx.posterior`, so the encoder runs once; everything runs under `torch.inference_mode`.
+nothing but memory and speed: a conv decoder's activations for 10,000 codes take gigabytes. The
+posterior comes from `ctx.posterior`, so the encoder runs once; everything runs under
+`torch.inference_mode`.
 The samples are drawn from torch's generator seeded with the run seed (`ctx.seed`) inside a forked
 RNG state, so the value does not depend on which metrics ran before it.
 """

@@ -4,8 +4,9 @@ A metric is a compute function `(ctx: EvalContext) -> {column: value}` plus its 
 result columns it fills (`Column`: Arrow-friendly dtype, unit, which way is better, a table label, a
 one-line doc) and, optionally, its options (a pydantic model, given in a spec under
 `eval.<metric name>: {...}` and handed to the function as `ctx.options`). Everything downstream
-reads the declarations: the row schema (results.py), which columns a search may optimize (spec.py),
-the report's "All metrics" table. A metric of your own therefore needs nothing else edited:
+reads the declarations: the row schema (results.py), which columns a search may optimize
+(`numeric_metric_columns`), the report's "All metrics" table. A metric of your own therefore needs
+nothing else edited:
 
     from pydantic import Field
     from vaebench.family import Options
@@ -31,9 +32,13 @@ A compute function that cannot apply to this model or dataset raises `MetricNotA
 its columns are then null and the row's `metrics_skipped` says why. One that fills some of its
 columns but not others calls `ctx.skip(part, reason)` and leaves those out (metrics/__init__.py).
 
-This module is a leaf: it imports no torch, so reading the declarations is cheap. The built-in
-metric modules register themselves when the registry is first looked up (`METRICS`'s `load`); none
-of them imports torch-fidelity or torchvision before a metric runs.
+The `eval:` section of a spec (`EvalConfig`) is defined here too: the built-in metrics' settings
+and the options of every registered metric, validated against the declarations. The spec imports it
+from here; nothing here imports the spec.
+
+This module imports no torch, so reading the declarations is cheap. The built-in metric modules
+register themselves when the registry is first looked up (`METRICS`'s `load`); none of them imports
+torch-fidelity or torchvision before a metric runs.
 """
 
 from __future__ import annotations
@@ -43,8 +48,11 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
 from ..errors import VaebenchError
-from ..registry import Registry
+from ..family import check_option_type, option_error, option_errors
+from ..registry import Registry, did_you_mean
 
 DTYPES = ("float", "int", "str", "list[float]", "list[int]", "list[str]")
 SCALAR_DTYPES = ("float", "int")
@@ -155,10 +163,6 @@ def _first_line(doc: str | None) -> str:
 
 
 def _check_options(name: str, options: Any) -> None:
-    from pydantic import BaseModel
-
-    from ..family import check_option_type
-
     if not (isinstance(options, type) and issubclass(options, BaseModel)):
         raise MetricDeclarationError(f"metric {name!r}: options must be a pydantic model class (subclass "
                                      f"vaebench.family.Options), got {options!r}")
@@ -176,9 +180,7 @@ def _check_options(name: str, options: Any) -> None:
             check_option_type(info.annotation, f"metric {name!r}, option {field!r}")
         except ValueError as e:
             raise MetricDeclarationError(str(e)) from None
-    from ..spec import EvalConfig  # a metric's options live at eval.<name>: no eval field may have that name
-
-    if name in EvalConfig.model_fields:
+    if name in EvalConfig.model_fields:  # a metric's options live at eval.<name>: no eval setting may have that name
         raise MetricDeclarationError(f"metric {name!r} has options but eval.{name} is an eval setting; "
                                      "rename the metric")
 
@@ -242,3 +244,84 @@ def declared_columns() -> dict[str, tuple[str, Column]]:
     """Every declared column: {column name: (metric name, Column)}, metrics in name order, each
     metric's columns in declaration order."""
     return {c.name: (m, c) for m in METRICS.names() for c in METRICS.get(m).columns}
+
+
+def numeric_metric_columns() -> list[str]:
+    """Metric columns a search can optimize: the declared scalar (float, int) columns with a
+    direction (settings and provenance columns have none)."""
+    return [name for name, (_, column) in declared_columns().items() if column.objective]
+
+
+# ---------------------------------------------------------------------------------------------
+# the `eval:` section of a spec: the built-in metrics' settings and every metric's options
+
+
+class EvalConfig(BaseModel):
+    """The `eval:` section: the built-in metrics' settings (the fields below), and the options of every
+    registered metric that declares some (`register_metric(..., options=Model)`), given as
+    `eval.<metric name>: {option: value}`, validated by the metric's model and handed to it as
+    `ctx.options`. Only the options that differ from their defaults are kept (`model_extra`), so a
+    spec that gives none, or gives the defaults, has the run ids it had before."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True, allow_inf_nan=False)
+
+    batch_size: int = Field(2000, ge=1, description="examples per evaluation forward pass")
+    active_threshold: float = Field(
+        0.01, ge=0.0, description="unit u is active when Var_x(E_q[z_u|x]) exceeds this"
+    )
+    nll_k: int = Field(
+        100, ge=1, description="importance samples per test image for the NLL (Burda et al. 2016 use 5000)"
+    )
+    nll_examples: Optional[int] = Field(
+        1000, ge=1, description="test images in the NLL estimate (the first N of the split); null: all"
+    )
+    fid_extractor: Optional[str] = Field(
+        "classifier", description="FID features: classifier (offline), inception (needs weights), null: no FID"
+    )
+    fid_samples: int = Field(10000, ge=2, description="generated samples (and reconstructions) for FID, at most the test split's size")
+    kid: bool = Field(False, description="also compute KID (torch-fidelity) with the same features")
+    # disentanglement (datasets with ground-truth factors only, e.g. shapes; see metrics/disentanglement.py):
+    mig_samples: int = Field(10000, ge=2, description="MIG: test images (a seeded random subset; at most the split)")
+    mig_bins: int = Field(20, ge=2, description="MIG: equal-width bins per latent mean")
+    sap_train_samples: int = Field(5000, ge=2, description="SAP: test images the per-latent predictors are fit on")
+    sap_test_samples: int = Field(5000, ge=1, description="SAP: other test images the classifiers are scored on")
+    disentanglement_seed: int = Field(0, ge=0, description="MIG and SAP: seed of the test-image subsets (fixed "
+                                      "across runs, so every run is scored on the same images)")
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _metric_options(cls, data: Any, handler):
+        if not isinstance(data, dict):
+            return handler(data)
+        given = {k: v for k, v in data.items() if k not in cls.model_fields}
+        section = handler({k: v for k, v in data.items() if k in cls.model_fields})
+        if given:  # kept: the options that differ from their defaults (none: the metric is left out)
+            section.__pydantic_extra__ = _validated_metric_options(given, cls)
+        return section
+
+
+def _validated_metric_options(given: dict[str, Any], section: type[BaseModel]) -> dict[str, dict]:
+    """{metric: its options that differ from their defaults, validated} for the `eval:` keys that are
+    not eval settings; each such key must name a registered metric that declares options (else "did
+    you mean"). A metric whose options are all at their defaults is left out, so that giving them
+    changes no run id: `MetricSpec.options_for` fills the defaults back in."""
+    with_options = [m for m in METRICS.names() if METRICS.get(m).options is not None]
+    errors, out = [], {}
+    for key, value in given.items():
+        if key not in with_options:
+            valid = sorted({*section.model_fields, *with_options})
+            why = (f"metric {key!r} has no options" if key in METRICS else
+                   f"{key!r} is neither an eval setting nor a metric with options")
+            errors.append(option_error("unknown_option", (key,), f"unknown key: {why}.{did_you_mean(key, valid)} "
+                                                                 f"Valid: {', '.join(valid)}", value))
+            continue
+        options = METRICS.get(key).options
+        try:
+            changed = options.model_validate({} if value is None else value).model_dump(mode="json", exclude_defaults=True)
+            if changed:
+                out[key] = changed
+        except ValidationError as e:
+            errors += option_errors(e, f"metric {key!r}", sorted(options.model_fields), "metric_option", prefix=(key,))
+    if errors:
+        raise ValidationError.from_exception_data(section.__name__, errors)
+    return out

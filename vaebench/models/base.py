@@ -67,7 +67,7 @@ class VAE(nn.Module):
 
     conditional = False
     # Layout of weights and input batches in training: conv families use channels_last, which
-    # oneDNN's CPU kernels (and cuDNN's) run faster (conv VAE steps ~20% faster on this CPU).
+    # oneDNN's CPU kernels (and cuDNN's) run faster.
     memory_format = torch.contiguous_format
 
     def __init__(self, data_shape: tuple[int, int, int], latent_dim: int, likelihood) -> None:

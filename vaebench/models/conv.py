@@ -13,8 +13,8 @@ from pydantic import Field, field_validator
 from torch import nn
 
 from ..family import Options
-from . import MODELS, ModelFamily
 from .base import VAE, apply_spectral_norm
+from .registry import MODELS, ModelFamily
 
 
 class ConvOptions(Options):

@@ -6,8 +6,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from . import MODELS, ModelFamily
 from .mlp import MLPOptions, MLPVAE
+from .registry import MODELS, ModelFamily
 
 
 class CVAE(MLPVAE):

@@ -72,9 +72,9 @@ from ..objectives import (
     precision_weighted_merge,
     std_normal_log_prob,
 )
-from . import MODELS, ModelFamily
 from .base import VAE
 from .mlp import mlp_stack
+from .registry import MODELS, ModelFamily
 
 
 class LadderOptions(Options):

@@ -12,8 +12,8 @@ from pydantic import Field
 from torch import nn
 
 from ..family import Options
-from . import MODELS, ModelFamily
 from .base import VAE, apply_spectral_norm
+from .registry import MODELS, ModelFamily
 
 
 class MLPOptions(Options):

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from . import MODELS, ModelFamily
 from .conv import ConvOptions, ConvVAE, conv_bn_relu, up_bn_relu
+from .registry import MODELS, ModelFamily
 
 
 class ResBlock(nn.Module):

@@ -7,8 +7,12 @@ and, when every study is reported, <out>/index.md / index.html: the tutorial's t
 to the studies that measure it or naming the sweep to run.
 
 `vaebench.report` is both this package and the API function `report(...)`: the package is callable
-(calling it is `vaebench.api.report`), so importing a submodule such as `vaebench.report.figures`,
-which makes `vaebench.report` the package, never hides the function.
+(calling it calls `report` below, which `vaebench.api.report` calls too), so importing a submodule
+such as `vaebench.report.figures`, which makes `vaebench.report` the package, never hides the function.
+
+    tables.py    every table of a study (tables.py's docstring lists the modules it draws on)
+    render.py    the Markdown report;  html.py  the same as one page;  figures.py  the PNG figures
+    stats.py     confidence intervals, Welch's test, trends, the Pareto mask
 """
 
 from __future__ import annotations
@@ -17,14 +21,29 @@ import sys
 import types
 from pathlib import Path
 
-from ..results import list_studies, load_results
+from ..results import list_studies, load_results, resolve_results_root
+from ..formats import REPORT_FORMATS
+from ..plugins import load_row_plugins
 from ..runtime import atomic_path
 from .figures import markdown_section, study_figures
 from .html import render_html
+from .layouts import DISENTANGLEMENT_TITLE, TUTORIAL_TABLES
 from .render import render_study
-from .tables import DISENTANGLEMENT_TITLE, TUTORIAL_TABLES, study_title
+from .tables import study_title
 
-FORMATS = ("md", "html", "both")
+FORMATS = REPORT_FORMATS
+
+
+def report(study: str | None = None, results=None, out="reports", fmt: str = "both") -> list[Path]:
+    """Write the Markdown and/or HTML report of `study` (default: every study with results, plus the
+    index) to `out`; returns the paths written. Reads only the results rows (and their figure arrays).
+    This is `vaebench.report(...)` and `vaebench.api.report(...)`."""
+    root = resolve_results_root(results)
+    df = load_results(root, study)
+    if df.empty:
+        return []
+    load_row_plugins(df)  # the rows' plugins declare their metrics' columns
+    return write_reports(root, Path(out), study, fmt)
 
 
 def write_reports(results_root: Path, out_dir: Path, study: str | None = None, fmt: str = "both") -> list[Path]:
@@ -105,9 +124,7 @@ def _write_markdown(out_dir: Path, name: str, text: str, figures) -> list[Path]:
 
 class _CallableReportPackage(types.ModuleType):
     def __call__(self, *args, **kwargs):
-        """`vaebench.report(study=None, results=None, out="reports", fmt="both")`: see `vaebench.api.report`."""
-        from ..api import report
-
+        """`vaebench.report(study=None, results=None, out="reports", fmt="both")`: see `report`."""
         return report(*args, **kwargs)
 
 

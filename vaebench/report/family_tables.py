@@ -3,7 +3,8 @@ hierarchical study's per-layer tables with Sønderby et al.'s finding checked.
 
 Which applies is read from the rows' measured columns (a study whose runs have codebook columns is a
 VQ-VAE study; one whose runs have per-layer KLs of more than one layer is a hierarchical study), not
-from the study's name. Registered into tables.py's FAMILY_LAYOUTS / FAMILY_TABLES on import.
+from the study's name. tables.py uses the first of FAMILY_LAYOUTS that applies when the study mirrors
+none of the tutorial's tables, and adds the tables of every FAMILY_TABLES function.
 """
 
 from __future__ import annotations
@@ -13,12 +14,17 @@ import math
 import pandas as pd
 
 from ..metrics import columns as C
+from .columns import Cell, Column, Layout, ReportTable, relabel
 from .stats import trend_sign
-from .tables import (FAMILY_LAYOUTS, FAMILY_TABLES, Column, Layout, ReportTable, _col, _item, _summary_table,
-                     summarize)
+from .summary import list_item, summarize, summary_table
 
 VQ_TITLE = "VQ-VAE: reconstruction and codebook use"
 HIERARCHICAL_TITLE = "Hierarchical (ladder) VAE: likelihood by depth"
+
+# A family's layout, chosen when the rows have the family's measured columns: (predicate(df), title, Layout);
+# and a family's extra tables: (df, grid_keys) -> tables.
+FAMILY_LAYOUTS: list = []
+FAMILY_TABLES: list = []
 
 
 def _has(df: pd.DataFrame, key: str) -> bool:
@@ -44,15 +50,16 @@ VQ_NOTE = ("A VQ-VAE's rate is fixed by its codebook: log K nats per latent posi
            "it is not applicable here (see each row's metrics_skipped), and FID is of reconstructions.")
 FAMILY_LAYOUTS.append((is_vq_study, VQ_TITLE, Layout(
     "vqvae",
-    (_col(C.RECON_MSE, "Recon MSE (per pixel)"), _col(C.SSIM), _col(C.CODEBOOK_PERPLEXITY),
-     _col(C.CODES_USED_FRACTION), _col(C.FID_RECON, "FID of reconstructions"), _col(C.KL, "Rate (nats)")),
+    (relabel(C.RECON_MSE, "Recon MSE (per pixel)"), relabel(C.SSIM), relabel(C.CODEBOOK_PERPLEXITY),
+     relabel(C.CODES_USED_FRACTION), relabel(C.FID_RECON, "FID of reconstructions"), relabel(C.KL, "Rate (nats)")),
     headline=C.RECON_MSE, unranked=frozenset({C.KL}), notes=(VQ_NOTE,))))
 
 HIERARCHICAL_NOTE = ("−ELBO and the importance-sampled NLL are over all stochastic layers jointly; KL is the sum of "
                      "the layers' KLs (per layer below).")
 FAMILY_LAYOUTS.append((is_hierarchical_study, HIERARCHICAL_TITLE, Layout(
     "hierarchical",
-    (_col(C.NEG_ELBO), _col(C.NLL_IS), _col(C.KL), _col(C.ACTIVE_UNITS), _col("n_params", "Parameters")),
+    (relabel(C.NEG_ELBO), relabel(C.NLL_IS), relabel(C.KL), relabel(C.ACTIVE_UNITS),
+     relabel("n_params", "Parameters")),
     headline=C.NLL_IS, notes=(HIERARCHICAL_NOTE,))))
 
 
@@ -65,16 +72,16 @@ def per_layer_tables(df: pd.DataFrame, grid_keys: list[str]) -> list[ReportTable
     depth = int(_layers(ok).max())
     tables = []
     for lists, name, fmt in ((C.KL_PER_LAYER, "KL", ".2f"), (C.ACTIVE_UNITS_PER_LAYER, "Active units", ".1f")):
-        derived = {f"{lists}.{i}": ok[lists].map(lambda v, i=i: _item(v, i)) for i in range(depth)}
+        derived = {f"{lists}.{i}": ok[lists].map(lambda v, i=i: list_item(v, i)) for i in range(depth)}
         columns = [Column(k, f"{name} layer {i + 1}" + (" (nats)" if name == "KL" else ""), fmt, "")
                    for i, k in enumerate(derived)]
-        summary = summarize(ok.assign(**derived), grid_keys, columns + [_col(C.NLL_IS)])  # p: on the NLL
+        summary = summarize(ok.assign(**derived), grid_keys, columns + [relabel(C.NLL_IS)])  # p: on the NLL
         note = (f"{name} of each stochastic layer, layer 1 next to the data; '—' where a model has fewer layers. "
                 + ("Each layer's KL is the test-set mean of its one-sample KL against p(z_l | z_l+1) "
                    "(the top layer against N(0, I)); they sum to the KL column up to Monte Carlo noise."
                    if name == "KL" else "Active units of each layer on the posterior's mean path."))
-        tables.append(_summary_table(f"{lists}_table", f"{name} per layer", summary, grid_keys, columns,
-                                     Layout(f"{lists}_table", headline=C.NLL_IS), [note]))
+        tables.append(summary_table(f"{lists}_table", f"{name} per layer", summary, grid_keys, columns,
+                                    Layout(f"{lists}_table", headline=C.NLL_IS), [note]))
     tables.append(depth_check(ok))
     return tables
 
@@ -92,7 +99,7 @@ def depth_check(ok: pd.DataFrame) -> ReportTable:
         verdict = "⚠ partly contradicts: the NLL falls overall but not with every added layer"
     else:
         verdict = "⚠ contradicts: more stochastic layers do not lower the NLL here"
-    rows = [[_cell(f"{int(d)}"), _cell(f"{m:.2f}"), _cell(str(int(n)))] for d, (m, n) in
+    rows = [[Cell(f"{int(d)}"), Cell(f"{m:.2f}"), Cell(str(int(n)))] for d, (m, n) in
             zip(by_depth.index, zip(by_depth["mean"], by_depth["count"]))]
     note = ("Sønderby et al. 2016 (Ladder VAE) report that more stochastic layers lower the test NLL. Measured "
             f"here: {verdict}. Mean of the importance-sampled NLL (nats per example) over the runs of each depth.")
@@ -100,10 +107,12 @@ def depth_check(ok: pd.DataFrame) -> ReportTable:
                        ["Stochastic layers", "NLL (IS, nats)", "n (runs)"], rows, [note])
 
 
-def _cell(text: str):
-    from .tables import Cell
-
-    return Cell(text)
-
-
 FAMILY_TABLES.append(per_layer_tables)
+
+
+def family_layout(df: pd.DataFrame) -> tuple[str, Layout] | None:
+    """(title, layout) of the first family layout whose metrics the rows measured, else None."""
+    for applies, title, layout in FAMILY_LAYOUTS:
+        if applies(df):
+            return title, layout
+    return None

@@ -22,7 +22,8 @@ import pandas as pd  # noqa: E402
 from ..artifacts import load_arrays  # noqa: E402
 from ..results import grid_column  # noqa: E402
 from .stats import ci95  # noqa: E402
-from .tables import cell_groups, format_value, param_label  # noqa: E402
+from .columns import format_value, param_label  # noqa: E402
+from .summary import cell_groups  # noqa: E402
 
 DPI = 100
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pandas as pd
 
 from ..results import grid_column
-from .tables import (PARETO_KEY, Cell, ReportTable, fixed_settings, format_value, param_label, study_tables,
-                     study_title, variant_settings)
+from .columns import Cell, ReportTable, format_value, param_label
+from .settings import EXTERNAL_COMMAND, fixed_settings, sweep_rows, variant_settings
+from .tables import PARETO_KEY, study_tables, study_title
 
 CELL_NOTE = (
     "Each summary cell: mean ± half-width of the 95% confidence interval of the mean over seeds (Student t, "
@@ -17,7 +18,7 @@ CELL_NOTE = (
     "the header names; \"—\" when either side has fewer than 2 runs. Losses are in nats per test example "
     "(sum over pixels and latent dimensions, mean over examples); −ELBO and KL are the unweighted (β = 1) "
     "quantities whatever β was used in training; Recon MSE is per pixel, decoding the posterior mean. "
-    "Definitions: README, section Losses and metrics."
+    "Definitions: vaebench's docs/metrics.md."
 )
 
 
@@ -67,17 +68,13 @@ def _wall_span(df: pd.DataFrame) -> float:
     return (end.max() - start.min()).total_seconds()
 
 
-EXTERNAL_COMMAND = "vaebench.add_result (Python)"  # the `command` of rows added from outside a sweep
-
-
 def render_study(df: pd.DataFrame) -> str:
     """The Markdown report of one study's rows. Rows added from outside the sweep (`add_result`)
     join the tables and are listed with their provenance; the settings, times and provenance
     sentences describe the sweep's own runs."""
     all_rows = df
     external = df[df["command"] == EXTERNAL_COMMAND] if "command" in df else df.iloc[:0]
-    if len(external) and len(external) < len(df):
-        df = df.drop(index=external.index)
+    df = sweep_rows(df)
     study = df["study"].iloc[0]
     grid_keys = list(df["grid_keys"].iloc[0])
     tables = study_tables(all_rows)
@@ -111,7 +108,7 @@ def render_study(df: pd.DataFrame) -> str:
         f"over {len(ok)} runs ({ok['train_seconds'].sum() / max(1, ok['epochs_completed'].sum()):.2f} s per epoch).",
         "",
         "Fixed settings: " + ", ".join(f"`{k}={format_value(v)}`" for k, v in fixed.items())
-        + "; everything else at vaebench's defaults (README, Sweep specs).",
+        + "; everything else at vaebench's defaults (docs/spec.md).",
     ]
     if "variant" in grid_keys:
         lines += ["", "Variants:", ""]

@@ -1,9 +1,11 @@
-"""Uncertainty over seeds: confidence intervals, Welch's test and trend direction for report tables."""
+"""Statistics of the report tables: confidence intervals over seeds, Welch's test, trend direction, and
+the Pareto mask of a multi-objective study (numpy and scipy only: no optuna)."""
 
 from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import stats
@@ -52,3 +54,15 @@ def trend_sign(values) -> int:
         return 0
     rho = stats.spearmanr(np.arange(len(x)), x).statistic
     return int(np.sign(rho)) if np.isfinite(rho) else 0
+
+
+def pareto_mask(values: Sequence[Sequence[float]], directions: Sequence[str]) -> list[bool]:
+    """For each point, True when no other point is at least as good in every objective and better
+    in one (`directions`: 'minimize' / 'maximize' per objective)."""
+    sign = [1.0 if d == "minimize" else -1.0 for d in directions]
+    pts = [[s * v for s, v in zip(sign, row)] for row in values]
+
+    def dominates(a, b) -> bool:
+        return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
+
+    return [not any(dominates(q, p) for j, q in enumerate(pts) if j != i) for i, p in enumerate(pts)]
