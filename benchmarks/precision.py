@@ -42,6 +42,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from perf import CONV, MLP, _cpu_name, spread, subset  # noqa: E402
+
 from vaebench.data import load_dataset, resolve_data_root  # noqa: E402
 from vaebench.spec import RunConfig  # noqa: E402
 from vaebench.train import _train, train  # noqa: E402

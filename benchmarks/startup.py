@@ -43,7 +43,8 @@ import yaml
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # worker_layout.py beside this file
 
-from worker_layout import overhead_phases_of, spec as layout_spec  # noqa: E402
+from worker_layout import overhead_phases_of  # noqa: E402
+from worker_layout import spec as layout_spec  # noqa: E402
 
 PHASES = r"""
 import json, time

@@ -82,7 +82,6 @@ def test_overhead_phases_from_trial_times():
     from types import SimpleNamespace
 
     import pandas as pd
-
     import worker_layout
 
     t0 = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.timezone.utc)

@@ -479,7 +479,8 @@ def test_mlp_on_rgb():
 def test_likelihoods_sum_over_channels_and_pixels():
     """-log p(x|z) of an RGB image is the sum over C*H*W: equal to the sum of the per-channel NLLs,
     and to torch.distributions' log-densities summed (an independent reference)."""
-    from torch.distributions import Laplace as TLaplace, Normal
+    from torch.distributions import Laplace as TLaplace
+    from torch.distributions import Normal
 
     from vaebench.objectives import Bernoulli, Gaussian, GaussianLearned, Laplace
 

@@ -20,10 +20,10 @@ import pytest
 from optuna.trial import TrialState
 
 from tests.conftest import REPO
+from vaebench.leases import ATTR_FAIL, ATTR_WORKER, Heartbeat, lease_pid, recover_stale_trials
 from vaebench.results import load_results, runs_dir
 from vaebench.spec import parse_spec
 from vaebench.storage import StudyStore
-from vaebench.leases import ATTR_FAIL, ATTR_WORKER, Heartbeat, lease_pid, recover_stale_trials
 from vaebench.study import ATTR_RUN_ID, claim_next, open_study, study_status
 
 PG_URL = os.environ.get("VAEBENCH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")

@@ -10,8 +10,8 @@ from tests.conftest import DATA_ROOT, needs_mnist
 from vaebench.classifier import cached_classifier
 from vaebench.data import load_dataset
 from vaebench.errors import VaebenchError
-from vaebench.metrics import evaluate
 from vaebench.metrics import columns as C
+from vaebench.metrics import evaluate
 from vaebench.metrics.fid import EXTRACTORS, INCEPTION_WEIGHTS_ENV, _module, frechet_distance, to_uint8
 from vaebench.models import build_model
 from vaebench.objectives import Bernoulli
@@ -39,6 +39,31 @@ def test_frechet_distance_equals_scipy_sqrtm():
 @pytest.fixture(scope="module")
 def digits_extractor():
     return EXTRACTORS.get("classifier")(DIGITS, "cpu")
+
+
+def test_classifier_identity_includes_the_sha256_of_its_weights(digits_extractor, tmp_path, monkeypatch):
+    """Two classifiers trained with the same settings but with different weights (a retraining)
+    never share an `fid_extractor` id: the id ends with the weights file's SHA-256 prefix."""
+    import dataclasses
+    import hashlib
+    from pathlib import Path
+
+    from vaebench.metrics import fid_features
+
+    digest = hashlib.sha256(Path(digits_extractor.weights).read_bytes()).hexdigest()
+    assert digits_extractor.weights_sha256 == digest
+    assert digits_extractor.identity == f"vaebench-classifier-{cached_classifier(DIGITS).key}-{digest[:16]}"
+    checkpoint = torch.load(digits_extractor.weights, weights_only=False)
+    first = next(iter(checkpoint["state_dict"]))
+    checkpoint["state_dict"][first] = checkpoint["state_dict"][first] + 1e-3  # "retrained": other weights
+    other = tmp_path / "retrained.pt"
+    torch.save(checkpoint, other)
+    info = dataclasses.replace(cached_classifier(DIGITS), path=other)
+    monkeypatch.setattr(fid_features, "cached_classifier", lambda data, device=None: info)
+    retrained = fid_features._classifier(DIGITS, "cpu")
+    assert retrained.identity.startswith(f"vaebench-classifier-{info.key}-")  # same training settings
+    assert retrained.identity != digits_extractor.identity  # different weights: another id
+    assert retrained.weights_sha256 == hashlib.sha256(other.read_bytes()).hexdigest()
 
 
 def test_classifier_is_cached_by_content(digits_extractor):
@@ -88,6 +113,7 @@ def test_fid_metric_columns_and_settings():
     m = evaluate(model, DIGITS, cfg, seed=0, names=["fid"])
     assert m[C.FID_SAMPLES] == 200 and m[C.FID_REFERENCE] == "test[:200]"
     assert m[C.FID_FEATURE_LAYER] == "penultimate" and m[C.FID_EXTRACTOR].startswith("vaebench-classifier-")
+    assert m[C.FID_EXTRACTOR].endswith(m[C.FID_WEIGHTS_SHA256][:16])
     assert m[C.TORCH_FIDELITY_VERSION] == torch_fidelity.__version__
     assert m[C.FID] > 0 and m[C.FID_RECON] > 0 and m[C.KID] is not None
     assert 1 <= m[C.IS] <= 10

@@ -3,14 +3,14 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from vaebench.metrics import EvalContext, METRICS, evaluate
+from tests.conftest import DATA_ROOT, needs_mnist
+from vaebench.data import Dataset, load_dataset
+from vaebench.metrics import METRICS, EvalContext, evaluate
 from vaebench.metrics import columns as C
 from vaebench.metrics.recon import ssim_per_image, ssim_window
 from vaebench.models import build_model
 from vaebench.objectives import Bernoulli, gaussian_kl
-from vaebench.data import Dataset, load_dataset
 from vaebench.spec import DatasetConfig, ModelConfig, RunConfig
-from tests.conftest import DATA_ROOT, needs_mnist
 
 
 def _direct_ssim(x, y, sigma):

@@ -5,7 +5,7 @@ import pytest
 import torch
 from scipy import stats
 
-from vaebench.objectives import Bernoulli, ElboTerms, Gaussian, LIKELIHOODS, build_likelihood, gaussian_kl
+from vaebench.objectives import LIKELIHOODS, Bernoulli, Gaussian, build_likelihood, gaussian_kl
 from vaebench.spec import ObjectiveConfig
 
 

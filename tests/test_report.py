@@ -18,7 +18,8 @@ from vaebench.results import grid_column
 SEEDS = 3
 
 
-def make_rows(study: str, grid_key: str, cells: dict, params: dict | None = None) -> pd.DataFrame:
+def make_rows(study: str, grid_key: str, cells: dict, params: dict | None = None,
+              dataset: str = "mnist") -> pd.DataFrame:
     """Results rows of a finished study: `cells` maps each grid value to {metric: (mean, step)};
     seed s of a cell gets mean + (s - 1) * step (so the sample std is `step`)."""
     rows = []
@@ -27,11 +28,11 @@ def make_rows(study: str, grid_key: str, cells: dict, params: dict | None = None
             row = {
                 "run_id": f"{study}-{i}-{s}", "study": study, "seed": s, "status": "ok", "reason": None,
                 "cell_index": i, "grid_keys": [grid_key], "variant": value if grid_key == "variant" else None,
-                "dataset": "digits", "dataset_checksum": "abc", "vaebench_version": "0.1.0",
+                "dataset": dataset, "dataset_checksum": "abc", "vaebench_version": "0.1.0",
                 "torch_version": "2.x", "device": "cpu", "command": f"vaebench run sweeps/{study}.yaml",
                 "created_at": f"2025-01-01T00:{i:02d}:{s:02d}+00:00",
                 "train_seconds": 10.0 + s, "eval_seconds": 1.0, "epochs_completed": 2,
-                "param.dataset.name": "digits", "param.model.name": "mlp", "param.train.epochs": 2,
+                "param.dataset.name": dataset, "param.model.name": "mlp", "param.train.epochs": 2,
                 "param.objective.likelihood": "bernoulli", "param.model.latent_dim": 8,
                 "fid_extractor": "test-classifier", "fid_feature_layer": "penultimate", "fid_samples": 100,
                 "fid_reference": "test[:100]", "n_params": 1000,
@@ -166,6 +167,12 @@ def test_loss_table_ranks_no_cross_likelihood_density_and_tests_recon_mse():
 
 
 # --- published versus measured ----------------------------------------------------------------------
+
+def test_published_numbers_are_compared_only_on_the_tutorials_dataset():
+    keys = [t.key for t in study_tables(make_rows("smoke", "objective.beta", BETA_CELLS, dataset="digits"))]
+    assert "published_vs_measured" not in keys and keys[0] == "beta_tradeoffs"  # the layout, not the comparison
+    assert "published_vs_measured" in [t.key for t in study_tables(make_rows("beta", "objective.beta", BETA_CELLS))]
+
 
 def test_published_numbers_load_with_their_source():
     pub = load_published()
@@ -356,16 +363,30 @@ def test_sampled_searches_over_beta_and_latent_dim_get_no_per_value_tables():
 
 
 def test_index_points_the_disentanglement_column_to_its_study():
-    from vaebench.report import index_markdown
+    from vaebench.report import StudyEntry, index_markdown
     from vaebench.report.layouts import DISENTANGLEMENT_TITLE
     from vaebench.report.tables import study_title
 
     assert study_title(disentanglement_rows(D_CELLS).assign(study="pareto_grid")) == DISENTANGLEMENT_TITLE
     assert study_title(disentanglement_rows(D_CELLS, sampler="tpe")) == "Sweep results"  # a search
-    text = index_markdown({"disentanglement": DISENTANGLEMENT_TITLE, "beta": "β-VAE trade-offs"})
+    text = index_markdown({"disentanglement": StudyEntry(DISENTANGLEMENT_TITLE, "shapes"),
+                           "beta": StudyEntry("β-VAE trade-offs")})
     assert (f"| {DISENTANGLEMENT_TITLE} | [disentanglement](disentanglement.md) | `sweeps/disentanglement.yaml` |"
             in text)
     assert "The Disentanglement column of the β-VAE and latent-dimension tables" in text
-    missing = index_markdown({"beta": "β-VAE trade-offs"})
+    missing = index_markdown({"beta": StudyEntry("β-VAE trade-offs")})
     assert (f"| {DISENTANGLEMENT_TITLE} | not measured yet: run `vaebench run sweeps/disentanglement.yaml && "
             "vaebench report` |") in missing
+
+
+def test_index_lists_studies_on_other_data_apart_and_the_runs_behind_each_report():
+    from vaebench.report import StudyEntry, index_markdown
+
+    made = {"command": "`vaebench run sweeps/smoke.yaml`", "machine": "some CPU, 2 cores", "date": "2026-12-01",
+            "wall": "0.1 min"}
+    text = index_markdown({"smoke": StudyEntry("β-VAE trade-offs", "digits", 4, made),
+                           "beta": StudyEntry("β-VAE trade-offs", "mnist", 15, made)})
+    assert "| β-VAE trade-offs | [beta](beta.md) | `sweeps/beta.yaml` |" in text  # not smoke: digits
+    assert "listed apart" in text and "[smoke](smoke.md) (β-VAE trade-offs, dataset `digits`)" in text
+    assert "| [smoke](smoke.md) | `digits` | 4 | 2026-12-01 | 0.1 min | `vaebench run sweeps/smoke.yaml` |" in text
+    assert "../shared" not in text and "`vae_overview.md`" in text  # the tutorial by its file name

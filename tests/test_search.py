@@ -1,10 +1,8 @@
 """Samplers, search spaces, pruning and multi-objective studies, run for real on the digits data."""
 
-import itertools
 import random
 
 import optuna
-import pandas as pd
 import pytest
 from optuna.trial import TrialState
 from typer.testing import CliRunner

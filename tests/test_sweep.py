@@ -1,6 +1,5 @@
 """The pipeline end to end through the CLI: spec -> study -> runs -> Parquet -> report, and resume."""
 
-import json
 import os
 import subprocess
 import sys
@@ -69,8 +68,8 @@ def test_smoke_sweep_end_to_end(tmp_path):
     assert "| β | Recon MSE (per pixel) ↓ | KL (nats) |" in text
     kl = df[df["param.objective.beta"] == 0.5]["kl"]  # mean ± 95% CI half-width (Student t) over seeds
     half = stats.t.ppf(0.975, len(kl) - 1) * kl.std() / len(kl) ** 0.5
-    assert f"| 0.5 | " in text and f"{kl.mean():.2f} ± {half:.2f}" in text
-    assert "## Published versus measured" in text  # beta 0.5 and 4 are in the tutorial's table
+    assert "| 0.5 | " in text and f"{kl.mean():.2f} ± {half:.2f}" in text
+    assert "## Published versus measured" not in text  # the tutorial's numbers are for MNIST, not digits
     r = vaebench("results", results=results)
     assert r.exit_code == 0 and "smoke" in r.output
 

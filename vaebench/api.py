@@ -162,7 +162,8 @@ def add_result(study: str, metrics: dict[str, Any], label: str, *, results=None,
     from . import __version__
     from .plugins import loaded_plugins
     from .report.render import EXTERNAL_COMMAND
-    from .results import load_results as _load, param_columns, write_row
+    from .results import load_results as _load
+    from .results import param_columns, write_row
 
     root = resolve_results_root(results)
     rows = _load(root, study)

@@ -1,63 +1,48 @@
-"""Command line: thin wrappers over spec -> study -> worker -> results -> report. No logic here."""
+"""Command line: the commands over spec -> study -> worker -> results -> report, their arguments and
+exit codes; the shared options and error exits are in cli_options.py, the work in the modules they call."""
 
 from __future__ import annotations
 
+import enum
 import os
 import sys
 from pathlib import Path
 from typing import Optional
-
-import enum
 
 import typer
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from .data import DATA_ROOT_ENV
-from .errors import DataError, StudyError, VaebenchError
+from .cli_options import (
+    DataRoot,
+    Device,
+    Download,
+    Heartbeat,
+    InceptionWeights,
+    LpipsWeights,
+    Plugins,
+    Quiet,
+    ResultsRoot,
+    StorageUrl,
+    Threads,
+    bad_usage,
+    console,
+    fail,
+    load_plugin_options,
+    set_inception_weights,
+    set_lpips_weights,
+)
+from .errors import StudyError, VaebenchError
 from .formats import REPORT_FORMATS
 from .launch import COMMAND_ENV, WORKER_LABEL_ENV, WORKERS_ENV
-from .progress import RichReporter, duration as _duration, print_status
-from .results import EXPORT_FORMATS, RESULTS_ROOT_ENV, grid_column
-from .runtime import CUDA_VISIBLE_ENV, DEVICE_ENV
-from .storage import DEFAULT_HEARTBEAT, GRACE_HEARTBEATS, HEARTBEAT_ENV, STORAGE_ENV, open_store as _store
+from .progress import RichReporter, print_status
+from .progress import duration as _duration
+from .results import EXPORT_FORMATS, grid_column
+from .runtime import CUDA_VISIBLE_ENV
+from .storage import open_store as _store
 
 app = typer.Typer(add_completion=True, no_args_is_help=True, help="Benchmark and sweep harness for VAEs.")
-console = Console(stderr=True, soft_wrap=True)  # long lines stay whole in logs
-
-DataRoot = typer.Option(None, "--data-root", help=f"dataset folder (else ${DATA_ROOT_ENV}, else ./data)")
-ResultsRoot = typer.Option(None, "--results", help=f"results folder (else ${RESULTS_ROOT_ENV}, else ./results)")
-
-
-Plugins = typer.Option(
-    None, "--plugin", metavar="MODULE",
-    help="import this plugin module first (it registers models, datasets or metrics); repeatable",
-)
-
-
-def _load_plugins(modules: Optional[list[str]]) -> None:
-    """--plugin modules, imported before anything reads a spec or a registry (exit 2 on failure)."""
-    from .plugins import load_installed_plugins, load_plugins
-
-    try:
-        load_installed_plugins()
-        load_plugins(modules or [], "--plugin")
-    except VaebenchError as e:
-        _fail(e)
-
-
-def _fail(e: VaebenchError) -> None:
-    console.print(f"[bold red]error:[/] {e}", markup=True, highlight=False, soft_wrap=True)
-    raise typer.Exit(e.exit_code)
-
-
-def _bad_usage(message: str) -> None:
-    """Options that do not fit together: bad input, exit code 2, nothing written."""
-    console.print(f"[bold red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
-
-
 def _version(value: bool) -> None:
     if value:
         from . import __version__
@@ -72,48 +57,6 @@ def _main(
                                  help="print vaebench's version and exit"),
 ) -> None:
     """Benchmark and sweep harness for VAEs."""
-
-
-StorageUrl = typer.Option(
-    None, "--storage", envvar=STORAGE_ENV,
-    help="study storage URL: postgresql://USER@HOST:PORT/DB for many machines, sqlite:///PATH for one "
-    "process; default: the embedded journal results/<study>/journal.log",
-)
-Heartbeat = typer.Option(
-    DEFAULT_HEARTBEAT, "--heartbeat", envvar=HEARTBEAT_ENV, min=1,
-    help=f"seconds between heartbeats of a running trial on PostgreSQL; a trial silent for {GRACE_HEARTBEATS} is "
-    "failed and retried",
-)
-Threads = typer.Option(None, "--threads", min=1, help="torch threads per worker (default: cores / workers)")
-Device = typer.Option(None, help=f"auto | cpu | cuda[:N] (else ${DEVICE_ENV}, else auto)")
-Download = typer.Option(True, help="download a missing dataset when the network allows")
-InceptionWeights = typer.Option(
-    None, "--inception-weights", help="local Inception-v3 weights for eval.fid_extractor: inception "
-    "(else $VAEBENCH_INCEPTION_WEIGHTS, else torch-fidelity downloads them)"
-)
-LpipsWeights = typer.Option(
-    None, "--lpips-weights", help="local torchvision ImageNet weights of the LPIPS backbone (eval.lpips.net, "
-    "e.g. alexnet-owt-7be5be79.pth) (else $VAEBENCH_LPIPS_WEIGHTS, else torchvision's cache; never downloaded)"
-)
-Quiet = typer.Option(False, "--quiet", "-q", help="no progress bars")
-
-
-def _inception_weights(path: Optional[Path]) -> None:
-    if path is not None:
-        from .metrics.fid import INCEPTION_WEIGHTS_ENV
-
-        if not path.is_file():
-            _fail(DataError(f"--inception-weights {path}: no such file"))
-        os.environ[INCEPTION_WEIGHTS_ENV] = str(path.resolve())
-
-
-def _lpips_weights(path: Optional[Path]) -> None:
-    if path is not None:
-        from .metrics.perceptual import LPIPS_WEIGHTS_ENV
-
-        if not path.is_file():
-            _fail(DataError(f"--lpips-weights {path}: no such file"))
-        os.environ[LPIPS_WEIGHTS_ENV] = str(path.resolve())
 
 
 @app.command()
@@ -146,9 +89,9 @@ def run(
     from .runtime import check_device
     from .sweep import run_sweep
 
-    _inception_weights(inception_weights)
-    _lpips_weights(lpips_weights)
-    _load_plugins(plugin)
+    set_inception_weights(inception_weights)
+    set_lpips_weights(lpips_weights)
+    load_plugin_options(plugin)
     try:
         check_device(device, "--device")  # before anything is written
         final, ok = run_sweep(spec_path, study=study, workers=workers, threads=threads, storage=storage,
@@ -156,7 +99,7 @@ def run(
                               download=download, plugins=plugin or [], quiet=quiet, console=console,
                               workers_per_gpu=workers_per_gpu)
     except VaebenchError as e:
-        _fail(e)
+        fail(e)
     if workers == 0:  # the study is created (or checked); no worker was asked for
         return
     if not ok or final.done < final.total:
@@ -193,9 +136,9 @@ def worker(
     from .sweep import check_precisions
     from .worker import run_worker
 
-    _inception_weights(inception_weights)
-    _lpips_weights(lpips_weights)
-    _load_plugins(plugin)
+    set_inception_weights(inception_weights)
+    set_lpips_weights(lpips_weights)
+    load_plugin_options(plugin)
     if threads:
         torch.set_num_threads(threads)
     try:
@@ -206,7 +149,7 @@ def worker(
         data = load_dataset(spec.dataset, data_root, download=download)
         st = open_study(spec, store, data.checksum)
     except VaebenchError as e:
-        _fail(e)
+        fail(e)
     label = os.environ.get(WORKER_LABEL_ENV, "")
     gpu = f" ({CUDA_VISIBLE_ENV}={os.environ[CUDA_VISIBLE_ENV]})" if dev.type == "cuda" and CUDA_VISIBLE_ENV in os.environ else ""
     console.print(f"worker {label} pid {os.getpid()} on study {study} ({store.describe()}), "
@@ -233,7 +176,7 @@ def status(
     from .storage import study_names
     from .study import STUDY_SPEC, study_status
 
-    _load_plugins(plugin)
+    load_plugin_options(plugin)
     try:
         store = _store(storage, results, study or "")
         names = [study] if study else study_names(store)
@@ -255,7 +198,7 @@ def status(
             for number, reason in info.failures:
                 console.print(f"  failed: trial {number}: {reason}", highlight=False)
     except VaebenchError as e:
-        _fail(e)
+        fail(e)
 
 
 @app.command()
@@ -270,14 +213,14 @@ def pull(
     from .plugins import load_plugins
     from .study import STUDY_SPEC, export_rows
 
-    _load_plugins(plugin)
+    load_plugin_options(plugin)
     try:
         store = _store(storage, results, study)
         st = store.load_study()
         # the rows name the study's families: import the plugins its stored spec lists
         load_plugins(st.user_attrs.get(STUDY_SPEC, {}).get("plugins", []), f"study {study!r}'s stored spec")
     except VaebenchError as e:
-        _fail(e)
+        fail(e)
     written, present = export_rows(st, store)
     console.print(f"study {study}: wrote {written} row(s) to {store.folder / 'runs'}, {present} already there")
 
@@ -306,14 +249,14 @@ def results(
     from .metrics import columns as C
     from .results import export_results, load_results_table, resolve_results_root
 
-    _load_plugins(plugin)
+    load_plugin_options(plugin)
     if csv and fmt not in (None, ExportFormat.csv):
-        _bad_usage(f"--csv and --format {fmt.value} disagree; give one")
+        bad_usage(f"--csv and --format {fmt.value} disagree; give one")
     fmt = ExportFormat.csv if csv else fmt
     if fmt is ExportFormat.parquet and out is None:
-        _bad_usage("--format parquet writes a binary file: give --out FILE")
+        bad_usage("--format parquet writes a binary file: give --out FILE")
     if out is not None and fmt is None:
-        _bad_usage("--out FILE writes an export: give --csv or --format parquet|csv|json")
+        bad_usage("--out FILE writes an export: give --csv or --format parquet|csv|json")
     table = load_results_table(resolve_results_root(results), study)
     if table is None:
         console.print(f"no results under {resolve_results_root(results)}" + (f" for study {study!r}" if study else ""))
@@ -355,12 +298,12 @@ def report(
     from .report import write_reports
     from .results import resolve_results_root
 
-    _load_plugins(plugin)
+    load_plugin_options(plugin)
     root = resolve_results_root(results)
     try:
         written = write_reports(root, out, study, fmt.value)
     except VaebenchError as e:
-        _fail(e)
+        fail(e)
     if not written:
         console.print(f"no results under {root}" + (f" for study {study!r}" if study else "") + "; run a sweep first")
         raise typer.Exit(1)

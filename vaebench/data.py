@@ -20,14 +20,47 @@ from pathlib import Path
 
 import torch
 
-from .datasets.base import (DATA_ROOT_ENV, DATASET_COMMON_FIELDS, DATASETS, Dataset, DatasetSource, Factor, _finish,
-                            checksum, ensure_files, resolve_data_root, without_config)
-from .datasets.builtin import (DIGITS_SPLIT_SEED, DIGITS_TEST_FRACTION, IDX_UBYTE, MNIST_FILES, _digits_arrays,
-                               load_digits, load_idx_dataset, load_mnist, load_synthetic, read_idx_ubyte)
-from .datasets.shapes import (HEART_CENTROID_Y, HEART_RADIUS, SHAPES, SHAPES_FACTORS, ShapesOptions, load_shapes,
-                              render_shapes, shapes_cache_path, shapes_factor_values, shapes_images)
-from . import image_folder  # noqa: F401,I001  (registers image_folder)
-from . import datasets_torchvision  # noqa: F401  (registers fashion_mnist, cifar10, svhn, celeba)
+from . import (
+    datasets_torchvision,  # noqa: F401  (registers fashion_mnist, cifar10, svhn, celeba)
+    image_folder,  # noqa: F401,I001  (registers image_folder)
+)
+from .datasets.base import (
+    DATA_ROOT_ENV,
+    DATASET_COMMON_FIELDS,
+    DATASETS,
+    Dataset,
+    DatasetSource,
+    Factor,
+    _finish,
+    checksum,
+    ensure_files,
+    resolve_data_root,
+    without_config,
+)
+from .datasets.builtin import (
+    DIGITS_SPLIT_SEED,
+    DIGITS_TEST_FRACTION,
+    IDX_UBYTE,
+    MNIST_FILES,
+    _digits_arrays,
+    load_digits,
+    load_idx_dataset,
+    load_mnist,
+    load_synthetic,
+    read_idx_ubyte,
+)
+from .datasets.shapes import (
+    HEART_CENTROID_Y,
+    HEART_RADIUS,
+    SHAPES,
+    SHAPES_FACTORS,
+    ShapesOptions,
+    load_shapes,
+    render_shapes,
+    shapes_cache_path,
+    shapes_factor_values,
+    shapes_images,
+)
 
 __all__ = [
     "DATASETS", "DATASET_COMMON_FIELDS", "DATA_ROOT_ENV", "DIGITS_SPLIT_SEED", "DIGITS_TEST_FRACTION", "Dataset",

@@ -23,7 +23,7 @@ from .metrics import METRICS, evaluate
 from .models import count_parameters
 from .plugins import loaded_plugins
 from .results import metric_types, param_columns
-from .runtime import tf32
+from .runtime import machine_description, tf32
 from .spec import Run, RunConfig, SweepSpec
 from .train import EpochCallback, train
 
@@ -59,6 +59,7 @@ def _provenance(device: torch.device, data: Dataset, spec_fingerprint: str, comm
         "device": str(device),
         "torch_threads": torch.get_num_threads(),
         "hostname": socket.gethostname(),
+        "machine": machine_description(device),
         "dataset": data.name,
         "dataset_checksum": data.checksum,
         "spec_fingerprint": spec_fingerprint,

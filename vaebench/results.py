@@ -15,7 +15,7 @@ Columns (all rows of a study share one schema):
 - timing: train_seconds, eval_seconds, eval_seconds_<metric>, epochs_completed
 - files: model_path, artifacts_path (relative to results/<study>/; see artifacts.py)
 - history: list of per-epoch records (train.HISTORY_FIELDS)
-- provenance: the command line, vaebench/torch/optuna/python versions, device, host, dataset name and checksum,
+- provenance: the command line, vaebench/torch/optuna/python versions, device, host, machine (CPU model, cores, memory, GPU), dataset name and checksum,
   spec fingerprint, created_at (UTC); precision (the training steps' autocast dtype: fp32, bf16, fp16) and
   tf32 (whether TF32 matmuls/convolutions were allowed while training: CUDA with train.tf32 only)
 """
@@ -30,12 +30,17 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .metrics import METRICS, METRICS_SKIPPED, MetricDeclarationError, declared_columns
-from .metrics import numeric_metric_columns  # noqa: F401  (re-exported: the columns a search may optimize)
 from .family import FamilySection
-from .spec_sections import RunConfig, SECTIONS
-from .runtime import atomic_path
 from .fields import HISTORY_FIELDS
+from .metrics import (
+    METRICS,
+    METRICS_SKIPPED,
+    MetricDeclarationError,
+    declared_columns,
+    numeric_metric_columns,  # noqa: F401  (re-exported: the columns a search may optimize)
+)
+from .runtime import atomic_path
+from .spec_sections import SECTIONS, RunConfig
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -75,6 +80,7 @@ _BASE_TYPES: dict[str, pa.DataType] = {
     "precision": pa.string(),
     "tf32": pa.bool_(),
     "hostname": pa.string(),
+    "machine": pa.string(),
     "dataset": pa.string(),
     "dataset_checksum": pa.string(),
     "spec_fingerprint": pa.string(),

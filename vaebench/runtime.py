@@ -127,6 +127,31 @@ def tf32(device: torch.device, enabled: bool) -> Iterator[bool]:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
 
+def machine_description(device: torch.device) -> str:
+    """This machine as the rows record it: CPU model, the cores this process may use, memory, and the
+    GPU when `device` is one, e.g. "Intel(R) Xeon(R) ..., 2 cores, 24 GiB RAM"."""
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:  # not Linux
+        pass
+    import platform
+
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    parts = [cpu or platform.processor() or platform.machine(), f"{cores} core{'s' * (cores > 1)}"]
+    try:
+        parts.append(f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM")
+    except (ValueError, OSError, AttributeError):  # no sysconf
+        pass
+    if device.type == "cuda":
+        parts.append(torch.cuda.get_device_name(device))
+    return ", ".join(parts)
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python's, NumPy's and torch's global generators (CPU and CUDA) from the run seed."""
     random.seed(seed)

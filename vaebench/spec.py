@@ -36,10 +36,19 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator, mo
 
 from .errors import SpecError
 from .metrics.spec import EvalConfig
-from .spec_search import (CategoricalParam, FloatParam, IntParam, ObjectiveMetric, PrunerConfig, SearchConfig,
-                          SpaceParam)
-from .spec_sections import (SECTIONS, DatasetConfig, ModelConfig, ObjectiveConfig, RunConfig, ScheduleConfig,
-                            TrainConfig, check_dotted_key, check_finite_values, registered)
+from .spec_search import CategoricalParam, FloatParam, IntParam, ObjectiveMetric, PrunerConfig, SearchConfig, SpaceParam
+from .spec_sections import (
+    SECTIONS,
+    DatasetConfig,
+    ModelConfig,
+    ObjectiveConfig,
+    RunConfig,
+    ScheduleConfig,
+    TrainConfig,
+    check_dotted_key,
+    check_finite_values,
+    registered,
+)
 
 __all__ = [
     "SECTIONS", "VARIANT", "CategoricalParam", "DatasetConfig", "EvalConfig", "FloatParam", "IntParam", "ModelConfig",

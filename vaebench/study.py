@@ -16,8 +16,8 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import warnings
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional

@@ -170,7 +170,8 @@ def _run_workers(procs, study: str, store, quiet, console) -> bool:
     lines, and progress from the storage."""
     from .study import study_status
 
-    with sweep_progress(console, disable=quiet or not console.is_terminal) as progress:
+    shown = not quiet and console.is_terminal
+    with sweep_progress(console, disable=not shown) as progress:
         task = progress.add_task("runs", total=None, eta=None)
         lines = WorkerLines(progress)  # one line per worker: its trial's epochs, from the storage
         view = store.with_study(study).load_study()
@@ -185,7 +186,9 @@ def _run_workers(procs, study: str, store, quiet, console) -> bool:
             lines.note(line)
             progress.console.print(line, highlight=False, markup=False)
 
-        codes = launch.supervise(procs, emit, poll)
+        # the storage is read only for a display: piped or quiet, the workers' lines are the whole output,
+        # and reading the study every 2 s would take CPU from the workers
+        codes = launch.supervise(procs, emit, poll if shown else None)
     for i, code in enumerate(codes, 1):
         if code != 0:
             why = f"killed by signal {-code}" if code < 0 else f"exit code {code}"

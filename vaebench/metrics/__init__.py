@@ -24,8 +24,19 @@ import time
 from functools import cached_property
 from typing import TYPE_CHECKING, Callable
 
-from .spec import (DTYPES, METRICS, METRICS_SKIPPED, Column, MetricDeclarationError, MetricNotApplicable,
-                   MetricSpec, declared_columns, numeric_metric_columns, register_metric, unregister_metric)
+from .spec import (
+    DTYPES,
+    METRICS,
+    METRICS_SKIPPED,
+    Column,
+    MetricDeclarationError,
+    MetricNotApplicable,
+    MetricSpec,
+    declared_columns,
+    numeric_metric_columns,
+    register_metric,
+    unregister_metric,
+)
 
 if TYPE_CHECKING:
     import torch

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from . import Column, MetricNotApplicable, register_metric, columns as C
+from . import Column, MetricNotApplicable, register_metric
+from . import columns as C
 
 NATS = "nats per example"
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import Column, MetricNotApplicable, register_metric, columns as C
+from . import Column, MetricNotApplicable, register_metric
+from . import columns as C
 
 SSIM_SIGMA = 1.5  # Wang et al. 2004
 SSIM_TRUNCATE = 3.5  # scikit-image's window: side 2 * int(truncate * sigma + 0.5) + 1 = 11

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .mlp import MLPOptions, MLPVAE
+from .mlp import MLPVAE, MLPOptions
 from .registry import MODELS, ModelFamily
 
 

@@ -19,16 +19,19 @@ from __future__ import annotations
 
 import sys
 import types
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
-from ..results import list_studies, load_results, resolve_results_root
 from ..formats import REPORT_FORMATS
 from ..plugins import load_row_plugins
+from ..results import list_studies, load_results, resolve_results_root
 from ..runtime import atomic_path
 from .figures import markdown_section, study_figures
 from .html import render_html
 from .layouts import DISENTANGLEMENT_TITLE, TUTORIAL_TABLES
-from .render import render_study
+from .render import provenance, render_study
+from .settings import sweep_rows
 from .tables import study_title
 
 FORMATS = REPORT_FORMATS
@@ -57,7 +60,9 @@ def write_reports(results_root: Path, out_dir: Path, study: str | None = None, f
         df = load_results(results_root, name)
         if df.empty:
             continue
-        titles[name] = study_title(df)
+        sweep = sweep_rows(df)
+        titles[name] = StudyEntry(study_title(df), str(df["dataset"].iloc[0]), int((sweep["status"] == "ok").sum()),
+                                  provenance(sweep) if len(sweep) else None)
         figures = study_figures(df, results_root)
         text = render_study(df) + markdown_section(figures, f"{name}/figures")
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -66,36 +71,69 @@ def write_reports(results_root: Path, out_dir: Path, study: str | None = None, f
         if fmt in ("html", "both"):
             path = out_dir / f"{name}.html"
             with atomic_path(path) as tmp:
-                tmp.write_text(render_html(text, figures, f"{titles[name]} — {name}"))
+                tmp.write_text(render_html(text, figures, f"{titles[name].title} — {name}"))
             written.append(path)
     if study is None and titles:
         written += _write_index(out_dir, titles, fmt)
     return written
 
 
-def index_markdown(titles: dict[str, str], ext: str = "md", earlier: frozenset[str] = frozenset()) -> str:
-    """The tutorial's tables, each with links to the study reports (`<study>.<ext>`) that measure it,
-    or the command that would; then any other study. `earlier`: studies without results here whose
-    report (named after the shipped sweep) is already in the output folder."""
-    lines = ["# vaebench reports", "", "The tutorial's tables (`../shared/seeds/vae_overview.md` and its exercises) "
-             "and the studies that measure them.", "", "| tutorial table | measured by | sweep |", "|---|---|---|"]
+@dataclass(frozen=True)
+class StudyEntry:
+    """What the index says of one study with results: its report's title, its dataset and how its
+    rows were made (`render.provenance`: command, machine, date, wall time; None: not listed)."""
+
+    title: str
+    dataset: str = "mnist"
+    runs: int = 0
+    made: Optional[dict] = None
+
+
+def _tutorial_dataset(title: str) -> str:
+    """The data a tutorial table's numbers are measured on here: MNIST, the tutorial's; the
+    Disentanglement column needs ground-truth factors, which the generated `shapes` dataset has."""
+    return "shapes" if title == DISENTANGLEMENT_TITLE else "mnist"
+
+
+def index_markdown(studies: dict[str, StudyEntry], ext: str = "md", earlier: frozenset[str] = frozenset()) -> str:
+    """The tutorial's tables, each with links to the study reports (`<study>.<ext>`) that measure it
+    on the tutorial's data, or the command that would; then the other studies, the studies on other
+    data (listed apart: never compared with the tutorial's numbers), and the runs behind every report.
+    `earlier`: studies without results here whose report (named after the shipped sweep) is already
+    in the output folder."""
+    lines = ["# vaebench reports", "", "The tutorial's tables (its overview, `vae_overview.md`, and its exercises: the "
+             "reference material vaebench was created from) and the studies that measure them.", "",
+             "| tutorial table | measured by | sweep |", "|---|---|---|"]
+    apart = {n: e for n, e in studies.items() if e.title in TUTORIAL_TABLES and e.dataset != _tutorial_dataset(e.title)}
     for title, sweep in TUTORIAL_TABLES.items():
-        studies = [f"[{n}]({n}.{ext})" for n, t in sorted(titles.items()) if t == title]
+        found = [f"[{n}]({n}.{ext})" for n, e in sorted(studies.items()) if e.title == title and n not in apart]
         stem = Path(sweep).stem
-        if not studies and stem in earlier:
-            studies = [f"[{stem}]({stem}.md) (an earlier report; its results are not in this results folder)"]
-        have = ", ".join(studies) or f"not measured yet: run `vaebench run {sweep} && vaebench report`"
+        if not found and stem in earlier:
+            found = [f"[{stem}]({stem}.md) (an earlier report; its results are not in this results folder)"]
+        have = ", ".join(found) or f"not measured yet: run `vaebench run {sweep} && vaebench report`"
         lines.append(f"| {title} | {have} | `{sweep}` |")
     lines += ["", f"The Disentanglement column of the β-VAE and latent-dimension tables needs ground-truth factors of "
               f"variation, which MNIST lacks: it is measured (MIG, SAP) on the generated `shapes` dataset by the "
               f"studies in the row “{DISENTANGLEMENT_TITLE}”."]
-    others = [f"[{n}]({n}.{ext}) ({t})" for n, t in sorted(titles.items()) if t not in TUTORIAL_TABLES]
+    others = [f"[{n}]({n}.{ext}) ({e.title})" for n, e in sorted(studies.items()) if e.title not in TUTORIAL_TABLES]
     if others:
         lines += ["", "Other studies: " + ", ".join(others) + "."]
+    if apart:
+        lines += ["", "Studies on other data, listed apart: their tables have the tutorial's layout but are not "
+                  "compared with its MNIST numbers: " + ", ".join(
+                      f"[{n}]({n}.{ext}) ({e.title}, dataset `{e.dataset}`)" for n, e in sorted(apart.items())) + "."]
+    made = {n: e for n, e in sorted(studies.items()) if e.made}
+    if made:
+        lines += ["", "## Runs", "", "How the rows behind each report were made (from the rows; `vaebench report` "
+                  "regenerates every report from them).", "",
+                  "| study | dataset | finished runs | last run | wall time | command | machine |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| [{n}]({n}.{ext}) | `{e.dataset}` | {e.runs} | {e.made['date']} | {e.made['wall']} | "
+                  f"{e.made['command']} | {e.made['machine']} |" for n, e in made.items()]
     return "\n".join(lines) + "\n"
 
 
-def _write_index(out_dir: Path, titles: dict[str, str], fmt: str) -> list[Path]:
+def _write_index(out_dir: Path, titles: dict[str, StudyEntry], fmt: str) -> list[Path]:
     paths = []
     for ext in [e for e, f in (("md", "md"), ("html", "html")) if fmt in (f, "both")]:
         path = out_dir / f"index.{ext}"

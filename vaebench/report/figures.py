@@ -21,8 +21,9 @@ import pandas as pd  # noqa: E402
 
 from ..artifacts import load_arrays  # noqa: E402
 from ..results import grid_column  # noqa: E402
-from .stats import ci95  # noqa: E402
 from .columns import format_value, param_label  # noqa: E402
+from .layouts import ARCHITECTURE_TITLE  # noqa: E402
+from .stats import ci95  # noqa: E402
 from .summary import cell_groups  # noqa: E402
 
 DPI = 100
@@ -73,6 +74,34 @@ def training_curves(df: pd.DataFrame, root: Path) -> Optional[Figure]:
     return Figure("training_curves", "Training curves",
                   "Per epoch, mean over seeds: test −ELBO, its reconstruction and KL terms (β = 1, "
                   "nats per example), and the KL weight used in training.", _png(fig))
+
+
+def compute_curves(df: pd.DataFrame, root: Path) -> Optional[Figure]:
+    """For an architecture comparison: test -ELBO against training seconds and against epochs, one
+    line per architecture. Equal epochs are not equal compute: the seconds panel is the
+    compute-matched view (which architecture is best at a given training time)."""
+    from .tables import study_title  # (tables imports nothing of the figures)
+
+    if study_title(df) != ARCHITECTURE_TITLE:
+        return None
+    cells = [(label, g) for label, g in _cells(df) if len(g) and any(len(h) for h in g["history"])]
+    if not cells:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
+    for label, g in cells:
+        per_epoch = pd.DataFrame([rec for h in g["history"] for rec in h]).groupby("epoch")
+        loss, seconds = per_epoch["test_loss"].mean(), per_epoch["seconds"].mean()
+        axes[0].plot(seconds.values, loss.values, marker=".", label=label)
+        axes[1].plot(loss.index, loss.values, marker=".", label=label)
+    axes[0].set_xlabel("training seconds (mean over seeds)")
+    axes[1].set_xlabel("epoch")
+    axes[0].set_ylabel("test −ELBO (nats)")
+    axes[0].legend(fontsize=7)
+    fig.suptitle("Test −ELBO against training time and against epochs", fontsize=11)
+    return Figure("compute_curves", "−ELBO against training time",
+                  "Test −ELBO (β = 1, nats per example) at the end of each epoch, mean over seeds, against the "
+                  "training seconds spent so far (left: the compute-matched view) and against epochs (right). "
+                  "Seconds are this machine's (the report's header names it).", _png(fig))
 
 
 def rate_distortion(df: pd.DataFrame, root: Path) -> Optional[Figure]:
@@ -196,7 +225,7 @@ def latent_scatter(df: pd.DataFrame, root: Path) -> Optional[Figure]:
 
 
 FIGURES: list[Callable[[pd.DataFrame, Path], Optional[Figure]]] = [
-    training_curves, rate_distortion, metric_vs_param, images, latent_scatter,
+    training_curves, compute_curves, rate_distortion, metric_vs_param, images, latent_scatter,
 ]
 
 

@@ -13,20 +13,34 @@ import pandas as pd
 
 from ..metrics import columns as C
 from ..results import PARAM_PREFIX
-from .columns import (COLUMNS, DISENTANGLEMENT, LATENT_DIM, LEADING_METRICS, OPTIONAL_COLUMNS, OTHER_COLUMNS,
-                      SECONDS_PER_EPOCH, Column, Layout, ReportTable, format_value, metric_columns, param_label,
-                      relabel)
+from .columns import (
+    COLUMNS,
+    DISENTANGLEMENT,
+    LATENT_DIM,
+    LEADING_METRICS,
+    OPTIONAL_COLUMNS,
+    OTHER_COLUMNS,
+    SECONDS_PER_EPOCH,
+    Column,
+    Layout,
+    ReportTable,
+    format_value,
+    metric_columns,
+    param_label,
+    relabel,
+)
 from .settings import sweep_rows, varying_columns
 from .summary import is_measured, list_item, summarize, summary_table
 
 DISENTANGLEMENT_TITLE = "Disentanglement (β-VAE and latent-dimension tables)"
 DISENTANGLEMENT_SWEEP = "sweeps/disentanglement.yaml"
 DEFAULT_TITLE = "Sweep results"
+ARCHITECTURE_TITLE = "Architecture comparison"
 
 # The tutorial's tables in its order, each with the shipped sweep that measures it (the index page).
 TUTORIAL_TABLES = {
     "β-VAE trade-offs": "sweeps/beta.yaml",
-    "Architecture comparison": "sweeps/architecture.yaml",
+    ARCHITECTURE_TITLE: "sweeps/architecture.yaml",
     "Latent dimension impact": "sweeps/latent_dim.yaml",
     DISENTANGLEMENT_TITLE: DISENTANGLEMENT_SWEEP,
     "Loss comparison": "sweeps/loss.yaml",
@@ -52,7 +66,7 @@ LAYOUTS = {  # by the tutorial table's title
         "beta_tradeoffs",
         (relabel(C.RECON_MSE, "Reconstruction MSE (per pixel)"), relabel(C.KL, "KL divergence (nats)"),
          relabel(DISENTANGLEMENT), relabel(C.FID, "Sample quality: FID of samples"))),
-    "Architecture comparison": Layout(
+    ARCHITECTURE_TITLE: Layout(
         "architecture",
         (relabel(LATENT_DIM), relabel("n_params", "Parameters"), relabel(C.FID, "FID of samples"),
          relabel(SECONDS_PER_EPOCH)),
@@ -95,7 +109,8 @@ def is_grid(df: pd.DataFrame) -> bool:
 def _variant_title(df: pd.DataFrame) -> str | None:
     """The tutorial table a grid of named variants mirrors, from what the sweep's own variants change:
     "Annealing schedules" when only the KL weighting (KL_WEIGHTING), "Architecture comparison" when
-    only the model, each variant one of the tutorial's architectures (ARCHITECTURES)."""
+    only the model (and each architecture's epoch budget, train.epochs), each variant one of the
+    tutorial's architectures (ARCHITECTURES)."""
     df = sweep_rows(df)
     varying = [c[len(PARAM_PREFIX):] for c in varying_columns(df)]
     families = set(df[f"{PARAM_PREFIX}model.name"].dropna()) if f"{PARAM_PREFIX}model.name" in df else set()
@@ -103,8 +118,9 @@ def _variant_title(df: pd.DataFrame) -> str | None:
         return None
     if all(k.startswith(KL_WEIGHTING) for k in varying):
         return "Annealing schedules"
-    if all(k.startswith("model.") for k in varying) and families and families <= ARCHITECTURES:
-        return "Architecture comparison"
+    if (all(k.startswith("model.") or k == "train.epochs" for k in varying) and families
+            and families <= ARCHITECTURES and any(k.startswith("model.") for k in varying)):
+        return ARCHITECTURE_TITLE
     return None
 
 
@@ -244,3 +260,29 @@ def per_factor_tables(df: pd.DataFrame, grid_keys: list[str]) -> list[ReportTabl
         tables.append(summary_table(layout.key, f"{COLUMNS[metric].name} per factor", summary, grid_keys, columns,
                                     layout, [note]))
     return tables
+
+
+STILL_IMPROVING = 0.5  # nats: a last epoch that lowered the test -ELBO by more than this has not converged
+
+
+def budget_note(df: pd.DataFrame) -> str:
+    """What an architecture comparison's training budget supports: each architecture's epochs and
+    training minutes per run, which ones were still improving at the end (their last epoch lowered the
+    test −ELBO by more than STILL_IMPROVING nats, mean over seeds), and the conclusion that allows."""
+    ok = sweep_rows(df)
+    ok = ok[ok["status"] == "ok"]
+    budgets, improving = [], []
+    for name, g in ok.groupby("variant", sort=False):
+        budgets.append(f"{name} {int(g['epochs_completed'].median())} epochs "
+                       f"({g['train_seconds'].mean() / 60:.1f} min per run)")
+        histories = g["history"] if "history" in g else []
+        drops = [h[-2]["test_loss"] - h[-1]["test_loss"] for h in histories if h is not None and len(h) >= 2]
+        if drops and sum(drops) / len(drops) > STILL_IMPROVING:
+            improving.append(f"{name} ({sum(drops) / len(drops):.1f} nats in its last epoch)")
+    text = "Budget: " + "; ".join(budgets) + "."
+    if improving:
+        return (text + " Still improving at the end: " + ", ".join(improving) + ". This budget supports comparing "
+                "the architectures at these epochs and, with the figure of −ELBO against training time, at equal "
+                "training time on this machine; it does not show which architecture is best at convergence.")
+    return (text + f" Every architecture's last epoch changed its test −ELBO by at most {STILL_IMPROVING} nats: the "
+            "ranking is close to the converged one at this learning rate and batch size.")

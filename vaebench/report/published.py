@@ -114,6 +114,10 @@ def published_table(entry: dict, summary: pd.DataFrame, df: pd.DataFrame) -> Rep
 
 
 def published_tables(summary: pd.DataFrame, grid_keys: list[str], df: pd.DataFrame) -> list[ReportTable]:
-    """A published-versus-measured table for each published table whose grid key is the study's grid."""
-    tables = [published_table(e, summary, df) for e in load_published().values() if [e["grid_key"]] == grid_keys]
+    """A published-versus-measured table for each published table whose grid key is the study's grid
+    and whose dataset is the study's (the tutorial's numbers are for MNIST: a smoke or digits study
+    gets its tables without the comparison)."""
+    dataset = df["dataset"].iloc[0] if "dataset" in df and len(df) else None
+    tables = [published_table(e, summary, df) for e in load_published().values()
+              if [e["grid_key"]] == grid_keys and e["dataset"] == dataset]
     return [t for t in tables if t is not None]

@@ -41,17 +41,43 @@ def render_table(table: ReportTable) -> str:
     return "\n".join([f"## {table.title}", "", markdown_table(table), *notes])
 
 
+MIXED_FID = " ⚠ mixed extractors"  # appended to FID headers when the rows' FIDs come from several extractors
+
+
+def fid_extractors(ok: pd.DataFrame) -> list[str]:
+    """The distinct FID extractor ids of the finished rows (each one set of features and weights)."""
+    if "fid_extractor" not in ok:
+        return []
+    return sorted(ok["fid_extractor"].dropna().unique())
+
+
 def _fid_note(ok: pd.DataFrame) -> str:
-    """Which features, layer and sample count every FID of the table used (they must agree)."""
-    if "fid_extractor" not in ok or ok["fid_extractor"].isna().all():
+    """Which features, layer and sample count the FIDs used: each extractor with the SHA-256 of its
+    weights and, for the classifier, its test accuracy; a warning when they differ between rows."""
+    if not fid_extractors(ok):
         return "FID: not measured (eval.fid_extractor: null)."
-    settings = ok[["fid_extractor", "fid_feature_layer", "fid_samples", "fid_reference"]].drop_duplicates()
-    parts = [f"`{r.fid_extractor}` features `{r.fid_feature_layer}`, {r.fid_samples} images vs `{r.fid_reference}`"
-             for r in settings.itertuples()]
-    acc = ok["classifier_test_accuracy"].dropna().unique() if "classifier_test_accuracy" in ok else []
-    extra = f" (classifier test accuracy {acc[0]:.4f})" if len(acc) == 1 else ""
-    warn = " — WARNING: the rows used different FID settings and are not comparable" if len(parts) > 1 else ""
-    return "FID: " + "; ".join(parts) + extra + warn + ". NLL: importance sampling, " + _nll_note(ok) + "."
+    cols = ["fid_extractor", "fid_feature_layer", "fid_samples", "fid_reference"]
+    cols += [c for c in ("fid_weights_sha256", "classifier_test_accuracy") if c in ok]
+    parts = []
+    for r in ok[cols].dropna(subset=["fid_extractor"]).drop_duplicates().to_dict("records"):
+        about = []
+        if isinstance(r.get("fid_weights_sha256"), str):
+            about.append(f"weights SHA-256 `{r['fid_weights_sha256']}`")
+        if pd.notna(r.get("classifier_test_accuracy")):
+            about.append(f"classifier test accuracy {r['classifier_test_accuracy']:.4f}")
+        n_runs = int((ok["fid_extractor"] == r["fid_extractor"]).sum())
+        parts.append(f"`{r['fid_extractor']}` features `{r['fid_feature_layer']}`, {r['fid_samples']} images vs "
+                     f"`{r['fid_reference']}`" + (f" ({', '.join(about)})" if about else "")
+                     + (f" in {n_runs} run(s)" if len(fid_extractors(ok)) > 1 else ""))
+    warn = (f" — WARNING: the rows used different FID settings and are not comparable; the FID columns are "
+            f"marked “{MIXED_FID.strip()}”" if len(parts) > 1 else "")
+    return "FID: " + "; ".join(parts) + warn + ". NLL: importance sampling, " + _nll_note(ok) + "."
+
+
+def _mark_mixed_fid(table: ReportTable) -> ReportTable:
+    """The table with every FID header marked: its cells mix FIDs of different extractors."""
+    header = [h + MIXED_FID if "FID" in h else h for h in table.header]
+    return ReportTable(table.key, table.title, header, table.rows, table.notes)
 
 
 def _nll_note(ok: pd.DataFrame) -> str:
@@ -66,6 +92,19 @@ def _wall_span(df: pd.DataFrame) -> float:
     end = pd.to_datetime(df["created_at"])
     start = end - pd.to_timedelta(df["train_seconds"].fillna(0) + df["eval_seconds"].fillna(0), unit="s")
     return (end.max() - start.min()).total_seconds()
+
+
+def provenance(df: pd.DataFrame) -> dict[str, str]:
+    """How a study's sweep rows were made: the command(s), the machine(s), the date of the last run
+    and the wall time from the first run's start to the last run's end (minutes)."""
+    commands = sorted(c for c in df.get("command", pd.Series(dtype=str)).dropna().unique() if c)
+    machines = sorted(m for m in df.get("machine", pd.Series(dtype=str)).dropna().unique() if m)
+    return {
+        "command": ", ".join(f"`{c}`" for c in commands) or "unknown command",
+        "machine": "; ".join(machines) or "not recorded",
+        "date": str(df["created_at"].max())[:10],
+        "wall": f"{_wall_span(df) / 60:.1f} min",
+    }
 
 
 def render_study(df: pd.DataFrame) -> str:
@@ -83,7 +122,8 @@ def render_study(df: pd.DataFrame) -> str:
     pruned = df[df["status"] == "pruned"]
     ok = df[df["status"] == "ok"]
     seeds = sorted(int(s) for s in df["seed"].unique())
-    commands = sorted(c for c in df.get("command", pd.Series(dtype=str)).dropna().unique() if c)
+    made = provenance(df)
+    mixed = len(fid_extractors(ok)) > 1
     lines = [
         f"# {study_title(all_rows)} — study `{study}`",
         "",
@@ -95,15 +135,15 @@ def render_study(df: pd.DataFrame) -> str:
     ]
     for table in tables:
         if table.key != PARETO_KEY:
-            lines += ["", render_table(table)]
+            lines += ["", render_table(_mark_mixed_fid(table) if mixed else table)]
     lines += [
         "",
         _fid_note(ok),
         "",
         CELL_NOTE,
         "",
-        f"Made by: {', '.join(f'`{c}`' for c in commands) or 'unknown command'}, then `vaebench report`. "
-        f"Wall time {_wall_span(df) / 60:.1f} min from the first run's start to the last run's end; "
+        f"Made by: {made['command']}, then `vaebench report`; machine: {made['machine']}. "
+        f"Wall time {made['wall']} from the first run's start to the last run's end; "
         f"compute {ok['train_seconds'].sum():.0f} s training + {ok['eval_seconds'].sum():.0f} s evaluation "
         f"over {len(ok)} runs ({ok['train_seconds'].sum() / max(1, ok['epochs_completed'].sum()):.2f} s per epoch).",
         "",
@@ -122,7 +162,7 @@ def render_study(df: pd.DataFrame) -> str:
             lines.append(f"- **{r['variant']}** (`{r['run_id']}`, {r['created_at']}): {r['provenance_note']}")
     for table in tables:
         if table.key == PARETO_KEY:  # after the settings, as it lists single runs
-            lines += ["", render_table(table)]
+            lines += ["", render_table(_mark_mixed_fid(table) if mixed else table)]
     for title, rows in (("Failed runs", failed), ("Pruned runs", pruned)):
         if len(rows):
             lines += ["", f"## {title}", ""]

@@ -15,8 +15,19 @@ import numpy as np
 import pandas as pd
 
 from ..results import grid_column
-from .columns import (DERIVED, MISSING, N_HEADER, NOT_MEASURED, Cell, Column, Layout, ReportTable, format_value,
-                      param_label, report_columns)
+from .columns import (
+    DERIVED,
+    MISSING,
+    N_HEADER,
+    NOT_MEASURED,
+    Cell,
+    Column,
+    Layout,
+    ReportTable,
+    format_value,
+    param_label,
+    report_columns,
+)
 from .stats import ci95, welch_p
 
 

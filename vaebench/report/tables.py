@@ -22,8 +22,18 @@ import pandas as pd
 from ..results import grid_column
 from .columns import Cell, Layout, ReportTable, format_value, param_label, report_columns
 from .family_tables import FAMILY_TABLES, family_layout
-from .layouts import (DEFAULT_LAYOUT, DEFAULT_TITLE, LAYOUTS, all_metrics_table, layout_table, per_factor_tables,
-                      sliced_layout_tables, tutorial_title)
+from .layouts import (
+    ARCHITECTURE_TITLE,
+    DEFAULT_LAYOUT,
+    DEFAULT_TITLE,
+    LAYOUTS,
+    all_metrics_table,
+    budget_note,
+    layout_table,
+    per_factor_tables,
+    sliced_layout_tables,
+    tutorial_title,
+)
 from .published import published_tables
 from .stats import pareto_mask
 from .summary import summarize
@@ -60,6 +70,8 @@ def study_tables(df: pd.DataFrame) -> list[ReportTable]:
         tables = [layout_table(df, summary, grid_keys, layout, title)]
     else:  # a grid over several keys: each key's tutorial table per value of the others
         tables = sliced_layout_tables(df, summary, grid_keys)
+    if title == ARCHITECTURE_TITLE and tables:
+        tables[0].notes.append(budget_note(df))
     tables += published_tables(summary, grid_keys, df)
     tables += per_factor_tables(df, grid_keys)
     for extra in FAMILY_TABLES:
