@@ -67,8 +67,13 @@ CONV = {"name": "conv", "channels": [32, 64, 128, 256], "latent_dim": 32}
 
 
 def spread(values: list[float]) -> dict:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values),
-            "values": values}
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "n": len(values),
+        "values": values,
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -129,8 +134,15 @@ def linear_shapes(model: nn.Module, x: torch.Tensor) -> list[tuple[int, int, int
     """(batch, in_features, out_features, whether the input needs a gradient) of every Linear layer
     one training forward pass of `x` runs."""
     shapes: list[tuple[int, int, int, bool]] = []
-    _forward_with_hook(model, x, (nn.Linear,), lambda m, inputs, output: shapes.append(
-        (output.shape[0], m.in_features, m.out_features, inputs[0].requires_grad)), grad=True)
+    _forward_with_hook(
+        model,
+        x,
+        (nn.Linear,),
+        lambda m, inputs, output: shapes.append(
+            (output.shape[0], m.in_features, m.out_features, inputs[0].requires_grad)
+        ),
+        grad=True,
+    )
     return shapes
 
 
@@ -157,7 +169,9 @@ def gemm_bound(model: nn.Module, x: torch.Tensor, n_train: int, n_test: int, rep
     what an MLP epoch cannot beat at this batch size on this machine, whatever the loop around it."""
     batch = len(x)  # one training batch of images
     shapes = linear_shapes(model, x)
-    ops = [(torch.randn(b, i), torch.randn(o, i), torch.randn(o), torch.randn(b, o), needs) for b, i, o, needs in shapes]
+    ops = [
+        (torch.randn(b, i), torch.randn(o, i), torch.randn(o), torch.randn(b, o), needs) for b, i, o, needs in shapes
+    ]
     steps_train, steps_test = -(-n_train // batch), -(-n_test // batch)
 
     def epoch() -> float:
@@ -235,8 +249,13 @@ def tutorial_epochs(model_cfg: dict, root: Path, epochs: int, n_train: int | Non
 def subset(data: Dataset, n_train: int | None, n_test: int | None) -> Dataset:
     from dataclasses import replace
 
-    return replace(data, x_train=data.x_train[:n_train], y_train=data.y_train[:n_train],
-                   x_test=data.x_test[:n_test], y_test=data.y_test[:n_test])
+    return replace(
+        data,
+        x_train=data.x_train[:n_train],
+        y_train=data.y_train[:n_train],
+        x_test=data.x_test[:n_test],
+        y_test=data.y_test[:n_test],
+    )
 
 
 def vaebench_epochs(model_cfg: dict, data: Dataset, epochs: int):
@@ -247,8 +266,16 @@ def vaebench_epochs(model_cfg: dict, data: Dataset, epochs: int):
     return [b - a for a, b in zip(stamps, stamps[1:])], result, cfg
 
 
-def compare_loops(name: str, model_cfg: dict, data: Dataset, root: Path, repeats: int, peak: float,
-                  n_train: int | None = None, n_test: int | None = None) -> dict:
+def compare_loops(
+    name: str,
+    model_cfg: dict,
+    data: Dataset,
+    root: Path,
+    repeats: int,
+    peak: float,
+    n_train: int | None = None,
+    n_test: int | None = None,
+) -> dict:
     """Both loops for `repeats` timed epochs after one warm-up epoch each, scaled to the full split."""
     part = subset(data, n_train, n_test)
     scale_train = len(data.x_train) / len(part.x_train)
@@ -265,8 +292,11 @@ def compare_loops(name: str, model_cfg: dict, data: Dataset, root: Path, repeats
     out = {
         "model": model_cfg,
         "params": sum(p.numel() for p in result.model.parameters()),
-        "timed_on": {"train_images": len(part.x_train), "test_images": len(part.x_test),
-                     "scaled_to": {"train_images": len(data.x_train), "test_images": len(data.x_test)}},
+        "timed_on": {
+            "train_images": len(part.x_train),
+            "test_images": len(part.x_test),
+            "scaled_to": {"train_images": len(data.x_train), "test_images": len(data.x_test)},
+        },
         "forward_gflop_per_example": fwd / 1e9,
         "training_gflop_per_example": train_flops / 1e9,
         "epoch_gflop": epoch_flops / 1e9,
@@ -281,12 +311,18 @@ def compare_loops(name: str, model_cfg: dict, data: Dataset, root: Path, repeats
         out["gemm_only_seconds_per_epoch"] = bound
         out["gemm_only_fraction_of_peak"] = epoch_flops / bound["median"] / 1e9 / peak
         out["vaebench_over_gemm_only"] = o / bound["median"]
-        print(f"{name}: its matrix products alone take {bound['median']:.2f} s/epoch = "
-              f"{out['gemm_only_fraction_of_peak']:.0%} of the peak; vaebench's epoch is "
-              f"{out['vaebench_over_gemm_only']:.2f}x that", flush=True)
-    print(f"{name}: vaebench {o:.2f} s/epoch [{min(ours):.2f}, {max(ours):.2f}], tutorial {t:.2f} "
-          f"[{min(theirs):.2f}, {max(theirs):.2f}] -> {t / o:.2f}x; {out['vaebench_gflops']:.0f} GFLOP/s "
-          f"= {out['fraction_of_peak']:.0%} of the {peak:.0f} GFLOP/s matmul peak", flush=True)
+        print(
+            f"{name}: its matrix products alone take {bound['median']:.2f} s/epoch = "
+            f"{out['gemm_only_fraction_of_peak']:.0%} of the peak; vaebench's epoch is "
+            f"{out['vaebench_over_gemm_only']:.2f}x that",
+            flush=True,
+        )
+    print(
+        f"{name}: vaebench {o:.2f} s/epoch [{min(ours):.2f}, {max(ours):.2f}], tutorial {t:.2f} "
+        f"[{min(theirs):.2f}, {max(theirs):.2f}] -> {t / o:.2f}x; {out['vaebench_gflops']:.0f} GFLOP/s "
+        f"= {out['fraction_of_peak']:.0%} of the {peak:.0f} GFLOP/s matmul peak",
+        flush=True,
+    )
     return out, result, cfg, part
 
 
@@ -314,8 +350,10 @@ def layout_sweeps(repeats: int, threads: int, runs: int = 4, epochs: int = 2) ->
     from vaebench.classifier import cached_classifier
     from vaebench.spec import load_spec
 
-    layouts = {f"1x{threads}": ["--workers", "1", "--threads", str(threads)],
-               f"{threads}x1": ["--workers", str(threads), "--threads", "1"]}
+    layouts = {
+        f"1x{threads}": ["--workers", "1", "--threads", str(threads)],
+        f"{threads}x1": ["--workers", str(threads), "--threads", "1"],
+    }
     wl.LAYOUTS.clear()
     wl.LAYOUTS.update(layouts)
     measurements = []
@@ -324,25 +362,40 @@ def layout_sweeps(repeats: int, threads: int, runs: int = 4, epochs: int = 2) ->
         spec_path.write_text(yaml.safe_dump(wl.spec(runs, epochs)))
         cached_classifier(load_dataset(load_spec(spec_path).dataset))  # trained once, untimed
         for i in range(repeats):
-            for name in (layouts if i % 2 == 0 else list(reversed(list(layouts)))):
+            for name in layouts if i % 2 == 0 else list(reversed(list(layouts))):
                 m = wl.run_layout(name, spec_path, Path(tmp))
                 workers = int(name.split("x")[0])
                 m["harness_overhead"] = 1 - m.pop("trial_seconds_sum") / (workers * m["wall_seconds"])
-                print(f"layout {name}: {m['trials_per_hour']:.0f} trials/h, harness overhead "
-                      f"{m['harness_overhead']:.1%} (start-up {m['startup_seconds']:.1f} s, in trials "
-                      f"{m['in_trial_harness_seconds']:.1f} s, shutdown {m['shutdown_seconds']:.1f} s of "
-                      f"{m['wall_seconds']:.0f} s)", flush=True)
+                print(
+                    f"layout {name}: {m['trials_per_hour']:.0f} trials/h, harness overhead "
+                    f"{m['harness_overhead']:.1%} (start-up {m['startup_seconds']:.1f} s, in trials "
+                    f"{m['in_trial_harness_seconds']:.1f} s, shutdown {m['shutdown_seconds']:.1f} s of "
+                    f"{m['wall_seconds']:.0f} s)",
+                    flush=True,
+                )
                 measurements.append(m)
     summary = {}
     for name in layouts:
         ms = [m for m in measurements if m["layout"] == name]
-        summary[name] = {k: spread([m[k] for m in ms]) for k in
-                         ("trials_per_hour", "harness_overhead", "startup_seconds", "in_trial_harness_seconds",
-                          "shutdown_seconds", "wall_seconds")}
+        summary[name] = {
+            k: spread([m[k] for m in ms])
+            for k in (
+                "trials_per_hour",
+                "harness_overhead",
+                "startup_seconds",
+                "in_trial_harness_seconds",
+                "shutdown_seconds",
+                "wall_seconds",
+            )
+        }
     many, one = f"{threads}x1", f"1x{threads}"
-    return {"spec": wl.spec(runs, epochs), "measurements": measurements, "summary": summary,
-            "default_layout": many,
-            "layout_speedup": summary[many]["trials_per_hour"]["median"] / summary[one]["trials_per_hour"]["median"]}
+    return {
+        "spec": wl.spec(runs, epochs),
+        "measurements": measurements,
+        "summary": summary,
+        "default_layout": many,
+        "layout_speedup": summary[many]["trials_per_hour"]["median"] / summary[one]["trials_per_hour"]["median"],
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -362,21 +415,33 @@ def verdicts(out: dict) -> list[tuple[str, float | None, str, bool | None]]:
     row("MLP fraction of matmul peak", mlp and mlp["fraction_of_peak"], "mlp_fraction_of_peak", "{:.0%}")
     row("Conv speed-up vs tutorial loop", conv and conv["speedup_vs_tutorial"], "conv_speedup_vs_tutorial", "{:.2f}x")
     row("Default layout vs one 2-thread worker", lay and lay["layout_speedup"], "layout_speedup", "{:.2f}x")
-    row("Harness overhead (default layout)",
-        lay and lay["summary"][lay["default_layout"]]["harness_overhead"]["median"], "harness_overhead", "{:.1%}",
-        higher=False)
+    row(
+        "Harness overhead (default layout)",
+        lay and lay["summary"][lay["default_layout"]]["harness_overhead"]["median"],
+        "harness_overhead",
+        "{:.1%}",
+        higher=False,
+    )
     row("Evaluation / training epoch (MLP)", ev and ev["eval_over_epoch"], "eval_over_epoch", "{:.2f}x", higher=False)
     return rows
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
-                    help="torch threads for the loop comparisons; workers in the layout comparison")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=len(os.sched_getaffinity(0)),
+        help="torch threads for the loop comparisons; workers in the layout comparison",
+    )
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--only", default="mlp,conv,layout,eval")
-    ap.add_argument("--conv-images", type=int, default=3840,
-                    help="training images a conv epoch is timed on (and a sixth as many test images)")
+    ap.add_argument(
+        "--conv-images",
+        type=int,
+        default=3840,
+        help="training images a conv epoch is timed on (and a sixth as many test images)",
+    )
     ap.add_argument("--layout-runs", type=int, default=4, help="runs of the layout sweep (MLP, one seed each)")
     ap.add_argument("--layout-epochs", type=int, default=2, help="epochs per run of the layout sweep")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "perf.json")
@@ -386,29 +451,51 @@ def main() -> None:
     root = resolve_data_root()
     data = load_dataset(RunConfig(dataset={"name": "mnist"}).dataset, root)
 
-    out: dict = {"command": "python benchmarks/perf.py " + " ".join(sys.argv[1:]),
-                 "machine": {"cores": len(os.sched_getaffinity(0)), "cpu": _cpu_name(), "python": platform.python_version(),
-                             "torch": torch.__version__, "platform": platform.platform()},
-                 "threads": args.threads, "repeats": args.repeats, "targets": TARGETS}
+    out: dict = {
+        "command": "python benchmarks/perf.py " + " ".join(sys.argv[1:]),
+        "machine": {
+            "cores": len(os.sched_getaffinity(0)),
+            "cpu": _cpu_name(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "platform": platform.platform(),
+        },
+        "threads": args.threads,
+        "repeats": args.repeats,
+        "targets": TARGETS,
+    }
     t_start = time.perf_counter()
     peak = matmul_peak(max(args.repeats, 3))
     out["matmul_peak_gflops"] = peak
-    print(f"matmul peak ({args.threads} threads, 4096^2 float32): {peak['median']:.0f} GFLOP/s "
-          f"[{peak['min']:.0f}, {peak['max']:.0f}]", flush=True)
+    print(
+        f"matmul peak ({args.threads} threads, 4096^2 float32): {peak['median']:.0f} GFLOP/s "
+        f"[{peak['min']:.0f}, {peak['max']:.0f}]",
+        flush=True,
+    )
     mlp_model = mlp_cfg = None
     if parts & {"mlp", "eval"}:
         out["mlp"], res, mlp_cfg, _ = compare_loops("MLP", MLP, data, root, args.repeats, peak["median"])
         mlp_model = res.model
     if "conv" in parts:
-        out["conv"], *_ = compare_loops("Conv", CONV, data, root, args.repeats, peak["median"],
-                                        args.conv_images, args.conv_images // 6)
+        out["conv"], *_ = compare_loops(
+            "Conv", CONV, data, root, args.repeats, peak["median"], args.conv_images, args.conv_images // 6
+        )
     if "eval" in parts:
         cost = eval_cost(mlp_model, data, mlp_cfg, args.repeats)
         epoch = out["mlp"]["vaebench_seconds_per_epoch"]["median"]
-        out["eval"] = {"model": MLP, "eval_config": mlp_cfg.eval.model_dump(), "seconds": cost,
-                       "training_epoch_seconds": epoch, "eval_over_epoch": cost["total"]["median"] / epoch}
-        print("evaluation: " + ", ".join(f"{k} {v['median']:.2f} s" for k, v in cost.items())
-              + f" -> {out['eval']['eval_over_epoch']:.2f} training epochs", flush=True)
+        out["eval"] = {
+            "model": MLP,
+            "eval_config": mlp_cfg.eval.model_dump(),
+            "seconds": cost,
+            "training_epoch_seconds": epoch,
+            "eval_over_epoch": cost["total"]["median"] / epoch,
+        }
+        print(
+            "evaluation: "
+            + ", ".join(f"{k} {v['median']:.2f} s" for k, v in cost.items())
+            + f" -> {out['eval']['eval_over_epoch']:.2f} training epochs",
+            flush=True,
+        )
     if "layout" in parts:
         out["layout"] = layout_sweeps(max(2, args.repeats - 1), args.threads, args.layout_runs, args.layout_epochs)
         print(f"default layout: {out['layout']['layout_speedup']:.2f}x the trials per hour", flush=True)
@@ -419,7 +506,9 @@ def main() -> None:
     args.out.write_text(json.dumps(out, indent=2) + "\n")
     print("\n| measure | measured | target | met |\n|---|---|---|---|")
     for m, v, t, ok, fmt in verdicts(out):
-        print(f"| {m} | {'—' if v is None else fmt.format(v)} | {t} | {'—' if ok is None else ('yes' if ok else 'no')} |")
+        print(
+            f"| {m} | {'—' if v is None else fmt.format(v)} | {t} | {'—' if ok is None else ('yes' if ok else 'no')} |"
+        )
     print(f"\nwrote {args.out} ({out['benchmark_seconds'] / 60:.1f} min)")
 
 

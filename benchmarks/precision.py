@@ -50,22 +50,31 @@ from vaebench.train import _train, train  # noqa: E402
 
 def load() -> dict:
     one, five, fifteen = Path("/proc/loadavg").read_text().split()[:3]
-    return {"load_1min": float(one), "load_5min": float(five), "load_15min": float(fifteen),
-            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    return {
+        "load_1min": float(one),
+        "load_5min": float(five),
+        "load_15min": float(fifteen),
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
 
 
 def run(model: dict, data, precision: str, epochs: int, seed: int) -> dict:
-    cfg = RunConfig(dataset={"name": "mnist"}, model=model,
-                    train={"epochs": epochs, "batch_size": 128, "precision": precision})
+    cfg = RunConfig(
+        dataset={"name": "mnist"}, model=model, train={"epochs": epochs, "batch_size": 128, "precision": precision}
+    )
     if precision == "fp16":  # refused on CPU by train(); timed through the loop itself
         result = _train(cfg, data, seed, torch.device("cpu"), None)
     else:
         result = train(cfg, data, seed=seed, device="cpu")
     assert result.status == "ok", result.reason
     stamps = [0.0] + [h["seconds"] for h in result.history]
-    return {"precision": precision, "seed": seed, "epoch_seconds": [b - a for a, b in zip(stamps, stamps[1:])],
-            "test_neg_elbo": [h["test_loss"] for h in result.history],
-            "train_loss": [h["train_loss"] for h in result.history]}
+    return {
+        "precision": precision,
+        "seed": seed,
+        "epoch_seconds": [b - a for a, b in zip(stamps, stamps[1:])],
+        "test_neg_elbo": [h["test_loss"] for h in result.history],
+        "train_loss": [h["train_loss"] for h in result.history],
+    }
 
 
 def alternated(precisions: list[str], i: int) -> list[str]:
@@ -77,8 +86,10 @@ def summarize(runs: list[dict], precisions: list[str], scale: float) -> dict:
     for p in precisions:
         mine = [r for r in runs if r["precision"] == p]
         secs = [s * scale for r in mine for s in r["epoch_seconds"][1:]]
-        out[p] = {"seconds_per_epoch": spread(secs),
-                  "final_test_neg_elbo": {str(r["seed"]): r["test_neg_elbo"][-1] for r in mine}}
+        out[p] = {
+            "seconds_per_epoch": spread(secs),
+            "final_test_neg_elbo": {str(r["seed"]): r["test_neg_elbo"][-1] for r in mine},
+        }
     base = out[precisions[0]]["seconds_per_epoch"]["median"]
     for p in precisions:
         out[p]["speedup_vs_" + precisions[0]] = base / out[p]["seconds_per_epoch"]["median"]
@@ -100,12 +111,20 @@ def main() -> None:
     precisions, seeds, parts = args.precisions.split(","), [int(s) for s in args.seeds.split(",")], args.only.split(",")
     torch.set_num_threads(args.threads)
     data = load_dataset(RunConfig(dataset={"name": "mnist"}).dataset, resolve_data_root())
-    out: dict = {"command": "python benchmarks/precision.py " + " ".join(sys.argv[1:]),
-                 "machine": {"cores": len(os.sched_getaffinity(0)), "cpu": _cpu_name(),
-                             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-                             "python": platform.python_version(), "torch": torch.__version__,
-                             "platform": platform.platform()},
-                 "threads": args.threads, "device": "cpu", "load_before": load()}
+    out: dict = {
+        "command": "python benchmarks/precision.py " + " ".join(sys.argv[1:]),
+        "machine": {
+            "cores": len(os.sched_getaffinity(0)),
+            "cpu": _cpu_name(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "platform": platform.platform(),
+        },
+        "threads": args.threads,
+        "device": "cpu",
+        "load_before": load(),
+    }
     t0 = time.perf_counter()
     if "mlp" in parts:
         runs = []
@@ -113,10 +132,19 @@ def main() -> None:
             for p in alternated(precisions, i):
                 r = run(MLP, data, p, args.mlp_epochs, seed)
                 runs.append(r)
-                print(f"MLP {p} seed {seed}: s/epoch {[round(s, 2) for s in r['epoch_seconds']]}, test -ELBO "
-                      f"{[round(v, 2) for v in r['test_neg_elbo']]}", flush=True)
-        out["mlp"] = {"model": MLP, "epochs": args.mlp_epochs, "seeds": seeds, "timed_epochs": "all but each run's first",
-                      "summary": summarize(runs, precisions, 1.0), "runs": runs}
+                print(
+                    f"MLP {p} seed {seed}: s/epoch {[round(s, 2) for s in r['epoch_seconds']]}, test -ELBO "
+                    f"{[round(v, 2) for v in r['test_neg_elbo']]}",
+                    flush=True,
+                )
+        out["mlp"] = {
+            "model": MLP,
+            "epochs": args.mlp_epochs,
+            "seeds": seeds,
+            "timed_epochs": "all but each run's first",
+            "summary": summarize(runs, precisions, 1.0),
+            "runs": runs,
+        }
     if "conv" in parts:
         part = subset(data, args.conv_images, args.conv_images // 6)
         scale = len(data.x_train) / len(part.x_train)
@@ -126,18 +154,28 @@ def main() -> None:
                 r = run(CONV, part, p, args.conv_epochs, 0)
                 r["repeat"] = i
                 runs.append(r)
-                print(f"Conv {p} repeat {i}: s/partial epoch {[round(s, 2) for s in r['epoch_seconds']]} "
-                      f"(x{scale:.1f} -> full), test -ELBO {[round(v, 2) for v in r['test_neg_elbo']]}", flush=True)
+                print(
+                    f"Conv {p} repeat {i}: s/partial epoch {[round(s, 2) for s in r['epoch_seconds']]} "
+                    f"(x{scale:.1f} -> full), test -ELBO {[round(v, 2) for v in r['test_neg_elbo']]}",
+                    flush=True,
+                )
         summary = summarize(runs, precisions, scale)
         for p in precisions:  # the same seed every repeat: one value per precision (equal across repeats)
             summary[p]["final_test_neg_elbo"] = [r["test_neg_elbo"][-1] for r in runs if r["precision"] == p]
-        out["conv"] = {"model": CONV, "epochs": args.conv_epochs,
-                       "timed_on": {"train_images": len(part.x_train), "test_images": len(part.x_test),
-                                    "steps_per_epoch": -(-len(part.x_train) // 128),
-                                    "scaled_to": {"train_images": len(data.x_train), "test_images": len(data.x_test)},
-                                    "scale": scale},
-                       "timed_epochs": "all but each run's first, times scale",
-                       "summary": summary, "runs": runs}
+        out["conv"] = {
+            "model": CONV,
+            "epochs": args.conv_epochs,
+            "timed_on": {
+                "train_images": len(part.x_train),
+                "test_images": len(part.x_test),
+                "steps_per_epoch": -(-len(part.x_train) // 128),
+                "scaled_to": {"train_images": len(data.x_train), "test_images": len(data.x_test)},
+                "scale": scale,
+            },
+            "timed_epochs": "all but each run's first, times scale",
+            "summary": summary,
+            "runs": runs,
+        }
     out["load_after"] = load()
     out["benchmark_seconds"] = time.perf_counter() - t0
     out["created_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -153,8 +191,10 @@ def main() -> None:
             sec = s["seconds_per_epoch"]
             elbo = s["final_test_neg_elbo"]
             elbo_text = ", ".join(f"{v:.2f}" for v in (elbo.values() if isinstance(elbo, dict) else elbo))
-            print(f"| {name} | {p} | {sec['median']:.2f} [{sec['min']:.2f}, {sec['max']:.2f}] | "
-                  f"{s['speedup_vs_' + precisions[0]]:.2f}x | {elbo_text} |")
+            print(
+                f"| {name} | {p} | {sec['median']:.2f} [{sec['min']:.2f}, {sec['max']:.2f}] | "
+                f"{s['speedup_vs_' + precisions[0]]:.2f}x | {elbo_text} |"
+            )
     print(f"\nwrote {args.out} ({out['benchmark_seconds'] / 60:.1f} min)")
 
 

@@ -87,8 +87,9 @@ def env_for(vaebench: Path | None, **extra: str) -> dict[str, str]:
 def phases(repeats: int, vaebench: Path | None) -> dict:
     runs = []
     for _ in range(repeats):
-        p = subprocess.run([sys.executable, "-c", PHASES], capture_output=True, text=True, env=env_for(vaebench),
-                           check=True)
+        p = subprocess.run(
+            [sys.executable, "-c", PHASES], capture_output=True, text=True, env=env_for(vaebench), check=True
+        )
         runs.append(json.loads(p.stdout.strip().splitlines()[-1]))
     return {k: spread([r[k] for r in runs]) for k in runs[0]}
 
@@ -98,8 +99,12 @@ def timed_sweep(spec_path: Path, results: Path, args: list[str], env: dict[str, 
     import pandas as pd
 
     t0, started = time.perf_counter(), time.time()
-    p = subprocess.run([sys.executable, "-m", "vaebench.cli", "run", str(spec_path), "--results", str(results), "-q",
-                        *args], capture_output=True, text=True, env=env)
+    p = subprocess.run(
+        [sys.executable, "-m", "vaebench.cli", "run", str(spec_path), "--results", str(results), "-q", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     wall = time.perf_counter() - t0
     if p.returncode != 0:
         raise SystemExit(f"vaebench run {spec_path} {' '.join(args)} failed:\n{p.stdout}\n{p.stderr}")
@@ -108,19 +113,26 @@ def timed_sweep(spec_path: Path, results: Path, args: list[str], env: dict[str, 
     from optuna.storages.journal import JournalFileBackend
 
     name = yaml.safe_load(spec_path.read_text())["study"]
-    study = optuna.load_study(study_name=name, storage=JournalStorage(JournalFileBackend(
-        str(results / name / "journal.log"))))
+    study = optuna.load_study(
+        study_name=name, storage=JournalStorage(JournalFileBackend(str(results / name / "journal.log")))
+    )
     df = pd.read_parquet(results / name / "runs")
     workers = int(args[args.index("--workers") + 1]) if "--workers" in args else 2
     useful = float((df["train_seconds"] + df["eval_seconds"]).sum())
-    return {"wall_seconds": wall, "workers": workers, "train_eval_seconds": useful,
-            "harness_overhead": 1 - useful / (workers * wall),
-            **overhead_phases_of(study.trials, df, started, started + wall)}
+    return {
+        "wall_seconds": wall,
+        "workers": workers,
+        "train_eval_seconds": useful,
+        "harness_overhead": 1 - useful / (workers * wall),
+        **overhead_phases_of(study.trials, df, started, started + wall),
+    }
 
 
 def summarize(ms: list[dict]) -> dict:
-    return {k: spread([m[k] for m in ms]) for k in ("wall_seconds", "startup_seconds", "harness_overhead",
-                                                     "in_trial_harness_seconds", "shutdown_seconds")}
+    return {
+        k: spread([m[k] for m in ms])
+        for k in ("wall_seconds", "startup_seconds", "harness_overhead", "in_trial_harness_seconds", "shutdown_seconds")
+    }
 
 
 def main() -> None:
@@ -143,26 +155,38 @@ def main() -> None:
         timed_sweep(smoke_spec, tmp / "warm-smoke", ["--workers", "1"], env)
         out["phases"] = phases(args.repeats, args.vaebench)
         print("phases:", {k: round(v["median"], 2) for k, v in out["phases"].items()}, flush=True)
-        out["smoke_cold"] = timed_sweep(smoke_spec, tmp / "smoke-cold", [],
-                                        {**env, "VAEBENCH_CACHE": str(tmp / "empty-cache")})
+        out["smoke_cold"] = timed_sweep(
+            smoke_spec, tmp / "smoke-cold", [], {**env, "VAEBENCH_CACHE": str(tmp / "empty-cache")}
+        )
         print(f"smoke, empty cache: {out['smoke_cold']['wall_seconds']:.1f} s", flush=True)
-        for name, layout_args, spec in (("smoke", [], smoke_spec),
-                                        ("sweep_2x1", ["--workers", "2", "--threads", "1"], spec_path),
-                                        ("sweep_1x2", ["--workers", "1", "--threads", "2"], spec_path)):
+        for name, layout_args, spec in (
+            ("smoke", [], smoke_spec),
+            ("sweep_2x1", ["--workers", "2", "--threads", "1"], spec_path),
+            ("sweep_1x2", ["--workers", "1", "--threads", "2"], spec_path),
+        ):
             ms = [timed_sweep(spec, tmp / f"{name}-{i}", layout_args, env) for i in range(args.repeats)]
             out[name] = {"args": layout_args, "measurements": ms, "summary": summarize(ms)}
             s = out[name]["summary"]
-            print(f"{name}: wall {s['wall_seconds']['median']:.1f} s, first trial at "
-                  f"{s['startup_seconds']['median']:.1f} s, overhead {s['harness_overhead']['median']:.1%}", flush=True)
+            print(
+                f"{name}: wall {s['wall_seconds']['median']:.1f} s, first trial at "
+                f"{s['startup_seconds']['median']:.1f} s, overhead {s['harness_overhead']['median']:.1%}",
+                flush=True,
+            )
     import torch
 
-    out.update({
-        "command": "python benchmarks/startup.py " + " ".join(sys.argv[1:]),
-        "machine": {"cores": len(os.sched_getaffinity(0)), "python": platform.python_version(),
-                    "torch": torch.__version__, "platform": platform.platform()},
-        "benchmark_seconds": time.perf_counter() - t_all,
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    })
+    out.update(
+        {
+            "command": "python benchmarks/startup.py " + " ".join(sys.argv[1:]),
+            "machine": {
+                "cores": len(os.sched_getaffinity(0)),
+                "python": platform.python_version(),
+                "torch": torch.__version__,
+                "platform": platform.platform(),
+            },
+            "benchmark_seconds": time.perf_counter() - t_all,
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+    )
     stored = json.loads(args.out.read_text()) if args.out.is_file() else {}
     stored[args.label] = out
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -34,16 +34,25 @@ LAYOUTS = {"1x2": ["--workers", "1", "--threads", "2"], "2x1": ["--workers", "2"
 
 def spec(runs: int, epochs: int) -> dict:
     betas = [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 0.25, 0.125][:runs]
-    return {"study": "layout", "dataset": {"name": "mnist"}, "train": {"epochs": epochs, "batch_size": 128},
-            "grid": {"objective.beta": betas}, "seeds": [0]}
+    return {
+        "study": "layout",
+        "dataset": {"name": "mnist"},
+        "train": {"epochs": epochs, "batch_size": 128},
+        "grid": {"objective.beta": betas},
+        "seeds": [0],
+    }
 
 
 def run_layout(name: str, spec_path: Path, workdir: Path) -> dict:
     results = workdir / f"results-{name}-{time.time_ns()}"
     env = {k: v for k, v in os.environ.items() if k not in ("VAEBENCH_WORKERS", "OMP_NUM_THREADS")}
     t0, started = time.perf_counter(), time.time()
-    p = subprocess.run([sys.executable, "-m", "vaebench.cli", "run", str(spec_path), "--results", str(results), "-q",
-                        *LAYOUTS[name]], capture_output=True, text=True, env=env)
+    p = subprocess.run(
+        [sys.executable, "-m", "vaebench.cli", "run", str(spec_path), "--results", str(results), "-q", *LAYOUTS[name]],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     wall = time.perf_counter() - t0
     if p.returncode != 0:
         raise SystemExit(f"layout {name} failed:\n{p.stderr}")
@@ -110,27 +119,36 @@ def main() -> None:
         cached_classifier(load_dataset(load_spec(spec_path).dataset))
         measurements = []
         for i in range(args.repeats):
-            for name in (LAYOUTS if i % 2 == 0 else reversed(list(LAYOUTS))):
+            for name in LAYOUTS if i % 2 == 0 else reversed(list(LAYOUTS)):
                 m = run_layout(name, spec_path, workdir)
-                print(f"{name}: {m['trials']} trials in {m['wall_seconds']:.1f} s = {m['trials_per_hour']:.0f} trials/h "
-                      f"({m['train_seconds_per_epoch']:.2f} s/epoch, eval {m['eval_seconds_per_run']:.1f} s/run)", flush=True)
+                print(
+                    f"{name}: {m['trials']} trials in {m['wall_seconds']:.1f} s = {m['trials_per_hour']:.0f} trials/h "
+                    f"({m['train_seconds_per_epoch']:.2f} s/epoch, eval {m['eval_seconds_per_run']:.1f} s/run)",
+                    flush=True,
+                )
                 measurements.append(m)
 
     summary = {}
     for name in LAYOUTS:
         ms = [m for m in measurements if m["layout"] == name]
-        summary[name] = {"trials_per_hour_median": statistics.median(m["trials_per_hour"] for m in ms),
-                         "wall_seconds_median": statistics.median(m["wall_seconds"] for m in ms)}
+        summary[name] = {
+            "trials_per_hour_median": statistics.median(m["trials_per_hour"] for m in ms),
+            "wall_seconds_median": statistics.median(m["wall_seconds"] for m in ms),
+        }
     faster = max(summary, key=lambda k: summary[k]["trials_per_hour_median"])
     out = {
         "command": "python benchmarks/worker_layout.py " + " ".join(sys.argv[1:]),
-        "machine": {"cores": len(os.sched_getaffinity(0)), "python": platform.python_version(),
-                    "platform": platform.platform()},
+        "machine": {
+            "cores": len(os.sched_getaffinity(0)),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
         "spec": spec(args.runs, args.epochs),
         "measurements": measurements,
         "summary": summary,
         "faster": faster,
-        "speedup": summary[faster]["trials_per_hour_median"] / min(s["trials_per_hour_median"] for s in summary.values()),
+        "speedup": summary[faster]["trials_per_hour_median"]
+        / min(s["trials_per_hour_median"] for s in summary.values()),
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     import torch

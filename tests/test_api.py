@@ -22,7 +22,9 @@ SPEC = {
     "model": {"name": "mlp", "hidden_dim": 32, "latent_dim": 4},
     "train": {"epochs": 2, "batch_size": 128},
     "eval": {"nll_k": 8, "nll_examples": 100, "fid_samples": 200},
-    "grid": {"variant": [{"name": "small", "model": {"hidden_dim": 32}}, {"name": "wide", "model": {"hidden_dim": 64}}]},
+    "grid": {
+        "variant": [{"name": "small", "model": {"hidden_dim": 32}}, {"name": "wide", "model": {"hidden_dim": 64}}]
+    },
     "seeds": [0],
 }
 
@@ -63,8 +65,11 @@ def test_load_model_then_evaluate_reproduces_the_stored_row_exactly(finished):
     out = vaebench.evaluate(model, config=config, seed=int(row["seed"]))
     compared = [k for k in out if not k.startswith("eval_seconds")]
     assert {"neg_elbo", "kl", "recon_mse", "ssim", "fid", "nll_is", "active_units"} <= set(compared)
-    different = {k: (out[k], row[k]) for k in compared if not _same(out[k], row[k] if not isinstance(row[k], np.ndarray)
-                                                                    else row[k].tolist())}
+    different = {
+        k: (out[k], row[k])
+        for k in compared
+        if not _same(out[k], row[k] if not isinstance(row[k], np.ndarray) else row[k].tolist())
+    }
     assert different == {}
     # another seed draws other samples: the stochastic metrics move, so the equality above is not vacuous
     other = vaebench.evaluate(model, config=config, seed=int(row["seed"]) + 1)
@@ -108,7 +113,9 @@ def test_a_model_trained_in_your_own_loop_is_scored_and_joins_the_report(finishe
     assert len(df) == 3 and df.set_index("run_id").loc[run_id, "n_params"] == sum(p.numel() for p in model.parameters())
     importlib.import_module("vaebench.report.figures")  # makes vaebench.report the package: still callable
 
-    [path] = [p for p in vaebench.report("api", results=results, out=tmp_path / "reports", fmt="md") if p.suffix == ".md"]
+    [path] = [
+        p for p in vaebench.report("api", results=results, out=tmp_path / "reports", fmt="md") if p.suffix == ".md"
+    ]
     text = path.read_text()
     assert "my loop (external)" in text and "60 Adam steps, own loop" in text
     assert "2 finished run(s)" in text  # the sweep's own runs; the outside row is listed apart
@@ -118,18 +125,25 @@ def test_a_model_trained_in_your_own_loop_is_scored_and_joins_the_report(finishe
 
 
 def test_import_vaebench_is_cheap_and_exports_the_api():
-    code = ("import sys, vaebench; assert 'torch' not in sys.modules, 'torch imported';"
-            "names = {'load_spec', 'run', 'load_results', 'load_model', 'evaluate', 'report', 'add_result',"
-            " 'MODELS', 'DATASETS', 'METRICS', 'Options', 'ModelFamily', 'DatasetSource', 'VAE'};"
-            "missing = names - set(dir(vaebench)); assert not missing, missing;"
-            "assert callable(vaebench.evaluate) and 'mlp' in vaebench.MODELS; print('ok')")
+    code = (
+        "import sys, vaebench; assert 'torch' not in sys.modules, 'torch imported';"
+        "names = {'load_spec', 'run', 'load_results', 'load_model', 'evaluate', 'report', 'add_result',"
+        " 'MODELS', 'DATASETS', 'METRICS', 'Options', 'ModelFamily', 'DatasetSource', 'VAE'};"
+        "missing = names - set(dir(vaebench)); assert not missing, missing;"
+        "assert callable(vaebench.evaluate) and 'mlp' in vaebench.MODELS; print('ok')"
+    )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr
 
 
 def test_python_dash_m_vaebench_is_the_command(tmp_path):
-    p = subprocess.run([sys.executable, "-m", "vaebench", "run", str(tmp_path / "missing.yaml")],
-                       capture_output=True, text=True, cwd=REPO, env={**os.environ})
+    p = subprocess.run(
+        [sys.executable, "-m", "vaebench", "run", str(tmp_path / "missing.yaml")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ},
+    )
     assert p.returncode == 2 and "missing.yaml: cannot read sweep spec" in p.stderr
     p = subprocess.run([sys.executable, "-m", "vaebench", "--help"], capture_output=True, text=True)
     assert p.returncode == 0 and "report" in p.stdout
@@ -145,8 +159,14 @@ def test_a_family_registered_in_a_notebook_runs_in_process_and_is_refused_for_wo
     build.__module__ = "__main__"  # as defined in a notebook cell
     MODELS.register("notebook_vae", ModelFamily(build))
     try:
-        spec = {**SPEC, "study": "nb", "model": {"name": "notebook_vae", "latent_dim": 2}, "grid": {},
-                "eval": {"fid_extractor": None, "nll_k": 2, "nll_examples": 10}, "train": {"epochs": 1}}
+        spec = {
+            **SPEC,
+            "study": "nb",
+            "model": {"name": "notebook_vae", "latent_dim": 2},
+            "grid": {},
+            "eval": {"fid_extractor": None, "nll_k": 2, "nll_examples": 10},
+            "train": {"epochs": 1},
+        }
         with pytest.raises(StudyError, match="registered in __main__ .* worker processes cannot import it"):
             vaebench.run(spec, workers=2, results=tmp_path / "results")
         assert not (tmp_path / "results").exists()

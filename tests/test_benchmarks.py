@@ -17,12 +17,15 @@ from vaebench.objectives import build_likelihood  # noqa: E402
 from vaebench.spec import RunConfig  # noqa: E402
 
 
-@pytest.mark.parametrize("model_cfg, shape", [
-    (perf.MLP, (1, 28, 28)),
-    (perf.CONV, (1, 28, 28)),
-    ({"name": "resnet", "channels": [8, 16], "latent_dim": 4}, (1, 12, 10)),
-    ({"name": "mlp", "hidden_dim": 40, "depth": 3, "latent_dim": 5}, (3, 6, 7)),
-])
+@pytest.mark.parametrize(
+    "model_cfg, shape",
+    [
+        (perf.MLP, (1, 28, 28)),
+        (perf.CONV, (1, 28, 28)),
+        ({"name": "resnet", "channels": [8, 16], "latent_dim": 4}, (1, 12, 10)),
+        ({"name": "mlp", "hidden_dim": 40, "depth": 3, "latent_dim": 5}, (3, 6, 7)),
+    ],
+)
 def test_forward_flops_match_torch_flop_counter(model_cfg, shape):
     model = build_model(RunConfig(model=model_cfg).model, shape, build_likelihood(RunConfig().objective), 10)
     x = torch.rand(3, *shape)
@@ -31,11 +34,14 @@ def test_forward_flops_match_torch_flop_counter(model_cfg, shape):
     assert perf.forward_flops(model, x) == pytest.approx(counter.get_total_flops() / 3, rel=1e-9)
 
 
-@pytest.mark.parametrize("model_cfg, shape", [
-    (perf.MLP, (1, 28, 28)),
-    (perf.CONV, (1, 28, 28)),
-    ({"name": "mlp", "hidden_dim": 40, "depth": 3, "latent_dim": 5}, (3, 6, 7)),
-])
+@pytest.mark.parametrize(
+    "model_cfg, shape",
+    [
+        (perf.MLP, (1, 28, 28)),
+        (perf.CONV, (1, 28, 28)),
+        ({"name": "mlp", "hidden_dim": 40, "depth": 3, "latent_dim": 5}, (3, 6, 7)),
+    ],
+)
 def test_training_flops_match_torch_flop_counter_over_forward_and_backward(model_cfg, shape):
     """A training step's FLOPs, as torch counts the products and convolutions autograd really runs."""
     from vaebench.objectives import elbo_terms
@@ -85,10 +91,13 @@ def test_overhead_phases_from_trial_times():
     import worker_layout
 
     t0 = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
-    trials = [SimpleNamespace(datetime_start=t0 + dt.timedelta(seconds=a), datetime_complete=t0 + dt.timedelta(seconds=b))
-              for a, b in [(10, 40), (12, 45), (41, 70)]]
+    trials = [
+        SimpleNamespace(datetime_start=t0 + dt.timedelta(seconds=a), datetime_complete=t0 + dt.timedelta(seconds=b))
+        for a, b in [(10, 40), (12, 45), (41, 70)]
+    ]
     trials.append(SimpleNamespace(datetime_start=None, datetime_complete=None))  # a trial never claimed: ignored
     df = pd.DataFrame({"train_seconds": [25.0, 30.0, 20.0], "eval_seconds": [3.0, 2.0, 5.0]})
     phases = worker_layout.overhead_phases_of(trials, df, t0.timestamp(), t0.timestamp() + 75)
-    assert phases == pytest.approx({"startup_seconds": 10.0, "shutdown_seconds": 5.0,
-                                    "in_trial_harness_seconds": (30 + 33 + 29) - (28 + 32 + 25)})
+    assert phases == pytest.approx(
+        {"startup_seconds": 10.0, "shutdown_seconds": 5.0, "in_trial_harness_seconds": (30 + 33 + 29) - (28 + 32 + 25)}
+    )

@@ -77,7 +77,8 @@ def test_the_cycle_finder_finds_a_cycle():
 def test_no_import_cycle_between_vaebench_modules():
     found = cycles(import_graph())
     assert not found, "import cycles (every import must point from a higher layer to a lower one): " + "; ".join(
-        " <-> ".join(c) for c in found)
+        " <-> ".join(c) for c in found
+    )
 
 
 def test_the_graph_sees_relative_and_function_level_imports():
@@ -87,6 +88,9 @@ def test_the_graph_sees_relative_and_function_level_imports():
 
 
 def test_no_module_over_400_lines():
-    long = {str(p.relative_to(PACKAGE.parent)): n for p in modules().values()
-            if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    long = {
+        str(p.relative_to(PACKAGE.parent)): n
+        for p in modules().values()
+        if (n := len(p.read_text().splitlines())) > MAX_LINES
+    }
     assert not long, f"modules over {MAX_LINES} lines (split them by responsibility): {long}"

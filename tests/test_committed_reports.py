@@ -21,8 +21,23 @@ def committed_studies() -> list[str]:
 @pytest.fixture(scope="module")
 def regenerated(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("reports")
-    p = subprocess.run([sys.executable, "-m", "vaebench.cli", "report", "--results", str(RESULTS), "--out", str(out),
-                        "--format", "md"], capture_output=True, text=True, cwd=REPO)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vaebench.cli",
+            "report",
+            "--results",
+            str(RESULTS),
+            "--out",
+            str(out),
+            "--format",
+            "md",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert p.returncode == 0, p.stdout + p.stderr
     return out
 
@@ -36,8 +51,10 @@ def test_results_hold_rows_for_committed_reports():
 @pytest.mark.parametrize("study", committed_studies())
 def test_committed_report_regenerates_byte_identical(regenerated, study):
     made, committed = (regenerated / f"{study}.md").read_text(), (REPORTS / f"{study}.md").read_text()
-    assert made == committed, (f"reports/{study}.md differs from what its rows give: regenerate it with "
-                               f"`vaebench report --results results --study {study}` and commit both")
+    assert made == committed, (
+        f"reports/{study}.md differs from what its rows give: regenerate it with "
+        f"`vaebench report --results results --study {study}` and commit both"
+    )
 
 
 def test_index_regenerates_byte_identical_once_every_study_has_rows(regenerated):

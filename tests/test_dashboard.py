@@ -37,16 +37,23 @@ def _attrs(trial: dict) -> dict:
 
 # (objectives, grid values, seeds): different trial counts, because the dashboard caches parameter
 # importances per study id and trial count in the process, and every journal file's study has id 0
-@pytest.mark.parametrize("objectives,betas,seeds", [
-    (["neg_elbo"], [0.5, 2.0], [0, 1]),
-    (["recon_mse", "kl"], [0.5, 1.0, 2.0], [0]),  # multi-objective: intermediate values all the same
-])
+@pytest.mark.parametrize(
+    "objectives,betas,seeds",
+    [
+        (["neg_elbo"], [0.5, 2.0], [0, 1]),
+        (["recon_mse", "kl"], [0.5, 1.0, 2.0], [0]),  # multi-objective: intermediate values all the same
+    ],
+)
 def test_the_dashboard_shows_names_swept_params_metrics_and_curves(tmp_path, write_spec, objectives, betas, seeds):
-    spec = {**TINY_SPEC, "eval": FAST_EVAL, "grid": {"objective.beta": betas}, "seeds": seeds,
-            "search": {"objectives": [{"metric": m} for m in objectives]}}
+    spec = {
+        **TINY_SPEC,
+        "eval": FAST_EVAL,
+        "grid": {"objective.beta": betas},
+        "seeds": seeds,
+        "search": {"objectives": [{"metric": m} for m in objectives]},
+    }
     results = tmp_path / "results"
-    r = CliRunner().invoke(app, ["run", str(write_spec(spec)), "-q", "--results", str(results)],
-                           catch_exceptions=False)
+    r = CliRunner().invoke(app, ["run", str(write_spec(spec)), "-q", "--results", str(results)], catch_exceptions=False)
     assert r.exit_code == 0, r.output
     rows = load_results(results, "tiny").set_index("run_id")
     journal = results / "tiny" / JOURNAL_FILE
@@ -76,8 +83,18 @@ def test_the_dashboard_shows_names_swept_params_metrics_and_curves(tmp_path, wri
 
     # every scalar metric is its own short, sortable attribute, equal to the row's value
     sortable = {a["key"]: a["sortable"] for a in study["union_user_attrs"]}
-    for key in ("m.neg_elbo", "m.recon_mse", "m.kl", "m.ssim", "m.active_units", "m.nll_is",
-                "m.train_seconds", "m.eval_seconds", "m.n_params", "m.epochs_completed"):
+    for key in (
+        "m.neg_elbo",
+        "m.recon_mse",
+        "m.kl",
+        "m.ssim",
+        "m.active_units",
+        "m.nll_is",
+        "m.train_seconds",
+        "m.eval_seconds",
+        "m.n_params",
+        "m.epochs_completed",
+    ):
         assert sortable.get(key) is True, (key, sortable)
     assert "m.fid" not in sortable  # FID off (fid_extractor: null): a null metric has no attribute
     for t in trials:

@@ -78,10 +78,24 @@ def test_real_mnist_files():
 
 def test_registry_has_the_built_in_sources():
     # data.py's own, image_folder.py's and datasets_torchvision.py's
-    assert DATASETS.names() == ["celeba", "cifar10", "digits", "fashion_mnist", "image_folder", "mnist", "shapes",
-                                "svhn", "synthetic"]
-    assert list(DATASETS.get("shapes").options.model_fields) == ["image_size", "scales", "orientations", "positions",
-                                                                 "test_fraction"]
+    assert DATASETS.names() == [
+        "celeba",
+        "cifar10",
+        "digits",
+        "fashion_mnist",
+        "image_folder",
+        "mnist",
+        "shapes",
+        "svhn",
+        "synthetic",
+    ]
+    assert list(DATASETS.get("shapes").options.model_fields) == [
+        "image_size",
+        "scales",
+        "orientations",
+        "positions",
+        "test_fraction",
+    ]
     assert all(not DATASETS.get(n).options.model_fields for n in ["digits", "mnist", "synthetic"])
 
 

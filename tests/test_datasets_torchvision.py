@@ -51,8 +51,11 @@ def _images(rng, n, c, h, w):
 def _write_idx(path: Path, a: np.ndarray) -> None:
     """The IDX format: magic 0x00 0x00 0x08 (unsigned byte) <number of dimensions>, each dimension
     as a big-endian uint32, then the bytes in row-major order."""
-    path.write_bytes(struct.pack(">BBBB", 0, 0, 0x08, a.ndim) + struct.pack(f">{a.ndim}I", *a.shape)
-                     + np.ascontiguousarray(a, dtype=np.uint8).tobytes())
+    path.write_bytes(
+        struct.pack(">BBBB", 0, 0, 0x08, a.ndim)
+        + struct.pack(f">{a.ndim}I", *a.shape)
+        + np.ascontiguousarray(a, dtype=np.uint8).tobytes()
+    )
 
 
 def write_fashion_mnist(root: Path, seed: int = 0) -> dict:
@@ -81,8 +84,11 @@ class _Py2Pickler(pickle._Pickler):
 
     def _py2_str(self, obj):
         b = obj.encode("latin1") if isinstance(obj, str) else bytes(obj)
-        self.write(pickle.SHORT_BINSTRING + bytes([len(b)]) + b if len(b) < 256
-                   else pickle.BINSTRING + struct.pack("<i", len(b)) + b)
+        self.write(
+            pickle.SHORT_BINSTRING + bytes([len(b)]) + b
+            if len(b) < 256
+            else pickle.BINSTRING + struct.pack("<i", len(b)) + b
+        )
         self.memoize(obj)
 
     dispatch[str] = _py2_str
@@ -120,13 +126,19 @@ def write_cifar10(root: Path, seed: int = 0, keys_as_bytes: bool = False) -> dic
     out = {"train": [], "test": []}
     for fname, n, label in names + [("test_batch", N_TEST, "testing batch 1 of 1")]:
         x, y = _images(rng, n, 3, 32, 32), rng.integers(0, 10, n)
-        batch = {key("batch_label"): label, key("labels"): [int(v) for v in y], key("data"): _cifar_rows(x),
-                 key("filenames"): [f"img_{fname}_{i}.png" for i in range(n)]}
+        batch = {
+            key("batch_label"): label,
+            key("labels"): [int(v) for v in y],
+            key("data"): _cifar_rows(x),
+            key("filenames"): [f"img_{fname}_{i}.png" for i in range(n)],
+        }
         (folder / fname).write_bytes(dump(batch))
         out["test" if fname == "test_batch" else "train"].append((x, y))
-    meta = {key("num_cases_per_batch"): 10000, key("num_vis"): 3072,
-            key("label_names"): ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
-                                 "truck"]}
+    meta = {
+        key("num_cases_per_batch"): 10000,
+        key("num_vis"): 3072,
+        key("label_names"): ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
+    }
     (folder / "batches.meta").write_bytes(dump(meta))
     return {k: (np.concatenate([x for x, _ in v]), np.concatenate([y for _, y in v])) for k, v in out.items()}
 
@@ -173,12 +185,15 @@ def write_celeba(root: Path, seed: int = 0, annotations: bool = False) -> list[P
         attrs = ["5_o_Clock_Shadow", "Arched_Eyebrows", "Smiling"]
         (folder / "identity_CelebA.txt").write_text("".join(f"{m} {i % 7 + 1}\n" for i, m in enumerate(names)))
         (folder / "list_attr_celeba.txt").write_text(
-            f"{n}\n{' '.join(attrs)}\n" + "".join(f"{m} {' '.join(['-1', '1', '-1'])}\n" for m in names))
+            f"{n}\n{' '.join(attrs)}\n" + "".join(f"{m} {' '.join(['-1', '1', '-1'])}\n" for m in names)
+        )
         (folder / "list_bbox_celeba.txt").write_text(
-            f"{n}\nimage_id x_1 y_1 width height\n" + "".join(f"{m} 95 71 226 313\n" for m in names))
+            f"{n}\nimage_id x_1 y_1 width height\n" + "".join(f"{m} 95 71 226 313\n" for m in names)
+        )
         (folder / "list_landmarks_align_celeba.txt").write_text(
             f"{n}\nlefteye_x lefteye_y righteye_x righteye_y nose_x nose_y leftmouth_x leftmouth_y rightmouth_x "
-            "rightmouth_y\n" + "".join(f"{m} 69 109 106 113 77 142 73 152 108 154\n" for m in names))
+            "rightmouth_y\n" + "".join(f"{m} 69 109 106 113 77 142 73 152 108 154\n" for m in names)
+        )
     return files
 
 
@@ -198,8 +213,11 @@ def _no_md5(monkeypatch, module: str) -> None:
     """torchvision's check of the official md5 sums, reduced to 'the file exists' (for the fakes)."""
     import importlib
 
-    monkeypatch.setattr(importlib.import_module(f"torchvision.datasets.{module}"), "check_integrity",
-                        lambda fpath, md5=None: os.path.isfile(fpath))
+    monkeypatch.setattr(
+        importlib.import_module(f"torchvision.datasets.{module}"),
+        "check_integrity",
+        lambda fpath, md5=None: os.path.isfile(fpath),
+    )
 
 
 def _u8(x: torch.Tensor) -> np.ndarray:
@@ -217,8 +235,13 @@ def test_registered_with_documented_options():
         source = DATASETS.get(name)
         assert source.doc and all(f.description for f in source.options.model_fields.values())
         assert {"max_train", "max_test", "subset_seed"} <= set(source.options.model_fields)
-    assert set(DATASETS.get("celeba").options.model_fields) == {"max_train", "max_test", "subset_seed",
-                                                                 "image_size", "crop"}
+    assert set(DATASETS.get("celeba").options.model_fields) == {
+        "max_train",
+        "max_test",
+        "subset_seed",
+        "image_size",
+        "crop",
+    }
     d = _cfg("celeba")
     assert (d.image_size, d.crop, d.max_train, d.max_test, d.subset_seed) == (64, 148, None, None, 0)
 
@@ -332,8 +355,10 @@ def test_subsets_are_seeded_sorted_and_drawn_before_decoding(tmp_path, monkeypat
     picked = [rows[tuple(_u8(img).ravel())] for img in a.x_train]  # every image is one of the split's
     assert picked == sorted(picked) and len(set(picked)) == 7
     assert torch.equal(a.y_train, full.y_train[picked])
-    assert load_dataset(_cfg("cifar10", max_train=N_TRAIN, max_test=999), tmp_path,
-                        download=False).checksum == full.checksum
+    assert (
+        load_dataset(_cfg("cifar10", max_train=N_TRAIN, max_test=999), tmp_path, download=False).checksum
+        == full.checksum
+    )
     # celeba: only the chosen images are decoded
     import vaebench.datasets_torchvision as dtv
 
@@ -349,8 +374,10 @@ def test_subsets_are_seeded_sorted_and_drawn_before_decoding(tmp_path, monkeypat
 # missing files: the offline error (exit code 2) and failed downloads
 
 EXPECTED = {
-    "fashion_mnist": ("FashionMNIST/raw", ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-                                           "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]),
+    "fashion_mnist": (
+        "FashionMNIST/raw",
+        ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"],
+    ),
     "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]),
     "svhn": (".", ["train_32x32.mat", "test_32x32.mat"]),
     "celeba": ("celeba", ["img_align_celeba/", "list_eval_partition.txt"]),
@@ -400,8 +427,10 @@ def test_cli_no_download_exits_2_naming_files_and_folder(tmp_path, write_spec):
     spec = write_spec({"study": "offline", "dataset": {"name": "cifar10"}, "model": {"name": "conv"}})
     empty = tmp_path / "empty"
     empty.mkdir()
-    r = CliRunner().invoke(app, ["run", str(spec), "--no-download", "--data-root", str(empty),
-                                 "--results", str(tmp_path / "results"), "-q"])
+    r = CliRunner().invoke(
+        app,
+        ["run", str(spec), "--no-download", "--data-root", str(empty), "--results", str(tmp_path / "results"), "-q"],
+    )
     out = " ".join(r.output.split())
     assert r.exit_code == 2, r.output
     assert "CIFAR-10 not found" in out and "data_batch_1" in out and "test_batch" in out
@@ -471,8 +500,11 @@ def test_mlp_on_rgb():
     from vaebench.models import build_model
     from vaebench.objectives import Bernoulli
 
-    m = build_model(parse_spec({"study": "t", "model": {"name": "mlp", "hidden_dim": 16, "latent_dim": 4}}).model,
-                    (3, 32, 32), Bernoulli())
+    m = build_model(
+        parse_spec({"study": "t", "model": {"name": "mlp", "hidden_dim": 16, "latent_dim": 4}}).model,
+        (3, 32, 32),
+        Bernoulli(),
+    )
     assert m.encoder[0].in_features == 3 * 32 * 32 and m.reconstruct(torch.rand(2, 3, 32, 32)).shape == (2, 3, 32, 32)
 
 
@@ -490,10 +522,15 @@ def test_likelihoods_sum_over_channels_and_pixels():
     p2 = torch.randn(4, 6, 8, 8, generator=g, dtype=torch.float64)
     for lik, params in ((Bernoulli(), p), (Gaussian(0.3), p), (Laplace(0.7), p), (GaussianLearned(), p2)):
         k = lik.param_channels
-        per_channel = sum(lik.nll(torch.cat([params[:, c:c + 1], params[:, 3 + c:4 + c]] if k == 2
-                                            else [params[:, c:c + 1]], 1), x[:, c:c + 1]) for c in range(3))
+        per_channel = sum(
+            lik.nll(
+                torch.cat([params[:, c : c + 1], params[:, 3 + c : 4 + c]] if k == 2 else [params[:, c : c + 1]], 1),
+                x[:, c : c + 1],
+            )
+            for c in range(3)
+        )
         assert torch.allclose(lik.nll(params, x), per_channel, rtol=1e-12)
-    ref = -Normal(p, 0.3 ** 0.5).log_prob(x).sum((1, 2, 3))
+    ref = -Normal(p, 0.3**0.5).log_prob(x).sum((1, 2, 3))
     assert torch.allclose(Gaussian(0.3).nll(p, x), ref, rtol=1e-12)
     assert torch.allclose(Laplace(0.7).nll(p, x), -TLaplace(p, 0.7).log_prob(x).sum((1, 2, 3)), rtol=1e-12)
     m, var = GaussianLearned().split(p2)
@@ -537,10 +574,13 @@ def test_fid_classifier_trains_on_rgb(side, monkeypatch):
 # ---------------------------------------------------------------------------------------------------
 # training and the shipped sweeps on the fakes
 
-WRITERS = {"fashion_mnist": write_fashion_mnist, "cifar10": write_cifar10, "svhn": write_svhn,
-           "celeba": write_celeba}
-MODEL_FOR = {"fashion_mnist": {"name": "mlp", "hidden_dim": 16}, "cifar10": {"name": "conv", "channels": [8, 16]},
-             "svhn": {"name": "resnet", "channels": [8, 16]}, "celeba": {"name": "conv", "channels": [8, 16, 16]}}
+WRITERS = {"fashion_mnist": write_fashion_mnist, "cifar10": write_cifar10, "svhn": write_svhn, "celeba": write_celeba}
+MODEL_FOR = {
+    "fashion_mnist": {"name": "mlp", "hidden_dim": 16},
+    "cifar10": {"name": "conv", "channels": [8, 16]},
+    "svhn": {"name": "resnet", "channels": [8, 16]},
+    "celeba": {"name": "conv", "channels": [8, 16, 16]},
+}
 
 
 @pytest.mark.parametrize("name", sorted(WRITERS))
@@ -548,8 +588,14 @@ def test_one_epoch_of_training(tmp_path, name):
     from vaebench.train import train
 
     WRITERS[name](tmp_path)
-    spec = parse_spec({"study": "t", "dataset": {"name": name, **({"max_train": 12} if name == "celeba" else {})},
-                       "model": {**MODEL_FOR[name], "latent_dim": 4}, "train": {"epochs": 1, "batch_size": 8}})
+    spec = parse_spec(
+        {
+            "study": "t",
+            "dataset": {"name": name, **({"max_train": 12} if name == "celeba" else {})},
+            "model": {**MODEL_FOR[name], "latent_dim": 4},
+            "train": {"epochs": 1, "batch_size": 8},
+        }
+    )
     cfg = spec.base()
     data = load_dataset(cfg.dataset, tmp_path, download=False)
     result = train(cfg, data, seed=0)
@@ -561,9 +607,13 @@ def test_one_epoch_of_training(tmp_path, name):
 
 def _shrunk(spec: dict) -> dict:
     """The shipped spec at test size: 1 epoch, small model, one seed, cheap metrics."""
-    return {**spec, "train": {**spec["train"], "epochs": 1, "batch_size": 16},
-            "model": {**spec["model"], "channels": [8, 16], "latent_dim": 4}, "seeds": [0],
-            "eval": {**spec.get("eval", {}), "nll_k": 4, "fid_samples": N_TEST}}
+    return {
+        **spec,
+        "train": {**spec["train"], "epochs": 1, "batch_size": 16},
+        "model": {**spec["model"], "channels": [8, 16], "latent_dim": 4},
+        "seeds": [0],
+        "eval": {**spec.get("eval", {}), "nll_k": 4, "fid_samples": N_TEST},
+    }
 
 
 @pytest.mark.parametrize("name", ["cifar10", "fashion_mnist"])

@@ -102,7 +102,10 @@ def reference_sap_per_factor(z_tr, v_tr, z_te, v_te, categorical):
     gaps = []
     for k in range(k_count):
         if categorical[k]:
-            s = [reference_svm_accuracy(z_tr[:, d], v_tr[:, k], z_te[:, d], v_te[:, k], dual=True) for d in range(d_count)]
+            s = [
+                reference_svm_accuracy(z_tr[:, d], v_tr[:, k], z_te[:, d], v_te[:, k], dual=True)
+                for d in range(d_count)
+            ]
         else:
             s = [reference_r2(z_tr[:, d], v_tr[:, k], z_te[:, d], v_te[:, k]) for d in range(d_count)]
         s = sorted(s, reverse=True)
@@ -218,8 +221,9 @@ def test_scaling_or_shifting_a_latent_leaves_mig_unchanged():
     # R^2 is affine invariant too (sign included)
     t = z.copy()
     t[:, 1] = -4 * t[:, 1] + 7
-    np.testing.assert_allclose(sap_per_factor(*split(t, f, 3000), False),
-                               sap_per_factor(*split(z, f, 3000), False), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        sap_per_factor(*split(t, f, 3000), False), sap_per_factor(*split(z, f, 3000), False), rtol=0, atol=1e-12
+    )
 
 
 def test_constant_factor_has_no_mig_and_is_left_out():
@@ -247,9 +251,11 @@ def test_one_latent_gap_is_to_zero():
     assert 0.2 < mig(z, f) < 1
     z_tr, f_tr, z_te, f_te = split(z, f, 2000)
     assert sap(z_tr, f_tr, z_te, f_te, False) == pytest.approx(
-        reference_r2(z_tr[:, 0], f_tr[:, 0], z_te[:, 0], f_te[:, 0]), abs=1e-12)
+        reference_r2(z_tr[:, 0], f_tr[:, 0], z_te[:, 0], f_te[:, 0]), abs=1e-12
+    )
     assert sap(z_tr, f_tr, z_te, f_te, True) == pytest.approx(
-        reference_svm_accuracy(z_tr[:, 0], f_tr[:, 0], z_te[:, 0], f_te[:, 0], dual=False), abs=1e-12)
+        reference_svm_accuracy(z_tr[:, 0], f_tr[:, 0], z_te[:, 0], f_te[:, 0], dual=False), abs=1e-12
+    )
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
@@ -326,7 +332,7 @@ def test_r2_of_a_gaussian_mix_is_each_factors_share_of_the_latent_variance():
     a = np.random.default_rng(32).normal(size=(5, 6))
     z = standardized(f) @ a
     scores = sap_score_matrix(*split(z, f, 10_000), False)
-    expected = (a ** 2 / (a ** 2).sum(0)).T  # (D, K)
+    expected = (a**2 / (a**2).sum(0)).T  # (D, K)
     assert np.allclose(scores, expected, atol=0.02)
     ranked = np.sort(expected, axis=0)
     assert sap(*split(z, f, 10_000), False) == pytest.approx(np.mean(ranked[-1] - ranked[-2]), abs=0.02)
@@ -343,7 +349,9 @@ def test_r2_is_held_out_and_equals_scikit_learn_and_linregress():
     scores = sap_score_matrix(z_tr, f_tr, z_te, f_te, False)
     for d in range(7):
         for k in range(5):
-            assert scores[d, k] == pytest.approx(reference_r2(z_tr[:, d], f_tr[:, k], z_te[:, d], f_te[:, k]), abs=1e-12)
+            assert scores[d, k] == pytest.approx(
+                reference_r2(z_tr[:, d], f_tr[:, k], z_te[:, d], f_te[:, k]), abs=1e-12
+            )
     assert scores.max() > 0.5  # real signal, not just noise
     # scored on its own training codes, the held-out R^2 is the in-sample R^2 of least squares: r^2
     in_sample = sap_score_matrix(z_tr, f_tr, z_tr, f_tr, False)
@@ -445,12 +453,14 @@ TINY = {"name": "shapes", "image_size": 16, "scales": 2, "orientations": 2, "pos
 
 
 def _run_cfg(dataset: dict, eval_kw: dict | None = None, epochs: int = 1) -> RunConfig:
-    return RunConfig.model_validate({
-        "dataset": dataset,
-        "model": {"name": "mlp", "hidden_dim": 32, "latent_dim": 4},
-        "train": {"epochs": epochs, "batch_size": 32},
-        "eval": {"fid_extractor": None, **(eval_kw or {})},
-    })
+    return RunConfig.model_validate(
+        {
+            "dataset": dataset,
+            "model": {"name": "mlp", "hidden_dim": 32, "latent_dim": 4},
+            "train": {"epochs": epochs, "batch_size": 32},
+            "eval": {"fid_extractor": None, **(eval_kw or {})},
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -477,19 +487,34 @@ def test_metric_end_to_end_on_tiny_shapes(tiny_shapes):
     n_test = len(data.x_test)
     assert n_test == 48  # 192 images, a quarter in the test split
     out = evaluate(model, data, cfg, seed=0, names=["disentanglement"])
-    assert set(out) == {C.MIG, C.SAP, C.MIG_PER_FACTOR, C.SAP_PER_FACTOR, C.DISENTANGLEMENT_FACTORS, C.MIG_SAMPLES,
-                        C.MIG_BINS, C.SAP_TRAIN_SAMPLES, C.SAP_TEST_SAMPLES, C.DISENTANGLEMENT_SEED,
-                        "eval_seconds_disentanglement", "metrics_skipped"}
+    assert set(out) == {
+        C.MIG,
+        C.SAP,
+        C.MIG_PER_FACTOR,
+        C.SAP_PER_FACTOR,
+        C.DISENTANGLEMENT_FACTORS,
+        C.MIG_SAMPLES,
+        C.MIG_BINS,
+        C.SAP_TRAIN_SAMPLES,
+        C.SAP_TEST_SAMPLES,
+        C.DISENTANGLEMENT_SEED,
+        "eval_seconds_disentanglement",
+        "metrics_skipped",
+    }
     assert out["metrics_skipped"] == []
     assert out[C.DISENTANGLEMENT_FACTORS] == ["shape", "scale", "orientation", "x", "y"]
     assert len(out[C.MIG_PER_FACTOR]) == len(out[C.SAP_PER_FACTOR]) == 5
     # the defaults ask for 10,000 / 5,000 / 5,000: the 48 test images are all used, SAP split 24 / 24
     assert (out[C.MIG_SAMPLES], out[C.SAP_TRAIN_SAMPLES], out[C.SAP_TEST_SAMPLES]) == (48, 24, 24)
     assert out[C.MIG_BINS] == 20 and out[C.DISENTANGLEMENT_SEED] == 0
-    assert all(isinstance(out[c], int) for c in (C.MIG_SAMPLES, C.MIG_BINS, C.SAP_TRAIN_SAMPLES,
-                                                  C.SAP_TEST_SAMPLES, C.DISENTANGLEMENT_SEED))
-    assert all(math.isfinite(v) and -1e-12 <= v <= 1 for v in [out[C.MIG], out[C.SAP], *out[C.MIG_PER_FACTOR],
-                                                                 *out[C.SAP_PER_FACTOR]])
+    assert all(
+        isinstance(out[c], int)
+        for c in (C.MIG_SAMPLES, C.MIG_BINS, C.SAP_TRAIN_SAMPLES, C.SAP_TEST_SAMPLES, C.DISENTANGLEMENT_SEED)
+    )
+    assert all(
+        math.isfinite(v) and -1e-12 <= v <= 1
+        for v in [out[C.MIG], out[C.SAP], *out[C.MIG_PER_FACTOR], *out[C.SAP_PER_FACTOR]]
+    )
     assert out[C.MIG] == pytest.approx(np.mean(out[C.MIG_PER_FACTOR]))
     assert out[C.SAP] == pytest.approx(np.mean(out[C.SAP_PER_FACTOR]))
     # the values are MIG and SAP of the posterior means of the whole test split (shuffled: same scores)
@@ -497,18 +522,29 @@ def test_metric_end_to_end_on_tiny_shapes(tiny_shapes):
     assert out[C.MIG_PER_FACTOR] == pytest.approx(list(mig_per_factor(codes, factors)), abs=1e-12)
     # deterministic: a second call gives the same numbers
     again = evaluate(model, data, cfg, seed=0, names=["disentanglement"])
-    assert {k: v for k, v in again.items() if not k.startswith("eval_seconds")} == \
-           {k: v for k, v in out.items() if not k.startswith("eval_seconds")}
+    assert {k: v for k, v in again.items() if not k.startswith("eval_seconds")} == {
+        k: v for k, v in out.items() if not k.startswith("eval_seconds")
+    }
 
 
 def test_metric_uses_the_seeded_subsets_and_stores_their_sizes(tiny_shapes):
     _, data, model = tiny_shapes
-    eval_kw = {"mig_samples": 30, "mig_bins": 5, "sap_train_samples": 20, "sap_test_samples": 10,
-               "disentanglement_seed": 3}
+    eval_kw = {
+        "mig_samples": 30,
+        "mig_bins": 5,
+        "sap_train_samples": 20,
+        "sap_test_samples": 10,
+        "disentanglement_seed": 3,
+    }
     cfg = _run_cfg(TINY, eval_kw)
     out = evaluate(model, data, cfg, seed=0, names=["disentanglement"])
-    assert (out[C.MIG_SAMPLES], out[C.MIG_BINS], out[C.SAP_TRAIN_SAMPLES], out[C.SAP_TEST_SAMPLES],
-            out[C.DISENTANGLEMENT_SEED]) == (30, 5, 20, 10, 3)
+    assert (
+        out[C.MIG_SAMPLES],
+        out[C.MIG_BINS],
+        out[C.SAP_TRAIN_SAMPLES],
+        out[C.SAP_TEST_SAMPLES],
+        out[C.DISENTANGLEMENT_SEED],
+    ) == (30, 5, 20, 10, 3)
     codes, factors = _codes(model, data), data.factors_test.numpy()
     order = np.random.default_rng(3).permutation(len(codes))
     m, tr, te = order[:30], order[:20], order[20:30]
@@ -516,10 +552,12 @@ def test_metric_uses_the_seeded_subsets_and_stores_their_sizes(tiny_shapes):
     assert cat == [True, False, False, False, False]
     assert out[C.MIG_PER_FACTOR] == pytest.approx(list(mig_per_factor(codes[m], factors[m], 5)), abs=1e-12, nan_ok=True)
     assert out[C.SAP_PER_FACTOR] == pytest.approx(
-        list(sap_per_factor(codes[tr], factors[tr], codes[te], factors[te], cat)), abs=1e-12)
+        list(sap_per_factor(codes[tr], factors[tr], codes[te], factors[te], cat)), abs=1e-12
+    )
     # another seed, other images, other numbers; the evaluation seed does not matter
-    other = evaluate(model, data, _run_cfg(TINY, {**eval_kw, "disentanglement_seed": 4}), seed=0,
-                     names=["disentanglement"])
+    other = evaluate(
+        model, data, _run_cfg(TINY, {**eval_kw, "disentanglement_seed": 4}), seed=0, names=["disentanglement"]
+    )
     assert other[C.SAP_PER_FACTOR] != out[C.SAP_PER_FACTOR]
     same = evaluate(model, data, cfg, seed=123, names=["disentanglement"])
     assert same[C.SAP_PER_FACTOR] == out[C.SAP_PER_FACTOR]
@@ -539,16 +577,31 @@ def test_single_value_factors_are_left_out():
 
 
 def test_nothing_on_a_dataset_without_factors():
-    cfg = RunConfig.model_validate({"dataset": {"name": "digits"}, "model": {"name": "mlp", "hidden_dim": 16,
-                                    "latent_dim": 3}, "train": {"epochs": 1}})
+    cfg = RunConfig.model_validate(
+        {
+            "dataset": {"name": "digits"},
+            "model": {"name": "mlp", "hidden_dim": 16, "latent_dim": 3},
+            "train": {"epochs": 1},
+        }
+    )
     data = load_dataset(cfg.dataset)
     assert not data.has_factors
     model = train(cfg, data, seed=0, device="cpu").model
     out = evaluate(model, data, cfg, seed=0, names=["disentanglement"])
     assert out.pop("metrics_skipped") == ["disentanglement: dataset 'digits' has no ground-truth factors"]
-    assert set(out) == {C.MIG, C.SAP, C.MIG_PER_FACTOR, C.SAP_PER_FACTOR, C.DISENTANGLEMENT_FACTORS, C.MIG_SAMPLES,
-                        C.MIG_BINS, C.SAP_TRAIN_SAMPLES, C.SAP_TEST_SAMPLES, C.DISENTANGLEMENT_SEED,
-                        "eval_seconds_disentanglement"}
+    assert set(out) == {
+        C.MIG,
+        C.SAP,
+        C.MIG_PER_FACTOR,
+        C.SAP_PER_FACTOR,
+        C.DISENTANGLEMENT_FACTORS,
+        C.MIG_SAMPLES,
+        C.MIG_BINS,
+        C.SAP_TRAIN_SAMPLES,
+        C.SAP_TEST_SAMPLES,
+        C.DISENTANGLEMENT_SEED,
+        "eval_seconds_disentanglement",
+    }
     assert all(out[k] is None for k in out if not k.startswith("eval_seconds"))  # the columns stay null
 
 

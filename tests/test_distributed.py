@@ -150,8 +150,18 @@ def test_a_sigkilled_worker_loses_nothing_and_its_cell_runs_once(tmp_path, stora
     # heartbeat keeps a live worker on a loaded machine from being declared stale (3 missed beats),
     # which would add a FAIL trial this test does not expect.
     store = StudyStore(storage_url, results, study_name, heartbeat=10)
-    parent = _cli("run", str(path), "--workers", "2", "--heartbeat", "10", "-q", results=results,
-                  storage_url=storage_url, popen=True)
+    parent = _cli(
+        "run",
+        str(path),
+        "--workers",
+        "2",
+        "--heartbeat",
+        "10",
+        "-q",
+        results=results,
+        storage_url=storage_url,
+        popen=True,
+    )
     killed = None
     deadline = time.time() + 300
     while killed is None and time.time() < deadline:  # wait for a worker in the middle of a trial
@@ -162,8 +172,12 @@ def test_a_sigkilled_worker_loses_nothing_and_its_cell_runs_once(tmp_path, stora
             continue
         done = sum(t.state == TrialState.COMPLETE for t in trials)
         for t in trials:
-            if t.state == TrialState.RUNNING and done >= 1 and t.datetime_start and \
-                    (time.time() - t.datetime_start.timestamp()) > 0.5:
+            if (
+                t.state == TrialState.RUNNING
+                and done >= 1
+                and t.datetime_start
+                and (time.time() - t.datetime_start.timestamp()) > 0.5
+            ):
                 pid = lease_pid(t.user_attrs.get(ATTR_WORKER))
                 if pid and pid != parent.pid:
                     os.kill(pid, signal.SIGKILL)
@@ -181,7 +195,11 @@ def test_a_sigkilled_worker_loses_nothing_and_its_cell_runs_once(tmp_path, stora
     states = sorted(t.state.name for t in same_run)
     assert states == ["COMPLETE", "FAIL"], states  # the killed attempt, then one complete retry
     dead = next(t for t in same_run if t.state == TrialState.FAIL)
-    assert dead.number == number and "died" in dead.user_attrs.get(ATTR_FAIL, ""), (number, dead.number, dead.user_attrs)
+    assert dead.number == number and "died" in dead.user_attrs.get(ATTR_FAIL, ""), (
+        number,
+        dead.number,
+        dead.user_attrs,
+    )
     row = df[df.run_id == run_id].iloc[0]
     assert time.mktime(time.strptime(row["created_at"][:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone >= killed_at - 1
     # a third run has nothing to do
@@ -191,9 +209,18 @@ def test_a_sigkilled_worker_loses_nothing_and_its_cell_runs_once(tmp_path, stora
 
 
 def test_a_sampled_budget_is_exact_under_parallel_workers(tmp_path, storage_url, study_name):
-    spec = parse_spec({**{k: v for k, v in SPEC.items() if k != "grid"}, "study": study_name, "seeds": [0],
-                       "search": {"sampler": "tpe", "n_trials": 7, "space": {
-                           "objective.beta": {"type": "float", "low": 0.1, "high": 4.0, "log": True}}}})
+    spec = parse_spec(
+        {
+            **{k: v for k, v in SPEC.items() if k != "grid"},
+            "study": study_name,
+            "seeds": [0],
+            "search": {
+                "sampler": "tpe",
+                "n_trials": 7,
+                "space": {"objective.beta": {"type": "float", "low": 0.1, "high": 4.0, "log": True}},
+            },
+        }
+    )
     path = tmp_path / "spec.yaml"
     path.write_text(__import__("yaml").safe_dump(spec.model_dump(mode="json", exclude_defaults=True)))
     results = tmp_path / "results"

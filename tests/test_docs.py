@@ -24,16 +24,20 @@ CODE_SPAN = re.compile(r"`[^`\n]*`")
 
 
 def test_spec_reference_is_up_to_date():
-    p = subprocess.run([sys.executable, str(ROOT / "tools" / "spec_docs.py"), "--check"],
-                       capture_output=True, text=True, cwd=ROOT)
-    assert p.returncode == 0, (f"docs/spec.md is stale or the generator failed: run `{REGENERATE}` and commit "
-                               f"docs/spec.md.\n{p.stdout}\n{p.stderr}")
+    p = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "spec_docs.py"), "--check"], capture_output=True, text=True, cwd=ROOT
+    )
+    assert p.returncode == 0, (
+        f"docs/spec.md is stale or the generator failed: run `{REGENERATE}` and commit "
+        f"docs/spec.md.\n{p.stdout}\n{p.stderr}"
+    )
 
 
 def test_readme_is_short():
     size = len((ROOT / "README.md").read_bytes())
-    assert size <= README_MAX_BYTES, (f"README.md is {size} bytes (at most {README_MAX_BYTES}): move detail to "
-                                      "docs/ and link it")
+    assert size <= README_MAX_BYTES, (
+        f"README.md is {size} bytes (at most {README_MAX_BYTES}): move detail to docs/ and link it"
+    )
 
 
 def _documents() -> list[Path]:
@@ -56,7 +60,7 @@ def relative_links(text: str) -> list[str]:
 
 
 def test_link_parser_finds_links():
-    text = "[a](docs/x.md) [b](https://e.org) [c](#top) ![i](y.png \"t\") `[d](no.md)`\n[r]: z.md#s\n"
+    text = '[a](docs/x.md) [b](https://e.org) [c](#top) ![i](y.png "t") `[d](no.md)`\n[r]: z.md#s\n'
     assert relative_links(text) == ["docs/x.md", "y.png", "z.md"]
 
 

@@ -85,13 +85,21 @@ def test_fid_equals_torch_fidelity_own_computation(digits_extractor):
 
     real, other = DIGITS.x_test[:300], DIGITS.x_train[:300].flip(-1)  # mirrored digits: a real shift
     theirs = torch_fidelity.calculate_metrics(
-        input1=Images(other), input2=Images(real), fid=True, cuda=False, verbose=False, cache=False,
-        feature_extractor="vaebench-classifier", feature_layer_fid="penultimate",
-        feature_extractor_weights_path=digits_extractor.weights, batch_size=100,
+        input1=Images(other),
+        input2=Images(real),
+        fid=True,
+        cuda=False,
+        verbose=False,
+        cache=False,
+        feature_extractor="vaebench-classifier",
+        feature_layer_fid="penultimate",
+        feature_extractor_weights_path=digits_extractor.weights,
+        batch_size=100,
     )["frechet_inception_distance"]
     layer = digits_extractor.fid_layer
-    ours = frechet_distance(digits_extractor.features(to_uint8(other))[layer],
-                            digits_extractor.features(to_uint8(real))[layer])
+    ours = frechet_distance(
+        digits_extractor.features(to_uint8(other))[layer], digits_extractor.features(to_uint8(real))[layer]
+    )
     assert ours == pytest.approx(theirs, rel=1e-3)
 
 
@@ -101,7 +109,9 @@ def test_fid_sanity_halves_vs_noise(digits_extractor):
     x = DIGITS.x_train[:1400]
     half = frechet_distance(feats(x[:700]), feats(x[700:]))
     itself = frechet_distance(feats(x[:700]), feats(x[:700]))
-    noise = frechet_distance(feats(torch.rand(700, 1, 8, 8, generator=torch.Generator().manual_seed(0))), feats(x[:700]))
+    noise = frechet_distance(
+        feats(torch.rand(700, 1, 8, 8, generator=torch.Generator().manual_seed(0))), feats(x[:700])
+    )
     assert itself == pytest.approx(0, abs=1e-6)
     assert half < 0.05 * noise
 
@@ -244,8 +254,11 @@ def test_reference_cache_gives_the_fids_of_a_fresh_computation(digits_extractor,
     fid_module._REFERENCE.clear()
     path = fid_module.reference_path(fid_module.reference_key(digits_extractor, DIGITS, 300, torch.device("cpu")))
     path.unlink(missing_ok=True)
-    monkeypatch.setattr(fid_module, "reference",
-                        lambda ext, data, n: fid_module.Reference(ext.features(to_uint8(data.x_test[:n])), ext.fid_layer))
+    monkeypatch.setattr(
+        fid_module,
+        "reference",
+        lambda ext, data, n: fid_module.Reference(ext.features(to_uint8(data.x_test[:n])), ext.fid_layer),
+    )
     fresh = evaluate(model, DIGITS, cfg, seed=0, names=["fid"])
     assert not path.exists()
     monkeypatch.undo()
@@ -255,7 +268,9 @@ def test_reference_cache_gives_the_fids_of_a_fresh_computation(digits_extractor,
     from_memory = evaluate(model, DIGITS, cfg, seed=0, names=["fid"])
     calls = []
     real = fid_module.Extractor.features
-    monkeypatch.setattr(fid_module.Extractor, "features", lambda self, x, *a, **k: (calls.append(len(x)), real(self, x, *a, **k))[1])
+    monkeypatch.setattr(
+        fid_module.Extractor, "features", lambda self, x, *a, **k: (calls.append(len(x)), real(self, x, *a, **k))[1]
+    )
     fid_module._REFERENCE.clear()
     from_disk = evaluate(model, DIGITS, cfg, seed=0, names=["fid"])
     assert calls == [300, 300]  # samples and reconstructions only: the reference came from disk
@@ -279,8 +294,15 @@ def test_reference_key_covers_what_the_features_depend_on(digits_extractor, tmp_
     ckpt["state_dict"]["fc2.bias"] = ckpt["state_dict"]["fc2.bias"] + 1
     changed = tmp_path / "classifier.pt"
     torch.save(ckpt, changed)
-    ext2 = fid_module.Extractor("classifier", "vaebench-classifier", str(changed), "penultimate", "logits",
-                                digits_extractor.identity, batch_size=digits_extractor.batch_size)
+    ext2 = fid_module.Extractor(
+        "classifier",
+        "vaebench-classifier",
+        str(changed),
+        "penultimate",
+        "logits",
+        digits_extractor.identity,
+        batch_size=digits_extractor.batch_size,
+    )
     assert key != fid_module.reference_key(ext2, DIGITS, 300, cpu)
 
 

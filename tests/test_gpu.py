@@ -163,7 +163,7 @@ def test_check_device_names_the_option(monkeypatch):
 def test_device_cuda_without_cuda_exits_2_with_nothing_written(command, monkeypatch, tmp_path, write_spec):
     fake_gpus(monkeypatch, 0)
     results = tmp_path / "results"
-    args = ([str(write_spec(FAST))] if command == "run" else ["--study", "dev"])
+    args = [str(write_spec(FAST))] if command == "run" else ["--study", "dev"]
     out = runner.invoke(app, [command, *args, "--device", "cuda", "--results", str(results)])
     assert out.exit_code == 2, out.output
     assert "--device cuda: CUDA is not available" in out.output

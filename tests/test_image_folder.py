@@ -278,11 +278,27 @@ def test_relative_path_is_resolved_against_the_current_folder(tmp_path, monkeypa
 
 
 def test_spec_accepts_image_folder_and_refuses_typos(tmp_path):
-    spec = parse_spec({"study": "t", "dataset": {"name": "image_folder", "path": "./my_images", "image_size": 32,
-                                                  "channels": 1, "test_fraction": 0.3}})
+    spec = parse_spec(
+        {
+            "study": "t",
+            "dataset": {
+                "name": "image_folder",
+                "path": "./my_images",
+                "image_size": 32,
+                "channels": 1,
+                "test_fraction": 0.3,
+            },
+        }
+    )
     d = spec.dataset
     assert (d.path, d.image_size, d.channels, d.test_fraction, d.split_seed, d.labels) == (
-        "./my_images", 32, 1, 0.3, 0, "auto")
+        "./my_images",
+        32,
+        1,
+        0.3,
+        0,
+        "auto",
+    )
     with pytest.raises(SpecError) as info:
         parse_spec({"study": "t", "dataset": {"name": "image_folder", "path": "x", "imgae_size": 32}})
     msg = str(info.value)
@@ -297,8 +313,14 @@ def test_spec_accepts_image_folder_and_refuses_typos(tmp_path):
 def test_registered_with_documented_options():
     source = DATASETS.get("image_folder")
     assert source.options is ImageFolderOptions and source.doc
-    assert set(ImageFolderOptions.model_fields) == {"path", "image_size", "channels", "test_fraction", "split_seed",
-                                                    "labels"}
+    assert set(ImageFolderOptions.model_fields) == {
+        "path",
+        "image_size",
+        "channels",
+        "test_fraction",
+        "split_seed",
+        "labels",
+    }
     assert all(f.description for f in ImageFolderOptions.model_fields.values())
 
 
@@ -306,10 +328,20 @@ def test_trains_an_mlp_end_to_end(tmp_path):
     from vaebench.train import train
 
     folder = _gray_classes(tmp_path / "imgs")
-    spec = parse_spec({"study": "t", "dataset": {"name": "image_folder", "path": str(folder), "image_size": 8,
-                                                 "channels": 1, "test_fraction": 0.25},
-                       "model": {"name": "mlp", "hidden_dim": 16, "latent_dim": 2},
-                       "train": {"epochs": 1, "batch_size": 4}})
+    spec = parse_spec(
+        {
+            "study": "t",
+            "dataset": {
+                "name": "image_folder",
+                "path": str(folder),
+                "image_size": 8,
+                "channels": 1,
+                "test_fraction": 0.25,
+            },
+            "model": {"name": "mlp", "hidden_dim": 16, "latent_dim": 2},
+            "train": {"epochs": 1, "batch_size": 4},
+        }
+    )
     cfg = spec.base()
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no warning from a well-formed labeled folder

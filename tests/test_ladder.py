@@ -35,7 +35,9 @@ DIGITS = load_dataset(DatasetConfig(name="digits"))
 
 
 def _ladder_cfg(latent_dims, hidden_dims, **kw) -> ModelConfig:
-    return ModelConfig(name="ladder", latent_dim=sum(latent_dims), latent_dims=latent_dims, hidden_dims=hidden_dims, **kw)
+    return ModelConfig(
+        name="ladder", latent_dim=sum(latent_dims), latent_dims=latent_dims, hidden_dims=hidden_dims, **kw
+    )
 
 
 def _ladder(latent_dims, hidden_dims, shape=(1, 4, 4), lik=None, seed=0, **kw):
@@ -58,8 +60,12 @@ def _ctx(model, x, cfg=None, seed=0) -> EvalContext:
 
 def test_precision_weighted_merge_against_a_hand_computation():
     # N(1, 4) x N(-2, 1): precision 1/4 + 1 = 5/4, variance 4/5, mean (1 * 1/4 + (-2) * 1) * 4/5 = -1.4
-    mu, logvar = precision_weighted_merge(torch.tensor([1.0], dtype=F64), torch.tensor([math.log(4.0)], dtype=F64),
-                                          torch.tensor([-2.0], dtype=F64), torch.tensor([0.0], dtype=F64))
+    mu, logvar = precision_weighted_merge(
+        torch.tensor([1.0], dtype=F64),
+        torch.tensor([math.log(4.0)], dtype=F64),
+        torch.tensor([-2.0], dtype=F64),
+        torch.tensor([0.0], dtype=F64),
+    )
     assert mu.item() == pytest.approx(-1.4, abs=1e-12) and logvar.exp().item() == pytest.approx(0.8, abs=1e-12)
     # symmetric in its two Gaussians; a very sharp one dominates; extreme log-variances stay finite
     g = torch.Generator().manual_seed(0)
@@ -121,8 +127,11 @@ def test_concatenated_codes_prior_decode_and_kl_are_consistent():
         assert torch.allclose(kl[:, :3], hand)
         # log p(z) = log N(z_3; 0, I) + log p(z_2 | z_3) + log p(z_1 | z_2), by hand; any leading shape
         z1, z2, z3 = z[:, :3], z[:, 3:5], z[:, 5:]
-        ref = (_log_normal(z3, 0 * z3, 0 * z3).sum(1) + _log_normal(z2, *model.prior_params(1, z3)).sum(1)
-               + _log_normal(z1, *model.prior_params(0, z2)).sum(1))
+        ref = (
+            _log_normal(z3, 0 * z3, 0 * z3).sum(1)
+            + _log_normal(z2, *model.prior_params(1, z3)).sum(1)
+            + _log_normal(z1, *model.prior_params(0, z2)).sum(1)
+        )
         assert torch.allclose(model.log_prior(z), ref) and model.log_prior(z.view(2, 3, 7)).shape == (2, 3)
         # decode reads the bottom layer only; reconstruct decodes encode's mean path
         other = torch.cat([z1, torch.randn(6, 4, dtype=F64)], -1)
@@ -165,7 +174,7 @@ def test_elbo_kl_equals_a_monte_carlo_estimate_of_log_q_minus_log_p():
             mu_p, lv_p = model.prior_params(l, z)
             prec_hat, prec_p = up[l][1] ** -2, (-lv_p).exp()
             sd_q = (prec_hat + prec_p) ** -0.5
-            mu_q = (up[l][0] * prec_hat + mu_p * prec_p) * sd_q ** 2
+            mu_q = (up[l][0] * prec_hat + mu_p * prec_p) * sd_q**2
             z = Normal(mu_q, sd_q).sample()
             log_ratio += Normal(mu_q, sd_q).log_prob(z).sum(1) - Normal(mu_p, (0.5 * lv_p).exp()).log_prob(z).sum(1)
         ref = log_ratio.view(s, 3)
@@ -251,7 +260,7 @@ def test_importance_sampled_nll_matches_2d_numerical_integration(tiny_2x1d):
     torch.manual_seed(123)
     est = -nll_per_image(ctx, k=5000)  # through the model's importance_log_weights (encode's summary ignored)
     assert est.dtype == F64 and est.shape == (16,)
-    assert abs((est - exact).mean().item()) < 0.02, (est - exact)
+    assert abs((est - exact).mean().item()) < 0.02, est - exact
     assert (est - exact).abs().max().item() < 0.1
     # the check has power: q is not the posterior, so the ELBO (k = 1, 200 draws each) is far below
     torch.manual_seed(7)
@@ -262,13 +271,15 @@ def test_importance_sampled_nll_matches_2d_numerical_integration(tiny_2x1d):
 @pytest.fixture(scope="module")
 def trained_digits():
     """A 2-layer ladder trained 2 epochs on digits (KL warm-up), with its config and history."""
-    cfg = RunConfig.model_validate({
-        "dataset": {"name": "digits"},
-        "model": {"name": "ladder", "latent_dim": 6, "latent_dims": [4, 2], "hidden_dims": [64, 32]},
-        "schedule": {"name": "linear", "warmup": 1},
-        "train": {"epochs": 2, "batch_size": 64, "lr": 3e-3},
-        "eval": {"nll_k": 50, "batch_size": 128},
-    })
+    cfg = RunConfig.model_validate(
+        {
+            "dataset": {"name": "digits"},
+            "model": {"name": "ladder", "latent_dim": 6, "latent_dims": [4, 2], "hidden_dims": [64, 32]},
+            "schedule": {"name": "linear", "warmup": 1},
+            "train": {"epochs": 2, "batch_size": 64, "lr": 3e-3},
+            "eval": {"nll_k": 50, "batch_size": 128},
+        }
+    )
     seed_everything(0)  # what train() does first: the same initial weights
     initial = build_model(cfg.model, DIGITS.shape, Bernoulli())
     torch.manual_seed(1)
@@ -349,8 +360,9 @@ def test_single_layer_families_skip_the_per_layer_metric_with_a_reason():
     assert out[METRICS_SKIPPED] == ["layers: MLPVAE has a single stochastic layer (no `latent_layers`)"]
     assert len(out[C.KL_PER_DIM]) == 4
     # a one-layer ladder does declare its layer: one-element lists, equal to the totals
-    one = build_model(ModelConfig(name="ladder", latent_dim=4, latent_dims=[4], hidden_dims=[16]), DIGITS.shape,
-                      Bernoulli())
+    one = build_model(
+        ModelConfig(name="ladder", latent_dim=4, latent_dims=[4], hidden_dims=[16]), DIGITS.shape, Bernoulli()
+    )
     out = evaluate(one, DIGITS, cfg, seed=0, names=["elbo", "latent", "layers"])
     assert len(out[C.KL_PER_LAYER]) == 1 and out[C.ACTIVE_UNITS_PER_LAYER] == [out[C.ACTIVE_UNITS]]
     assert out[C.KL_PER_LAYER][0] == pytest.approx(out[C.KL], rel=1e-5)  # the top layer's KL is exact
@@ -363,22 +375,42 @@ def _spec(model: dict, **extra) -> dict:
     return {"study": "t", "dataset": {"name": "digits"}, "model": model, **extra}
 
 
-@pytest.mark.parametrize("model, says", [
-    ({"name": "ladder"}, "field model: model 'ladder': latent_dim must equal sum(latent_dims) = 96"),
-    ({"name": "ladder", "latent_dim": 40, "latent_dims": [32, 16], "hidden_dims": [256, 128]},
-     ("latent_dim must equal sum(latent_dims) = 48 (z is the concatenation of all layers, latent_dims [32, 16]); "
-      "got latent_dim 40. Set latent_dim: 48")),
-    ({"name": "ladder", "latent_dim": 96, "latnt_dims": [64, 32]},
-     "field model.latnt_dims: unknown key: 'latnt_dims' is not an option of model 'ladder'. Did you mean 'latent_dims'?"),
-    ({"name": "ladder", "latent_dim": 96, "hidden_dim": 256}, "an option of model 'cvae', 'mlp'"),
-    ({"name": "ladder", "latent_dim": 96, "hidden_dim": 256}, "Did you mean 'hidden_dims'?"),
-    ({"name": "ladder", "latent_dim": 96, "hidden_dims": [512]},
-     "hidden_dims needs one width per stochastic layer: latent_dims [64, 32] has 2 layer(s), hidden_dims [512] 1"),
-    ({"name": "ladder", "latent_dim": 4, "latent_dims": [4, 0]}, "field model.latent_dims: every size must be >= 1"),
-    ({"name": "ladder", "latent_dim": 4, "latent_dims": []}, "field model.latent_dims: List should have at least 1 item"),
-    ({"name": "ladder", "latent_dim": 96, "depth": 0}, "field model.depth: Input should be greater than or equal to 1"),
-    ({"name": "mlp", "latent_dim": 8, "latent_dims": [4, 4]}, "an option of model 'ladder'"),
-])
+@pytest.mark.parametrize(
+    "model, says",
+    [
+        ({"name": "ladder"}, "field model: model 'ladder': latent_dim must equal sum(latent_dims) = 96"),
+        (
+            {"name": "ladder", "latent_dim": 40, "latent_dims": [32, 16], "hidden_dims": [256, 128]},
+            (
+                "latent_dim must equal sum(latent_dims) = 48 (z is the concatenation of all layers, latent_dims [32, 16]); "
+                "got latent_dim 40. Set latent_dim: 48"
+            ),
+        ),
+        (
+            {"name": "ladder", "latent_dim": 96, "latnt_dims": [64, 32]},
+            "field model.latnt_dims: unknown key: 'latnt_dims' is not an option of model 'ladder'. Did you mean 'latent_dims'?",
+        ),
+        ({"name": "ladder", "latent_dim": 96, "hidden_dim": 256}, "an option of model 'cvae', 'mlp'"),
+        ({"name": "ladder", "latent_dim": 96, "hidden_dim": 256}, "Did you mean 'hidden_dims'?"),
+        (
+            {"name": "ladder", "latent_dim": 96, "hidden_dims": [512]},
+            "hidden_dims needs one width per stochastic layer: latent_dims [64, 32] has 2 layer(s), hidden_dims [512] 1",
+        ),
+        (
+            {"name": "ladder", "latent_dim": 4, "latent_dims": [4, 0]},
+            "field model.latent_dims: every size must be >= 1",
+        ),
+        (
+            {"name": "ladder", "latent_dim": 4, "latent_dims": []},
+            "field model.latent_dims: List should have at least 1 item",
+        ),
+        (
+            {"name": "ladder", "latent_dim": 96, "depth": 0},
+            "field model.depth: Input should be greater than or equal to 1",
+        ),
+        ({"name": "mlp", "latent_dim": 8, "latent_dims": [4, 4]}, "an option of model 'ladder'"),
+    ],
+)
 def test_spec_errors_name_the_field_and_suggest(model, says):
     with pytest.raises(SpecError) as e:
         parse_spec(_spec(model))
@@ -386,16 +418,24 @@ def test_spec_errors_name_the_field_and_suggest(model, says):
 
 
 def test_valid_ladder_specs_and_a_mismatched_grid_variant():
-    spec = parse_spec(_spec({"name": "ladder", "latent_dim": 6, "latent_dims": [4, 2], "hidden_dims": [32, 16],
-                             "batch_norm": True}, objective={"free_bits": 0.1}))  # free bits: the KL is per dim
+    spec = parse_spec(
+        _spec(
+            {"name": "ladder", "latent_dim": 6, "latent_dims": [4, 2], "hidden_dims": [32, 16], "batch_norm": True},
+            objective={"free_bits": 0.1},
+        )
+    )  # free bits: the KL is per dim
     assert spec.model.latent_dims == [4, 2] and spec.model.batch_norm and spec.objective.free_bits == 0.1
     model = build_model(spec.model, DIGITS.shape, Bernoulli())
     assert any(isinstance(m, torch.nn.BatchNorm1d) for m in model.modules())
-    grid = {"variant": [{"name": "ok", "model": {"name": "ladder", "latent_dim": 3, "latent_dims": [2, 1],
-                                                 "hidden_dims": [8, 8]}},
-                        {"name": "bad", "model": {"name": "ladder", "latent_dim": 3, "latent_dims": [2, 2],
-                                                  "hidden_dims": [8, 8]}}]}
-    with pytest.raises(SpecError, match=r"grid cell \{'variant': 'bad'\}.*latent_dim must equal sum\(latent_dims\) = 4"):
+    grid = {
+        "variant": [
+            {"name": "ok", "model": {"name": "ladder", "latent_dim": 3, "latent_dims": [2, 1], "hidden_dims": [8, 8]}},
+            {"name": "bad", "model": {"name": "ladder", "latent_dim": 3, "latent_dims": [2, 2], "hidden_dims": [8, 8]}},
+        ]
+    }
+    with pytest.raises(
+        SpecError, match=r"grid cell \{'variant': 'bad'\}.*latent_dim must equal sum\(latent_dims\) = 4"
+    ):
         parse_spec(_spec({"name": "mlp"}, grid=grid))
 
 

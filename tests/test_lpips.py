@@ -61,6 +61,7 @@ def empty_torch_home(tmp_path, monkeypatch):
 @pytest.fixture(autouse=True)
 def _no_downloads(monkeypatch):
     """Nothing here may try to download (torch.hub's only download function raises)."""
+
     def refuse(url, *args, **kwargs):
         raise AssertionError(f"attempted download of {url}")
 
@@ -171,8 +172,10 @@ def test_a_missing_file_in_the_variable_is_a_skip_naming_it(empty_torch_home, tm
     data = _dataset()
     out = evaluate(_model(data), data, _cfg(), seed=0, names=["lpips"])
     assert out[P.LPIPS] is None
-    assert out["metrics_skipped"] == [f"lpips: ${P.LPIPS_WEIGHTS_ENV} = {tmp_path / 'nope.pth'}: no such file "
-                                      "(it should be torchvision's ImageNet weights of the alex backbone)"]
+    assert out["metrics_skipped"] == [
+        f"lpips: ${P.LPIPS_WEIGHTS_ENV} = {tmp_path / 'nope.pth'}: no such file "
+        "(it should be torchvision's ImageNet weights of the alex backbone)"
+    ]
 
 
 def test_without_the_lpips_package_it_is_skipped_with_the_install_command(weights, monkeypatch):
@@ -190,8 +193,10 @@ def test_small_images_are_skipped_unless_resized(weights, monkeypatch):
     model = _model(data)
     out = evaluate(model, data, _cfg(samples=30), seed=0, names=["lpips"])
     assert out[P.LPIPS] is None
-    assert out["metrics_skipped"] == ["lpips: 8x8 images are smaller than the alex backbone accepts (31 px a side): "
-                                      "set eval.lpips.resize (LPIPS was calibrated on 64x64 patches)"]
+    assert out["metrics_skipped"] == [
+        "lpips: 8x8 images are smaller than the alex backbone accepts (31 px a side): "
+        "set eval.lpips.resize (LPIPS was calibrated on 64x64 patches)"
+    ]
     out = evaluate(model, data, _cfg(samples=30, resize=32), seed=0, names=["lpips"])
     assert out["metrics_skipped"] == [] and math.isfinite(out[P.LPIPS])
     assert out[P.LPIPS_IMAGE_SIZE] == "32x32" and out[P.LPIPS_SAMPLES] == 30
@@ -244,15 +249,21 @@ def test_cli_lpips_weights_reaches_the_row(tmp_path, weights, empty_torch_home, 
 
     from vaebench.cli import app
 
-    spec = write_spec({
-        "study": "lpips", "dataset": {"name": "digits"}, "model": {"name": "mlp", "hidden_dim": 16, "latent_dim": 2},
-        "train": {"epochs": 1, "batch_size": 256},
-        "eval": {"fid_extractor": None, "nll_examples": 20, "nll_k": 2, "lpips": {"samples": 50, "resize": 32}},
-        "seeds": [0],
-    })
+    spec = write_spec(
+        {
+            "study": "lpips",
+            "dataset": {"name": "digits"},
+            "model": {"name": "mlp", "hidden_dim": 16, "latent_dim": 2},
+            "train": {"epochs": 1, "batch_size": 256},
+            "eval": {"fid_extractor": None, "nll_examples": 20, "nll_k": 2, "lpips": {"samples": 50, "resize": 32}},
+            "seeds": [0],
+        }
+    )
     runner = CliRunner()
-    r = runner.invoke(app, ["run", str(spec), "--results", str(tmp_path / "r"), "--lpips-weights",
-                            str(tmp_path / "missing.pth"), "-q"])
+    r = runner.invoke(
+        app,
+        ["run", str(spec), "--results", str(tmp_path / "r"), "--lpips-weights", str(tmp_path / "missing.pth"), "-q"],
+    )
     assert r.exit_code == 2 and "--lpips-weights" in r.output and "no such file" in r.output, r.output
     r = runner.invoke(app, ["run", str(spec), "--results", str(tmp_path / "r"), "--lpips-weights", str(weights), "-q"])
     assert r.exit_code == 0, r.output
@@ -269,20 +280,26 @@ def test_cli_lpips_weights_reaches_the_row(tmp_path, weights, empty_torch_home, 
 def test_vaebench_works_without_the_lpips_package(tmp_path):
     """With `lpips` absent the metric declarations load and the metric is skipped with the install
     command; installed but without weights, the skip imports neither lpips nor torchvision."""
-    code = ("import sys\nsys.modules['lpips'] = None\n"
-            "import vaebench\nfrom vaebench.metrics import METRICS, declared_columns, evaluate\n"
-            "from vaebench.data import load_dataset\nfrom vaebench.models import build_model\n"
-            "from vaebench.objectives import Bernoulli\nfrom vaebench.spec import RunConfig\n"
-            "assert 'lpips' in METRICS.names() and declared_columns()['lpips'][0] == 'lpips'\n"
-            "cfg = RunConfig.model_validate({'dataset': {'name': 'digits'}})\n"
-            "data = load_dataset(cfg.dataset)\nmodel = build_model(cfg.model, (1, 8, 8), Bernoulli())\n"
-            "print(evaluate(model, data, cfg, 0, names=['lpips'])['metrics_skipped'])\n"
-            "del sys.modules['lpips']  # installed again, no weights anywhere\n"
-            "print(evaluate(model, data, cfg, 0, names=['lpips'])['metrics_skipped'][0][:32])\n"
-            "print('lpips' in sys.modules, 'torchvision' in sys.modules)\n")
+    code = (
+        "import sys\nsys.modules['lpips'] = None\n"
+        "import vaebench\nfrom vaebench.metrics import METRICS, declared_columns, evaluate\n"
+        "from vaebench.data import load_dataset\nfrom vaebench.models import build_model\n"
+        "from vaebench.objectives import Bernoulli\nfrom vaebench.spec import RunConfig\n"
+        "assert 'lpips' in METRICS.names() and declared_columns()['lpips'][0] == 'lpips'\n"
+        "cfg = RunConfig.model_validate({'dataset': {'name': 'digits'}})\n"
+        "data = load_dataset(cfg.dataset)\nmodel = build_model(cfg.model, (1, 8, 8), Bernoulli())\n"
+        "print(evaluate(model, data, cfg, 0, names=['lpips'])['metrics_skipped'])\n"
+        "del sys.modules['lpips']  # installed again, no weights anywhere\n"
+        "print(evaluate(model, data, cfg, 0, names=['lpips'])['metrics_skipped'][0][:32])\n"
+        "print('lpips' in sys.modules, 'torchvision' in sys.modules)\n"
+    )
     env = {k: v for k, v in os.environ.items() if k != P.LPIPS_WEIGHTS_ENV}
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       env={**env, "TORCH_HOME": str(tmp_path)})
+    p = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**env, "TORCH_HOME": str(tmp_path)}
+    )
     assert p.returncode == 0, p.stderr
-    assert p.stdout.splitlines() == ["""['lpips: the lpips package is not installed: pip install "vaebench[lpips]"']""",
-                                     "lpips: no alex backbone weights:", "False False"]
+    assert p.stdout.splitlines() == [
+        """['lpips: the lpips package is not installed: pip install "vaebench[lpips]"']""",
+        "lpips: no alex backbone weights:",
+        "False False",
+    ]

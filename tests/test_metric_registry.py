@@ -42,8 +42,11 @@ from vaebench.results import (
 from vaebench.spec import RunConfig, parse_spec
 
 FAST_EVAL = {"fid_extractor": None, "nll_examples": 20, "nll_k": 4}
-DIGITS_CFG = {"dataset": {"name": "digits"}, "model": {"name": "mlp", "hidden_dim": 16, "latent_dim": 3},
-              "eval": FAST_EVAL}
+DIGITS_CFG = {
+    "dataset": {"name": "digits"},
+    "model": {"name": "mlp", "hidden_dim": 16, "latent_dim": 3},
+    "eval": FAST_EVAL,
+}
 
 
 class BrightnessOptions(Options):
@@ -58,8 +61,14 @@ def _brightness(ctx) -> dict:
 
 
 BRIGHTNESS_COLUMNS = [
-    Column("brightness", "float", unit="per pixel", direction="higher", label="Brightness",
-           doc="mean pixel value of the reconstructions, times the scale option"),
+    Column(
+        "brightness",
+        "float",
+        unit="per pixel",
+        direction="higher",
+        label="Brightness",
+        doc="mean pixel value of the reconstructions, times the scale option",
+    ),
     Column("brightness_pixels", "int", unit="pixels", label="Pixels", doc="pixels per image"),
     Column("brightness_note", "list[str]", doc="a provenance list"),
 ]
@@ -87,6 +96,7 @@ def _model(cfg: RunConfig):
 
 # --- declarations -------------------------------------------------------------------------------------
 
+
 def test_built_in_declarations_cover_every_column_with_its_type():
     types = metric_types()
     constants = {v for k, v in vars(C).items() if k.isupper() and isinstance(v, str)}
@@ -110,8 +120,16 @@ def test_a_user_metric_becomes_a_typed_column_and_an_objective(brightness):
     assert types["brightness"] == pa.float64() and types["brightness_pixels"] == pa.int64()
     assert types["brightness_note"] == pa.list_(pa.string())
     assert "brightness" in numeric_metric_columns() and "brightness_pixels" not in numeric_metric_columns()
-    schema = row_schema({"run_id": "r", "brightness": 0.3, "brightness_pixels": 64, "brightness_note": ["x"],
-                         "eval_seconds_brightness": 0.1, METRICS_SKIPPED: []})
+    schema = row_schema(
+        {
+            "run_id": "r",
+            "brightness": 0.3,
+            "brightness_pixels": 64,
+            "brightness_note": ["x"],
+            "eval_seconds_brightness": 0.1,
+            METRICS_SKIPPED: [],
+        }
+    )
     assert schema.field("brightness").type == pa.float64()
     assert schema.field("brightness_pixels").type == pa.int64()
     assert schema.field(METRICS_SKIPPED).type == pa.list_(pa.string())
@@ -154,25 +172,33 @@ def test_a_metric_returning_an_undeclared_column_is_an_error_naming_both(digits)
 def test_a_column_declared_by_two_metrics_is_refused_naming_both(brightness):
     with pytest.raises(MetricDeclarationError, match="'kl' is declared by metric 'elbo' and by metric 'mine'"):
         register_metric("mine", columns=[Column(C.KL, "float")])(lambda ctx: {})
-    with pytest.raises(MetricDeclarationError, match="'brightness' is declared by metric 'brightness' and by metric "
-                                                     "'other'"):
+    with pytest.raises(
+        MetricDeclarationError, match="'brightness' is declared by metric 'brightness' and by metric 'other'"
+    ):
         register_metric("other", columns=[Column("other_x", "float"), Column("brightness", "float")])(lambda ctx: {})
     assert "mine" not in METRICS and "other" not in METRICS  # nothing registered
 
 
-@pytest.mark.parametrize("make, says", [
-    (lambda: Column("x", "double"), "dtype must be one of float, int, str"),
-    (lambda: Column("x", "float", direction="up"), "direction must be 'lower', 'higher' or None"),
-    (lambda: Column("x", "str", direction="lower"), "a str column has no direction"),
-    (lambda: Column("X-y", "float"), "column name must match"),
-    (lambda: register_metric("empty", columns=[])(lambda ctx: {}), "declares no columns"),
-    (lambda: register_metric("twice", columns=[Column("tw", "int"), Column("tw", "int")])(lambda ctx: {}),
-     "declares column 'tw' twice"),
-    (lambda: register_metric("skips", columns=[Column(METRICS_SKIPPED, "list[str]")])(lambda ctx: {}), "reserved"),
-    (lambda: register_metric("loose", columns=[Column("loose_x", "float")], options=dict)(lambda ctx: {}),
-     "options must be a pydantic model"),
-    (lambda: METRICS.register("bare", lambda ctx: {}), "register it with @register_metric"),
-])
+@pytest.mark.parametrize(
+    "make, says",
+    [
+        (lambda: Column("x", "double"), "dtype must be one of float, int, str"),
+        (lambda: Column("x", "float", direction="up"), "direction must be 'lower', 'higher' or None"),
+        (lambda: Column("x", "str", direction="lower"), "a str column has no direction"),
+        (lambda: Column("X-y", "float"), "column name must match"),
+        (lambda: register_metric("empty", columns=[])(lambda ctx: {}), "declares no columns"),
+        (
+            lambda: register_metric("twice", columns=[Column("tw", "int"), Column("tw", "int")])(lambda ctx: {}),
+            "declares column 'tw' twice",
+        ),
+        (lambda: register_metric("skips", columns=[Column(METRICS_SKIPPED, "list[str]")])(lambda ctx: {}), "reserved"),
+        (
+            lambda: register_metric("loose", columns=[Column("loose_x", "float")], options=dict)(lambda ctx: {}),
+            "options must be a pydantic model",
+        ),
+        (lambda: METRICS.register("bare", lambda ctx: {}), "register it with @register_metric"),
+    ],
+)
 def test_invalid_declarations_are_refused(make, says):
     with pytest.raises(MetricDeclarationError, match=says):
         make()
@@ -180,6 +206,7 @@ def test_invalid_declarations_are_refused(make, says):
 
 
 # --- not applicable -----------------------------------------------------------------------------------
+
 
 def test_a_metric_that_does_not_apply_leaves_null_columns_and_says_why(digits):
     @register_metric("picky", columns=[Column("picky_a", "float", direction="lower"), Column("picky_b", "int")])
@@ -230,11 +257,12 @@ def test_elbo_uses_the_models_kl_at_the_decoded_z_and_kl_per_dim_is_skipped_when
     model.__class__ = type("MCKLModel", (_MonteCarloKL, type(model)), {})  # the same weights, the other KL
     model.kl_z, model.decoded_z = [], []
     out = evaluate(model, digits, cfg, seed=0, names=["elbo", "kl_per_dim", "latent"])
-    assert out[METRICS_SKIPPED] == ["kl_per_dim: MCKLModel's KL does not decompose by latent dimension "
-                                    "(kl_per_dim = False)"]
+    assert out[METRICS_SKIPPED] == [
+        "kl_per_dim: MCKLModel's KL does not decompose by latent dimension (kl_per_dim = False)"
+    ]
     assert out[C.KL_PER_DIM] is None and out[C.ACTIVE_UNITS] is not None  # active units still apply
     # elbo: one model.kl call per batch, at exactly the z that batch decoded
-    sampled = model.decoded_z[-len(model.kl_z):]
+    sampled = model.decoded_z[-len(model.kl_z) :]
     assert len(model.kl_z) == -(-len(digits.x_test) // 97) > 1
     assert all(torch.equal(a, b) for a, b in zip(model.kl_z, sampled))
     with torch.no_grad():
@@ -247,13 +275,20 @@ def test_elbo_uses_the_models_kl_at_the_decoded_z_and_kl_per_dim_is_skipped_when
 
 # --- options ---------------------------------------------------------------------------------------------
 
+
 def test_metric_options_validate_with_did_you_mean_errors(brightness):
     base = {**TINY_SPEC, "eval": {**FAST_EVAL}}
-    with pytest.raises(SpecError, match=r"field eval\.brightness\.scael: unknown key: 'scael' is not an option of "
-                                        r"metric 'brightness'\. Did you mean 'scale'\?"):
+    with pytest.raises(
+        SpecError,
+        match=r"field eval\.brightness\.scael: unknown key: 'scael' is not an option of "
+        r"metric 'brightness'\. Did you mean 'scale'\?",
+    ):
         parse_spec({**base, "eval": {**FAST_EVAL, "brightness": {"scael": 2.0}}})
-    with pytest.raises(SpecError, match=r"field eval\.brightnes: unknown key: 'brightnes' is neither an eval setting "
-                                        r"nor a metric with options\. Did you mean 'brightness'\?"):
+    with pytest.raises(
+        SpecError,
+        match=r"field eval\.brightnes: unknown key: 'brightnes' is neither an eval setting "
+        r"nor a metric with options\. Did you mean 'brightness'\?",
+    ):
         parse_spec({**base, "eval": {**FAST_EVAL, "brightnes": {"scale": 2.0}}})
     with pytest.raises(SpecError, match=r"field eval\.nll_kk: .*Did you mean 'nll_k'\?"):
         parse_spec({**base, "eval": {**FAST_EVAL, "nll_kk": 5}})
@@ -303,9 +338,13 @@ def test_metric_options_reach_the_compute_function_and_the_parameter_columns(bri
 
 # --- the report ------------------------------------------------------------------------------------------
 
+
 def test_a_user_metric_appears_in_the_all_metrics_table_with_its_label_unit_and_direction(brightness):
-    cells = {0.5: {**metrics(), "brightness": (0.20, 0.01)}, 1.0: {**metrics(), "brightness": (0.30, 0.01)},
-             4.0: {**metrics(), "brightness": (0.25, 0.01)}}
+    cells = {
+        0.5: {**metrics(), "brightness": (0.20, 0.01)},
+        1.0: {**metrics(), "brightness": (0.30, 0.01)},
+        4.0: {**metrics(), "brightness": (0.25, 0.01)},
+    }
     t = table(study_tables(make_rows("beta", "objective.beta", cells)), "all_metrics")
     assert "Brightness (per pixel) ↑" in t.header
     assert t.header.index("Brightness (per pixel) ↑") > t.header.index("Active units (count)")  # after the tutorial's
@@ -323,10 +362,15 @@ def test_a_user_metric_appears_in_the_all_metrics_table_with_its_label_unit_and_
 def test_a_user_metric_end_to_end_in_a_sweep_its_rows_search_and_report(brightness, tmp_path, write_spec):
     """A real sweep with the user's metric as an objective and an option: the rows carry its
     columns, the trials its values, and the report its label."""
-    spec = {**TINY_SPEC, "model": DIGITS_CFG["model"], "train": {"epochs": 1, "batch_size": 128},
-            "eval": {**FAST_EVAL, "brightness": {"scale": 2.0}}, "grid": {"objective.beta": [0.5, 2.0]},
-            "seeds": [0], "search": {"objectives": [{"metric": "neg_elbo"},
-                                                    {"metric": "brightness", "direction": "maximize"}]}}
+    spec = {
+        **TINY_SPEC,
+        "model": DIGITS_CFG["model"],
+        "train": {"epochs": 1, "batch_size": 128},
+        "eval": {**FAST_EVAL, "brightness": {"scale": 2.0}},
+        "grid": {"objective.beta": [0.5, 2.0]},
+        "seeds": [0],
+        "search": {"objectives": [{"metric": "neg_elbo"}, {"metric": "brightness", "direction": "maximize"}]},
+    }
     results, reports = tmp_path / "results", tmp_path / "reports"
     runner = CliRunner()
     r = runner.invoke(app, ["run", str(write_spec(spec)), "-q", "--results", str(results)], catch_exceptions=False)
@@ -341,8 +385,9 @@ def test_a_user_metric_end_to_end_in_a_sweep_its_rows_search_and_report(brightne
         assert "fid: switched off (eval.fid_extractor: null)" in skipped
         assert not any(s.startswith(("brightness", "elbo", "recon_mse", "nll")) for s in skipped)  # these ran
     assert df["eval_seconds_brightness"].notna().all()
-    r = runner.invoke(app, ["report", "--results", str(results), "--out", str(reports), "--format", "md"],
-                      catch_exceptions=False)
+    r = runner.invoke(
+        app, ["report", "--results", str(results), "--out", str(reports), "--format", "md"], catch_exceptions=False
+    )
     assert r.exit_code == 0, r.output
     text = (reports / "tiny.md").read_text()
     assert "Brightness (per pixel) ↑" in text  # the all-metrics table

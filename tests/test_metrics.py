@@ -14,14 +14,19 @@ from vaebench.spec import DatasetConfig, ModelConfig, RunConfig
 
 
 def _direct_ssim(x, y, sigma):
-    return np.array([
-        np.mean([
-            structural_similarity(a[c], b[c], data_range=1.0, gaussian_weights=True, sigma=sigma,
-                                  use_sample_covariance=False)
-            for c in range(a.shape[0])
-        ])
-        for a, b in zip(x, y)
-    ])
+    return np.array(
+        [
+            np.mean(
+                [
+                    structural_similarity(
+                        a[c], b[c], data_range=1.0, gaussian_weights=True, sigma=sigma, use_sample_covariance=False
+                    )
+                    for c in range(a.shape[0])
+                ]
+            )
+            for a, b in zip(x, y)
+        ]
+    )
 
 
 @pytest.mark.parametrize("shape", [(37, 1, 28, 28), (20, 1, 8, 8), (5, 3, 16, 13), (4101, 1, 11, 11)])
@@ -44,8 +49,19 @@ def _pairs(x, rng):
     return [(x, noisy), (x, smooth), (x, shifted), (x, contrast), (x, const), (x, x), (const, const)]
 
 
-@pytest.mark.parametrize("shape", [(200, 1, 28, 28), (60, 1, 8, 8), (30, 3, 16, 13), (40, 1, 10, 12),
-                                   (25, 2, 12, 11), (30, 1, 3, 5), (20, 1, 2, 2), (300, 1, 11, 11)])
+@pytest.mark.parametrize(
+    "shape",
+    [
+        (200, 1, 28, 28),
+        (60, 1, 8, 8),
+        (30, 3, 16, 13),
+        (40, 1, 10, 12),
+        (25, 2, 12, 11),
+        (30, 1, 3, 5),
+        (20, 1, 2, 2),
+        (300, 1, 11, 11),
+    ],
+)
 def test_torch_ssim_equals_scikit_image_on_random_images(shape):
     """The torch SSIM against scikit-image's structural_similarity, called per image and channel
     with the pinned settings (scikit-image is the independent reference), on images of every
@@ -130,8 +146,12 @@ def test_rgb_ssim_equals_scikit_image_with_channel_axis(shape):
         ours, sigma, win = ssim_per_image(a, b)
         assert (sigma, win) == (1.5, 11)  # Wang's window fits from 11 px
         chw = np.array([structural_similarity(p, q, channel_axis=0, **settings) for p, q in zip(a, b)])
-        hwc = np.array([structural_similarity(p.transpose(1, 2, 0), q.transpose(1, 2, 0), channel_axis=-1,
-                                              **settings) for p, q in zip(a, b)])
+        hwc = np.array(
+            [
+                structural_similarity(p.transpose(1, 2, 0), q.transpose(1, 2, 0), channel_axis=-1, **settings)
+                for p, q in zip(a, b)
+            ]
+        )
         assert np.allclose(ours, chw, atol=1e-12, rtol=0) and np.allclose(ours, hwc, atol=1e-12, rtol=0)
         ours_t, _, _ = ssim_per_image(torch.from_numpy(a).float(), torch.from_numpy(b).float())  # tensors, float32
         assert np.allclose(ours_t, chw, atol=1e-6, rtol=0)
@@ -178,8 +198,13 @@ def test_active_units_and_kl_per_dim():
     logvar = torch.randn(n, 3, generator=g) * 0.1
     model = _FixedEncoder(mu, logvar, (1, 4, 4))
     ctx_cfg = RunConfig()
-    data = Dataset("fake", torch.rand(n, 1, 4, 4), torch.zeros(n, dtype=torch.long), torch.rand(n, 1, 4, 4),
-                   torch.zeros(n, dtype=torch.long))
+    data = Dataset(
+        "fake",
+        torch.rand(n, 1, 4, 4),
+        torch.zeros(n, dtype=torch.long),
+        torch.rand(n, 1, 4, 4),
+        torch.zeros(n, dtype=torch.long),
+    )
     ctx = EvalContext(model, data, ctx_cfg)
     out = {**METRICS.get("latent")(ctx), **METRICS.get("kl_per_dim")(ctx)}
     assert out[C.ACTIVE_UNITS] == 2 and out[C.ACTIVE_UNITS_THRESHOLD] == 0.01

@@ -46,5 +46,7 @@ def test_depth_adds_hidden_layers():
 
 
 def test_unknown_model_lists_available():
-    with pytest.raises(RegistryError, match=r"unknown model 'mpl'. Did you mean 'mlp'\? Available: conv, cvae, ladder, mlp, resnet"):
+    with pytest.raises(
+        RegistryError, match=r"unknown model 'mpl'. Did you mean 'mlp'\? Available: conv, cvae, ladder, mlp, resnet"
+    ):
         MODELS.get("mpl")

@@ -97,10 +97,12 @@ def _ref_neg_elbo(model, lik, x, samples: int, seed: int) -> torch.Tensor:
     with torch.no_grad():
         mu, logvar = model.encode(x)
         sd = torch.exp(0.5 * logvar)
-        recon = torch.stack([
-            lik.nll(model.decode(mu + sd * torch.randn(mu.shape, generator=g, dtype=mu.dtype)), x)
-            for _ in range(samples)
-        ]).mean(0)
+        recon = torch.stack(
+            [
+                lik.nll(model.decode(mu + sd * torch.randn(mu.shape, generator=g, dtype=mu.dtype)), x)
+                for _ in range(samples)
+            ]
+        ).mean(0)
         kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1)
     return recon + kl
 
@@ -223,7 +225,9 @@ def test_result_does_not_depend_on_eval_batch_size(model_2d):
     # in float32 too (the encoder's batched matmuls may round differently): within 1e-5
     m32 = build_model(ModelConfig(hidden_dim=16, latent_dim=2), SHAPE, Gaussian(variance=0.05))
     m32.load_state_dict({k: v.float() for k, v in model.state_dict().items()})
-    vals = [METRICS.get("nll")(_ctx(m32, x.float(), _cfg(batch_size=bs, nll_k=50), seed=9))[C.NLL_IS] for bs in (3, 2000)]
+    vals = [
+        METRICS.get("nll")(_ctx(m32, x.float(), _cfg(batch_size=bs, nll_k=50), seed=9))[C.NLL_IS] for bs in (3, 2000)
+    ]
     assert vals[0] == pytest.approx(vals[1], abs=1e-5)
 
 
@@ -243,12 +247,15 @@ class _Counting:
         del self.model.decode, self.model.encode
 
 
-@pytest.mark.parametrize("codes, passes", [
-    (10_000, [10_000] * 6 + [4000]),  # 5 images x 2000 codes per pass, 32 images
-    (2000, [2000] * 32),  # one image per pass
-    (800, [800, 800, 400] * 32),  # one image's k codes split over passes
-    (10**6, [64_000]),  # everything in one pass
-])
+@pytest.mark.parametrize(
+    "codes, passes",
+    [
+        (10_000, [10_000] * 6 + [4000]),  # 5 images x 2000 codes per pass, 32 images
+        (2000, [2000] * 32),  # one image per pass
+        (800, [800, 800, 400] * 32),  # one image's k codes split over passes
+        (10**6, [64_000]),  # everything in one pass
+    ],
+)
 def test_chunking_bounds_codes_per_pass_and_gives_the_same_estimate(model_1d, codes, passes):
     model, lik, x = model_1d  # 32 images
     exact = _exact_log_px(model, lik, x, -10.0, 10.0, 20001)
@@ -359,5 +366,11 @@ def test_evaluate_includes_nll_and_its_timing_and_results_declare_the_columns():
     assert a[C.NLL_IS] < a[C.NEG_ELBO] + 4 * a[C.NLL_IS_STDERR]
     nll_cols = {k: a[k] for k in (C.NLL_IS, C.NLL_IS_STDERR, C.NLL_K, C.NLL_EXAMPLES, "eval_seconds_nll")}
     schema = row_schema(nll_cols)
-    assert [schema.field(k).type for k in nll_cols] == [pa.float64(), pa.float64(), pa.int64(), pa.int64(), pa.float64()]
+    assert [schema.field(k).type for k in nll_cols] == [
+        pa.float64(),
+        pa.float64(),
+        pa.int64(),
+        pa.int64(),
+        pa.float64(),
+    ]
     assert isinstance(a[C.NLL_K], int) and isinstance(a[C.NLL_EXAMPLES], int) and isinstance(a[C.NLL_IS], float)

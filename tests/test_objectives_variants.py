@@ -167,8 +167,7 @@ def test_std_normal_log_prob_matches_torch_normal():
 # ---------------------------------------------------------------------------------------------
 # free bits
 
-KL = torch.tensor([[0.1, 0.5, 2.0],
-                   [0.3, 0.0, 1.0]])
+KL = torch.tensor([[0.1, 0.5, 2.0], [0.3, 0.0, 1.0]])
 
 
 def test_free_bits_none_is_the_plain_kl():
@@ -401,7 +400,9 @@ def test_iwae_loss_value_and_gradient():
         mu, logvar = model.encode(x)
         torch.manual_seed(4)
         z = mu + torch.randn(5, 3, 3) * torch.exp(0.5 * logvar)  # (k, B, D)
-        log_px = torch.stack([Normal(model.decode(z[j]), math.sqrt(0.1)).log_prob(x).flatten(1).sum(1) for j in range(5)])
+        log_px = torch.stack(
+            [Normal(model.decode(z[j]), math.sqrt(0.1)).log_prob(x).flatten(1).sum(1) for j in range(5)]
+        )
         log_w = log_px + Normal(0.0, 1.0).log_prob(z).sum(-1) - Normal(mu, torch.exp(0.5 * logvar)).log_prob(z).sum(-1)
         expected = -(torch.logsumexp(log_w, 0) - math.log(5)).mean()
     torch.manual_seed(4)
@@ -445,7 +446,9 @@ def test_iwae_k1_loss_equals_elbo_with_mc_kl_not_closed_form():
 # ObjectiveConfig validation
 
 
-@pytest.mark.parametrize("extra", [{"beta": 0.5}, {"beta": 2.0}, {"free_bits": 0.1}, {"free_bits": 0.0}, {"reduction": "mean"}])
+@pytest.mark.parametrize(
+    "extra", [{"beta": 0.5}, {"beta": 2.0}, {"free_bits": 0.1}, {"free_bits": 0.0}, {"reduction": "mean"}]
+)
 def test_iwae_rejects_weighted_or_clamped_objectives(extra):
     with pytest.raises(ValidationError, match="iwae"):
         ObjectiveConfig(estimator="iwae", iwae_k=5, **extra)

@@ -66,8 +66,9 @@ def _project(tmp_path, module: str, model: str, study: str):
 def _vaebench(*args, cwd, env_update=None, timeout=600) -> subprocess.CompletedProcess:
     env = {**os.environ, **(env_update or {})}
     env.pop("VAEBENCH_WORKERS", None)  # the default layout unless --workers says otherwise
-    return subprocess.run([sys.executable, "-m", "vaebench", *args], capture_output=True, text=True, cwd=cwd,
-                          env=env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "vaebench", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout
+    )
 
 
 def test_a_plugin_model_runs_in_a_two_worker_sweep_and_every_command_loads_it(tmp_path):
@@ -88,9 +89,13 @@ def test_a_plugin_model_runs_in_a_two_worker_sweep_and_every_command_loads_it(tm
         assert toy["source_sha256"] == source and toy["distribution"] == ""  # a local module, not installed
     # status / results / report in fresh processes: the plugin comes from the stored spec or the rows
     env = {"PYTHONPATH": str(proj)}
-    for args in (["status", "--study", "plug"], ["results", "--study", "plug"],
-                 ["report", "--study", "plug", "--out", str(tmp_path / "reports"), "--format", "md"],
-                 ["worker", "--study", "plug"], ["pull", "--study", "plug"]):
+    for args in (
+        ["status", "--study", "plug"],
+        ["results", "--study", "plug"],
+        ["report", "--study", "plug", "--out", str(tmp_path / "reports"), "--format", "md"],
+        ["worker", "--study", "plug"],
+        ["pull", "--study", "plug"],
+    ):
         r = _vaebench(*args, "--results", str(results), cwd=elsewhere, env_update=env)
         assert r.returncode == 0, (args, r.stderr)
     assert "toy_a" in (tmp_path / "reports" / "plug.md").read_text()
@@ -118,8 +123,9 @@ def test_a_joining_worker_loads_the_plugin_named_in_the_stored_spec(tmp_path):
     assert p.returncode == 0, p.stderr
     assert not (results / "plug2" / "runs").exists()  # created and enqueued, nothing run
     # another machine: the plugin is installed (importable), but nobody names it on the command line
-    r = _vaebench("worker", "--study", "plug2", "--results", str(results), "-q", cwd=other,
-                  env_update={"PYTHONPATH": str(proj)})
+    r = _vaebench(
+        "worker", "--study", "plug2", "--results", str(results), "-q", cwd=other, env_update={"PYTHONPATH": str(proj)}
+    )
     assert r.returncode == 0, r.stderr
     df = pd.read_parquet(results / "plug2" / "runs")
     assert len(df) == 2 and set(df["param.model.name"]) == {"toy_b"}
@@ -146,25 +152,43 @@ def test_installed_plugins_are_found_through_their_entry_point(tmp_path):
         [p] = [p for p in loaded_plugins() if p["module"] == "toy_ep_pkg"]  # (other installed plugins too)
         print(p["module"], p["distribution"], p["version"], len(p["source_sha256"]))
     """)
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
-                       env={**os.environ, "PYTHONPATH": str(site)})
+    p = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(site)},
+    )
     assert p.returncode == 0, p.stderr
     assert p.stdout.split() == ["toy_ep_pkg", "toy-ep-dist", "1.2.3", "64"]
     # a spec naming the installed family validates in a fresh process with nothing else said
     spec = tmp_path / "ep.yaml"
     spec.write_text(yaml.safe_dump(_spec("ep", "toy_ep", []), sort_keys=False))
-    p = subprocess.run([sys.executable, "-c", f"from vaebench import load_spec; print(load_spec({str(spec)!r}).model)"],
-                       capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(site)})
+    p = subprocess.run(
+        [sys.executable, "-c", f"from vaebench import load_spec; print(load_spec({str(spec)!r}).model)"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(site)},
+    )
     assert p.returncode == 0 and "name='toy_ep'" in p.stdout and "width=24" in p.stdout, p.stderr
 
 
 BAD_PLUGINS = [
     ("", "no_such_plugin_module", "plugin 'no_such_plugin_module'", "cannot be imported"),
-    ("raise RuntimeError('broken on purpose')\n", "toy_raises", "plugin 'toy_raises'",
-     "RuntimeError: broken on purpose at toy_raises.py:1"),
+    (
+        "raise RuntimeError('broken on purpose')\n",
+        "toy_raises",
+        "plugin 'toy_raises'",
+        "RuntimeError: broken on purpose at toy_raises.py:1",
+    ),
     (TOY_PLUGIN.format(name="mlp"), "toy_takes_mlp", "plugin 'toy_takes_mlp'", "model 'mlp' is already registered"),
-    ("from vaebench.models import MODELS, ModelFamily\nMODELS.register('toy_bad', ModelFamily(print, dict))\n",
-     "toy_bad_options", "plugin 'toy_bad_options'", "options must be a pydantic model class"),
+    (
+        "from vaebench.models import MODELS, ModelFamily\nMODELS.register('toy_bad', ModelFamily(print, dict))\n",
+        "toy_bad_options",
+        "plugin 'toy_bad_options'",
+        "options must be a pydantic model class",
+    ),
 ]
 
 
@@ -192,8 +216,10 @@ def test_a_plugin_familys_option_errors_name_the_file_and_the_field(tmp_path, mo
     (tmp_path / "toy_plugin_c.py").write_text(TOY_PLUGIN.format(name="toy_c"))
     spec = _spec("opts", "toy_c", ["toy_plugin_c"])
     for model, expected in [
-        ({"name": "toy_c", "widht": 3}, "field model.widht: unknown key: 'widht' is not an option of model 'toy_c'. "
-                                        "Did you mean 'width'?"),
+        (
+            {"name": "toy_c", "widht": 3},
+            "field model.widht: unknown key: 'widht' is not an option of model 'toy_c'. Did you mean 'width'?",
+        ),
         ({"name": "toy_c", "width": 0}, "field model.width: Input should be greater than or equal to 1"),
         ({"name": "toy_c", "hidden_dim": 3}, "'hidden_dim' is not an option of model 'toy_c' (an option of model"),
     ]:
@@ -219,7 +245,10 @@ def test_the_run_id_follows_a_familys_options_and_not_their_defaults(tmp_path, m
     assert run_id(width=17) != run_id()
     assert run_id(layers=2) not in (run_id(), run_id(width=17))
     # built-in families keep the run ids of earlier versions (identity = the non-default values)
-    assert parse_spec({"study": "s"}).runs()[0].run_id == parse_spec({"study": "s", "model": {"hidden_dim": 256}}).runs()[0].run_id
+    assert (
+        parse_spec({"study": "s"}).runs()[0].run_id
+        == parse_spec({"study": "s", "model": {"hidden_dim": 256}}).runs()[0].run_id
+    )
 
 
 def test_shipped_sweeps_keep_their_run_ids():

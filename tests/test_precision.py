@@ -32,8 +32,9 @@ SPEC = {
 
 
 def cfg(precision: str, model: dict | None = None, epochs: int = 2) -> RunConfig:
-    return RunConfig(dataset={"name": "digits"}, model=model or {"name": "mlp"},
-                     train={"epochs": epochs, "precision": precision})
+    return RunConfig(
+        dataset={"name": "digits"}, model=model or {"name": "mlp"}, train={"epochs": epochs, "precision": precision}
+    )
 
 
 @pytest.mark.parametrize("model", [{"name": "mlp"}, {"name": "conv", "channels": [16, 32]}])
@@ -78,8 +79,14 @@ def test_fp16_spec_on_cpu_exits_2_with_nothing_written(tmp_path, write_spec):
     out = runner.invoke(app, ["run", str(spec), "--device", "cpu", "--results", str(results)])
     assert out.exit_code == 2 and "train.precision fp16 is for CUDA GPUs" in out.output, out.output
     assert not results.exists()
-    sampled = {**SPEC, "search": {"sampler": "random", "n_trials": 2,
-                                  "space": {"train.precision": {"type": "categorical", "choices": ["bf16", "fp16"]}}}}
+    sampled = {
+        **SPEC,
+        "search": {
+            "sampler": "random",
+            "n_trials": 2,
+            "space": {"train.precision": {"type": "categorical", "choices": ["bf16", "fp16"]}},
+        },
+    }
     with pytest.raises(DeviceError):
         api.run(sampled, results=results, device="cpu")
     assert not results.exists()

@@ -65,7 +65,8 @@ def test_the_metric_declarations_load_without_torch_fidelity_which_the_first_fid
         "model = build_model(cfg.model, (1, 8, 8), Bernoulli())\n"
         "out = evaluate(model, data, cfg, seed=0, names=['fid'])\n"
         "print('evaluated', 'torch_fidelity' in sys.modules, out['fid'] > 0, out['fid_samples'], out['metrics_skipped'])\n",
-        env_update={"VAEBENCH_CACHE": str(tmp_path)})
+        env_update={"VAEBENCH_CACHE": str(tmp_path)},
+    )
     assert p.returncode == 0, p.stderr
     imported, declared, evaluated = p.stdout.splitlines()
     assert imported == "imported False False"
@@ -74,21 +75,27 @@ def test_the_metric_declarations_load_without_torch_fidelity_which_the_first_fid
     assert evaluated == "evaluated True True 40 []"
 
 
-@pytest.mark.parametrize("argv, code, says", [
-    (["--help"], 0, "Benchmark and sweep harness for VAEs"),
-    (["report", "--results", "{tmp}/empty"], 1, "no results under"),
-    (["run", "{tmp}/missing.yaml", "--results", "{tmp}/r"], 2, "missing.yaml"),
-])
+@pytest.mark.parametrize(
+    "argv, code, says",
+    [
+        (["--help"], 0, "Benchmark and sweep harness for VAEs"),
+        (["report", "--results", "{tmp}/empty"], 1, "no results under"),
+        (["run", "{tmp}/missing.yaml", "--results", "{tmp}/r"], 2, "missing.yaml"),
+    ],
+)
 def test_the_command_exits_with_its_code_after_its_output_and_exit_handlers(tmp_path, argv, code, says):
     """`cli.main` ends the process itself (no interpreter teardown): the exit code, everything the
     command printed and the atexit handlers must all survive that."""
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
-    p = _python("import atexit, sys\n"
-                "atexit.register(lambda: print('exit handler ran', flush=True))\n"
-                "sys.argv = ['vaebench', *sys.argv[1:]]\n"
-                "from vaebench.cli import main\n"
-                "main()\n"
-                "print('not reached')", *argv)
+    p = _python(
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('exit handler ran', flush=True))\n"
+        "sys.argv = ['vaebench', *sys.argv[1:]]\n"
+        "from vaebench.cli import main\n"
+        "main()\n"
+        "print('not reached')",
+        *argv,
+    )
     assert p.returncode == code, p.stderr
     assert says in p.stdout + p.stderr
     assert p.stdout.rstrip().endswith("exit handler ran") and "not reached" not in p.stdout
@@ -101,8 +108,16 @@ def test_abandoned_temp_files_of_killed_writers_are_removed_and_live_ones_kept(t
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead_pid, live_pid = int(dead.stdout), os.getpid()
-    files = {name: tmp_path / name for name in (f".a.parquet.{dead_pid}.tmp", f".b.parquet.{live_pid}.tmp",
-                                                f".c.parquet.{dead_pid}.tmp", f".d.parquet.{live_pid}.tmp", "e.parquet")}
+    files = {
+        name: tmp_path / name
+        for name in (
+            f".a.parquet.{dead_pid}.tmp",
+            f".b.parquet.{live_pid}.tmp",
+            f".c.parquet.{dead_pid}.tmp",
+            f".d.parquet.{live_pid}.tmp",
+            "e.parquet",
+        )
+    }
     for p in files.values():
         p.write_bytes(b"x")
     old = os.path.getmtime(files["e.parquet"]) - 30
@@ -115,4 +130,5 @@ def test_abandoned_temp_files_of_killed_writers_are_removed_and_live_ones_kept(t
     # not a dead writer's file of the last seconds (its process id may be another host's), not a result
     assert removed == {f".a.parquet.{dead_pid}.tmp", f".d.parquet.{live_pid}.tmp"}
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        [f".b.parquet.{live_pid}.tmp", f".c.parquet.{dead_pid}.tmp", "e.parquet"])
+        [f".b.parquet.{live_pid}.tmp", f".c.parquet.{dead_pid}.tmp", "e.parquet"]
+    )

@@ -18,24 +18,43 @@ from vaebench.results import grid_column
 SEEDS = 3
 
 
-def make_rows(study: str, grid_key: str, cells: dict, params: dict | None = None,
-              dataset: str = "mnist") -> pd.DataFrame:
+def make_rows(
+    study: str, grid_key: str, cells: dict, params: dict | None = None, dataset: str = "mnist"
+) -> pd.DataFrame:
     """Results rows of a finished study: `cells` maps each grid value to {metric: (mean, step)};
     seed s of a cell gets mean + (s - 1) * step (so the sample std is `step`)."""
     rows = []
     for i, (value, metrics) in enumerate(cells.items()):
         for s in range(SEEDS):
             row = {
-                "run_id": f"{study}-{i}-{s}", "study": study, "seed": s, "status": "ok", "reason": None,
-                "cell_index": i, "grid_keys": [grid_key], "variant": value if grid_key == "variant" else None,
-                "dataset": dataset, "dataset_checksum": "abc", "vaebench_version": "0.1.0",
-                "torch_version": "2.x", "device": "cpu", "command": f"vaebench run sweeps/{study}.yaml",
+                "run_id": f"{study}-{i}-{s}",
+                "study": study,
+                "seed": s,
+                "status": "ok",
+                "reason": None,
+                "cell_index": i,
+                "grid_keys": [grid_key],
+                "variant": value if grid_key == "variant" else None,
+                "dataset": dataset,
+                "dataset_checksum": "abc",
+                "vaebench_version": "0.1.0",
+                "torch_version": "2.x",
+                "device": "cpu",
+                "command": f"vaebench run sweeps/{study}.yaml",
                 "created_at": f"2025-01-01T00:{i:02d}:{s:02d}+00:00",
-                "train_seconds": 10.0 + s, "eval_seconds": 1.0, "epochs_completed": 2,
-                "param.dataset.name": dataset, "param.model.name": "mlp", "param.train.epochs": 2,
-                "param.objective.likelihood": "bernoulli", "param.model.latent_dim": 8,
-                "fid_extractor": "test-classifier", "fid_feature_layer": "penultimate", "fid_samples": 100,
-                "fid_reference": "test[:100]", "n_params": 1000,
+                "train_seconds": 10.0 + s,
+                "eval_seconds": 1.0,
+                "epochs_completed": 2,
+                "param.dataset.name": dataset,
+                "param.model.name": "mlp",
+                "param.train.epochs": 2,
+                "param.objective.likelihood": "bernoulli",
+                "param.model.latent_dim": 8,
+                "fid_extractor": "test-classifier",
+                "fid_feature_layer": "penultimate",
+                "fid_samples": 100,
+                "fid_reference": "test[:100]",
+                "n_params": 1000,
             }
             if grid_key != "variant":
                 row[grid_column(grid_key)] = value
@@ -46,17 +65,31 @@ def make_rows(study: str, grid_key: str, cells: dict, params: dict | None = None
 
 
 def metrics(mse=0.01, kl=20.0, elbo=100.0, ssim=0.8, fid=150.0):
-    return {"recon_mse": (mse, 0.0002), "kl": (kl, 0.3), "neg_elbo": (elbo, 0.2), "recon_nll": (elbo - kl, 0.4),
-            "ssim": (ssim, 0.003), "fid": (fid, 3.0), "active_units": (10, 1)}
+    return {
+        "recon_mse": (mse, 0.0002),
+        "kl": (kl, 0.3),
+        "neg_elbo": (elbo, 0.2),
+        "recon_nll": (elbo - kl, 0.4),
+        "ssim": (ssim, 0.003),
+        "fid": (fid, 3.0),
+        "active_units": (10, 1),
+    }
 
 
 # A β sweep shaped like reports/beta.md: MSE rises and KL falls with β.
-BETA_CELLS = {0.5: metrics(0.0095, 28.8, 103.4, 0.887, 148.1), 1.0: metrics(0.0117, 20.2, 102.3, 0.854, 127.7),
-              4.0: metrics(0.0225, 8.2, 120.6, 0.698, 183.2), 10.0: metrics(0.0377, 3.3, 153.6, 0.494, 430.7)}
+BETA_CELLS = {
+    0.5: metrics(0.0095, 28.8, 103.4, 0.887, 148.1),
+    1.0: metrics(0.0117, 20.2, 102.3, 0.854, 127.7),
+    4.0: metrics(0.0225, 8.2, 120.6, 0.698, 183.2),
+    10.0: metrics(0.0377, 3.3, 153.6, 0.494, 430.7),
+}
 
 # What a schedule study's variants set (sweeps/schedule.yaml): its layout is chosen from that.
-SCHEDULES = {"none": {"param.schedule.name": "constant"}, "linear": {"param.schedule.name": "linear"},
-             "cyclical": {"param.schedule.name": "cyclical"}}
+SCHEDULES = {
+    "none": {"param.schedule.name": "constant"},
+    "linear": {"param.schedule.name": "linear"},
+    "cyclical": {"param.schedule.name": "cyclical"},
+}
 
 
 def table(tables, key):
@@ -69,6 +102,7 @@ def column(t, name):
 
 
 # --- stats -------------------------------------------------------------------------------------
+
 
 def test_ci95_is_the_student_t_interval_of_the_mean():
     x = np.array([1.3, 2.1, 0.7, 1.9, 1.2])
@@ -91,7 +125,7 @@ def test_welch_p_is_the_welch_satterthwaite_t_test():
     a, b = np.array([10.1, 10.5, 9.8, 10.2]), np.array([11.0, 12.5, 10.2])
     va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
     t = (a.mean() - b.mean()) / math.sqrt(va + vb)
-    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
     assert welch_p(a, b) == pytest.approx(2 * stats.t.sf(abs(t), df))
     assert welch_p(a, b) == pytest.approx(welch_p(b, a))
     assert 0.05 < welch_p(a, b) < 0.5  # the two groups overlap: not significant at 3 and 4 seeds
@@ -118,12 +152,20 @@ def test_pareto_mask_keeps_the_non_dominated_points_in_each_direction():
 
 # --- best marks and baselines ---------------------------------------------------------------------
 
+
 def test_best_mark_follows_each_columns_direction():
     t = table(study_tables(make_rows("beta", "objective.beta", BETA_CELLS)), "all_metrics")
-    best = {name: [i for i, c in enumerate(column(t, name)) if c.best]
-            for name in ["Recon MSE (per pixel) ↓", "SSIM ↑", "−ELBO (nats) ↓", "KL (nats)", "Parameter count"]}
-    assert best == {"Recon MSE (per pixel) ↓": [0], "SSIM ↑": [0], "−ELBO (nats) ↓": [1],
-                    "KL (nats)": [], "Parameter count": []}
+    best = {
+        name: [i for i, c in enumerate(column(t, name)) if c.best]
+        for name in ["Recon MSE (per pixel) ↓", "SSIM ↑", "−ELBO (nats) ↓", "KL (nats)", "Parameter count"]
+    }
+    assert best == {
+        "Recon MSE (per pixel) ↓": [0],
+        "SSIM ↑": [0],
+        "−ELBO (nats) ↓": [1],
+        "KL (nats)": [],
+        "Parameter count": [],
+    }
     assert best_rows([3.0, 1.0, float("nan"), 1.0], "↓") == {1, 3}
     assert best_rows([3.0, 1.0], "↑") == {0} and best_rows([3.0, 1.0], "") == set()
     assert best_rows([3.0, float("nan")], "↓") == set()  # nothing to beat
@@ -135,8 +177,10 @@ def test_baseline_is_the_tutorials_reference_row_when_present():
     assert baseline_index(beta, ["objective.beta"]) == 1  # β = 1
     no_one = summarize(make_rows("b", "objective.beta", {0.5: metrics(), 4.0: metrics()}), ["objective.beta"])
     assert baseline_index(no_one, ["objective.beta"]) == 0  # first cell
-    loss = summarize(make_rows("loss", "objective.likelihood", {"gaussian": metrics(), "bernoulli": metrics()}),
-                     ["objective.likelihood"])
+    loss = summarize(
+        make_rows("loss", "objective.likelihood", {"gaussian": metrics(), "bernoulli": metrics()}),
+        ["objective.likelihood"],
+    )
     assert baseline_index(loss, ["objective.likelihood"]) == 1
     sched = summarize(make_rows("schedule", "variant", {"linear": metrics(), "none": metrics()}), ["variant"])
     assert baseline_index(sched, ["variant"]) == 1
@@ -154,19 +198,30 @@ def test_p_column_tests_each_row_against_the_baseline():
 
 
 def test_loss_table_ranks_no_cross_likelihood_density_and_tests_recon_mse():
-    cells = {"bernoulli": metrics(0.0137, 19.4, 106.0), "gaussian": metrics(0.0272, 8.0, 480.8),
-             "gaussian_learned": metrics(0.0409, 22.5, -1229.0)}
+    cells = {
+        "bernoulli": metrics(0.0137, 19.4, 106.0),
+        "gaussian": metrics(0.0272, 8.0, 480.8),
+        "gaussian_learned": metrics(0.0409, 22.5, -1229.0),
+    }
     tables = study_tables(make_rows("loss", "objective.likelihood", cells))
     t = table(tables, "loss")
-    assert t.header == ["Likelihood", "Final −ELBO (nats)", "Reconstruction NLL (nats)",
-                        "Reconstruction MSE (per pixel) ↓", "KL (nats)", "Active units (count)",
-                        "p (Recon MSE) vs Likelihood=bernoulli", "n (runs)"]
+    assert t.header == [
+        "Likelihood",
+        "Final −ELBO (nats)",
+        "Reconstruction NLL (nats)",
+        "Reconstruction MSE (per pixel) ↓",
+        "KL (nats)",
+        "Active units (count)",
+        "p (Recon MSE) vs Likelihood=bernoulli",
+        "n (runs)",
+    ]
     assert not any(c.best for c in column(t, "Final −ELBO (nats)"))  # -1229 is not "best"
     assert [c.best for c in column(t, "Reconstruction MSE (per pixel) ↓")] == [True, False, False]
     assert "−ELBO (nats)" in table(tables, "all_metrics").header  # no arrow there either
 
 
 # --- published versus measured ----------------------------------------------------------------------
+
 
 def test_published_numbers_are_compared_only_on_the_tutorials_dataset():
     keys = [t.key for t in study_tables(make_rows("smoke", "objective.beta", BETA_CELLS, dataset="digits"))]
@@ -179,10 +234,18 @@ def test_published_numbers_load_with_their_source():
     beta, arch = pub["beta_tradeoffs"], pub["architecture"]
     assert beta["source"] == {"file": "vae_overview.md", "section": "Experiments & Results › Beta-VAE Trade-offs"}
     assert [(r["objective.beta"], r["recon_mse"], r["kl"]) for r in beta["rows"]] == [
-        (0.5, 0.012, 8.3), (1.0, 0.018, 15.2), (4.0, 0.045, 42.7), (10.0, 0.102, 68.1)]
+        (0.5, 0.012, 8.3),
+        (1.0, 0.018, 15.2),
+        (4.0, 0.045, 42.7),
+        (10.0, 0.102, 68.1),
+    ]
     assert arch["source"]["file"] == "vae_overview.md" and "Architecture Comparison" in arch["source"]["section"]
     assert [(r["param.model.latent_dim"], r["n_params"], r["fid"]) for r in arch["rows"]] == [
-        (20, 500000, 45.3), (50, 2100000, 38.7), (128, 5300000, 28.2), (256, 12100000, 22.4)]
+        (20, 500000, 45.3),
+        (50, 2100000, 38.7),
+        (128, 5300000, 28.2),
+        (256, 12100000, 22.4),
+    ]
     assert PUBLISHED_PATH.name == "published.yaml"
 
 
@@ -197,8 +260,12 @@ def test_kl_falling_with_beta_is_flagged_against_the_tutorial():
     assert all(r[5].text == "agrees: both rise" for r in mse_rows)
     # β = 0.5: measured 28.8, printed 8.3
     assert kl_rows[0][0].text == "0.5" and kl_rows[0][2].text == "8.30" and kl_rows[0][4].text == "+20.50"
-    assert any("Expected from the objective: KL falls as β rises" in n and "Measured values: follow it" in n
-               and "the tutorial's: ⚠ do not" in n for n in t.notes)
+    assert any(
+        "Expected from the objective: KL falls as β rises" in n
+        and "Measured values: follow it" in n
+        and "the tutorial's: ⚠ do not" in n
+        for n in t.notes
+    )
 
 
 def test_kl_rising_like_the_tutorial_is_not_flagged_and_only_shared_betas_compared():
@@ -210,15 +277,27 @@ def test_kl_rising_like_the_tutorial_is_not_flagged_and_only_shared_betas_compar
 
 
 def test_architecture_is_compared_by_variant_name():
-    cells = {"MLP (2-layer)": metrics(fid=260.0), "MLP (4-layer)": metrics(fid=450.0),
-             "Conv (4-layer)": metrics(fid=134.0), "ResNet VAE": metrics(fid=147.0)}
-    params = {name: {"param.model.latent_dim": d, "n_params": p}
-              for name, d, p in zip(cells, [20, 50, 128, 256], [973624, 2457460, 1180641, 798081])}
+    cells = {
+        "MLP (2-layer)": metrics(fid=260.0),
+        "MLP (4-layer)": metrics(fid=450.0),
+        "Conv (4-layer)": metrics(fid=134.0),
+        "ResNet VAE": metrics(fid=147.0),
+    }
+    params = {
+        name: {"param.model.latent_dim": d, "n_params": p}
+        for name, d, p in zip(cells, [20, 50, 128, 256], [973624, 2457460, 1180641, 798081])
+    }
     df = make_rows("architecture", "variant", cells, params)
     tables = study_tables(df)
     assert table(tables, "architecture").header == [
-        "Architecture", "Latent dim", "Parameters", "FID of samples ↓", "Time/epoch (s)",
-        "p (−ELBO) vs MLP (2-layer)", "n (runs)"]
+        "Architecture",
+        "Latent dim",
+        "Parameters",
+        "FID of samples ↓",
+        "Time/epoch (s)",
+        "p (−ELBO) vs MLP (2-layer)",
+        "n (runs)",
+    ]
     t = table(tables, "published_vs_measured")
     verdicts = {r[1].text: r[5].text for r in t.rows}
     assert verdicts["Latent dim"] == "agrees: both rise" and verdicts["FID samples"] == "agrees: both fall"
@@ -231,36 +310,59 @@ def test_architecture_is_compared_by_variant_name():
 
 # --- the Markdown report ------------------------------------------------------------------------------
 
+
 def test_render_study_mirrors_the_tutorial_beta_table_with_intervals():
     df = make_rows("beta", "objective.beta", BETA_CELLS)
     text = render_study(df)
     assert "# β-VAE trade-offs — study `beta`" in text
-    assert ("| β | Reconstruction MSE (per pixel) ↓ | KL divergence (nats) | Disentanglement | "
-            "Sample quality: FID of samples ↓ | p (−ELBO) vs β=1 | n (runs) |") in text
+    assert (
+        "| β | Reconstruction MSE (per pixel) ↓ | KL divergence (nats) | Disentanglement | "
+        "Sample quality: FID of samples ↓ | p (−ELBO) vs β=1 | n (runs) |"
+    ) in text
     assert "| β | Recon MSE (per pixel) ↓ | KL (nats) | −ELBO (nats) ↓ |" in text
     assert "## Published versus measured" in text and "## All metrics" in text
     beta1 = df[df["param.objective.beta"] == 1.0]
-    half = {m: np.diff(stats.t.interval(0.95, SEEDS - 1, loc=beta1[m].mean(), scale=stats.sem(beta1[m])))[0] / 2
-            for m in ["recon_mse", "kl"]}
+    half = {
+        m: np.diff(stats.t.interval(0.95, SEEDS - 1, loc=beta1[m].mean(), scale=stats.sem(beta1[m])))[0] / 2
+        for m in ["recon_mse", "kl"]
+    }
     assert f"| 1 | 0.0117 ± {half['recon_mse']:.4f} | 20.20 ± {half['kl']:.2f} | not measured |" in text
     assert "| **0.0095 ± " in text  # β = 0.5 has the best recon MSE
-    assert ("Disentanglement: not measured — this dataset has no ground-truth factors of variation" in text
-            and "`vaebench run sweeps/disentanglement.yaml`" in text and "test-classifier features" in text)
+    assert (
+        "Disentanglement: not measured — this dataset has no ground-truth factors of variation" in text
+        and "`vaebench run sweeps/disentanglement.yaml`" in text
+        and "test-classifier features" in text
+    )
     assert "| MIG" not in text and "## MIG per factor" not in text  # no disentanglement columns without values
     assert "95% confidence interval of the mean over seeds (Student t, n − 1 degrees of freedom" in text
     assert "Welch's t-test" in text and "sample standard deviation" not in text
 
 
-@pytest.mark.parametrize("study,grid_key,cells,header", [
-    ("latent_dim", "model.latent_dim", {2: metrics(), 20: metrics()},
-     "| Latent dim | Reconstruction: recon MSE (per pixel) ↓ | Generation: FID of samples ↓ | Disentanglement | "
-     "p (−ELBO) vs Latent dim=2 | n (runs) |"),
-    ("schedule", "variant", {"none": metrics(), "cyclical": metrics()},
-     "| Schedule | Final −ELBO (nats) ↓ | Reconstruction NLL (nats) ↓ | Reconstruction MSE (per pixel) ↓ | "
-     "KL (nats) | Active units (count) | p (−ELBO) vs none | n (runs) |"),
-    ("loss", "objective.likelihood", {"bernoulli": metrics(), "laplace": metrics()},
-     "| Likelihood | Final −ELBO (nats) | Reconstruction NLL (nats) | Reconstruction MSE (per pixel) ↓ |"),
-])
+@pytest.mark.parametrize(
+    "study,grid_key,cells,header",
+    [
+        (
+            "latent_dim",
+            "model.latent_dim",
+            {2: metrics(), 20: metrics()},
+            "| Latent dim | Reconstruction: recon MSE (per pixel) ↓ | Generation: FID of samples ↓ | Disentanglement | "
+            "p (−ELBO) vs Latent dim=2 | n (runs) |",
+        ),
+        (
+            "schedule",
+            "variant",
+            {"none": metrics(), "cyclical": metrics()},
+            "| Schedule | Final −ELBO (nats) ↓ | Reconstruction NLL (nats) ↓ | Reconstruction MSE (per pixel) ↓ | "
+            "KL (nats) | Active units (count) | p (−ELBO) vs none | n (runs) |",
+        ),
+        (
+            "loss",
+            "objective.likelihood",
+            {"bernoulli": metrics(), "laplace": metrics()},
+            "| Likelihood | Final −ELBO (nats) | Reconstruction NLL (nats) | Reconstruction MSE (per pixel) ↓ |",
+        ),
+    ],
+)
 def test_render_study_uses_each_tutorial_layout(study, grid_key, cells, header):
     text = render_study(make_rows(study, grid_key, cells, SCHEDULES))
     assert header in text
@@ -289,8 +391,13 @@ def test_unmeasured_fid_says_so_instead_of_a_number():
 # --- disentanglement ------------------------------------------------------------------------------------
 
 FACTORS = ["shape", "scale", "orientation", "x", "y"]
-D_SETTINGS = {"mig_samples": 10000, "mig_bins": 20, "sap_train_samples": 5000, "sap_test_samples": 5000,
-              "disentanglement_seed": 0}
+D_SETTINGS = {
+    "mig_samples": 10000,
+    "mig_bins": 20,
+    "sap_train_samples": 5000,
+    "sap_test_samples": 5000,
+    "disentanglement_seed": 0,
+}
 
 
 def disentanglement_rows(cells: dict, grid_keys=("objective.beta", "model.latent_dim"), sampler="grid") -> pd.DataFrame:
@@ -301,46 +408,91 @@ def disentanglement_rows(cells: dict, grid_keys=("objective.beta", "model.latent
         for s in range(SEEDS):
             row = make_rows("disentanglement", "objective.beta", {beta: metrics()}).iloc[s].to_dict()
             m, p = mig + (s - 1) * 0.01, sap + (s - 1) * 0.01
-            row.update({"run_id": f"d-{i}-{s}", "cell_index": i, "grid_keys": list(grid_keys), "sampler": sampler,
-                        "dataset": "shapes", "param.dataset.name": "shapes", "param.dataset.image_size": 32,
-                        "param.model.latent_dim": d, "mig": m, "sap": p,
-                        "mig_per_factor": [0.0, m, 0.0, 2 * m, 2 * m], "sap_per_factor": [p, p, 0.0, 2 * p, p],
-                        "disentanglement_factors": FACTORS, **D_SETTINGS})
+            row.update(
+                {
+                    "run_id": f"d-{i}-{s}",
+                    "cell_index": i,
+                    "grid_keys": list(grid_keys),
+                    "sampler": sampler,
+                    "dataset": "shapes",
+                    "param.dataset.name": "shapes",
+                    "param.dataset.image_size": 32,
+                    "param.model.latent_dim": d,
+                    "mig": m,
+                    "sap": p,
+                    "mig_per_factor": [0.0, m, 0.0, 2 * m, 2 * m],
+                    "sap_per_factor": [p, p, 0.0, 2 * p, p],
+                    "disentanglement_factors": FACTORS,
+                    **D_SETTINGS,
+                }
+            )
             rows.append(row)
     return pd.DataFrame(rows)
 
 
-D_CELLS = {(1.0, 5): (0.05, 0.10), (1.0, 10): (0.04, 0.08), (4.0, 5): (0.20, 0.15), (4.0, 10): (0.12, 0.14),
-           (10.0, 5): (0.30, 0.25), (10.0, 10): (0.25, 0.20)}
+D_CELLS = {
+    (1.0, 5): (0.05, 0.10),
+    (1.0, 10): (0.04, 0.08),
+    (4.0, 5): (0.20, 0.15),
+    (4.0, 10): (0.12, 0.14),
+    (10.0, 5): (0.30, 0.25),
+    (10.0, 10): (0.25, 0.20),
+}
 
 
 def test_disentanglement_study_gets_a_beta_table_per_latent_size_and_a_latent_table_per_beta():
     df = disentanglement_rows(D_CELLS)
     tables = study_tables(df)
     assert [t.key for t in tables] == [
-        "beta_tradeoffs.latent_dim=5", "beta_tradeoffs.latent_dim=10",
-        "latent_dim.beta=1", "latent_dim.beta=4", "latent_dim.beta=10",
-        "mig_per_factor", "sap_per_factor", "all_metrics"]
+        "beta_tradeoffs.latent_dim=5",
+        "beta_tradeoffs.latent_dim=10",
+        "latent_dim.beta=1",
+        "latent_dim.beta=4",
+        "latent_dim.beta=10",
+        "mig_per_factor",
+        "sap_per_factor",
+        "all_metrics",
+    ]
     beta5 = table(tables, "beta_tradeoffs.latent_dim=5")
     assert beta5.title == "β-VAE trade-offs (Latent dim = 5)"
-    assert beta5.header == ["β", "Reconstruction MSE (per pixel) ↓", "KL divergence (nats)", "Disentanglement: MIG ↑",
-                            "SAP ↑", "Sample quality: FID of samples ↓", "p (−ELBO) vs β=1", "n (runs)"]
+    assert beta5.header == [
+        "β",
+        "Reconstruction MSE (per pixel) ↓",
+        "KL divergence (nats)",
+        "Disentanglement: MIG ↑",
+        "SAP ↑",
+        "Sample quality: FID of samples ↓",
+        "p (−ELBO) vs β=1",
+        "n (runs)",
+    ]
     assert [r[0].text for r in beta5.rows] == ["1", "4", "10"]  # only the D = 5 cells, in grid order
     half = stats.t.ppf(0.975, SEEDS - 1) * 0.01 / math.sqrt(SEEDS)  # the seeds' values are mean ± 0.01
     assert [c.text for c in column(beta5, "Disentanglement: MIG ↑")] == [
-        f"{m:.3f} ± {half:.3f}" for m in (0.05, 0.20, 0.30)]
+        f"{m:.3f} ± {half:.3f}" for m in (0.05, 0.20, 0.30)
+    ]
     assert [c.best for c in column(beta5, "Disentanglement: MIG ↑")] == [False, False, True]
     assert [c.text for c in column(beta5, "SAP ↑")][1] == f"0.150 ± {half:.3f}"
-    assert any("MIG on 10,000 test images with 20 bins per latent, SAP fit on 5,000 and scored on 5,000" in n
-               and "(shape, scale, orientation, x, y)" in n for n in beta5.notes)
+    assert any(
+        "MIG on 10,000 test images with 20 bins per latent, SAP fit on 5,000 and scored on 5,000" in n
+        and "(shape, scale, orientation, x, y)" in n
+        for n in beta5.notes
+    )
     assert not table(tables, "beta_tradeoffs.latent_dim=10").notes  # the notes come once per layout
     latent4 = table(tables, "latent_dim.beta=4")
     assert latent4.title == "Latent dimension impact (β = 4)"
     assert [(r[0].text, r[3].text.split(" ")[0]) for r in latent4.rows] == [("5", "0.200"), ("10", "0.120")]
     assert column(latent4, "p (−ELBO) vs Latent dim=5")[0].text == "baseline"
     mig = table(tables, "mig_per_factor")
-    assert mig.header[:8] == ["β", "Latent dim", "MIG ↑", "MIG shape ↑", "MIG scale ↑", "MIG orientation ↑",
-                              "MIG x ↑", "MIG y ↑"]
+    assert mig.header[:8] == [
+        "β",
+        "Latent dim",
+        "MIG ↑",
+        "MIG shape ↑",
+        "MIG scale ↑",
+        "MIG orientation ↑",
+        "MIG x ↑",
+        "MIG y ↑",
+    ]
     assert column(mig, "MIG x ↑")[0].text == f"0.100 ± {2 * half:.3f}"
     assert {c.text for c in column(mig, "MIG orientation ↑")} == {"0.000"}
     assert "MIG ↑" in table(tables, "all_metrics").header and "SAP ↑" in table(tables, "all_metrics").header
@@ -369,23 +521,35 @@ def test_index_points_the_disentanglement_column_to_its_study():
 
     assert study_title(disentanglement_rows(D_CELLS).assign(study="pareto_grid")) == DISENTANGLEMENT_TITLE
     assert study_title(disentanglement_rows(D_CELLS, sampler="tpe")) == "Sweep results"  # a search
-    text = index_markdown({"disentanglement": StudyEntry(DISENTANGLEMENT_TITLE, "shapes"),
-                           "beta": StudyEntry("β-VAE trade-offs")})
-    assert (f"| {DISENTANGLEMENT_TITLE} | [disentanglement](disentanglement.md) | `sweeps/disentanglement.yaml` |"
-            in text)
+    text = index_markdown(
+        {"disentanglement": StudyEntry(DISENTANGLEMENT_TITLE, "shapes"), "beta": StudyEntry("β-VAE trade-offs")}
+    )
+    assert (
+        f"| {DISENTANGLEMENT_TITLE} | [disentanglement](disentanglement.md) | `sweeps/disentanglement.yaml` |" in text
+    )
     assert "The Disentanglement column of the β-VAE and latent-dimension tables" in text
     missing = index_markdown({"beta": StudyEntry("β-VAE trade-offs")})
-    assert (f"| {DISENTANGLEMENT_TITLE} | not measured yet: run `vaebench run sweeps/disentanglement.yaml && "
-            "vaebench report` |") in missing
+    assert (
+        f"| {DISENTANGLEMENT_TITLE} | not measured yet: run `vaebench run sweeps/disentanglement.yaml && "
+        "vaebench report` |"
+    ) in missing
 
 
 def test_index_lists_studies_on_other_data_apart_and_the_runs_behind_each_report():
     from vaebench.report import StudyEntry, index_markdown
 
-    made = {"command": "`vaebench run sweeps/smoke.yaml`", "machine": "some CPU, 2 cores", "date": "2026-12-01",
-            "wall": "0.1 min"}
-    text = index_markdown({"smoke": StudyEntry("β-VAE trade-offs", "digits", 4, made),
-                           "beta": StudyEntry("β-VAE trade-offs", "mnist", 15, made)})
+    made = {
+        "command": "`vaebench run sweeps/smoke.yaml`",
+        "machine": "some CPU, 2 cores",
+        "date": "2026-12-01",
+        "wall": "0.1 min",
+    }
+    text = index_markdown(
+        {
+            "smoke": StudyEntry("β-VAE trade-offs", "digits", 4, made),
+            "beta": StudyEntry("β-VAE trade-offs", "mnist", 15, made),
+        }
+    )
     assert "| β-VAE trade-offs | [beta](beta.md) | `sweeps/beta.yaml` |" in text  # not smoke: digits
     assert "listed apart" in text and "[smoke](smoke.md) (β-VAE trade-offs, dataset `digits`)" in text
     assert "| [smoke](smoke.md) | `digits` | 4 | 2026-12-01 | 0.1 min | `vaebench run sweeps/smoke.yaml` |" in text

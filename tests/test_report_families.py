@@ -44,14 +44,22 @@ def test_the_depth_check_flags_a_contradiction():
 
 
 def test_a_vq_study_gets_the_codebook_table_and_single_layer_studies_do_not():
-    cells = {k: {**metrics(), "codebook_perplexity": (p, 1.0), "codes_used_fraction": (u, 0.01), "fid_recon": (20.0, 1.0)}
-             for k, p, u in ((64, 40.0, 0.9), (512, 120.0, 0.4))}
+    cells = {
+        k: {**metrics(), "codebook_perplexity": (p, 1.0), "codes_used_fraction": (u, 0.01), "fid_recon": (20.0, 1.0)}
+        for k, p, u in ((64, 40.0, 0.9), (512, 120.0, 0.4))
+    }
     df = make_rows("vq_any_name", "model.num_embeddings", cells)
     tables = study_tables(df)
     vq = tables[0]
     assert vq.key == "vqvae" and study_title(df) == "VQ-VAE: reconstruction and codebook use"
-    assert vq.header[1:7] == ["Recon MSE (per pixel) ↓", "SSIM ↑", "Codebook perplexity (codes) ↑",
-                              "Codes used (fraction) ↑", "FID of reconstructions ↓", "Rate (nats)"]
+    assert vq.header[1:7] == [
+        "Recon MSE (per pixel) ↓",
+        "SSIM ↑",
+        "Codebook perplexity (codes) ↑",
+        "Codes used (fraction) ↑",
+        "FID of reconstructions ↓",
+        "Rate (nats)",
+    ]
     assert vq.rows[1][3].text.startswith("120.0") and vq.rows[1][3].best
     plain = make_rows("plain", "variant", {"a": metrics(), "b": metrics()})
     assert not any(t.key in ("vqvae", "hierarchical", "depth_check") for t in study_tables(plain))

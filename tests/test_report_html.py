@@ -25,9 +25,12 @@ from vaebench.spec import RunConfig, parse_spec
 runner = CliRunner()
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 REQUIRE_BROWSER = os.environ.get("VAEBENCH_REQUIRE_BROWSER") == "1"
-SPEC = {**TINY_SPEC, "train": {"epochs": 3, "batch_size": 128},
-        "eval": {"fid_extractor": None, "nll_examples": 50, "nll_k": 10},
-        "grid": {"model.latent_dim": [2, 6]}}
+SPEC = {
+    **TINY_SPEC,
+    "train": {"epochs": 3, "batch_size": 128},
+    "eval": {"fid_extractor": None, "nll_examples": 50, "nll_k": 10},
+    "grid": {"model.latent_dim": [2, 6]},
+}
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +42,9 @@ def swept(tmp_path_factory, request):
     results, reports = tmp / "results", tmp / "reports"
     r = runner.invoke(app, ["run", str(spec), "-q", "--results", str(results)], catch_exceptions=False)
     assert r.exit_code == 0, r.output
-    r = runner.invoke(app, ["report", "--results", str(results), "--out", str(reports), "--format", "both"],
-                      catch_exceptions=False)
+    r = runner.invoke(
+        app, ["report", "--results", str(results), "--out", str(reports), "--format", "both"], catch_exceptions=False
+    )
     assert r.exit_code == 0, r.output
     return results, reports
 
@@ -66,8 +70,13 @@ def test_markdown_links_real_figures(swept):
     _, reports = swept
     text = (reports / "tiny.md").read_text()
     links = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", text)
-    assert {os.path.basename(p) for p in links} == {"training_curves.png", "rate_distortion.png",
-                                                    "metric_vs_param.png", "images.png", "latent_scatter.png"}
+    assert {os.path.basename(p) for p in links} == {
+        "training_curves.png",
+        "rate_distortion.png",
+        "metric_vs_param.png",
+        "images.png",
+        "latent_scatter.png",
+    }
     for link in links:
         img = matplotlib.image.imread(reports / link)
         assert img.shape[0] > 100 and img.shape[1] > 100
@@ -97,10 +106,24 @@ window.addEventListener('load', () => {
 
 def _chromium(*args, profile):
     return subprocess.run(
-        [BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={profile}", "--virtual-time-budget=5000", *args],
-        capture_output=True, text=True, timeout=120)
+        [
+            BROWSER,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            "--virtual-time-budget=5000",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_html_renders_in_headless_chromium(swept, tmp_path):
@@ -131,8 +154,12 @@ def test_index_names_the_sweep_for_every_missing_table(swept):
     text = (reports / "index.md").read_text()
     # tiny runs on digits: its latent-dimension table is listed apart, not as measuring the tutorial's
     assert "[tiny](tiny.md) (Latent dimension impact, dataset `digits`)" in text
-    for title, sweep in [("β-VAE trade-offs", "beta"), ("Architecture comparison", "architecture"),
-                         ("Latent dimension impact", "latent_dim"),
-                         ("Loss comparison", "loss"), ("Annealing schedules", "schedule")]:
+    for title, sweep in [
+        ("β-VAE trade-offs", "beta"),
+        ("Architecture comparison", "architecture"),
+        ("Latent dimension impact", "latent_dim"),
+        ("Loss comparison", "loss"),
+        ("Annealing schedules", "schedule"),
+    ]:
         assert f"| {title} | not measured yet: run `vaebench run sweeps/{sweep}.yaml && vaebench report` |" in text
     assert 'href="tiny.html"' in (reports / "index.html").read_text()

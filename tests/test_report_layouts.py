@@ -50,10 +50,23 @@ def spec_runs(sweep: str) -> tuple[list[str], str, list[Run]]:
 def spec_rows(sweep: str, study: str) -> pd.DataFrame:
     """A finished run's identifying columns and parameters for every run of a shipped sweep, as `study`."""
     grid_keys, sampler, runs = spec_runs(sweep)
-    return pd.DataFrame([{"run_id": f"{study}-{i}", "study": study, "seed": r.seed, "status": "ok",
-                          "cell_index": r.cell_index, "variant": r.variant, "grid_keys": grid_keys, "sampler": sampler,
-                          "command": f"vaebench run sweeps/{sweep}.yaml", **param_columns(r.config)}
-                         for i, r in enumerate(runs)])
+    return pd.DataFrame(
+        [
+            {
+                "run_id": f"{study}-{i}",
+                "study": study,
+                "seed": r.seed,
+                "status": "ok",
+                "cell_index": r.cell_index,
+                "variant": r.variant,
+                "grid_keys": grid_keys,
+                "sampler": sampler,
+                "command": f"vaebench run sweeps/{sweep}.yaml",
+                **param_columns(r.config),
+            }
+            for i, r in enumerate(runs)
+        ]
+    )
 
 
 def variant_params(sweep: str) -> dict[str, dict]:
@@ -89,18 +102,25 @@ def test_the_name_alone_picks_no_table():
     assert study_layout(df)[1].key == "sweep"
     # variants that change the training as well as the KL weighting are not a schedule comparison
     mixed = {"none": {"param.train.lr": 1e-3}, "linear": {"param.schedule.name": "linear", "param.train.lr": 1e-4}}
-    assert study_layout(make_rows("schedule", "variant", {"none": metrics(), "linear": metrics()}, mixed))[0] == \
-        "Sweep results"
+    assert (
+        study_layout(make_rows("schedule", "variant", {"none": metrics(), "linear": metrics()}, mixed))[0]
+        == "Sweep results"
+    )
     # named variants that set nothing different
-    assert study_layout(make_rows("schedule", "variant", {"none": metrics(), "linear": metrics()}))[0] == \
-        "Sweep results"
+    assert (
+        study_layout(make_rows("schedule", "variant", {"none": metrics(), "linear": metrics()}))[0] == "Sweep results"
+    )
 
 
 def test_a_row_added_from_outside_the_sweep_does_not_change_the_table():
     params = variant_params("architecture")
     df = make_rows("arch", "variant", {name: metrics() for name in params}, params)
-    outside = df.iloc[:1].assign(run_id="ext-1", variant="Mine (external)", command=EXTERNAL_COMMAND,
-                                 **{"param.model.name": "vampprior", "param.train.lr": 0.1})
+    outside = df.iloc[:1].assign(
+        run_id="ext-1",
+        variant="Mine (external)",
+        command=EXTERNAL_COMMAND,
+        **{"param.model.name": "vampprior", "param.train.lr": 0.1},
+    )
     both = pd.concat([df, outside], ignore_index=True)
     assert study_layout(both)[1].key == "architecture"
     assert "Mine (external)" in [r[0].text for r in table(study_tables(both), "architecture").rows]

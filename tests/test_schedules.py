@@ -144,8 +144,21 @@ def _cyclical(t, total, cycles, ratio):
 
 @pytest.mark.parametrize(
     "step, expected",
-    [(0, 0.0), (62, 0.496), (124, 0.992), (125, 1.0), (249, 1.0), (250, 0.0), (312, 0.496),
-     (374, 0.992), (375, 1.0), (500, 0.0), (750, 0.0), (875, 1.0), (999, 1.0)],
+    [
+        (0, 0.0),
+        (62, 0.496),
+        (124, 0.992),
+        (125, 1.0),
+        (249, 1.0),
+        (250, 0.0),
+        (312, 0.496),
+        (374, 0.992),
+        (375, 1.0),
+        (500, 0.0),
+        (750, 0.0),
+        (875, 1.0),
+        (999, 1.0),
+    ],
 )
 def test_cyclical_hand_values(step, expected):
     cfg = ScheduleConfig(name="cyclical", cycles=4, ratio=0.5)
@@ -267,13 +280,15 @@ def test_out_of_range_schedule_values_are_rejected(kwargs):
 
 
 def _run_cfg(schedule, beta=2.0):
-    return RunConfig.model_validate({
-        "dataset": {"name": "synthetic"},
-        "model": {"hidden_dim": 16, "latent_dim": 2},
-        "train": {"epochs": 4, "batch_size": 128},
-        "objective": {"beta": beta},
-        "schedule": schedule,
-    })
+    return RunConfig.model_validate(
+        {
+            "dataset": {"name": "synthetic"},
+            "model": {"hidden_dim": 16, "latent_dim": 2},
+            "train": {"epochs": 4, "batch_size": 128},
+            "objective": {"beta": beta},
+            "schedule": schedule,
+        }
+    )
 
 
 @pytest.fixture

@@ -29,16 +29,25 @@ def _study(results, name):
     return optuna.load_study(study_name=name, storage=StudyStore(None, results, name).open())
 
 
-@pytest.mark.parametrize("pruner,min_bad_pruned", [
-    ({"name": "median", "n_startup_trials": 2, "n_warmup_steps": 1}, 4),
-    ({"name": "successive_halving", "reduction_factor": 2}, 4),
-    # Hyperband splits trials into brackets; the first trial of a bracket has nobody to lose to
-    ({"name": "hyperband", "reduction_factor": 2}, 2),
-])
+@pytest.mark.parametrize(
+    "pruner,min_bad_pruned",
+    [
+        ({"name": "median", "n_startup_trials": 2, "n_warmup_steps": 1}, 4),
+        ({"name": "successive_halving", "reduction_factor": 2}, 4),
+        # Hyperband splits trials into brackets; the first trial of a bracket has nobody to lose to
+        ({"name": "hyperband", "reduction_factor": 2}, 2),
+    ],
+)
 def test_pruners_stop_a_bad_configuration_early(tmp_path, write_spec, pruner, min_bad_pruned):
     # lr 1e-6 barely moves the loss: after the good runs, its trials must be stopped
-    spec = {**TINY_SPEC, "train": {"epochs": 6, "batch_size": 128}, "eval": FAST_EVAL,
-            "grid": {"train.lr": [0.003, 1e-6]}, "seeds": [0, 1, 2, 3], "search": {"pruner": pruner}}
+    spec = {
+        **TINY_SPEC,
+        "train": {"epochs": 6, "batch_size": 128},
+        "eval": FAST_EVAL,
+        "grid": {"train.lr": [0.003, 1e-6]},
+        "seeds": [0, 1, 2, 3],
+        "search": {"pruner": pruner},
+    }
     results, reports = tmp_path / "results", tmp_path / "reports"
     r = vaebench("run", str(write_spec(spec)), "-q", "--results", str(results))
     assert r.exit_code == 0, r.output
@@ -68,9 +77,14 @@ def test_pruners_stop_a_bad_configuration_early(tmp_path, write_spec, pruner, mi
 
 
 def test_multi_objective_grid_stores_and_reports_the_pareto_front(tmp_path, write_spec):
-    spec = {**TINY_SPEC, "train": {"epochs": 3, "batch_size": 128}, "eval": FAST_EVAL,
-            "grid": {"objective.beta": [0.1, 1.0, 8.0]}, "seeds": [0],
-            "search": {"objectives": [{"metric": "recon_mse"}, {"metric": "kl"}]}}
+    spec = {
+        **TINY_SPEC,
+        "train": {"epochs": 3, "batch_size": 128},
+        "eval": FAST_EVAL,
+        "grid": {"objective.beta": [0.1, 1.0, 8.0]},
+        "seeds": [0],
+        "search": {"objectives": [{"metric": "recon_mse"}, {"metric": "kl"}]},
+    }
     results, reports = tmp_path / "results", tmp_path / "reports"
     assert vaebench("run", str(write_spec(spec)), "-q", "--results", str(results)).exit_code == 0
     study = _study(results, "tiny")
@@ -92,14 +106,25 @@ def test_multi_objective_grid_stores_and_reports_the_pareto_front(tmp_path, writ
 
 @pytest.mark.parametrize("sampler", ["random", "tpe", "nsga2"])
 def test_sampled_search_runs_its_budget_from_the_space(tmp_path, write_spec, sampler):
-    spec = {"study": "sampled", "dataset": {"name": "digits"}, "model": {"name": "mlp", "hidden_dim": 32},
-            "train": {"epochs": 2, "batch_size": 128}, "eval": FAST_EVAL, "seeds": [3],
-            "search": {"sampler": sampler, "n_trials": 5, "seed": 7, "space": {
+    spec = {
+        "study": "sampled",
+        "dataset": {"name": "digits"},
+        "model": {"name": "mlp", "hidden_dim": 32},
+        "train": {"epochs": 2, "batch_size": 128},
+        "eval": FAST_EVAL,
+        "seeds": [3],
+        "search": {
+            "sampler": sampler,
+            "n_trials": 5,
+            "seed": 7,
+            "space": {
                 "objective.beta": {"type": "float", "low": 0.1, "high": 10.0, "log": True},
                 "model.latent_dim": {"type": "int", "low": 2, "high": 8},
-                "objective.likelihood": {"type": "categorical", "choices": ["bernoulli", "gaussian"]}},
-                "objectives": [{"metric": "neg_elbo"}] if sampler == "tpe" else
-                              [{"metric": "recon_mse"}, {"metric": "kl"}]}}
+                "objective.likelihood": {"type": "categorical", "choices": ["bernoulli", "gaussian"]},
+            },
+            "objectives": [{"metric": "neg_elbo"}] if sampler == "tpe" else [{"metric": "recon_mse"}, {"metric": "kl"}],
+        },
+    }
     results = tmp_path / "results"
     path = write_spec(spec)
     assert vaebench("run", str(path), "-q", "--results", str(results)).exit_code == 0
@@ -127,31 +152,58 @@ def test_pareto_mask_matches_brute_force():
         sign = [1 if d == "minimize" else -1 for d in dirs]
         expected = []
         for i, p in enumerate(pts):
-            beaten = any(all(s * q[k] <= s * p[k] for k, s in enumerate(sign)) and
-                         any(s * q[k] < s * p[k] for k, s in enumerate(sign)) for j, q in enumerate(pts) if j != i)
+            beaten = any(
+                all(s * q[k] <= s * p[k] for k, s in enumerate(sign))
+                and any(s * q[k] < s * p[k] for k, s in enumerate(sign))
+                for j, q in enumerate(pts)
+                if j != i
+            )
             expected.append(not beaten)
         assert pareto_mask(pts, dirs) == expected
 
 
-@pytest.mark.parametrize("search,message", [
-    ({"sampler": "tpee"}, "unknown sampler 'tpee'. Did you mean 'tpe'?"),
-    ({"sampler": "tpe", "n_trials": 3}, "needs a search.space"),
-    ({"sampler": "tpe", "space": {"objective.beta": {"type": "float", "low": 0.1, "high": 1}}}, "needs a trial budget"),
-    ({"space": {"objective.beta": {"type": "float", "low": 0.1, "high": 1}}}, "sampler 'grid' takes its cells from `grid`"),
-    ({"sampler": "random", "n_trials": 3, "space": {"objective.betta": {"type": "float", "low": 0, "high": 1}}},
-     "objective has no field 'betta'"),
-    ({"sampler": "random", "n_trials": 3, "space": {"objective.beta": {"type": "float", "low": 2, "high": 1}}},
-     "low (2.0) must be <= high (1.0)"),
-    ({"sampler": "random", "n_trials": 3, "space": {"model.latent_dim": {"type": "int", "low": 0, "high": 4}}},
-     "model.latent_dim = 0"),
-    ({"sampler": "random", "n_trials": 3, "space": {"objective.beta": {"type": "normal", "low": 0, "high": 1}}},
-     "search.space.objective.beta"),
-    ({"objectives": [{"metric": "recon_ms"}]}, "unknown metric 'recon_ms'. Did you mean 'recon_mse'?"),
-    ({"objectives": [{"metric": "kl"}, {"metric": "recon_mse"}], "pruner": {"name": "median"}}, "pruning needs a single objective"),
-    ({"objectives": [{"metric": "ssim", "direction": "maximize"}], "pruner": {"name": "median"}}, "must be minimized"),
-    ({"pruner": {"name": "median", "reduction_factor": 2}}, "'reduction_factor' is not used by pruner 'median'"),
-    ({"pruner": {"name": "hyperbnd"}}, "Did you mean 'hyperband'?"),
-])
+@pytest.mark.parametrize(
+    "search,message",
+    [
+        ({"sampler": "tpee"}, "unknown sampler 'tpee'. Did you mean 'tpe'?"),
+        ({"sampler": "tpe", "n_trials": 3}, "needs a search.space"),
+        (
+            {"sampler": "tpe", "space": {"objective.beta": {"type": "float", "low": 0.1, "high": 1}}},
+            "needs a trial budget",
+        ),
+        (
+            {"space": {"objective.beta": {"type": "float", "low": 0.1, "high": 1}}},
+            "sampler 'grid' takes its cells from `grid`",
+        ),
+        (
+            {"sampler": "random", "n_trials": 3, "space": {"objective.betta": {"type": "float", "low": 0, "high": 1}}},
+            "objective has no field 'betta'",
+        ),
+        (
+            {"sampler": "random", "n_trials": 3, "space": {"objective.beta": {"type": "float", "low": 2, "high": 1}}},
+            "low (2.0) must be <= high (1.0)",
+        ),
+        (
+            {"sampler": "random", "n_trials": 3, "space": {"model.latent_dim": {"type": "int", "low": 0, "high": 4}}},
+            "model.latent_dim = 0",
+        ),
+        (
+            {"sampler": "random", "n_trials": 3, "space": {"objective.beta": {"type": "normal", "low": 0, "high": 1}}},
+            "search.space.objective.beta",
+        ),
+        ({"objectives": [{"metric": "recon_ms"}]}, "unknown metric 'recon_ms'. Did you mean 'recon_mse'?"),
+        (
+            {"objectives": [{"metric": "kl"}, {"metric": "recon_mse"}], "pruner": {"name": "median"}},
+            "pruning needs a single objective",
+        ),
+        (
+            {"objectives": [{"metric": "ssim", "direction": "maximize"}], "pruner": {"name": "median"}},
+            "must be minimized",
+        ),
+        ({"pruner": {"name": "median", "reduction_factor": 2}}, "'reduction_factor' is not used by pruner 'median'"),
+        ({"pruner": {"name": "hyperbnd"}}, "Did you mean 'hyperband'?"),
+    ],
+)
 def test_bad_search_sections_name_the_field(search, message):
     with pytest.raises(SpecError) as e:
         parse_spec({**TINY_SPEC, "grid": {}, "seeds": [0], "search": search}, "sweeps/x.yaml")
@@ -161,7 +213,9 @@ def test_bad_search_sections_name_the_field(search, message):
 def test_a_sampled_search_takes_one_seed_and_no_grid():
     space = {"objective.beta": {"type": "float", "low": 0.1, "high": 1}}
     with pytest.raises(SpecError, match="give one seed"):
-        parse_spec({**TINY_SPEC, "grid": {}, "seeds": [0, 1], "search": {"sampler": "tpe", "n_trials": 2, "space": space}})
+        parse_spec(
+            {**TINY_SPEC, "grid": {}, "seeds": [0, 1], "search": {"sampler": "tpe", "n_trials": 2, "space": space}}
+        )
     with pytest.raises(SpecError, match="remove `grid`"):
         parse_spec({**TINY_SPEC, "seeds": [0], "search": {"sampler": "tpe", "n_trials": 2, "space": space}})
 
@@ -174,15 +228,18 @@ def test_default_search_leaves_fingerprints_unchanged():
     assert same.fingerprint() == spec.fingerprint()
 
 
-@pytest.mark.parametrize("workers,threads,pending,device,cores,expected", [
-    (None, None, 10, "cpu", 2, (2, 1)),   # the measured faster layout on CPU: one 1-thread worker per core
-    (None, None, 1, "cpu", 2, (1, 2)),    # one run left: one worker with both cores
-    (None, None, 10, "cpu", 8, (8, 1)),
-    (None, None, 10, "cuda", 8, (1, 8)),  # a GPU is shared by one worker
-    (1, None, 10, "cpu", 2, (1, 2)),
-    (3, None, 10, "cpu", 2, (3, 1)),      # more workers than cores: one thread each
-    (2, 4, 10, "cpu", 2, (2, 4)),         # explicit settings win
-])
+@pytest.mark.parametrize(
+    "workers,threads,pending,device,cores,expected",
+    [
+        (None, None, 10, "cpu", 2, (2, 1)),  # the measured faster layout on CPU: one 1-thread worker per core
+        (None, None, 1, "cpu", 2, (1, 2)),  # one run left: one worker with both cores
+        (None, None, 10, "cpu", 8, (8, 1)),
+        (None, None, 10, "cuda", 8, (1, 8)),  # a GPU is shared by one worker
+        (1, None, 10, "cpu", 2, (1, 2)),
+        (3, None, 10, "cpu", 2, (3, 1)),  # more workers than cores: one thread each
+        (2, 4, 10, "cpu", 2, (2, 4)),  # explicit settings win
+    ],
+)
 def test_thread_layout(workers, threads, pending, device, cores, expected):
     layout = plan_layout(workers, threads, pending, device, cores)
     assert (layout.workers, layout.threads) == expected

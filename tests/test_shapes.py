@@ -62,7 +62,7 @@ def test_rendering_is_deterministic_and_byte_identical():
 def test_image_count_is_the_size_of_the_grid(grid):
     size, scales, orientations, positions = grid
     images = render_shapes(*grid)
-    assert images.shape == (3 * scales * orientations * positions ** 2, size, size)
+    assert images.shape == (3 * scales * orientations * positions**2, size, size)
     # no shape touches the border: the largest one fits at the extreme positions
     assert images[:, 0, :].max() == images[:, -1, :].max() == images[:, :, 0].max() == images[:, :, -1].max() == 0
     assert (images.reshape(len(images), -1).sum(1) > 0).all()  # and every image shows a shape
@@ -89,7 +89,12 @@ def test_factor_rows_are_the_full_product_in_c_order():
     ds = load_shapes(cfg)
     sizes = grid_sizes(2, 2, 4)
     assert [(f.name, f.size, f.categorical) for f in ds.factors] == [
-        ("shape", 3, True), ("scale", 2, False), ("orientation", 2, False), ("x", 4, False), ("y", 4, False)]
+        ("shape", 3, True),
+        ("scale", 2, False),
+        ("orientation", 2, False),
+        ("x", 4, False),
+        ("y", 4, False),
+    ]
     rows = torch.cat([ds.factors_train, ds.factors_test]).numpy()
     assert rows.dtype == np.int64 and rows.shape == (192, 5)
     # every grid point exactly once
@@ -116,8 +121,13 @@ def test_factor_rows_are_the_full_product_in_c_order():
 def test_checksum_changes_with_the_grid_parameters():
     base = load_dataset(tiny_cfg())
     assert load_dataset(tiny_cfg()).checksum == base.checksum  # stable
-    others = [tiny_cfg(image_size=20), tiny_cfg(scales=3), tiny_cfg(orientations=3), tiny_cfg(positions=3),
-              tiny_cfg(test_fraction=0.5)]
+    others = [
+        tiny_cfg(image_size=20),
+        tiny_cfg(scales=3),
+        tiny_cfg(orientations=3),
+        tiny_cfg(positions=3),
+        tiny_cfg(test_fraction=0.5),
+    ]
     sums = {base.checksum} | {load_dataset(c).checksum for c in others}
     assert len(sums) == 1 + len(others)
     # the cache file is keyed by the grid too
@@ -130,8 +140,16 @@ def test_the_factor_tensors_are_part_of_the_checksum():
     ds = load_dataset(tiny_cfg())
     same_images = data_mod._finish("shapes", ds.x_train, ds.y_train, ds.x_test, ds.y_test)
     assert same_images.checksum != ds.checksum
-    swapped = data_mod._finish("shapes", ds.x_train, ds.y_train, ds.x_test, ds.y_test,
-                               ds.factors_train.flip(1), ds.factors_test.flip(1), ds.factors)
+    swapped = data_mod._finish(
+        "shapes",
+        ds.x_train,
+        ds.y_train,
+        ds.x_test,
+        ds.y_test,
+        ds.factors_train.flip(1),
+        ds.factors_test.flip(1),
+        ds.factors,
+    )
     assert swapped.checksum != ds.checksum
 
 
@@ -234,7 +252,7 @@ def _centroid(im):
 
 def heart_region(x, y):
     """The heart curve's region, (x^2 + y^2 - 1)^3 - x^2 y^3 <= 0 (y up): written here, not imported."""
-    return (x ** 2 + y ** 2 - 1) ** 3 <= x ** 2 * y ** 3
+    return (x**2 + y**2 - 1) ** 3 <= x**2 * y**3
 
 
 @pytest.fixture(scope="module")
@@ -286,9 +304,11 @@ def test_pixel_mass_is_the_shapes_area(geometry, heart_reference):
     r = 0.2 * G_SIZE  # the radius of a scale-1 shape: its farthest point from the centroid
     mass = grid.sum((-1, -2))  # (shape, scale, orientation, x, y), in pixels
     scales = np.array(values["scale"])
-    expected = {"square": 2 * r * r,  # side sqrt(2) r: corners at radius r
-                "ellipse": math.pi * r * r / 2,  # semi-axes r and r / 2
-                "heart": heart_reference[0] * (r / HEART_RADIUS) ** 2}
+    expected = {
+        "square": 2 * r * r,  # side sqrt(2) r: corners at radius r
+        "ellipse": math.pi * r * r / 2,  # semi-axes r and r / 2
+        "heart": heart_reference[0] * (r / HEART_RADIUS) ** 2,
+    }
     for si, shape in enumerate(SHAPES):
         for a, s in enumerate(scales):
             area = expected[shape] * s * s
@@ -296,7 +316,7 @@ def test_pixel_mass_is_the_shapes_area(geometry, heart_reference):
             assert np.allclose(mass[si, a], area, rtol=0.015), (shape, s)
         # mass grows as scale^2
         mean = mass[si].mean((1, 2, 3))
-        assert np.allclose(mean / mean[-1], scales ** 2 / scales[-1] ** 2, rtol=0.01), shape
+        assert np.allclose(mean / mean[-1], scales**2 / scales[-1] ** 2, rtol=0.01), shape
 
 
 def test_orientation_turns_the_ellipse_anticlockwise(geometry):
@@ -363,8 +383,9 @@ def test_a_fraction_that_empties_a_split_is_refused():
     from vaebench.errors import DataError
 
     with pytest.raises(DataError, match="empty split"):
-        load_dataset(DatasetConfig(name="shapes", image_size=16, scales=1, orientations=1, positions=1,
-                                   test_fraction=0.1))
+        load_dataset(
+            DatasetConfig(name="shapes", image_size=16, scales=1, orientations=1, positions=1, test_fraction=0.1)
+        )
 
 
 def test_load_dataset_returns_factors_and_binarize_keeps_them():
@@ -396,11 +417,13 @@ SMALL_MODEL = {
 @pytest.mark.parametrize("name", sorted(SMALL_MODEL))
 def test_every_architecture_trains_on_shapes(name):
     assert set(SMALL_MODEL) == {n for n in MODELS.names() if MODELS.get(n).build.__module__.startswith("vaebench.")}
-    cfg = RunConfig.model_validate({
-        "dataset": {"name": "shapes", **TINY},
-        "model": {"name": name, **SMALL_MODEL[name]},
-        "train": {"epochs": 1, "batch_size": 32},
-    })
+    cfg = RunConfig.model_validate(
+        {
+            "dataset": {"name": "shapes", **TINY},
+            "model": {"name": name, **SMALL_MODEL[name]},
+            "train": {"epochs": 1, "batch_size": 32},
+        }
+    )
     data = load_dataset(cfg.dataset)
     res = train(cfg, data, seed=0, device="cpu")
     assert res.status == "ok" and len(res.history) == 1
@@ -415,14 +438,19 @@ def test_a_shapes_sweep_through_the_cli_writes_disentanglement_columns(tmp_path,
         "dataset": {"name": "shapes", **TINY},
         "model": {"name": "mlp", "hidden_dim": 32, "latent_dim": 4},
         "train": {"epochs": 1, "batch_size": 32},
-        "eval": {"fid_extractor": None, "nll_k": 4, "nll_examples": 16, "mig_samples": 40,
-                 "sap_train_samples": 30, "sap_test_samples": 10},
+        "eval": {
+            "fid_extractor": None,
+            "nll_k": 4,
+            "nll_examples": 16,
+            "mig_samples": 40,
+            "sap_train_samples": 30,
+            "sap_test_samples": 10,
+        },
         "grid": {"objective.beta": [1.0, 4.0]},
         "seeds": [0],
     }
     results = tmp_path / "results"
-    r = CliRunner().invoke(app, ["run", str(write_spec(spec)), "-q", "--results", str(results)],
-                           catch_exceptions=False)
+    r = CliRunner().invoke(app, ["run", str(write_spec(spec)), "-q", "--results", str(results)], catch_exceptions=False)
     assert r.exit_code == 0, r.output
     df = pd.read_parquet(results / "shapes-tiny" / "runs")
     assert len(df) == 2 and (df["status"] == "ok").all()

@@ -69,33 +69,64 @@ BAD_SPECS = [
     ({"grid": {"model": [{"name": "conv"}]}}, "grid key 'model' must be SECTION.FIELD with SECTION in"),
     ({"grid": {"variant": [{"model": {}}]}}, "grid.variant[0] must be a mapping with a non-empty string 'name'"),
     ({"grid": {"variant": [{"name": "a", "modle": {}}]}}, "grid.variant[0] (a): unknown section 'modle'"),
-    ({"grid": {"variant": [{"name": "a"}, {"name": "a", "train": {"lr": 0.1}}]}}, "grid.variant names must be distinct"),
+    (
+        {"grid": {"variant": [{"name": "a"}, {"name": "a", "train": {"lr": 0.1}}]}},
+        "grid.variant names must be distinct",
+    ),
     ({"grid": {"variant": [{"name": "a"}, {"name": "b", "train": {"lr": 0.001}}]}}, "are the same configuration"),
-    ({"grid": {"variant": [{"name": "c", "model": {"name": "conv", "hidden_dim": 64}}]}},
-     "grid cell {'variant': 'c'}: model.hidden_dim = 64: unknown key: 'hidden_dim' is not an option of model 'conv' (an option of model 'cvae', 'mlp'"),
-    ({"model": {"name": "conv", "depth": 3}}, "field model.depth: unknown key: 'depth' is not an option of model 'conv'"),
-    ({"model": {"name": "mlp", "hiden_dim": 3}}, "field model.hiden_dim: unknown key: 'hiden_dim' is not an option of model 'mlp'. Did you mean 'hidden_dim'?"),
+    (
+        {"grid": {"variant": [{"name": "c", "model": {"name": "conv", "hidden_dim": 64}}]}},
+        "grid cell {'variant': 'c'}: model.hidden_dim = 64: unknown key: 'hidden_dim' is not an option of model 'conv' (an option of model 'cvae', 'mlp'",
+    ),
+    (
+        {"model": {"name": "conv", "depth": 3}},
+        "field model.depth: unknown key: 'depth' is not an option of model 'conv'",
+    ),
+    (
+        {"model": {"name": "mlp", "hiden_dim": 3}},
+        "field model.hiden_dim: unknown key: 'hiden_dim' is not an option of model 'mlp'. Did you mean 'hidden_dim'?",
+    ),
     ({"model": {"name": "conv", "channels": [8, 0]}}, "field model.channels: channels must be >= 1"),
     ({"schedule": {"name": "linear", "cycles": 3}}, "field schedule: 'cycles' is not used by schedule 'linear'"),
     ({"objective": {"estimator": "iwae", "beta": 2}}, "estimator 'iwae' is the unweighted bound"),
-    ({"objective": {"estimator": "iwae"}, "schedule": {"name": "linear"}}, "estimator 'iwae' has no KL weight to schedule"),
+    (
+        {"objective": {"estimator": "iwae"}, "schedule": {"name": "linear"}},
+        "estimator 'iwae' has no KL weight to schedule",
+    ),
     ({"train": {"plateau_patience": 3}}, "'plateau_patience' is not used by lr_schedule 'none'"),
     ({"grid": {"objective.beta": []}}, "grid key 'objective.beta' has no values"),
     ({"grid": {"objective.beta": [1, 1]}}, "repeats a value"),
-    ({"grid": {"objective.beta": [1, -2]}}, "field grid: grid cell {'objective.beta': -2}: objective.beta = -2: Input should be greater than or equal to 0"),
+    (
+        {"grid": {"objective.beta": [1, -2]}},
+        "field grid: grid cell {'objective.beta': -2}: objective.beta = -2: Input should be greater than or equal to 0",
+    ),
     ({"grid": {"model.latent_dim": [0]}}, "field grid: grid cell {'model.latent_dim': 0}: model.latent_dim = 0"),
     ({"seeds": []}, "field seeds: needs at least one seed"),
     ({"seeds": [1, 1]}, "seeds must be distinct"),
     ({"seeds": [-1]}, "seeds must be >= 0"),
     ({"study": DELETE}, "field study: Field required"),
     ({"study": "../escape"}, "field study: must match"),
-    ({"dataset": {"name": "mnist", "image_size": 64}}, "field dataset.image_size: unknown key: 'image_size' is not an option of dataset 'mnist' (an option of dataset"),
-    ({"dataset": {"name": "digits", "orientations": 40}}, "field dataset.orientations: unknown key: 'orientations' is not an option of dataset 'digits'"),
-    ({"dataset": {"name": "shapes", "scale": 4}}, "field dataset.scale: unknown key: 'scale' is not an option of dataset 'shapes'. Did you mean 'scales'?"),
-    ({"dataset": {"name": "shapes", "image_size": 8}}, "field dataset.image_size: Input should be greater than or equal to 16"),
+    (
+        {"dataset": {"name": "mnist", "image_size": 64}},
+        "field dataset.image_size: unknown key: 'image_size' is not an option of dataset 'mnist' (an option of dataset",
+    ),
+    (
+        {"dataset": {"name": "digits", "orientations": 40}},
+        "field dataset.orientations: unknown key: 'orientations' is not an option of dataset 'digits'",
+    ),
+    (
+        {"dataset": {"name": "shapes", "scale": 4}},
+        "field dataset.scale: unknown key: 'scale' is not an option of dataset 'shapes'. Did you mean 'scales'?",
+    ),
+    (
+        {"dataset": {"name": "shapes", "image_size": 8}},
+        "field dataset.image_size: Input should be greater than or equal to 16",
+    ),
     ({"dataset": {"name": "shapes", "test_fraction": 1.0}}, "field dataset.test_fraction: Input should be less than 1"),
-    ({"grid": {"variant": [{"name": "m", "dataset": {"positions": 8}}]}},
-     "grid cell {'variant': 'm'}: dataset.positions = 8: unknown key: 'positions' is not an option of dataset 'digits'"),
+    (
+        {"grid": {"variant": [{"name": "m", "dataset": {"positions": 8}}]}},
+        "grid cell {'variant': 'm'}: dataset.positions = 8: unknown key: 'positions' is not an option of dataset 'digits'",
+    ),
 ]
 
 
@@ -139,12 +170,18 @@ def test_fingerprint_ignores_description_only(write_spec):
 
 
 def test_dataset_parameters_are_shapes_only_and_leave_existing_ids_unchanged(write_spec):
-    shapes = {**TINY_SPEC, "dataset": {"name": "shapes", "image_size": 64, "scales": 6, "orientations": 40,
-                                       "positions": 32}}
+    shapes = {
+        **TINY_SPEC,
+        "dataset": {"name": "shapes", "image_size": 64, "scales": 6, "orientations": 40, "positions": 32},
+    }
     spec = load_spec(write_spec(shapes))  # the full dSprites grid is a valid configuration
     assert (spec.dataset.image_size, spec.dataset.orientations, spec.dataset.positions) == (64, 40, 32)
-    assert spec.runs()[0].config.identity()["dataset"] == {"name": "shapes", "image_size": 64, "orientations": 40,
-                                                           "positions": 32}
+    assert spec.runs()[0].config.identity()["dataset"] == {
+        "name": "shapes",
+        "image_size": 64,
+        "orientations": 40,
+        "positions": 32,
+    }
     # fields added with defaults are not part of any identity: run ids of other datasets are unchanged
     tiny = load_spec(write_spec(TINY_SPEC, "tiny.yaml"))
     assert tiny.runs()[0].config.identity()["dataset"] == {"name": "digits"}

@@ -44,9 +44,25 @@ def test_smoke_sweep_end_to_end(tmp_path):
     assert len(df) == len(spec.runs()) == 4
     assert set(df["run_id"]) == {run.run_id for run in spec.runs()}
     assert (df["status"] == "ok").all()
-    for col in ["param.objective.beta", "seed", "recon_mse", "kl", "neg_elbo", "ssim", "active_units",
-                "kl_per_dim", "train_seconds", "eval_seconds", "history", "torch_version", "device",
-                "dataset", "dataset_checksum", "vaebench_version", "n_params"]:
+    for col in [
+        "param.objective.beta",
+        "seed",
+        "recon_mse",
+        "kl",
+        "neg_elbo",
+        "ssim",
+        "active_units",
+        "kl_per_dim",
+        "train_seconds",
+        "eval_seconds",
+        "history",
+        "torch_version",
+        "device",
+        "dataset",
+        "dataset_checksum",
+        "vaebench_version",
+        "n_params",
+    ]:
         assert col in df.columns, col
     assert df["dataset"].eq("digits").all() and df["dataset_checksum"].nunique() == 1
     assert all(len(h) == spec.train.epochs for h in df["history"])
@@ -98,9 +114,16 @@ def test_a_study_made_when_the_seed_was_a_param_resumes(tmp_path, write_spec):
     old.set_user_attr(STUDY_SPEC, spec.model_dump(mode="json", exclude={"description"}))
     old.set_user_attr(STUDY_FINGERPRINT, spec.fingerprint())
     for run in spec.runs():  # the old enqueue: the seed among the params
-        old.enqueue_trial(params={**run.labels, "seed": run.seed},
-                          user_attrs={"run_id": run.run_id, "config": run.config.model_dump(mode="json"),
-                                      "seed": run.seed, "labels": run.labels, "cell_index": run.cell_index})
+        old.enqueue_trial(
+            params={**run.labels, "seed": run.seed},
+            user_attrs={
+                "run_id": run.run_id,
+                "config": run.config.model_dump(mode="json"),
+                "seed": run.seed,
+                "labels": run.labels,
+                "cell_index": run.cell_index,
+            },
+        )
     # an old worker claimed trial 0, asked for its params (the seed too) and died
     trial = optuna.Trial(old, old._storage.get_trial_id_from_study_id_trial_number(old._study_id, 0))
     old._storage.set_trial_state_values(trial._trial_id, TrialState.RUNNING)
@@ -155,16 +178,25 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, write_spec, monkeypatch,
 
 
 def test_missing_inception_weights_file_exits_2(tmp_path, write_spec):
-    r = vaebench("run", str(write_spec(TINY_SPEC)), "--inception-weights", str(tmp_path / "nope.pth"),
-                 results=tmp_path / "results")
+    r = vaebench(
+        "run",
+        str(write_spec(TINY_SPEC)),
+        "--inception-weights",
+        str(tmp_path / "nope.pth"),
+        results=tmp_path / "results",
+    )
     assert r.exit_code == 2 and "no such file" in r.output
     assert not (tmp_path / "results").exists()
 
 
 def test_cli_exit_code_in_a_real_process(tmp_path, write_spec):
     bad = write_spec({**TINY_SPEC, "seeds": "zero"})
-    p = subprocess.run([sys.executable, "-m", "vaebench.cli", "run", str(bad), "--results", str(tmp_path / "r")],
-                       capture_output=True, text=True, cwd=tmp_path)
+    p = subprocess.run(
+        [sys.executable, "-m", "vaebench.cli", "run", str(bad), "--results", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert p.returncode == 2
     assert "field seeds" in p.stderr and "Traceback" not in p.stderr
 
@@ -226,8 +258,10 @@ def test_a_row_written_before_a_crash_is_kept_not_retrained(tmp_path, write_spec
     study = optuna.load_study(study_name="tiny", storage=StudyStore(None, results, "tiny").open())
     storage = study._storage
     sid = storage.get_study_id_from_name("tiny")
-    study.enqueue_trial(params={"objective.beta": 0.5, "seed": 0},
-                        user_attrs={"run_id": run_id, "config": spec.runs()[0].config.model_dump(mode="json"), "seed": 0})
+    study.enqueue_trial(
+        params={"objective.beta": 0.5, "seed": 0},
+        user_attrs={"run_id": run_id, "config": spec.runs()[0].config.model_dump(mode="json"), "seed": 0},
+    )
     tid = storage.get_trial_id_from_study_id_trial_number(sid, 4)
     storage.set_trial_state_values(tid, TrialState.RUNNING)
     storage.set_trial_user_attr(tid, ATTR_WORKER, _dead_worker_token())

@@ -108,7 +108,11 @@ def test_results_json_lines_and_parquet_read_back(finished, tmp_path):
     except ImportError:
         duckdb = None
     if duckdb is not None:
-        for source in (f"read_parquet('{parquet}')", f"read_json_auto('{jsonl}')", f"read_csv_auto('{tmp_path / 'r.csv'}')"):
+        for source in (
+            f"read_parquet('{parquet}')",
+            f"read_json_auto('{jsonl}')",
+            f"read_csv_auto('{tmp_path / 'r.csv'}')",
+        ):
             if "read_csv" in source:
                 cli("results", "--results", str(finished), "--csv", "--out", str(tmp_path / "r.csv"))
             n, mean = duckdb.sql(f"SELECT count(*), avg(neg_elbo) FROM {source}").fetchone()
@@ -132,19 +136,43 @@ def test_results_export_needs_a_file_for_parquet(finished):
 # --------------------------------------------------------------------------- spec values: finite numbers
 
 
-@pytest.mark.parametrize("section,field", [
-    ({"objective": {"beta": float("inf")}}, "field objective.beta"),
-    ({"train": {"lr": float("nan")}}, "field train.lr"),
-    ({"eval": {"active_threshold": float("-inf")}}, "field eval.active_threshold"),
-    ({"schedule": {"name": "linear", "warmup": float("inf")}}, "field schedule.warmup"),
-    ({"grid": {"objective.beta": [0.5, float("inf")]}}, "grid key 'objective.beta'"),
-    ({"grid": {"variant": [{"name": "a", "objective": {"beta": float("nan")}}]}}, "grid key 'variant'"),
-    ({"dataset": {"name": "shapes", "test_fraction": float("nan")}}, "field dataset.test_fraction"),  # a family option
-    ({"grid": {}, "search": {"sampler": "random", "n_trials": 2, "space": {
-        "objective.beta": {"type": "float", "low": 0.1, "high": float("inf")}}}}, "search.space.objective.beta"),
-    ({"grid": {}, "search": {"sampler": "random", "n_trials": 2, "space": {
-        "train.lr": {"type": "categorical", "choices": [1e-3, float("nan")]}}}}, "search.space.train.lr"),
-])
+@pytest.mark.parametrize(
+    "section,field",
+    [
+        ({"objective": {"beta": float("inf")}}, "field objective.beta"),
+        ({"train": {"lr": float("nan")}}, "field train.lr"),
+        ({"eval": {"active_threshold": float("-inf")}}, "field eval.active_threshold"),
+        ({"schedule": {"name": "linear", "warmup": float("inf")}}, "field schedule.warmup"),
+        ({"grid": {"objective.beta": [0.5, float("inf")]}}, "grid key 'objective.beta'"),
+        ({"grid": {"variant": [{"name": "a", "objective": {"beta": float("nan")}}]}}, "grid key 'variant'"),
+        (
+            {"dataset": {"name": "shapes", "test_fraction": float("nan")}},
+            "field dataset.test_fraction",
+        ),  # a family option
+        (
+            {
+                "grid": {},
+                "search": {
+                    "sampler": "random",
+                    "n_trials": 2,
+                    "space": {"objective.beta": {"type": "float", "low": 0.1, "high": float("inf")}},
+                },
+            },
+            "search.space.objective.beta",
+        ),
+        (
+            {
+                "grid": {},
+                "search": {
+                    "sampler": "random",
+                    "n_trials": 2,
+                    "space": {"train.lr": {"type": "categorical", "choices": [1e-3, float("nan")]}},
+                },
+            },
+            "search.space.train.lr",
+        ),
+    ],
+)
 def test_nan_and_infinite_spec_values_are_refused_with_the_field_named(write_spec, section, field):
     path = write_spec({**TINY_SPEC, "seeds": [0], **section})
     assert (".inf" in path.read_text()) or (".nan" in path.read_text())  # as YAML writes them
@@ -243,8 +271,21 @@ def test_worker_lines_follow_the_running_trials():
     lines = WorkerLines(progress)
     host = __import__("socket").gethostname()
     lines.note("[w2 pid 4242] worker w2 pid 4242 on study tiny")
-    status = StudyStatus("tiny", "grid", 4, 0, 0, 0, 0, [(3, "abc", f"{host}:4242:1", 6.0)], 2, None, [],
-                         running_epochs=[(2, 97.5)], epochs_per_trial=10)
+    status = StudyStatus(
+        "tiny",
+        "grid",
+        4,
+        0,
+        0,
+        0,
+        0,
+        [(3, "abc", f"{host}:4242:1", 6.0)],
+        2,
+        None,
+        [],
+        running_epochs=[(2, 97.5)],
+        epochs_per_trial=10,
+    )
     lines.update(status)
     [task] = progress.tasks
     assert task.description == "  w2: trial 3 run abc epoch 2/10, test -ELBO 97.50"
@@ -258,11 +299,24 @@ def test_worker_lines_follow_the_running_trials():
 
 
 def _sweep_argv(tmp_path, write_spec):
-    spec = {**TINY_SPEC, "model": {"name": "mlp", "hidden_dim": 256, "latent_dim": 8}, "eval": FAST_EVAL,
-            "train": {"epochs": 20, "batch_size": 64}}  # ~4 s per run: the workers' trials overlap the polls
+    spec = {
+        **TINY_SPEC,
+        "model": {"name": "mlp", "hidden_dim": 256, "latent_dim": 8},
+        "eval": FAST_EVAL,
+        "train": {"epochs": 20, "batch_size": 64},
+    }  # ~4 s per run: the workers' trials overlap the polls
     env = {k: v for k, v in os.environ.items() if k != "VAEBENCH_WORKERS"}
-    argv = [sys.executable, "-m", "vaebench", "run", str(write_spec(spec)), "--workers", "2",
-            "--results", str(tmp_path / "results")]
+    argv = [
+        sys.executable,
+        "-m",
+        "vaebench",
+        "run",
+        str(write_spec(spec)),
+        "--workers",
+        "2",
+        "--results",
+        str(tmp_path / "results"),
+    ]
     return argv, env
 
 

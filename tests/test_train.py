@@ -9,11 +9,13 @@ from vaebench.train import HISTORY_FIELDS, train
 
 
 def _cfg(**train_kw) -> RunConfig:
-    return RunConfig.model_validate({
-        "dataset": {"name": "digits"},
-        "model": {"hidden_dim": 32, "latent_dim": 4},
-        "train": {"epochs": 3, "batch_size": 64, **train_kw},
-    })
+    return RunConfig.model_validate(
+        {
+            "dataset": {"name": "digits"},
+            "model": {"hidden_dim": 32, "latent_dim": 4},
+            "train": {"epochs": 3, "batch_size": 64, **train_kw},
+        }
+    )
 
 
 DIGITS = load_dataset(DatasetConfig(name="digits"))
@@ -21,7 +23,11 @@ DIGITS = load_dataset(DatasetConfig(name="digits"))
 
 def test_same_seed_same_numbers_and_other_seed_differs():
     cfg = _cfg()
-    a, b, c = train(cfg, DIGITS, seed=0, device="cpu"), train(cfg, DIGITS, seed=0, device="cpu"), train(cfg, DIGITS, seed=1, device="cpu")
+    a, b, c = (
+        train(cfg, DIGITS, seed=0, device="cpu"),
+        train(cfg, DIGITS, seed=0, device="cpu"),
+        train(cfg, DIGITS, seed=1, device="cpu"),
+    )
     strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]  # noqa: E731
     assert strip(a.history) == strip(b.history)
     assert strip(a.history) != strip(c.history)

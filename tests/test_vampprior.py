@@ -65,13 +65,13 @@ def vp():
 # -- helpers ----------------------------------------------------------------------------------------
 
 
-def _model(latent_dim=3, shape=(1, 4, 4), n_pseudo=5, likelihood=None, hidden_dim=16, seed=0, spread=True,
-           **options):
+def _model(latent_dim=3, shape=(1, 4, 4), n_pseudo=5, likelihood=None, hidden_dim=16, seed=0, spread=True, **options):
     """A float64 VampPrior VAE built through the registry. `spread`: diverse pseudo-inputs and a
     wider fc_mu / narrower fc_logvar, so the K components are distinct (the tests have power)."""
     torch.manual_seed(seed)
-    cfg = ModelConfig.model_validate({"name": "vampprior", "latent_dim": latent_dim, "hidden_dim": hidden_dim,
-                                      "n_pseudo": n_pseudo, **options})
+    cfg = ModelConfig.model_validate(
+        {"name": "vampprior", "latent_dim": latent_dim, "hidden_dim": hidden_dim, "n_pseudo": n_pseudo, **options}
+    )
     model = build_model(cfg, shape, likelihood or Bernoulli()).double()
     if spread:
         with torch.no_grad():
@@ -93,8 +93,9 @@ def _reference_prior(model) -> MixtureSameFamily:
     with torch.no_grad():
         mu, logvar = model.encode(model.pseudo_raw.clamp(0.0, 1.0))
     k = len(mu)
-    return MixtureSameFamily(Categorical(logits=torch.zeros(k, dtype=mu.dtype)),
-                             Independent(Normal(mu, torch.exp(0.5 * logvar)), 1))
+    return MixtureSameFamily(
+        Categorical(logits=torch.zeros(k, dtype=mu.dtype)), Independent(Normal(mu, torch.exp(0.5 * logvar)), 1)
+    )
 
 
 def _posterior(mu, logvar) -> Independent:
@@ -280,8 +281,9 @@ def test_sweep_spec_compares_mlp_and_vampprior_at_the_same_size_and_budget():
     a, b = (c.model_dump(mode="json") for c in cells)
     model_a, model_b = a.pop("model"), b.pop("model")
     assert a == b  # data, objective, schedule, training budget, evaluation: the same
-    assert {k: v for k, v in model_b.items() if k not in ("name", "n_pseudo", "pseudo_init_std")} == \
-        {k: v for k, v in model_a.items() if k != "name"}
+    assert {k: v for k, v in model_b.items() if k not in ("name", "n_pseudo", "pseudo_init_std")} == {
+        k: v for k, v in model_a.items() if k != "name"
+    }
     assert cells[0].dataset.name == "mnist" and cells[0].objective.likelihood == "bernoulli"
     torch.manual_seed(0)
     sizes = [count_parameters(build_model(c.model, (1, 28, 28), Bernoulli())) for c in cells]
@@ -451,6 +453,7 @@ def test_nll_matches_numerical_integration_with_the_vampprior(model_1d):
         grid = torch.linspace(-12.0, 12.0, 24001, dtype=F64)
         joint = _log_joint_on_grid(model, lik, xi, grid)[0]
         peak, top = joint.max().item(), grid[joint.argmax()].item()
+
         def f(v, xi=xi, peak=peak):
             return math.exp(_log_joint_on_grid(model, lik, xi, torch.tensor([v], dtype=F64))[0, 0].item() - peak)
 
@@ -516,7 +519,9 @@ def test_entry_point_is_discovered_and_loads_the_family(unloaded_plugin, install
     assert plugins.load_plugin(PKG) is record  # once per process: no second registration
     assert record in plugins.loaded_plugins()
     family = MODELS.get("vampprior")
-    model = family.build(ModelConfig(name="vampprior", latent_dim=2, hidden_dim=8, n_pseudo=3), (1, 4, 4), Bernoulli(), 10)
+    model = family.build(
+        ModelConfig(name="vampprior", latent_dim=2, hidden_dim=8, n_pseudo=3), (1, 4, 4), Bernoulli(), 10
+    )
     assert type(model) is sys.modules[PKG].VampPriorVAE and model.n_pseudo == 3
     assert model.log_prior(torch.zeros(5, 2)).shape == (5,)
 

@@ -25,13 +25,15 @@ SMALL_MODEL = {
 
 
 def _cfg(model=None, objective=None, train_kw=None, schedule=None) -> RunConfig:
-    return RunConfig.model_validate({
-        "dataset": {"name": "digits"},
-        "model": model or {"name": "mlp", **SMALL_MODEL["mlp"]},
-        "objective": objective or {},
-        "schedule": schedule or {},
-        "train": {"epochs": 4, "batch_size": 64, **(train_kw or {})},
-    })
+    return RunConfig.model_validate(
+        {
+            "dataset": {"name": "digits"},
+            "model": model or {"name": "mlp", **SMALL_MODEL["mlp"]},
+            "objective": objective or {},
+            "schedule": schedule or {},
+            "train": {"epochs": 4, "batch_size": 64, **(train_kw or {})},
+        }
+    )
 
 
 def _builtin_families() -> set[str]:
@@ -81,8 +83,12 @@ def test_iwae_training_and_reduction_mean_train():
 def test_reported_kl_is_raw_under_free_bits():
     # Free bits raise the training objective's KL term, never the recorded one: with a floor far
     # above the real KL, the logged loss exceeds recon + KL by about the floor.
-    res = train(_cfg(objective={"free_bits": 5.0, "free_bits_mode": "batch"}, train_kw={"epochs": 1}),
-                DIGITS, seed=0, device="cpu")
+    res = train(
+        _cfg(objective={"free_bits": 5.0, "free_bits_mode": "batch"}, train_kw={"epochs": 1}),
+        DIGITS,
+        seed=0,
+        device="cpu",
+    )
     r = res.history[0]
     assert r["train_loss"] > r["train_recon"] + r["train_kl"] + 4 * 5.0 * 0.5
 
@@ -108,8 +114,12 @@ def test_cvae_conditions_on_labels():
 def test_plateau_schedule_cuts_the_learning_rate():
     # an lr so small the training loss stalls: with patience 0 the plateau schedule halves it
     kw = {"lr": 1e-6, "epochs": 6}
-    res = train(_cfg(train_kw={**kw, "lr_schedule": "plateau", "plateau_patience": 0, "plateau_factor": 0.5}),
-                DIGITS, seed=0, device="cpu")
+    res = train(
+        _cfg(train_kw={**kw, "lr_schedule": "plateau", "plateau_patience": 0, "plateau_factor": 0.5}),
+        DIGITS,
+        seed=0,
+        device="cpu",
+    )
     lrs = [r["lr"] for r in res.history]
     assert lrs[0] == 1e-6 and lrs[-1] < lrs[0] and all(b in (a, a / 2) for a, b in zip(lrs, lrs[1:]))
     steady = train(_cfg(train_kw=kw), DIGITS, seed=0, device="cpu")
@@ -130,11 +140,16 @@ def test_parameter_count_is_recorded_per_run(tmp_path, write_spec):
     from vaebench.results import load_results
 
     spec = {
-        "study": "arch", "dataset": {"name": "digits"}, "train": {"epochs": 1}, "seeds": [0],
-        "grid": {"variant": [
-            {"name": "mlp", "model": {"name": "mlp", **SMALL_MODEL["mlp"]}},
-            {"name": "conv", "model": {"name": "conv", **SMALL_MODEL["conv"]}},
-        ]},
+        "study": "arch",
+        "dataset": {"name": "digits"},
+        "train": {"epochs": 1},
+        "seeds": [0],
+        "grid": {
+            "variant": [
+                {"name": "mlp", "model": {"name": "mlp", **SMALL_MODEL["mlp"]}},
+                {"name": "conv", "model": {"name": "conv", **SMALL_MODEL["conv"]}},
+            ]
+        },
     }
     r = CliRunner().invoke(app, ["run", str(write_spec(spec)), "-q", "--results", str(tmp_path)])
     assert r.exit_code == 0, r.output

@@ -41,8 +41,14 @@ def _model(**kw) -> VQVAE:
 
 
 def _cfg(model=None, **sections) -> RunConfig:
-    return RunConfig.model_validate({"dataset": {"name": "digits"}, "model": {**SMALL, **(model or {})},
-                                     "train": {"epochs": 2, "batch_size": 64}, **sections})
+    return RunConfig.model_validate(
+        {
+            "dataset": {"name": "digits"},
+            "model": {**SMALL, **(model or {})},
+            "train": {"epochs": 2, "batch_size": 64},
+            **sections,
+        }
+    )
 
 
 # ---- quantization -----------------------------------------------------------------------------------
@@ -96,7 +102,8 @@ def test_codebook_and_commitment_losses_against_a_direct_computation():
     # the commitment loss pulls z_e towards sg[e], the codebook loss e towards sg[z_e]
     assert torch.allclose(z_e.grad, 0.7 * 2 * (z_e.detach() - codes) / 5, atol=1e-6)
     expected = torch.zeros_like(e).index_add_(
-        0, q.indices.flatten(), (2 * (codes - z_e.detach()) / 5).permute(0, 2, 3, 1).reshape(-1, 8))
+        0, q.indices.flatten(), (2 * (codes - z_e.detach()) / 5).permute(0, 2, 3, 1).reshape(-1, 8)
+    )
     assert torch.allclose(e.grad, expected, atol=1e-6)
     with torch.no_grad():
         t = model.elbo_terms(x)
@@ -157,7 +164,8 @@ def test_kl_is_n_positions_log_k_and_the_interface_around_it():
     # 28x28 with the default two stages: a 7x7 grid
     m28 = build_model(ModelConfig(name="vqvae", latent_dim=4, num_embeddings=64), (1, 28, 28), Bernoulli())
     assert m28.grid == (7, 7) and m28.elbo_terms(torch.rand(2, 1, 28, 28)).kl[0, 0].item() == pytest.approx(
-        49 * math.log(64), rel=1e-6)
+        49 * math.log(64), rel=1e-6
+    )
     # encode: a point mass at the quantized grid, so decode(mu) is the reconstruction
     assert torch.all(logvar == float("-inf")) and torch.equal(model.reparameterize(mu, logvar), mu)
     codes = model.quantize(x).codes
@@ -214,8 +222,13 @@ class _KnownCodes(torch.nn.Module):
 def test_codebook_metric_on_known_code_assignments_and_not_applicable_without_a_codebook():
     n, k = 300, 10
     idx = torch.from_numpy(np.random.default_rng(1).integers(0, 6, size=(n, 3, 3)))
-    data = Dataset("fake", torch.rand(n, 1, 4, 4), torch.zeros(n, dtype=torch.long), torch.rand(n, 1, 4, 4),
-                   torch.zeros(n, dtype=torch.long))
+    data = Dataset(
+        "fake",
+        torch.rand(n, 1, 4, 4),
+        torch.zeros(n, dtype=torch.long),
+        torch.rand(n, 1, 4, 4),
+        torch.zeros(n, dtype=torch.long),
+    )
     cfg = RunConfig.model_validate({"eval": {"batch_size": 64}})
     out = METRICS.get("codebook")(EvalContext(_KnownCodes(idx, k), data, cfg))
     assert out[C.CODEBOOK_PERPLEXITY] == pytest.approx(_numpy_perplexity(idx.numpy(), k), rel=1e-12)
@@ -334,8 +347,13 @@ def test_the_spec_validates_vqvae_options():
         RunConfig.model_validate({"model": {"name": "vqvae"}, "objective": {"free_bits": 0.5}})
     cfg = ModelConfig(name="vqvae", num_embeddings=512, commitment_cost=0.25)  # defaults: not in run ids
     assert cfg.model_dump(exclude_defaults=True) == {"name": "vqvae"}
-    assert (cfg.channels, cfg.num_embeddings, cfg.commitment_cost, cfg.ema, cfg.decay) == ([32, 64], 512, 0.25,
-                                                                                           False, 0.99)
+    assert (cfg.channels, cfg.num_embeddings, cfg.commitment_cost, cfg.ema, cfg.decay) == (
+        [32, 64],
+        512,
+        0.25,
+        False,
+        0.99,
+    )
 
 
 def test_the_vqvae_sweep_is_codebook_size_by_commitment_cost():

@@ -65,8 +65,9 @@ def public(name: str):
             tried.append(f"{module} ({type(e).__name__})")
             continue
         return obj
-    raise SystemExit(f"tools/spec_docs.py: cannot import {name} from {', '.join(tried)}; "
-                     f"update _LOCATIONS in tools/spec_docs.py")
+    raise SystemExit(
+        f"tools/spec_docs.py: cannot import {name} from {', '.join(tried)}; update _LOCATIONS in tools/spec_docs.py"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -218,8 +219,10 @@ def field_rows(model, names=None, registries=None, prefix="", notes=None) -> lis
             typ = f"{kind} name"
             choices = ", ".join(code(n) for n in builtin_names(registries[kind]))
             desc = f"{desc}; built-in: {choices}" if desc else f"built-in: {choices}"
-        rows.append(f"| {code(prefix + name)} | {cell(typ)} | {cell(constraint_text(field))} | "
-                    f"{cell(default_text(field))} | {cell(desc)} |")
+        rows.append(
+            f"| {code(prefix + name)} | {cell(typ)} | {cell(constraint_text(field))} | "
+            f"{cell(default_text(field))} | {cell(desc)} |"
+        )
     return rows
 
 
@@ -286,13 +289,17 @@ built-in entries are listed here (the example plugin's `vampprior` family is doc
 TOP_NOTES = {
     "description": "free text; not part of the study's identity",
     "grid": "SECTION.FIELD → list of values, or `variant` → list of {name: label, SECTION: {field: value}}; "
-            "the cells are the product of the lists (none: one cell)",
+    "the cells are the product of the lists (none: one cell)",
     "seeds": "distinct seeds ≥ 0; every cell runs once per seed (a sampled search takes exactly one)",
-    "epochs": "training epochs", "batch_size": "examples per optimizer step",
+    "epochs": "training epochs",
+    "batch_size": "examples per optimizer step",
     "objectives": "the metrics every trial is told (below); several make a multi-objective study",
     "pruner": "when a trial is stopped early (below)",
-    "type": "the distribution", "low": "lower bound", "high": "upper bound",
-    "choices": "the values to draw from", "direction": "minimize or maximize the metric",
+    "type": "the distribution",
+    "low": "lower bound",
+    "high": "upper bound",
+    "choices": "the values to draw from",
+    "direction": "minimize or maximize the metric",
     "step": "discretization step",
 }
 
@@ -478,16 +485,27 @@ def _nested_models(ann, seen=None):
 
 
 def _family_section(title: str, section_key: str, section_model, registry, text: str, registries) -> list[str]:
-    out = [f"## `{section_key}`", "", text.strip(), "", "Keys of every " + title + ":", "",
-           field_table(section_model, registries=registries, notes=TOP_NOTES)]
+    out = [
+        f"## `{section_key}`",
+        "",
+        text.strip(),
+        "",
+        "Keys of every " + title + ":",
+        "",
+        field_table(section_model, registries=registries, notes=TOP_NOTES),
+    ]
     groups: dict[int, list[str]] = {}
     options = {}
     for name in builtin_names(registry):
         entry = registry.get(name)
         groups.setdefault(id(entry.options), []).append(name)
         options[id(entry.options)] = entry.options
-    out += [f"### The {title} families and their options", "",
-            f"A family's own options go beside `name` (`{section_key}: {{name: …, option: value}}`).", ""]
+    out += [
+        f"### The {title} families and their options",
+        "",
+        f"A family's own options go beside `name` (`{section_key}: {{name: …, option: value}}`).",
+        "",
+    ]
     for key in sorted(groups, key=lambda k: groups[k]):
         names = groups[key]
         out.append("#### " + ", ".join(code(n) for n in names))
@@ -505,16 +523,26 @@ def _family_section(title: str, section_key: str, section_model, registry, text:
 def render() -> str:
     spec = public("SweepSpec")
     registries = {
-        "dataset": public("DATASETS"), "model": public("MODELS"), "likelihood": public("LIKELIHOODS"),
-        "estimator": public("ESTIMATORS"), "schedule": public("SCHEDULES"), "sampler": public("SAMPLERS"),
+        "dataset": public("DATASETS"),
+        "model": public("MODELS"),
+        "likelihood": public("LIKELIHOODS"),
+        "estimator": public("ESTIMATORS"),
+        "schedule": public("SCHEDULES"),
+        "sampler": public("SAMPLERS"),
         "pruner": public("PRUNERS"),
     }
     metrics = public("METRICS")
     declared = public("declared_columns")()
     sections = dict(_section_models(spec))
 
-    out = [HEADER.strip(), "", "## Top level", "",
-           "| key | type | constraint | default | description |", "|---|---|---|---|---|"]
+    out = [
+        HEADER.strip(),
+        "",
+        "## Top level",
+        "",
+        "| key | type | constraint | default | description |",
+        "|---|---|---|---|---|",
+    ]
     for name, field in spec.model_fields.items():
         if name in sections:
             out.append(f"| {code(name)} | section | | its fields' defaults | [below](#{name}) |")
@@ -566,14 +594,23 @@ def _search_section(model, registries, declared) -> list[str]:
             if sub in done:
                 continue
             done.add(sub)
-            title = f"`search.{name}`" + (f" entries `{_model_title(sub)}`" if name == "space" else
-                                           " entries" if typing.get_origin(field.annotation) is list else "")
+            title = f"`search.{name}`" + (
+                f" entries `{_model_title(sub)}`"
+                if name == "space"
+                else " entries"
+                if typing.get_origin(field.annotation) is list
+                else ""
+            )
             out += [f"### {title}", "", field_table(sub, registries=registries, notes=TOP_NOTES)]
             if name == "objectives":
                 builtin = set(builtin_names(public("METRICS")))
                 objective = [c for c, (m, col) in declared.items() if col.objective and m in builtin]
-                out += ["Metric columns a search may optimize (scalar, with a direction): "
-                        + ", ".join(code(c) for c in sorted(objective)) + ".", ""]
+                out += [
+                    "Metric columns a search may optimize (scalar, with a direction): "
+                    + ", ".join(code(c) for c in sorted(objective))
+                    + ".",
+                    "",
+                ]
     out += ["### Samplers", "", "| sampler | what |", "|---|---|"]
     for name in builtin_names(registries["sampler"]):
         out.append(f"| {code(name)} | {cell(getattr(registries['sampler'].get(name), 'doc', ''))} |")
@@ -587,15 +624,25 @@ def _search_section(model, registries, declared) -> list[str]:
 
 
 def _metrics_section(metrics) -> list[str]:
-    out = ["## Metrics and their columns", "",
-           "Every metric runs on the test split after training and fills the result columns it declares "
-           "(type, unit, which way is better). A metric that cannot apply leaves its columns null and says "
-           "why in `metrics_skipped`; each metric's wall time is `eval_seconds_<metric>`. Exact definitions: "
-           "[metrics.md](metrics.md).", ""]
+    out = [
+        "## Metrics and their columns",
+        "",
+        "Every metric runs on the test split after training and fills the result columns it declares "
+        "(type, unit, which way is better). A metric that cannot apply leaves its columns null and says "
+        "why in `metrics_skipped`; each metric's wall time is `eval_seconds_<metric>`. Exact definitions: "
+        "[metrics.md](metrics.md).",
+        "",
+    ]
     for name in builtin_names(metrics):
         m = metrics.get(name)
-        out += [f"### `{name}`", "", oneline(m.doc), "",
-                "| column | type | unit | better | description |", "|---|---|---|---|---|"]
+        out += [
+            f"### `{name}`",
+            "",
+            oneline(m.doc),
+            "",
+            "| column | type | unit | better | description |",
+            "|---|---|---|---|---|",
+        ]
         for c in m.columns:
             better = {"lower": "lower", "higher": "higher"}.get(c.direction, "")
             out.append(f"| {code(c.name)} | {c.dtype} | {cell(c.unit)} | {better} | {cell(c.doc)} |")
@@ -618,13 +665,20 @@ def _n_runs(doc: dict) -> str:
 def _sweeps_section() -> list[str]:
     import yaml
 
-    out = ["## Shipped sweeps", "",
-           "The specs in `sweeps/` (their comments explain each choice; measured times are in "
-           "[history.md](history.md)):", "", "| spec | study | runs | description |", "|---|---|---|---|"]
+    out = [
+        "## Shipped sweeps",
+        "",
+        "The specs in `sweeps/` (their comments explain each choice; measured times are in [history.md](history.md)):",
+        "",
+        "| spec | study | runs | description |",
+        "|---|---|---|---|",
+    ]
     for path in sorted(SWEEPS.glob("*.yaml")):
         doc = yaml.safe_load(path.read_text()) or {}
-        out.append(f"| `sweeps/{path.name}` | {code(doc.get('study', ''))} | {_n_runs(doc)} | "
-                   f"{cell(doc.get('description', ''))} |")
+        out.append(
+            f"| `sweeps/{path.name}` | {code(doc.get('study', ''))} | {_n_runs(doc)} | "
+            f"{cell(doc.get('description', ''))} |"
+        )
     out.append("")
     return out
 
@@ -637,8 +691,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         current = OUT.read_text() if OUT.is_file() else ""
         if current != text:
-            diff = "".join(difflib.unified_diff(current.splitlines(True), text.splitlines(True),
-                                                "docs/spec.md (committed)", "docs/spec.md (generated)", n=1))
+            diff = "".join(
+                difflib.unified_diff(
+                    current.splitlines(True),
+                    text.splitlines(True),
+                    "docs/spec.md (committed)",
+                    "docs/spec.md (generated)",
+                    n=1,
+                )
+            )
             print(f"docs/spec.md is stale: regenerate it with `{REGENERATE}`\n{diff[:4000]}", file=sys.stderr)
             return 1
         print("docs/spec.md is up to date")

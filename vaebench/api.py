@@ -74,7 +74,7 @@ def row_config(row: dict):
     sections: dict[str, dict] = {}
     for key, value in row.items():
         if key.startswith(PARAM_PREFIX) and value is not None and value == value:  # NaN != NaN
-            section, *path = key[len(PARAM_PREFIX):].split(".")  # eval.<metric>.<option>: a metric's options
+            section, *path = key[len(PARAM_PREFIX) :].split(".")  # eval.<metric>.<option>: a metric's options
             target = sections.setdefault(section, {})
             for part in path[:-1]:
                 target = target.setdefault(part, {})
@@ -82,8 +82,7 @@ def row_config(row: dict):
     return RunConfig.model_validate(sections)
 
 
-def load_model(run_id: str, results=None, *, study: Optional[str] = None, data_root=None,
-               device: Optional[str] = None):
+def load_model(run_id: str, results=None, *, study: Optional[str] = None, data_root=None, device: Optional[str] = None):
     """The trained model of a finished run and its RunConfig: `(model, config)`. The model is
     rebuilt from the row's config (its family may come from a plugin the row records), its weights
     read from results/<study>/models/<run_id>.pt, in eval mode on `device` (default: auto).
@@ -108,8 +107,9 @@ def load_model(run_id: str, results=None, *, study: Optional[str] = None, data_r
     return model.to(resolve_device(device)).eval(), config
 
 
-def evaluate(model, dataset=None, *, config=None, metrics: Optional[list[str]] = None, seed: int = 0,
-             data_root=None) -> dict[str, Any]:
+def evaluate(
+    model, dataset=None, *, config=None, metrics: Optional[list[str]] = None, seed: int = 0, data_root=None
+) -> dict[str, Any]:
     """Score a model (trained by vaebench or in your own loop; it implements `models.base.VAE`) on
     the test split, with the registered metrics (or the named ones) and the evaluation settings of
     `config` (a RunConfig or spec mapping; default: vaebench's defaults). `dataset` is a `Dataset`,
@@ -147,8 +147,17 @@ def report(study: Optional[str] = None, results=None, out="reports", fmt: str = 
 EXTERNAL_PREFIX = "ext-"  # run ids of rows added with `add_result`
 
 
-def add_result(study: str, metrics: dict[str, Any], label: str, *, results=None, model=None, config=None,
-               seed: int = 0, note: str = "") -> str:
+def add_result(
+    study: str,
+    metrics: dict[str, Any],
+    label: str,
+    *,
+    results=None,
+    model=None,
+    config=None,
+    seed: int = 0,
+    note: str = "",
+) -> str:
     """Join a result made outside the sweep (e.g. `evaluate` on a model trained in your own loop) to
     `study`'s report as one more row of its table. The study's grid must have `variant`s: the row
     becomes the variant "<label> (external)", and the report lists it with `note` as its provenance.
@@ -171,28 +180,52 @@ def add_result(study: str, metrics: dict[str, Any], label: str, *, results=None,
         raise StudyError(f"add_result: study {study!r} has no rows under {root}")
     grid_keys = list(rows["grid_keys"].iloc[0])
     if "variant" not in grid_keys:
-        raise StudyError(f"add_result: study {study!r} varies {grid_keys}, not named variants; an outside result "
-                         "joins a study whose grid is `variant: [...]` (it becomes one more variant)")
+        raise StudyError(
+            f"add_result: study {study!r} varies {grid_keys}, not named variants; an outside result "
+            "joins a study whose grid is `variant: [...]` (it becomes one more variant)"
+        )
     created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     run_id = EXTERNAL_PREFIX + hashlib.sha256(f"{study}|{label}|{seed}|{created}".encode()).hexdigest()[:8]
     import optuna
     import torch
 
     row = {
-        "run_id": run_id, "study": study, "seed": int(seed), "status": "ok", "reason": None,
-        "variant": f"{label} (external)", "cell_index": int(rows["cell_index"].max()) + 1, "trial_number": -1,
+        "run_id": run_id,
+        "study": study,
+        "seed": int(seed),
+        "status": "ok",
+        "reason": None,
+        "variant": f"{label} (external)",
+        "cell_index": int(rows["cell_index"].max()) + 1,
+        "trial_number": -1,
         **(param_columns(config) if config is not None else {}),
         "config": config.model_dump_json() if config is not None else None,
-        "grid_keys": grid_keys, "sampler": None, "objective_metrics": [], "objective_directions": [],
+        "grid_keys": grid_keys,
+        "sampler": None,
+        "objective_metrics": [],
+        "objective_directions": [],
         "n_params": sum(p.numel() for p in model.parameters() if p.requires_grad) if model is not None else None,
-        "epochs_completed": None, "train_seconds": None, "eval_seconds": None,
-        "model_path": None, "artifacts_path": None, "history": [],
+        "epochs_completed": None,
+        "train_seconds": None,
+        "eval_seconds": None,
+        "model_path": None,
+        "artifacts_path": None,
+        "history": [],
         **{k: v for k, v in metrics.items()},
-        "command": EXTERNAL_COMMAND, "provenance_note": note or "added with vaebench.add_result",
-        "vaebench_version": __version__, "torch_version": torch.__version__, "optuna_version": optuna.__version__,
-        "python_version": platform.python_version(), "device": None, "torch_threads": None,
-        "hostname": socket.gethostname(), "dataset": rows["dataset"].iloc[0] if config is None else config.dataset.name,
-        "dataset_checksum": None, "spec_fingerprint": None, "created_at": created, "plugins": loaded_plugins(),
+        "command": EXTERNAL_COMMAND,
+        "provenance_note": note or "added with vaebench.add_result",
+        "vaebench_version": __version__,
+        "torch_version": torch.__version__,
+        "optuna_version": optuna.__version__,
+        "python_version": platform.python_version(),
+        "device": None,
+        "torch_threads": None,
+        "hostname": socket.gethostname(),
+        "dataset": rows["dataset"].iloc[0] if config is None else config.dataset.name,
+        "dataset_checksum": None,
+        "spec_fingerprint": None,
+        "created_at": created,
+        "plugins": loaded_plugins(),
     }
     write_row(root, study, row)
     return run_id

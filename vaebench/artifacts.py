@@ -60,7 +60,9 @@ def figure_arrays(model, data: Dataset, seed: int) -> dict[str, np.ndarray]:
     return {k: v.detach().float().cpu().numpy() if v.is_floating_point() else v.cpu().numpy() for k, v in out.items()}
 
 
-def save_trial_artifacts(model, data: Dataset, seed: int, results_root: Path, study: str, run_id: str) -> dict[str, str]:
+def save_trial_artifacts(
+    model, data: Dataset, seed: int, results_root: Path, study: str, run_id: str
+) -> dict[str, str]:
     """Write the model's weights and the figure arrays; return the row's path columns (relative to
     results/<study>/)."""
     model_path = models_dir(results_root, study) / f"{run_id}.pt"

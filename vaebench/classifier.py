@@ -93,8 +93,15 @@ def _conv_channels_last(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """conv(x) with input and weight in channels_last (for a 1-channel input only the weight's
     layout tells torch to pick the channels_last kernel); the output is channels_last."""
     cl = torch.channels_last  # .to restrides size-1 channels, which .contiguous leaves as they are
-    return F.conv2d(x.to(memory_format=cl), conv.weight.to(memory_format=cl), conv.bias,
-                    conv.stride, conv.padding, conv.dilation, conv.groups)
+    return F.conv2d(
+        x.to(memory_format=cl),
+        conv.weight.to(memory_format=cl),
+        conv.bias,
+        conv.stride,
+        conv.padding,
+        conv.dilation,
+        conv.groups,
+    )
 
 
 def _max_pool2(h: torch.Tensor) -> torch.Tensor:
@@ -128,8 +135,10 @@ def classifier_key(data: Dataset) -> str:
 @torch.no_grad()
 def accuracy(model: DigitClassifier, x: torch.Tensor, y: torch.Tensor, batch_size: int = 2000) -> float:
     model.eval()
-    correct = sum((model(x[i : i + batch_size]).argmax(1) == y[i : i + batch_size]).sum().item()
-                  for i in range(0, len(x), batch_size))
+    correct = sum(
+        (model(x[i : i + batch_size]).argmax(1) == y[i : i + batch_size]).sum().item()
+        for i in range(0, len(x), batch_size)
+    )
     return correct / len(x)
 
 
@@ -169,11 +178,24 @@ def cached_classifier(data: Dataset, device: str | torch.device | None = None) -
         if not path.is_file():
             t0 = time.perf_counter()
             model, acc = train_classifier(data, device)
-            info = {"dataset": data.name, "dataset_checksum": data.checksum, "test_accuracy": acc,
-                    "train_seconds": time.perf_counter() - t0, "arch_version": ARCH_VERSION, **TRAIN_SETTINGS}
+            info = {
+                "dataset": data.name,
+                "dataset_checksum": data.checksum,
+                "test_accuracy": acc,
+                "train_seconds": time.perf_counter() - t0,
+                "arch_version": ARCH_VERSION,
+                **TRAIN_SETTINGS,
+            }
             with atomic_path(path) as tmp:
-                torch.save({"state_dict": model.cpu().state_dict(), "in_channels": data.shape[0],
-                            "num_classes": data.num_classes, "info": info}, tmp)
+                torch.save(
+                    {
+                        "state_dict": model.cpu().state_dict(),
+                        "in_channels": data.shape[0],
+                        "num_classes": data.num_classes,
+                        "info": info,
+                    },
+                    tmp,
+                )
             path.with_suffix(".json").write_text(json.dumps(info, indent=2) + "\n")
     info = torch.load(path, weights_only=True)["info"]
     return ClassifierInfo(path, key, info["test_accuracy"], info["train_seconds"])

@@ -43,6 +43,8 @@ from .runtime import CUDA_VISIBLE_ENV
 from .storage import open_store as _store
 
 app = typer.Typer(add_completion=True, no_args_is_help=True, help="Benchmark and sweep harness for VAEs.")
+
+
 def _version(value: bool) -> None:
     if value:
         from . import __version__
@@ -53,8 +55,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                 help="print vaebench's version and exit"),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="print vaebench's version and exit"
+    ),
 ) -> None:
     """Benchmark and sweep harness for VAEs."""
 
@@ -64,12 +67,17 @@ def run(
     spec_path: Path = typer.Argument(..., metavar="SPEC.yaml", help="sweep spec"),
     study: Optional[str] = typer.Option(None, "--study", help="study name (default: the spec's `study`)"),
     workers: Optional[int] = typer.Option(
-        None, "--workers", envvar=WORKERS_ENV, min=0,
+        None,
+        "--workers",
+        envvar=WORKERS_ENV,
+        min=0,
         help="worker processes on this machine (default: one 1-thread worker per core on CPU, one per GPU on "
         "CUDA; 0: create or check the study and its grid, start none)",
     ),
     workers_per_gpu: Optional[int] = typer.Option(
-        None, "--workers-per-gpu", min=1,
+        None,
+        "--workers-per-gpu",
+        min=1,
         help="CUDA: this many workers share each visible GPU, for small trials (default 1; --workers overrides it)",
     ),
     threads: Optional[int] = Threads,
@@ -94,17 +102,31 @@ def run(
     load_plugin_options(plugin)
     try:
         check_device(device, "--device")  # before anything is written
-        final, ok = run_sweep(spec_path, study=study, workers=workers, threads=threads, storage=storage,
-                              heartbeat=heartbeat, data_root=data_root, results=results, device=device,
-                              download=download, plugins=plugin or [], quiet=quiet, console=console,
-                              workers_per_gpu=workers_per_gpu)
+        final, ok = run_sweep(
+            spec_path,
+            study=study,
+            workers=workers,
+            threads=threads,
+            storage=storage,
+            heartbeat=heartbeat,
+            data_root=data_root,
+            results=results,
+            device=device,
+            download=download,
+            plugins=plugin or [],
+            quiet=quiet,
+            console=console,
+            workers_per_gpu=workers_per_gpu,
+        )
     except VaebenchError as e:
         fail(e)
     if workers == 0:  # the study is created (or checked); no worker was asked for
         return
     if not ok or final.done < final.total:
-        console.print("[yellow]the sweep is not finished[/]: `vaebench run` it again to resume "
-                      "(finished runs are kept, crashed ones are retried)")
+        console.print(
+            "[yellow]the sweep is not finished[/]: `vaebench run` it again to resume "
+            "(finished runs are kept, crashed ones are retried)"
+        )
         raise typer.Exit(1)
 
 
@@ -123,7 +145,10 @@ def worker(
     quiet: bool = Quiet,
     plugin: Optional[list[str]] = Plugins,
     wait_seconds: float = typer.Option(
-        0.0, "--wait-for-study", hidden=True, min=0,
+        0.0,
+        "--wait-for-study",
+        hidden=True,
+        min=0,
         help="wait up to this many seconds for the study to be made (the workers `vaebench run` starts beside it)",
     ),
 ) -> None:
@@ -151,14 +176,25 @@ def worker(
     except VaebenchError as e:
         fail(e)
     label = os.environ.get(WORKER_LABEL_ENV, "")
-    gpu = f" ({CUDA_VISIBLE_ENV}={os.environ[CUDA_VISIBLE_ENV]})" if dev.type == "cuda" and CUDA_VISIBLE_ENV in os.environ else ""
-    console.print(f"worker {label} pid {os.getpid()} on study {study} ({store.describe()}), "
-                  f"{torch.get_num_threads()} torch thread(s), device {dev}{gpu}", highlight=False)
+    gpu = (
+        f" ({CUDA_VISIBLE_ENV}={os.environ[CUDA_VISIBLE_ENV]})"
+        if dev.type == "cuda" and CUDA_VISIBLE_ENV in os.environ
+        else ""
+    )
+    console.print(
+        f"worker {label} pid {os.getpid()} on study {study} ({store.describe()}), "
+        f"{torch.get_num_threads()} torch thread(s), device {dev}{gpu}",
+        highlight=False,
+    )
     with Progress(console=console, disable=True) as progress:
-        command = os.environ.get(COMMAND_ENV) or f"vaebench worker --study {study}" + (" --storage URL" if storage else "")
+        command = os.environ.get(COMMAND_ENV) or f"vaebench worker --study {study}" + (
+            " --storage URL" if storage else ""
+        )
         summary = run_worker(st, spec, data, store, device, RichReporter(progress, 0, 0), command)
-    console.print(f"worker done: {len(summary.finished)} finished, {len(summary.pruned)} pruned, "
-                  f"{len(summary.failed)} diverged, {len(summary.errors)} error(s)")
+    console.print(
+        f"worker done: {len(summary.finished)} finished, {len(summary.pruned)} pruned, "
+        f"{len(summary.failed)} diverged, {len(summary.errors)} error(s)"
+    )
     for err in summary.errors:
         console.print(f"error in run {err}", highlight=False)
     if summary.errors:
@@ -190,11 +226,16 @@ def status(
             info = study_status(st)
             print_status(info, console)
             if info.mean_trial_seconds is not None:
-                console.print(f"  mean trial time {info.mean_trial_seconds:.1f} s over {info.complete} complete trial(s)")
+                console.print(
+                    f"  mean trial time {info.mean_trial_seconds:.1f} s over {info.complete} complete trial(s)"
+                )
             for (number, run_id, worker_id, secs), (epochs, loss) in zip(info.running, info.running_epochs):
-                at = f", epoch {epochs}/{info.epochs_per_trial}" + (f" (test -ELBO {loss:.2f})" if loss is not None else "")
-                console.print(f"  running: trial {number} run {run_id} on {worker_id} for {_duration(secs)}{at}",
-                              highlight=False)
+                at = f", epoch {epochs}/{info.epochs_per_trial}" + (
+                    f" (test -ELBO {loss:.2f})" if loss is not None else ""
+                )
+                console.print(
+                    f"  running: trial {number} run {run_id} on {worker_id} for {_duration(secs)}{at}", highlight=False
+                )
             for number, reason in info.failures:
                 console.print(f"  failed: trial {number}: {reason}", highlight=False)
     except VaebenchError as e:
@@ -240,8 +281,11 @@ def results(
     results: Optional[Path] = ResultsRoot,
     csv: bool = typer.Option(False, "--csv", help="every column as CSV instead of a table (= --format csv)"),
     fmt: Optional[ExportFormat] = typer.Option(
-        None, "--format", help="export every column, one row per run: parquet (needs --out), csv (list columns "
-        "as one-line JSON) or json (JSON Lines); read back by pandas, DuckDB, polars"),
+        None,
+        "--format",
+        help="export every column, one row per run: parquet (needs --out), csv (list columns "
+        "as one-line JSON) or json (JSON Lines); read back by pandas, DuckDB, polars",
+    ),
     out: Optional[Path] = typer.Option(None, "--out", help="write the export to FILE instead of standard output"),
     plugin: Optional[list[str]] = Plugins,
 ) -> None:
@@ -272,16 +316,29 @@ def results(
     out = Console()
     if not out.is_terminal:
         out = Console(width=200)  # pipes and files get whole tables, not 80-column ellipses
-    shown = [("recon_mse", C.RECON_MSE), ("KL", C.KL), ("-ELBO", C.NEG_ELBO), ("SSIM", C.SSIM),
-             ("AU", C.ACTIVE_UNITS), ("train s", "train_seconds")]
+    shown = [
+        ("recon_mse", C.RECON_MSE),
+        ("KL", C.KL),
+        ("-ELBO", C.NEG_ELBO),
+        ("SSIM", C.SSIM),
+        ("AU", C.ACTIVE_UNITS),
+        ("train s", "train_seconds"),
+    ]
     for name, g in df.groupby("study", sort=True):
         params = [grid_column(k) for k in g["grid_keys"].iloc[0]]
-        table = Table("run_id", *[p.removeprefix("param.") for p in params], "seed", "status",
-                      *[label for label, _ in shown], title=f"study {name}")
+        table = Table(
+            "run_id",
+            *[p.removeprefix("param.") for p in params],
+            "seed",
+            "status",
+            *[label for label, _ in shown],
+            title=f"study {name}",
+        )
         for _, r in g.iterrows():
             values = [r["run_id"], *[r[p] for p in params], r["seed"], r["status"], *[r[c] for _, c in shown]]
-            table.add_row(*["—" if v is None or v != v else f"{v:.4g}" if isinstance(v, float) else str(v)
-                            for v in values])
+            table.add_row(
+                *["—" if v is None or v != v else f"{v:.4g}" if isinstance(v, float) else str(v) for v in values]
+            )
         out.print(table)
 
 
@@ -290,8 +347,9 @@ def report(
     study: Optional[str] = typer.Option(None, "--study", help="one study (default: every study with results)"),
     results: Optional[Path] = ResultsRoot,
     out: Path = typer.Option(Path("reports"), "--out", help="folder for the reports"),
-    fmt: ReportFormat = typer.Option("both", "--format",
-                                     help="md (Markdown + PNG figures), html (one self-contained page) or both"),
+    fmt: ReportFormat = typer.Option(
+        "both", "--format", help="md (Markdown + PNG figures), html (one self-contained page) or both"
+    ),
     plugin: Optional[list[str]] = Plugins,
 ) -> None:
     """Write each study's report: reports/<study>.md with reports/<study>/figures/, and/or reports/<study>.html."""

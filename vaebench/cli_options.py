@@ -24,7 +24,9 @@ ResultsRoot = typer.Option(None, "--results", help=f"results folder (else ${RESU
 
 
 Plugins = typer.Option(
-    None, "--plugin", metavar="MODULE",
+    None,
+    "--plugin",
+    metavar="MODULE",
     help="import this plugin module first (it registers models, datasets or metrics); repeatable",
 )
 
@@ -52,12 +54,17 @@ def bad_usage(message: str) -> None:
 
 
 StorageUrl = typer.Option(
-    None, "--storage", envvar=STORAGE_ENV,
+    None,
+    "--storage",
+    envvar=STORAGE_ENV,
     help="study storage URL: postgresql://USER@HOST:PORT/DB for many machines, sqlite:///PATH for one "
     "process; default: the embedded journal results/<study>/journal.log",
 )
 Heartbeat = typer.Option(
-    DEFAULT_HEARTBEAT, "--heartbeat", envvar=HEARTBEAT_ENV, min=1,
+    DEFAULT_HEARTBEAT,
+    "--heartbeat",
+    envvar=HEARTBEAT_ENV,
+    min=1,
     help=f"seconds between heartbeats of a running trial on PostgreSQL; a trial silent for {GRACE_HEARTBEATS} is "
     "failed and retried",
 )
@@ -65,12 +72,16 @@ Threads = typer.Option(None, "--threads", min=1, help="torch threads per worker 
 Device = typer.Option(None, help=f"auto | cpu | cuda[:N] (else ${DEVICE_ENV}, else auto)")
 Download = typer.Option(True, help="download a missing dataset when the network allows")
 InceptionWeights = typer.Option(
-    None, "--inception-weights", help="local Inception-v3 weights for eval.fid_extractor: inception "
-    "(else $VAEBENCH_INCEPTION_WEIGHTS, else torch-fidelity downloads them)"
+    None,
+    "--inception-weights",
+    help="local Inception-v3 weights for eval.fid_extractor: inception "
+    "(else $VAEBENCH_INCEPTION_WEIGHTS, else torch-fidelity downloads them)",
 )
 LpipsWeights = typer.Option(
-    None, "--lpips-weights", help="local torchvision ImageNet weights of the LPIPS backbone (eval.lpips.net, "
-    "e.g. alexnet-owt-7be5be79.pth) (else $VAEBENCH_LPIPS_WEIGHTS, else torchvision's cache; never downloaded)"
+    None,
+    "--lpips-weights",
+    help="local torchvision ImageNet weights of the LPIPS backbone (eval.lpips.net, "
+    "e.g. alexnet-owt-7be5be79.pth) (else $VAEBENCH_LPIPS_WEIGHTS, else torchvision's cache; never downloaded)",
 )
 Quiet = typer.Option(False, "--quiet", "-q", help="no progress bars")
 

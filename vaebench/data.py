@@ -63,11 +63,38 @@ from .datasets.shapes import (
 )
 
 __all__ = [
-    "DATASETS", "DATASET_COMMON_FIELDS", "DATA_ROOT_ENV", "DIGITS_SPLIT_SEED", "DIGITS_TEST_FRACTION", "Dataset",
-    "DatasetSource", "Factor", "HEART_CENTROID_Y", "HEART_RADIUS", "IDX_UBYTE", "MNIST_FILES", "SHAPES",
-    "SHAPES_FACTORS", "ShapesOptions", "checksum", "ensure_files", "load_dataset", "load_digits", "load_idx_dataset",
-    "load_mnist", "load_shapes", "load_synthetic", "read_idx_ubyte", "render_shapes", "resolve_data_root",
-    "shapes_cache_path", "shapes_factor_values", "shapes_images", "without_config", "_digits_arrays", "_finish",
+    "DATASETS",
+    "DATASET_COMMON_FIELDS",
+    "DATA_ROOT_ENV",
+    "DIGITS_SPLIT_SEED",
+    "DIGITS_TEST_FRACTION",
+    "Dataset",
+    "DatasetSource",
+    "Factor",
+    "HEART_CENTROID_Y",
+    "HEART_RADIUS",
+    "IDX_UBYTE",
+    "MNIST_FILES",
+    "SHAPES",
+    "SHAPES_FACTORS",
+    "ShapesOptions",
+    "checksum",
+    "ensure_files",
+    "load_dataset",
+    "load_digits",
+    "load_idx_dataset",
+    "load_mnist",
+    "load_shapes",
+    "load_synthetic",
+    "read_idx_ubyte",
+    "render_shapes",
+    "resolve_data_root",
+    "shapes_cache_path",
+    "shapes_factor_values",
+    "shapes_images",
+    "without_config",
+    "_digits_arrays",
+    "_finish",
 ]
 
 BINARIZE_TEST_SEED = 0
@@ -81,6 +108,8 @@ def load_dataset(cfg, data_root: str | Path | None = None, download: bool = True
     if cfg.binarize:
         g = torch.Generator().manual_seed(BINARIZE_TEST_SEED)
         x_test = torch.bernoulli(ds.x_test, generator=g)
-        ds = replace(_finish(ds.name, ds.x_train, ds.y_train, x_test, ds.y_test, ds.factors_train, ds.factors_test,
-                             ds.factors), labeled=ds.labeled)
+        ds = replace(
+            _finish(ds.name, ds.x_train, ds.y_train, x_test, ds.y_test, ds.factors_train, ds.factors_test, ds.factors),
+            labeled=ds.labeled,
+        )
     return ds

@@ -129,8 +129,12 @@ def load_fashion_mnist(cfg, root: Path, download: bool = True) -> Dataset:
     return _finish(ds.name, *_subsets(cfg, ds.x_train, ds.y_train, ds.x_test, ds.y_test))
 
 
-DATASETS.register("fashion_mnist", DatasetSource(
-    load_fashion_mnist, SubsetOptions, "Fashion-MNIST, 60,000 / 10,000, 1x28x28, torchvision's raw files"))
+DATASETS.register(
+    "fashion_mnist",
+    DatasetSource(
+        load_fashion_mnist, SubsetOptions, "Fashion-MNIST, 60,000 / 10,000, 1x28x28, torchvision's raw files"
+    ),
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -196,8 +200,15 @@ def load_cifar10(cfg, root: Path, download: bool = True) -> Dataset:
 
         CIFAR10(str(root), train=True, download=True)  # downloads, checks md5 and extracts the archive
 
-    ensure_files("CIFAR-10", folder, CIFAR10_TRAIN + CIFAR10_TEST, download, fetch,
-                 "the extracted CIFAR-10 python version (cifar-10-python.tar.gz)", f"{CIFAR10_FOLDER}/")
+    ensure_files(
+        "CIFAR-10",
+        folder,
+        CIFAR10_TRAIN + CIFAR10_TEST,
+        download,
+        fetch,
+        "the extracted CIFAR-10 python version (cifar-10-python.tar.gz)",
+        f"{CIFAR10_FOLDER}/",
+    )
     train = [read_cifar_batch(folder / f) for f in CIFAR10_TRAIN]
     x_test, y_test = read_cifar_batch(folder / CIFAR10_TEST[0])
     x_train, y_train = np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train])
@@ -205,8 +216,12 @@ def load_cifar10(cfg, root: Path, download: bool = True) -> Dataset:
     return _finish("cifar10", _unit(x_train), y_train, _unit(x_test), y_test)
 
 
-DATASETS.register("cifar10", DatasetSource(
-    load_cifar10, SubsetOptions, "CIFAR-10, 50,000 / 10,000, RGB 32x32, torchvision's python-version pickles"))
+DATASETS.register(
+    "cifar10",
+    DatasetSource(
+        load_cifar10, SubsetOptions, "CIFAR-10, 50,000 / 10,000, RGB 32x32, torchvision's python-version pickles"
+    ),
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -244,15 +259,26 @@ def load_svhn(cfg, root: Path, download: bool = True) -> Dataset:
         for split in ("train", "test"):
             SVHN(str(root), split=split, download=True)  # downloads and checks md5
 
-    ensure_files("SVHN", root, SVHN_FILES, download, fetch,
-                 "SVHN's cropped-digit files (train_32x32.mat, test_32x32.mat)", "them")
+    ensure_files(
+        "SVHN",
+        root,
+        SVHN_FILES,
+        download,
+        fetch,
+        "SVHN's cropped-digit files (train_32x32.mat, test_32x32.mat)",
+        "them",
+    )
     (x_train, y_train), (x_test, y_test) = (read_svhn_mat(root / f) for f in SVHN_FILES)
     x_train, y_train, x_test, y_test = _subsets(cfg, x_train, y_train, x_test, y_test)
     return _finish("svhn", _unit(x_train), y_train, _unit(x_test), y_test)
 
 
-DATASETS.register("svhn", DatasetSource(
-    load_svhn, SubsetOptions, "SVHN cropped digits, 73,257 / 26,032, RGB 32x32, torchvision's .mat files"))
+DATASETS.register(
+    "svhn",
+    DatasetSource(
+        load_svhn, SubsetOptions, "SVHN cropped digits, 73,257 / 26,032, RGB 32x32, torchvision's .mat files"
+    ),
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -280,8 +306,9 @@ def read_celeba_partition(path: Path) -> list[tuple[str, int]]:
             if not parts:
                 continue
             if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
-                raise DataError(f"celeba: {path}, line {number}: expected '<image file> <0, 1 or 2>', "
-                                f"found {line.strip()!r}")
+                raise DataError(
+                    f"celeba: {path}, line {number}: expected '<image file> <0, 1 or 2>', found {line.strip()!r}"
+                )
             out.append((parts[0], int(parts[1])))
     return out
 
@@ -311,9 +338,15 @@ def load_celeba(cfg, root: Path, download: bool = True) -> Dataset:
 
         CelebA(str(root), split="all", target_type=[], download=True)  # Google Drive (needs gdown), md5, unzip
 
-    ensure_files("CelebA", folder, (f"{CELEBA_IMAGES}/", CELEBA_PARTITION), download, fetch,
-                 f"the aligned images (img_align_celeba.zip, extracted to {CELEBA_IMAGES}/) and {CELEBA_PARTITION}",
-                 f"{CELEBA_FOLDER}/")
+    ensure_files(
+        "CelebA",
+        folder,
+        (f"{CELEBA_IMAGES}/", CELEBA_PARTITION),
+        download,
+        fetch,
+        f"the aligned images (img_align_celeba.zip, extracted to {CELEBA_IMAGES}/) and {CELEBA_PARTITION}",
+        f"{CELEBA_FOLDER}/",
+    )
     partition = read_celeba_partition(folder / CELEBA_PARTITION)
 
     def split(number: int, limit: Optional[int]) -> np.ndarray:
@@ -326,18 +359,27 @@ def load_celeba(cfg, root: Path, download: bool = True) -> Dataset:
         missing = [f.name for f in files if not f.is_file()]
         if missing:
             shown = ", ".join(missing[:5]) + (f" (and {len(missing) - 5} more)" if len(missing) > 5 else "")
-            raise DataError(f"celeba: {len(missing)} image(s) listed in {CELEBA_PARTITION} are not in "
-                            f"{(folder / CELEBA_IMAGES).resolve()}: {shown}")
+            raise DataError(
+                f"celeba: {len(missing)} image(s) listed in {CELEBA_PARTITION} are not in "
+                f"{(folder / CELEBA_IMAGES).resolve()}: {shown}"
+            )
         images = np.empty((len(files), 3, cfg.image_size, cfg.image_size), dtype=np.uint8)
         for k, file in enumerate(files):
             images[k] = decode_celeba(file, cfg.crop, cfg.image_size)
         return images
 
     x_train, x_test = split(CELEBA_TRAIN, cfg.max_train), split(CELEBA_TEST, cfg.max_test)
-    ds = _finish("celeba", _unit(x_train), np.zeros(len(x_train), np.int64),
-                 _unit(x_test), np.zeros(len(x_test), np.int64))
+    ds = _finish(
+        "celeba", _unit(x_train), np.zeros(len(x_train), np.int64), _unit(x_test), np.zeros(len(x_test), np.int64)
+    )
     return replace(ds, labeled=False)
 
 
-DATASETS.register("celeba", DatasetSource(
-    load_celeba, CelebAOptions, "CelebA aligned faces, partition 0 / 2, RGB, center crop 148 resized to 64, unlabeled"))
+DATASETS.register(
+    "celeba",
+    DatasetSource(
+        load_celeba,
+        CelebAOptions,
+        "CelebA aligned faces, partition 0 / 2, RGB, center crop 148 resized to 64, unlabeled",
+    ),
+)

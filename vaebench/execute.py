@@ -68,8 +68,9 @@ def _provenance(device: torch.device, data: Dataset, spec_fingerprint: str, comm
     }
 
 
-def execute_run(run: Run, setting: Setting, reporter: Reporter, trial_number: int = -1,
-                stop_check: Optional[EpochCallback] = None) -> dict[str, Any]:
+def execute_run(
+    run: Run, setting: Setting, reporter: Reporter, trial_number: int = -1, stop_check: Optional[EpochCallback] = None
+) -> dict[str, Any]:
     """Train and evaluate one run; return its results row (status 'ok', 'failed' or 'pruned').
     `stop_check` is asked after every epoch (after the reporter) whether to stop training."""
     spec, data, run_id = setting.spec, setting.data, run.run_id

@@ -61,16 +61,19 @@ def check_option_type(ann: Any, where: str) -> None:
         return check_option_type(args[0], where)
     if origin is not None and type(None) in args and len(args) == 2:  # Optional[X]
         return check_option_type(next(a for a in args if a is not type(None)), where)
-    raise ValueError(f"{where}: option type {ann!r} is not supported; use int, float, bool, str, Literal, "
-                     "list[...] or Optional[...] of them")
+    raise ValueError(
+        f"{where}: option type {ann!r} is not supported; use int, float, bool, str, Literal, "
+        "list[...] or Optional[...] of them"
+    )
 
 
 def check_options_model(options: Any, common: tuple[str, ...], where: str) -> None:
     """What every family registry checks when an entry registers: a proper Options model whose
     fields do not shadow the section's common fields and have supported types."""
     if not (isinstance(options, type) and issubclass(options, BaseModel)):
-        raise ValueError(f"{where}: options must be a pydantic model class (subclass vaebench.family.Options), "
-                         f"got {options!r}")
+        raise ValueError(
+            f"{where}: options must be a pydantic model class (subclass vaebench.family.Options), got {options!r}"
+        )
     for name, field in options.model_fields.items():
         if name in common:
             raise ValueError(f"{where}: option {name!r} shadows the section's common field of that name")
@@ -122,9 +125,16 @@ class FamilySection(BaseModel):
                 names = readers.get(field, [])
                 return f" (an option of {cls.kind} {', '.join(map(repr, names))})" if names else ""
 
-            raise ValidationError.from_exception_data(cls.__name__, option_errors(
-                e, f"{cls.kind} {section.name!r}", sorted({*cls.model_fields, *options.model_fields}),
-                "family_option", note=note)) from None
+            raise ValidationError.from_exception_data(
+                cls.__name__,
+                option_errors(
+                    e,
+                    f"{cls.kind} {section.name!r}",
+                    sorted({*cls.model_fields, *options.model_fields}),
+                    "family_option",
+                    note=note,
+                ),
+            ) from None
         section.__pydantic_extra__ = values.model_dump()
         return section
 
@@ -147,8 +157,14 @@ def option_error(error_type: str, loc: tuple, msg: str, value: Any) -> InitError
     return InitErrorDetails(type=PydanticCustomError(error_type, "{msg}", {"msg": msg}), loc=loc, input=value)
 
 
-def option_errors(e: ValidationError, owner: str, valid: list[str], error_type: str, prefix: tuple = (),
-                  note: Callable[[str], str] = lambda field: "") -> list[InitErrorDetails]:
+def option_errors(
+    e: ValidationError,
+    owner: str,
+    valid: list[str],
+    error_type: str,
+    prefix: tuple = (),
+    note: Callable[[str], str] = lambda field: "",
+) -> list[InitErrorDetails]:
     """The errors of an `Options` model (a family's, a metric's), located under `prefix` in the spec
     section: an unknown key names `owner` ("model 'mlp'", "metric 'lpips'"), `note(key)`, the closest
     of the `valid` keys and all of them; any other error keeps its message (without pydantic's
@@ -158,9 +174,15 @@ def option_errors(e: ValidationError, owner: str, valid: list[str], error_type: 
         loc = (*prefix, *err["loc"])
         if err["type"] == "extra_forbidden":
             field = str(err["loc"][0]) if err["loc"] else ""
-            out.append(option_error("unknown_option", loc, f"unknown key: {field!r} is not an option of {owner}"
-                                    f"{note(field)}.{did_you_mean(field, valid)} Valid: {', '.join(valid) or 'none'}",
-                                    err.get("input")))
+            out.append(
+                option_error(
+                    "unknown_option",
+                    loc,
+                    f"unknown key: {field!r} is not an option of {owner}"
+                    f"{note(field)}.{did_you_mean(field, valid)} Valid: {', '.join(valid) or 'none'}",
+                    err.get("input"),
+                )
+            )
         else:
             out.append(option_error(error_type, loc, err["msg"].removeprefix("Value error, "), err.get("input")))
     return out

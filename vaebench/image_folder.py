@@ -92,30 +92,44 @@ def _list_images(folder: Path, labels: str) -> tuple[list[Path], list[int], bool
     except FileNotFoundError:  # torchvision: no sub-folder at all
         classes = []
     top = sorted(Path(e.path) for e in os.scandir(folder) if e.is_file() and is_image(e.path))
-    nested = make_dataset(folder, {c: i for i, c in enumerate(classes)}, is_valid_file=is_image,
-                          allow_empty=True) if classes else []
+    nested = (
+        make_dataset(folder, {c: i for i, c in enumerate(classes)}, is_valid_file=is_image, allow_empty=True)
+        if classes
+        else []
+    )
     if labels == "folders" and not classes:
-        raise DataError(f"{NAME}: labels 'folders' needs class sub-folders in {folder}, found none "
-                        "(set labels: auto or none for a flat folder)")
+        raise DataError(
+            f"{NAME}: labels 'folders' needs class sub-folders in {folder}, found none "
+            "(set labels: auto or none for a flat folder)"
+        )
     if labels == "folders" and top:
         shown = ", ".join(p.name for p in top[:5]) + (f" (and {len(top) - 5} more)" if len(top) > 5 else "")
-        raise DataError(f"{NAME}: labels 'folders': {len(top)} image(s) sit directly in {folder}, outside the class "
-                        f"folders: {shown}. Move them into a class folder, or set labels: auto or none")
+        raise DataError(
+            f"{NAME}: labels 'folders': {len(top)} image(s) sit directly in {folder}, outside the class "
+            f"folders: {shown}. Move them into a class folder, or set labels: auto or none"
+        )
     labeled = labels == "folders" or (labels == "auto" and bool(nested) and not top)
     if labels == "auto" and top and nested:
-        warnings.warn(f"{NAME}: {len(top)} image(s) sit directly in {folder}, outside its class folders: "
-                      "loading every image unlabeled (set labels: folders to require class folders)", stacklevel=3)
+        warnings.warn(
+            f"{NAME}: {len(top)} image(s) sit directly in {folder}, outside its class folders: "
+            "loading every image unlabeled (set labels: folders to require class folders)",
+            stacklevel=3,
+        )
     if labeled:
         empty = sorted(set(classes) - {classes[i] for _, i in nested})
         if empty:
-            raise DataError(f"{NAME}: class folder(s) without {'/'.join(EXTENSIONS)} images in {folder}: "
-                            f"{', '.join(empty)}. Remove them (every sub-folder is a class), or set labels: none")
+            raise DataError(
+                f"{NAME}: class folder(s) without {'/'.join(EXTENSIONS)} images in {folder}: "
+                f"{', '.join(empty)}. Remove them (every sub-folder is a class), or set labels: none"
+            )
         items = [(Path(p), i) for p, i in nested]
     else:
         items = [(p, 0) for p in top] + [(Path(p), 0) for p, _ in nested]
     if not items:
-        raise DataError(f"{NAME}: no images in {folder} (looked for files ending in {', '.join(EXTENSIONS)}, "
-                        "any case, in the folder and its sub-folders)")
+        raise DataError(
+            f"{NAME}: no images in {folder} (looked for files ending in {', '.join(EXTENSIONS)}, "
+            "any case, in the folder and its sub-folders)"
+        )
     items.sort(key=lambda item: item[0].relative_to(folder).parts)
     return [p for p, _ in items], [i for _, i in items], labeled
 
@@ -147,14 +161,17 @@ def load_image_folder(cfg, root: Path | None = None, download: bool = True) -> D
     folder = Path(cfg.path).expanduser().resolve()
     if not folder.is_dir():
         what = "is not a folder" if folder.exists() else "does not exist"
-        raise DataError(f"{NAME}: image folder {folder} {what} (dataset.path {cfg.path!r}; a relative path is "
-                        f"resolved against the current folder, {Path.cwd()})")
+        raise DataError(
+            f"{NAME}: image folder {folder} {what} (dataset.path {cfg.path!r}; a relative path is "
+            f"resolved against the current folder, {Path.cwd()})"
+        )
     files, targets, labeled = _list_images(folder, cfg.labels)
     n = len(files)
     n_test = int(round(n * cfg.test_fraction))
     if not 0 < n_test < n:
-        raise DataError(f"{NAME}: test_fraction {cfg.test_fraction} of the {n} image(s) in {folder} leaves an "
-                        "empty split")
+        raise DataError(
+            f"{NAME}: test_fraction {cfg.test_fraction} of the {n} image(s) in {folder} leaves an empty split"
+        )
     images = np.empty((n, cfg.channels, cfg.image_size, cfg.image_size), dtype=np.uint8)
     for k, file in enumerate(files):
         images[k] = _decode(file, cfg.channels, cfg.image_size)
@@ -166,5 +183,9 @@ def load_image_folder(cfg, root: Path | None = None, download: bool = True) -> D
     return replace(ds, labeled=labeled)
 
 
-DATASETS.register(NAME, DatasetSource(load_image_folder, ImageFolderOptions,
-                                      "PNG / JPEG images from a folder (class sub-folders give labels)"))
+DATASETS.register(
+    NAME,
+    DatasetSource(
+        load_image_folder, ImageFolderOptions, "PNG / JPEG images from a folder (class sub-folders give labels)"
+    ),
+)

@@ -47,14 +47,22 @@ class Layout:
         if self.gpus:
             distinct = list(dict.fromkeys(self.gpus))
             per = -(-self.workers // len(distinct))
-            text += (f" on {len(distinct)} GPU{'s' * (len(distinct) > 1)} ({CUDA_VISIBLE_ENV} {','.join(distinct)}; "
-                     f"{'up to ' * (self.workers % len(distinct) != 0)}{per} per GPU)")
+            text += (
+                f" on {len(distinct)} GPU{'s' * (len(distinct) > 1)} ({CUDA_VISIBLE_ENV} {','.join(distinct)}; "
+                f"{'up to ' * (self.workers % len(distinct) != 0)}{per} per GPU)"
+            )
         return text
 
 
-def plan_layout(workers: Optional[int], threads: Optional[int], pending: int, device,
-                cores: Optional[int] = None, workers_per_gpu: Optional[int] = None,
-                gpus: Optional[Sequence[str]] = None) -> Layout:
+def plan_layout(
+    workers: Optional[int],
+    threads: Optional[int],
+    pending: int,
+    device,
+    cores: Optional[int] = None,
+    workers_per_gpu: Optional[int] = None,
+    gpus: Optional[Sequence[str]] = None,
+) -> Layout:
     """The worker processes of a sweep on `device` (a torch.device or a device type string).
 
     CPU: by default one single-thread worker per core. CUDA: the GPUs are `gpus` (default: the ones
@@ -83,8 +91,14 @@ def worker_env(layout: Layout, index: int, base: Optional[Mapping[str, str]] = N
     its thread counts, its label, unbuffered output and, on a GPU layout, CUDA_VISIBLE_DEVICES naming
     only its own GPU (so that its `cuda` device is that GPU)."""
     env = dict(os.environ if base is None else base)
-    env.update({"OMP_NUM_THREADS": str(layout.threads), "MKL_NUM_THREADS": str(layout.threads),
-                WORKER_LABEL_ENV: f"w{index + 1}", "PYTHONUNBUFFERED": "1"})
+    env.update(
+        {
+            "OMP_NUM_THREADS": str(layout.threads),
+            "MKL_NUM_THREADS": str(layout.threads),
+            WORKER_LABEL_ENV: f"w{index + 1}",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     if layout.gpus:
         env[CUDA_VISIBLE_ENV] = layout.gpus[index]
     return env
@@ -98,8 +112,15 @@ def start_workers(argv: list[str], layout: Layout, env: Optional[dict[str, str]]
     try:
         for i in range(layout.workers):
             env_i = worker_env(layout, i, {**os.environ, **(env or {})})
-            procs.append(subprocess.Popen([sys.executable, "-m", "vaebench.cli", *argv, "--threads", str(layout.threads)],
-                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env_i))
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "vaebench.cli", *argv, "--threads", str(layout.threads)],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                    env=env_i,
+                )
+            )
     except BaseException:
         stop_workers(procs)
         raise
@@ -117,8 +138,12 @@ def stop_workers(procs: Sequence[subprocess.Popen]) -> None:
             p.stdout.close()
 
 
-def supervise(procs: Sequence[subprocess.Popen], emit: Callable[[str], None],
-              poll: Optional[Callable[[], None]] = None, poll_seconds: float = 2.0) -> list[int]:
+def supervise(
+    procs: Sequence[subprocess.Popen],
+    emit: Callable[[str], None],
+    poll: Optional[Callable[[], None]] = None,
+    poll_seconds: float = 2.0,
+) -> list[int]:
     """Pass the output lines of the worker processes `procs` (from `start_workers`) to `emit`,
     prefixed with each worker's label, and call `poll` every `poll_seconds` while they run. Returns
     their exit codes (negative: the signal that killed it) within ~0.1 s of the last one's end."""
@@ -148,9 +173,14 @@ def supervise(procs: Sequence[subprocess.Popen], emit: Callable[[str], None],
     return [p.returncode for p in procs]
 
 
-def launch(argv: list[str], layout: Layout, emit: Callable[[str], None],
-           poll: Optional[Callable[[], None]] = None, poll_seconds: float = 2.0,
-           env: Optional[dict[str, str]] = None) -> list[int]:
+def launch(
+    argv: list[str],
+    layout: Layout,
+    emit: Callable[[str], None],
+    poll: Optional[Callable[[], None]] = None,
+    poll_seconds: float = 2.0,
+    env: Optional[dict[str, str]] = None,
+) -> list[int]:
     """`start_workers`, then `supervise` them until they end; their exit codes."""
     return supervise(start_workers(argv, layout, env), emit, poll, poll_seconds)
 

@@ -27,8 +27,9 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return -0.5 * (1.0 + logvar - mu.pow(2) - logvar.exp())
 
 
-def gaussian_kl_between(mu_q: torch.Tensor, logvar_q: torch.Tensor,
-                        mu_p: torch.Tensor, logvar_p: torch.Tensor) -> torch.Tensor:
+def gaussian_kl_between(
+    mu_q: torch.Tensor, logvar_q: torch.Tensor, mu_p: torch.Tensor, logvar_p: torch.Tensor
+) -> torch.Tensor:
     """KL( N(mu_q, diag(exp(logvar_q))) || N(mu_p, diag(exp(logvar_p))) ) per latent dimension, nats.
 
     Closed form: 1/2 (log s_p^2 - log s_q^2 + (s_q^2 + (mu_q - mu_p)^2) / s_p^2 - 1); with mu_p = 0,
@@ -38,8 +39,9 @@ def gaussian_kl_between(mu_q: torch.Tensor, logvar_q: torch.Tensor,
     return 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p).pow(2)) * torch.exp(-logvar_p) - 1.0)
 
 
-def precision_weighted_merge(mu_a: torch.Tensor, logvar_a: torch.Tensor,
-                             mu_b: torch.Tensor, logvar_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def precision_weighted_merge(
+    mu_a: torch.Tensor, logvar_a: torch.Tensor, mu_b: torch.Tensor, logvar_b: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The normalized product of two diagonal Gaussians N(mu_a, s_a^2) N(mu_b, s_b^2): (mu, logvar).
 
     s^2 = 1 / (s_a^-2 + s_b^-2), mu = (mu_a s_a^-2 + mu_b s_b^-2) s^2 — the ladder VAE's merge of the
@@ -213,9 +215,15 @@ class ImportanceSamples(NamedTuple):
         return self.log_px + self.log_pz - self.log_qz
 
 
-def importance_samples(model, likelihood: Likelihood, x: torch.Tensor, y: torch.Tensor | None, k: int,
-                       posterior: tuple[torch.Tensor, torch.Tensor] | None = None,
-                       decode_batch: int | None = None) -> ImportanceSamples:
+def importance_samples(
+    model,
+    likelihood: Likelihood,
+    x: torch.Tensor,
+    y: torch.Tensor | None,
+    k: int,
+    posterior: tuple[torch.Tensor, torch.Tensor] | None = None,
+    decode_batch: int | None = None,
+) -> ImportanceSamples:
     """Draw k samples z ~ q(z|x) per example (batched: one decoder pass over k*B codes) and score them.
 
     `decode_batch` caps the codes per decoder pass (the k*B codes are decoded in slices): the same
@@ -265,8 +273,10 @@ def elbo_loss(cfg, model, likelihood, x, y, kl_weight: float) -> LossOut:
     is also averaged over pixels. The terms are the model's (`VAE.elbo_terms`)."""
     t = model.elbo_terms(x, y)
     if cfg.free_bits is not None and not getattr(model, "kl_per_dim", True):
-        raise ValueError(f"free_bits clamps the KL per latent dimension; {type(model).__name__}'s KL does not "
-                         "decompose by dimension (kl_per_dim = False)")
+        raise ValueError(
+            f"free_bits clamps the KL per latent dimension; {type(model).__name__}'s KL does not "
+            "decompose by dimension (kl_per_dim = False)"
+        )
     recon = t.recon / x[0].numel() if cfg.reduction == "mean" else t.recon
     loss = recon.mean() + kl_weight * free_bits_kl(t.kl, cfg.free_bits, cfg.free_bits_mode) + t.aux
     return LossOut(loss, t.recon, t.kl)

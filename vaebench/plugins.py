@@ -91,16 +91,17 @@ def load_plugin(module_name: str, source: str = "") -> dict:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as e:
         if e.name and module_name.startswith(e.name):
-            raise PluginError(f"plugin {module_name!r}{where} cannot be imported: no module named {e.name!r} "
-                              f"(install it, or run from the folder that contains it)") from None
+            raise PluginError(
+                f"plugin {module_name!r}{where} cannot be imported: no module named {e.name!r} "
+                f"(install it, or run from the folder that contains it)"
+            ) from None
         raise PluginError(f"plugin {module_name!r}{where} failed while importing: {_cause(e)}") from None
     except VaebenchError as e:
         raise PluginError(f"plugin {module_name!r}{where} failed while importing: {e}") from None
     except Exception as e:  # noqa: BLE001 - any error of user code is reported with its cause
         raise PluginError(f"plugin {module_name!r}{where} failed while importing: {_cause(e)}") from None
     dist, version = _distribution(module_name)
-    record = {"module": module_name, "distribution": dist, "version": version,
-              "source_sha256": _source_sha256(module)}
+    record = {"module": module_name, "distribution": dist, "version": version, "source_sha256": _source_sha256(module)}
     _loaded[module_name] = record
     return record
 

@@ -46,8 +46,15 @@ class TimeLeftColumn(ProgressColumn):
 
 def sweep_progress(console, disable: bool) -> Progress:
     """The Progress of `vaebench run`: description, bar, done/total, elapsed, estimated time left."""
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeLeftColumn(), console=console, disable=disable)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeLeftColumn(),
+        console=console,
+        disable=disable,
+    )
 
 
 class RunClock:
@@ -109,8 +116,12 @@ class RichReporter:
 
     def epoch(self, record: dict) -> None:
         self.clock.epoch()
-        self.p.update(self.epochs, advance=1, description=f"epoch {record['epoch']} test loss {record['test_loss']:.2f}",
-                      eta=self.clock.eta(1))
+        self.p.update(
+            self.epochs,
+            advance=1,
+            description=f"epoch {record['epoch']} test loss {record['test_loss']:.2f}",
+            eta=self.clock.eta(1),
+        )
         self._update_eta()
 
     def trial_end(self, row: dict) -> None:
@@ -124,7 +135,9 @@ class RichReporter:
         if row["status"] == "ok":
             self.p.console.print(
                 f"{head} -ELBO {row['neg_elbo']:.2f} nats, KL {row['kl']:.2f}, recon MSE {row['recon_mse']:.4f}; "
-                f"train {row['train_seconds']:.0f} s, eval {row['eval_seconds']:.1f} s", highlight=False)
+                f"train {row['train_seconds']:.0f} s, eval {row['eval_seconds']:.1f} s",
+                highlight=False,
+            )
         else:
             self.p.console.print(f"{head} [yellow]{row['status']}:[/] {row['reason']}", highlight=False)
 
@@ -138,7 +151,9 @@ def print_status(st, console) -> None:
     console.print(
         f"study [bold]{st.study}[/] ({st.sampler}): {st.done}/{st.total} done — {st.complete} complete, "
         f"{st.pruned} pruned, {st.diverged} diverged; {len(st.running)} running, {st.waiting} waiting, "
-        f"{st.failed} crashed/stale (retried); time left ≈ {eta_text}", highlight=False)
+        f"{st.failed} crashed/stale (retried); time left ≈ {eta_text}",
+        highlight=False,
+    )
 
 
 _RELAYED = re.compile(r"^\[(?P<label>[^\] ]+) pid (?P<pid>\d+)\] ")
@@ -187,11 +202,13 @@ class WorkerLines:
             if label not in self.tasks:
                 self.tasks[label] = self.progress.add_task(desc, total=epochs, completed=done, eta=eta)
             elif self.trial.get(label) != number:
-                self.progress.reset(self.tasks[label], total=epochs, completed=done, description=desc,
-                                    visible=True, eta=eta)
+                self.progress.reset(
+                    self.tasks[label], total=epochs, completed=done, description=desc, visible=True, eta=eta
+                )
             else:
-                self.progress.update(self.tasks[label], total=epochs, completed=done, description=desc,
-                                     visible=True, eta=eta)
+                self.progress.update(
+                    self.tasks[label], total=epochs, completed=done, description=desc, visible=True, eta=eta
+                )
             self.trial[label] = number
         for label, task in self.tasks.items():
             if label not in seen:  # between trials, or finished

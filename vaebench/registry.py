@@ -23,7 +23,7 @@ def did_you_mean(name: str, choices) -> str:
 
 
 def unknown_name(kind: str, name: str, choices: list[str], listing: str = "Available") -> str:
-    """"unknown <kind> 'x'. Did you mean 'y'? <listing>: a, b, c": the one wording of an unknown name
+    """ "unknown <kind> 'x'. Did you mean 'y'? <listing>: a, b, c": the one wording of an unknown name
     (a registry lookup, an objective's metric), `choices` listed in the order given."""
     return f"unknown {kind} {name!r}.{did_you_mean(name, choices)} {listing}: {', '.join(choices)}"
 
@@ -32,8 +32,9 @@ class Registry(Generic[T]):
     """`load`, when given, is called once before the first lookup: it imports the modules that fill
     the registry, so that a process that never looks an entry up never pays for their imports."""
 
-    def __init__(self, kind: str, load: Callable[[], None] | None = None,
-                 check: Callable[[str, T], None] | None = None) -> None:
+    def __init__(
+        self, kind: str, load: Callable[[], None] | None = None, check: Callable[[str, T], None] | None = None
+    ) -> None:
         self.kind = kind
         self._items: dict[str, T] = {}
         self._load = load

@@ -67,9 +67,7 @@ _BASE_TYPES: dict[str, pa.DataType] = {
     "eval_seconds": pa.float64(),
     "model_path": pa.string(),
     "artifacts_path": pa.string(),
-    "history": pa.list_(
-        pa.struct([(k, pa.int64() if k == "epoch" else pa.float64()) for k in HISTORY_FIELDS])
-    ),
+    "history": pa.list_(pa.struct([(k, pa.int64() if k == "epoch" else pa.float64()) for k in HISTORY_FIELDS])),
     "command": pa.string(),
     "vaebench_version": pa.string(),
     "torch_version": pa.string(),
@@ -107,8 +105,9 @@ def metric_types() -> dict[str, pa.DataType]:
     types: dict[str, pa.DataType] = {}
     for name, (metric, column) in declared_columns().items():
         if name in _BASE_TYPES:
-            raise MetricDeclarationError(f"metric {metric!r} declares column {name!r}, a column every results row "
-                                         "already has; rename it")
+            raise MetricDeclarationError(
+                f"metric {metric!r} declares column {name!r}, a column every results row already has; rename it"
+            )
         types[name] = DTYPE_TO_ARROW[column.dtype]
     types[METRICS_SKIPPED] = pa.list_(pa.string())
     return types
@@ -160,9 +159,11 @@ def row_schema(row: dict[str, Any]) -> pa.Schema:
         elif key.startswith("eval_seconds_"):
             fields.append(pa.field(key, pa.float64()))
         else:
-            raise KeyError(f"results row has an undeclared column {key!r}: declare a metric's column in the "
-                           f"metric's registration (register_metric(name, columns=[Column({key!r}, dtype, ...)])); "
-                           f"other columns in results.py")
+            raise KeyError(
+                f"results row has an undeclared column {key!r}: declare a metric's column in the "
+                f"metric's registration (register_metric(name, columns=[Column({key!r}, dtype, ...)])); "
+                f"other columns in results.py"
+            )
     return pa.schema(fields)
 
 
@@ -185,13 +186,19 @@ def _metric_options() -> dict[str, Any]:
 def _metric_option_values(config: RunConfig) -> dict[str, Any]:
     """`eval.<metric>.<option>` -> value (its default unless the spec set it), for every registered
     metric with options: a metric's options are parameters like any eval setting."""
-    return {f"eval.{m}.{k}": v for m in _metric_options()
-            for k, v in METRICS.get(m).options_for(config).model_dump(mode="json").items()}
+    return {
+        f"eval.{m}.{k}": v
+        for m in _metric_options()
+        for k, v in METRICS.get(m).options_for(config).model_dump(mode="json").items()
+    }
 
 
 def _metric_option_types() -> dict[str, pa.DataType]:
-    return {f"{PARAM_PREFIX}eval.{m}.{k}": _arrow_type(f.annotation)
-            for m, options in _metric_options().items() for k, f in options.model_fields.items()}
+    return {
+        f"{PARAM_PREFIX}eval.{m}.{k}": _arrow_type(f.annotation)
+        for m, options in _metric_options().items()
+        for k, f in options.model_fields.items()
+    }
 
 
 def resolve_results_root(results: str | Path | None = None) -> Path:
@@ -292,9 +299,20 @@ def export_results(table: pa.Table, fmt: str, out) -> None:
     else:
         import pandas as pd
 
-        frame = pd.DataFrame([{k: (json.dumps(_plain(v), ensure_ascii=False, allow_nan=False)
-                                   if k in nested and v is not None else v) for k, v in r.items()} for r in rows],
-                             columns=table.column_names)
+        frame = pd.DataFrame(
+            [
+                {
+                    k: (
+                        json.dumps(_plain(v), ensure_ascii=False, allow_nan=False)
+                        if k in nested and v is not None
+                        else v
+                    )
+                    for k, v in r.items()
+                }
+                for r in rows
+            ],
+            columns=table.column_names,
+        )
         text = frame.to_csv(index=False, lineterminator="\n")
     if isinstance(out, (str, Path)):
         Path(out).write_text(text, encoding="utf-8")

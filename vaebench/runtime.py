@@ -38,8 +38,7 @@ def check_device(device: str | torch.device | None = None, option: str = "--devi
     as a device, CUDA where torch sees no GPU, cuda:N past the visible GPUs. Called by `run` and
     `worker` before anything is written."""
     given = device if device is not None else os.environ.get(DEVICE_ENV)
-    where = (f"{option} {device}" if device is not None else f"${DEVICE_ENV}={given}" if given
-             else f"{option} auto")
+    where = f"{option} {device}" if device is not None else f"${DEVICE_ENV}={given}" if given else f"{option} auto"
     try:
         dev = resolve_device(device)
     except (RuntimeError, ValueError):
@@ -51,7 +50,8 @@ def check_device(device: str | torch.device | None = None, option: str = "--devi
             else:
                 visible = os.environ.get(CUDA_VISIBLE_ENV)
                 why = f"torch {torch.__version__} (CUDA {torch.version.cuda}) sees no GPU" + (
-                    f" with {CUDA_VISIBLE_ENV}={visible!r}" if visible is not None else "")
+                    f" with {CUDA_VISIBLE_ENV}={visible!r}" if visible is not None else ""
+                )
             raise DeviceError(f"{where}: CUDA is not available on this machine ({why}); use cpu or auto")
         count = torch.cuda.device_count()
         if dev.index is not None and dev.index >= count:
@@ -86,20 +86,26 @@ def check_precision(precision: str, device: torch.device, where: str = "train.pr
         return
     if device.type == "cuda":
         if precision == "bf16" and not torch.cuda.is_bf16_supported():
-            raise DeviceError(f"{where} bf16: GPU {torch.cuda.get_device_name(device)} has no bfloat16 support; "
-                              "use fp16 (with loss scaling) or fp32")
+            raise DeviceError(
+                f"{where} bf16: GPU {torch.cuda.get_device_name(device)} has no bfloat16 support; "
+                "use fp16 (with loss scaling) or fp32"
+            )
         return
     if precision == "fp16":
-        raise DeviceError(f"{where} fp16 is for CUDA GPUs: on {device.type} torch emulates float16, several times "
-                          "slower than fp32 (see benchmarks/results/precision.json); use bf16 or fp32 there")
+        raise DeviceError(
+            f"{where} fp16 is for CUDA GPUs: on {device.type} torch emulates float16, several times "
+            "slower than fp32 (see benchmarks/results/precision.json); use bf16 or fp32 there"
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # torch warns, then runs float32, for an autocast dtype it lacks
         try:
             with torch.autocast(device.type, dtype=AUTOCAST_DTYPES[precision]):
                 pass
         except (UserWarning, RuntimeError) as e:
-            raise DeviceError(f"{where} {precision}: torch {torch.__version__} has no {precision} autocast on "
-                              f"{device.type} ({str(e).splitlines()[0]}); use fp32") from None
+            raise DeviceError(
+                f"{where} {precision}: torch {torch.__version__} has no {precision} autocast on "
+                f"{device.type} ({str(e).splitlines()[0]}); use fp32"
+            ) from None
 
 
 def autocast(device: torch.device, precision: str):

@@ -47,28 +47,44 @@ SAMPLERS.register("grid", SamplerFamily(lambda s: _optuna().samplers.RandomSampl
 SAMPLERS.register("random", SamplerFamily(lambda s: _optuna().samplers.RandomSampler(seed=s.seed)))
 # tpe: Tree-structured Parzen Estimator (multivariate; constant liar for parallel workers); single- and
 # multi-objective
-SAMPLERS.register("tpe", SamplerFamily(
-    lambda s: _optuna().samplers.TPESampler(seed=s.seed, multivariate=True, constant_liar=True)))
+SAMPLERS.register(
+    "tpe", SamplerFamily(lambda s: _optuna().samplers.TPESampler(seed=s.seed, multivariate=True, constant_liar=True))
+)
 # nsga2: NSGA-II genetic search, for multi-objective studies
 SAMPLERS.register("nsga2", SamplerFamily(lambda s: _optuna().samplers.NSGAIISampler(seed=s.seed)))
 
 # none: never prune
 PRUNERS.register("none", PrunerFamily(lambda p, epochs: _optuna().pruners.NopPruner(), ()))
 # median: stop a trial whose test -ELBO at epoch t is worse than the median of earlier trials at t
-PRUNERS.register("median", PrunerFamily(
-    lambda p, epochs: _optuna().pruners.MedianPruner(n_startup_trials=p.n_startup_trials,
-                                                     n_warmup_steps=p.n_warmup_steps),
-    ("n_startup_trials", "n_warmup_steps")))
+PRUNERS.register(
+    "median",
+    PrunerFamily(
+        lambda p, epochs: _optuna().pruners.MedianPruner(
+            n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_steps
+        ),
+        ("n_startup_trials", "n_warmup_steps"),
+    ),
+)
 # successive_halving: asynchronous successive halving: at rungs min_resource * eta^k epochs keep the best 1/eta
-PRUNERS.register("successive_halving", PrunerFamily(
-    lambda p, epochs: _optuna().pruners.SuccessiveHalvingPruner(min_resource=p.min_resource,
-                                                                reduction_factor=p.reduction_factor),
-    ("min_resource", "reduction_factor")))
+PRUNERS.register(
+    "successive_halving",
+    PrunerFamily(
+        lambda p, epochs: _optuna().pruners.SuccessiveHalvingPruner(
+            min_resource=p.min_resource, reduction_factor=p.reduction_factor
+        ),
+        ("min_resource", "reduction_factor"),
+    ),
+)
 # hyperband: several successive-halving brackets up to the spec's epochs
-PRUNERS.register("hyperband", PrunerFamily(
-    lambda p, epochs: _optuna().pruners.HyperbandPruner(
-        min_resource=p.min_resource, max_resource=epochs, reduction_factor=p.reduction_factor),
-    ("min_resource", "reduction_factor")))
+PRUNERS.register(
+    "hyperband",
+    PrunerFamily(
+        lambda p, epochs: _optuna().pruners.HyperbandPruner(
+            min_resource=p.min_resource, max_resource=epochs, reduction_factor=p.reduction_factor
+        ),
+        ("min_resource", "reduction_factor"),
+    ),
+)
 
 
 def build_sampler(search) -> optuna.samplers.BaseSampler:
@@ -86,5 +102,3 @@ def suggest(trial: optuna.Trial, key: str, param) -> Any:
     if param.type == "int":
         return trial.suggest_int(key, param.low, param.high, log=param.log, step=param.step)
     return trial.suggest_categorical(key, param.choices)
-
-

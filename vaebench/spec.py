@@ -51,10 +51,30 @@ from .spec_sections import (
 )
 
 __all__ = [
-    "SECTIONS", "VARIANT", "CategoricalParam", "DatasetConfig", "EvalConfig", "FloatParam", "IntParam", "ModelConfig",
-    "ObjectiveConfig", "ObjectiveMetric", "PrunerConfig", "Run", "RunConfig", "ScheduleConfig", "SearchConfig",
-    "SpaceParam", "SweepSpec", "TrainConfig", "apply_params", "expand_grid", "format_validation_error", "load_spec",
-    "parse_spec", "registered",
+    "SECTIONS",
+    "VARIANT",
+    "CategoricalParam",
+    "DatasetConfig",
+    "EvalConfig",
+    "FloatParam",
+    "IntParam",
+    "ModelConfig",
+    "ObjectiveConfig",
+    "ObjectiveMetric",
+    "PrunerConfig",
+    "Run",
+    "RunConfig",
+    "ScheduleConfig",
+    "SearchConfig",
+    "SpaceParam",
+    "SweepSpec",
+    "TrainConfig",
+    "apply_params",
+    "expand_grid",
+    "format_validation_error",
+    "load_spec",
+    "parse_spec",
+    "registered",
 ]
 
 STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -122,11 +142,15 @@ class SweepSpec(RunConfig):
         if not self.search.sampled:
             return self
         if self.grid:
-            raise ValueError(f"search.sampler {self.search.sampler!r} draws configs from search.space; remove `grid` "
-                             "(or use sampler 'grid')")
+            raise ValueError(
+                f"search.sampler {self.search.sampler!r} draws configs from search.space; remove `grid` "
+                "(or use sampler 'grid')"
+            )
         if len(self.seeds) != 1:
-            raise ValueError(f"search.sampler {self.search.sampler!r} runs each drawn config once: give one seed "
-                             "(rerun the best configs under a grid for several seeds)")
+            raise ValueError(
+                f"search.sampler {self.search.sampler!r} runs each drawn config once: give one seed "
+                "(rerun the best configs under a grid for several seeds)"
+            )
         for key, param in self.search.space.items():  # every endpoint / choice must make a valid config
             for value in param.values():
                 try:
@@ -149,11 +173,7 @@ class SweepSpec(RunConfig):
         """Every cell x seed of a grid search; empty for a sampled search (the sampler draws runs)."""
         if self.search.sampled:
             return []
-        return [
-            Run(cfg, seed, labels, i)
-            for i, (labels, cfg) in enumerate(self.grid_cells())
-            for seed in self.seeds
-        ]
+        return [Run(cfg, seed, labels, i) for i, (labels, cfg) in enumerate(self.grid_cells()) for seed in self.seeds]
 
     def n_runs(self) -> int:
         """The study's runs: cells x seeds of a grid, the trial budget of a sampled search."""
@@ -225,7 +245,9 @@ def _check_variants(values: list[Any]) -> None:
             if section == "name":
                 continue
             if section not in SECTIONS:
-                raise ValueError(f"grid.variant[{i}] ({v['name']}): unknown section {section!r}; sections: {list(SECTIONS)}")
+                raise ValueError(
+                    f"grid.variant[{i}] ({v['name']}): unknown section {section!r}; sections: {list(SECTIONS)}"
+                )
             if not isinstance(fields, dict):
                 raise ValueError(f"grid.variant[{i}] ({v['name']}): {section} must be a mapping of fields")
         names.append(v["name"])
@@ -265,9 +287,7 @@ def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bo
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
         seen.add(key)
     return loader.construct_mapping(node, deep=deep)
 
@@ -301,7 +321,9 @@ def parse_spec(data: Any, source: str = "<spec>") -> SweepSpec:
         raise SpecError(f"{source}: a sweep spec must be a YAML mapping, got {type(data).__name__}")
     plugins = data.get("plugins", [])
     if not isinstance(plugins, list) or not all(isinstance(m, str) for m in plugins):
-        raise SpecError(f"{source}: invalid sweep spec\n  field plugins: must be a list of module names (got {plugins!r})")
+        raise SpecError(
+            f"{source}: invalid sweep spec\n  field plugins: must be a list of module names (got {plugins!r})"
+        )
     load_plugins(plugins, f"{source}, field plugins")
     try:
         return SweepSpec.model_validate(data)

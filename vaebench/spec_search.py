@@ -94,7 +94,9 @@ class PrunerConfig(ReadsSomeFields):
     n_startup_trials: int = Field(5, ge=0, description="median: finished trials before any pruning")
     n_warmup_steps: int = Field(0, ge=0, description="median: epochs of every trial before it can be pruned")
     min_resource: int = Field(1, ge=1, description="successive_halving, hyperband: epochs of the first rung")
-    reduction_factor: int = Field(3, ge=2, description="successive_halving, hyperband: eta, 1/eta of trials go on at each rung")
+    reduction_factor: int = Field(
+        3, ge=2, description="successive_halving, hyperband: eta, 1/eta of trials go on at each rung"
+    )
 
     def _fields_read(self) -> tuple[set[str], str]:
         from .search import PRUNERS
@@ -126,10 +128,14 @@ class SearchConfig(StrictModel):
         if self.pruner.name != "none" and len(self.objectives) > 1:
             raise ValueError("pruning needs a single objective (Optuna cannot prune multi-objective studies)")
         if self.pruner.name != "none" and self.objectives[0].direction != "minimize":
-            raise ValueError("pruning compares the per-epoch test -ELBO, lower is better: the objective must be minimized")
+            raise ValueError(
+                "pruning compares the per-epoch test -ELBO, lower is better: the objective must be minimized"
+            )
         if self.sampler == "grid":
             if self.space:
-                raise ValueError("sampler 'grid' takes its cells from `grid`; `search.space` is for random, tpe and nsga2")
+                raise ValueError(
+                    "sampler 'grid' takes its cells from `grid`; `search.space` is for random, tpe and nsga2"
+                )
             if self.n_trials is not None:
                 raise ValueError("sampler 'grid' runs every cell x seed; n_trials is for random, tpe and nsga2")
         else:

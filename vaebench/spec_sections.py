@@ -150,7 +150,9 @@ class ObjectiveConfig(ReadsSomeFields):
             used.add("iwae_k")
             # checked here, before the fields that are not read: the error of a spec that has both
             if self.beta != 1.0 or self.free_bits is not None or self.reduction != "sum":
-                raise ValueError("estimator 'iwae' is the unweighted bound: it needs beta 1, no free_bits, reduction sum")
+                raise ValueError(
+                    "estimator 'iwae' is the unweighted bound: it needs beta 1, no free_bits, reduction sum"
+                )
         return used, f"this objective (likelihood {self.likelihood!r}, estimator {self.estimator!r})"
 
 
@@ -183,8 +185,9 @@ class TrainConfig(ReadsSomeFields):
     plateau_patience: int = Field(5, ge=0, description="plateau: epochs without improvement before a cut")
     plateau_factor: float = Field(0.5, gt=0.0, lt=1.0, description="plateau: lr multiplier at a cut")
     precision: Literal["fp32", "bf16", "fp16"] = Field(
-        "fp32", description="training steps' forward pass and loss under torch.autocast to bf16 or fp16 (fp16: CUDA "
-        "only, with a gradient scaler); weights, optimizer, per-epoch test loss and evaluation stay float32"
+        "fp32",
+        description="training steps' forward pass and loss under torch.autocast to bf16 or fp16 (fp16: CUDA "
+        "only, with a gradient scaler); weights, optimizer, per-epoch test loss and evaluation stay float32",
     )
     tf32: bool = Field(True, description="CUDA only: float32 matmuls and convolutions of training may use TF32")
 
@@ -216,8 +219,10 @@ class RunConfig(StrictModel):
         from .models import MODELS
 
         if self.objective.free_bits is not None and not MODELS.get(self.model.name).kl_per_dim:
-            raise ValueError(f"objective.free_bits clamps the KL of each latent dimension; model {self.model.name!r}'s "
-                             "KL does not decompose by dimension")
+            raise ValueError(
+                f"objective.free_bits clamps the KL of each latent dimension; model {self.model.name!r}'s "
+                "KL does not decompose by dimension"
+            )
         return self
 
     def flat(self) -> dict[str, Any]:
@@ -244,8 +249,10 @@ def check_dotted_key(key: str, where: str, *also: str) -> None:
     if issubclass(model, FamilySection):  # common fields, or an option of some registered family
         fields |= set(model.all_option_names())
     if field not in fields:
-        raise ValueError(f"{where} key {key!r}: {section} has no field {field!r}.{did_you_mean(field, fields)} "
-                         f"Fields: {', '.join(sorted(fields))}")
+        raise ValueError(
+            f"{where} key {key!r}: {section} has no field {field!r}.{did_you_mean(field, fields)} "
+            f"Fields: {', '.join(sorted(fields))}"
+        )
 
 
 def _non_finite(value: Any) -> Optional[float]:

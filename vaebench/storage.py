@@ -94,8 +94,10 @@ class StudyStore:
         """Refuse (StudyError) `workers` processes writing at once to a storage unsafe for several
         (`StorageKind.parallel` False: SQLite)."""
         if workers > 1 and not self.kind.parallel:
-            raise StudyError(f"--storage {self.describe()}: SQLite is unsafe for several writers; use --workers 1, "
-                             "the embedded journal (no --storage) or PostgreSQL")
+            raise StudyError(
+                f"--storage {self.describe()}: SQLite is unsafe for several writers; use --workers 1, "
+                "the embedded journal (no --storage) or PostgreSQL"
+            )
 
     def exists(self) -> bool:
         """Whether the study is in the storage already (writes nothing for the embedded journal)."""
@@ -116,8 +118,9 @@ class StudyStore:
         return StudyStore(self.url, self.results_root, study, self.heartbeat)
 
 
-def open_store(url: Optional[str], results: Optional[Path], study: str,
-               heartbeat: int = DEFAULT_HEARTBEAT) -> StudyStore:
+def open_store(
+    url: Optional[str], results: Optional[Path], study: str, heartbeat: int = DEFAULT_HEARTBEAT
+) -> StudyStore:
     """The store of `study` at the storage `url` (None: the embedded journal) with the results folder
     `results` (else $VAEBENCH_RESULTS, else ./results). An unsupported URL is a StudyError before
     anything is written."""
@@ -143,7 +146,9 @@ def _journal(store: StudyStore, create: bool) -> BaseStorage:
     from optuna.storages.journal import JournalFileBackend
 
     if not create and not (store.folder / JOURNAL_FILE).is_file():
-        raise StudyError(f"no study {store.study!r} in {store.describe()}; create it with `vaebench run SPEC.yaml` first")
+        raise StudyError(
+            f"no study {store.study!r} in {store.describe()}; create it with `vaebench run SPEC.yaml` first"
+        )
     store.folder.mkdir(parents=True, exist_ok=True)
     return JournalStorage(JournalFileBackend(str(store.folder / JOURNAL_FILE)))
 

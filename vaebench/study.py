@@ -54,7 +54,9 @@ def _spec_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
 
 def _load(spec: SweepSpec, storage) -> optuna.Study:
     return optuna.load_study(
-        study_name=spec.study, storage=storage, sampler=build_sampler(spec.search),
+        study_name=spec.study,
+        storage=storage,
+        sampler=build_sampler(spec.search),
         pruner=build_pruner(spec.search, spec.train.epochs),
     )
 
@@ -113,10 +115,13 @@ def open_study(spec: SweepSpec, store: StudyStore, dataset_checksum: Optional[st
 def stored_spec(store: StudyStore) -> SweepSpec:
     """The spec an existing study was created from (what `vaebench worker` runs)."""
     summary = store.load_study(
-        missing=f"; create it with `vaebench run SPEC.yaml{'' if store.url is None else ' --storage URL'}` first")
+        missing=f"; create it with `vaebench run SPEC.yaml{'' if store.url is None else ' --storage URL'}` first"
+    )
     if STUDY_SPEC not in summary.user_attrs:
         raise StudyError(f"study {store.study!r} in {store.describe()} was not made by vaebench (no spec stored)")
-    return parse_spec({**summary.user_attrs[STUDY_SPEC], "study": store.study}, f"study {store.study!r} in {store.describe()}")
+    return parse_spec(
+        {**summary.user_attrs[STUDY_SPEC], "study": store.study}, f"study {store.study!r} in {store.describe()}"
+    )
 
 
 def wait_for_study(store: StudyStore, seconds: float, poll: float = 0.05) -> SweepSpec:
@@ -156,8 +161,13 @@ def _enqueue_missing(study: optuna.Study, spec: SweepSpec, store: StudyStore) ->
         # identifies a run is its run id user attribute, never the params.
         study.enqueue_trial(
             params=dict(run.labels),
-            user_attrs={ATTR_RUN_ID: run.run_id, ATTR_CONFIG: run.config.model_dump(mode="json"), ATTR_SEED: run.seed,
-                        ATTR_LABELS: run.labels, ATTR_CELL: run.cell_index},
+            user_attrs={
+                ATTR_RUN_ID: run.run_id,
+                ATTR_CONFIG: run.config.model_dump(mode="json"),
+                ATTR_SEED: run.seed,
+                ATTR_LABELS: run.labels,
+                ATTR_CELL: run.cell_index,
+            },
         )
 
 
@@ -168,8 +178,7 @@ def _enqueue_missing(study: optuna.Study, spec: SweepSpec, store: StudyStore) ->
 def budget_used(study: optuna.Study) -> int:
     """Trials that count against a sampled search's budget: all but the crashed ones (a crash is
     retried or replaced; a diverged run is a result and counts)."""
-    return sum(1 for t in study.get_trials(deepcopy=False)
-               if t.state != TrialState.FAIL or ATTR_ROW in t.user_attrs)
+    return sum(1 for t in study.get_trials(deepcopy=False) if t.state != TrialState.FAIL or ATTR_ROW in t.user_attrs)
 
 
 def claim_next(study: optuna.Study, spec: SweepSpec, store: StudyStore) -> Optional[optuna.Trial]:
@@ -216,8 +225,11 @@ class StudyStatus:
         """Before any trial has completed: a trial's training time projected from the epochs the
         running trials have done (seconds so far x epochs per trial / epochs done, mean over the
         running trials with at least one epoch); evaluation time is not in it. None without epochs."""
-        projections = [secs * self.epochs_per_trial / n for (_, _, _, secs), (n, _) in
-                       zip(self.running, self.running_epochs) if n > 0 and self.epochs_per_trial]
+        projections = [
+            secs * self.epochs_per_trial / n
+            for (_, _, _, secs), (n, _) in zip(self.running, self.running_epochs)
+            if n > 0 and self.epochs_per_trial
+        ]
         return sum(projections) / len(projections) if projections else None
 
     @property
@@ -251,13 +263,19 @@ def study_status(study: optuna.Study) -> StudyStatus:
     trials = study.get_trials(deepcopy=False)
     by = {s: [t for t in trials if t.state == s] for s in TrialState}
     now = _dt.datetime.now()
-    durations = [(t.datetime_complete - t.datetime_start).total_seconds()
-                 for t in by[TrialState.COMPLETE] if t.datetime_start and t.datetime_complete]
+    durations = [
+        (t.datetime_complete - t.datetime_start).total_seconds()
+        for t in by[TrialState.COMPLETE]
+        if t.datetime_start and t.datetime_complete
+    ]
     # a FAIL trial with a row is a finished run (diverged) — unless its worker died between storing
     # the row and telling the state: then a retry of the same run completes it, and counts once
     finished_runs = {t.user_attrs.get(ATTR_RUN_ID) for t in by[TrialState.COMPLETE] + by[TrialState.PRUNED]}
-    fails = [t for t in by[TrialState.FAIL]
-             if not (ATTR_ROW in t.user_attrs and t.user_attrs.get(ATTR_RUN_ID) in finished_runs)]
+    fails = [
+        t
+        for t in by[TrialState.FAIL]
+        if not (ATTR_ROW in t.user_attrs and t.user_attrs.get(ATTR_RUN_ID) in finished_runs)
+    ]
     total = spec.n_runs()
     waiting = len(by[TrialState.WAITING])
     if spec.search.sampled:
@@ -270,16 +288,29 @@ def study_status(study: optuna.Study) -> StudyStatus:
         pruned=len(by[TrialState.PRUNED]),
         diverged=sum(1 for t in fails if ATTR_ROW in t.user_attrs),
         failed=sum(1 for t in fails if ATTR_ROW not in t.user_attrs),
-        running=[(t.number, t.user_attrs.get(ATTR_RUN_ID, "?"), t.user_attrs.get(ATTR_WORKER, "?"),
-                  (now - t.datetime_start).total_seconds() if t.datetime_start else 0.0)
-                 for t in by[TrialState.RUNNING]],
+        running=[
+            (
+                t.number,
+                t.user_attrs.get(ATTR_RUN_ID, "?"),
+                t.user_attrs.get(ATTR_WORKER, "?"),
+                (now - t.datetime_start).total_seconds() if t.datetime_start else 0.0,
+            )
+            for t in by[TrialState.RUNNING]
+        ],
         waiting=waiting,
         mean_trial_seconds=sum(durations) / len(durations) if durations else None,
-        failures=[(t.number, t.user_attrs.get(ATTR_FAIL, "stale: no heartbeat")) for t in fails[-5:]
-                  if ATTR_ROW not in t.user_attrs],
-        running_epochs=[(len(t.intermediate_values),
-                         t.intermediate_values[max(t.intermediate_values)] if t.intermediate_values else None)
-                        for t in by[TrialState.RUNNING]],
+        failures=[
+            (t.number, t.user_attrs.get(ATTR_FAIL, "stale: no heartbeat"))
+            for t in fails[-5:]
+            if ATTR_ROW not in t.user_attrs
+        ],
+        running_epochs=[
+            (
+                len(t.intermediate_values),
+                t.intermediate_values[max(t.intermediate_values)] if t.intermediate_values else None,
+            )
+            for t in by[TrialState.RUNNING]
+        ],
         epochs_per_trial=spec.train.epochs,
     )
 

@@ -27,10 +27,23 @@ from .storage import DEFAULT_HEARTBEAT, open_store
 WAIT_FOR_STUDY_SECONDS = 3600
 
 
-def run_sweep(spec, *, study: Optional[str] = None, workers: Optional[int] = None, threads: Optional[int] = None,
-              storage: Optional[str] = None, heartbeat: int = DEFAULT_HEARTBEAT, data_root=None, results=None,
-              device: Optional[str] = None, download: bool = True, plugins: Iterable[str] = (), quiet: bool = True,
-              console: Optional[Console] = None, workers_per_gpu: Optional[int] = None):
+def run_sweep(
+    spec,
+    *,
+    study: Optional[str] = None,
+    workers: Optional[int] = None,
+    threads: Optional[int] = None,
+    storage: Optional[str] = None,
+    heartbeat: int = DEFAULT_HEARTBEAT,
+    data_root=None,
+    results=None,
+    device: Optional[str] = None,
+    download: bool = True,
+    plugins: Iterable[str] = (),
+    quiet: bool = True,
+    console: Optional[Console] = None,
+    workers_per_gpu: Optional[int] = None,
+):
     """`run`, returning (final StudyStatus, whether every worker ended cleanly). `workers=0` creates
     (or checks) the study and starts no worker."""
     from .data import load_dataset
@@ -60,15 +73,29 @@ def run_sweep(spec, *, study: Optional[str] = None, workers: Optional[int] = Non
         workers_per_gpu = None
     if (workers is None or workers > 1) and (local := _registered_in_main(spec)):
         if workers is not None:
-            raise StudyError(f"{local} is registered in __main__ (a notebook or script): worker processes cannot "
-                             "import it. Use workers=1, or move it to a module and list it in the spec's `plugins:`")
+            raise StudyError(
+                f"{local} is registered in __main__ (a notebook or script): worker processes cannot "
+                "import it. Use workers=1, or move it to a module and list it in the spec's `plugins:`"
+            )
         console.print(f"{local} is registered in __main__: running one worker in this process")
         workers = 1
     store = open_store(storage, results, spec.study, heartbeat)
-    command = " ".join(["vaebench run", str(spec_path) if spec_path else f"<{spec.study} spec from Python>"] + [
-        f"--{k} {v}" for k, v in (("study", study), ("device", device), ("workers", workers),
-                                  ("workers-per-gpu", workers_per_gpu), ("threads", threads)) if v
-    ] + [f"--plugin {m}" for m in plugins] + (["--storage URL"] if storage else []))
+    command = " ".join(
+        ["vaebench run", str(spec_path) if spec_path else f"<{spec.study} spec from Python>"]
+        + [
+            f"--{k} {v}"
+            for k, v in (
+                ("study", study),
+                ("device", device),
+                ("workers", workers),
+                ("workers-per-gpu", workers_per_gpu),
+                ("threads", threads),
+            )
+            if v
+        ]
+        + [f"--plugin {m}" for m in plugins]
+        + (["--storage URL"] if storage else [])
+    )
 
     def start(layout, wait: bool) -> list:
         """This machine's worker processes (none for a one-worker layout: it runs in this process)."""
@@ -76,8 +103,9 @@ def run_sweep(spec, *, study: Optional[str] = None, workers: Optional[int] = Non
         if layout.workers == 1:
             return []
         # on a GPU layout each worker sees only its own GPU (CUDA_VISIBLE_DEVICES): its device is `cuda`
-        argv = _worker_argv(spec.study, store, "cuda" if layout.gpus else device, data_root, download,
-                            list(plugins), wait)
+        argv = _worker_argv(
+            spec.study, store, "cuda" if layout.gpus else device, data_root, download, list(plugins), wait
+        )
         return launch.start_workers(argv, layout, _worker_env(layout, command, spec_path))
 
     # A new study: every run is pending, so the layout is known now, and the workers start at once,
@@ -92,20 +120,28 @@ def run_sweep(spec, *, study: Optional[str] = None, workers: Optional[int] = Non
         st = open_study(spec, store, data.checksum)
         status = study_status(st)
         if workers == 0:
-            console.print(f"study [bold]{spec.study}[/]: {status.total} runs, {status.done} done; storage "
-                          f"{store.describe()}; no worker started (workers 0): join with `vaebench worker --study "
-                          f"{spec.study}`", highlight=False)
+            console.print(
+                f"study [bold]{spec.study}[/]: {status.total} runs, {status.done} done; storage "
+                f"{store.describe()}; no worker started (workers 0): join with `vaebench worker --study "
+                f"{spec.study}`",
+                highlight=False,
+            )
             return status, True
         if layout is None:
-            layout = launch.plan_layout(workers, threads, status.total - status.done, dev,
-                                        workers_per_gpu=workers_per_gpu)
+            layout = launch.plan_layout(
+                workers, threads, status.total - status.done, dev, workers_per_gpu=workers_per_gpu
+            )
             procs = start(layout, wait=False)
-        search = (f"{len(spec.cells())} cells x {len(spec.seeds)} seeds" if not spec.search.sampled
-                  else f"{spec.search.sampler} sampler, budget {spec.search.n_trials} trials")
+        search = (
+            f"{len(spec.cells())} cells x {len(spec.seeds)} seeds"
+            if not spec.search.sampled
+            else f"{spec.search.sampler} sampler, budget {spec.search.n_trials} trials"
+        )
         console.print(
             f"study [bold]{spec.study}[/]: {status.total} runs ({search}), {status.done} already done; "
             f"dataset {data.name} {tuple(data.x_train.shape)} checksum {data.checksum}; storage {store.describe()}; "
-            f"results in {store.folder}; layout {layout}", highlight=False
+            f"results in {store.folder}; layout {layout}",
+            highlight=False,
         )
     except BaseException:  # the workers started for a new study wait for it: they must not outlive a failure
         launch.stop_workers(procs)
@@ -178,8 +214,13 @@ def _run_workers(procs, study: str, store, quiet, console) -> bool:
 
         def poll() -> None:
             s = study_status(view)
-            progress.update(task, total=s.total, completed=s.done, eta=s.eta_seconds,
-                            description=f"runs ({len(s.running)} running, {s.waiting} waiting)")
+            progress.update(
+                task,
+                total=s.total,
+                completed=s.done,
+                eta=s.eta_seconds,
+                description=f"runs ({len(s.running)} running, {s.waiting} waiting)",
+            )
             lines.update(s)
 
         def emit(line: str) -> None:  # a worker's output line, "[w1 pid 1234] ...", as it is

@@ -87,16 +87,20 @@ def train(
     return result
 
 
-def _train(cfg: RunConfig, data: Dataset, seed: int, device: torch.device,
-           on_epoch: Optional[EpochCallback]) -> TrainResult:
+def _train(
+    cfg: RunConfig, data: Dataset, seed: int, device: torch.device, on_epoch: Optional[EpochCallback]
+) -> TrainResult:
     seed_everything(seed)
     likelihood = build_likelihood(cfg.objective)
     model = build_model(cfg.model, data.shape, likelihood, data.num_classes)
     model = model.to(device, memory_format=model.memory_format)
     opt = _adam(model.parameters(), cfg.train.lr, cfg.train.weight_decay)
     plateau = (
-        torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.train.plateau_factor, patience=cfg.train.plateau_patience)
-        if cfg.train.lr_schedule == "plateau" else None
+        torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, factor=cfg.train.plateau_factor, patience=cfg.train.plateau_patience
+        )
+        if cfg.train.lr_schedule == "plateau"
+        else None
     )
     params = [p for p in model.parameters() if p.requires_grad]
     x_train, y_train = data.x_train.to(device).contiguous(memory_format=model.memory_format), data.y_train.to(device)

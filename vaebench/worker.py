@@ -71,8 +71,14 @@ def run_worker(
     return summary
 
 
-def _run_trial(study: optuna.Study, trial: optuna.Trial, setting: Setting, store: StudyStore,
-               reporter: Reporter, summary: WorkerSummary) -> None:
+def _run_trial(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    setting: Setting,
+    store: StudyStore,
+    reporter: Reporter,
+    summary: WorkerSummary,
+) -> None:
     spec, run_id = setting.spec, None
     try:
         run = _run_of(trial, spec)
@@ -116,8 +122,13 @@ def _run_of(trial: optuna.Trial, spec: SweepSpec) -> Run:
         params = {k: suggest(trial, k, p) for k, p in spec.search.space.items()}
         if ATTR_CONFIG not in attrs:  # a fresh draw
             run = Run(apply_params(spec.base(), params), spec.seeds[0], params, trial.number)
-            for key, value in ((ATTR_RUN_ID, run.run_id), (ATTR_CONFIG, run.config.model_dump(mode="json")),
-                               (ATTR_SEED, run.seed), (ATTR_LABELS, run.labels), (ATTR_CELL, run.cell_index)):
+            for key, value in (
+                (ATTR_RUN_ID, run.run_id),
+                (ATTR_CONFIG, run.config.model_dump(mode="json")),
+                (ATTR_SEED, run.seed),
+                (ATTR_LABELS, run.labels),
+                (ATTR_CELL, run.cell_index),
+            ):
                 trial.set_user_attr(key, value)
             return run
     else:
@@ -125,8 +136,12 @@ def _run_of(trial: optuna.Trial, spec: SweepSpec) -> Run:
         # had it enqueued too; it is simply not asked for any more, and its run id is unchanged).
         for key in spec.grid:
             trial.suggest_categorical(key, spec.grid_choices(key))
-    return Run(RunConfig.model_validate(attrs[ATTR_CONFIG]), attrs[ATTR_SEED], attrs.get(ATTR_LABELS, {}),
-               attrs.get(ATTR_CELL, 0))
+    return Run(
+        RunConfig.model_validate(attrs[ATTR_CONFIG]),
+        attrs[ATTR_SEED],
+        attrs.get(ATTR_LABELS, {}),
+        attrs.get(ATTR_CELL, 0),
+    )
 
 
 def _existing_row(study: optuna.Study, trial: optuna.Trial, store: StudyStore, run_id: str) -> Optional[dict]:
@@ -167,8 +182,10 @@ def _epoch_check(trial: optuna.Trial, spec: SweepSpec) -> EpochCallback:
     def check(record: dict) -> Optional[str]:
         report_epoch(trial, record)
         if pruning and trial.should_prune():
-            return (f"pruned by {spec.search.pruner.name} at epoch {record['epoch']} "
-                    f"(test -ELBO {record['test_loss']:.2f} nats)")
+            return (
+                f"pruned by {spec.search.pruner.name} at epoch {record['epoch']} "
+                f"(test -ELBO {record['test_loss']:.2f} nats)"
+            )
         return None
 
     return check

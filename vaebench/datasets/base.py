@@ -108,8 +108,9 @@ def checksum(*tensors: torch.Tensor) -> str:
     return h.hexdigest()[:16]
 
 
-def _finish(name: str, x_train, y_train, x_test, y_test, factors_train=None, factors_test=None,
-            factors: tuple[Factor, ...] = ()) -> Dataset:
+def _finish(
+    name: str, x_train, y_train, x_test, y_test, factors_train=None, factors_test=None, factors: tuple[Factor, ...] = ()
+) -> Dataset:
     """The `Dataset` of these arrays: images float32, labels and factors int64, and its checksum."""
     tensors = [torch.as_tensor(a) for a in (x_train, y_train, x_test, y_test)]
     tensors[0], tensors[2] = tensors[0].float().contiguous(), tensors[2].float().contiguous()
@@ -117,12 +118,25 @@ def _finish(name: str, x_train, y_train, x_test, y_test, factors_train=None, fac
     if factors_train is None:  # the checksum of a dataset without factors is that of its four tensors
         return Dataset(name, *tensors, checksum=checksum(*tensors))
     f_train, f_test = (torch.as_tensor(f).long().contiguous() for f in (factors_train, factors_test))
-    return Dataset(name, *tensors, checksum=checksum(*tensors, f_train, f_test),
-                   factors_train=f_train, factors_test=f_test, factors=tuple(factors))
+    return Dataset(
+        name,
+        *tensors,
+        checksum=checksum(*tensors, f_train, f_test),
+        factors_train=f_train,
+        factors_test=f_test,
+        factors=tuple(factors),
+    )
 
 
-def ensure_files(title: str, folder: Path, files: Sequence[str], download: bool, fetch: Callable[[], object],
-                 what: str, contains: str) -> None:
+def ensure_files(
+    title: str,
+    folder: Path,
+    files: Sequence[str],
+    download: bool,
+    fetch: Callable[[], object],
+    what: str,
+    contains: str,
+) -> None:
     """The check every downloadable source makes before reading: `files` (relative to `folder`; a
     name ending in "/" is a folder) must exist. When some are missing and `download` is set,
     `fetch()` (a torchvision download into the data root) is called once and the files are checked

@@ -38,8 +38,9 @@ def read_idx_ubyte(path: Path) -> np.ndarray:
     shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">i4", count=ndim, offset=4))
     offset = 4 + 4 * ndim
     if len(raw) - offset != int(np.prod(shape, dtype=np.int64)):
-        raise DataError(f"{path}: IDX header says {shape} = {int(np.prod(shape))} bytes, the file has "
-                        f"{len(raw) - offset}")
+        raise DataError(
+            f"{path}: IDX header says {shape} = {int(np.prod(shape))} bytes, the file has {len(raw) - offset}"
+        )
     return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(shape)
 
 
@@ -58,13 +59,16 @@ def load_idx_dataset(torchvision_class: str, name: str, title: str, root: Path, 
         cls(str(root), train=True, download=True)
         cls(str(root), train=False, download=True)
 
-    ensure_files(title, raw, MNIST_FILES, download, fetch, f"torchvision's raw {title} files",
-                 f"{torchvision_class}/raw/")
+    ensure_files(
+        title, raw, MNIST_FILES, download, fetch, f"torchvision's raw {title} files", f"{torchvision_class}/raw/"
+    )
     x_train, y_train, x_test, y_test = (read_idx_ubyte(raw / f) for f in MNIST_FILES)
     for images, labels, split in ((x_train, y_train, "train"), (x_test, y_test, "t10k")):
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-            raise DataError(f"{title} files in {raw.resolve()} cannot be read: {split} images {images.shape} "
-                            f"and labels {labels.shape} do not match")
+            raise DataError(
+                f"{title} files in {raw.resolve()} cannot be read: {split} images {images.shape} "
+                f"and labels {labels.shape} do not match"
+            )
     return _finish(
         name,
         torch.from_numpy(x_train.copy()).unsqueeze(1).float() / 255.0,
@@ -94,8 +98,11 @@ def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     (equal arrays, tested) without importing scikit-learn; through `load_digits` itself when the
     file is not where this scikit-learn keeps it."""
     spec = importlib.util.find_spec("sklearn")  # locates the package without importing it
-    path = Path(next(iter(spec.submodule_search_locations or [""]))) / "datasets" / "data" / "digits.csv.gz" \
-        if spec else None
+    path = (
+        Path(next(iter(spec.submodule_search_locations or [""]))) / "datasets" / "data" / "digits.csv.gz"
+        if spec
+        else None
+    )
     if path is None or not path.is_file():
         from sklearn.datasets import load_digits as sk_digits
 

@@ -116,8 +116,13 @@ def render_shapes(image_size: int, scales: int, orientations: int, positions: in
 
 
 def _shapes_key(image_size: int, scales: int, orientations: int, positions: int) -> str:
-    settings = {"renderer": SHAPES_RENDERER_VERSION, "image_size": image_size, "scales": scales,
-                "orientations": orientations, "positions": positions}
+    settings = {
+        "renderer": SHAPES_RENDERER_VERSION,
+        "image_size": image_size,
+        "scales": scales,
+        "orientations": orientations,
+        "positions": positions,
+    }
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -160,9 +165,16 @@ def shapes_images(image_size: int, scales: int, orientations: int, positions: in
             return images
         t0 = time.perf_counter()
         images = render_shapes(image_size, scales, orientations, positions)
-        info = {"image_size": image_size, "scales": scales, "orientations": orientations, "positions": positions,
-                "renderer": SHAPES_RENDERER_VERSION, "images": len(images), "sha256": _images_sha256(images),
-                "render_seconds": round(time.perf_counter() - t0, 3)}
+        info = {
+            "image_size": image_size,
+            "scales": scales,
+            "orientations": orientations,
+            "positions": positions,
+            "renderer": SHAPES_RENDERER_VERSION,
+            "images": len(images),
+            "sha256": _images_sha256(images),
+            "render_seconds": round(time.perf_counter() - t0, 3),
+        }
         buf = io.BytesIO()
         np.savez_compressed(buf, images=images, sha256=np.array(info["sha256"]))
         with atomic_path(path) as tmp:

@@ -43,9 +43,22 @@ if TYPE_CHECKING:
 
 Metric = Callable[["EvalContext"], dict]
 
-__all__ = ["DTYPES", "METRICS", "METRICS_SKIPPED", "Column", "EvalContext", "Metric", "MetricDeclarationError",
-           "MetricNotApplicable", "MetricSpec", "declared_columns", "evaluate", "numeric_metric_columns",
-           "register_metric", "unregister_metric"]
+__all__ = [
+    "DTYPES",
+    "METRICS",
+    "METRICS_SKIPPED",
+    "Column",
+    "EvalContext",
+    "Metric",
+    "MetricDeclarationError",
+    "MetricNotApplicable",
+    "MetricSpec",
+    "declared_columns",
+    "evaluate",
+    "numeric_metric_columns",
+    "register_metric",
+    "unregister_metric",
+]
 
 
 class EvalContext:
@@ -154,7 +167,8 @@ def evaluate(model, data, cfg, seed: int, names: list[str] | None = None) -> dic
         if undeclared:
             raise MetricDeclarationError(
                 f"metric {name!r} returned column(s) it does not declare: {', '.join(map(repr, undeclared))}; "
-                f"declare them in its register_metric(columns=[...])")
+                f"declare them in its register_metric(columns=[...])"
+            )
         out.update(dict.fromkeys(metric.column_names))
         out.update(values)
         out[f"eval_seconds_{name}"] = time.perf_counter() - t0

@@ -15,9 +15,20 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_featur
 from ..classifier import load_classifier
 from ..errors import VaebenchError
 
-__all__ = ["torch_fidelity", "KEY_METRIC_FID", "fid_features_to_statistics", "fid_statistics_to_metric",
-           "KEY_METRIC_ISC_MEAN", "KEY_METRIC_ISC_STD", "isc_features_to_metric", "KEY_METRIC_KID_MEAN",
-           "KEY_METRIC_KID_STD", "kid_features_to_metric", "ClassifierFeatureExtractor", "GrayscaleInception"]
+__all__ = [
+    "torch_fidelity",
+    "KEY_METRIC_FID",
+    "fid_features_to_statistics",
+    "fid_statistics_to_metric",
+    "KEY_METRIC_ISC_MEAN",
+    "KEY_METRIC_ISC_STD",
+    "isc_features_to_metric",
+    "KEY_METRIC_KID_MEAN",
+    "KEY_METRIC_KID_STD",
+    "kid_features_to_metric",
+    "ClassifierFeatureExtractor",
+    "GrayscaleInception",
+]
 
 
 class ClassifierFeatureExtractor(FeatureExtractorBase):

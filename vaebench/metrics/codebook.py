@@ -43,12 +43,27 @@ def used_fraction(counts: torch.Tensor) -> float:
     return float((counts > 0).sum()) / len(counts)
 
 
-@register_metric("codebook", columns=[
-    Column(C.CODEBOOK_PERPLEXITY, "float", "codes", "higher", "Codebook perplexity",
-           "exp of the entropy of the average code usage over the test split's latent positions, in [1, K]"),
-    Column(C.CODES_USED_FRACTION, "float", "fraction", "higher", "Codes used",
-           "fraction of the K codes chosen at least once on the test split"),
-])
+@register_metric(
+    "codebook",
+    columns=[
+        Column(
+            C.CODEBOOK_PERPLEXITY,
+            "float",
+            "codes",
+            "higher",
+            "Codebook perplexity",
+            "exp of the entropy of the average code usage over the test split's latent positions, in [1, K]",
+        ),
+        Column(
+            C.CODES_USED_FRACTION,
+            "float",
+            "fraction",
+            "higher",
+            "Codes used",
+            "fraction of the K codes chosen at least once on the test split",
+        ),
+    ],
+)
 def codebook(ctx) -> dict:
     """Codebook perplexity and the fraction of codes used on the test split, for models with a
     codebook (`code_indices` and `num_embeddings`); not applicable to the others."""

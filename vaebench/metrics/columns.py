@@ -8,10 +8,14 @@ SSIM_WIN_SIZE = "ssim_win_size"  # window side (pixels)
 NEG_ELBO = "neg_elbo"  # nats per example: RECON_NLL + KL (beta = 1, one z sample per image)
 RECON_NLL = "recon_nll"  # nats per example: -log p(x|z), z ~ q(z|x), summed over pixels
 KL = "kl"  # nats per example: KL(q(z|x) || p(z)) summed over latent dims (the model's KL at the decoded z)
-KL_PER_DIM = "kl_per_dim"  # list, nats per example for each latent dim; sums to KL (null when the KL does not decompose)
+KL_PER_DIM = (
+    "kl_per_dim"  # list, nats per example for each latent dim; sums to KL (null when the KL does not decompose)
+)
 ACTIVE_UNITS = "active_units"  # count of latent dims with Var_x(E_q[z_u|x]) > threshold
 ACTIVE_UNITS_THRESHOLD = "active_units_threshold"
-KL_PER_LAYER = "kl_per_layer"  # list, nats per example for each stochastic layer (bottom first); sums to KL up to MC noise
+KL_PER_LAYER = (
+    "kl_per_layer"  # list, nats per example for each stochastic layer (bottom first); sums to KL up to MC noise
+)
 ACTIVE_UNITS_PER_LAYER = "active_units_per_layer"  # list: ACTIVE_UNITS of each stochastic layer, bottom first
 FID = "fid"  # Fréchet distance: samples from the prior vs test images, on FID_EXTRACTOR's features
 FID_RECON = "fid_recon"  # the same for reconstructions of the test images

@@ -83,8 +83,12 @@ def mutual_information(codes: np.ndarray, factors: np.ndarray, n_bins: int = 20)
 
     binned = discretize(codes, n_bins)
     factors = np.asarray(factors)
-    return np.array([[mutual_info_score(factors[:, k], binned[:, d]) for k in range(factors.shape[1])]
-                     for d in range(binned.shape[1])]).reshape(binned.shape[1], factors.shape[1])
+    return np.array(
+        [
+            [mutual_info_score(factors[:, k], binned[:, d]) for k in range(factors.shape[1])]
+            for d in range(binned.shape[1])
+        ]
+    ).reshape(binned.shape[1], factors.shape[1])
 
 
 def factor_entropy(factors: np.ndarray) -> np.ndarray:
@@ -122,8 +126,13 @@ def _categorical_mask(categorical, k: int) -> np.ndarray:
     return mask.copy()
 
 
-def sap_score_matrix(codes_train: np.ndarray, factors_train: np.ndarray, codes_test: np.ndarray,
-                     factors_test: np.ndarray, categorical=True) -> np.ndarray:
+def sap_score_matrix(
+    codes_train: np.ndarray,
+    factors_train: np.ndarray,
+    codes_test: np.ndarray,
+    factors_test: np.ndarray,
+    categorical=True,
+) -> np.ndarray:
     """(D, K): S[d, k], how well latent d alone predicts factor k on the test codes, fit on the
     training codes: accuracy of a linear SVM for a categorical factor, R^2 of a line for an ordered one.
     `categorical`: one bool for every factor (disentanglement_lib's convention: True) or one per factor."""
@@ -202,29 +211,62 @@ def sample_sizes(n: int, mig_samples: int, sap_train: int, sap_test: int) -> tup
     return n_mig, n_train, n - n_train
 
 
-@register_metric("disentanglement", columns=[
-    Column(C.MIG, "float", "", "higher", "MIG",
-           "Mutual Information Gap (Chen et al. 2018), in [0, 1]: mean over factors of the normalized gap"),
-    Column(C.SAP, "float", "", "higher", "SAP",
-           "Separated Attribute Predictability (Kumar et al. 2018), in [0, 1]: mean over factors of the score gap"),
-    Column(C.MIG_PER_FACTOR, "list[float]", "", "higher", "MIG per factor",
-           "each factor's normalized MI gap, in disentanglement_factors order"),
-    Column(C.SAP_PER_FACTOR, "list[float]", "", "higher", "SAP per factor",
-           "each factor's score gap, in disentanglement_factors order"),
-    Column(C.DISENTANGLEMENT_FACTORS, "list[str]", "", None, "Factors", "the factor names, e.g. shape, scale, x"),
-    Column(C.MIG_SAMPLES, "int", "images", None, "MIG images", "test images MIG was computed on"),
-    Column(C.MIG_BINS, "int", "bins", None, "MIG bins", "equal-width bins per latent"),
-    Column(C.SAP_TRAIN_SAMPLES, "int", "images", None, "SAP fit images", "test images SAP's predictors were fit on"),
-    Column(C.SAP_TEST_SAMPLES, "int", "images", None, "SAP scored images", "other test images SAP was scored on"),
-    Column(C.DISENTANGLEMENT_SEED, "int", "", None, "Disentanglement seed", "seed of the MIG and SAP image subsets"),
-])
+@register_metric(
+    "disentanglement",
+    columns=[
+        Column(
+            C.MIG,
+            "float",
+            "",
+            "higher",
+            "MIG",
+            "Mutual Information Gap (Chen et al. 2018), in [0, 1]: mean over factors of the normalized gap",
+        ),
+        Column(
+            C.SAP,
+            "float",
+            "",
+            "higher",
+            "SAP",
+            "Separated Attribute Predictability (Kumar et al. 2018), in [0, 1]: mean over factors of the score gap",
+        ),
+        Column(
+            C.MIG_PER_FACTOR,
+            "list[float]",
+            "",
+            "higher",
+            "MIG per factor",
+            "each factor's normalized MI gap, in disentanglement_factors order",
+        ),
+        Column(
+            C.SAP_PER_FACTOR,
+            "list[float]",
+            "",
+            "higher",
+            "SAP per factor",
+            "each factor's score gap, in disentanglement_factors order",
+        ),
+        Column(C.DISENTANGLEMENT_FACTORS, "list[str]", "", None, "Factors", "the factor names, e.g. shape, scale, x"),
+        Column(C.MIG_SAMPLES, "int", "images", None, "MIG images", "test images MIG was computed on"),
+        Column(C.MIG_BINS, "int", "bins", None, "MIG bins", "equal-width bins per latent"),
+        Column(
+            C.SAP_TRAIN_SAMPLES, "int", "images", None, "SAP fit images", "test images SAP's predictors were fit on"
+        ),
+        Column(C.SAP_TEST_SAMPLES, "int", "images", None, "SAP scored images", "other test images SAP was scored on"),
+        Column(
+            C.DISENTANGLEMENT_SEED, "int", "", None, "Disentanglement seed", "seed of the MIG and SAP image subsets"
+        ),
+    ],
+)
 def disentanglement(ctx) -> dict:
     """MIG and SAP of the posterior means of test images (datasets with ground-truth factors; not
     applicable to others, nor to models without a Gaussian posterior, `gaussian_posterior`). Factors
     with a single value are left out."""
     if not getattr(ctx.model, "gaussian_posterior", True):
-        raise MetricNotApplicable(f"{type(ctx.model).__name__}'s encode is not a Gaussian posterior "
-                                  "(gaussian_posterior = False): no posterior means to score")
+        raise MetricNotApplicable(
+            f"{type(ctx.model).__name__}'s encode is not a Gaussian posterior "
+            "(gaussian_posterior = False): no posterior means to score"
+        )
     data = ctx.data
     if not getattr(data, "has_factors", False):
         raise MetricNotApplicable(f"dataset {getattr(data, 'name', '?')!r} has no ground-truth factors")

@@ -64,10 +64,12 @@ def _samples(ctx, n: int) -> torch.Tensor:
     """n images from the prior (conditional models: the reference images' labels), seeded."""
     g = torch.Generator(device=ctx.x.device).manual_seed(ctx.seed)
     labels = ctx.y[:n] if ctx.model.conditional else None
-    return torch.cat([
-        ctx.model.sample(len(idx), None if labels is None else labels[idx], generator=g)
-        for idx in torch.arange(n, device=ctx.x.device).split(ctx.batch_size)
-    ])
+    return torch.cat(
+        [
+            ctx.model.sample(len(idx), None if labels is None else labels[idx], generator=g)
+            for idx in torch.arange(n, device=ctx.x.device).split(ctx.batch_size)
+        ]
+    )
 
 
 def _blas_threads():
@@ -75,35 +77,93 @@ def _blas_threads():
     a 1-thread worker otherwise runs np.cov on every core, competing with the other workers."""
     if threadpool_limits is None:  # pragma: no cover
         import contextlib
+
         return contextlib.nullcontext()
     return threadpool_limits(limits=torch.get_num_threads(), user_api="blas")
 
 
-@register_metric("fid", columns=[
-    Column(C.FID, "float", "", "lower", "FID samples",
-           "Fréchet distance of samples from the prior to test images, on fid_extractor's features"),
-    Column(C.FID_RECON, "float", "", "lower", "FID recon",
-           "Fréchet distance of reconstructions of test images to test images, on the same features"),
-    Column(C.FID_EXTRACTOR, "str", "", None, "FID features",
-           "the feature extractor, e.g. vaebench-classifier-<key>-<weights hash> or inception-v3-compat"),
-    Column(C.FID_WEIGHTS_SHA256, "str", "", None, "FID weights SHA-256",
-           "SHA-256 of the extractor's weights file (null: torch-fidelity's own Inception download)"),
-    Column(C.FID_FEATURE_LAYER, "str", "", None, "FID layer",
-           "penultimate (classifier, 128-d) or 2048 (Inception pool)"),
-    Column(C.FID_SAMPLES, "int", "images", None, "FID images", "images on each side"),
-    Column(C.FID_REFERENCE, "str", "", None, "FID reference", "which real images: test[:n]"),
-    Column(C.TORCH_FIDELITY_VERSION, "str", "", None, "torch-fidelity version", "torch-fidelity's version"),
-    Column(C.CLASSIFIER_ACCURACY, "float", "", None, "Classifier accuracy",
-           "test accuracy of the classifier extractor, in [0, 1] (null for inception)"),
-    Column(C.KID, "float", "", "lower", "KID",
-           "kernel inception distance (torch-fidelity, cubic polynomial kernel, 100 subsets); eval.kid only"),
-    Column(C.KID_STD, "float", "", None, "KID std", "standard deviation of KID over the subsets"),
-    Column(C.IS, "float", "", "higher", "IS",
-           "Inception Score of the samples with the extractor's classifier (10 splits)"),
-    Column(C.IS_STD, "float", "", None, "IS std", "standard deviation of the Inception Score over the splits"),
-    Column(C.SAMPLE_CLASS_FREQ, "list[float]", "fraction", None, "Sample class frequencies",
-           "fraction of samples the extractor's classifier assigns to each class"),
-])
+@register_metric(
+    "fid",
+    columns=[
+        Column(
+            C.FID,
+            "float",
+            "",
+            "lower",
+            "FID samples",
+            "Fréchet distance of samples from the prior to test images, on fid_extractor's features",
+        ),
+        Column(
+            C.FID_RECON,
+            "float",
+            "",
+            "lower",
+            "FID recon",
+            "Fréchet distance of reconstructions of test images to test images, on the same features",
+        ),
+        Column(
+            C.FID_EXTRACTOR,
+            "str",
+            "",
+            None,
+            "FID features",
+            "the feature extractor, e.g. vaebench-classifier-<key>-<weights hash> or inception-v3-compat",
+        ),
+        Column(
+            C.FID_WEIGHTS_SHA256,
+            "str",
+            "",
+            None,
+            "FID weights SHA-256",
+            "SHA-256 of the extractor's weights file (null: torch-fidelity's own Inception download)",
+        ),
+        Column(
+            C.FID_FEATURE_LAYER,
+            "str",
+            "",
+            None,
+            "FID layer",
+            "penultimate (classifier, 128-d) or 2048 (Inception pool)",
+        ),
+        Column(C.FID_SAMPLES, "int", "images", None, "FID images", "images on each side"),
+        Column(C.FID_REFERENCE, "str", "", None, "FID reference", "which real images: test[:n]"),
+        Column(C.TORCH_FIDELITY_VERSION, "str", "", None, "torch-fidelity version", "torch-fidelity's version"),
+        Column(
+            C.CLASSIFIER_ACCURACY,
+            "float",
+            "",
+            None,
+            "Classifier accuracy",
+            "test accuracy of the classifier extractor, in [0, 1] (null for inception)",
+        ),
+        Column(
+            C.KID,
+            "float",
+            "",
+            "lower",
+            "KID",
+            "kernel inception distance (torch-fidelity, cubic polynomial kernel, 100 subsets); eval.kid only",
+        ),
+        Column(C.KID_STD, "float", "", None, "KID std", "standard deviation of KID over the subsets"),
+        Column(
+            C.IS,
+            "float",
+            "",
+            "higher",
+            "IS",
+            "Inception Score of the samples with the extractor's classifier (10 splits)",
+        ),
+        Column(C.IS_STD, "float", "", None, "IS std", "standard deviation of the Inception Score over the splits"),
+        Column(
+            C.SAMPLE_CLASS_FREQ,
+            "list[float]",
+            "fraction",
+            None,
+            "Sample class frequencies",
+            "fraction of samples the extractor's classifier assigns to each class",
+        ),
+    ],
+)
 def fid(ctx) -> dict:
     """FID of n samples from the prior and of the reconstructions of the first n test images, both
     against the first n test images (n = min(eval.fid_samples, test size)); KID when asked; the
@@ -116,8 +176,10 @@ def fid(ctx) -> dict:
     if name is None:
         raise MetricNotApplicable("switched off (eval.fid_extractor: null)")
     if name == "classifier" and not getattr(ctx.data, "labeled", True):
-        raise MetricNotApplicable(f"the classifier feature extractor is trained on class labels and dataset "
-                                  f"{getattr(ctx.data, 'name', '?')!r} has none: use fid_extractor: inception")
+        raise MetricNotApplicable(
+            f"the classifier feature extractor is trained on class labels and dataset "
+            f"{getattr(ctx.data, 'name', '?')!r} has none: use fid_extractor: inception"
+        )
     with _blas_threads():
         return _fid(ctx, name)
 
@@ -140,8 +202,11 @@ def _fid(ctx, name: str) -> dict:
         C.CLASSIFIER_ACCURACY: extractor.accuracy,
     }
     if not getattr(ctx.model, "can_sample", True):
-        ctx.skip("samples", f"{type(ctx.model).__name__} has no prior to sample images from (can_sample = False): "
-                 "fid, kid, is_score and sample_class_freq are null")
+        ctx.skip(
+            "samples",
+            f"{type(ctx.model).__name__} has no prior to sample images from (can_sample = False): "
+            "fid, kid, is_score and sample_class_freq are null",
+        )
         return out
     gen = extractor.features(to_uint8(_samples(ctx, n)))
     out[C.FID] = frechet_distance(gen[layer], ref.fid_statistics)
@@ -149,12 +214,14 @@ def _fid(ctx, name: str) -> dict:
     out[C.IS] = isc[tf.KEY_METRIC_ISC_MEAN]
     out[C.IS_STD] = isc[tf.KEY_METRIC_ISC_STD]
     classes = gen[extractor.isc_layer].argmax(1)
-    out[C.SAMPLE_CLASS_FREQ] = (torch.bincount(classes, minlength=gen[extractor.isc_layer].shape[1]).double() / n).tolist()
+    out[C.SAMPLE_CLASS_FREQ] = (
+        torch.bincount(classes, minlength=gen[extractor.isc_layer].shape[1]).double() / n
+    ).tolist()
     if ctx.cfg.eval.kid:
         subset = min(1000, n)
-        kid = tf.kid_features_to_metric(gen[layer], ref.features[layer], kid_subsets=100, kid_subset_size=subset,
-                                     rng_seed=ctx.seed, verbose=False)  # torch-fidelity's default cubic kernel
+        kid = tf.kid_features_to_metric(
+            gen[layer], ref.features[layer], kid_subsets=100, kid_subset_size=subset, rng_seed=ctx.seed, verbose=False
+        )  # torch-fidelity's default cubic kernel
         out[C.KID] = kid[tf.KEY_METRIC_KID_MEAN]
         out[C.KID_STD] = kid[tf.KEY_METRIC_KID_STD]
     return out
-

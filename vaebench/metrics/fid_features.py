@@ -38,8 +38,17 @@ def _tf():
 class Extractor:
     """A spec-level extractor: its torch-fidelity name, weights and the layers each metric uses."""
 
-    def __init__(self, name: str, fidelity_name: str, weights: str | None, fid_layer: str, isc_layer: str,
-                 identity: str, accuracy: float | None = None, batch_size: int = 64) -> None:
+    def __init__(
+        self,
+        name: str,
+        fidelity_name: str,
+        weights: str | None,
+        fid_layer: str,
+        isc_layer: str,
+        identity: str,
+        accuracy: float | None = None,
+        batch_size: int = 64,
+    ) -> None:
         self.name, self.fidelity_name, self.weights = name, fidelity_name, weights
         self.fid_layer, self.isc_layer, self.identity, self.accuracy = fid_layer, isc_layer, identity, accuracy
         self.batch_size = batch_size  # images per forward pass (speed and memory only)
@@ -63,7 +72,9 @@ def _module(fidelity_name: str, weights: str | None, layers: tuple[str, ...]):
     kwargs = {"feature_extractor_weights_path": weights, "verbose": False}
     tf = _tf()
     try:
-        return tf.torch_fidelity.utils.create_feature_extractor(fidelity_name, list(dict.fromkeys(layers)), cuda=False, **kwargs)
+        return tf.torch_fidelity.utils.create_feature_extractor(
+            fidelity_name, list(dict.fromkeys(layers)), cuda=False, **kwargs
+        )
     except VaebenchError:
         raise
     except Exception as e:  # no weights and no network, a bad weights file
@@ -81,14 +92,23 @@ def _classifier(data, device) -> Extractor:
     a training gave (a retrained classifier gives FIDs about 1% apart)."""
     info = cached_classifier(data, device)
     identity = f"vaebench-classifier-{info.key}-{_weights_digest(str(info.path))[:16]}"
-    return Extractor("classifier", "vaebench-classifier", str(info.path), "penultimate", "logits", identity,
-                     info.test_accuracy, batch_size=256)
+    return Extractor(
+        "classifier",
+        "vaebench-classifier",
+        str(info.path),
+        "penultimate",
+        "logits",
+        identity,
+        info.test_accuracy,
+        batch_size=256,
+    )
 
 
 def _inception(data, device) -> Extractor:
     weights = os.environ.get(INCEPTION_WEIGHTS_ENV) or None
-    return Extractor("inception", "vaebench-inception", weights, "2048", "logits_unbiased", "inception-v3-compat",
-                     batch_size=64)
+    return Extractor(
+        "inception", "vaebench-inception", weights, "2048", "logits_unbiased", "inception-v3-compat", batch_size=64
+    )
 
 
 EXTRACTORS: Registry = Registry("FID feature extractor")
@@ -157,10 +177,17 @@ def reference_key(extractor: Extractor, data, n: int, device: torch.device) -> s
     version, device type and batch size are in it because float32 convolutions may round
     differently across them; a cached file is thus bit-identical to a fresh computation."""
     parts = {
-        "format": REFERENCE_FORMAT, "extractor": extractor.identity, "fidelity_name": extractor.fidelity_name,
-        "weights": _weights_digest(extractor.weights), "layers": list(extractor.module.features_list),
-        "dataset": data.checksum, "n": n, "reference": f"test[:{n}]", "torch": torch.__version__,
-        "device": torch.device(device).type, "batch_size": extractor.batch_size,
+        "format": REFERENCE_FORMAT,
+        "extractor": extractor.identity,
+        "fidelity_name": extractor.fidelity_name,
+        "weights": _weights_digest(extractor.weights),
+        "layers": list(extractor.module.features_list),
+        "dataset": data.checksum,
+        "n": n,
+        "reference": f"test[:{n}]",
+        "torch": torch.__version__,
+        "device": torch.device(device).type,
+        "batch_size": extractor.batch_size,
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
 
@@ -195,8 +222,16 @@ def reference(extractor: Extractor, data, n: int, use_disk: bool = True) -> Refe
         features = extractor.features(to_uint8(data.x_test[:n]))
         if use_disk:
             with atomic_path(path) as tmp:
-                torch.save({"key": key, "features": {k: _compact(v) for k, v in features.items()},
-                            "extractor": extractor.identity, "dataset_checksum": data.checksum, "n": n}, tmp)
+                torch.save(
+                    {
+                        "key": key,
+                        "features": {k: _compact(v) for k, v in features.items()},
+                        "extractor": extractor.identity,
+                        "dataset_checksum": data.checksum,
+                        "n": n,
+                    },
+                    tmp,
+                )
     _REFERENCE.clear()
     _REFERENCE[key] = Reference(features, extractor.fid_layer)
     return _REFERENCE[key]

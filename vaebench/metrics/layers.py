@@ -14,14 +14,29 @@ from . import columns as C
 NATS = "nats per example"
 
 
-@register_metric("layers", columns=[
-    Column(C.KL_PER_LAYER, "list[float]", NATS, None, "KL per layer",
-           "KL(q || p) of each stochastic layer (bottom first), mean over test images, one joint sample "
-           "of the layers above per image; sums to kl up to Monte Carlo noise"),
-    Column(C.ACTIVE_UNITS_PER_LAYER, "list[int]", "count", None, "Active units per layer",
-           "active units (Var_x mu_u(x) > active_units_threshold) of each stochastic layer, bottom first, "
-           "on encode's mean path; sums to active_units"),
-])
+@register_metric(
+    "layers",
+    columns=[
+        Column(
+            C.KL_PER_LAYER,
+            "list[float]",
+            NATS,
+            None,
+            "KL per layer",
+            "KL(q || p) of each stochastic layer (bottom first), mean over test images, one joint sample "
+            "of the layers above per image; sums to kl up to Monte Carlo noise",
+        ),
+        Column(
+            C.ACTIVE_UNITS_PER_LAYER,
+            "list[int]",
+            "count",
+            None,
+            "Active units per layer",
+            "active units (Var_x mu_u(x) > active_units_threshold) of each stochastic layer, bottom first, "
+            "on encode's mean path; sums to active_units",
+        ),
+    ],
+)
 def layers(ctx) -> dict:
     """KL and active units per stochastic layer (bottom first).
 
@@ -41,8 +56,10 @@ def layers(ctx) -> dict:
     sizes = [int(s) for s in sizes]
     kl = ctx.sampled_kl  # (N, D): the draws kl_per_dim averages too, computed once
     if kl.shape[1] != sum(sizes):
-        raise MetricNotApplicable(f"the model's KL has {kl.shape[1]} columns, not one per latent dimension "
-                                  f"(latent_layers {sizes} sum to {sum(sizes)})")
+        raise MetricNotApplicable(
+            f"the model's KL has {kl.shape[1]} columns, not one per latent dimension "
+            f"(latent_layers {sizes} sum to {sum(sizes)})"
+        )
     mu, _ = ctx.posterior
     active = mu.var(0, unbiased=False) > ctx.cfg.eval.active_threshold  # (D,)
     return {

@@ -48,8 +48,9 @@ def decode_batch(ctx) -> int:
     return max(1, NLL_DECODE_ELEMENTS // math.prod(getattr(ctx.model, "out_shape", ctx.x.shape[1:])))
 
 
-def nll_per_image(ctx, k: int, n: int | None = None, codes_per_pass: int = NLL_CODES_PER_PASS,
-                  decode_codes: int | None = None) -> torch.Tensor:
+def nll_per_image(
+    ctx, k: int, n: int | None = None, codes_per_pass: int = NLL_CODES_PER_PASS, decode_codes: int | None = None
+) -> torch.Tensor:
     """-log p(x) estimated with k importance samples for the first n test images (all when None):
     shape (n,), nats per example, in the model's dtype. `codes_per_pass` codes are drawn at a time,
     and decoded `decode_codes` at a time (default: `decode_batch(ctx)`)."""
@@ -63,22 +64,39 @@ def nll_per_image(ctx, k: int, n: int | None = None, codes_per_pass: int = NLL_C
         for start in range(0, n, chunk):
             sl = slice(start, min(start + chunk, n))
             x, y, post = ctx.x[sl], ctx.y[sl], (mu[sl], logvar[sl])
-            log_w = torch.cat([  # (k, chunk)
-                ctx.model.importance_log_weights(x, y, min(k_pass, k - done), post, per_decode)
-                for done in range(0, k, k_pass)
-            ])
+            log_w = torch.cat(
+                [  # (k, chunk)
+                    ctx.model.importance_log_weights(x, y, min(k_pass, k - done), post, per_decode)
+                    for done in range(0, k, k_pass)
+                ]
+            )
             out.append(math.log(k) - torch.logsumexp(log_w, 0))
     return torch.cat(out) if out else mu.new_zeros(0)
 
 
-@register_metric("nll", columns=[
-    Column(C.NLL_IS, "float", "nats per example", "lower", "NLL (IS)",
-           "mean over the images of -log p(x), importance sampled with k = nll_k"),
-    Column(C.NLL_IS_STDERR, "float", "nats per example", None, "NLL (IS) standard error",
-           "standard error of nll_is over the images"),
-    Column(C.NLL_K, "int", "samples per image", None, "NLL samples", "importance samples per image"),
-    Column(C.NLL_EXAMPLES, "int", "images", None, "NLL images", "test images in nll_is (the first N of the split)"),
-])
+@register_metric(
+    "nll",
+    columns=[
+        Column(
+            C.NLL_IS,
+            "float",
+            "nats per example",
+            "lower",
+            "NLL (IS)",
+            "mean over the images of -log p(x), importance sampled with k = nll_k",
+        ),
+        Column(
+            C.NLL_IS_STDERR,
+            "float",
+            "nats per example",
+            None,
+            "NLL (IS) standard error",
+            "standard error of nll_is over the images",
+        ),
+        Column(C.NLL_K, "int", "samples per image", None, "NLL samples", "importance samples per image"),
+        Column(C.NLL_EXAMPLES, "int", "images", None, "NLL images", "test images in nll_is (the first N of the split)"),
+    ],
+)
 def nll(ctx) -> dict:
     """Importance-sampled NLL over the first eval.nll_examples test images with k = eval.nll_k:
     the mean (nats per example) and its standard error over images. Not applicable to a model whose
@@ -86,9 +104,11 @@ def nll(ctx) -> dict:
     importance weight is then the ELBO, so the estimate would be -ELBO (the `neg_elbo` column)
     whatever k, not a tighter bound on -log p(x)."""
     if getattr(ctx.model, "deterministic_posterior", False):
-        raise MetricNotApplicable(f"{type(ctx.model).__name__}'s posterior is deterministic "
-                                  "(deterministic_posterior = True): every importance weight equals the ELBO, "
-                                  "so the estimate is neg_elbo, not a tighter NLL")
+        raise MetricNotApplicable(
+            f"{type(ctx.model).__name__}'s posterior is deterministic "
+            "(deterministic_posterior = True): every importance weight equals the ELBO, "
+            "so the estimate is neg_elbo, not a tighter NLL"
+        )
     k = ctx.cfg.eval.nll_k
     devices = [ctx.x.device] if ctx.x.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):  # seeded from the run seed, whatever ran before

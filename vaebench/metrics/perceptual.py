@@ -61,8 +61,11 @@ LPIPS_BATCH = 50  # images per forward pass (speed and memory only)
 # alexnet, vgg16, squeezenet1_1 with weights IMAGENET1K_V1; the name is that url's last part, the hex its
 # SHA-256 prefix). Written out so that looking for it imports nothing; tests/test_lpips.py checks them
 # against torchvision's enums.
-TORCHVISION_FILES = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth",
-                     "squeeze": "squeezenet1_1-b8a52dc0.pth"}
+TORCHVISION_FILES = {
+    "alex": "alexnet-owt-7be5be79.pth",
+    "vgg": "vgg16-397923af.pth",
+    "squeeze": "squeezenet1_1-b8a52dc0.pth",
+}
 MIN_SIDE = {"alex": 31, "vgg": 16, "squeeze": 17}  # smallest input side each backbone's pooling accepts (px)
 INSTALL_HINT = 'pip install "vaebench[lpips]"'
 
@@ -78,13 +81,21 @@ LPIPS_PACKAGE_VERSION = "lpips_package_version"  # version of the `lpips` packag
 class LpipsOptions(Options):
     """`eval.lpips` in a spec."""
 
-    samples: int = Field(2000, ge=1, description="test images (the first N of the split, at most all) "
-                         "whose LPIPS to their reconstructions is averaged")
+    samples: int = Field(
+        2000,
+        ge=1,
+        description="test images (the first N of the split, at most all) "
+        "whose LPIPS to their reconstructions is averaged",
+    )
     net: Literal["alex", "vgg", "squeeze"] = Field(
-        "alex", description="LPIPS backbone (lpips' net): alex (Zhang et al.'s default), vgg or squeeze")
+        "alex", description="LPIPS backbone (lpips' net): alex (Zhang et al.'s default), vgg or squeeze"
+    )
     resize: Optional[int] = Field(
-        None, ge=1, description="resize images (bilinear) so the shorter side is this many pixels before "
-        "LPIPS; null: native size (images smaller than the backbone accepts are then skipped)")
+        None,
+        ge=1,
+        description="resize images (bilinear) so the shorter side is this many pixels before "
+        "LPIPS; null: native size (images smaller than the backbone accepts are then skipped)",
+    )
 
 
 def torchvision_cache_file(net: str) -> Path:
@@ -99,8 +110,10 @@ def backbone_weights_file(net: str) -> Path:
     if given:
         path = Path(given)
         if not path.is_file():
-            raise MetricNotApplicable(f"${LPIPS_WEIGHTS_ENV} = {given}: no such file (it should be torchvision's "
-                                      f"ImageNet weights of the {net} backbone)")
+            raise MetricNotApplicable(
+                f"${LPIPS_WEIGHTS_ENV} = {given}: no such file (it should be torchvision's "
+                f"ImageNet weights of the {net} backbone)"
+            )
         return path
     cached = torchvision_cache_file(net)
     if cached.is_file():
@@ -108,7 +121,8 @@ def backbone_weights_file(net: str) -> Path:
     raise MetricNotApplicable(
         f"no {net} backbone weights: ${LPIPS_WEIGHTS_ENV} is not set and torchvision's cache has no {cached} "
         f"(vaebench never downloads them); put torchvision's file {cached.name} on this machine and pass "
-        f"--lpips-weights FILE to vaebench run/worker (or set ${LPIPS_WEIGHTS_ENV}), or copy it into {cached.parent}")
+        f"--lpips-weights FILE to vaebench run/worker (or set ${LPIPS_WEIGHTS_ENV}), or copy it into {cached.parent}"
+    )
 
 
 @lru_cache(maxsize=8)
@@ -148,7 +162,8 @@ def _lpips_module(net: str, path: str, size: int, mtime_ns: int):
         raise VaebenchError(
             f"LPIPS: {path} is not torchvision's state_dict of the {net} backbone "
             f"({type(e).__name__}: {str(e)[:300]}); give the file torchvision downloads for "
-            f"eval.lpips.net: {net} ({TORCHVISION_FILES[net]})") from None
+            f"eval.lpips.net: {net} ({TORCHVISION_FILES[net]})"
+        ) from None
     return model.eval().requires_grad_(False)
 
 
@@ -166,21 +181,38 @@ def lpips_input(images: torch.Tensor, resize: Optional[int]) -> torch.Tensor:
     if resize is not None:
         h, w = x.shape[-2:]
         scale = resize / min(h, w)
-        x = torch.nn.functional.interpolate(x, size=(round(h * scale), round(w * scale)), mode="bilinear",
-                                            align_corners=False)
+        x = torch.nn.functional.interpolate(
+            x, size=(round(h * scale), round(w * scale)), mode="bilinear", align_corners=False
+        )
     return x * 2 - 1
 
 
-@register_metric("lpips", options=LpipsOptions, columns=[
-    Column(LPIPS, "float", "", "lower", "LPIPS",
-           "mean LPIPS (Zhang et al. 2018, lpips package v0.1) of test images and their reconstructions"),
-    Column(LPIPS_NET, "str", "", None, "LPIPS backbone", "alex, vgg or squeeze"),
-    Column(LPIPS_WEIGHTS, "str", "", None, "LPIPS backbone weights",
-           "sha256:<first 16 hex> of the backbone weights file (torchvision's AlexNet: sha256:7be5be79...)"),
-    Column(LPIPS_SAMPLES, "int", "images", None, "LPIPS images", "test images averaged over (the first N)"),
-    Column(LPIPS_IMAGE_SIZE, "str", "pixels", None, "LPIPS input size", "HxW of the images fed to the backbone"),
-    Column(LPIPS_PACKAGE_VERSION, "str", "", None, "lpips version", "version of the lpips package"),
-])
+@register_metric(
+    "lpips",
+    options=LpipsOptions,
+    columns=[
+        Column(
+            LPIPS,
+            "float",
+            "",
+            "lower",
+            "LPIPS",
+            "mean LPIPS (Zhang et al. 2018, lpips package v0.1) of test images and their reconstructions",
+        ),
+        Column(LPIPS_NET, "str", "", None, "LPIPS backbone", "alex, vgg or squeeze"),
+        Column(
+            LPIPS_WEIGHTS,
+            "str",
+            "",
+            None,
+            "LPIPS backbone weights",
+            "sha256:<first 16 hex> of the backbone weights file (torchvision's AlexNet: sha256:7be5be79...)",
+        ),
+        Column(LPIPS_SAMPLES, "int", "images", None, "LPIPS images", "test images averaged over (the first N)"),
+        Column(LPIPS_IMAGE_SIZE, "str", "pixels", None, "LPIPS input size", "HxW of the images fed to the backbone"),
+        Column(LPIPS_PACKAGE_VERSION, "str", "", None, "lpips version", "version of the lpips package"),
+    ],
+)
 def lpips_metric(ctx) -> dict:
     """Mean LPIPS (Zhang et al. 2018) between test images and their reconstructions, through the
     `lpips` package; needs the backbone's weights as a local file (never downloaded)."""
@@ -199,7 +231,8 @@ def lpips_metric(ctx) -> dict:
         raise MetricNotApplicable(
             f"{size[0]}x{size[1]} images are smaller than the {opts.net} backbone accepts ({MIN_SIDE[opts.net]} px "
             f"a side): {'raise' if opts.resize else 'set'} eval.lpips.resize (LPIPS was calibrated on 64x64 patches)"
-            + (" or eval.lpips.net: vgg" if min(size) >= MIN_SIDE["vgg"] else ""))
+            + (" or eval.lpips.net: vgg" if min(size) >= MIN_SIDE["vgg"] else "")
+        )
     model = lpips_model(opts.net, path).to(ctx.x.device)
     x, x_hat = ctx.x[:n], ctx.reconstructions[:n]
     values = []

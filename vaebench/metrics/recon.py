@@ -14,10 +14,19 @@ SSIM_K1, SSIM_K2 = 0.01, 0.03  # scikit-image's (and Wang et al.'s) constants
 SSIM_DATA_RANGE = 1.0
 
 
-@register_metric("recon_mse", columns=[
-    Column(C.RECON_MSE, "float", "per pixel", "lower", "Recon MSE",
-           "mean over pixels and test images of (x - E[x|z=mu(x)])^2"),
-])
+@register_metric(
+    "recon_mse",
+    columns=[
+        Column(
+            C.RECON_MSE,
+            "float",
+            "per pixel",
+            "lower",
+            "Recon MSE",
+            "mean over pixels and test images of (x - E[x|z=mu(x)])^2",
+        ),
+    ],
+)
 def recon_mse(ctx) -> dict:
     """Mean over pixels and test images of (x - x_hat)^2, x_hat decoded from mu: per pixel."""
     return {C.RECON_MSE: (ctx.x - ctx.reconstructions).pow(2).mean().item()}
@@ -103,12 +112,21 @@ def ssim_per_image(x, y) -> tuple[np.ndarray, float, int]:
     return torch.cat(values).reshape(n, c).mean(1).numpy(), sigma, win
 
 
-@register_metric("ssim", columns=[
-    Column(C.SSIM, "float", "", "higher", "SSIM",
-           "mean SSIM of test images and their reconstructions, in [-1, 1] (Wang et al. 2004 settings)"),
-    Column(C.SSIM_SIGMA, "float", "pixels", None, "SSIM sigma", "the Gaussian window's sigma used"),
-    Column(C.SSIM_WIN_SIZE, "int", "pixels", None, "SSIM window", "the Gaussian window's side"),
-])
+@register_metric(
+    "ssim",
+    columns=[
+        Column(
+            C.SSIM,
+            "float",
+            "",
+            "higher",
+            "SSIM",
+            "mean SSIM of test images and their reconstructions, in [-1, 1] (Wang et al. 2004 settings)",
+        ),
+        Column(C.SSIM_SIGMA, "float", "pixels", None, "SSIM sigma", "the Gaussian window's sigma used"),
+        Column(C.SSIM_WIN_SIZE, "int", "pixels", None, "SSIM window", "the Gaussian window's side"),
+    ],
+)
 def ssim(ctx) -> dict:
     """Mean SSIM between test images and their reconstructions (Wang et al. 2004 settings).
     Reconstructions are clipped to [0, 1], the data range SSIM assumes."""
@@ -116,12 +134,27 @@ def ssim(ctx) -> dict:
     return {C.SSIM: float(values.mean()), C.SSIM_SIGMA: sigma, C.SSIM_WIN_SIZE: win}
 
 
-@register_metric("per_class", columns=[
-    Column(C.RECON_MSE_PER_CLASS, "list[float]", "per pixel", "lower", "Recon MSE per class",
-           "recon MSE by true class of the test image, indexed by class"),
-    Column(C.RECON_NLL_PER_CLASS, "list[float]", "nats per example", "lower", "Recon NLL at mu per class",
-           "-log p(x | z = mu(x)) by true class of the test image, indexed by class"),
-])
+@register_metric(
+    "per_class",
+    columns=[
+        Column(
+            C.RECON_MSE_PER_CLASS,
+            "list[float]",
+            "per pixel",
+            "lower",
+            "Recon MSE per class",
+            "recon MSE by true class of the test image, indexed by class",
+        ),
+        Column(
+            C.RECON_NLL_PER_CLASS,
+            "list[float]",
+            "nats per example",
+            "lower",
+            "Recon NLL at mu per class",
+            "-log p(x | z = mu(x)) by true class of the test image, indexed by class",
+        ),
+    ],
+)
 def per_class(ctx) -> dict:
     """Reconstruction by true class of the test image (the tutorial's exercise): recon MSE per
     pixel and -log p(x | z = mu(x)) in nats per example, each a list indexed by class. Not

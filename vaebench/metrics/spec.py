@@ -107,11 +107,13 @@ class Column:
         if not isinstance(self.name, str) or not _NAME.match(self.name):
             raise MetricDeclarationError(f"column name must match {_NAME.pattern}, got {self.name!r}")
         if self.dtype not in DTYPES:
-            raise MetricDeclarationError(f"column {self.name!r}: dtype must be one of {', '.join(DTYPES)}; "
-                                         f"got {self.dtype!r}")
+            raise MetricDeclarationError(
+                f"column {self.name!r}: dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}"
+            )
         if self.direction not in (*DIRECTIONS, None):
-            raise MetricDeclarationError(f"column {self.name!r}: direction must be 'lower', 'higher' or None; "
-                                         f"got {self.direction!r}")
+            raise MetricDeclarationError(
+                f"column {self.name!r}: direction must be 'lower', 'higher' or None; got {self.direction!r}"
+            )
         if self.direction is not None and self.dtype not in NUMERIC_DTYPES:
             raise MetricDeclarationError(f"column {self.name!r}: a {self.dtype} column has no direction")
         if not self.label:
@@ -164,39 +166,48 @@ def _first_line(doc: str | None) -> str:
 
 def _check_options(name: str, options: Any) -> None:
     if not (isinstance(options, type) and issubclass(options, BaseModel)):
-        raise MetricDeclarationError(f"metric {name!r}: options must be a pydantic model class (subclass "
-                                     f"vaebench.family.Options), got {options!r}")
+        raise MetricDeclarationError(
+            f"metric {name!r}: options must be a pydantic model class (subclass "
+            f"vaebench.family.Options), got {options!r}"
+        )
     if options.model_config.get("extra") != "forbid":
-        raise MetricDeclarationError(f"metric {name!r}: its options model {options.__name__} must forbid unknown "
-                                     "keys (model_config = ConfigDict(extra='forbid')), so a misspelled option "
-                                     "is an error")
+        raise MetricDeclarationError(
+            f"metric {name!r}: its options model {options.__name__} must forbid unknown "
+            "keys (model_config = ConfigDict(extra='forbid')), so a misspelled option "
+            "is an error"
+        )
     try:
         options()
     except Exception as e:
-        raise MetricDeclarationError(f"metric {name!r}: every field of its options model {options.__name__} needs "
-                                     f"a default (the options of a spec that gives none): {e}") from None
+        raise MetricDeclarationError(
+            f"metric {name!r}: every field of its options model {options.__name__} needs "
+            f"a default (the options of a spec that gives none): {e}"
+        ) from None
     for field, info in options.model_fields.items():  # options become `param.eval.<metric>.<option>` columns
         try:
             check_option_type(info.annotation, f"metric {name!r}, option {field!r}")
         except ValueError as e:
             raise MetricDeclarationError(str(e)) from None
     if name in EvalConfig.model_fields:  # a metric's options live at eval.<name>: no eval setting may have that name
-        raise MetricDeclarationError(f"metric {name!r} has options but eval.{name} is an eval setting; "
-                                     "rename the metric")
+        raise MetricDeclarationError(
+            f"metric {name!r} has options but eval.{name} is an eval setting; rename the metric"
+        )
 
 
 def _check(name: str, spec: MetricSpec) -> None:
     """What registering a metric checks (the registry's `check`, so `METRICS.register` does too)."""
     if not isinstance(spec, MetricSpec):
-        raise MetricDeclarationError(f"metric {name!r}: register it with @register_metric(name, columns=[...]) "
-                                     f"(a MetricSpec), got {spec!r}")
+        raise MetricDeclarationError(
+            f"metric {name!r}: register it with @register_metric(name, columns=[...]) (a MetricSpec), got {spec!r}"
+        )
     if spec.name != name:
         raise MetricDeclarationError(f"metric {name!r}: its MetricSpec is named {spec.name!r}")
     if not callable(spec.compute):
         raise MetricDeclarationError(f"metric {spec.name!r}: compute must be a function (ctx) -> dict")
     if not spec.columns:
-        raise MetricDeclarationError(f"metric {spec.name!r} declares no columns: "
-                                     "register_metric(name, columns=[Column(...), ...])")
+        raise MetricDeclarationError(
+            f"metric {spec.name!r} declares no columns: register_metric(name, columns=[Column(...), ...])"
+        )
     bad = [c for c in spec.columns if not isinstance(c, Column)]
     if bad:
         raise MetricDeclarationError(f"metric {spec.name!r}: columns must be Column(...) declarations, got {bad[0]!r}")
@@ -210,8 +221,10 @@ def _check(name: str, spec: MetricSpec) -> None:
             raise MetricDeclarationError(f"metric {spec.name!r} declares column {c.name!r} twice")
         seen.add(c.name)
         if c.name in owners:
-            raise MetricDeclarationError(f"column {c.name!r} is declared by metric {owners[c.name]!r} and by metric "
-                                         f"{spec.name!r}; a column belongs to one metric: rename one of them")
+            raise MetricDeclarationError(
+                f"column {c.name!r} is declared by metric {owners[c.name]!r} and by metric "
+                f"{spec.name!r}; a column belongs to one metric: rename one of them"
+            )
         if c.name == METRICS_SKIPPED or c.name.startswith(EVAL_SECONDS_PREFIX):
             raise MetricDeclarationError(f"metric {spec.name!r}: column name {c.name!r} is reserved")
     if spec.options is not None:
@@ -228,8 +241,9 @@ def register_metric(name: str, columns, options: Optional[type] = None, doc: Opt
     unknown keys and defaults every field. `doc` defaults to the function's docstring's first paragraph."""
 
     def decorate(compute: Callable[[Any], dict]) -> Callable[[Any], dict]:
-        METRICS.register(name, MetricSpec(name, compute, tuple(columns or ()), options,
-                                          doc or _first_line(compute.__doc__)))
+        METRICS.register(
+            name, MetricSpec(name, compute, tuple(columns or ()), options, doc or _first_line(compute.__doc__))
+        )
         return compute
 
     return decorate
@@ -266,9 +280,7 @@ class EvalConfig(BaseModel):
     model_config = ConfigDict(extra="allow", validate_assignment=True, allow_inf_nan=False)
 
     batch_size: int = Field(2000, ge=1, description="examples per evaluation forward pass")
-    active_threshold: float = Field(
-        0.01, ge=0.0, description="unit u is active when Var_x(E_q[z_u|x]) exceeds this"
-    )
+    active_threshold: float = Field(0.01, ge=0.0, description="unit u is active when Var_x(E_q[z_u|x]) exceeds this")
     nll_k: int = Field(
         100, ge=1, description="importance samples per test image for the NLL (Burda et al. 2016 use 5000)"
     )
@@ -278,15 +290,21 @@ class EvalConfig(BaseModel):
     fid_extractor: Optional[str] = Field(
         "classifier", description="FID features: classifier (offline), inception (needs weights), null: no FID"
     )
-    fid_samples: int = Field(10000, ge=2, description="generated samples (and reconstructions) for FID, at most the test split's size")
+    fid_samples: int = Field(
+        10000, ge=2, description="generated samples (and reconstructions) for FID, at most the test split's size"
+    )
     kid: bool = Field(False, description="also compute KID (torch-fidelity) with the same features")
     # disentanglement (datasets with ground-truth factors only, e.g. shapes; see metrics/disentanglement.py):
     mig_samples: int = Field(10000, ge=2, description="MIG: test images (a seeded random subset; at most the split)")
     mig_bins: int = Field(20, ge=2, description="MIG: equal-width bins per latent mean")
     sap_train_samples: int = Field(5000, ge=2, description="SAP: test images the per-latent predictors are fit on")
     sap_test_samples: int = Field(5000, ge=1, description="SAP: other test images the classifiers are scored on")
-    disentanglement_seed: int = Field(0, ge=0, description="MIG and SAP: seed of the test-image subsets (fixed "
-                                      "across runs, so every run is scored on the same images)")
+    disentanglement_seed: int = Field(
+        0,
+        ge=0,
+        description="MIG and SAP: seed of the test-image subsets (fixed "
+        "across runs, so every run is scored on the same images)",
+    )
 
     @model_validator(mode="wrap")
     @classmethod
@@ -310,14 +328,25 @@ def _validated_metric_options(given: dict[str, Any], section: type[BaseModel]) -
     for key, value in given.items():
         if key not in with_options:
             valid = sorted({*section.model_fields, *with_options})
-            why = (f"metric {key!r} has no options" if key in METRICS else
-                   f"{key!r} is neither an eval setting nor a metric with options")
-            errors.append(option_error("unknown_option", (key,), f"unknown key: {why}.{did_you_mean(key, valid)} "
-                                                                 f"Valid: {', '.join(valid)}", value))
+            why = (
+                f"metric {key!r} has no options"
+                if key in METRICS
+                else f"{key!r} is neither an eval setting nor a metric with options"
+            )
+            errors.append(
+                option_error(
+                    "unknown_option",
+                    (key,),
+                    f"unknown key: {why}.{did_you_mean(key, valid)} Valid: {', '.join(valid)}",
+                    value,
+                )
+            )
             continue
         options = METRICS.get(key).options
         try:
-            changed = options.model_validate({} if value is None else value).model_dump(mode="json", exclude_defaults=True)
+            changed = options.model_validate({} if value is None else value).model_dump(
+                mode="json", exclude_defaults=True
+            )
             if changed:
                 out[key] = changed
         except ValidationError as e:

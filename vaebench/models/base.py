@@ -114,9 +114,14 @@ class VAE(nn.Module):
         """One-sample ELBO terms per example, nats (see the class docstring)."""
         return elbo_terms(self, self.likelihood, x, y)
 
-    def importance_log_weights(self, x: torch.Tensor, y: torch.Tensor | None, k: int,
-                               posterior: tuple[torch.Tensor, torch.Tensor] | None = None,
-                               decode_batch: int | None = None) -> torch.Tensor:
+    def importance_log_weights(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor | None,
+        k: int,
+        posterior: tuple[torch.Tensor, torch.Tensor] | None = None,
+        decode_batch: int | None = None,
+    ) -> torch.Tensor:
         """log w_j = log p(x|z_j) + log p(z_j) - log q(z_j|x) for k draws per example: (k, B), nats.
         `posterior` is encode's (mu, logvar) when already computed; `decode_batch` caps the codes
         per decoder pass (memory only)."""

@@ -19,7 +19,8 @@ from .registry import MODELS, ModelFamily
 
 class ConvOptions(Options):
     channels: list[int] = Field(
-        default_factory=lambda: [32, 64, 128, 256], min_length=1,
+        default_factory=lambda: [32, 64, 128, 256],
+        min_length=1,
         description="channels of the stride-2 stages, input side first",
     )
     spectral_norm: bool = Field(False, description="spectral normalization on every decoder layer")
@@ -49,9 +50,7 @@ def up_bn_relu(c_in: int, c_out: int, size_in: tuple[int, int], size_out: tuple[
     """Transposed conv (3x3, stride 2, padding 1) mapping size_in exactly onto size_out, + BN + ReLU.
     It yields 2 * s - 1 + output_padding, so output_padding = target - (2 * s - 1), 0 or 1 per axis."""
     pad = tuple(t - (2 * s - 1) for s, t in zip(size_in, size_out))
-    return nn.Sequential(
-        nn.ConvTranspose2d(c_in, c_out, 3, 2, 1, output_padding=pad), nn.BatchNorm2d(c_out), nn.ReLU()
-    )
+    return nn.Sequential(nn.ConvTranspose2d(c_in, c_out, 3, 2, 1, output_padding=pad), nn.BatchNorm2d(c_out), nn.ReLU())
 
 
 def down_stages(c_in: int, channels: list[int], down=None) -> list[nn.Module]:
@@ -73,8 +72,9 @@ class ConvVAE(VAE):
 
     memory_format = torch.channels_last
 
-    def __init__(self, data_shape, latent_dim: int, channels: list[int], likelihood,
-                 spectral_norm: bool = False) -> None:
+    def __init__(
+        self, data_shape, latent_dim: int, channels: list[int], likelihood, spectral_norm: bool = False
+    ) -> None:
         super().__init__(data_shape, latent_dim, likelihood)
         c, h, w = self.data_shape
         n = len(channels)

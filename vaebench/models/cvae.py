@@ -13,10 +13,20 @@ from .registry import MODELS, ModelFamily
 class CVAE(MLPVAE):
     conditional = True
 
-    def __init__(self, data_shape, latent_dim, hidden_dim, depth, likelihood, num_classes: int,
-                 batch_norm: bool = False, spectral_norm: bool = False) -> None:
-        super().__init__(data_shape, latent_dim, hidden_dim, depth, likelihood, batch_norm, spectral_norm,
-                         cond_dim=num_classes)
+    def __init__(
+        self,
+        data_shape,
+        latent_dim,
+        hidden_dim,
+        depth,
+        likelihood,
+        num_classes: int,
+        batch_norm: bool = False,
+        spectral_norm: bool = False,
+    ) -> None:
+        super().__init__(
+            data_shape, latent_dim, hidden_dim, depth, likelihood, batch_norm, spectral_norm, cond_dim=num_classes
+        )
         self.num_classes = num_classes
 
     def _onehot(self, y: torch.Tensor | None, n: int, device) -> torch.Tensor:
@@ -40,8 +50,18 @@ class CVAE(MLPVAE):
 
 
 def build_cvae(cfg, data_shape, likelihood, num_classes) -> CVAE:
-    return CVAE(data_shape, cfg.latent_dim, cfg.hidden_dim, cfg.depth, likelihood, num_classes,
-                cfg.batch_norm, cfg.spectral_norm)
+    return CVAE(
+        data_shape,
+        cfg.latent_dim,
+        cfg.hidden_dim,
+        cfg.depth,
+        likelihood,
+        num_classes,
+        cfg.batch_norm,
+        cfg.spectral_norm,
+    )
 
 
-MODELS.register("cvae", ModelFamily(build_cvae, MLPOptions, "conditional VAE on the MLP (class label in encoder and decoder)"))
+MODELS.register(
+    "cvae", ModelFamily(build_cvae, MLPOptions, "conditional VAE on the MLP (class label in encoder and decoder)")
+)

@@ -78,10 +78,16 @@ from .registry import MODELS, ModelFamily
 
 
 class LadderOptions(Options):
-    latent_dims: list[int] = Field([64, 32], min_length=1, description="size of each stochastic layer, bottom "
-                                   "(z_1) first; the spec's latent_dim must equal their sum")
-    hidden_dims: list[int] = Field([512, 256], min_length=1, description="width of the deterministic layers "
-                                   "of each level, bottom first (one per stochastic layer)")
+    latent_dims: list[int] = Field(
+        [64, 32],
+        min_length=1,
+        description="size of each stochastic layer, bottom (z_1) first; the spec's latent_dim must equal their sum",
+    )
+    hidden_dims: list[int] = Field(
+        [512, 256],
+        min_length=1,
+        description="width of the deterministic layers of each level, bottom first (one per stochastic layer)",
+    )
     depth: int = Field(2, ge=1, description="dense layers in each deterministic block (bottom-up and top-down)")
     batch_norm: bool = Field(False, description="BatchNorm1d after every hidden linear layer")
 
@@ -95,8 +101,10 @@ class LadderOptions(Options):
     @model_validator(mode="after")
     def _one_width_per_layer(self) -> LadderOptions:
         if len(self.hidden_dims) != len(self.latent_dims):
-            raise ValueError(f"hidden_dims needs one width per stochastic layer: latent_dims {self.latent_dims} has "
-                             f"{len(self.latent_dims)} layer(s), hidden_dims {self.hidden_dims} {len(self.hidden_dims)}")
+            raise ValueError(
+                f"hidden_dims needs one width per stochastic layer: latent_dims {self.latent_dims} has "
+                f"{len(self.latent_dims)} layer(s), hidden_dims {self.hidden_dims} {len(self.hidden_dims)}"
+            )
         return self
 
 
@@ -104,9 +112,11 @@ def check_ladder_section(cfg) -> None:
     """The spec's `model:` section of a ladder: latent_dim is the size of the concatenated z."""
     dims = list(cfg.latent_dims)
     if cfg.latent_dim != sum(dims):
-        raise ValueError(f"model 'ladder': latent_dim must equal sum(latent_dims) = {sum(dims)} (z is the "
-                         f"concatenation of all layers, latent_dims {dims}); got latent_dim {cfg.latent_dim}. "
-                         f"Set latent_dim: {sum(dims)}")
+        raise ValueError(
+            f"model 'ladder': latent_dim must equal sum(latent_dims) = {sum(dims)} (z is the "
+            f"concatenation of all layers, latent_dims {dims}); got latent_dim {cfg.latent_dim}. "
+            f"Set latent_dim: {sum(dims)}"
+        )
 
 
 class Layer:
@@ -139,10 +149,19 @@ class LadderVAE(VAE):
 
     kl_per_dim = True  # closed-form KL per dimension of every layer (at the sampled layers above)
 
-    def __init__(self, data_shape, latent_dims: list[int], hidden_dims: list[int], likelihood,
-                 depth: int = 2, batch_norm: bool = False) -> None:
+    def __init__(
+        self,
+        data_shape,
+        latent_dims: list[int],
+        hidden_dims: list[int],
+        likelihood,
+        depth: int = 2,
+        batch_norm: bool = False,
+    ) -> None:
         if len(hidden_dims) != len(latent_dims) or not latent_dims:
-            raise ValueError(f"one hidden width per stochastic layer: latent_dims {latent_dims}, hidden_dims {hidden_dims}")
+            raise ValueError(
+                f"one hidden width per stochastic layer: latent_dims {latent_dims}, hidden_dims {hidden_dims}"
+            )
         super().__init__(data_shape, sum(latent_dims), likelihood)
         self.latent_layers = tuple(int(d) for d in latent_dims)  # the per-layer metrics' capability
         L, h = len(latent_dims), list(hidden_dims)
@@ -151,11 +170,14 @@ class LadderVAE(VAE):
         self.up = nn.ModuleList(mlp_stack([ins[l]] + [h[l]] * depth, batch_norm) for l in range(L))
         self.up_head = nn.ModuleList(nn.Linear(h[l], 2 * latent_dims[l]) for l in range(L))
         # top-down: p(z_l | z_{l+1}) for l < L (0-based index l: the layer below z_{l+1}), width h[l+1]
-        self.down = nn.ModuleList(mlp_stack([latent_dims[l + 1]] + [h[l + 1]] * depth, batch_norm) for l in range(L - 1))
+        self.down = nn.ModuleList(
+            mlp_stack([latent_dims[l + 1]] + [h[l + 1]] * depth, batch_norm) for l in range(L - 1)
+        )
         self.down_head = nn.ModuleList(nn.Linear(h[l + 1], 2 * latent_dims[l]) for l in range(L - 1))
         # p(x | z_1)
-        self.decoder = nn.Sequential(mlp_stack([latent_dims[0]] + [h[0]] * depth, batch_norm),
-                                     nn.Linear(h[0], math.prod(self.out_shape)))
+        self.decoder = nn.Sequential(
+            mlp_stack([latent_dims[0]] + [h[0]] * depth, batch_norm), nn.Linear(h[0], math.prod(self.out_shape))
+        )
 
     # -- the passes ---------------------------------------------------------------------------------
 
@@ -171,8 +193,9 @@ class LadderVAE(VAE):
         """(mu_p, logvar_p) of p(z_l | z_{l+1}) for 0-based layer l < L - 1, z_above = z_{l+1}."""
         return tuple(self.down_head[l](self.down[l](z_above)).chunk(2, dim=-1))
 
-    def top_down(self, up: list[tuple[torch.Tensor, torch.Tensor]], sample: bool = True,
-                 noise: list[torch.Tensor] | None = None) -> list[Layer]:
+    def top_down(
+        self, up: list[tuple[torch.Tensor, torch.Tensor]], sample: bool = True, noise: list[torch.Tensor] | None = None
+    ) -> list[Layer]:
         """The inference pass from the bottom-up Gaussians `up`: z_L from q(z_L|x), then each lower
         layer from the merge with p(z_l | z_{l+1}). `sample`: reparameterized draws (standard
         normal `noise` per layer, bottom first, when given), else q's means (the mean path).
@@ -210,8 +233,10 @@ class LadderVAE(VAE):
         """p(x | z_1) parameters from the bottom layer of z: (B, D) (or (B, d_1)) -> (B, C', H, W)."""
         d1 = self.latent_layers[0]
         if z.shape[-1] not in (self.latent_dim, d1):
-            raise ValueError(f"decode takes the concatenated code (.., {self.latent_dim}) or its bottom layer "
-                             f"(.., {d1}); got {tuple(z.shape)}")
+            raise ValueError(
+                f"decode takes the concatenated code (.., {self.latent_dim}) or its bottom layer "
+                f"(.., {d1}); got {tuple(z.shape)}"
+            )
         return self.decoder(z[..., :d1]).view(z.shape[0], *self.out_shape)
 
     def forward(self, x, y=None):
@@ -243,18 +268,26 @@ class LadderVAE(VAE):
         from z, and the top layer against N(0, I) (see the module docstring)."""
         mus, logvars, zs = self.split(mu), self.split(logvar), self.split(z)
         L = len(zs)
-        return torch.cat([
-            Layer(zs[l], mus[l], logvars[l], *(self.prior_params(l, zs[l + 1]) if l < L - 1 else (None, None))).kl()
-            for l in range(L)
-        ], -1)
+        return torch.cat(
+            [
+                Layer(zs[l], mus[l], logvars[l], *(self.prior_params(l, zs[l + 1]) if l < L - 1 else (None, None))).kl()
+                for l in range(L)
+            ],
+            -1,
+        )
 
     def elbo_terms(self, x, y=None) -> ElboTerms:
         """One joint sample top-down; recon = -log p(x|z_1), kl (B, D) per layer and dimension."""
         layers = self.top_down(self.bottom_up(x), sample=True)
         params = self.decode(layers[0].z, y)
         kl = torch.cat([t.kl() for t in layers], -1)
-        return ElboTerms(self.likelihood.nll(params, x), kl, torch.cat([t.mu_q for t in layers], -1),
-                         torch.cat([t.logvar_q for t in layers], -1), params)
+        return ElboTerms(
+            self.likelihood.nll(params, x),
+            kl,
+            torch.cat([t.mu_q for t in layers], -1),
+            torch.cat([t.logvar_q for t in layers], -1),
+            params,
+        )
 
     def importance_log_weights(self, x, y, k, posterior=None, decode_batch=None) -> torch.Tensor:
         """log w_j = log p(x|z_1) + log p(z_1..z_L) - log q(z_1..z_L|x) for k joint draws of all
@@ -268,8 +301,9 @@ class LadderVAE(VAE):
         z1 = layers[0].z
         step = k * b if decode_batch is None else max(1, decode_batch)
         rows = torch.arange(k * b, device=x.device) % b  # the example of each row
-        log_px = torch.cat([-self.likelihood.nll(self.decode(z1[s:s + step]), x[rows[s:s + step]])
-                            for s in range(0, k * b, step)])
+        log_px = torch.cat(
+            [-self.likelihood.nll(self.decode(z1[s : s + step]), x[rows[s : s + step]]) for s in range(0, k * b, step)]
+        )
         return (log_px + log_pz - log_qz).view(k, b)
 
 
@@ -278,8 +312,12 @@ def build_ladder(cfg, data_shape, likelihood, num_classes) -> LadderVAE:
     return LadderVAE(data_shape, cfg.latent_dims, cfg.hidden_dims, likelihood, cfg.depth, cfg.batch_norm)
 
 
-MODELS.register("ladder", ModelFamily(
-    build_ladder, LadderOptions,
-    "ladder VAE (Sønderby et al. 2016): L MLP stochastic layers, precision-weighted top-down inference",
-    check=check_ladder_section,
-))
+MODELS.register(
+    "ladder",
+    ModelFamily(
+        build_ladder,
+        LadderOptions,
+        "ladder VAE (Sønderby et al. 2016): L MLP stochastic layers, precision-weighted top-down inference",
+        check=check_ladder_section,
+    ),
+)

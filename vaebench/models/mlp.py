@@ -32,8 +32,17 @@ def mlp_stack(sizes: list[int], batch_norm: bool) -> nn.Sequential:
 
 
 class MLPVAE(VAE):
-    def __init__(self, data_shape, latent_dim: int, hidden_dim: int, depth: int, likelihood,
-                 batch_norm: bool = False, spectral_norm: bool = False, cond_dim: int = 0) -> None:
+    def __init__(
+        self,
+        data_shape,
+        latent_dim: int,
+        hidden_dim: int,
+        depth: int,
+        likelihood,
+        batch_norm: bool = False,
+        spectral_norm: bool = False,
+        cond_dim: int = 0,
+    ) -> None:
         super().__init__(data_shape, latent_dim, likelihood)
         hidden = [hidden_dim] * depth
         self.encoder = mlp_stack([math.prod(data_shape) + cond_dim, *hidden], batch_norm)

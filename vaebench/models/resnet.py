@@ -19,8 +19,11 @@ class ResBlock(nn.Module):
     def __init__(self, c: int) -> None:
         super().__init__()
         self.block = nn.Sequential(
-            nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(),
-            nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c),
+            nn.Conv2d(c, c, 3, padding=1),
+            nn.BatchNorm2d(c),
+            nn.ReLU(),
+            nn.Conv2d(c, c, 3, padding=1),
+            nn.BatchNorm2d(c),
         )
         self.act = nn.ReLU()
 

@@ -67,7 +67,8 @@ EMA_EPSILON = 1e-5  # Laplace smoothing of the EMA cluster sizes (Sonnet's defau
 
 class VQVAEOptions(ConvOptions):
     channels: list[int] = Field(
-        default_factory=lambda: [32, 64], min_length=1,
+        default_factory=lambda: [32, 64],
+        min_length=1,
         description="channels of the stride-2 stages, input side first (two stages: a 7x7 code grid on 28x28)",
     )
     num_embeddings: int = Field(512, ge=1, description="K: code vectors in the codebook")
@@ -75,8 +76,8 @@ class VQVAEOptions(ConvOptions):
         0.25, ge=0.0, description="beta: weight of the commitment loss beta ||z_e - sg[e]||^2"
     )
     ema: bool = Field(
-        False, description="update the codebook by exponential moving averages (no codebook loss) instead of "
-        "by gradient"
+        False,
+        description="update the codebook by exponential moving averages (no codebook loss) instead of by gradient",
     )
     decay: float = Field(0.99, gt=0.0, lt=1.0, description="decay of the codebook's moving averages (ema: true only)")
 
@@ -84,8 +85,10 @@ class VQVAEOptions(ConvOptions):
     @classmethod
     def _no_embedding_dim(cls, data: Any) -> Any:
         if isinstance(data, dict) and "embedding_dim" in data:
-            raise ValueError("vqvae's code vectors have latent_dim dimensions: set the model's latent_dim "
-                             "(the embedding dimension D), not embedding_dim")
+            raise ValueError(
+                "vqvae's code vectors have latent_dim dimensions: set the model's latent_dim "
+                "(the embedding dimension D), not embedding_dim"
+            )
         return data
 
 
@@ -118,8 +121,14 @@ class VectorQuantizer(nn.Module):
     buffers (not trained by the optimizer; saved with the state_dict).
     """
 
-    def __init__(self, num_embeddings: int, embedding_dim: int, ema: bool = False, decay: float = 0.99,
-                 epsilon: float = EMA_EPSILON) -> None:
+    def __init__(
+        self,
+        num_embeddings: int,
+        embedding_dim: int,
+        ema: bool = False,
+        decay: float = 0.99,
+        epsilon: float = EMA_EPSILON,
+    ) -> None:
         super().__init__()
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
         self.ema, self.decay, self.epsilon = ema, decay, epsilon
@@ -180,9 +189,18 @@ class VQVAE(VAE):
     can_sample = False
     memory_format = torch.channels_last
 
-    def __init__(self, data_shape, embedding_dim: int, channels: list[int], likelihood, num_embeddings: int = 512,
-                 commitment_cost: float = 0.25, ema: bool = False, decay: float = 0.99,
-                 spectral_norm: bool = False) -> None:
+    def __init__(
+        self,
+        data_shape,
+        embedding_dim: int,
+        channels: list[int],
+        likelihood,
+        num_embeddings: int = 512,
+        commitment_cost: float = 0.25,
+        ema: bool = False,
+        decay: float = 0.99,
+        spectral_norm: bool = False,
+    ) -> None:
         c, h, w = data_shape
         sizes = stage_sizes(h, w, len(channels))
         grid = sizes[-1]
@@ -225,8 +243,10 @@ class VQVAE(VAE):
         return z.new_full(z.shape[:-1], -self.rate)
 
     def sample_prior(self, n, generator=None):
-        raise NotImplementedError("vqvae has no prior over codes to sample from (can_sample = False): sampling "
-                                  "needs a prior learned over the code grids, e.g. the paper's PixelCNN")
+        raise NotImplementedError(
+            "vqvae has no prior over codes to sample from (can_sample = False): sampling "
+            "needs a prior learned over the code grids, e.g. the paper's PixelCNN"
+        )
 
     def kl(self, mu, logvar, z):
         """KL(one-hot q(z|x) || uniform prior) = n_positions * log K per example: (B, 1), nats."""
@@ -253,13 +273,26 @@ class VQVAE(VAE):
 
 
 def build_vqvae(cfg, data_shape, likelihood, num_classes) -> VQVAE:
-    return VQVAE(data_shape, cfg.latent_dim, list(cfg.channels), likelihood, cfg.num_embeddings,
-                 cfg.commitment_cost, cfg.ema, cfg.decay, cfg.spectral_norm)
+    return VQVAE(
+        data_shape,
+        cfg.latent_dim,
+        list(cfg.channels),
+        likelihood,
+        cfg.num_embeddings,
+        cfg.commitment_cost,
+        cfg.ema,
+        cfg.decay,
+        cfg.spectral_norm,
+    )
 
 
-MODELS.register("vqvae", ModelFamily(
-    build_vqvae, VQVAEOptions,
-    "VQ-VAE (van den Oord et al. 2017): conv encoder, nearest-neighbour codebook of num_embeddings "
-    "vectors of latent_dim numbers, straight-through gradient, codebook and commitment losses",
-    kl_per_dim=False,
-))
+MODELS.register(
+    "vqvae",
+    ModelFamily(
+        build_vqvae,
+        VQVAEOptions,
+        "VQ-VAE (van den Oord et al. 2017): conv encoder, nearest-neighbour codebook of num_embeddings "
+        "vectors of latent_dim numbers, straight-through gradient, codebook and commitment losses",
+        kl_per_dim=False,
+    ),
+)

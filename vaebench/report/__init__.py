@@ -61,8 +61,12 @@ def write_reports(results_root: Path, out_dir: Path, study: str | None = None, f
         if df.empty:
             continue
         sweep = sweep_rows(df)
-        titles[name] = StudyEntry(study_title(df), str(df["dataset"].iloc[0]), int((sweep["status"] == "ok").sum()),
-                                  provenance(sweep) if len(sweep) else None)
+        titles[name] = StudyEntry(
+            study_title(df),
+            str(df["dataset"].iloc[0]),
+            int((sweep["status"] == "ok").sum()),
+            provenance(sweep) if len(sweep) else None,
+        )
         figures = study_figures(df, results_root)
         text = render_study(df) + markdown_section(figures, f"{name}/figures")
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -101,9 +105,15 @@ def index_markdown(studies: dict[str, StudyEntry], ext: str = "md", earlier: fro
     data (listed apart: never compared with the tutorial's numbers), and the runs behind every report.
     `earlier`: studies without results here whose report (named after the shipped sweep) is already
     in the output folder."""
-    lines = ["# vaebench reports", "", "The tutorial's tables (its overview, `vae_overview.md`, and its exercises: the "
-             "reference material vaebench was created from) and the studies that measure them.", "",
-             "| tutorial table | measured by | sweep |", "|---|---|---|"]
+    lines = [
+        "# vaebench reports",
+        "",
+        "The tutorial's tables (its overview, `vae_overview.md`, and its exercises: the "
+        "reference material vaebench was created from) and the studies that measure them.",
+        "",
+        "| tutorial table | measured by | sweep |",
+        "|---|---|---|",
+    ]
     apart = {n: e for n, e in studies.items() if e.title in TUTORIAL_TABLES and e.dataset != _tutorial_dataset(e.title)}
     for title, sweep in TUTORIAL_TABLES.items():
         found = [f"[{n}]({n}.{ext})" for n, e in sorted(studies.items()) if e.title == title and n not in apart]
@@ -112,24 +122,40 @@ def index_markdown(studies: dict[str, StudyEntry], ext: str = "md", earlier: fro
             found = [f"[{stem}]({stem}.md) (an earlier report; its results are not in this results folder)"]
         have = ", ".join(found) or f"not measured yet: run `vaebench run {sweep} && vaebench report`"
         lines.append(f"| {title} | {have} | `{sweep}` |")
-    lines += ["", f"The Disentanglement column of the β-VAE and latent-dimension tables needs ground-truth factors of "
-              f"variation, which MNIST lacks: it is measured (MIG, SAP) on the generated `shapes` dataset by the "
-              f"studies in the row “{DISENTANGLEMENT_TITLE}”."]
+    lines += [
+        "",
+        f"The Disentanglement column of the β-VAE and latent-dimension tables needs ground-truth factors of "
+        f"variation, which MNIST lacks: it is measured (MIG, SAP) on the generated `shapes` dataset by the "
+        f"studies in the row “{DISENTANGLEMENT_TITLE}”.",
+    ]
     others = [f"[{n}]({n}.{ext}) ({e.title})" for n, e in sorted(studies.items()) if e.title not in TUTORIAL_TABLES]
     if others:
         lines += ["", "Other studies: " + ", ".join(others) + "."]
     if apart:
-        lines += ["", "Studies on other data, listed apart: their tables have the tutorial's layout but are not "
-                  "compared with its MNIST numbers: " + ", ".join(
-                      f"[{n}]({n}.{ext}) ({e.title}, dataset `{e.dataset}`)" for n, e in sorted(apart.items())) + "."]
+        lines += [
+            "",
+            "Studies on other data, listed apart: their tables have the tutorial's layout but are not "
+            "compared with its MNIST numbers: "
+            + ", ".join(f"[{n}]({n}.{ext}) ({e.title}, dataset `{e.dataset}`)" for n, e in sorted(apart.items()))
+            + ".",
+        ]
     made = {n: e for n, e in sorted(studies.items()) if e.made}
     if made:
-        lines += ["", "## Runs", "", "How the rows behind each report were made (from the rows; `vaebench report` "
-                  "regenerates every report from them).", "",
-                  "| study | dataset | finished runs | last run | wall time | command | machine |",
-                  "|---|---|---|---|---|---|---|"]
-        lines += [f"| [{n}]({n}.{ext}) | `{e.dataset}` | {e.runs} | {e.made['date']} | {e.made['wall']} | "
-                  f"{e.made['command']} | {e.made['machine']} |" for n, e in made.items()]
+        lines += [
+            "",
+            "## Runs",
+            "",
+            "How the rows behind each report were made (from the rows; `vaebench report` "
+            "regenerates every report from them).",
+            "",
+            "| study | dataset | finished runs | last run | wall time | command | machine |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| [{n}]({n}.{ext}) | `{e.dataset}` | {e.runs} | {e.made['date']} | {e.made['wall']} | "
+            f"{e.made['command']} | {e.made['machine']} |"
+            for n, e in made.items()
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -74,15 +74,39 @@ N_HEADER = "n (runs)"
 # The tutorial's β-VAE table leads with Reconstruction MSE and KL Divergence: these lead, in this order,
 # and are listed even when no row has them ("not measured"); every other declared column (MIG and SAP,
 # KID, IS, a plugin's metrics) follows in registry order when some row has it.
-LEADING_METRICS = (C.RECON_MSE, C.KL, C.NEG_ELBO, C.RECON_NLL, C.SSIM, C.FID, C.FID_RECON, C.NLL_IS, C.ACTIVE_UNITS,
-                   C.MIG, C.SAP)
+LEADING_METRICS = (
+    C.RECON_MSE,
+    C.KL,
+    C.NEG_ELBO,
+    C.RECON_NLL,
+    C.SSIM,
+    C.FID,
+    C.FID_RECON,
+    C.NLL_IS,
+    C.ACTIVE_UNITS,
+    C.MIG,
+    C.SAP,
+)
 # Columns only some datasets can have (ground-truth factors): left out of a table whose rows lack them.
 OPTIONAL_COLUMNS = frozenset({C.MIG, C.SAP})
 # Number format (mean and CI half-width) of the built-in metric columns; other columns: DEFAULT_FORMAT.
-METRIC_FORMATS = {C.RECON_MSE: ".4f", C.KL: ".2f", C.NEG_ELBO: ".2f", C.RECON_NLL: ".2f", C.SSIM: ".4f",
-                  C.FID: ".2f", C.FID_RECON: ".2f", C.NLL_IS: ".2f", C.ACTIVE_UNITS: ".1f", C.MIG: ".3f",
-                  C.SAP: ".3f", C.KID: ".4f", C.IS: ".2f", C.CODEBOOK_PERPLEXITY: ".1f",
-                  C.CODES_USED_FRACTION: ".3f"}
+METRIC_FORMATS = {
+    C.RECON_MSE: ".4f",
+    C.KL: ".2f",
+    C.NEG_ELBO: ".2f",
+    C.RECON_NLL: ".2f",
+    C.SSIM: ".4f",
+    C.FID: ".2f",
+    C.FID_RECON: ".2f",
+    C.NLL_IS: ".2f",
+    C.ACTIVE_UNITS: ".1f",
+    C.MIG: ".3f",
+    C.SAP: ".3f",
+    C.KID: ".4f",
+    C.IS: ".2f",
+    C.CODEBOOK_PERPLEXITY: ".1f",
+    C.CODES_USED_FRACTION: ".3f",
+}
 DEFAULT_FORMAT = ".4g"
 # Units as the tables print them: every log-density and KL is per example (the report says so once).
 UNIT_ABBREVIATIONS = {"nats per example": "nats"}
@@ -117,8 +141,14 @@ def metric_columns() -> list[Column]:
 
 def report_columns() -> dict[str, Column]:
     """Every column a table can show, by key: the metric columns, latent dim, the Disentanglement column."""
-    return {c.key: c for c in [*metric_columns(), Column(LATENT_DIM, "Latent dim", ".0f"),
-                               Column(DISENTANGLEMENT, "Disentanglement", "")]}
+    return {
+        c.key: c
+        for c in [
+            *metric_columns(),
+            Column(LATENT_DIM, "Latent dim", ".0f"),
+            Column(DISENTANGLEMENT, "Disentanglement", ""),
+        ]
+    }
 
 
 COLUMNS = report_columns()  # the built-in metrics' columns (and any registered so far): the layouts' base

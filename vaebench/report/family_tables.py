@@ -45,22 +45,54 @@ def is_hierarchical_study(df: pd.DataFrame) -> bool:
     return _has(df, C.KL_PER_LAYER) and _layers(df[df["status"] == "ok"]).max() > 1
 
 
-VQ_NOTE = ("A VQ-VAE's rate is fixed by its codebook: log K nats per latent position under the paper's uniform "
-           "prior (the `kl` column). Sample FID needs a learned prior over the codes, which is out of scope: "
-           "it is not applicable here (see each row's metrics_skipped), and FID is of reconstructions.")
-FAMILY_LAYOUTS.append((is_vq_study, VQ_TITLE, Layout(
-    "vqvae",
-    (relabel(C.RECON_MSE, "Recon MSE (per pixel)"), relabel(C.SSIM), relabel(C.CODEBOOK_PERPLEXITY),
-     relabel(C.CODES_USED_FRACTION), relabel(C.FID_RECON, "FID of reconstructions"), relabel(C.KL, "Rate (nats)")),
-    headline=C.RECON_MSE, unranked=frozenset({C.KL}), notes=(VQ_NOTE,))))
+VQ_NOTE = (
+    "A VQ-VAE's rate is fixed by its codebook: log K nats per latent position under the paper's uniform "
+    "prior (the `kl` column). Sample FID needs a learned prior over the codes, which is out of scope: "
+    "it is not applicable here (see each row's metrics_skipped), and FID is of reconstructions."
+)
+FAMILY_LAYOUTS.append(
+    (
+        is_vq_study,
+        VQ_TITLE,
+        Layout(
+            "vqvae",
+            (
+                relabel(C.RECON_MSE, "Recon MSE (per pixel)"),
+                relabel(C.SSIM),
+                relabel(C.CODEBOOK_PERPLEXITY),
+                relabel(C.CODES_USED_FRACTION),
+                relabel(C.FID_RECON, "FID of reconstructions"),
+                relabel(C.KL, "Rate (nats)"),
+            ),
+            headline=C.RECON_MSE,
+            unranked=frozenset({C.KL}),
+            notes=(VQ_NOTE,),
+        ),
+    )
+)
 
-HIERARCHICAL_NOTE = ("−ELBO and the importance-sampled NLL are over all stochastic layers jointly; KL is the sum of "
-                     "the layers' KLs (per layer below).")
-FAMILY_LAYOUTS.append((is_hierarchical_study, HIERARCHICAL_TITLE, Layout(
-    "hierarchical",
-    (relabel(C.NEG_ELBO), relabel(C.NLL_IS), relabel(C.KL), relabel(C.ACTIVE_UNITS),
-     relabel("n_params", "Parameters")),
-    headline=C.NLL_IS, notes=(HIERARCHICAL_NOTE,))))
+HIERARCHICAL_NOTE = (
+    "−ELBO and the importance-sampled NLL are over all stochastic layers jointly; KL is the sum of "
+    "the layers' KLs (per layer below)."
+)
+FAMILY_LAYOUTS.append(
+    (
+        is_hierarchical_study,
+        HIERARCHICAL_TITLE,
+        Layout(
+            "hierarchical",
+            (
+                relabel(C.NEG_ELBO),
+                relabel(C.NLL_IS),
+                relabel(C.KL),
+                relabel(C.ACTIVE_UNITS),
+                relabel("n_params", "Parameters"),
+            ),
+            headline=C.NLL_IS,
+            notes=(HIERARCHICAL_NOTE,),
+        ),
+    )
+)
 
 
 def per_layer_tables(df: pd.DataFrame, grid_keys: list[str]) -> list[ReportTable]:
@@ -73,15 +105,28 @@ def per_layer_tables(df: pd.DataFrame, grid_keys: list[str]) -> list[ReportTable
     tables = []
     for lists, name, fmt in ((C.KL_PER_LAYER, "KL", ".2f"), (C.ACTIVE_UNITS_PER_LAYER, "Active units", ".1f")):
         derived = {f"{lists}.{i}": ok[lists].map(lambda v, i=i: list_item(v, i)) for i in range(depth)}
-        columns = [Column(k, f"{name} layer {i + 1}" + (" (nats)" if name == "KL" else ""), fmt, "")
-                   for i, k in enumerate(derived)]
+        columns = [
+            Column(k, f"{name} layer {i + 1}" + (" (nats)" if name == "KL" else ""), fmt, "")
+            for i, k in enumerate(derived)
+        ]
         summary = summarize(ok.assign(**derived), grid_keys, columns + [relabel(C.NLL_IS)])  # p: on the NLL
-        note = (f"{name} of each stochastic layer, layer 1 next to the data; '—' where a model has fewer layers. "
-                + ("Each layer's KL is the test-set mean of its one-sample KL against p(z_l | z_l+1) "
-                   "(the top layer against N(0, I)); they sum to the KL column up to Monte Carlo noise."
-                   if name == "KL" else "Active units of each layer on the posterior's mean path."))
-        tables.append(summary_table(f"{lists}_table", f"{name} per layer", summary, grid_keys, columns,
-                                    Layout(f"{lists}_table", headline=C.NLL_IS), [note]))
+        note = f"{name} of each stochastic layer, layer 1 next to the data; '—' where a model has fewer layers. " + (
+            "Each layer's KL is the test-set mean of its one-sample KL against p(z_l | z_l+1) "
+            "(the top layer against N(0, I)); they sum to the KL column up to Monte Carlo noise."
+            if name == "KL"
+            else "Active units of each layer on the posterior's mean path."
+        )
+        tables.append(
+            summary_table(
+                f"{lists}_table",
+                f"{name} per layer",
+                summary,
+                grid_keys,
+                columns,
+                Layout(f"{lists}_table", headline=C.NLL_IS),
+                [note],
+            )
+        )
     tables.append(depth_check(ok))
     return tables
 
@@ -99,12 +144,21 @@ def depth_check(ok: pd.DataFrame) -> ReportTable:
         verdict = "⚠ partly contradicts: the NLL falls overall but not with every added layer"
     else:
         verdict = "⚠ contradicts: more stochastic layers do not lower the NLL here"
-    rows = [[Cell(f"{int(d)}"), Cell(f"{m:.2f}"), Cell(str(int(n)))] for d, (m, n) in
-            zip(by_depth.index, zip(by_depth["mean"], by_depth["count"]))]
-    note = ("Sønderby et al. 2016 (Ladder VAE) report that more stochastic layers lower the test NLL. Measured "
-            f"here: {verdict}. Mean of the importance-sampled NLL (nats per example) over the runs of each depth.")
-    return ReportTable("depth_check", "Depth versus NLL (Sønderby et al. 2016)",
-                       ["Stochastic layers", "NLL (IS, nats)", "n (runs)"], rows, [note])
+    rows = [
+        [Cell(f"{int(d)}"), Cell(f"{m:.2f}"), Cell(str(int(n)))]
+        for d, (m, n) in zip(by_depth.index, zip(by_depth["mean"], by_depth["count"]))
+    ]
+    note = (
+        "Sønderby et al. 2016 (Ladder VAE) report that more stochastic layers lower the test NLL. Measured "
+        f"here: {verdict}. Mean of the importance-sampled NLL (nats per example) over the runs of each depth."
+    )
+    return ReportTable(
+        "depth_check",
+        "Depth versus NLL (Sønderby et al. 2016)",
+        ["Stochastic layers", "NLL (IS, nats)", "n (runs)"],
+        rows,
+        [note],
+    )
 
 
 FAMILY_TABLES.append(per_layer_tables)

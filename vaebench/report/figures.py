@@ -47,8 +47,10 @@ def _png(fig) -> bytes:
 def _cells(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     """(label, finished rows) per grid cell, in grid order."""
     keys = list(df["grid_keys"].iloc[0])
-    return [(", ".join(f"{param_label(k)}={format_value(v)}" for k, v in zip(keys, values)) or "all runs", g)
-            for values, g in cell_groups(df[df["status"] == "ok"], keys)]
+    return [
+        (", ".join(f"{param_label(k)}={format_value(v)}" for k, v in zip(keys, values)) or "all runs", g)
+        for values, g in cell_groups(df[df["status"] == "ok"], keys)
+    ]
 
 
 def training_curves(df: pd.DataFrame, root: Path) -> Optional[Figure]:
@@ -56,8 +58,12 @@ def training_curves(df: pd.DataFrame, root: Path) -> Optional[Figure]:
     cells = [(label, g) for label, g in _cells(df) if len(g)]
     if not cells:
         return None
-    panels = [("test_loss", "−ELBO (nats)"), ("test_recon", "reconstruction (nats)"),
-              ("test_kl", "KL (nats)"), ("kl_weight", "KL weight β·w(t)")]
+    panels = [
+        ("test_loss", "−ELBO (nats)"),
+        ("test_recon", "reconstruction (nats)"),
+        ("test_kl", "KL (nats)"),
+        ("kl_weight", "KL weight β·w(t)"),
+    ]
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
     for label, g in cells:
         hist = pd.DataFrame([rec for h in g["history"] for rec in h])
@@ -71,9 +77,13 @@ def training_curves(df: pd.DataFrame, root: Path) -> Optional[Figure]:
             ax.set_xlabel("epoch")
     axes[0].legend(fontsize=7)
     fig.suptitle("Training curves (test split, mean over seeds)", fontsize=11)
-    return Figure("training_curves", "Training curves",
-                  "Per epoch, mean over seeds: test −ELBO, its reconstruction and KL terms (β = 1, "
-                  "nats per example), and the KL weight used in training.", _png(fig))
+    return Figure(
+        "training_curves",
+        "Training curves",
+        "Per epoch, mean over seeds: test −ELBO, its reconstruction and KL terms (β = 1, "
+        "nats per example), and the KL weight used in training.",
+        _png(fig),
+    )
 
 
 def compute_curves(df: pd.DataFrame, root: Path) -> Optional[Figure]:
@@ -98,10 +108,14 @@ def compute_curves(df: pd.DataFrame, root: Path) -> Optional[Figure]:
     axes[0].set_ylabel("test −ELBO (nats)")
     axes[0].legend(fontsize=7)
     fig.suptitle("Test −ELBO against training time and against epochs", fontsize=11)
-    return Figure("compute_curves", "−ELBO against training time",
-                  "Test −ELBO (β = 1, nats per example) at the end of each epoch, mean over seeds, against the "
-                  "training seconds spent so far (left: the compute-matched view) and against epochs (right). "
-                  "Seconds are this machine's (the report's header names it).", _png(fig))
+    return Figure(
+        "compute_curves",
+        "−ELBO against training time",
+        "Test −ELBO (β = 1, nats per example) at the end of each epoch, mean over seeds, against the "
+        "training seconds spent so far (left: the compute-matched view) and against epochs (right). "
+        "Seconds are this machine's (the report's header names it).",
+        _png(fig),
+    )
 
 
 def rate_distortion(df: pd.DataFrame, root: Path) -> Optional[Figure]:
@@ -118,13 +132,21 @@ def rate_distortion(df: pd.DataFrame, root: Path) -> Optional[Figure]:
     ax.set_xlabel("rate: KL(q(z|x) ‖ p(z)) (nats)")
     ax.set_ylabel("distortion: −E_q log p(x|z) (nats)")
     ax.set_title("Rate–distortion", fontsize=11)
-    return Figure("rate_distortion", "Rate–distortion",
-                  "Each point is a cell (mean over seeds, 95% CI bars): the KL it pays against the "
-                  "reconstruction it achieves. Lower-left is better on both.", _png(fig))
+    return Figure(
+        "rate_distortion",
+        "Rate–distortion",
+        "Each point is a cell (mean over seeds, 95% CI bars): the KL it pays against the "
+        "reconstruction it achieves. Lower-left is better on both.",
+        _png(fig),
+    )
 
 
-PARAM_METRICS = [("recon_mse", "recon MSE (per pixel)"), ("kl", "KL (nats)"), ("neg_elbo", "−ELBO (nats)"),
-                 ("fid", "FID of samples")]
+PARAM_METRICS = [
+    ("recon_mse", "recon MSE (per pixel)"),
+    ("kl", "KL (nats)"),
+    ("neg_elbo", "−ELBO (nats)"),
+    ("fid", "FID of samples"),
+]
 
 
 def metric_vs_param(df: pd.DataFrame, root: Path) -> Optional[Figure]:
@@ -150,8 +172,12 @@ def metric_vs_param(df: pd.DataFrame, root: Path) -> Optional[Figure]:
         ax.set_xlabel(param_label(keys[0]))
         ax.set_title(name, fontsize=10)
     fig.suptitle(f"Metrics against {param_label(keys[0])} (mean, 95% CI band)", fontsize=11)
-    return Figure("metric_vs_param", f"Metrics against {param_label(keys[0])}",
-                  "Mean over seeds with a 95% Student-t confidence band.", _png(fig))
+    return Figure(
+        "metric_vs_param",
+        f"Metrics against {param_label(keys[0])}",
+        "Mean over seeds with a 95% Student-t confidence band.",
+        _png(fig),
+    )
 
 
 def _grid_image(images: np.ndarray, cols: int) -> np.ndarray:
@@ -161,7 +187,7 @@ def _grid_image(images: np.ndarray, cols: int) -> np.ndarray:
     canvas = np.ones((rows * (h + 1) - 1, cols * (w + 1) - 1, c), dtype=np.float32)
     for i, img in enumerate(images):
         r, k = divmod(i, cols)
-        canvas[r * (h + 1): r * (h + 1) + h, k * (w + 1): k * (w + 1) + w] = np.clip(img.transpose(1, 2, 0), 0, 1)
+        canvas[r * (h + 1) : r * (h + 1) + h, k * (w + 1) : k * (w + 1) + w] = np.clip(img.transpose(1, 2, 0), 0, 1)
     return canvas[..., 0] if c == 1 else canvas
 
 
@@ -187,29 +213,39 @@ def images(df: pd.DataFrame, root: Path) -> Optional[Figure]:
     cells = [(label, a) for label, g in _cells(df) if (a := _first_arrays(g, root, study)) is not None]
     if not cells:
         return None
-    fig, axes = plt.subplots(len(cells), 3, figsize=(13, 2.6 * len(cells)), squeeze=False,
-                             gridspec_kw={"width_ratios": [1, 1.2, 1.5]})
+    fig, axes = plt.subplots(
+        len(cells), 3, figsize=(13, 2.6 * len(cells)), squeeze=False, gridspec_kw={"width_ratios": [1, 1.2, 1.5]}
+    )
     for (label, a), row in zip(cells, axes):
         if "samples" in a:
             _show(row[0], a["samples"][:32], 8, f"{label}: samples from the prior")
         else:  # a model that cannot sample (can_sample = False, e.g. vqvae): no prior samples saved
             row[0].set_title(f"{label}: no prior to sample from", fontsize=9)
             row[0].axis("off")
-        _show(row[1], np.concatenate([a["originals"], a["reconstructions"]]), len(a["originals"]),
-              "test images (top) and reconstructions")
+        _show(
+            row[1],
+            np.concatenate([a["originals"], a["reconstructions"]]),
+            len(a["originals"]),
+            "test images (top) and reconstructions",
+        )
         _show(row[2], a["interpolation"], len(a["interpolation"]), "latent interpolation between two test images")
-    return Figure("images", "Samples, reconstructions, interpolations",
-                  "For each cell, the run with the lowest seed: 32 images decoded from z ~ p(z), the "
-                  "model's prior (N(0, I) unless the family has its own; the decoder's mean), the first 8 test images above their reconstructions (posterior "
-                  "mean decoded), and decodes along the straight line between the posterior means of two "
-                  "test images of different classes.", _png(fig))
+    return Figure(
+        "images",
+        "Samples, reconstructions, interpolations",
+        "For each cell, the run with the lowest seed: 32 images decoded from z ~ p(z), the "
+        "model's prior (N(0, I) unless the family has its own; the decoder's mean), the first 8 test images above their reconstructions (posterior "
+        "mean decoded), and decodes along the straight line between the posterior means of two "
+        "test images of different classes.",
+        _png(fig),
+    )
 
 
 def latent_scatter(df: pd.DataFrame, root: Path) -> Optional[Figure]:
     """Posterior means of 2,000 test images coloured by class, for cells with latent_dim = 2."""
     study = df["study"].iloc[0]
-    cells = [(label, a) for label, g in _cells(df)
-             if (a := _first_arrays(g, root, study)) is not None and "latent_mu" in a]
+    cells = [
+        (label, a) for label, g in _cells(df) if (a := _first_arrays(g, root, study)) is not None and "latent_mu" in a
+    ]
     if not cells:
         return None
     fig, axes = plt.subplots(1, len(cells), figsize=(5 * len(cells), 4.5), squeeze=False)
@@ -219,13 +255,21 @@ def latent_scatter(df: pd.DataFrame, root: Path) -> Optional[Figure]:
         ax.set_xlabel("z₁")
         ax.set_ylabel("z₂")
     fig.colorbar(sc, ax=axes[0].tolist(), label="class")
-    return Figure("latent_scatter", "2-D latent space",
-                  "Posterior means μ(x) of the first 2,000 test images, coloured by class (runs with latent_dim = 2).",
-                  _png(fig))
+    return Figure(
+        "latent_scatter",
+        "2-D latent space",
+        "Posterior means μ(x) of the first 2,000 test images, coloured by class (runs with latent_dim = 2).",
+        _png(fig),
+    )
 
 
 FIGURES: list[Callable[[pd.DataFrame, Path], Optional[Figure]]] = [
-    training_curves, compute_curves, rate_distortion, metric_vs_param, images, latent_scatter,
+    training_curves,
+    compute_curves,
+    rate_distortion,
+    metric_vs_param,
+    images,
+    latent_scatter,
 ]
 
 

@@ -41,11 +41,11 @@ def render_html(markdown_text: str, figures: list[Figure], title: str) -> str:
         if key not in by_key:
             return match.group(0)
         data = base64.b64encode(by_key[key].png).decode("ascii")
-        return f'{match.group(1)}data:image/png;base64,{data}{match.group(3)}'
+        return f"{match.group(1)}data:image/png;base64,{data}{match.group(3)}"
 
     body = re.sub(r'(<img[^>]*?src=")[^"]*?([A-Za-z0-9_]+)\.png(")', embed, body)
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-        f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{html.escape(title)}</title>\n"
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">\n<title>{html.escape(title)}</title>\n'
         f"<style>{CSS}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n"
     )

@@ -47,13 +47,19 @@ TUTORIAL_TABLES = {
     "Annealing schedules": "sweeps/schedule.yaml",
 }
 
-DISENTANGLEMENT_NOTE = ("Disentanglement: not measured — this dataset has no ground-truth factors of variation; "
-                        "MIG and SAP are measured on the generated `shapes` dataset by the disentanglement study "
-                        f"(`vaebench run {DISENTANGLEMENT_SWEEP}`).")
-LOSS_NOTE = ("−ELBO and reconstruction NLL are log-densities under different likelihoods and compare "
-             "only within a row: they carry no arrow and no best mark, and the p-values test Recon MSE.")
-FINAL_ELBO_NOTE = ("Final −ELBO: the unweighted (β = 1) −ELBO of the test set after the last epoch, "
-                   "whatever weight the schedule or free bits gave the KL term in training.")
+DISENTANGLEMENT_NOTE = (
+    "Disentanglement: not measured — this dataset has no ground-truth factors of variation; "
+    "MIG and SAP are measured on the generated `shapes` dataset by the disentanglement study "
+    f"(`vaebench run {DISENTANGLEMENT_SWEEP}`)."
+)
+LOSS_NOTE = (
+    "−ELBO and reconstruction NLL are log-densities under different likelihoods and compare "
+    "only within a row: they carry no arrow and no best mark, and the p-values test Recon MSE."
+)
+FINAL_ELBO_NOTE = (
+    "Final −ELBO: the unweighted (β = 1) −ELBO of the test set after the last epoch, "
+    "whatever weight the schedule or free bits gave the KL term in training."
+)
 _FINAL_ELBO_COLUMNS = (
     relabel(C.NEG_ELBO, "Final −ELBO (nats)"),
     relabel(C.RECON_NLL, "Reconstruction NLL (nats)"),
@@ -64,23 +70,42 @@ _FINAL_ELBO_COLUMNS = (
 LAYOUTS = {  # by the tutorial table's title
     "β-VAE trade-offs": Layout(
         "beta_tradeoffs",
-        (relabel(C.RECON_MSE, "Reconstruction MSE (per pixel)"), relabel(C.KL, "KL divergence (nats)"),
-         relabel(DISENTANGLEMENT), relabel(C.FID, "Sample quality: FID of samples"))),
+        (
+            relabel(C.RECON_MSE, "Reconstruction MSE (per pixel)"),
+            relabel(C.KL, "KL divergence (nats)"),
+            relabel(DISENTANGLEMENT),
+            relabel(C.FID, "Sample quality: FID of samples"),
+        ),
+    ),
     ARCHITECTURE_TITLE: Layout(
         "architecture",
-        (relabel(LATENT_DIM), relabel("n_params", "Parameters"), relabel(C.FID, "FID of samples"),
-         relabel(SECONDS_PER_EPOCH)),
-        labels={"variant": "Architecture"}),
+        (
+            relabel(LATENT_DIM),
+            relabel("n_params", "Parameters"),
+            relabel(C.FID, "FID of samples"),
+            relabel(SECONDS_PER_EPOCH),
+        ),
+        labels={"variant": "Architecture"},
+    ),
     "Latent dimension impact": Layout(
         "latent_dim",
-        (relabel(C.RECON_MSE, "Reconstruction: recon MSE (per pixel)"), relabel(C.FID, "Generation: FID of samples"),
-         relabel(DISENTANGLEMENT)),
-        notes=("Reconstruction and Generation are numbers where the tutorial prints words.",)),
+        (
+            relabel(C.RECON_MSE, "Reconstruction: recon MSE (per pixel)"),
+            relabel(C.FID, "Generation: FID of samples"),
+            relabel(DISENTANGLEMENT),
+        ),
+        notes=("Reconstruction and Generation are numbers where the tutorial prints words.",),
+    ),
     "Loss comparison": Layout(
-        "loss", _FINAL_ELBO_COLUMNS, headline=C.RECON_MSE,
-        unranked=frozenset({C.NEG_ELBO, C.RECON_NLL, C.NLL_IS}), notes=(LOSS_NOTE,)),
+        "loss",
+        _FINAL_ELBO_COLUMNS,
+        headline=C.RECON_MSE,
+        unranked=frozenset({C.NEG_ELBO, C.RECON_NLL, C.NLL_IS}),
+        notes=(LOSS_NOTE,),
+    ),
     "Annealing schedules": Layout(
-        "schedules", _FINAL_ELBO_COLUMNS, labels={"variant": "Schedule"}, notes=(FINAL_ELBO_NOTE,)),
+        "schedules", _FINAL_ELBO_COLUMNS, labels={"variant": "Schedule"}, notes=(FINAL_ELBO_NOTE,)
+    ),
 }
 DEFAULT_LAYOUT = Layout("sweep")
 
@@ -112,14 +137,18 @@ def _variant_title(df: pd.DataFrame) -> str | None:
     only the model (and each architecture's epoch budget, train.epochs), each variant one of the
     tutorial's architectures (ARCHITECTURES)."""
     df = sweep_rows(df)
-    varying = [c[len(PARAM_PREFIX):] for c in varying_columns(df)]
+    varying = [c[len(PARAM_PREFIX) :] for c in varying_columns(df)]
     families = set(df[f"{PARAM_PREFIX}model.name"].dropna()) if f"{PARAM_PREFIX}model.name" in df else set()
     if not varying:
         return None
     if all(k.startswith(KL_WEIGHTING) for k in varying):
         return "Annealing schedules"
-    if (all(k.startswith("model.") or k == "train.epochs" for k in varying) and families
-            and families <= ARCHITECTURES and any(k.startswith("model.") for k in varying)):
+    if (
+        all(k.startswith("model.") or k == "train.epochs" for k in varying)
+        and families
+        and families <= ARCHITECTURES
+        and any(k.startswith("model.") for k in varying)
+    ):
         return ARCHITECTURE_TITLE
     return None
 
@@ -154,8 +183,10 @@ def _fid_sentence(df: pd.DataFrame) -> str:
     features = fid_features(df)
     if features is None:
         return "FID: not measured (eval.fid_extractor: null)."
-    return (f"FID of samples: Fréchet distance between images sampled from the prior and test images, "
-            f"on {features} features (lower is better).")
+    return (
+        f"FID of samples: Fréchet distance between images sampled from the prior and test images, "
+        f"on {features} features (lower is better)."
+    )
 
 
 def _disentanglement_sentence(df: pd.DataFrame) -> str:
@@ -165,16 +196,23 @@ def _disentanglement_sentence(df: pd.DataFrame) -> str:
     settings = {tuple(int(r[k]) for k in keys) for _, r in ok.iterrows()}
     factors = {tuple(r[C.DISENTANGLEMENT_FACTORS]) for _, r in ok.iterrows()}
     datasets = ", ".join(f"`{d}`" for d in sorted(ok["dataset"].dropna().unique())) or "the dataset"
-    parts = [f"MIG on {m:,} test images with {b} bins per latent, SAP fit on {tr:,} and scored on {te:,} other "
-             f"test images, subsets drawn with seed {seed}" for m, b, tr, te, seed in sorted(settings)]
+    parts = [
+        f"MIG on {m:,} test images with {b} bins per latent, SAP fit on {tr:,} and scored on {te:,} other "
+        f"test images, subsets drawn with seed {seed}"
+        for m, b, tr, te, seed in sorted(settings)
+    ]
     warn = " — WARNING: the rows used different settings and are not comparable" if len(settings) > 1 else ""
-    return (f"Disentanglement of the posterior means against {datasets}'s ground-truth factors "
-            f"({'; '.join(', '.join(f) for f in sorted(factors))}): MIG (Chen et al. 2018), the mean over factors "
-            "of the mutual-information gap between the two most informative latents over the factor's entropy; "
-            "SAP (Kumar et al. 2018), the mean over factors of the gap between the two latents that best predict "
-            "the factor on held-out images (linear-SVM accuracy for a categorical factor, R² of a line for an "
-            "ordered one; a categorical factor's gap is at most 1 − chance, 2/3 for 3 classes). Both in [0, 1], higher is more disentangled. "
-            + "; ".join(parts) + warn + ".")
+    return (
+        f"Disentanglement of the posterior means against {datasets}'s ground-truth factors "
+        f"({'; '.join(', '.join(f) for f in sorted(factors))}): MIG (Chen et al. 2018), the mean over factors "
+        "of the mutual-information gap between the two most informative latents over the factor's entropy; "
+        "SAP (Kumar et al. 2018), the mean over factors of the gap between the two latents that best predict "
+        "the factor on held-out images (linear-SVM accuracy for a categorical factor, R² of a line for an "
+        "ordered one; a categorical factor's gap is at most 1 − chance, 2/3 for 3 classes). Both in [0, 1], higher is more disentangled. "
+        + "; ".join(parts)
+        + warn
+        + "."
+    )
 
 
 def _disentanglement_columns(columns: list[Column], summary: pd.DataFrame, df: pd.DataFrame):
@@ -188,8 +226,15 @@ def _disentanglement_columns(columns: list[Column], summary: pd.DataFrame, df: p
     return out, _disentanglement_sentence(df)
 
 
-def layout_table(df: pd.DataFrame, summary: pd.DataFrame, grid_keys: list[str], layout: Layout,
-                 title: str, key: str | None = None, notes: bool = True) -> ReportTable:
+def layout_table(
+    df: pd.DataFrame,
+    summary: pd.DataFrame,
+    grid_keys: list[str],
+    layout: Layout,
+    title: str,
+    key: str | None = None,
+    notes: bool = True,
+) -> ReportTable:
     """The tutorial's table for this study, measured (`notes=False`: without the notes, for a table
     that repeats another's layout)."""
     texts = list(layout.notes)
@@ -220,8 +265,17 @@ def sliced_layout_tables(df: pd.DataFrame, summary: pd.DataFrame, grid_keys: lis
             values = values if isinstance(values, tuple) else (values,)
             fixed = ", ".join(f"{param_label(k)} = {format_value(v)}" for k, v in zip(others, values))
             slug = "_".join(f"{k.rsplit('.', 1)[-1]}={format_value(v)}" for k, v in zip(others, values))
-            tables.append(layout_table(df, part.reset_index(drop=True), [key], layout, f"{title} ({fixed})",
-                                       f"{layout.key}.{slug}", notes=i == 0))
+            tables.append(
+                layout_table(
+                    df,
+                    part.reset_index(drop=True),
+                    [key],
+                    layout,
+                    f"{title} ({fixed})",
+                    f"{layout.key}.{slug}",
+                    notes=i == 0,
+                )
+            )
     return tables
 
 
@@ -251,14 +305,18 @@ def per_factor_tables(df: pd.DataFrame, grid_keys: list[str]) -> list[ReportTabl
     tables = []
     for metric, lists in PER_FACTOR.items():
         derived = {f"{metric}.{n}": ok[lists].map(lambda v, i=i: list_item(v, i)) for i, n in enumerate(names)}
-        columns = [COLUMNS[metric]] + [Column(k, f"{COLUMNS[metric].name} {n}", ".3f", "↑") for k, n in
-                                       zip(derived, names)]
+        columns = [COLUMNS[metric]] + [
+            Column(k, f"{COLUMNS[metric].name} {n}", ".3f", "↑") for k, n in zip(derived, names)
+        ]
         summary = summarize(ok.assign(**derived), grid_keys, columns)
         layout = Layout(f"{metric}_per_factor", headline=metric)
-        note = (f"{COLUMNS[metric].name} of each factor ({', '.join(names)}); the {COLUMNS[metric].name} column "
-                "is their mean.")
-        tables.append(summary_table(layout.key, f"{COLUMNS[metric].name} per factor", summary, grid_keys, columns,
-                                    layout, [note]))
+        note = (
+            f"{COLUMNS[metric].name} of each factor ({', '.join(names)}); the {COLUMNS[metric].name} column "
+            "is their mean."
+        )
+        tables.append(
+            summary_table(layout.key, f"{COLUMNS[metric].name} per factor", summary, grid_keys, columns, layout, [note])
+        )
     return tables
 
 
@@ -273,16 +331,21 @@ def budget_note(df: pd.DataFrame) -> str:
     ok = ok[ok["status"] == "ok"]
     budgets, improving = [], []
     for name, g in ok.groupby("variant", sort=False):
-        budgets.append(f"{name} {int(g['epochs_completed'].median())} epochs "
-                       f"({g['train_seconds'].mean() / 60:.1f} min per run)")
+        budgets.append(
+            f"{name} {int(g['epochs_completed'].median())} epochs ({g['train_seconds'].mean() / 60:.1f} min per run)"
+        )
         histories = g["history"] if "history" in g else []
         drops = [h[-2]["test_loss"] - h[-1]["test_loss"] for h in histories if h is not None and len(h) >= 2]
         if drops and sum(drops) / len(drops) > STILL_IMPROVING:
             improving.append(f"{name} ({sum(drops) / len(drops):.1f} nats in its last epoch)")
     text = "Budget: " + "; ".join(budgets) + "."
     if improving:
-        return (text + " Still improving at the end: " + ", ".join(improving) + ". This budget supports comparing "
-                "the architectures at these epochs and, with the figure of −ELBO against training time, at equal "
-                "training time on this machine; it does not show which architecture is best at convergence.")
-    return (text + f" Every architecture's last epoch changed its test −ELBO by at most {STILL_IMPROVING} nats: the "
-            "ranking is close to the converged one at this learning rate and batch size.")
+        return (
+            text + " Still improving at the end: " + ", ".join(improving) + ". This budget supports comparing "
+            "the architectures at these epochs and, with the figure of −ELBO against training time, at equal "
+            "training time on this machine; it does not show which architecture is best at convergence."
+        )
+    return (
+        text + f" Every architecture's last epoch changed its test −ELBO by at most {STILL_IMPROVING} nats: the "
+        "ranking is close to the converged one at this learning rate and batch size."
+    )

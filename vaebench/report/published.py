@@ -73,8 +73,10 @@ def _expected_note(name: str, along: str, expected: dict, pub: list[float], meas
         sign = trend_sign(values)
         return "no trend to judge" if sign == 0 else "follow it" if sign == want else "⚠ do not"
 
-    return (f"Expected from the objective: {name} {expected['trend']} {along} ({expected['why']}). "
-            f"Measured values: {follows(meas)}; the tutorial's: {follows(pub)}.")
+    return (
+        f"Expected from the objective: {name} {expected['trend']} {along} ({expected['why']}). "
+        f"Measured values: {follows(meas)}; the tutorial's: {follows(pub)}."
+    )
 
 
 def published_table(entry: dict, summary: pd.DataFrame, df: pd.DataFrame) -> ReportTable | None:
@@ -86,30 +88,53 @@ def published_table(entry: dict, summary: pd.DataFrame, df: pd.DataFrame) -> Rep
         return None
     along = _along(grid_key, [p[grid_key] for p, _ in pairs])
     source = entry["source"]
-    notes = [f"Published: the tutorial's numbers as printed in {source['file']}, section “{source['section']}” "
-             f"(kept in vaebench/report/published.yaml); only the {_compared(grid_key, pairs)} present in both "
-             f"are compared. Difference = measured mean − published."]
+    notes = [
+        f"Published: the tutorial's numbers as printed in {source['file']}, section “{source['section']}” "
+        f"(kept in vaebench/report/published.yaml); only the {_compared(grid_key, pairs)} present in both "
+        f"are compared. Difference = measured mean − published."
+    ]
     rows = []
     for q in (k for k in entry["rows"][0] if k != grid_key):
         col, pub = report_columns()[q], [p[q] for p, _ in pairs]
         meas = [s[f"{q}.mean"] for _, s in pairs]
         verdict, contradicts = trend_verdict(pub, meas)
         if contradicts:
-            notes.append(f"⚠ trend contradicts the tutorial: {col.name} {TRENDS[trend_sign(meas)]} {along} (measured), "
-                         f"the tutorial shows it {TRENDING[trend_sign(pub)]}.")
+            notes.append(
+                f"⚠ trend contradicts the tutorial: {col.name} {TRENDS[trend_sign(meas)]} {along} (measured), "
+                f"the tutorial shows it {TRENDING[trend_sign(pub)]}."
+            )
         if q in entry.get("expected", {}):
             notes.append(_expected_note(col.name, along, entry["expected"][q], pub, meas))
         for (p, s), m in zip(pairs, meas):
             diff = MISSING if math.isnan(m) else f"{m - p[q]:+{col.fmt}}"
-            rows.append([Cell(format_value(p[grid_key])), Cell(col.label), Cell(f"{p[q]:{col.fmt}}"),
-                         Cell(summary_text(s, col)), Cell(diff), Cell(verdict)])
+            rows.append(
+                [
+                    Cell(format_value(p[grid_key])),
+                    Cell(col.label),
+                    Cell(f"{p[q]:{col.fmt}}"),
+                    Cell(summary_text(s, col)),
+                    Cell(diff),
+                    Cell(verdict),
+                ]
+            )
     if any(C.FID == q for q in entry["rows"][0]):
         features = fid_features(df)
-        notes.append("FID: the tutorial does not say which features, images or sample count its FIDs used; "
-                     + (f"ours use {features} features, so compare the order of the rows, not the values."
-                        if features else "this study did not measure FID."))
-    header = [param_label(grid_key), "Quantity (units)", "Published", "Measured (mean ± 95% CI)",
-              "Measured − published", f"Trend {along}"]
+        notes.append(
+            "FID: the tutorial does not say which features, images or sample count its FIDs used; "
+            + (
+                f"ours use {features} features, so compare the order of the rows, not the values."
+                if features
+                else "this study did not measure FID."
+            )
+        )
+    header = [
+        param_label(grid_key),
+        "Quantity (units)",
+        "Published",
+        "Measured (mean ± 95% CI)",
+        "Measured − published",
+        f"Trend {along}",
+    ]
     return ReportTable("published_vs_measured", "Published versus measured", header, rows, notes)
 
 
@@ -118,6 +143,9 @@ def published_tables(summary: pd.DataFrame, grid_keys: list[str], df: pd.DataFra
     and whose dataset is the study's (the tutorial's numbers are for MNIST: a smoke or digits study
     gets its tables without the comparison)."""
     dataset = df["dataset"].iloc[0] if "dataset" in df and len(df) else None
-    tables = [published_table(e, summary, df) for e in load_published().values()
-              if [e["grid_key"]] == grid_keys and e["dataset"] == dataset]
+    tables = [
+        published_table(e, summary, df)
+        for e in load_published().values()
+        if [e["grid_key"]] == grid_keys and e["dataset"] == dataset
+    ]
     return [t for t in tables if t is not None]

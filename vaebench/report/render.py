@@ -12,10 +12,10 @@ from .tables import PARETO_KEY, study_tables, study_title
 CELL_NOTE = (
     "Each summary cell: mean ± half-width of the 95% confidence interval of the mean over seeds (Student t, "
     "n − 1 degrees of freedom; a cell with one run, or where every run agrees, shows the value alone; "
-    "\"(n=k)\" when only k runs of the row have the metric); n = finished runs in the row. **Bold**: the best "
+    '"(n=k)" when only k runs of the row have the metric); n = finished runs in the row. **Bold**: the best '
     "mean of a column. ↓ lower is better, ↑ higher is better; columns without an arrow are not ranked. "
     "p: two-sided Welch's t-test (unequal variances) of the row against the baseline row, on the metric "
-    "the header names; \"—\" when either side has fewer than 2 runs. Losses are in nats per test example "
+    'the header names; "—" when either side has fewer than 2 runs. Losses are in nats per test example '
     "(sum over pixels and latent dimensions, mean over examples); −ELBO and KL are the unweighted (β = 1) "
     "quantities whatever β was used in training; Recon MSE is per pixel, decoding the posterior mean. "
     "Definitions: vaebench's docs/metrics.md."
@@ -66,11 +66,18 @@ def _fid_note(ok: pd.DataFrame) -> str:
         if pd.notna(r.get("classifier_test_accuracy")):
             about.append(f"classifier test accuracy {r['classifier_test_accuracy']:.4f}")
         n_runs = int((ok["fid_extractor"] == r["fid_extractor"]).sum())
-        parts.append(f"`{r['fid_extractor']}` features `{r['fid_feature_layer']}`, {r['fid_samples']} images vs "
-                     f"`{r['fid_reference']}`" + (f" ({', '.join(about)})" if about else "")
-                     + (f" in {n_runs} run(s)" if len(fid_extractors(ok)) > 1 else ""))
-    warn = (f" — WARNING: the rows used different FID settings and are not comparable; the FID columns are "
-            f"marked “{MIXED_FID.strip()}”" if len(parts) > 1 else "")
+        parts.append(
+            f"`{r['fid_extractor']}` features `{r['fid_feature_layer']}`, {r['fid_samples']} images vs "
+            f"`{r['fid_reference']}`"
+            + (f" ({', '.join(about)})" if about else "")
+            + (f" in {n_runs} run(s)" if len(fid_extractors(ok)) > 1 else "")
+        )
+    warn = (
+        f" — WARNING: the rows used different FID settings and are not comparable; the FID columns are "
+        f"marked “{MIXED_FID.strip()}”"
+        if len(parts) > 1
+        else ""
+    )
     return "FID: " + "; ".join(parts) + warn + ". NLL: importance sampling, " + _nll_note(ok) + "."
 
 
@@ -84,7 +91,9 @@ def _nll_note(ok: pd.DataFrame) -> str:
     if "nll_k" not in ok or ok["nll_k"].isna().all():
         return "not measured"
     k, n = ok["nll_k"].dropna().unique(), ok["nll_examples"].dropna().unique()
-    return f"k = {', '.join(str(int(v)) for v in k)} samples on the first {', '.join(str(int(v)) for v in n)} test images"
+    return (
+        f"k = {', '.join(str(int(v)) for v in k)} samples on the first {', '.join(str(int(v)) for v in n)} test images"
+    )
 
 
 def _wall_span(df: pd.DataFrame) -> float:
@@ -129,7 +138,8 @@ def render_study(df: pd.DataFrame) -> str:
         "",
         f"Dataset `{df['dataset'].iloc[0]}` (checksum `{df['dataset_checksum'].iloc[0]}`), "
         f"seeds {seeds}, {len(ok)} finished run(s), {len(failed)} failed"
-        + (f", {len(pruned)} pruned (not in the table)" if len(pruned) else "") + ". "
+        + (f", {len(pruned)} pruned (not in the table)" if len(pruned) else "")
+        + ". "
         f"vaebench {df['vaebench_version'].iloc[0]}, torch {df['torch_version'].iloc[0]}, "
         f"device {', '.join(sorted(df['device'].unique()))}.",
     ]
@@ -147,17 +157,23 @@ def render_study(df: pd.DataFrame) -> str:
         f"compute {ok['train_seconds'].sum():.0f} s training + {ok['eval_seconds'].sum():.0f} s evaluation "
         f"over {len(ok)} runs ({ok['train_seconds'].sum() / max(1, ok['epochs_completed'].sum()):.2f} s per epoch).",
         "",
-        "Fixed settings: " + ", ".join(f"`{k}={format_value(v)}`" for k, v in fixed.items())
+        "Fixed settings: "
+        + ", ".join(f"`{k}={format_value(v)}`" for k, v in fixed.items())
         + "; everything else at vaebench's defaults (docs/spec.md).",
     ]
     if "variant" in grid_keys:
         lines += ["", "Variants:", ""]
         for name, settings in variant_settings(df).items():
-            lines.append(f"- **{name}**: "
-                         + (", ".join(f"`{k}={format_value(v)}`" for k, v in settings.items()) or "defaults"))
+            lines.append(
+                f"- **{name}**: " + (", ".join(f"`{k}={format_value(v)}`" for k, v in settings.items()) or "defaults")
+            )
     if len(external):
-        lines += ["", "Results added from outside the sweep (`vaebench.add_result`; not trained by this study's "
-                  "spec, so not part of its seeds or settings):", ""]
+        lines += [
+            "",
+            "Results added from outside the sweep (`vaebench.add_result`; not trained by this study's "
+            "spec, so not part of its seeds or settings):",
+            "",
+        ]
         for _, r in external.iterrows():
             lines.append(f"- **{r['variant']}** (`{r['run_id']}`, {r['created_at']}): {r['provenance_note']}")
     for table in tables:

@@ -35,7 +35,11 @@ def _defaults(row=None) -> dict[str, object]:
         name = None if row is None else row.get(f"{PARAM_PREFIX}{section}.name")
         if not issubclass(model, FamilySection) or not isinstance(name, str) or name not in model._family_registry():
             continue
-        out = {k: v for k, v in out.items() if not k.startswith(f"{section}.") or k[len(section) + 1:] in model.model_fields}
+        out = {
+            k: v
+            for k, v in out.items()
+            if not k.startswith(f"{section}.") or k[len(section) + 1 :] in model.model_fields
+        }
         for field, info in model.options_model(name).model_fields.items():
             if not info.is_required():
                 out[f"{section}.{field}"] = hashable(info.get_default(call_default_factory=True))
@@ -64,7 +68,7 @@ def fixed_settings(df: pd.DataFrame, grid_keys: list[str]) -> dict[str, object]:
     defaults, out = _defaults(df.iloc[0] if len(df) else None), {}
     always = {*ALWAYS_SHOWN, *_dataset_fields(df)}
     for col in df.columns:
-        key = col[len(PARAM_PREFIX):]
+        key = col[len(PARAM_PREFIX) :]
         if not col.startswith(PARAM_PREFIX) or key in grid_keys:
             continue
         values = {hashable(v) for v in df[col]}
@@ -93,9 +97,10 @@ def variant_settings(df: pd.DataFrame) -> dict[str, dict[str, object]]:
     for _, r in _first_of_each_variant(df).iterrows():
         defaults = _defaults(r)
         out[r["variant"]] = {
-            c[len(PARAM_PREFIX):]: hashable(r[c]) for c in varying
-            if hashable(r[c]) != defaults.get(c[len(PARAM_PREFIX):])
-            and not (hashable(r[c]) is None and c[len(PARAM_PREFIX):] not in defaults)  # not an option of this family
+            c[len(PARAM_PREFIX) :]: hashable(r[c])
+            for c in varying
+            if hashable(r[c]) != defaults.get(c[len(PARAM_PREFIX) :])
+            and not (hashable(r[c]) is None and c[len(PARAM_PREFIX) :] not in defaults)  # not an option of this family
         }
     return out
 

@@ -55,8 +55,15 @@ def summarize(df: pd.DataFrame, grid_keys: list[str], columns: list[Column] | No
             mean, half, n = ci95(x)
             finite = x[~np.isnan(x)]
             std = float(np.std(finite, ddof=1)) if n > 1 else math.nan
-            rec.update({f"{col.key}.mean": mean, f"{col.key}.ci": half, f"{col.key}.std": std,
-                        f"{col.key}.n": n, f"{col.key}.values": x})
+            rec.update(
+                {
+                    f"{col.key}.mean": mean,
+                    f"{col.key}.ci": half,
+                    f"{col.key}.std": std,
+                    f"{col.key}.n": n,
+                    f"{col.key}.values": x,
+                }
+            )
         out.append(rec)
     return pd.DataFrame(out)
 
@@ -134,16 +141,18 @@ def _p_column(summary: pd.DataFrame, grid_keys: list[str], layout: Layout, label
     if base is None:
         return f"p ({metric}) vs baseline", []
     row = summary.iloc[base]
-    named = [format_value(row[k]) if k == "variant" else f"{labels.get(k, param_label(k))}={format_value(row[k])}"
-             for k in grid_keys]
+    named = [
+        format_value(row[k]) if k == "variant" else f"{labels.get(k, param_label(k))}={format_value(row[k])}"
+        for k in grid_keys
+    ]
     values = list(summary[f"{layout.headline}.values"])
-    cells = [Cell("baseline") if i == base else Cell(format_p(welch_p(v, values[base])))
-             for i, v in enumerate(values)]
+    cells = [Cell("baseline") if i == base else Cell(format_p(welch_p(v, values[base]))) for i, v in enumerate(values)]
     return f"p ({metric}) vs {', '.join(named) or 'first cell'}", cells
 
 
-def summary_table(key: str, title: str, summary: pd.DataFrame, grid_keys: list[str], columns, layout: Layout,
-                  notes: list[str]) -> ReportTable:
+def summary_table(
+    key: str, title: str, summary: pd.DataFrame, grid_keys: list[str], columns, layout: Layout, notes: list[str]
+) -> ReportTable:
     """Grid values, one summary cell per column (best marked), the p column, then n."""
     columns = [replace(c, better="") if c.key in layout.unranked else c for c in columns]
     labels = {k: layout.labels.get(k, param_label(k)) for k in grid_keys}
@@ -153,8 +162,9 @@ def summary_table(key: str, title: str, summary: pd.DataFrame, grid_keys: list[s
     rows = []
     for i, (_, r) in enumerate(summary.iterrows()):
         cells = [Cell(format_value(r[k])) for k in grid_keys]
-        cells += [Cell(summary_text(r, c), best=i in best[c.key]) if measured[c.key] else Cell(NOT_MEASURED)
-                  for c in columns]
+        cells += [
+            Cell(summary_text(r, c), best=i in best[c.key]) if measured[c.key] else Cell(NOT_MEASURED) for c in columns
+        ]
         rows.append(cells + [p_cells[i], Cell(str(int(r["n"])))])
     header = [labels[k] for k in grid_keys] + [c.header for c in columns] + [p_header, N_HEADER]
     return ReportTable(key, title, header, rows, notes)

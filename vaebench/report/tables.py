@@ -109,8 +109,13 @@ def pareto_table(df: pd.DataFrame, grid_keys: list[str]) -> ReportTable:
     header = ["Run"] + [param_label(k) for k in grid_keys] + ["Seed"]
     labels = report_columns()
     header += [f"{labels[m].label if m in labels else m} {ARROWS[d]}" for m, d in objectives]
-    rows = [[Cell(r["run_id"], code=True)] + [Cell(format_value(r[grid_column(k)])) for k in grid_keys]
-            + [Cell(str(r["seed"]))] + [Cell(f"{r[m]:.4g}") for m, _ in objectives] for _, r in front.iterrows()]
+    rows = [
+        [Cell(r["run_id"], code=True)]
+        + [Cell(format_value(r[grid_column(k)])) for k in grid_keys]
+        + [Cell(str(r["seed"]))]
+        + [Cell(f"{r[m]:.4g}") for m, _ in objectives]
+        for _, r in front.iterrows()
+    ]
     title = f"Pareto front ({', '.join(f'{m} {ARROWS[d]}' for m, d in objectives)})"
     n_ok = int((df["status"] == "ok").sum())
     note = f"{len(front)} of {n_ok} finished runs are not beaten in every objective by another run."

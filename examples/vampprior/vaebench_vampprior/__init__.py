@@ -10,10 +10,14 @@ from .model import VampPriorOptions, VampPriorVAE, build_vampprior, mixture_log_
 
 __version__ = "0.1.0"
 
-MODELS.register("vampprior", ModelFamily(
-    build_vampprior, VampPriorOptions,
-    "MLP VAE with a VampPrior: p(z) = 1/K sum_k q(z|u_k) over K learned pseudo-inputs (Tomczak & Welling 2018)",
-    kl_per_dim=VampPriorVAE.kl_per_dim,  # False: the KL is a Monte Carlo estimate of the whole
-))
+MODELS.register(
+    "vampprior",
+    ModelFamily(
+        build_vampprior,
+        VampPriorOptions,
+        "MLP VAE with a VampPrior: p(z) = 1/K sum_k q(z|u_k) over K learned pseudo-inputs (Tomczak & Welling 2018)",
+        kl_per_dim=VampPriorVAE.kl_per_dim,  # False: the KL is a Monte Carlo estimate of the whole
+    ),
+)
 
 __all__ = ["VampPriorOptions", "VampPriorVAE", "build_vampprior", "mixture_log_prob"]

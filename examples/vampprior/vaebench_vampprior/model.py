@@ -54,15 +54,20 @@ LOG_PRIOR_CHUNK_ELEMENTS = 2**21  # rows x K component log-densities formed at o
 class VampPriorOptions(MLPOptions):
     """mlp's options (hidden_dim, depth, batch_norm, spectral_norm) plus the prior's."""
 
-    n_pseudo: int = Field(500, ge=1, description="K, the number of learned pseudo-inputs (mixture components of the prior)")
+    n_pseudo: int = Field(
+        500, ge=1, description="K, the number of learned pseudo-inputs (mixture components of the prior)"
+    )
     pseudo_init_std: float = Field(
-        0.01, ge=0.0, description="pseudo-inputs start as N(0.05, std^2) per pixel (the authors' init), "
+        0.01,
+        ge=0.0,
+        description="pseudo-inputs start as N(0.05, std^2) per pixel (the authors' init), "
         "then pass through hardtanh(0, 1)",
     )
 
 
-def mixture_log_prob(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
-                     chunk_elements: int = LOG_PRIOR_CHUNK_ELEMENTS) -> torch.Tensor:
+def mixture_log_prob(
+    z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, chunk_elements: int = LOG_PRIOR_CHUNK_ELEMENTS
+) -> torch.Tensor:
     """log (1/K) sum_k N(z; mu_k, diag(exp(logvar_k))) for z shaped (..., D), with mu and logvar
     (K, D): shape (...), nats.
 
@@ -113,15 +118,26 @@ class VampPriorVAE(MLPVAE):
 
     kl_per_dim = False  # the KL is a Monte Carlo estimate of the total, one column
 
-    def __init__(self, data_shape, latent_dim: int, hidden_dim: int, depth: int, likelihood,
-                 n_pseudo: int = 500, pseudo_init_std: float = 0.01,
-                 batch_norm: bool = False, spectral_norm: bool = False) -> None:
+    def __init__(
+        self,
+        data_shape,
+        latent_dim: int,
+        hidden_dim: int,
+        depth: int,
+        likelihood,
+        n_pseudo: int = 500,
+        pseudo_init_std: float = 0.01,
+        batch_norm: bool = False,
+        spectral_norm: bool = False,
+    ) -> None:
         super().__init__(data_shape, latent_dim, hidden_dim, depth, likelihood, batch_norm, spectral_norm)
         if n_pseudo < 1:
             raise ValueError(f"n_pseudo must be >= 1, got {n_pseudo}")
         self.n_pseudo = n_pseudo
         # created after the MLP: the same seed gives the same MLP weights as the `mlp` family
-        self.pseudo_raw = nn.Parameter(torch.empty(n_pseudo, *self.data_shape).normal_(PSEUDO_INIT_MEAN, pseudo_init_std))
+        self.pseudo_raw = nn.Parameter(
+            torch.empty(n_pseudo, *self.data_shape).normal_(PSEUDO_INIT_MEAN, pseudo_init_std)
+        )
 
     def pseudo_inputs(self) -> torch.Tensor:
         """The K pseudo-inputs u_k in data space [0, 1]: (K, C, H, W)."""
@@ -151,5 +167,14 @@ class VampPriorVAE(MLPVAE):
 
 
 def build_vampprior(cfg, data_shape, likelihood, num_classes) -> VampPriorVAE:
-    return VampPriorVAE(data_shape, cfg.latent_dim, cfg.hidden_dim, cfg.depth, likelihood,
-                        cfg.n_pseudo, cfg.pseudo_init_std, cfg.batch_norm, cfg.spectral_norm)
+    return VampPriorVAE(
+        data_shape,
+        cfg.latent_dim,
+        cfg.hidden_dim,
+        cfg.depth,
+        likelihood,
+        cfg.n_pseudo,
+        cfg.pseudo_init_std,
+        cfg.batch_norm,
+        cfg.spectral_norm,
+    )
