@@ -111,6 +111,7 @@ def _assert_each_run_exactly_once(store, spec):
     return trials, df
 
 
+@pytest.mark.slow
 def test_several_workers_run_every_cell_exactly_once(tmp_path, storage_url, study_name):
     # ~4 s per run: long enough that every worker has started before the queue runs dry
     spec = parse_spec({**SPEC, "study": study_name, "train": {"epochs": 20, "batch_size": 64}})
@@ -141,6 +142,7 @@ def test_several_workers_run_every_cell_exactly_once(tmp_path, storage_url, stud
     assert status.returncode == 0 and "8/8 done — 8 complete, 0 pruned" in status.stderr, status.stderr
 
 
+@pytest.mark.slow
 def test_a_sigkilled_worker_loses_nothing_and_its_cell_runs_once(tmp_path, storage_url, study_name):
     spec = parse_spec({**SPEC, "study": study_name, "train": {"epochs": 16, "batch_size": 64}})
     path = tmp_path / "spec.yaml"
@@ -208,6 +210,7 @@ def test_a_sigkilled_worker_loses_nothing_and_its_cell_runs_once(tmp_path, stora
     assert len(_trials(store)) == len(trials)
 
 
+@pytest.mark.slow
 def test_a_sampled_budget_is_exact_under_parallel_workers(tmp_path, storage_url, study_name):
     spec = parse_spec(
         {

@@ -169,6 +169,7 @@ def test_missing_inception_weights_is_a_clear_error(tmp_path, monkeypatch):
 
 @needs_mnist
 @pytest.mark.mnist
+@pytest.mark.slow
 def test_mnist_classifier_reaches_99_percent():
     info = cached_classifier(load_dataset(DatasetConfig(name="mnist"), DATA_ROOT, download=False))
     assert info.test_accuracy >= 0.99

@@ -71,6 +71,7 @@ def _vaebench(*args, cwd, env_update=None, timeout=600) -> subprocess.CompletedP
     )
 
 
+@pytest.mark.slow
 def test_a_plugin_model_runs_in_a_two_worker_sweep_and_every_command_loads_it(tmp_path):
     proj, spec = _project(tmp_path, "toy_plugin_a", "toy_a", "plug")
     results, elsewhere = tmp_path / "results", tmp_path / "elsewhere"
@@ -108,6 +109,7 @@ def test_a_plugin_model_runs_in_a_two_worker_sweep_and_every_command_loads_it(tm
     assert after != source
 
 
+@pytest.mark.slow
 def test_a_joining_worker_loads_the_plugin_named_in_the_stored_spec(tmp_path):
     proj, spec = _project(tmp_path, "toy_plugin_b", "toy_b", "plug2")
     results, other = tmp_path / "results", tmp_path / "other-machine"

@@ -269,6 +269,7 @@ def heart_reference():
     return area, cx, cy, far
 
 
+@pytest.mark.slow
 def test_heart_constants_match_the_region(heart_reference):
     area, cx, cy, far = heart_reference
     assert cx == pytest.approx(0, abs=1e-6)
