@@ -20,20 +20,12 @@ from typing import Callable, Mapping, Optional, Sequence
 
 import torch
 
-from .runtime import CUDA_VISIBLE_ENV, gpu_slots
+from .runtime import CUDA_VISIBLE_ENV, cpu_cores, gpu_slots
 
 WORKERS_ENV = "VAEBENCH_WORKERS"  # what `vaebench run --workers` defaults to
 WORKER_LABEL_ENV = "VAEBENCH_WORKER_LABEL"  # w1, w2, ...: each worker process's label (`worker_env`)
 COMMAND_ENV = "VAEBENCH_COMMAND"  # set by `vaebench run --workers N` for its worker processes: the rows' command
 WAIT_SECONDS = 0.1  # how often the launcher looks whether a worker has ended
-
-
-def cpu_cores() -> int:
-    """Cores this process may use (the affinity mask, not the machine's total)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 @dataclass(frozen=True)

@@ -133,6 +133,14 @@ def tf32(device: torch.device, enabled: bool) -> Iterator[bool]:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
 
+def cpu_cores() -> int:
+    """Cores this process may use (the affinity mask, not the machine's total)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def machine_description(device: torch.device) -> str:
     """This machine as the rows record it: CPU model, the cores this process may use, memory, and the
     GPU when `device` is one, e.g. "Intel(R) Xeon(R) ..., 2 cores, 24 GiB RAM"."""
@@ -144,10 +152,7 @@ def machine_description(device: torch.device) -> str:
         pass
     import platform
 
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
+    cores = cpu_cores()
     parts = [cpu or platform.processor() or platform.machine(), f"{cores} core{'s' * (cores > 1)}"]
     try:
         parts.append(f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM")

@@ -54,7 +54,8 @@ def fid_extractors(ok: pd.DataFrame) -> list[str]:
 def _fid_note(ok: pd.DataFrame) -> str:
     """Which features, layer and sample count the FIDs used: each extractor with the SHA-256 of its
     weights and, for the classifier, its test accuracy; a warning when they differ between rows."""
-    if not fid_extractors(ok):
+    extractors = fid_extractors(ok)
+    if not extractors:
         return "FID: not measured (eval.fid_extractor: null)."
     cols = ["fid_extractor", "fid_feature_layer", "fid_samples", "fid_reference"]
     cols += [c for c in ("fid_weights_sha256", "classifier_test_accuracy") if c in ok]
@@ -70,7 +71,7 @@ def _fid_note(ok: pd.DataFrame) -> str:
             f"`{r['fid_extractor']}` features `{r['fid_feature_layer']}`, {r['fid_samples']} images vs "
             f"`{r['fid_reference']}`"
             + (f" ({', '.join(about)})" if about else "")
-            + (f" in {n_runs} run(s)" if len(fid_extractors(ok)) > 1 else "")
+            + (f" in {n_runs} run(s)" if len(extractors) > 1 else "")
         )
     warn = (
         f" — WARNING: the rows used different FID settings and are not comparable; the FID columns are "
