@@ -66,6 +66,30 @@ def test_classifier_identity_includes_the_sha256_of_its_weights(digits_extractor
     assert retrained.weights_sha256 == hashlib.sha256(other.read_bytes()).hexdigest()
 
 
+def test_a_retraining_reproduces_the_classifier_file_byte_for_byte(digits_extractor):
+    """The checkpoint is a function of the weights alone, and training runs on a fixed thread count:
+    retraining (here under another process thread setting) writes the same bytes, so the FID
+    extractor id (which hashes them) is reproducible wherever the same torch build runs."""
+    import hashlib
+    from pathlib import Path
+
+    from vaebench import classifier as clf
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2 if threads == 1 else 1)
+    try:
+        model, acc = clf.train_classifier(DIGITS, "cpu")
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.get_num_threads() == threads  # training restored the process's setting
+    saved = torch.load(digits_extractor.weights, weights_only=True)
+    again = clf.checkpoint_bytes(model, saved["info"])
+    assert acc == saved["info"]["test_accuracy"]
+    assert hashlib.sha256(again).hexdigest() == digits_extractor.weights_sha256
+    assert "train_seconds" not in saved["info"]  # times go in the .json beside it
+    assert Path(digits_extractor.weights).with_suffix(".json").is_file()
+
+
 def test_classifier_is_cached_by_content(digits_extractor):
     again = cached_classifier(DIGITS)
     assert str(again.path) == digits_extractor.weights  # trained once, then loaded

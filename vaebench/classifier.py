@@ -10,6 +10,7 @@ weights and the test accuracy next to them.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import time
@@ -26,6 +27,7 @@ from .runtime import atomic_path, file_lock, resolve_device
 
 ARCH_VERSION = 3  # bump when DigitClassifier changes: old checkpoints are then never reused
 TRAIN_SETTINGS = {"epochs": 6, "batch_size": 128, "lr": 1e-3, "final_lr": 1e-4, "seed": 0}  # last epoch at final_lr
+TRAIN_THREADS = 1  # intra-op CPU threads while training: a fixed count makes the weights reproducible
 FEATURE_DIM = 128
 MIN_EXAMPLES_PER_EPOCH = 5000  # a small training split is repeated within an "epoch" up to this many
 
@@ -121,11 +123,11 @@ class ClassifierInfo:
     path: Path  # checkpoint: {"state_dict", "in_channels", "num_classes", "info"}
     key: str  # content hash: dataset checksum + architecture version + training settings
     test_accuracy: float
-    train_seconds: float
+    train_seconds: float | None  # from the .json beside the checkpoint (None if it was removed)
 
 
 def classifier_key(data: Dataset) -> str:
-    settings = {"dataset": data.checksum, "arch": ARCH_VERSION, "train": TRAIN_SETTINGS}
+    settings = {"dataset": data.checksum, "arch": ARCH_VERSION, "train": TRAIN_SETTINGS, "threads": TRAIN_THREADS}
     if _repeat(len(data.x_train)) > 1:  # small datasets: the repetition is part of the training
         settings["repeat"] = _repeat(len(data.x_train))
     blob = json.dumps(settings, sort_keys=True)
@@ -144,61 +146,84 @@ def accuracy(model: DigitClassifier, x: torch.Tensor, y: torch.Tensor, batch_siz
 
 def train_classifier(data: Dataset, device: str | torch.device | None = None) -> tuple[DigitClassifier, float]:
     """Adam on the training split with TRAIN_SETTINGS (the last epoch at final_lr); returns the
-    model and its test accuracy."""
+    model and its test accuracy. On the CPU it trains on TRAIN_THREADS threads whatever the
+    process's setting, so that a retraining with the same torch build gives the same weights (the
+    same bytes, hence the same SHA-256, on any layout of workers)."""
     device = resolve_device(device)
-    g = torch.Generator().manual_seed(TRAIN_SETTINGS["seed"])
-    torch.manual_seed(TRAIN_SETTINGS["seed"])
-    model = DigitClassifier(data.shape[0], data.num_classes).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=TRAIN_SETTINGS["lr"])
-    x, y = data.x_train.to(device), data.y_train.to(device)
-    bs = TRAIN_SETTINGS["batch_size"]
-    repeat = _repeat(len(x))
-    epochs = TRAIN_SETTINGS["epochs"] * repeat
-    for epoch in range(epochs):
-        if epoch == epochs - repeat:  # the last epoch at the lower learning rate
-            for group in opt.param_groups:
-                group["lr"] = TRAIN_SETTINGS["final_lr"]
-        model.train()
-        perm = torch.randperm(len(x), generator=g).to(device)
-        for i in range(0, len(x), bs):
-            idx = perm[i : i + bs]
-            loss = F.cross_entropy(model(x[idx]), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-    return model.eval(), accuracy(model, data.x_test.to(device), data.y_test.to(device))
+    threads = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(TRAIN_THREADS)
+    try:
+        g = torch.Generator().manual_seed(TRAIN_SETTINGS["seed"])
+        torch.manual_seed(TRAIN_SETTINGS["seed"])
+        model = DigitClassifier(data.shape[0], data.num_classes).to(device)
+        opt = torch.optim.Adam(model.parameters(), lr=TRAIN_SETTINGS["lr"])
+        x, y = data.x_train.to(device), data.y_train.to(device)
+        bs = TRAIN_SETTINGS["batch_size"]
+        repeat = _repeat(len(x))
+        epochs = TRAIN_SETTINGS["epochs"] * repeat
+        for epoch in range(epochs):
+            if epoch == epochs - repeat:  # the last epoch at the lower learning rate
+                for group in opt.param_groups:
+                    group["lr"] = TRAIN_SETTINGS["final_lr"]
+            model.train()
+            perm = torch.randperm(len(x), generator=g).to(device)
+            for i in range(0, len(x), bs):
+                idx = perm[i : i + bs]
+                loss = F.cross_entropy(model(x[idx]), y[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+        return model.eval(), accuracy(model, data.x_test.to(device), data.y_test.to(device))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def checkpoint_bytes(model: DigitClassifier, info: dict) -> bytes:
+    """The checkpoint file's content: a function of the weights and `info` alone (serialized through
+    a buffer, so the archive's internal name does not depend on the file name), so that equal weights
+    give an equal file and an equal SHA-256 (the FID extractor's identity). Nothing that varies
+    between equal trainings (times, paths) goes in `info`."""
+    buf = io.BytesIO()
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    torch.save(
+        {
+            "state_dict": state,
+            "in_channels": model.conv1.in_channels,
+            "num_classes": model.fc2.out_features,
+            "info": info,
+        },
+        buf,
+    )
+    return buf.getvalue()
 
 
 def cached_classifier(data: Dataset, device: str | torch.device | None = None) -> ClassifierInfo:
     """The classifier for `data`, trained on first use (under a file lock, so concurrent workers
-    train it once) and loaded from the cache afterwards."""
+    train it once) and loaded from the cache afterwards. The training time goes in the `.json`
+    beside the checkpoint, not in it (see checkpoint_bytes)."""
     key = classifier_key(data)
     path = cache_dir() / "classifiers" / f"{data.name}-{key}.pt"
+    sidecar = path.with_suffix(".json")
     with file_lock(path.with_suffix(".lock")):
         if not path.is_file():
             t0 = time.perf_counter()
             model, acc = train_classifier(data, device)
+            seconds = time.perf_counter() - t0
             info = {
                 "dataset": data.name,
                 "dataset_checksum": data.checksum,
                 "test_accuracy": acc,
-                "train_seconds": time.perf_counter() - t0,
                 "arch_version": ARCH_VERSION,
+                "train_threads": TRAIN_THREADS,
                 **TRAIN_SETTINGS,
             }
             with atomic_path(path) as tmp:
-                torch.save(
-                    {
-                        "state_dict": model.cpu().state_dict(),
-                        "in_channels": data.shape[0],
-                        "num_classes": data.num_classes,
-                        "info": info,
-                    },
-                    tmp,
-                )
-            path.with_suffix(".json").write_text(json.dumps(info, indent=2) + "\n")
+                tmp.write_bytes(checkpoint_bytes(model, info))
+            sidecar.write_text(json.dumps({**info, "train_seconds": seconds}, indent=2) + "\n")
     info = torch.load(path, weights_only=True)["info"]
-    return ClassifierInfo(path, key, info["test_accuracy"], info["train_seconds"])
+    seconds = json.loads(sidecar.read_text()).get("train_seconds") if sidecar.is_file() else None
+    return ClassifierInfo(path, key, info["test_accuracy"], seconds)
 
 
 def load_classifier(path: str | Path) -> DigitClassifier:
