@@ -63,3 +63,18 @@ def test_index_regenerates_byte_identical_once_every_study_has_rows(regenerated)
     if missing:
         pytest.skip(f"reports without committed rows yet: {', '.join(missing)}")
     assert (regenerated / "index.md").read_text() == (REPORTS / "index.md").read_text()
+
+
+@pytest.mark.parametrize("study", committed_studies())
+def test_the_figures_arrays_of_each_cells_lowest_seed_are_committed(study):
+    """tools/commit_results.py commits one run's arrays per cell, the lowest seed's, which is the run
+    the figures draw: it must be here, or the report's figures would silently change."""
+    from vaebench.report.figures import _cells, figure_artifacts
+    from vaebench.results import load_results
+
+    df = load_results(RESULTS, study)
+    if "artifacts_path" not in df:
+        pytest.skip(f"results/{study}: rows from before figure arrays")
+    drawn = figure_artifacts(df, RESULTS)
+    lowest = [g.sort_values("seed")["artifacts_path"].iloc[0] for _, g in _cells(df)]
+    assert drawn == lowest

@@ -198,13 +198,26 @@ def _show(ax, images: np.ndarray, cols: int, title: str) -> None:
     ax.axis("off")
 
 
-def _first_arrays(g: pd.DataFrame, root: Path, study: str) -> Optional[dict]:
-    """The artifact arrays of the cell's lowest-seed run that has them."""
+def _first_artifact(g: pd.DataFrame, root: Path, study: str) -> Optional[tuple[str, dict]]:
+    """(path relative to results/<study>/, arrays) of the cell's lowest-seed run that has them."""
     for _, r in g.sort_values("seed").iterrows():
         rel = r.get("artifacts_path")
         if isinstance(rel, str) and (arrays := load_arrays(root, study, rel)) is not None:
-            return arrays
+            return rel, arrays
     return None
+
+
+def _first_arrays(g: pd.DataFrame, root: Path, study: str) -> Optional[dict]:
+    """The artifact arrays of the cell's lowest-seed run that has them."""
+    found = _first_artifact(g, root, study)
+    return None if found is None else found[1]
+
+
+def figure_artifacts(df: pd.DataFrame, root: Path) -> list[str]:
+    """The artifact files (relative to results/<study>/) the figures draw: one per cell, its
+    lowest seed's. These are the ones to commit beside the rows (tools/commit_results.py)."""
+    study = df["study"].iloc[0]
+    return [found[0] for _, g in _cells(df) if (found := _first_artifact(g, Path(root), study)) is not None]
 
 
 def images(df: pd.DataFrame, root: Path) -> Optional[Figure]:
