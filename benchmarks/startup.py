@@ -23,6 +23,9 @@ with an empty cache (`smoke_cold`: the digits classifier is trained inside the s
    evaluation, for `--workers 2 --threads 1` (the default here) and `--workers 1 --threads 2`: wall
    seconds, start-up (command to first trial start), and harness overhead = 1 - sum over trials of
    (train + eval seconds) / (workers x wall).
+4. `--scaling E1 E2 ...` (stored under its own --label): instead of the above, the 2 x 1 sweep at
+   each epoch count (the fixed start-up cost amortized over longer runs) and the seconds one
+   journal attribute write takes (a trial writes one per scalar metric, `m.*`).
 """
 
 from __future__ import annotations
@@ -141,11 +144,21 @@ def main() -> None:
     ap.add_argument("--vaebench", type=Path, help="measure the vaebench package in this folder")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", type=Path, default=HERE / "results" / "startup.json")
+    ap.add_argument(
+        "--scaling",
+        type=int,
+        nargs="+",
+        metavar="EPOCHS",
+        help="instead: the 2 x 1 layout's 4-run MNIST sweep at each of these epoch counts (the overhead's "
+        "fixed part amortized over longer runs) and the cost of one journal attribute write",
+    )
     args = ap.parse_args()
+    args.t_all = time.perf_counter()
     env = env_for(args.vaebench)
+    if args.scaling:
+        return store(args, scaling(args.scaling, args.repeats, env))
     smoke_spec = HERE.parent / "sweeps" / "smoke.yaml"
     out: dict = {}
-    t_all = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         spec_path = tmp / "layout.yaml"
@@ -172,6 +185,59 @@ def main() -> None:
                 f"{s['startup_seconds']['median']:.1f} s, overhead {s['harness_overhead']['median']:.1%}",
                 flush=True,
             )
+    store(args, out)
+
+
+def journal_attr_seconds(n: int = 60) -> float:
+    """Seconds per `trial.set_user_attr` on a journal file study (each is one appended, fsynced log
+    record, under the file lock): what a trial's `m.*` attributes cost (vaebench/worker.py)."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with tempfile.TemporaryDirectory() as tmp:
+        study = optuna.create_study(storage=JournalStorage(JournalFileBackend(str(Path(tmp) / "j.log"))))
+        trial = study.ask()
+        t0 = time.perf_counter()
+        for i in range(n):
+            trial.set_user_attr(f"m.x{i}", float(i))
+        return (time.perf_counter() - t0) / n
+
+
+def scaling(epochs: list[int], repeats: int, env: dict[str, str]) -> dict:
+    from vaebench.worker import scalar_attrs
+
+    out: dict = {"overhead_by_epochs": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for e in epochs:
+            spec_path = tmp / f"layout-{e}.yaml"
+            spec_path.write_text(yaml.safe_dump(layout_spec(4, e)))
+            if not out["overhead_by_epochs"]:  # warm the caches, untimed
+                timed_sweep(spec_path, tmp / "warm", ["--workers", "1"], env)
+            args = ["--workers", "2", "--threads", "1"]
+            ms = [timed_sweep(spec_path, tmp / f"e{e}-{i}", args, env) for i in range(repeats)]
+            out["overhead_by_epochs"][str(e)] = {"args": args, "measurements": ms, "summary": summarize(ms)}
+            s = out["overhead_by_epochs"][str(e)]["summary"]
+            print(
+                f"{e} epochs: wall {s['wall_seconds']['median']:.1f} s, overhead {s['harness_overhead']['median']:.1%}",
+                flush=True,
+            )
+        import pandas as pd
+
+        row = pd.read_parquet(next((tmp / f"e{epochs[0]}-0").glob("*/runs/*.parquet"))).iloc[0].to_dict()
+    out["journal_attr_seconds"] = spread([journal_attr_seconds() for _ in range(repeats)])
+    out["scalar_attrs_per_trial"] = len(scalar_attrs(row))
+    print(
+        f"one journal attribute write: {out['journal_attr_seconds']['median'] * 1000:.1f} ms; "
+        f"{out['scalar_attrs_per_trial']} m.* attributes per trial",
+        flush=True,
+    )
+    return out
+
+
+def store(args, out: dict) -> None:
     import torch
 
     out.update(
@@ -183,7 +249,7 @@ def main() -> None:
                 "torch": torch.__version__,
                 "platform": platform.platform(),
             },
-            "benchmark_seconds": time.perf_counter() - t_all,
+            "benchmark_seconds": time.perf_counter() - args.t_all,
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
     )

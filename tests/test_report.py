@@ -543,6 +543,7 @@ def test_index_lists_studies_on_other_data_apart_and_the_runs_behind_each_report
         "machine": "some CPU, 2 cores",
         "date": "2026-12-01",
         "wall": "0.1 min",
+        "fid": "vaebench-classifier-k-1234",
     }
     text = index_markdown(
         {
@@ -553,4 +554,14 @@ def test_index_lists_studies_on_other_data_apart_and_the_runs_behind_each_report
     assert "| β-VAE trade-offs | [beta](beta.md) | `sweeps/beta.yaml` |" in text  # not smoke: digits
     assert "listed apart" in text and "[smoke](smoke.md) (β-VAE trade-offs, dataset `digits`)" in text
     assert "| [smoke](smoke.md) | `digits` | 4 | 2026-12-01 | 0.1 min | `vaebench run sweeps/smoke.yaml` |" in text
+    assert text.count("| `vaebench-classifier-k-1234` |") == 2 and "feature extractors" not in text
+    other = index_markdown(
+        {
+            "a": StudyEntry("β-VAE trade-offs", "mnist", 15, made),
+            "b": StudyEntry("Loss comparison", "mnist", 12, {**made, "fid": "vaebench-classifier-k-abcd"}),
+            "c": StudyEntry("Loss comparison", "mnist", 12, {**made, "fid": None}),
+        }
+    )
+    assert "| `vaebench-classifier-k-abcd` |" in other and other.rstrip().endswith("is the same.")
+    assert "from 2 feature extractors" in other and "| some CPU, 2 cores | — |" in other  # c: no FID
     assert "../shared" not in text and "`vae_overview.md`" in text  # the tutorial by its file name

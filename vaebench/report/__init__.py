@@ -148,15 +148,27 @@ def index_markdown(studies: dict[str, StudyEntry], ext: str = "md", earlier: fro
             "How the rows behind each report were made (from the rows; `vaebench report` "
             "regenerates every report from them).",
             "",
-            "| study | dataset | finished runs | last run | wall time | command | machine |",
-            "|---|---|---|---|---|---|---|",
+            "| study | dataset | finished runs | last run | wall time | command | machine | FID extractor |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         lines += [
             f"| [{n}]({n}.{ext}) | `{e.dataset}` | {e.runs} | {e.made['date']} | {e.made['wall']} | "
-            f"{e.made['command']} | {e.made['machine']} |"
+            f"{e.made['command']} | {e.made['machine']} | {_code(e.made.get('fid'))} |"
             for n, e in made.items()
         ]
+        extractors = {e.made.get("fid") for e in made.values()} - {None}
+        if len(extractors) > 1:
+            lines += [
+                "",
+                f"⚠ The FIDs of these studies come from {len(extractors)} feature extractors: compare FIDs across "
+                "studies only where the FID extractor (its classifier's weights hash is the id's last part) is "
+                "the same.",
+            ]
     return "\n".join(lines) + "\n"
+
+
+def _code(ids: Optional[str]) -> str:
+    return "—" if not ids else ", ".join(f"`{i}`" for i in ids.split(", "))
 
 
 def _write_index(out_dir: Path, titles: dict[str, StudyEntry], fmt: str) -> list[Path]:

@@ -6,6 +6,7 @@ import pandas as pd
 
 from ..results import grid_column
 from .columns import Cell, ReportTable, format_value, param_label
+from .layouts import fid_features
 from .settings import EXTERNAL_COMMAND, fixed_settings, sweep_rows, variant_settings
 from .tables import PARETO_KEY, study_tables, study_title
 
@@ -105,8 +106,9 @@ def _wall_span(df: pd.DataFrame) -> float:
 
 
 def provenance(df: pd.DataFrame) -> dict[str, str]:
-    """How a study's sweep rows were made: the command(s), the machine(s), the date of the last run
-    and the wall time from the first run's start to the last run's end (minutes)."""
+    """How a study's sweep rows were made: the command(s), the machine(s), the date of the last run,
+    the wall time from the first run's start to the last run's end (minutes) and the FID feature
+    extractor(s) (None: FID not measured)."""
     commands = sorted(c for c in df.get("command", pd.Series(dtype=str)).dropna().unique() if c)
     machines = sorted(m for m in df.get("machine", pd.Series(dtype=str)).dropna().unique() if m)
     return {
@@ -114,6 +116,7 @@ def provenance(df: pd.DataFrame) -> dict[str, str]:
         "machine": "; ".join(machines) or "not recorded",
         "date": str(df["created_at"].max())[:10],
         "wall": f"{_wall_span(df) / 60:.1f} min",
+        "fid": fid_features(df),
     }
 
 
