@@ -563,5 +563,11 @@ def test_index_lists_studies_on_other_data_apart_and_the_runs_behind_each_report
         }
     )
     assert "| `vaebench-classifier-k-abcd` |" in other and other.rstrip().endswith("is the same.")
-    assert "from 2 feature extractors" in other and "| some CPU, 2 cores | — |" in other  # c: no FID
+    assert "`mnist` come from 2 feature extractors" in other and "| some CPU, 2 cores | — |" in other  # c: no FID
+    assert "feature extractors" not in index_markdown(  # another dataset's classifier is no mix
+        {
+            "a": StudyEntry("β-VAE trade-offs", "mnist", 15, made),
+            "s": StudyEntry("x", "shapes", 4, {**made, "fid": "f"}),
+        }
+    )
     assert "../shared" not in text and "`vae_overview.md`" in text  # the tutorial by its file name

@@ -156,13 +156,18 @@ def index_markdown(studies: dict[str, StudyEntry], ext: str = "md", earlier: fro
             f"{e.made['command']} | {e.made['machine']} | {_code(e.made.get('fid'))} |"
             for n, e in made.items()
         ]
-        extractors = {e.made.get("fid") for e in made.values()} - {None}
-        if len(extractors) > 1:
+        mixed = {}  # dataset -> the extractors its studies' FIDs used, when more than one
+        for dataset in sorted({e.dataset for e in made.values()}):
+            ids = {e.made.get("fid") for e in made.values() if e.dataset == dataset} - {None}
+            if len(ids) > 1:
+                mixed[dataset] = len(ids)
+        if mixed:
             lines += [
                 "",
-                f"⚠ The FIDs of these studies come from {len(extractors)} feature extractors: compare FIDs across "
-                "studies only where the FID extractor (its classifier's weights hash is the id's last part) is "
-                "the same.",
+                "⚠ The FIDs of the studies on "
+                + ", ".join(f"`{d}` come from {k} feature extractors" for d, k in mixed.items())
+                + ": compare FIDs across studies only where the FID extractor (its classifier's weights hash "
+                "is the id's last part) is the same.",
             ]
     return "\n".join(lines) + "\n"
 
