@@ -367,3 +367,25 @@ def test_an_interactive_terminal_shows_each_workers_epochs_and_the_time_left(tmp
     assert re.search(r"w[12]: trial \d+ run [0-9a-f]{12} epoch \d+/20", screen), screen[-3000:]
     assert re.search(r"≈ (\d+ min )?\d+ s left", screen), screen[-3000:]  # the time-left column
     assert "4/4 done" in screen
+
+
+@pytest.mark.parametrize(
+    "running, waiting, expected",
+    [
+        ([(11, "abc", "host:1:1", 60.0)], 0, "1 run still running in other workers"),  # another worker has it
+        ([], 1, "`vaebench run` it again to resume"),  # runs left that nobody holds
+    ],
+)
+def test_run_says_whether_the_unfinished_runs_are_in_other_workers_hands(monkeypatch, running, waiting, expected):
+    """`vaebench run` whose workers found nothing left to claim while another process (a joined
+    `vaebench worker`) still runs the last trial says so, instead of asking for a resume; both exit 1
+    (the rows are not all there yet)."""
+    from vaebench import sweep
+    from vaebench.study import StudyStatus
+
+    done = 12 - len(running) - waiting
+    final = StudyStatus("vq", "grid", 12, done, 0, 0, 0, running, waiting, 150.0, [])
+    monkeypatch.setattr(sweep, "run_sweep", lambda *a, **k: (final, True))
+    r = CliRunner().invoke(app, ["run", str(TINY_SPEC)])
+    assert r.exit_code == 1
+    assert "the sweep is not finished" in r.output and expected in r.output

@@ -123,10 +123,18 @@ def run(
     if workers == 0:  # the study is created (or checked); no worker was asked for
         return
     if not ok or final.done < final.total:
-        console.print(
-            "[yellow]the sweep is not finished[/]: `vaebench run` it again to resume "
-            "(finished runs are kept, crashed ones are retried)"
-        )
+        if ok and final.running and final.waiting == 0 and final.done + len(final.running) >= final.total:
+            # this command's workers found nothing left to claim: the rest is in other workers' hands
+            n = len(final.running)
+            console.print(
+                f"[yellow]the sweep is not finished[/]: {n} run{'s' * (n > 1)} still running in other "
+                f"workers (`vaebench status --study {final.study}` follows {'them' if n > 1 else 'it'})"
+            )
+        else:
+            console.print(
+                "[yellow]the sweep is not finished[/]: `vaebench run` it again to resume "
+                "(finished runs are kept, crashed ones are retried)"
+            )
         raise typer.Exit(1)
 
 
