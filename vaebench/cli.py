@@ -95,7 +95,7 @@ def run(
     """Run (or resume) the sweep SPEC.yaml: one Optuna trial per grid cell x seed (or per draw of a
     sampled search), on one or several worker processes."""
     from .runtime import check_device
-    from .sweep import run_sweep
+    from .sweep import run_sweep, unfinished_message
 
     set_inception_weights(inception_weights)
     set_lpips_weights(lpips_weights)
@@ -122,19 +122,8 @@ def run(
         fail(e)
     if workers == 0:  # the study is created (or checked); no worker was asked for
         return
-    if not ok or final.done < final.total:
-        if ok and final.running and final.waiting == 0 and final.done + len(final.running) >= final.total:
-            # this command's workers found nothing left to claim: the rest is in other workers' hands
-            n = len(final.running)
-            console.print(
-                f"[yellow]the sweep is not finished[/]: {n} run{'s' * (n > 1)} still running in other "
-                f"workers (`vaebench status --study {final.study}` follows {'them' if n > 1 else 'it'})"
-            )
-        else:
-            console.print(
-                "[yellow]the sweep is not finished[/]: `vaebench run` it again to resume "
-                "(finished runs are kept, crashed ones are retried)"
-            )
+    if (message := unfinished_message(final, ok)) is not None:
+        console.print(message)
         raise typer.Exit(1)
 
 

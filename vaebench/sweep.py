@@ -156,6 +156,23 @@ def run_sweep(
     return final, ok
 
 
+def unfinished_message(final, ok: bool) -> Optional[str]:
+    """What `vaebench run` says when its sweep is not finished (None: it is): that the rest is in
+    other workers' hands (a joined `vaebench worker` still runs it), or how to resume."""
+    if ok and final.done >= final.total:
+        return None
+    if ok and final.running and final.waiting == 0 and final.done + len(final.running) >= final.total:
+        n = len(final.running)  # this command's workers found nothing left to claim
+        return (
+            f"[yellow]the sweep is not finished[/]: {n} run{'s' * (n > 1)} still running in other workers "
+            f"(`vaebench status --study {final.study}` follows {'them' if n > 1 else 'it'})"
+        )
+    return (
+        "[yellow]the sweep is not finished[/]: `vaebench run` it again to resume "
+        "(finished runs are kept, crashed ones are retried)"
+    )
+
+
 def check_precisions(spec, device) -> None:
     """Refuse (DeviceError, exit code 2), before anything is written, a `train.precision` of the
     spec's cells (or of its search space) that this torch cannot train in on `device`."""
