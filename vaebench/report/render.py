@@ -105,7 +105,7 @@ def _wall_span(df: pd.DataFrame) -> float:
     return (end.max() - start.min()).total_seconds()
 
 
-def provenance(df: pd.DataFrame) -> dict[str, str]:
+def provenance(df: pd.DataFrame) -> dict[str, str | None]:
     """How a study's sweep rows were made: the command(s), the machine(s), the date of the last run,
     the wall time from the first run's start to the last run's end (minutes) and the FID feature
     extractor(s) (None: FID not measured)."""
