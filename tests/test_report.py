@@ -543,7 +543,7 @@ def test_index_lists_studies_on_other_data_apart_and_the_runs_behind_each_report
         "machine": "some CPU, 2 cores",
         "date": "2026-12-01",
         "wall": "0.1 min",
-        "fid": "vaebench-classifier-k-1234",
+        "fid": ["vaebench-classifier-k-1234"],
     }
     text = index_markdown(
         {
@@ -558,8 +558,8 @@ def test_index_lists_studies_on_other_data_apart_and_the_runs_behind_each_report
     other = index_markdown(
         {
             "a": StudyEntry("β-VAE trade-offs", "mnist", 15, made),
-            "b": StudyEntry("Loss comparison", "mnist", 12, {**made, "fid": "vaebench-classifier-k-abcd"}),
-            "c": StudyEntry("Loss comparison", "mnist", 12, {**made, "fid": None}),
+            "b": StudyEntry("Loss comparison", "mnist", 12, {**made, "fid": ["vaebench-classifier-k-abcd"]}),
+            "c": StudyEntry("Loss comparison", "mnist", 12, {**made, "fid": []}),
         }
     )
     assert "| `vaebench-classifier-k-abcd` |" in other and other.rstrip().endswith("is the same.")
@@ -567,7 +567,7 @@ def test_index_lists_studies_on_other_data_apart_and_the_runs_behind_each_report
     assert "feature extractors" not in index_markdown(  # another dataset's classifier is no mix
         {
             "a": StudyEntry("β-VAE trade-offs", "mnist", 15, made),
-            "s": StudyEntry("x", "shapes", 4, {**made, "fid": "f"}),
+            "s": StudyEntry("x", "shapes", 4, {**made, "fid": ["f"]}),
         }
     )
     assert "../shared" not in text and "`vae_overview.md`" in text  # the tutorial by its file name

@@ -153,12 +153,12 @@ def index_markdown(studies: dict[str, StudyEntry], ext: str = "md", earlier: fro
         ]
         lines += [
             f"| [{n}]({n}.{ext}) | `{e.dataset}` | {e.runs} | {e.made['date']} | {e.made['wall']} | "
-            f"{e.made['command']} | {e.made['machine']} | {_code(e.made.get('fid'))} |"
+            f"{e.made['command']} | {e.made['machine']} | {_code(e.made.get('fid', []))} |"
             for n, e in made.items()
         ]
         mixed = {}  # dataset -> the extractors its studies' FIDs used, when more than one
         for dataset in sorted({e.dataset for e in made.values()}):
-            ids = {e.made.get("fid") for e in made.values() if e.dataset == dataset} - {None}
+            ids = {i for e in made.values() if e.dataset == dataset for i in e.made.get("fid", [])}
             if len(ids) > 1:
                 mixed[dataset] = len(ids)
         if mixed:
@@ -172,8 +172,8 @@ def index_markdown(studies: dict[str, StudyEntry], ext: str = "md", earlier: fro
     return "\n".join(lines) + "\n"
 
 
-def _code(ids: Optional[str]) -> str:
-    return "—" if not ids else ", ".join(f"`{i}`" for i in ids.split(", "))
+def _code(ids: list[str]) -> str:
+    return ", ".join(f"`{i}`" for i in ids) or "—"
 
 
 def _write_index(out_dir: Path, titles: dict[str, StudyEntry], fmt: str) -> list[Path]:

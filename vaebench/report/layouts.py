@@ -171,12 +171,16 @@ def tutorial_title(df: pd.DataFrame) -> str | None:
 # Tables in a tutorial layout
 
 
+def fid_extractors(ok: pd.DataFrame) -> list[str]:
+    """The distinct FID extractor ids of the finished rows (each one set of features and weights)."""
+    if C.FID_EXTRACTOR not in ok:
+        return []
+    return sorted(ok[C.FID_EXTRACTOR].dropna().unique())
+
+
 def fid_features(df: pd.DataFrame) -> str | None:
     """The feature extractor(s) the finished runs' FIDs used, or None when FID was not measured."""
-    ok = df[df["status"] == "ok"]
-    if C.FID_EXTRACTOR not in ok or ok[C.FID_EXTRACTOR].isna().all():
-        return None
-    return ", ".join(sorted(ok[C.FID_EXTRACTOR].dropna().unique()))
+    return ", ".join(fid_extractors(df[df["status"] == "ok"])) or None
 
 
 def _fid_sentence(df: pd.DataFrame) -> str:

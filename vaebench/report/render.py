@@ -6,7 +6,7 @@ import pandas as pd
 
 from ..results import grid_column
 from .columns import Cell, ReportTable, format_value, param_label
-from .layouts import fid_features
+from .layouts import fid_extractors
 from .settings import EXTERNAL_COMMAND, fixed_settings, sweep_rows, variant_settings
 from .tables import PARETO_KEY, study_tables, study_title
 
@@ -43,13 +43,6 @@ def render_table(table: ReportTable) -> str:
 
 
 MIXED_FID = " ⚠ mixed extractors"  # appended to FID headers when the rows' FIDs come from several extractors
-
-
-def fid_extractors(ok: pd.DataFrame) -> list[str]:
-    """The distinct FID extractor ids of the finished rows (each one set of features and weights)."""
-    if "fid_extractor" not in ok:
-        return []
-    return sorted(ok["fid_extractor"].dropna().unique())
 
 
 def _fid_note(ok: pd.DataFrame) -> str:
@@ -105,10 +98,10 @@ def _wall_span(df: pd.DataFrame) -> float:
     return (end.max() - start.min()).total_seconds()
 
 
-def provenance(df: pd.DataFrame) -> dict[str, str | None]:
+def provenance(df: pd.DataFrame) -> dict:
     """How a study's sweep rows were made: the command(s), the machine(s), the date of the last run,
-    the wall time from the first run's start to the last run's end (minutes) and the FID feature
-    extractor(s) (None: FID not measured)."""
+    the wall time from the first run's start to the last run's end (minutes), as text, and the FID
+    extractor ids of its finished runs (a list; empty: FID not measured)."""
     commands = sorted(c for c in df.get("command", pd.Series(dtype=str)).dropna().unique() if c)
     machines = sorted(m for m in df.get("machine", pd.Series(dtype=str)).dropna().unique() if m)
     return {
@@ -116,7 +109,7 @@ def provenance(df: pd.DataFrame) -> dict[str, str | None]:
         "machine": "; ".join(machines) or "not recorded",
         "date": str(df["created_at"].max())[:10],
         "wall": f"{_wall_span(df) / 60:.1f} min",
-        "fid": fid_features(df),
+        "fid": fid_extractors(df[df["status"] == "ok"]),
     }
 
 
