@@ -49,10 +49,11 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # worker_layout.py beside this file
 
 from vaebench.data import Dataset, load_dataset, resolve_data_root  # noqa: E402
+from vaebench.engine.train import train  # noqa: E402
 from vaebench.models import build_model  # noqa: E402
-from vaebench.objectives import build_likelihood, gaussian_kl  # noqa: E402
-from vaebench.spec import RunConfig  # noqa: E402
-from vaebench.train import train  # noqa: E402
+from vaebench.objectives.gaussian import gaussian_kl  # noqa: E402
+from vaebench.objectives.likelihoods import build_likelihood
+from vaebench.spec.sweep_spec import RunConfig  # noqa: E402
 
 TARGETS = {  # issue 7's targets on this machine
     "mlp_speedup_vs_tutorial": 3.0,
@@ -347,8 +348,8 @@ def layout_sweeps(repeats: int, threads: int, runs: int = 4, epochs: int = 2) ->
     import worker_layout as wl
     import yaml
 
-    from vaebench.classifier import cached_classifier
-    from vaebench.spec import load_spec
+    from vaebench.metrics.classifier import cached_classifier
+    from vaebench.spec.sweep_spec import load_spec
 
     layouts = {
         f"1x{threads}": ["--workers", "1", "--threads", str(threads)],

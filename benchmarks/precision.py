@@ -44,8 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from perf import CONV, MLP, _cpu_name, spread, subset  # noqa: E402
 
 from vaebench.data import load_dataset, resolve_data_root  # noqa: E402
-from vaebench.spec import RunConfig  # noqa: E402
-from vaebench.train import _train, train  # noqa: E402
+from vaebench.engine.train import _train, train  # noqa: E402
+from vaebench.spec.sweep_spec import RunConfig  # noqa: E402
 
 
 def load() -> dict:

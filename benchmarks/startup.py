@@ -57,16 +57,16 @@ def lap(name):
     t = time.perf_counter(); out[name] = t - t0; t0 = t
 import torch; lap("import_torch")
 import importlib, importlib.util
-for m in ("vaebench.cli", "vaebench.study", "vaebench.worker"):  # (worker.py exists from the split on)
+for m in ("vaebench.cli.commands", "vaebench.sweep.study", "vaebench.sweep.worker"):  # (worker.py exists from the split on)
     if importlib.util.find_spec(m):
         importlib.import_module(m)
 lap("import_vaebench")
 from vaebench.data import load_dataset
-from vaebench.spec import DatasetConfig
+from vaebench.spec.sweep_spec import DatasetConfig
 lap("_")
 mnist = load_dataset(DatasetConfig(name="mnist")); lap("load_mnist")
 load_dataset(DatasetConfig(name="digits")); lap("load_digits")
-from vaebench.classifier import cached_classifier
+from vaebench.metrics.classifier import cached_classifier
 cached_classifier(mnist); lap("load_classifier")
 torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))]); lap("first_optimizer")
 import torch_fidelity; lap("import_torch_fidelity")
@@ -103,7 +103,7 @@ def timed_sweep(spec_path: Path, results: Path, args: list[str], env: dict[str, 
 
     t0, started = time.perf_counter(), time.time()
     p = subprocess.run(
-        [sys.executable, "-m", "vaebench.cli", "run", str(spec_path), "--results", str(results), "-q", *args],
+        [sys.executable, "-m", "vaebench.cli.commands", "run", str(spec_path), "--results", str(results), "-q", *args],
         capture_output=True,
         text=True,
         env=env,
@@ -206,7 +206,7 @@ def journal_attr_seconds(n: int = 60) -> float:
 
 
 def scaling(epochs: list[int], repeats: int, env: dict[str, str]) -> dict:
-    from vaebench.worker import scalar_attrs
+    from vaebench.sweep.worker import scalar_attrs
 
     out: dict = {"overhead_by_epochs": {}}
     with tempfile.TemporaryDirectory() as tmp:

@@ -48,7 +48,17 @@ def run_layout(name: str, spec_path: Path, workdir: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("VAEBENCH_WORKERS", "OMP_NUM_THREADS")}
     t0, started = time.perf_counter(), time.time()
     p = subprocess.run(
-        [sys.executable, "-m", "vaebench.cli", "run", str(spec_path), "--results", str(results), "-q", *LAYOUTS[name]],
+        [
+            sys.executable,
+            "-m",
+            "vaebench.cli.commands",
+            "run",
+            str(spec_path),
+            "--results",
+            str(results),
+            "-q",
+            *LAYOUTS[name],
+        ],
         capture_output=True,
         text=True,
         env=env,
@@ -112,9 +122,9 @@ def main() -> None:
         workdir = Path(tmp)
         spec_path = workdir / "layout.yaml"
         spec_path.write_text(yaml.safe_dump(spec(args.runs, args.epochs)))
-        from vaebench.classifier import cached_classifier  # warm the FID classifier cache, untimed
         from vaebench.data import load_dataset
-        from vaebench.spec import load_spec
+        from vaebench.metrics.classifier import cached_classifier  # warm the FID classifier cache, untimed
+        from vaebench.spec.sweep_spec import load_spec
 
         cached_classifier(load_dataset(load_spec(spec_path).dataset))
         measurements = []

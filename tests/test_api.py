@@ -78,7 +78,7 @@ def test_load_model_then_evaluate_reproduces_the_stored_row_exactly(finished):
 
 def test_rows_without_a_config_column_rebuild_it_from_their_parameters(finished):
     from vaebench.api import row_config
-    from vaebench.results import read_row
+    from vaebench.results.rows import read_row
 
     results, _ = finished
     run_id = vaebench.load_results("api", results=results)["run_id"].iloc[0]
@@ -91,7 +91,8 @@ def test_rows_without_a_config_column_rebuild_it_from_their_parameters(finished)
 def test_a_model_trained_in_your_own_loop_is_scored_and_joins_the_report(finished, tmp_path):
     from vaebench.data import load_dataset
     from vaebench.models.mlp import MLPVAE
-    from vaebench.objectives import Bernoulli, elbo_terms
+    from vaebench.objectives.bounds import elbo_terms
+    from vaebench.objectives.likelihoods import Bernoulli
 
     results, _ = finished
     data = load_dataset(vaebench.parse_spec(SPEC).dataset)
@@ -111,7 +112,7 @@ def test_a_model_trained_in_your_own_loop_is_scored_and_joins_the_report(finishe
     assert run_id.startswith("ext-")
     df = vaebench.load_results("api", results=results)
     assert len(df) == 3 and df.set_index("run_id").loc[run_id, "n_params"] == sum(p.numel() for p in model.parameters())
-    importlib.import_module("vaebench.report.figures")  # makes vaebench.report the package: still callable
+    importlib.import_module("vaebench.reporting.figures")  # makes vaebench.report the package: still callable
 
     [path] = [
         p for p in vaebench.report("api", results=results, out=tmp_path / "reports", fmt="md") if p.suffix == ".md"

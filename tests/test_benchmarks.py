@@ -13,8 +13,8 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import perf  # noqa: E402
 
 from vaebench.models import build_model  # noqa: E402
-from vaebench.objectives import build_likelihood  # noqa: E402
-from vaebench.spec import RunConfig  # noqa: E402
+from vaebench.objectives.likelihoods import build_likelihood  # noqa: E402
+from vaebench.spec.sweep_spec import RunConfig  # noqa: E402
 
 
 @pytest.mark.parametrize(
@@ -44,7 +44,7 @@ def test_forward_flops_match_torch_flop_counter(model_cfg, shape):
 )
 def test_training_flops_match_torch_flop_counter_over_forward_and_backward(model_cfg, shape):
     """A training step's FLOPs, as torch counts the products and convolutions autograd really runs."""
-    from vaebench.objectives import elbo_terms
+    from vaebench.objectives.bounds import elbo_terms
 
     model = build_model(RunConfig(model=model_cfg).model, shape, build_likelihood(RunConfig().objective), 10).train()
     x = torch.rand(4, *shape)

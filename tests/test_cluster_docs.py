@@ -13,8 +13,8 @@ import pytest
 import typer
 import yaml
 
-from vaebench.cli import app
-from vaebench.spec import parse_spec
+from vaebench.cli.commands import app
+from vaebench.spec.sweep_spec import parse_spec
 
 CLUSTER = Path(__file__).resolve().parents[1] / "docs" / "cluster"
 SLURM = CLUSTER / "slurm_workers.sh"

@@ -25,7 +25,7 @@ def regenerated(tmp_path_factory) -> Path:
         [
             sys.executable,
             "-m",
-            "vaebench.cli",
+            "vaebench",
             "report",
             "--results",
             str(RESULTS),
@@ -69,8 +69,8 @@ def test_index_regenerates_byte_identical_once_every_study_has_rows(regenerated)
 def test_the_figures_arrays_of_each_cells_lowest_seed_are_committed(study):
     """tools/commit_results.py commits one run's arrays per cell, the lowest seed's, which is the run
     the figures draw: it must be here, or the report's figures would silently change."""
-    from vaebench.report.figures import _cells, figure_artifacts
-    from vaebench.results import load_results
+    from vaebench.reporting.figures import _cells, figure_artifacts
+    from vaebench.results.rows import load_results
 
     df = load_results(RESULTS, study)
     if "artifacts_path" not in df:

@@ -13,9 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import TINY_SPEC
-from vaebench.cli import app
-from vaebench.results import load_results
-from vaebench.storage import JOURNAL_FILE
+from vaebench.cli.commands import app
+from vaebench.results.rows import load_results
+from vaebench.sweep.storage import JOURNAL_FILE
 
 optuna_dashboard = pytest.importorskip("optuna_dashboard")
 

@@ -3,9 +3,17 @@ import pytest
 import torch
 
 from tests.conftest import DATA_ROOT, HAS_MNIST, needs_mnist
-from vaebench.data import DATASETS, MNIST_FILES, _digits_arrays, checksum, load_dataset, load_mnist, read_idx_ubyte
+from vaebench.data import (
+    DATASETS,
+    MNIST_FILES,
+    _digits_arrays,
+    checksum,
+    load_dataset,
+    load_mnist,
+    read_idx_ubyte,
+)
 from vaebench.errors import DataError
-from vaebench.spec import DatasetConfig
+from vaebench.spec.sweep_spec import DatasetConfig
 
 
 def test_digits_split_is_fixed_and_in_unit_range():

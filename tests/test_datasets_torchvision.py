@@ -22,7 +22,7 @@ from PIL import Image
 import vaebench
 from vaebench.data import DATASETS, load_dataset
 from vaebench.errors import DataError
-from vaebench.spec import parse_spec
+from vaebench.spec.sweep_spec import parse_spec
 
 REPO = Path(__file__).resolve().parents[1]
 N_TRAIN, N_TEST = 40, 16
@@ -360,7 +360,7 @@ def test_subsets_are_seeded_sorted_and_drawn_before_decoding(tmp_path, monkeypat
         == full.checksum
     )
     # celeba: only the chosen images are decoded
-    import vaebench.datasets_torchvision as dtv
+    import vaebench.data.torchvision_sets as dtv
 
     write_celeba(tmp_path / "c")
     decoded = []
@@ -422,7 +422,7 @@ def test_only_the_missing_files_are_named(tmp_path):
 def test_cli_no_download_exits_2_naming_files_and_folder(tmp_path, write_spec):
     from typer.testing import CliRunner
 
-    from vaebench.cli import app
+    from vaebench.cli.commands import app
 
     spec = write_spec({"study": "offline", "dataset": {"name": "cifar10"}, "model": {"name": "conv"}})
     empty = tmp_path / "empty"
@@ -475,7 +475,7 @@ def test_conv_families_at_32_and_64_px_rgb(family, side):
     two-parameter likelihood."""
     from vaebench.models import build_model
     from vaebench.models.conv import stage_sizes
-    from vaebench.objectives import GaussianLearned
+    from vaebench.objectives.likelihoods import GaussianLearned
 
     torch.manual_seed(0)
     cfg = parse_spec({"study": "t", "model": {"name": family, "latent_dim": 8}}).model
@@ -498,7 +498,7 @@ def test_conv_families_at_32_and_64_px_rgb(family, side):
 
 def test_mlp_on_rgb():
     from vaebench.models import build_model
-    from vaebench.objectives import Bernoulli
+    from vaebench.objectives.likelihoods import Bernoulli
 
     m = build_model(
         parse_spec({"study": "t", "model": {"name": "mlp", "hidden_dim": 16, "latent_dim": 4}}).model,
@@ -514,7 +514,7 @@ def test_likelihoods_sum_over_channels_and_pixels():
     from torch.distributions import Laplace as TLaplace
     from torch.distributions import Normal
 
-    from vaebench.objectives import Bernoulli, Gaussian, GaussianLearned, Laplace
+    from vaebench.objectives.likelihoods import Bernoulli, Gaussian, GaussianLearned, Laplace
 
     g = torch.Generator().manual_seed(0)
     x = torch.rand(4, 3, 8, 8, generator=g, dtype=torch.float64)
@@ -549,8 +549,8 @@ def _colour_classes(side: int, n: int, seed: int):
 
 @pytest.mark.parametrize("side", [32, 64])
 def test_fid_classifier_trains_on_rgb(side, monkeypatch):
-    from vaebench import classifier as clf
     from vaebench.data import _finish
+    from vaebench.metrics import classifier as clf
 
     monkeypatch.setattr(clf, "MIN_EXAMPLES_PER_EPOCH", 300)  # a short training: 60 images x 5 x 2 epochs
     monkeypatch.setitem(clf.TRAIN_SETTINGS, "epochs", 2)
@@ -585,7 +585,7 @@ MODEL_FOR = {
 
 @pytest.mark.parametrize("name", sorted(WRITERS))
 def test_one_epoch_of_training(tmp_path, name):
-    from vaebench.train import train
+    from vaebench.engine.train import train
 
     WRITERS[name](tmp_path)
     spec = parse_spec(
@@ -618,8 +618,8 @@ def _shrunk(spec: dict) -> dict:
 
 @pytest.mark.parametrize("name", ["cifar10", "fashion_mnist"])
 def test_shipped_beta_sweep_runs_on_the_fake(tmp_path, monkeypatch, name):
-    from vaebench import classifier as clf
-    from vaebench.report.figures import images  # the figure of samples, test images and reconstructions
+    from vaebench.metrics import classifier as clf
+    from vaebench.reporting.figures import images  # the figure of samples, test images and reconstructions
 
     monkeypatch.setattr(clf, "MIN_EXAMPLES_PER_EPOCH", 1)  # the FID classifier: a short training on the fake
     monkeypatch.setitem(clf.TRAIN_SETTINGS, "epochs", 1)

@@ -15,8 +15,9 @@ from sklearn.metrics import mutual_info_score, r2_score
 from sklearn.svm import LinearSVC
 
 from vaebench.data import load_dataset
+from vaebench.engine.train import train
 from vaebench.metrics import METRICS, evaluate
-from vaebench.metrics import columns as C
+from vaebench.metrics import column_names as C
 from vaebench.metrics.disentanglement import (
     discretize,
     factor_entropy,
@@ -28,8 +29,7 @@ from vaebench.metrics.disentanglement import (
     sap_per_factor,
     sap_score_matrix,
 )
-from vaebench.spec import RunConfig
-from vaebench.train import train
+from vaebench.spec.sweep_spec import RunConfig
 
 # A dSprites-like factor layout: shape (3 classes, categorical), scale, orientation, x, y (ordered).
 SIZES = (3, 6, 10, 16, 16)

@@ -20,11 +20,11 @@ import pytest
 from optuna.trial import TrialState
 
 from tests.conftest import REPO
-from vaebench.leases import ATTR_FAIL, ATTR_WORKER, Heartbeat, lease_pid, recover_stale_trials
-from vaebench.results import load_results, runs_dir
-from vaebench.spec import parse_spec
-from vaebench.storage import StudyStore
-from vaebench.study import ATTR_ROW, ATTR_RUN_ID, claim_next, open_study, study_status
+from vaebench.results.rows import load_results, runs_dir
+from vaebench.spec.sweep_spec import parse_spec
+from vaebench.sweep.leases import ATTR_FAIL, ATTR_WORKER, Heartbeat, lease_pid, recover_stale_trials
+from vaebench.sweep.storage import StudyStore
+from vaebench.sweep.study import ATTR_ROW, ATTR_RUN_ID, claim_next, open_study, study_status
 
 PG_URL = os.environ.get("VAEBENCH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REQUIRE_PG = os.environ.get("VAEBENCH_REQUIRE_POSTGRES") == "1"
@@ -81,7 +81,7 @@ def study_name(request):
 
 
 def _cli(*args, results, storage_url, env_extra=None, popen=False):
-    argv = [sys.executable, "-m", "vaebench.cli", *args, "--results", str(results)]
+    argv = [sys.executable, "-m", "vaebench", *args, "--results", str(results)]
     if storage_url:
         argv += ["--storage", storage_url]
     env = {**os.environ, **(env_extra or {})}

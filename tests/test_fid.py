@@ -7,15 +7,15 @@ import torch
 import torch_fidelity
 
 from tests.conftest import DATA_ROOT, needs_mnist
-from vaebench.classifier import cached_classifier
 from vaebench.data import load_dataset
 from vaebench.errors import VaebenchError
-from vaebench.metrics import columns as C
+from vaebench.metrics import column_names as C
 from vaebench.metrics import evaluate
+from vaebench.metrics.classifier import cached_classifier
 from vaebench.metrics.fid import EXTRACTORS, INCEPTION_WEIGHTS_ENV, _module, frechet_distance, to_uint8
 from vaebench.models import build_model
-from vaebench.objectives import Bernoulli
-from vaebench.spec import DatasetConfig, ModelConfig, RunConfig
+from vaebench.objectives.likelihoods import Bernoulli
+from vaebench.spec.sweep_spec import DatasetConfig, ModelConfig, RunConfig
 
 DIGITS = load_dataset(DatasetConfig(name="digits"))
 
@@ -73,7 +73,7 @@ def test_a_retraining_reproduces_the_classifier_file_byte_for_byte(digits_extrac
     import hashlib
     from pathlib import Path
 
-    from vaebench import classifier as clf
+    from vaebench.metrics import classifier as clf
 
     threads = torch.get_num_threads()
     torch.set_num_threads(2 if threads == 1 else 1)
@@ -214,7 +214,7 @@ def _reference_digits_like(shape, seed=0):
 def test_inference_features_equal_the_training_definition(shape):
     """The FID pass (pool before ReLU, strided-view max pooling, channels_last, no dropout, no
     identity pooling) computes DigitClassifier.features in eval mode, on every input size."""
-    from vaebench.classifier import DigitClassifier
+    from vaebench.metrics.classifier import DigitClassifier
 
     torch.manual_seed(0)
     net = DigitClassifier(shape[1], 10).eval()
@@ -242,7 +242,7 @@ def test_inference_features_of_the_trained_digits_classifier(digits_extractor):
 
 
 def test_strided_max_pool_is_max_pool2d():
-    from vaebench.classifier import _max_pool2
+    from vaebench.metrics.classifier import _max_pool2
 
     g = torch.Generator().manual_seed(0)
     for shape in [(3, 16, 28, 28), (2, 64, 14, 14), (2, 5, 6, 4), (2, 4, 7, 9)]:  # even and odd sides

@@ -10,11 +10,11 @@ import torch
 from typer.testing import CliRunner
 
 from vaebench import api
-from vaebench import launch as launch_mod
-from vaebench.cli import app
+from vaebench.cli.commands import app
 from vaebench.errors import DeviceError
-from vaebench.launch import Layout, plan_layout, worker_env
-from vaebench.runtime import check_device, gpu_slots
+from vaebench.runtime.device import check_device, gpu_slots
+from vaebench.sweep import launch as launch_mod
+from vaebench.sweep.launch import Layout, plan_layout, worker_env
 
 runner = CliRunner()
 FAST = {

@@ -9,9 +9,9 @@ import torch
 from PIL import Image
 
 from vaebench.data import DATASETS, load_dataset
+from vaebench.data.image_folder import ImageFolderOptions
 from vaebench.errors import DataError, SpecError
-from vaebench.image_folder import ImageFolderOptions
-from vaebench.spec import parse_spec
+from vaebench.spec.sweep_spec import parse_spec
 
 # class folder -> (number of images, gray level of its images): created in unsorted order on purpose
 CLASSES = {"b_circle": (3, 120), "a_square": (4, 40), "c_noise": (5, 220)}
@@ -325,7 +325,7 @@ def test_registered_with_documented_options():
 
 
 def test_trains_an_mlp_end_to_end(tmp_path):
-    from vaebench.train import train
+    from vaebench.engine.train import train
 
     folder = _gray_classes(tmp_path / "imgs")
     spec = parse_spec(

@@ -10,23 +10,25 @@ import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
 
-from vaebench import train as training
 from vaebench.data import Dataset, load_dataset
+from vaebench.engine import train as training
+from vaebench.engine.train import train
 from vaebench.errors import SpecError
 from vaebench.metrics import METRICS_SKIPPED, EvalContext, evaluate
-from vaebench.metrics import columns as C
+from vaebench.metrics import column_names as C
 from vaebench.metrics.likelihood import nll_per_image
 from vaebench.models import build_model, count_parameters
-from vaebench.objectives import (
-    Bernoulli,
-    Gaussian,
+from vaebench.objectives.gaussian import (
     gaussian_kl,
     gaussian_kl_between,
     precision_weighted_merge,
 )
-from vaebench.runtime import seed_everything
-from vaebench.spec import DatasetConfig, ModelConfig, RunConfig, load_spec, parse_spec
-from vaebench.train import train
+from vaebench.objectives.likelihoods import (
+    Bernoulli,
+    Gaussian,
+)
+from vaebench.runtime.seeding import seed_everything
+from vaebench.spec.sweep_spec import DatasetConfig, ModelConfig, RunConfig, load_spec, parse_spec
 
 F64 = torch.float64
 LOG_2PI = math.log(2 * math.pi)

@@ -25,8 +25,8 @@ from vaebench.errors import VaebenchError  # noqa: E402
 from vaebench.metrics import METRICS, EvalContext, evaluate  # noqa: E402
 from vaebench.metrics import perceptual as P  # noqa: E402
 from vaebench.models import build_model  # noqa: E402
-from vaebench.objectives import Bernoulli  # noqa: E402
-from vaebench.spec import DatasetConfig, ModelConfig, RunConfig  # noqa: E402
+from vaebench.objectives.likelihoods import Bernoulli  # noqa: E402
+from vaebench.spec.sweep_spec import DatasetConfig, ModelConfig, RunConfig  # noqa: E402
 
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"  # the file torchvision downloads for alexnet(weights=IMAGENET1K_V1)
 COLUMNS = (P.LPIPS, P.LPIPS_NET, P.LPIPS_WEIGHTS, P.LPIPS_SAMPLES, P.LPIPS_IMAGE_SIZE, P.LPIPS_PACKAGE_VERSION)
@@ -247,7 +247,7 @@ def test_cli_lpips_weights_reaches_the_row(tmp_path, weights, empty_torch_home, 
     """`vaebench run --lpips-weights FILE` sets $VAEBENCH_LPIPS_WEIGHTS for the workers: the row has LPIPS."""
     from typer.testing import CliRunner
 
-    from vaebench.cli import app
+    from vaebench.cli.commands import app
 
     spec = write_spec(
         {
@@ -284,7 +284,7 @@ def test_vaebench_works_without_the_lpips_package(tmp_path):
         "import sys\nsys.modules['lpips'] = None\n"
         "import vaebench\nfrom vaebench.metrics import METRICS, declared_columns, evaluate\n"
         "from vaebench.data import load_dataset\nfrom vaebench.models import build_model\n"
-        "from vaebench.objectives import Bernoulli\nfrom vaebench.spec import RunConfig\n"
+        "from vaebench.objectives import Bernoulli\nfrom vaebench.spec.sweep_spec import RunConfig\n"
         "assert 'lpips' in METRICS.names() and declared_columns()['lpips'][0] == 'lpips'\n"
         "cfg = RunConfig.model_validate({'dataset': {'name': 'digits'}})\n"
         "data = load_dataset(cfg.dataset)\nmodel = build_model(cfg.model, (1, 8, 8), Bernoulli())\n"

@@ -12,10 +12,9 @@ from typer.testing import CliRunner
 
 from tests.conftest import TINY_SPEC
 from tests.test_report import column, make_rows, metrics, table
-from vaebench.cli import app
+from vaebench.cli.commands import app
 from vaebench.data import load_dataset
 from vaebench.errors import SpecError
-from vaebench.family import Options
 from vaebench.metrics import (
     METRICS,
     METRICS_SKIPPED,
@@ -26,11 +25,12 @@ from vaebench.metrics import (
     register_metric,
     unregister_metric,
 )
-from vaebench.metrics import columns as C
+from vaebench.metrics import column_names as C
 from vaebench.models import build_model
-from vaebench.objectives import Bernoulli
-from vaebench.report.tables import study_tables
-from vaebench.results import (
+from vaebench.objectives.likelihoods import Bernoulli
+from vaebench.options import Options
+from vaebench.reporting.tables import study_tables
+from vaebench.results.rows import (
     load_results,
     metric_types,
     numeric_metric_columns,
@@ -39,7 +39,7 @@ from vaebench.results import (
     row_schema,
     write_row,
 )
-from vaebench.spec import RunConfig, parse_spec
+from vaebench.spec.sweep_spec import RunConfig, parse_spec
 
 FAST_EVAL = {"fid_extractor": None, "nll_examples": 20, "nll_k": 4}
 DIGITS_CFG = {

@@ -6,11 +6,12 @@ from skimage.metrics import structural_similarity
 from tests.conftest import DATA_ROOT, needs_mnist
 from vaebench.data import Dataset, load_dataset
 from vaebench.metrics import METRICS, EvalContext, evaluate
-from vaebench.metrics import columns as C
+from vaebench.metrics import column_names as C
 from vaebench.metrics.recon import ssim_per_image, ssim_window
 from vaebench.models import build_model
-from vaebench.objectives import Bernoulli, gaussian_kl
-from vaebench.spec import DatasetConfig, ModelConfig, RunConfig
+from vaebench.objectives.gaussian import gaussian_kl
+from vaebench.objectives.likelihoods import Bernoulli
+from vaebench.spec.sweep_spec import DatasetConfig, ModelConfig, RunConfig
 
 
 def _direct_ssim(x, y, sigma):

@@ -3,8 +3,8 @@ import torch
 
 from vaebench.errors import RegistryError
 from vaebench.models import MODELS, build_model, count_parameters
-from vaebench.objectives import Bernoulli
-from vaebench.spec import ModelConfig
+from vaebench.objectives.likelihoods import Bernoulli
+from vaebench.spec.sweep_spec import ModelConfig
 
 
 @pytest.mark.parametrize("shape", [(1, 8, 8), (1, 28, 28), (1, 10, 12), (3, 16, 20)])

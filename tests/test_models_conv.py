@@ -5,8 +5,9 @@ from torch.nn.utils import parametrize
 
 from vaebench.models import build_model, count_parameters
 from vaebench.models.conv import stage_sizes
-from vaebench.objectives import Bernoulli, gaussian_kl
-from vaebench.spec import ModelConfig
+from vaebench.objectives.gaussian import gaussian_kl
+from vaebench.objectives.likelihoods import Bernoulli
+from vaebench.spec.sweep_spec import ModelConfig
 
 FAMILIES = ["conv", "resnet"]
 

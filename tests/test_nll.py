@@ -10,13 +10,14 @@ import torch
 
 from vaebench.data import Dataset
 from vaebench.metrics import METRICS, EvalContext, evaluate
-from vaebench.metrics import columns as C
+from vaebench.metrics import column_names as C
 from vaebench.metrics import likelihood as L
 from vaebench.metrics.likelihood import nll_per_image
 from vaebench.models import build_model
-from vaebench.objectives import Gaussian, elbo_terms
-from vaebench.results import row_schema
-from vaebench.spec import ModelConfig, RunConfig
+from vaebench.objectives.bounds import elbo_terms
+from vaebench.objectives.likelihoods import Gaussian
+from vaebench.results.rows import row_schema
+from vaebench.spec.sweep_spec import ModelConfig, RunConfig
 
 F64 = torch.float64
 SHAPE = (1, 4, 4)
@@ -296,7 +297,8 @@ def test_decoding_in_slices_changes_nothing_but_the_pass_sizes(model_1d, decode_
 def test_sliced_importance_samples_of_conditional_and_conv_models(name, shape):
     """Slices keep each code with its own label (conditional models) and image (conv models run
     per-sample in eval mode: BatchNorm uses its running statistics)."""
-    from vaebench.objectives import Bernoulli, importance_samples
+    from vaebench.objectives.bounds import importance_samples
+    from vaebench.objectives.likelihoods import Bernoulli
 
     torch.manual_seed(0)
     fields = {"cvae": {"hidden_dim": 16}, "conv": {"channels": [4, 8]}}[name]

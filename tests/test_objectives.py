@@ -5,8 +5,9 @@ import pytest
 import torch
 from scipy import stats
 
-from vaebench.objectives import LIKELIHOODS, Bernoulli, Gaussian, build_likelihood, gaussian_kl
-from vaebench.spec import ObjectiveConfig
+from vaebench.objectives.gaussian import gaussian_kl
+from vaebench.objectives.likelihoods import LIKELIHOODS, Bernoulli, Gaussian, build_likelihood
+from vaebench.spec.sweep_spec import ObjectiveConfig
 
 
 def test_kl_matches_monte_carlo():

@@ -11,22 +11,26 @@ from torch.distributions import Laplace as TorchLaplace
 from torch.distributions import Normal, kl_divergence
 
 from vaebench.models import build_model
-from vaebench.objectives import (
-    Gaussian,
-    GaussianLearned,
-    Laplace,
+from vaebench.objectives.bounds import (
     LossOut,
-    build_likelihood,
     elbo_loss,
     elbo_terms,
     free_bits_kl,
-    gaussian_log_prob,
     importance_samples,
     iwae_loss,
-    std_normal_log_prob,
     training_loss,
 )
-from vaebench.spec import ModelConfig, ObjectiveConfig
+from vaebench.objectives.gaussian import (
+    gaussian_log_prob,
+    std_normal_log_prob,
+)
+from vaebench.objectives.likelihoods import (
+    Gaussian,
+    GaussianLearned,
+    Laplace,
+    build_likelihood,
+)
+from vaebench.spec.sweep_spec import ModelConfig, ObjectiveConfig
 
 SHAPE = (1, 8, 8)
 N_PIX = 64

@@ -14,7 +14,7 @@ import yaml
 from typer.testing import CliRunner
 
 from tests.conftest import REPO
-from vaebench.cli import app
+from vaebench.cli.commands import app
 
 runner = CliRunner()
 
@@ -22,7 +22,7 @@ TOY_PLUGIN = '''
 """A user's model family, as a user writes it: one file, registered through the public mechanism."""
 from pydantic import Field
 
-from vaebench.family import Options
+from vaebench.options import Options
 from vaebench.models import MODELS, ModelFamily
 from vaebench.models.mlp import MLPVAE
 
@@ -115,9 +115,9 @@ def test_a_joining_worker_loads_the_plugin_named_in_the_stored_spec(tmp_path):
     results, other = tmp_path / "results", tmp_path / "other-machine"
     other.mkdir()
     create = textwrap.dedent(f"""
-        from vaebench.spec import load_spec
-        from vaebench.storage import StudyStore
-        from vaebench.study import open_study
+        from vaebench.spec.sweep_spec import load_spec
+        from vaebench.sweep.storage import StudyStore
+        from vaebench.sweep.study import open_study
         spec = load_spec({str(spec)!r})
         open_study(spec, StudyStore(None, {str(results)!r}, spec.study))
     """)
@@ -234,7 +234,7 @@ def test_a_plugin_familys_option_errors_name_the_file_and_the_field(tmp_path, mo
 
 
 def test_the_run_id_follows_a_familys_options_and_not_their_defaults(tmp_path, monkeypatch):
-    from vaebench.spec import parse_spec
+    from vaebench.spec.sweep_spec import parse_spec
 
     monkeypatch.syspath_prepend(str(tmp_path))
     (tmp_path / "toy_plugin_d.py").write_text(TOY_PLUGIN.format(name="toy_d"))
@@ -256,7 +256,7 @@ def test_the_run_id_follows_a_familys_options_and_not_their_defaults(tmp_path, m
 def test_shipped_sweeps_keep_their_run_ids():
     """The run ids of the shipped sweeps, computed before model and dataset options moved into their
     families: existing studies resume and keep their rows."""
-    from vaebench.spec import load_spec
+    from vaebench.spec.sweep_spec import load_spec
 
     # (count, sha256 of the sorted run ids) per sweep, computed with the code of 42c4b4e; the architecture
     # sweep's since each architecture got its own epoch budget (its spec changed, so its runs did)

@@ -11,12 +11,12 @@ import torch
 from typer.testing import CliRunner
 
 from vaebench import api
-from vaebench.cli import app
+from vaebench.cli.commands import app
 from vaebench.data import load_dataset
+from vaebench.engine.train import _train, train
 from vaebench.errors import DeviceError
-from vaebench.runtime import check_precision, tf32
-from vaebench.spec import RunConfig, parse_spec
-from vaebench.train import _train, train
+from vaebench.runtime.device import check_precision, tf32
+from vaebench.spec.sweep_spec import RunConfig, parse_spec
 
 runner = CliRunner()
 DIGITS = load_dataset(RunConfig(dataset={"name": "digits"}).dataset)

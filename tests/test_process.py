@@ -37,11 +37,11 @@ def test_the_metric_declarations_load_without_torch_fidelity_which_the_first_fid
     the metric declarations (row schema, objectives, the report's columns): that loads every metric
     module, but torch-fidelity (and torchvision) stay out until an evaluation computes an FID."""
     p = _python(
-        "import sys, vaebench.cli, vaebench.study, vaebench.results\n"
+        "import sys, vaebench.cli.commands, vaebench.sweep.study, vaebench.results.rows\n"
         "print('imported', 'torch_fidelity' in sys.modules, 'vaebench.metrics.fid' in sys.modules)\n"
         "from vaebench.metrics import METRICS\n"
-        "from vaebench.results import metric_types, numeric_metric_columns\n"
-        "from vaebench.report.columns import metric_columns\n"
+        "from vaebench.results.rows import metric_types, numeric_metric_columns\n"
+        "from vaebench.reporting.columns import metric_columns\n"
         "types, objectives, names = metric_types(), numeric_metric_columns(), METRICS.names()\n"
         "headers = [c.header for c in metric_columns()]\n"
         "print('declared', 'torch_fidelity' in sys.modules, 'torchvision' in sys.modules,\n"
@@ -49,12 +49,12 @@ def test_the_metric_declarations_load_without_torch_fidelity_which_the_first_fid
         "      sorted(names))\n"
         # a first evaluation with FID, on an untrained classifier (no training here: the checkpoint is saved as is)
         "import torch\n"
-        "from vaebench import classifier\n"
+        "from vaebench.metrics import classifier\n"
         "from vaebench.metrics import evaluate, fid\n"
         "from vaebench.data import load_dataset\n"
         "from vaebench.models import build_model\n"
         "from vaebench.objectives import Bernoulli\n"
-        "from vaebench.spec import RunConfig\n"
+        "from vaebench.spec.sweep_spec import RunConfig\n"
         "path = classifier.cache_dir() / 'untrained.pt'\n"
         "path.parent.mkdir(parents=True, exist_ok=True)\n"
         "torch.save({'state_dict': classifier.DigitClassifier(1, 10).state_dict(), 'in_channels': 1,\n"
@@ -91,7 +91,7 @@ def test_the_command_exits_with_its_code_after_its_output_and_exit_handlers(tmp_
         "import atexit, sys\n"
         "atexit.register(lambda: print('exit handler ran', flush=True))\n"
         "sys.argv = ['vaebench', *sys.argv[1:]]\n"
-        "from vaebench.cli import main\n"
+        "from vaebench.cli.commands import main\n"
         "main()\n"
         "print('not reached')",
         *argv,
@@ -104,7 +104,7 @@ def test_the_command_exits_with_its_code_after_its_output_and_exit_handlers(tmp_
 
 
 def test_abandoned_temp_files_of_killed_writers_are_removed_and_live_ones_kept(tmp_path):
-    from vaebench.runtime import remove_abandoned_temp_files
+    from vaebench.runtime.files import remove_abandoned_temp_files
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead_pid, live_pid = int(dead.stdout), os.getpid()

@@ -8,12 +8,12 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from vaebench.report.published import PUBLISHED_PATH, load_published
-from vaebench.report.render import render_study
-from vaebench.report.stats import ci95, pareto_mask, trend_sign, welch_p
-from vaebench.report.summary import baseline_index, best_rows, summarize
-from vaebench.report.tables import study_tables
-from vaebench.results import grid_column
+from vaebench.reporting.published import PUBLISHED_PATH, load_published
+from vaebench.reporting.render import render_study
+from vaebench.reporting.stats import ci95, pareto_mask, trend_sign, welch_p
+from vaebench.reporting.summary import baseline_index, best_rows, summarize
+from vaebench.reporting.tables import study_tables
+from vaebench.results.rows import grid_column
 
 SEEDS = 3
 
@@ -515,9 +515,9 @@ def test_sampled_searches_over_beta_and_latent_dim_get_no_per_value_tables():
 
 
 def test_index_points_the_disentanglement_column_to_its_study():
-    from vaebench.report import StudyEntry, index_markdown
-    from vaebench.report.layouts import DISENTANGLEMENT_TITLE
-    from vaebench.report.tables import study_title
+    from vaebench.reporting.layouts import DISENTANGLEMENT_TITLE
+    from vaebench.reporting.tables import study_title
+    from vaebench.reporting.write import StudyEntry, index_markdown
 
     assert study_title(disentanglement_rows(D_CELLS).assign(study="pareto_grid")) == DISENTANGLEMENT_TITLE
     assert study_title(disentanglement_rows(D_CELLS, sampler="tpe")) == "Sweep results"  # a search
@@ -536,7 +536,7 @@ def test_index_points_the_disentanglement_column_to_its_study():
 
 
 def test_index_lists_studies_on_other_data_apart_and_the_runs_behind_each_report():
-    from vaebench.report import StudyEntry, index_markdown
+    from vaebench.reporting.write import StudyEntry, index_markdown
 
     made = {
         "command": "`vaebench run sweeps/smoke.yaml`",

@@ -5,8 +5,8 @@ chosen from the rows' measured columns, not from the study's name."""
 import pandas as pd
 
 from tests.test_report import make_rows, metrics, table
-from vaebench.report.render import render_study
-from vaebench.report.tables import study_tables, study_title
+from vaebench.reporting.render import render_study
+from vaebench.reporting.tables import study_tables, study_title
 
 
 def _hierarchical(nll_by_depth: dict[int, float], study: str = "whatever_name") -> pd.DataFrame:

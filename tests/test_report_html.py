@@ -14,13 +14,13 @@ import torch
 from typer.testing import CliRunner
 
 from tests.conftest import TINY_SPEC
-from vaebench.artifacts import load_arrays
-from vaebench.cli import app
+from vaebench.cli.commands import app
 from vaebench.data import load_dataset
 from vaebench.models import build_model
-from vaebench.objectives import build_likelihood
-from vaebench.results import load_results
-from vaebench.spec import RunConfig, parse_spec
+from vaebench.objectives.likelihoods import build_likelihood
+from vaebench.results.artifacts import load_arrays
+from vaebench.results.rows import load_results
+from vaebench.spec.sweep_spec import RunConfig, parse_spec
 
 runner = CliRunner()
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")

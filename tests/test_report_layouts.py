@@ -8,12 +8,12 @@ import pandas as pd
 import pytest
 
 from tests.test_report import make_rows, metrics, table
-from vaebench.report.layouts import DISENTANGLEMENT_TITLE
-from vaebench.report.render import render_study
-from vaebench.report.settings import EXTERNAL_COMMAND
-from vaebench.report.tables import study_layout, study_tables
-from vaebench.results import param_columns
-from vaebench.spec import Run, load_spec
+from vaebench.reporting.layouts import DISENTANGLEMENT_TITLE
+from vaebench.reporting.render import render_study
+from vaebench.reporting.settings import EXTERNAL_COMMAND
+from vaebench.reporting.tables import study_layout, study_tables
+from vaebench.results.rows import param_columns
+from vaebench.spec.sweep_spec import Run, load_spec
 
 SWEEPS = Path(__file__).resolve().parents[1] / "sweeps"
 

@@ -8,11 +8,11 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-import vaebench.train as train_mod
+import vaebench.engine.train as train_mod
 from vaebench.data import load_dataset
 from vaebench.errors import RegistryError
-from vaebench.schedules import SCHEDULES, kl_weight
-from vaebench.spec import RunConfig, ScheduleConfig
+from vaebench.objectives.schedules import SCHEDULES, kl_weight
+from vaebench.spec.sweep_spec import RunConfig, ScheduleConfig
 
 ALL_CONFIGS = [
     ScheduleConfig(name="constant"),

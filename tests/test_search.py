@@ -8,14 +8,14 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from tests.conftest import TINY_SPEC
-from vaebench.cli import app
+from vaebench.cli.commands import app
 from vaebench.errors import SpecError
-from vaebench.launch import plan_layout
-from vaebench.report.stats import pareto_mask
-from vaebench.report.tables import pareto_front
-from vaebench.results import load_results
-from vaebench.spec import parse_spec
-from vaebench.storage import StudyStore
+from vaebench.reporting.stats import pareto_mask
+from vaebench.reporting.tables import pareto_front
+from vaebench.results.rows import load_results
+from vaebench.spec.sweep_spec import parse_spec
+from vaebench.sweep.launch import plan_layout
+from vaebench.sweep.storage import StudyStore
 
 runner = CliRunner()
 FAST_EVAL = {"fid_extractor": None, "nll_examples": 50, "nll_k": 10}

@@ -12,8 +12,8 @@ import torch
 from typer.testing import CliRunner
 
 import vaebench.data as data_mod
-import vaebench.datasets.shapes as shapes_mod
-from vaebench.cli import app
+import vaebench.data.shapes as shapes_mod
+from vaebench.cli.commands import app
 from vaebench.data import (
     DATASETS,
     HEART_CENTROID_Y,
@@ -26,10 +26,10 @@ from vaebench.data import (
     shapes_factor_values,
     shapes_images,
 )
-from vaebench.metrics import columns as C
+from vaebench.engine.train import train
+from vaebench.metrics import column_names as C
 from vaebench.models import MODELS
-from vaebench.spec import DatasetConfig, RunConfig
-from vaebench.train import train
+from vaebench.spec.sweep_spec import DatasetConfig, RunConfig
 
 TINY = {"image_size": 16, "scales": 2, "orientations": 2, "positions": 4}  # 3 * 2 * 2 * 4^2 = 192 images
 

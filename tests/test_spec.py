@@ -4,7 +4,7 @@ import pytest
 
 from tests.conftest import REPO, TINY_SPEC
 from vaebench.errors import SpecError
-from vaebench.spec import Run, load_spec
+from vaebench.spec.sweep_spec import Run, load_spec
 
 
 def test_tiny_spec_expands_into_cells_times_seeds(write_spec):

@@ -8,11 +8,11 @@ import time
 import pytest
 
 from vaebench import api
-from vaebench import launch as launch_mod
 from vaebench.errors import DataError, StudyError
-from vaebench.spec import parse_spec
-from vaebench.storage import JOURNAL_FILE, StudyStore
-from vaebench.study import open_study, wait_for_study
+from vaebench.spec.sweep_spec import parse_spec
+from vaebench.sweep import launch as launch_mod
+from vaebench.sweep.storage import JOURNAL_FILE, StudyStore
+from vaebench.sweep.study import open_study, wait_for_study
 
 SPEC = {
     "study": "early",

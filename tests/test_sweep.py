@@ -12,11 +12,11 @@ from scipy import stats
 from typer.testing import CliRunner
 
 from tests.conftest import REPO, TINY_SPEC
-from vaebench.cli import app
-from vaebench.results import load_results, read_row, row_path, write_row
-from vaebench.spec import load_spec
-from vaebench.storage import StudyStore
-from vaebench.study import ATTR_WORKER, open_study
+from vaebench.cli.commands import app
+from vaebench.results.rows import load_results, read_row, row_path, write_row
+from vaebench.spec.sweep_spec import load_spec
+from vaebench.sweep.storage import StudyStore
+from vaebench.sweep.study import ATTR_WORKER, open_study
 
 runner = CliRunner()
 
@@ -105,7 +105,7 @@ def test_a_study_made_when_the_seed_was_a_param_resumes(tmp_path, write_spec):
     """Studies made before the seed left the params (enqueued with {grid values, seed}, no metric
     names) resume: their waiting trials are claimed, a dead worker's trial is retried with its old
     params, every run is run once (runs are identified by the run id attribute, not the params)."""
-    from vaebench.study import STUDY_FINGERPRINT, STUDY_SPEC
+    from vaebench.sweep.study import STUDY_FINGERPRINT, STUDY_SPEC
 
     results, path = tmp_path / "results", write_spec(TINY_SPEC)
     spec = load_spec(path)
@@ -192,7 +192,7 @@ def test_missing_inception_weights_file_exits_2(tmp_path, write_spec):
 def test_cli_exit_code_in_a_real_process(tmp_path, write_spec):
     bad = write_spec({**TINY_SPEC, "seeds": "zero"})
     p = subprocess.run(
-        [sys.executable, "-m", "vaebench.cli", "run", str(bad), "--results", str(tmp_path / "r")],
+        [sys.executable, "-m", "vaebench", "run", str(bad), "--results", str(tmp_path / "r")],
         capture_output=True,
         text=True,
         cwd=tmp_path,

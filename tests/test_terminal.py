@@ -21,14 +21,14 @@ from typer.testing import CliRunner
 
 import vaebench
 from tests.conftest import REPO, TINY_SPEC
-from vaebench.cli import app
+from vaebench.cli.commands import app
+from vaebench.cli.progress import RichReporter, RunClock, TimeLeftColumn, WorkerLines
 from vaebench.errors import SpecError
-from vaebench.progress import RichReporter, RunClock, TimeLeftColumn, WorkerLines
-from vaebench.results import load_results
-from vaebench.spec import RunConfig, load_spec
-from vaebench.storage import StudyStore
-from vaebench.study import claim_next, open_study, study_status
-from vaebench.worker import report_epoch
+from vaebench.results.rows import load_results
+from vaebench.spec.sweep_spec import RunConfig, load_spec
+from vaebench.sweep.storage import StudyStore
+from vaebench.sweep.study import claim_next, open_study, study_status
+from vaebench.sweep.worker import report_epoch
 
 runner = CliRunner()
 FAST_EVAL = {"fid_extractor": None, "nll_examples": 50, "nll_k": 10}
@@ -184,7 +184,7 @@ def test_nan_and_infinite_spec_values_are_refused_with_the_field_named(write_spe
 def test_a_family_options_model_refuses_nan_and_infinities():
     from pydantic import Field, ValidationError
 
-    from vaebench.family import Options
+    from vaebench.options import Options
 
     class PluginOptions(Options):
         temperature: float = Field(1.0, ge=0.0)
@@ -227,7 +227,7 @@ def test_status_estimates_the_time_left_from_epochs_before_any_trial_completes(t
 
 
 def test_run_clock_and_the_time_left_column(monkeypatch):
-    from vaebench import progress
+    from vaebench.cli import progress
 
     now = [0.0]
     monkeypatch.setattr(progress.time, "monotonic", lambda: now[0])
@@ -265,7 +265,7 @@ def test_the_reporter_of_a_worker_in_this_process_sets_the_time_left():
 
 
 def test_worker_lines_follow_the_running_trials():
-    from vaebench.study import StudyStatus
+    from vaebench.sweep.study import StudyStatus
 
     progress = Progress(console=Console(file=io.StringIO()))
     lines = WorkerLines(progress)
@@ -380,8 +380,8 @@ def test_run_says_whether_the_unfinished_runs_are_in_other_workers_hands(monkeyp
     """`vaebench run` whose workers found nothing left to claim while another process (a joined
     `vaebench worker`) still runs the last trial says so, instead of asking for a resume; both exit 1
     (the rows are not all there yet)."""
-    from vaebench import sweep
-    from vaebench.study import StudyStatus
+    from vaebench.sweep import run as sweep
+    from vaebench.sweep.study import StudyStatus
 
     done = 12 - len(running) - waiting
     final = StudyStatus("vq", "grid", 12, done, 0, 0, 0, running, waiting, 150.0, [])

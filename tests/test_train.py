@@ -3,9 +3,9 @@ import math
 import torch
 
 from vaebench.data import load_dataset
+from vaebench.engine.train import HISTORY_FIELDS, train
 from vaebench.metrics import evaluate
-from vaebench.spec import DatasetConfig, RunConfig
-from vaebench.train import HISTORY_FIELDS, train
+from vaebench.spec.sweep_spec import DatasetConfig, RunConfig
 
 
 def _cfg(**train_kw) -> RunConfig:

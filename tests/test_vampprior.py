@@ -23,14 +23,16 @@ if str(PLUGIN_ROOT) not in sys.path:
 
 from vaebench import plugins  # noqa: E402
 from vaebench.data import Dataset, load_dataset  # noqa: E402
+from vaebench.engine.train import train  # noqa: E402
 from vaebench.errors import SpecError  # noqa: E402
 from vaebench.metrics import METRICS, EvalContext, evaluate  # noqa: E402
-from vaebench.metrics import columns as C  # noqa: E402
+from vaebench.metrics import column_names as C  # noqa: E402
 from vaebench.metrics.likelihood import nll_per_image  # noqa: E402
 from vaebench.models import MODELS, build_model, count_parameters  # noqa: E402
-from vaebench.objectives import Bernoulli, Gaussian, elbo_terms, gaussian_kl  # noqa: E402
-from vaebench.spec import ModelConfig, RunConfig, load_spec, parse_spec  # noqa: E402
-from vaebench.train import train  # noqa: E402
+from vaebench.objectives.bounds import elbo_terms  # noqa: E402
+from vaebench.objectives.gaussian import gaussian_kl  # noqa: E402
+from vaebench.objectives.likelihoods import Bernoulli, Gaussian  # noqa: E402
+from vaebench.spec.sweep_spec import ModelConfig, RunConfig, load_spec, parse_spec  # noqa: E402
 
 F64 = torch.float64
 LOG_2PI = math.log(2 * math.pi)

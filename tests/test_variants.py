@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from vaebench.data import load_dataset
+from vaebench.engine.train import train
 from vaebench.metrics import evaluate
 from vaebench.models import MODELS, build_model
-from vaebench.objectives import LIKELIHOODS, Bernoulli
-from vaebench.spec import DatasetConfig, ModelConfig, RunConfig
-from vaebench.train import train
+from vaebench.objectives.likelihoods import LIKELIHOODS, Bernoulli
+from vaebench.spec.sweep_spec import DatasetConfig, ModelConfig, RunConfig
 
 DIGITS = load_dataset(DatasetConfig(name="digits"))
 
@@ -136,8 +136,8 @@ def test_weight_decay_shrinks_the_weights():
 def test_parameter_count_is_recorded_per_run(tmp_path, write_spec):
     from typer.testing import CliRunner
 
-    from vaebench.cli import app
-    from vaebench.results import load_results
+    from vaebench.cli.commands import app
+    from vaebench.results.rows import load_results
 
     spec = {
         "study": "arch",

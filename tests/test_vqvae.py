@@ -11,8 +11,8 @@ import torch
 from pydantic import ValidationError
 
 import vaebench
-from vaebench.artifacts import figure_arrays
 from vaebench.data import Dataset, load_dataset
+from vaebench.engine.train import train
 from vaebench.metrics import (
     METRICS,
     METRICS_SKIPPED,
@@ -23,13 +23,13 @@ from vaebench.metrics import (
     register_metric,
     unregister_metric,
 )
-from vaebench.metrics import columns as C
+from vaebench.metrics import column_names as C
 from vaebench.metrics.codebook import code_counts, perplexity, used_fraction
 from vaebench.models import build_model
 from vaebench.models.vqvae import VQVAE, VectorQuantizer
-from vaebench.objectives import Bernoulli
-from vaebench.spec import DatasetConfig, ModelConfig, RunConfig
-from vaebench.train import train
+from vaebench.objectives.likelihoods import Bernoulli
+from vaebench.results.artifacts import figure_arrays
+from vaebench.spec.sweep_spec import DatasetConfig, ModelConfig, RunConfig
 
 DIGITS = load_dataset(DatasetConfig(name="digits"))
 SMALL = {"name": "vqvae", "channels": [16], "latent_dim": 8, "num_embeddings": 32}  # 8x8 digits: a 4x4 grid
@@ -358,7 +358,7 @@ def test_the_spec_validates_vqvae_options():
 
 def test_the_vqvae_sweep_is_codebook_size_by_commitment_cost():
     from tests.conftest import REPO
-    from vaebench.spec import load_spec
+    from vaebench.spec.sweep_spec import load_spec
 
     spec = load_spec(REPO / "sweeps" / "vqvae.yaml")
     assert spec.grid == {"model.num_embeddings": [64, 512], "model.commitment_cost": [0.25, 1.0]}

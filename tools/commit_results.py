@@ -16,8 +16,8 @@ import argparse
 import os
 from pathlib import Path
 
-from vaebench.report.figures import figure_artifacts
-from vaebench.results import load_results
+from vaebench.reporting.figures import figure_artifacts
+from vaebench.results.rows import load_results
 
 
 def needed(root: Path, study: str) -> list[Path]:

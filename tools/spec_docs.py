@@ -42,16 +42,16 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
 # where the public names live (a fallback list per name: modules are being split)
 
 _LOCATIONS = {
-    "SweepSpec": ("vaebench.spec", "vaebench"),
+    "SweepSpec": ("vaebench.spec.sweep_spec", "vaebench"),
     "MODELS": ("vaebench", "vaebench.models"),
     "DATASETS": ("vaebench", "vaebench.data"),
     "METRICS": ("vaebench", "vaebench.metrics"),
-    "declared_columns": ("vaebench.metrics", "vaebench.metrics.spec"),
+    "declared_columns": ("vaebench.metrics", "vaebench.metrics.declarations"),
     "LIKELIHOODS": ("vaebench.objectives", "vaebench.likelihoods"),
     "ESTIMATORS": ("vaebench.objectives", "vaebench.estimators"),
-    "SCHEDULES": ("vaebench.schedules",),
-    "SAMPLERS": ("vaebench.search", "vaebench.search.samplers", "vaebench.samplers"),
-    "PRUNERS": ("vaebench.search", "vaebench.search.pruners", "vaebench.pruners"),
+    "SCHEDULES": ("vaebench.objectives.schedules",),
+    "SAMPLERS": ("vaebench.spec.samplers", "vaebench.spec.samplers.samplers", "vaebench.samplers"),
+    "PRUNERS": ("vaebench.spec.samplers", "vaebench.spec.samplers.pruners", "vaebench.pruners"),
 }
 
 

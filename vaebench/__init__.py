@@ -18,13 +18,13 @@ Names are imported on first use, so `import vaebench` stays cheap (no torch).
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "load_spec": ("spec", "load_spec"),
-    "parse_spec": ("spec", "parse_spec"),
+    "load_spec": ("spec.sweep_spec", "load_spec"),
+    "parse_spec": ("spec.sweep_spec", "parse_spec"),
     "run": ("api", "run"),
     "load_results": ("api", "load_results"),
     "load_model": ("api", "load_model"),
     "evaluate": ("api", "evaluate"),
-    "report": ("report", None),  # the report package, callable as the API's report(...)
+    "report": ("api", "report"),
     "add_result": ("api", "add_result"),
     "MODELS": ("models", "MODELS"),
     "ModelFamily": ("models", "ModelFamily"),
@@ -33,7 +33,7 @@ _EXPORTS = {
     "DatasetSource": ("data", "DatasetSource"),
     "Dataset": ("data", "Dataset"),
     "METRICS": ("metrics", "METRICS"),
-    "Options": ("family", "Options"),
+    "Options": ("options", "Options"),
     "load_plugins": ("plugins", "load_plugins"),
 }
 

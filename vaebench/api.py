@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .errors import StudyError
-from .launch import COMMAND_ENV  # noqa: F401  (re-exported: the worker processes' command line)
-from .results import resolve_results_root
-from .sweep import WAIT_FOR_STUDY_SECONDS, run_sweep  # noqa: F401  (re-exported: what `run` and `vaebench run` call)
+from .results.rows import resolve_results_root
+from .sweep.launch import COMMAND_ENV  # noqa: F401  (re-exported: the worker processes' command line)
+from .sweep.run import WAIT_FOR_STUDY_SECONDS, run_sweep  # noqa: F401  (re-exported: what `run` and `vaebench run` call)
 
 
 def run(spec, *, workers: Optional[int] = None, results=None, storage: Optional[str] = None, **options):
@@ -43,7 +43,7 @@ def load_results(study: Optional[str] = None, results=None):
     DataFrame: one row per finished run; columns as documented in results.py (metrics in nats per
     example, recon MSE per pixel, times in seconds). Plugins named in the rows are imported."""
     from .plugins import load_row_plugins
-    from .results import load_results as _load
+    from .results.rows import load_results as _load
 
     df = _load(resolve_results_root(results), study)
     load_row_plugins(df)
@@ -51,7 +51,7 @@ def load_results(study: Optional[str] = None, results=None):
 
 
 def _find_row(run_id: str, results, study: Optional[str]) -> tuple[dict, str]:
-    from .results import list_studies, read_row, row_path
+    from .results.rows import list_studies, read_row, row_path
 
     root = resolve_results_root(results)
     studies = [study] if study else list_studies(root)
@@ -66,8 +66,8 @@ def _find_row(run_id: str, results, study: Optional[str]) -> tuple[dict, str]:
 def row_config(row: dict):
     """The RunConfig a results row was made with: its `config` column, or (rows written before that
     column existed) its `param.*` columns, leaving out nulls (options of other families)."""
-    from .results import PARAM_PREFIX
-    from .spec import RunConfig
+    from .results.rows import PARAM_PREFIX
+    from .spec.sweep_spec import RunConfig
 
     if row.get("config"):
         return RunConfig.model_validate_json(row["config"])
@@ -91,9 +91,9 @@ def load_model(run_id: str, results=None, *, study: Optional[str] = None, data_r
 
     from .data import load_dataset
     from .models import build_model
-    from .objectives import build_likelihood
+    from .objectives.likelihoods import build_likelihood
     from .plugins import load_plugins
-    from .runtime import resolve_device
+    from .runtime.device import resolve_device
 
     row, study_name = _find_row(run_id, results, study)
     load_plugins([p["module"] for p in row.get("plugins") or []], f"run {run_id}'s plugins column")
@@ -120,8 +120,8 @@ def evaluate(
     reason). The same model, config and seed give the same numbers as the run's row."""
     from .data import Dataset, load_dataset
     from .metrics import evaluate as _evaluate
-    from .runtime import tf32
-    from .spec import RunConfig
+    from .runtime.device import tf32
+    from .spec.sweep_spec import RunConfig
 
     if config is None:
         config = RunConfig(dataset=dataset) if isinstance(dataset, dict) else RunConfig()
@@ -139,7 +139,7 @@ def evaluate(
 def report(study: Optional[str] = None, results=None, out="reports", fmt: str = "both") -> list[Path]:
     """Write the Markdown and/or HTML report of `study` (default: every study with results, plus the
     index) to `out`; returns the paths written. Reads only the results rows (and their figure arrays)."""
-    from .report import report as _report  # (the report package, callable as this function, owns it)
+    from .reporting.write import report as _report
 
     return _report(study, results, out, fmt)
 
@@ -170,9 +170,9 @@ def add_result(
 
     from . import __version__
     from .plugins import loaded_plugins
-    from .report.render import EXTERNAL_COMMAND
-    from .results import load_results as _load
-    from .results import param_columns, write_row
+    from .reporting.render import EXTERNAL_COMMAND
+    from .results.rows import load_results as _load
+    from .results.rows import param_columns, write_row
 
     root = resolve_results_root(results)
     rows = _load(root, study)

@@ -24,7 +24,7 @@ import time
 from functools import cached_property
 from typing import TYPE_CHECKING, Callable
 
-from .spec import (
+from .declarations import (
     DTYPES,
     METRICS,
     METRICS_SKIPPED,
@@ -149,7 +149,7 @@ def evaluate(model, data, cfg, seed: int, names: list[str] | None = None) -> dic
     did not declare is a MetricDeclarationError. Sampling inside metrics is seeded from `seed`, so
     the same model gives the same numbers.
     """
-    from ..runtime import seed_everything
+    from ..runtime.seeding import seed_everything
 
     seed_everything(seed)
     ctx = EvalContext(model, data, cfg, seed)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 
 from . import Column, MetricNotApplicable, register_metric
-from . import columns as C
+from . import column_names as C
 
 
 def code_counts(indices: torch.Tensor, num_embeddings: int) -> torch.Tensor:

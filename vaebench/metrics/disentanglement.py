@@ -57,7 +57,7 @@ import warnings
 import numpy as np
 
 from . import Column, MetricNotApplicable, register_metric
-from . import columns as C
+from . import column_names as C
 
 # scikit-learn (mutual_info_score, LinearSVC) is imported where it is used: importing it would add to
 # the start of every worker process, and only datasets with ground-truth factors need it.

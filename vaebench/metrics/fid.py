@@ -31,7 +31,7 @@ from __future__ import annotations
 import torch
 
 from . import Column, MetricNotApplicable, register_metric
-from . import columns as C
+from . import column_names as C
 from .fid_features import (  # noqa: F401  (re-exported: the extractors, the reference and its cache)
     _REFERENCE,
     EXTRACTORS,

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import torch
 
-from ..cache import cache_dir
-from ..classifier import cached_classifier
 from ..errors import VaebenchError
 from ..registry import Registry
-from ..runtime import atomic_path
+from ..runtime.cache import cache_dir
+from ..runtime.files import atomic_path
+from .classifier import cached_classifier
 
 INCEPTION_WEIGHTS_ENV = "VAEBENCH_INCEPTION_WEIGHTS"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from . import Column, MetricNotApplicable, register_metric
-from . import columns as C
+from . import column_names as C
 
 NATS = "nats per example"
 

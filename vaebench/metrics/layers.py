@@ -9,7 +9,7 @@ the reason.
 from __future__ import annotations
 
 from . import Column, MetricNotApplicable, register_metric
-from . import columns as C
+from . import column_names as C
 
 NATS = "nats per example"
 

@@ -37,7 +37,7 @@ import math
 import torch
 
 from . import Column, MetricNotApplicable, register_metric
-from . import columns as C
+from . import column_names as C
 
 NLL_CODES_PER_PASS = 10_000  # codes drawn in one call (fixes which random numbers each image gets: keep it)
 NLL_DECODE_ELEMENTS = 2**17  # decoder output values per decoder pass (MNIST: 167 codes; speed and memory only)

@@ -51,7 +51,7 @@ import torch
 from pydantic import Field
 
 from ..errors import VaebenchError
-from ..family import Options
+from ..options import Options
 from . import Column, MetricNotApplicable, register_metric
 
 LPIPS_WEIGHTS_ENV = "VAEBENCH_LPIPS_WEIGHTS"

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from . import Column, MetricNotApplicable, register_metric
-from . import columns as C
+from . import column_names as C
 
 SSIM_SIGMA = 1.5  # Wang et al. 2004
 SSIM_TRUNCATE = 3.5  # scikit-image's window: side 2 * int(truncate * sigma + 0.5) + 1 = 11

@@ -9,11 +9,11 @@ model it returns implements the interface of `base.VAE`.
 
 from __future__ import annotations
 
-from ..family import Options
+from ..options import Options
 
 # The built-in families, imported after the registry: each registers itself on import.
 from . import conv, cvae, ladder, mlp, resnet, vqvae  # noqa: F401
 from .base import VAE
-from .registry import MODEL_COMMON_FIELDS, MODELS, ModelFamily, build_model, count_parameters
+from .families import MODEL_COMMON_FIELDS, MODELS, ModelFamily, build_model, count_parameters
 
 __all__ = ["MODELS", "MODEL_COMMON_FIELDS", "ModelFamily", "Options", "VAE", "build_model", "count_parameters"]

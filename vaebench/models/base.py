@@ -6,7 +6,8 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from ..objectives import ElboTerms, elbo_terms, gaussian_kl, importance_samples, std_normal_log_prob
+from ..objectives.bounds import ElboTerms, elbo_terms, importance_samples
+from ..objectives.gaussian import gaussian_kl, std_normal_log_prob
 
 
 class VAE(nn.Module):

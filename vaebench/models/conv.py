@@ -12,9 +12,9 @@ import torch
 from pydantic import Field, field_validator
 from torch import nn
 
-from ..family import Options
+from ..options import Options
 from .base import VAE, apply_spectral_norm
-from .registry import MODELS, ModelFamily
+from .families import MODELS, ModelFamily
 
 
 class ConvOptions(Options):

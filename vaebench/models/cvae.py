@@ -6,8 +6,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .families import MODELS, ModelFamily
 from .mlp import MLPVAE, MLPOptions
-from .registry import MODELS, ModelFamily
 
 
 class CVAE(MLPVAE):

@@ -63,18 +63,20 @@ import torch
 from pydantic import Field, field_validator, model_validator
 from torch import nn
 
-from ..family import Options
-from ..objectives import (
+from ..objectives.bounds import (
     ElboTerms,
+)
+from ..objectives.gaussian import (
     gaussian_kl,
     gaussian_kl_between,
     gaussian_log_prob,
     precision_weighted_merge,
     std_normal_log_prob,
 )
+from ..options import Options
 from .base import VAE
+from .families import MODELS, ModelFamily
 from .mlp import mlp_stack
-from .registry import MODELS, ModelFamily
 
 
 class LadderOptions(Options):

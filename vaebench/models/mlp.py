@@ -11,9 +11,9 @@ import math
 from pydantic import Field
 from torch import nn
 
-from ..family import Options
+from ..options import Options
 from .base import VAE, apply_spectral_norm
-from .registry import MODELS, ModelFamily
+from .families import MODELS, ModelFamily
 
 
 class MLPOptions(Options):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from torch import nn
 
 from .conv import ConvOptions, ConvVAE, conv_bn_relu, up_bn_relu
-from .registry import MODELS, ModelFamily
+from .families import MODELS, ModelFamily
 
 
 class ResBlock(nn.Module):

@@ -57,10 +57,10 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
-from ..objectives import ElboTerms
+from ..objectives.bounds import ElboTerms
 from .base import VAE, apply_spectral_norm
 from .conv import ConvOptions, down_stages, stage_sizes, up_stages
-from .registry import MODELS, ModelFamily
+from .families import MODELS, ModelFamily
 
 EMA_EPSILON = 1e-5  # Laplace smoothing of the EMA cluster sizes (Sonnet's default)
 

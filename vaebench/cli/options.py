@@ -1,0 +1,104 @@
+"""The options the commands share (typer Option declarations with their environment variables and
+help) and the error exits: a VaebenchError or a bad combination of options prints one line and
+exits with its code (2 for bad input), before anything is written."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from ..data import DATA_ROOT_ENV
+from ..errors import DataError, VaebenchError
+from ..results.rows import RESULTS_ROOT_ENV
+from ..runtime.device import DEVICE_ENV
+from ..sweep.storage import DEFAULT_HEARTBEAT, GRACE_HEARTBEATS, HEARTBEAT_ENV, STORAGE_ENV
+
+console = Console(stderr=True, soft_wrap=True)  # long lines stay whole in logs
+
+DataRoot = typer.Option(None, "--data-root", help=f"dataset folder (else ${DATA_ROOT_ENV}, else ./data)")
+ResultsRoot = typer.Option(None, "--results", help=f"results folder (else ${RESULTS_ROOT_ENV}, else ./results)")
+
+
+Plugins = typer.Option(
+    None,
+    "--plugin",
+    metavar="MODULE",
+    help="import this plugin module first (it registers models, datasets or metrics); repeatable",
+)
+
+
+def load_plugin_options(modules: Optional[list[str]]) -> None:
+    """--plugin modules, imported before anything reads a spec or a registry (exit 2 on failure)."""
+    from ..plugins import load_installed_plugins, load_plugins
+
+    try:
+        load_installed_plugins()
+        load_plugins(modules or [], "--plugin")
+    except VaebenchError as e:
+        fail(e)
+
+
+def fail(e: VaebenchError) -> None:
+    console.print(f"[bold red]error:[/] {e}", markup=True, highlight=False, soft_wrap=True)
+    raise typer.Exit(e.exit_code)
+
+
+def bad_usage(message: str) -> None:
+    """Options that do not fit together: bad input, exit code 2, nothing written."""
+    console.print(f"[bold red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+StorageUrl = typer.Option(
+    None,
+    "--storage",
+    envvar=STORAGE_ENV,
+    help="study storage URL: postgresql://USER@HOST:PORT/DB for many machines, sqlite:///PATH for one "
+    "process; default: the embedded journal results/<study>/journal.log",
+)
+Heartbeat = typer.Option(
+    DEFAULT_HEARTBEAT,
+    "--heartbeat",
+    envvar=HEARTBEAT_ENV,
+    min=1,
+    help=f"seconds between heartbeats of a running trial on PostgreSQL; a trial silent for {GRACE_HEARTBEATS} is "
+    "failed and retried",
+)
+Threads = typer.Option(None, "--threads", min=1, help="torch threads per worker (default: cores / workers)")
+Device = typer.Option(None, help=f"auto | cpu | cuda[:N] (else ${DEVICE_ENV}, else auto)")
+Download = typer.Option(True, help="download a missing dataset when the network allows")
+InceptionWeights = typer.Option(
+    None,
+    "--inception-weights",
+    help="local Inception-v3 weights for eval.fid_extractor: inception "
+    "(else $VAEBENCH_INCEPTION_WEIGHTS, else torch-fidelity downloads them)",
+)
+LpipsWeights = typer.Option(
+    None,
+    "--lpips-weights",
+    help="local torchvision ImageNet weights of the LPIPS backbone (eval.lpips.net, "
+    "e.g. alexnet-owt-7be5be79.pth) (else $VAEBENCH_LPIPS_WEIGHTS, else torchvision's cache; never downloaded)",
+)
+Quiet = typer.Option(False, "--quiet", "-q", help="no progress bars")
+
+
+def set_inception_weights(path: Optional[Path]) -> None:
+    if path is not None:
+        from ..metrics.fid import INCEPTION_WEIGHTS_ENV
+
+        if not path.is_file():
+            fail(DataError(f"--inception-weights {path}: no such file"))
+        os.environ[INCEPTION_WEIGHTS_ENV] = str(path.resolve())
+
+
+def set_lpips_weights(path: Optional[Path]) -> None:
+    if path is not None:
+        from ..metrics.perceptual import LPIPS_WEIGHTS_ENV
+
+        if not path.is_file():
+            fail(DataError(f"--lpips-weights {path}: no such file"))
+        os.environ[LPIPS_WEIGHTS_ENV] = str(path.resolve())

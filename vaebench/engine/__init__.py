@@ -1,0 +1,1 @@
+"""One run: train, then evaluate into one row."""

@@ -1,0 +1,356 @@
+"""What a metric declares, and the one way a metric enters the registry: `register_metric`.
+
+A metric is a compute function `(ctx: EvalContext) -> {column: value}` plus its declaration: the
+result columns it fills (`Column`: Arrow-friendly dtype, unit, which way is better, a table label, a
+one-line doc) and, optionally, its options (a pydantic model, given in a spec under
+`eval.<metric name>: {...}` and handed to the function as `ctx.options`). Everything downstream
+reads the declarations: the row schema (results.py), which columns a search may optimize
+(`numeric_metric_columns`), the report's "All metrics" table. A metric of your own therefore needs
+nothing else edited:
+
+    from pydantic import Field
+    from vaebench.options import Options
+    from vaebench.metrics import Column, MetricNotApplicable, register_metric
+
+    class SharpnessOptions(Options):
+        clip: float = Field(1.0, gt=0, description="reconstructions clipped to [0, clip] first")
+
+    @register_metric("sharpness", options=SharpnessOptions, columns=[
+        Column("sharpness", "float", unit="per pixel", direction="higher", label="Sharpness",
+               doc="mean absolute Laplacian of the reconstructions"),
+    ])
+    def sharpness(ctx) -> dict:
+        if ctx.x.shape[-1] < 3:
+            raise MetricNotApplicable("images narrower than the 3x3 Laplacian")
+        x = ctx.reconstructions.clamp(0, ctx.options.clip)
+        return {"sharpness": ...}
+
+In a spec: `eval: {sharpness: {clip: 0.5}}`; as an objective: `search.objectives: [{metric: sharpness,
+direction: maximize}]`. Its options are parameter columns too (`param.eval.sharpness.clip`).
+
+A compute function that cannot apply to this model or dataset raises `MetricNotApplicable(reason)`:
+its columns are then null and the row's `metrics_skipped` says why. One that fills some of its
+columns but not others calls `ctx.skip(part, reason)` and leaves those out (metrics/__init__.py).
+
+The `eval:` section of a spec (`EvalConfig`) is defined here too: the built-in metrics' settings
+and the options of every registered metric, validated against the declarations. The spec imports it
+from here; nothing here imports the spec.
+
+This module imports no torch, so reading the declarations is cheap. The built-in metric modules
+register themselves when the registry is first looked up (`METRICS`'s `load`); none of them imports
+torch-fidelity or torchvision before a metric runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..errors import VaebenchError
+from ..options import check_option_type, option_error, option_errors
+from ..registry import Registry, did_you_mean
+
+DTYPES = ("float", "int", "str", "list[float]", "list[int]", "list[str]")
+SCALAR_DTYPES = ("float", "int")
+NUMERIC_DTYPES = ("float", "int", "list[float]", "list[int]")
+DIRECTIONS = ("lower", "higher")
+METRICS_SKIPPED = "metrics_skipped"  # list: "metric: reason" per metric not applied, "metric (part): reason" per part
+EVAL_SECONDS_PREFIX = "eval_seconds_"  # eval_seconds_<metric>: wall seconds of each metric
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+BUILTIN_MODULES = ("codebook", "disentanglement", "fid", "latent", "layers", "likelihood", "perceptual", "recon")
+
+
+class MetricDeclarationError(VaebenchError, ValueError):
+    """A metric's declaration is invalid, or its compute function broke it (an undeclared column)."""
+
+    exit_code = 2
+
+
+class MetricNotApplicable(Exception):
+    """Raised by a compute function that cannot apply here (e.g. per-class metrics on an unlabeled
+    dataset): the metric's columns stay null and `metrics_skipped` records "<metric>: <reason>"."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Column:
+    """One result column a metric fills.
+
+    name: the column (also its key in the compute function's dict); lower-case, digits, underscores.
+    dtype: "float", "int", "str", "list[float]", "list[int]" or "list[str]" (the Arrow type follows).
+    unit: e.g. "nats per example", "per pixel", "images"; "" when dimensionless.
+    direction: "lower" or "higher" (which way is better), None for settings and provenance. The
+        scalar (float, int) columns with a direction are what a search may optimize.
+    label: short human label for tables, without the unit (default: the name).
+    doc: one line: what the value is.
+    rank: whether a report marks the best value of the column (False for quantities a search may
+        push either way but no value of which is better in itself, e.g. the KL term).
+    """
+
+    name: str
+    dtype: str
+    unit: str = ""
+    direction: Optional[str] = None
+    label: str = ""
+    doc: str = ""
+    rank: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _NAME.match(self.name):
+            raise MetricDeclarationError(f"column name must match {_NAME.pattern}, got {self.name!r}")
+        if self.dtype not in DTYPES:
+            raise MetricDeclarationError(
+                f"column {self.name!r}: dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}"
+            )
+        if self.direction not in (*DIRECTIONS, None):
+            raise MetricDeclarationError(
+                f"column {self.name!r}: direction must be 'lower', 'higher' or None; got {self.direction!r}"
+            )
+        if self.direction is not None and self.dtype not in NUMERIC_DTYPES:
+            raise MetricDeclarationError(f"column {self.name!r}: a {self.dtype} column has no direction")
+        if not self.label:
+            object.__setattr__(self, "label", self.name)
+
+    @property
+    def objective(self) -> bool:
+        """A scalar number with a direction: a search may optimize it."""
+        return self.dtype in SCALAR_DTYPES and self.direction is not None
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A registered metric: its compute function, the columns it fills, its options model."""
+
+    name: str
+    compute: Callable[[Any], dict]
+    columns: tuple[Column, ...]
+    options: Optional[type] = None  # a pydantic model (unknown keys forbidden, every field defaulted)
+    doc: str = ""
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    def options_for(self, cfg) -> Any:
+        """The validated options of this metric in a RunConfig (`eval.<name>`; its defaults when the
+        spec gives none); None for a metric without options."""
+        if self.options is None:
+            return None
+        given = (getattr(getattr(cfg, "eval", None), "model_extra", None) or {}).get(self.name) or {}
+        return self.options.model_validate(given)
+
+    def __call__(self, ctx) -> dict:
+        """Run the compute function with `ctx.options` set to this metric's options (and `ctx.metric`
+        to its name)."""
+        ctx.options = self.options_for(ctx.cfg)
+        ctx.metric = self.name
+        return self.compute(ctx)
+
+
+def _load_builtin_metrics() -> None:
+    for module in BUILTIN_MODULES:  # each registers its metrics on import
+        importlib.import_module(f"{__package__}.{module}")
+
+
+def _first_line(doc: str | None) -> str:
+    return " ".join((doc or "").strip().split("\n\n")[0].split())
+
+
+def _check_options(name: str, options: Any) -> None:
+    if not (isinstance(options, type) and issubclass(options, BaseModel)):
+        raise MetricDeclarationError(
+            f"metric {name!r}: options must be a pydantic model class (subclass "
+            f"vaebench.family.Options), got {options!r}"
+        )
+    if options.model_config.get("extra") != "forbid":
+        raise MetricDeclarationError(
+            f"metric {name!r}: its options model {options.__name__} must forbid unknown "
+            "keys (model_config = ConfigDict(extra='forbid')), so a misspelled option "
+            "is an error"
+        )
+    try:
+        options()
+    except Exception as e:
+        raise MetricDeclarationError(
+            f"metric {name!r}: every field of its options model {options.__name__} needs "
+            f"a default (the options of a spec that gives none): {e}"
+        ) from None
+    for field, info in options.model_fields.items():  # options become `param.eval.<metric>.<option>` columns
+        try:
+            check_option_type(info.annotation, f"metric {name!r}, option {field!r}")
+        except ValueError as e:
+            raise MetricDeclarationError(str(e)) from None
+    if name in EvalConfig.model_fields:  # a metric's options live at eval.<name>: no eval setting may have that name
+        raise MetricDeclarationError(
+            f"metric {name!r} has options but eval.{name} is an eval setting; rename the metric"
+        )
+
+
+def _check(name: str, spec: MetricSpec) -> None:
+    """What registering a metric checks (the registry's `check`, so `METRICS.register` does too)."""
+    if not isinstance(spec, MetricSpec):
+        raise MetricDeclarationError(
+            f"metric {name!r}: register it with @register_metric(name, columns=[...]) (a MetricSpec), got {spec!r}"
+        )
+    if spec.name != name:
+        raise MetricDeclarationError(f"metric {name!r}: its MetricSpec is named {spec.name!r}")
+    if not callable(spec.compute):
+        raise MetricDeclarationError(f"metric {spec.name!r}: compute must be a function (ctx) -> dict")
+    if not spec.columns:
+        raise MetricDeclarationError(
+            f"metric {spec.name!r} declares no columns: register_metric(name, columns=[Column(...), ...])"
+        )
+    bad = [c for c in spec.columns if not isinstance(c, Column)]
+    if bad:
+        raise MetricDeclarationError(f"metric {spec.name!r}: columns must be Column(...) declarations, got {bad[0]!r}")
+    # What is registered so far: `register` loads the built-ins before it checks, so a new column cannot
+    # take theirs. (Not `names()`: that would import installed plugins in the middle of a registration.)
+    registered = METRICS._items
+    owners = {c.name: m for m, other in registered.items() for c in other.columns}
+    seen: set[str] = set()
+    for c in spec.columns:
+        if c.name in seen:
+            raise MetricDeclarationError(f"metric {spec.name!r} declares column {c.name!r} twice")
+        seen.add(c.name)
+        if c.name in owners:
+            raise MetricDeclarationError(
+                f"column {c.name!r} is declared by metric {owners[c.name]!r} and by metric "
+                f"{spec.name!r}; a column belongs to one metric: rename one of them"
+            )
+        if c.name == METRICS_SKIPPED or c.name.startswith(EVAL_SECONDS_PREFIX):
+            raise MetricDeclarationError(f"metric {spec.name!r}: column name {c.name!r} is reserved")
+    if spec.options is not None:
+        _check_options(spec.name, spec.options)
+
+
+METRICS: Registry[MetricSpec] = Registry("metric", load=_load_builtin_metrics, check=_check)
+
+
+def register_metric(name: str, columns, options: Optional[type] = None, doc: Optional[str] = None):
+    """Register a metric: `@register_metric("name", columns=[Column(...), ...], options=Model)` on its
+    compute function `(ctx) -> dict` (returned unchanged). Checks the declaration: columns declared,
+    none declared by another metric, valid dtypes and directions, an options model that forbids
+    unknown keys and defaults every field. `doc` defaults to the function's docstring's first paragraph."""
+
+    def decorate(compute: Callable[[Any], dict]) -> Callable[[Any], dict]:
+        METRICS.register(
+            name, MetricSpec(name, compute, tuple(columns or ()), options, doc or _first_line(compute.__doc__))
+        )
+        return compute
+
+    return decorate
+
+
+def unregister_metric(name: str) -> MetricSpec:
+    """Remove a registered metric (for tests that register one of their own); returns its spec."""
+    return METRICS.unregister(name)
+
+
+def declared_columns() -> dict[str, tuple[str, Column]]:
+    """Every declared column: {column name: (metric name, Column)}, metrics in name order, each
+    metric's columns in declaration order."""
+    return {c.name: (m, c) for m in METRICS.names() for c in METRICS.get(m).columns}
+
+
+def numeric_metric_columns() -> list[str]:
+    """Metric columns a search can optimize: the declared scalar (float, int) columns with a
+    direction (settings and provenance columns have none)."""
+    return [name for name, (_, column) in declared_columns().items() if column.objective]
+
+
+# ---------------------------------------------------------------------------------------------
+# the `eval:` section of a spec: the built-in metrics' settings and every metric's options
+
+
+class EvalConfig(BaseModel):
+    """The `eval:` section: the built-in metrics' settings (the fields below), and the options of every
+    registered metric that declares some (`register_metric(..., options=Model)`), given as
+    `eval.<metric name>: {option: value}`, validated by the metric's model and handed to it as
+    `ctx.options`. Only the options that differ from their defaults are kept (`model_extra`), so a
+    spec that gives none, or gives the defaults, has the run ids it had before."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True, allow_inf_nan=False)
+
+    batch_size: int = Field(2000, ge=1, description="examples per evaluation forward pass")
+    active_threshold: float = Field(0.01, ge=0.0, description="unit u is active when Var_x(E_q[z_u|x]) exceeds this")
+    nll_k: int = Field(
+        100, ge=1, description="importance samples per test image for the NLL (Burda et al. 2016 use 5000)"
+    )
+    nll_examples: Optional[int] = Field(
+        1000, ge=1, description="test images in the NLL estimate (the first N of the split); null: all"
+    )
+    fid_extractor: Optional[str] = Field(
+        "classifier", description="FID features: classifier (offline), inception (needs weights), null: no FID"
+    )
+    fid_samples: int = Field(
+        10000, ge=2, description="generated samples (and reconstructions) for FID, at most the test split's size"
+    )
+    kid: bool = Field(False, description="also compute KID (torch-fidelity) with the same features")
+    # disentanglement (datasets with ground-truth factors only, e.g. shapes; see metrics/disentanglement.py):
+    mig_samples: int = Field(10000, ge=2, description="MIG: test images (a seeded random subset; at most the split)")
+    mig_bins: int = Field(20, ge=2, description="MIG: equal-width bins per latent mean")
+    sap_train_samples: int = Field(5000, ge=2, description="SAP: test images the per-latent predictors are fit on")
+    sap_test_samples: int = Field(5000, ge=1, description="SAP: other test images the classifiers are scored on")
+    disentanglement_seed: int = Field(
+        0,
+        ge=0,
+        description="MIG and SAP: seed of the test-image subsets (fixed "
+        "across runs, so every run is scored on the same images)",
+    )
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _metric_options(cls, data: Any, handler):
+        if not isinstance(data, dict):
+            return handler(data)
+        given = {k: v for k, v in data.items() if k not in cls.model_fields}
+        section = handler({k: v for k, v in data.items() if k in cls.model_fields})
+        if given:  # kept: the options that differ from their defaults (none: the metric is left out)
+            section.__pydantic_extra__ = _validated_metric_options(given, cls)
+        return section
+
+
+def _validated_metric_options(given: dict[str, Any], section: type[BaseModel]) -> dict[str, dict]:
+    """{metric: its options that differ from their defaults, validated} for the `eval:` keys that are
+    not eval settings; each such key must name a registered metric that declares options (else "did
+    you mean"). A metric whose options are all at their defaults is left out, so that giving them
+    changes no run id: `MetricSpec.options_for` fills the defaults back in."""
+    with_options = [m for m in METRICS.names() if METRICS.get(m).options is not None]
+    errors, out = [], {}
+    for key, value in given.items():
+        if key not in with_options:
+            valid = sorted({*section.model_fields, *with_options})
+            why = (
+                f"metric {key!r} has no options"
+                if key in METRICS
+                else f"{key!r} is neither an eval setting nor a metric with options"
+            )
+            errors.append(
+                option_error(
+                    "unknown_option",
+                    (key,),
+                    f"unknown key: {why}.{did_you_mean(key, valid)} Valid: {', '.join(valid)}",
+                    value,
+                )
+            )
+            continue
+        options = METRICS.get(key).options
+        try:
+            changed = options.model_validate({} if value is None else value).model_dump(
+                mode="json", exclude_defaults=True
+            )
+            if changed:
+                out[key] = changed
+        except ValidationError as e:
+            errors += option_errors(e, f"metric {key!r}", sorted(options.model_fields), "metric_option", prefix=(key,))
+    if errors:
+        raise ValidationError.from_exception_data(section.__name__, errors)
+    return out

@@ -1,0 +1,301 @@
+"""Matplotlib figures of one study, drawn from its Parquet rows and per-run artifact arrays only.
+
+Every figure is a `Figure` holding PNG bytes; Markdown links the PNG files, HTML embeds them.
+Curves and points are means over seeds; bands and error bars are 95% Student-t confidence
+intervals (report.stats.ci95). Losses in nats per test example, as everywhere.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from ..results.artifacts import load_arrays  # noqa: E402
+from ..results.rows import grid_column  # noqa: E402
+from .columns import format_value, param_label  # noqa: E402
+from .layouts import ARCHITECTURE_TITLE  # noqa: E402
+from .stats import ci95  # noqa: E402
+from .summary import cell_groups  # noqa: E402
+
+DPI = 100
+
+
+@dataclass(frozen=True)
+class Figure:
+    key: str  # file stem: reports/<study>/figures/<key>.png
+    title: str
+    caption: str
+    png: bytes
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _cells(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """(label, finished rows) per grid cell, in grid order."""
+    keys = list(df["grid_keys"].iloc[0])
+    return [
+        (", ".join(f"{param_label(k)}={format_value(v)}" for k, v in zip(keys, values)) or "all runs", g)
+        for values, g in cell_groups(df[df["status"] == "ok"], keys)
+    ]
+
+
+def training_curves(df: pd.DataFrame, root: Path) -> Optional[Figure]:
+    """Test -ELBO, reconstruction and KL, and the KL weight, per epoch; one line per cell."""
+    cells = [(label, g) for label, g in _cells(df) if len(g)]
+    if not cells:
+        return None
+    panels = [
+        ("test_loss", "−ELBO (nats)"),
+        ("test_recon", "reconstruction (nats)"),
+        ("test_kl", "KL (nats)"),
+        ("kl_weight", "KL weight β·w(t)"),
+    ]
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
+    for label, g in cells:
+        hist = pd.DataFrame([rec for h in g["history"] for rec in h])
+        if hist.empty:  # rows without a training history (a result added from outside the sweep)
+            continue
+        per_epoch = hist.groupby("epoch")
+        for ax, (col, name) in zip(axes, panels):
+            m = per_epoch[col].mean()
+            ax.plot(m.index, m.values, marker="." if len(m) < 30 else None, label=label)
+            ax.set_title(name, fontsize=10)
+            ax.set_xlabel("epoch")
+    axes[0].legend(fontsize=7)
+    fig.suptitle("Training curves (test split, mean over seeds)", fontsize=11)
+    return Figure(
+        "training_curves",
+        "Training curves",
+        "Per epoch, mean over seeds: test −ELBO, its reconstruction and KL terms (β = 1, "
+        "nats per example), and the KL weight used in training.",
+        _png(fig),
+    )
+
+
+def compute_curves(df: pd.DataFrame, root: Path) -> Optional[Figure]:
+    """For an architecture comparison: test -ELBO against training seconds and against epochs, one
+    line per architecture. Equal epochs are not equal compute: the seconds panel is the
+    compute-matched view (which architecture is best at a given training time)."""
+    from .tables import study_title  # (tables imports nothing of the figures)
+
+    if study_title(df) != ARCHITECTURE_TITLE:
+        return None
+    cells = [(label, g) for label, g in _cells(df) if len(g) and any(len(h) for h in g["history"])]
+    if not cells:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
+    for label, g in cells:
+        per_epoch = pd.DataFrame([rec for h in g["history"] for rec in h]).groupby("epoch")
+        loss, seconds = per_epoch["test_loss"].mean(), per_epoch["seconds"].mean()
+        axes[0].plot(seconds.values, loss.values, marker=".", label=label)
+        axes[1].plot(loss.index, loss.values, marker=".", label=label)
+    axes[0].set_xlabel("training seconds (mean over seeds)")
+    axes[1].set_xlabel("epoch")
+    axes[0].set_ylabel("test −ELBO (nats)")
+    axes[0].legend(fontsize=7)
+    fig.suptitle("Test −ELBO against training time and against epochs", fontsize=11)
+    return Figure(
+        "compute_curves",
+        "−ELBO against training time",
+        "Test −ELBO (β = 1, nats per example) at the end of each epoch, mean over seeds, against the "
+        "training seconds spent so far (left: the compute-matched view) and against epochs (right). "
+        "Seconds are this machine's (the report's header names it).",
+        _png(fig),
+    )
+
+
+def rate_distortion(df: pd.DataFrame, root: Path) -> Optional[Figure]:
+    """KL (rate) against reconstruction NLL (distortion), one point per cell, 95% CI bars."""
+    cells = [(label, g) for label, g in _cells(df) if len(g) and g["kl"].notna().all()]
+    if len(cells) < 2:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for label, g in cells:
+        kx, khw, _ = ci95(g["kl"].astype(float))
+        dy, dhw, _ = ci95(g["recon_nll"].astype(float))
+        ax.errorbar(kx, dy, xerr=np.nan_to_num(khw), yerr=np.nan_to_num(dhw), marker="o", capsize=3)
+        ax.annotate(label, (kx, dy), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    ax.set_xlabel("rate: KL(q(z|x) ‖ p(z)) (nats)")
+    ax.set_ylabel("distortion: −E_q log p(x|z) (nats)")
+    ax.set_title("Rate–distortion", fontsize=11)
+    return Figure(
+        "rate_distortion",
+        "Rate–distortion",
+        "Each point is a cell (mean over seeds, 95% CI bars): the KL it pays against the "
+        "reconstruction it achieves. Lower-left is better on both.",
+        _png(fig),
+    )
+
+
+PARAM_METRICS = [
+    ("recon_mse", "recon MSE (per pixel)"),
+    ("kl", "KL (nats)"),
+    ("neg_elbo", "−ELBO (nats)"),
+    ("fid", "FID of samples"),
+]
+
+
+def metric_vs_param(df: pd.DataFrame, root: Path) -> Optional[Figure]:
+    """For a study with one numeric grid key: each metric against it, mean and 95% CI band."""
+    keys = list(df["grid_keys"].iloc[0])
+    ok = df[df["status"] == "ok"]
+    if len(keys) != 1 or keys[0] == "variant" or not pd.api.types.is_numeric_dtype(ok[grid_column(keys[0])]):
+        return None
+    col = grid_column(keys[0])
+    metrics = [(m, name) for m, name in PARAM_METRICS if m in ok and ok[m].notna().any()]
+    xs = sorted(ok[col].unique())
+    if len(xs) < 2 or not metrics:
+        return None
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.4))
+    for ax, (m, name) in zip(np.atleast_1d(axes), metrics):
+        stats = [ci95(ok[ok[col] == x][m].dropna().astype(float)) for x in xs]
+        mean = np.array([s[0] for s in stats])
+        hw = np.nan_to_num(np.array([s[1] for s in stats]))
+        ax.plot(xs, mean, marker="o")
+        ax.fill_between(xs, mean - hw, mean + hw, alpha=0.25)
+        if min(xs) > 0 and max(xs) / min(xs) >= 10:
+            ax.set_xscale("log")
+        ax.set_xlabel(param_label(keys[0]))
+        ax.set_title(name, fontsize=10)
+    fig.suptitle(f"Metrics against {param_label(keys[0])} (mean, 95% CI band)", fontsize=11)
+    return Figure(
+        "metric_vs_param",
+        f"Metrics against {param_label(keys[0])}",
+        "Mean over seeds with a 95% Student-t confidence band.",
+        _png(fig),
+    )
+
+
+def _grid_image(images: np.ndarray, cols: int) -> np.ndarray:
+    """(N, C, H, W) in [0, 1] -> one (rows*H, cols*W[, 3]) image with 1-pixel gaps."""
+    n, c, h, w = images.shape
+    rows = int(np.ceil(n / cols))
+    canvas = np.ones((rows * (h + 1) - 1, cols * (w + 1) - 1, c), dtype=np.float32)
+    for i, img in enumerate(images):
+        r, k = divmod(i, cols)
+        canvas[r * (h + 1) : r * (h + 1) + h, k * (w + 1) : k * (w + 1) + w] = np.clip(img.transpose(1, 2, 0), 0, 1)
+    return canvas[..., 0] if c == 1 else canvas
+
+
+def _show(ax, images: np.ndarray, cols: int, title: str) -> None:
+    img = _grid_image(images, cols)
+    ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+
+
+def _first_artifact(g: pd.DataFrame, root: Path, study: str) -> Optional[tuple[str, dict]]:
+    """(path relative to results/<study>/, arrays) of the cell's lowest-seed run that has them."""
+    for _, r in g.sort_values("seed").iterrows():
+        rel = r.get("artifacts_path")
+        if isinstance(rel, str) and (arrays := load_arrays(root, study, rel)) is not None:
+            return rel, arrays
+    return None
+
+
+def _first_arrays(g: pd.DataFrame, root: Path, study: str) -> Optional[dict]:
+    """The artifact arrays of the cell's lowest-seed run that has them."""
+    found = _first_artifact(g, root, study)
+    return None if found is None else found[1]
+
+
+def figure_artifacts(df: pd.DataFrame, root: Path) -> list[str]:
+    """The artifact files (relative to results/<study>/) the figures draw: one per cell, its
+    lowest seed's. These are the ones to commit beside the rows (tools/commit_results.py)."""
+    study = df["study"].iloc[0]
+    return [found[0] for _, g in _cells(df) if (found := _first_artifact(g, Path(root), study)) is not None]
+
+
+def images(df: pd.DataFrame, root: Path) -> Optional[Figure]:
+    """Per cell (lowest seed): prior samples, originals over reconstructions, an interpolation."""
+    study = df["study"].iloc[0]
+    cells = [(label, a) for label, g in _cells(df) if (a := _first_arrays(g, root, study)) is not None]
+    if not cells:
+        return None
+    fig, axes = plt.subplots(
+        len(cells), 3, figsize=(13, 2.6 * len(cells)), squeeze=False, gridspec_kw={"width_ratios": [1, 1.2, 1.5]}
+    )
+    for (label, a), row in zip(cells, axes):
+        if "samples" in a:
+            _show(row[0], a["samples"][:32], 8, f"{label}: samples from the prior")
+        else:  # a model that cannot sample (can_sample = False, e.g. vqvae): no prior samples saved
+            row[0].set_title(f"{label}: no prior to sample from", fontsize=9)
+            row[0].axis("off")
+        _show(
+            row[1],
+            np.concatenate([a["originals"], a["reconstructions"]]),
+            len(a["originals"]),
+            "test images (top) and reconstructions",
+        )
+        _show(row[2], a["interpolation"], len(a["interpolation"]), "latent interpolation between two test images")
+    return Figure(
+        "images",
+        "Samples, reconstructions, interpolations",
+        "For each cell, the run with the lowest seed: 32 images decoded from z ~ p(z), the "
+        "model's prior (N(0, I) unless the family has its own; the decoder's mean), the first 8 test images above their reconstructions (posterior "
+        "mean decoded), and decodes along the straight line between the posterior means of two "
+        "test images of different classes.",
+        _png(fig),
+    )
+
+
+def latent_scatter(df: pd.DataFrame, root: Path) -> Optional[Figure]:
+    """Posterior means of 2,000 test images coloured by class, for cells with latent_dim = 2."""
+    study = df["study"].iloc[0]
+    cells = [
+        (label, a) for label, g in _cells(df) if (a := _first_arrays(g, root, study)) is not None and "latent_mu" in a
+    ]
+    if not cells:
+        return None
+    fig, axes = plt.subplots(1, len(cells), figsize=(5 * len(cells), 4.5), squeeze=False)
+    for (label, a), ax in zip(cells, axes[0]):
+        sc = ax.scatter(a["latent_mu"][:, 0], a["latent_mu"][:, 1], c=a["latent_labels"], cmap="tab10", s=4)
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("z₁")
+        ax.set_ylabel("z₂")
+    fig.colorbar(sc, ax=axes[0].tolist(), label="class")
+    return Figure(
+        "latent_scatter",
+        "2-D latent space",
+        "Posterior means μ(x) of the first 2,000 test images, coloured by class (runs with latent_dim = 2).",
+        _png(fig),
+    )
+
+
+FIGURES: list[Callable[[pd.DataFrame, Path], Optional[Figure]]] = [
+    training_curves,
+    compute_curves,
+    rate_distortion,
+    metric_vs_param,
+    images,
+    latent_scatter,
+]
+
+
+def study_figures(df: pd.DataFrame, results_root: Path) -> list[Figure]:
+    """Every figure the study's rows and artifacts allow, in report order."""
+    return [f for make in FIGURES if (f := make(df, Path(results_root))) is not None]
+
+
+def markdown_section(figures: list[Figure], folder: str) -> str:
+    """The report's Figures section: each figure as an image link `folder/<key>.png` and caption."""
+    if not figures:
+        return ""
+    lines = ["", "## Figures", ""]
+    for f in figures:
+        lines += [f"### {f.title}", "", f"![{f.title}]({folder}/{f.key}.png)", "", f"*{f.caption}*", ""]
+    return "\n".join(lines)

@@ -1,0 +1,355 @@
+"""The tutorial's tables: their layouts, which study mirrors which, and the tables built from them.
+
+Which tutorial table a study mirrors is read from its rows, never from its name (`tutorial_title`):
+a one-key grid by its key (TABLE_TITLES), the β x latent-dimension grid by its two keys, a grid of
+named variants by what its variants change (KL_WEIGHTING, ARCHITECTURES). Besides a study's layout
+table: a β table per latent size and a latent table per β for a grid over both
+(`sliced_layout_tables`), MIG and SAP per factor, and the all-metrics table.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from ..metrics import column_names as C
+from ..results.rows import PARAM_PREFIX
+from .columns import (
+    COLUMNS,
+    DISENTANGLEMENT,
+    LATENT_DIM,
+    LEADING_METRICS,
+    OPTIONAL_COLUMNS,
+    OTHER_COLUMNS,
+    SECONDS_PER_EPOCH,
+    Column,
+    Layout,
+    ReportTable,
+    format_value,
+    metric_columns,
+    param_label,
+    relabel,
+)
+from .settings import sweep_rows, varying_columns
+from .summary import is_measured, list_item, summarize, summary_table
+
+DISENTANGLEMENT_TITLE = "Disentanglement (β-VAE and latent-dimension tables)"
+DISENTANGLEMENT_SWEEP = "sweeps/disentanglement.yaml"
+DEFAULT_TITLE = "Sweep results"
+ARCHITECTURE_TITLE = "Architecture comparison"
+
+# The tutorial's tables in its order, each with the shipped sweep that measures it (the index page).
+TUTORIAL_TABLES = {
+    "β-VAE trade-offs": "sweeps/beta.yaml",
+    ARCHITECTURE_TITLE: "sweeps/architecture.yaml",
+    "Latent dimension impact": "sweeps/latent_dim.yaml",
+    DISENTANGLEMENT_TITLE: DISENTANGLEMENT_SWEEP,
+    "Loss comparison": "sweeps/loss.yaml",
+    "Annealing schedules": "sweeps/schedule.yaml",
+}
+
+DISENTANGLEMENT_NOTE = (
+    "Disentanglement: not measured — this dataset has no ground-truth factors of variation; "
+    "MIG and SAP are measured on the generated `shapes` dataset by the disentanglement study "
+    f"(`vaebench run {DISENTANGLEMENT_SWEEP}`)."
+)
+LOSS_NOTE = (
+    "−ELBO and reconstruction NLL are log-densities under different likelihoods and compare "
+    "only within a row: they carry no arrow and no best mark, and the p-values test Recon MSE."
+)
+FINAL_ELBO_NOTE = (
+    "Final −ELBO: the unweighted (β = 1) −ELBO of the test set after the last epoch, "
+    "whatever weight the schedule or free bits gave the KL term in training."
+)
+_FINAL_ELBO_COLUMNS = (
+    relabel(C.NEG_ELBO, "Final −ELBO (nats)"),
+    relabel(C.RECON_NLL, "Reconstruction NLL (nats)"),
+    relabel(C.RECON_MSE, "Reconstruction MSE (per pixel)"),
+    relabel(C.KL, "KL (nats)"),
+    relabel(C.ACTIVE_UNITS),
+)
+LAYOUTS = {  # by the tutorial table's title
+    "β-VAE trade-offs": Layout(
+        "beta_tradeoffs",
+        (
+            relabel(C.RECON_MSE, "Reconstruction MSE (per pixel)"),
+            relabel(C.KL, "KL divergence (nats)"),
+            relabel(DISENTANGLEMENT),
+            relabel(C.FID, "Sample quality: FID of samples"),
+        ),
+    ),
+    ARCHITECTURE_TITLE: Layout(
+        "architecture",
+        (
+            relabel(LATENT_DIM),
+            relabel("n_params", "Parameters"),
+            relabel(C.FID, "FID of samples"),
+            relabel(SECONDS_PER_EPOCH),
+        ),
+        labels={"variant": "Architecture"},
+    ),
+    "Latent dimension impact": Layout(
+        "latent_dim",
+        (
+            relabel(C.RECON_MSE, "Reconstruction: recon MSE (per pixel)"),
+            relabel(C.FID, "Generation: FID of samples"),
+            relabel(DISENTANGLEMENT),
+        ),
+        notes=("Reconstruction and Generation are numbers where the tutorial prints words.",),
+    ),
+    "Loss comparison": Layout(
+        "loss",
+        _FINAL_ELBO_COLUMNS,
+        headline=C.RECON_MSE,
+        unranked=frozenset({C.NEG_ELBO, C.RECON_NLL, C.NLL_IS}),
+        notes=(LOSS_NOTE,),
+    ),
+    "Annealing schedules": Layout(
+        "schedules", _FINAL_ELBO_COLUMNS, labels={"variant": "Schedule"}, notes=(FINAL_ELBO_NOTE,)
+    ),
+}
+DEFAULT_LAYOUT = Layout("sweep")
+
+# ---------------------------------------------------------------------------------------------
+# Which tutorial table a study mirrors
+
+# A one-key grid, by its key.
+TABLE_TITLES = {
+    ("objective.beta",): "β-VAE trade-offs",
+    ("model.latent_dim",): "Latent dimension impact",
+    ("objective.likelihood",): "Loss comparison",
+}
+# A grid (not a sampled search) over β and latent dimension, in either order: the disentanglement
+# sweep's, a β table per latent size and a latent table per β (see sliced_layout_tables).
+DISENTANGLEMENT_KEYS = frozenset({"objective.beta", "model.latent_dim"})
+# A grid of named variants (`grid.variant`), by the parameters that differ between its variants:
+KL_WEIGHTING = ("schedule.", "objective.free_bits")  # only these (how training weights the KL term): schedules
+ARCHITECTURES = frozenset({"mlp", "conv", "resnet"})  # only model.*, every variant one of these families
+
+
+def is_grid(df: pd.DataFrame) -> bool:
+    """A grid search (rows made before searches existed have no sampler: grids)."""
+    return "sampler" not in df or df["sampler"].isna().all() or set(df["sampler"].dropna()) == {"grid"}
+
+
+def _variant_title(df: pd.DataFrame) -> str | None:
+    """The tutorial table a grid of named variants mirrors, from what the sweep's own variants change:
+    "Annealing schedules" when only the KL weighting (KL_WEIGHTING), "Architecture comparison" when
+    only the model (and each architecture's epoch budget, train.epochs), each variant one of the
+    tutorial's architectures (ARCHITECTURES)."""
+    df = sweep_rows(df)
+    varying = [c[len(PARAM_PREFIX) :] for c in varying_columns(df)]
+    families = set(df[f"{PARAM_PREFIX}model.name"].dropna()) if f"{PARAM_PREFIX}model.name" in df else set()
+    if not varying:
+        return None
+    if all(k.startswith(KL_WEIGHTING) for k in varying):
+        return "Annealing schedules"
+    if (
+        all(k.startswith("model.") or k == "train.epochs" for k in varying)
+        and families
+        and families <= ARCHITECTURES
+        and any(k.startswith("model.") for k in varying)
+    ):
+        return ARCHITECTURE_TITLE
+    return None
+
+
+def tutorial_title(df: pd.DataFrame) -> str | None:
+    """The title of the tutorial table a study's rows mirror (a key of LAYOUTS, or
+    DISENTANGLEMENT_TITLE), chosen from its grid keys and, for named variants, from what they
+    change; None when it mirrors none."""
+    grid_keys = list(df["grid_keys"].iloc[0])
+    if title := TABLE_TITLES.get(tuple(grid_keys)):
+        return title
+    if len(grid_keys) == 2 and set(grid_keys) == DISENTANGLEMENT_KEYS and is_grid(df):
+        return DISENTANGLEMENT_TITLE
+    if grid_keys == ["variant"]:
+        return _variant_title(df)
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables in a tutorial layout
+
+
+def fid_extractors(ok: pd.DataFrame) -> list[str]:
+    """The distinct FID extractor ids of the finished rows (each one set of features and weights)."""
+    if C.FID_EXTRACTOR not in ok:
+        return []
+    return sorted(ok[C.FID_EXTRACTOR].dropna().unique())
+
+
+def fid_features(df: pd.DataFrame) -> str | None:
+    """The feature extractor(s) the finished runs' FIDs used, or None when FID was not measured."""
+    return ", ".join(fid_extractors(df[df["status"] == "ok"])) or None
+
+
+def _fid_sentence(df: pd.DataFrame) -> str:
+    features = fid_features(df)
+    if features is None:
+        return "FID: not measured (eval.fid_extractor: null)."
+    return (
+        f"FID of samples: Fréchet distance between images sampled from the prior and test images, "
+        f"on {features} features (lower is better)."
+    )
+
+
+def _disentanglement_sentence(df: pd.DataFrame) -> str:
+    """How the MIG and SAP of the table were measured (the settings every row carries)."""
+    ok = df[(df["status"] == "ok") & df[C.MIG].notna()]
+    keys = [C.MIG_SAMPLES, C.MIG_BINS, C.SAP_TRAIN_SAMPLES, C.SAP_TEST_SAMPLES, C.DISENTANGLEMENT_SEED]
+    settings = {tuple(int(r[k]) for k in keys) for _, r in ok.iterrows()}
+    factors = {tuple(r[C.DISENTANGLEMENT_FACTORS]) for _, r in ok.iterrows()}
+    datasets = ", ".join(f"`{d}`" for d in sorted(ok["dataset"].dropna().unique())) or "the dataset"
+    parts = [
+        f"MIG on {m:,} test images with {b} bins per latent, SAP fit on {tr:,} and scored on {te:,} other "
+        f"test images, subsets drawn with seed {seed}"
+        for m, b, tr, te, seed in sorted(settings)
+    ]
+    warn = " — WARNING: the rows used different settings and are not comparable" if len(settings) > 1 else ""
+    return (
+        f"Disentanglement of the posterior means against {datasets}'s ground-truth factors "
+        f"({'; '.join(', '.join(f) for f in sorted(factors))}): MIG (Chen et al. 2018), the mean over factors "
+        "of the mutual-information gap between the two most informative latents over the factor's entropy; "
+        "SAP (Kumar et al. 2018), the mean over factors of the gap between the two latents that best predict "
+        "the factor on held-out images (linear-SVM accuracy for a categorical factor, R² of a line for an "
+        "ordered one; a categorical factor's gap is at most 1 − chance, 2/3 for 3 classes). Both in [0, 1], higher is more disentangled. "
+        + "; ".join(parts)
+        + warn
+        + "."
+    )
+
+
+def _disentanglement_columns(columns: list[Column], summary: pd.DataFrame, df: pd.DataFrame):
+    """The layout's Disentanglement column as MIG and SAP when the rows have them (with a note on
+    how they were measured), else kept as "not measured" (with a note pointing to the sweep)."""
+    if not is_measured(summary, C.MIG):
+        return columns, DISENTANGLEMENT_NOTE
+    out = []
+    for c in columns:
+        out += [relabel(C.MIG, "Disentanglement: MIG"), relabel(C.SAP, "SAP")] if c.key == DISENTANGLEMENT else [c]
+    return out, _disentanglement_sentence(df)
+
+
+def layout_table(
+    df: pd.DataFrame,
+    summary: pd.DataFrame,
+    grid_keys: list[str],
+    layout: Layout,
+    title: str,
+    key: str | None = None,
+    notes: bool = True,
+) -> ReportTable:
+    """The tutorial's table for this study, measured (`notes=False`: without the notes, for a table
+    that repeats another's layout)."""
+    texts = list(layout.notes)
+    columns = list(layout.columns)
+    if any(c.key == DISENTANGLEMENT for c in columns):
+        columns, note = _disentanglement_columns(columns, summary, df)
+        texts.append(note)
+    if any(c.key == C.FID for c in columns):
+        texts.append(_fid_sentence(df))
+    return summary_table(key or layout.key, title, summary, grid_keys, columns, layout, texts if notes else [])
+
+
+def sliced_layout_tables(df: pd.DataFrame, summary: pd.DataFrame, grid_keys: list[str]) -> list[ReportTable]:
+    """For a grid over several keys: each key's tutorial table (if it has one) once per combination of
+    the other keys' values, e.g. for β x latent dim, a β table per latent size and a latent-dimension
+    table per β. Rows, best marks and p-values are those of the slice; the notes come with the
+    first table of each layout."""
+    if len(grid_keys) < 2 or summary.empty or not is_grid(df):
+        return []
+    tables = []
+    for key in grid_keys:
+        title = TABLE_TITLES.get((key,))
+        layout = LAYOUTS.get(title or "")
+        if layout is None or not layout.columns:
+            continue
+        others = [k for k in grid_keys if k != key]
+        for i, (values, part) in enumerate(summary.groupby(others, sort=False, dropna=False)):
+            values = values if isinstance(values, tuple) else (values,)
+            fixed = ", ".join(f"{param_label(k)} = {format_value(v)}" for k, v in zip(others, values))
+            slug = "_".join(f"{k.rsplit('.', 1)[-1]}={format_value(v)}" for k, v in zip(others, values))
+            tables.append(
+                layout_table(
+                    df,
+                    part.reset_index(drop=True),
+                    [key],
+                    layout,
+                    f"{title} ({fixed})",
+                    f"{layout.key}.{slug}",
+                    notes=i == 0,
+                )
+            )
+    return tables
+
+
+# ---------------------------------------------------------------------------------------------
+# Every study: all metrics, and MIG and SAP per factor
+
+
+def all_metrics_table(summary: pd.DataFrame, grid_keys: list[str], layout: Layout = DEFAULT_LAYOUT) -> ReportTable:
+    """Every metric of every grid cell: the declared objective columns of the registered metrics
+    (`metric_columns`; beyond LEADING_METRICS, and MIG and SAP, only those the rows have), parameter
+    count and time per epoch. `summary` must hold them (`summarize`'s default columns do)."""
+    notes = [LOSS_NOTE] if layout.unranked else []
+    always = {*LEADING_METRICS, *(c.key for c in OTHER_COLUMNS)} - OPTIONAL_COLUMNS
+    columns = [c for c in metric_columns() if c.key in always or is_measured(summary, c.key)]
+    return summary_table("all_metrics", "All metrics", summary, grid_keys, columns, layout, notes)
+
+
+PER_FACTOR = {C.MIG: C.MIG_PER_FACTOR, C.SAP: C.SAP_PER_FACTOR}
+
+
+def per_factor_tables(df: pd.DataFrame, grid_keys: list[str]) -> list[ReportTable]:
+    """MIG and SAP of each ground-truth factor (the per-factor lists of the rows), when measured."""
+    ok = df[df["status"] == "ok"]
+    if C.MIG_PER_FACTOR not in ok or ok[C.MIG_PER_FACTOR].isna().all():
+        return []
+    names = list(ok[C.DISENTANGLEMENT_FACTORS].dropna().iloc[0])
+    tables = []
+    for metric, lists in PER_FACTOR.items():
+        derived = {f"{metric}.{n}": ok[lists].map(lambda v, i=i: list_item(v, i)) for i, n in enumerate(names)}
+        columns = [COLUMNS[metric]] + [
+            Column(k, f"{COLUMNS[metric].name} {n}", ".3f", "↑") for k, n in zip(derived, names)
+        ]
+        summary = summarize(ok.assign(**derived), grid_keys, columns)
+        layout = Layout(f"{metric}_per_factor", headline=metric)
+        note = (
+            f"{COLUMNS[metric].name} of each factor ({', '.join(names)}); the {COLUMNS[metric].name} column "
+            "is their mean."
+        )
+        tables.append(
+            summary_table(layout.key, f"{COLUMNS[metric].name} per factor", summary, grid_keys, columns, layout, [note])
+        )
+    return tables
+
+
+STILL_IMPROVING = 0.5  # nats: a last epoch that lowered the test -ELBO by more than this has not converged
+
+
+def budget_note(df: pd.DataFrame) -> str:
+    """What an architecture comparison's training budget supports: each architecture's epochs and
+    training minutes per run, which ones were still improving at the end (their last epoch lowered the
+    test −ELBO by more than STILL_IMPROVING nats, mean over seeds), and the conclusion that allows."""
+    ok = sweep_rows(df)
+    ok = ok[ok["status"] == "ok"]
+    budgets, improving = [], []
+    for name, g in ok.groupby("variant", sort=False):
+        budgets.append(
+            f"{name} {int(g['epochs_completed'].median())} epochs ({g['train_seconds'].mean() / 60:.1f} min per run)"
+        )
+        histories = g["history"] if "history" in g else []
+        drops = [h[-2]["test_loss"] - h[-1]["test_loss"] for h in histories if h is not None and len(h) >= 2]
+        if drops and sum(drops) / len(drops) > STILL_IMPROVING:
+            improving.append(f"{name} ({sum(drops) / len(drops):.1f} nats in its last epoch)")
+    text = "Budget: " + "; ".join(budgets) + "."
+    if improving:
+        return (
+            text + " Still improving at the end: " + ", ".join(improving) + ". This budget supports comparing "
+            "the architectures at these epochs and, with the figure of −ELBO against training time, at equal "
+            "training time on this machine; it does not show which architecture is best at convergence."
+        )
+    return (
+        text + f" Every architecture's last epoch changed its test −ELBO by at most {STILL_IMPROVING} nats: the "
+        "ranking is close to the converged one at this learning rate and batch size."
+    )

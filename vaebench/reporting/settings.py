@@ -1,0 +1,114 @@
+"""What a study's runs were set to, for the report's settings sentences: the parameters every run
+shares that differ from vaebench's defaults, and for a grid of named variants what each variant
+changes. Also which rows the sweep itself made (rows added with `vaebench.add_result` are not)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..results.rows import PARAM_PREFIX
+
+EXTERNAL_COMMAND = "vaebench.add_result (Python)"  # the `command` of rows added from outside a sweep
+ALWAYS_SHOWN = ("dataset.name", "model.name", "objective.likelihood", "train.epochs")
+
+
+def sweep_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows the study's own runs made: without the rows added with `add_result` (unless every
+    row was)."""
+    external = df[df["command"] == EXTERNAL_COMMAND] if "command" in df else df.iloc[:0]
+    if len(external) and len(external) < len(df):
+        return df.drop(index=external.index)
+    return df
+
+
+def _defaults(row=None) -> dict[str, object]:
+    """vaebench's default of every parameter; for the family sections (model, dataset) the defaults
+    of the family `row` names (of the default family when no row is given). An option the family
+    does not have is absent (its column is null in that row)."""
+    from ..options import FamilySection
+    from ..spec.sweep_spec import SECTIONS, RunConfig
+
+    out = {k: hashable(v) for k, v in RunConfig().flat().items()}
+    for section in SECTIONS:
+        model = RunConfig.model_fields[section].annotation
+        name = None if row is None else row.get(f"{PARAM_PREFIX}{section}.name")
+        if not issubclass(model, FamilySection) or not isinstance(name, str) or name not in model._family_registry():
+            continue
+        out = {
+            k: v
+            for k, v in out.items()
+            if not k.startswith(f"{section}.") or k[len(section) + 1 :] in model.model_fields
+        }
+        for field, info in model.options_model(name).model_fields.items():
+            if not info.is_required():
+                out[f"{section}.{field}"] = hashable(info.get_default(call_default_factory=True))
+    from ..metrics import METRICS
+
+    for metric in METRICS.names():  # the options of metrics that declare some: param.eval.<metric>.<option>
+        if (options := METRICS.get(metric).options) is not None:
+            out.update({f"eval.{metric}.{k}": hashable(v) for k, v in options().model_dump(mode="json").items()})
+    return out
+
+
+def _dataset_fields(df: pd.DataFrame) -> set[str]:
+    """The dataset's own parameters (e.g. the shapes grid) of a study on one dataset: always shown."""
+    from ..data import DATASETS
+
+    names = set(df["param.dataset.name"].dropna()) if "param.dataset.name" in df else set()
+    if len(names) != 1 or (name := names.pop()) not in DATASETS:
+        return set()
+    return {f"dataset.{f}" for f in DATASETS.get(name).options.model_fields}
+
+
+def fixed_settings(df: pd.DataFrame, grid_keys: list[str]) -> dict[str, object]:
+    """The parameters every run of the study shares (not in the grid) that differ from vaebench's
+    defaults, plus the dataset (with its own parameters, e.g. the shapes grid), model, likelihood
+    and epochs."""
+    defaults, out = _defaults(df.iloc[0] if len(df) else None), {}
+    always = {*ALWAYS_SHOWN, *_dataset_fields(df)}
+    for col in df.columns:
+        key = col[len(PARAM_PREFIX) :]
+        if not col.startswith(PARAM_PREFIX) or key in grid_keys:
+            continue
+        values = {hashable(v) for v in df[col]}
+        if len(values) == 1:
+            value = values.pop()
+            if key in always or value != defaults.get(key):
+                out[key] = value
+    return out
+
+
+def _first_of_each_variant(df: pd.DataFrame) -> pd.DataFrame:
+    return df.sort_values("cell_index").drop_duplicates("variant")
+
+
+def varying_columns(df: pd.DataFrame) -> list[str]:
+    """For a study with grid.variant: the `param.*` columns whose values differ between variants."""
+    first = _first_of_each_variant(df)
+    return [c for c in df.columns if c.startswith(PARAM_PREFIX) and len({hashable(v) for v in first[c]}) > 1]
+
+
+def variant_settings(df: pd.DataFrame) -> dict[str, dict[str, object]]:
+    """For a study with grid.variant: each variant's non-default values of the parameters that
+    differ between variants, in grid order."""
+    varying = varying_columns(df)
+    out = {}
+    for _, r in _first_of_each_variant(df).iterrows():
+        defaults = _defaults(r)
+        out[r["variant"]] = {
+            c[len(PARAM_PREFIX) :]: hashable(r[c])
+            for c in varying
+            if hashable(r[c]) != defaults.get(c[len(PARAM_PREFIX) :])
+            and not (hashable(r[c]) is None and c[len(PARAM_PREFIX) :] not in defaults)  # not an option of this family
+        }
+    return out
+
+
+def hashable(v):
+    """A comparable form of a parameter value: arrays and lists as tuples, NaN as None."""
+    if hasattr(v, "tolist") and not np.isscalar(v) or isinstance(v, list):
+        return tuple(v.tolist() if hasattr(v, "tolist") else v)
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return None
+    return v.item() if hasattr(v, "item") else v

@@ -1,0 +1,1 @@
+"""Results: rows and their files."""

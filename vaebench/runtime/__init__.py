@@ -1,0 +1,1 @@
+"""What a process runs on: devices and precision, seeds, shared files, the cache folder."""

@@ -1,0 +1,104 @@
+"""The search side of a study: Optuna samplers and pruners by name.
+
+A spec's `search` section picks entries from these registries (see spec_search.SearchConfig); a
+pruner entry also declares the PrunerConfig fields it reads (any other must stay at its default).
+The grid "sampler" is vaebench's own: every cell x seed is enqueued once (study.py), so no sampler
+is asked. Pruners see one intermediate value per epoch: the test -ELBO in nats per example.
+
+Optuna is imported only when the study builds its sampler or pruner (`build_sampler`,
+`build_pruner`): reading and validating a spec, which looks names and fields up here, never
+imports it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+from ..registry import Registry
+
+if TYPE_CHECKING:
+    import optuna
+
+
+def _optuna():
+    import optuna  # here, not at the top: a process that only reads specs never imports Optuna
+
+    return optuna
+
+
+@dataclass(frozen=True)
+class SamplerFamily:
+    build: Callable[[Any], Optional[optuna.samplers.BaseSampler]]  # SearchConfig -> sampler
+
+
+@dataclass(frozen=True)
+class PrunerFamily:
+    build: Callable[[Any, int], optuna.pruners.BasePruner]  # (PrunerConfig, epochs) -> pruner
+    fields: tuple[str, ...]  # PrunerConfig fields it reads
+
+
+SAMPLERS: Registry[SamplerFamily] = Registry("sampler")
+PRUNERS: Registry[PrunerFamily] = Registry("pruner")
+
+# grid: every grid cell x seed exactly once (enqueued, also under many workers); the sampler is never asked
+SAMPLERS.register("grid", SamplerFamily(lambda s: _optuna().samplers.RandomSampler(seed=s.seed)))
+# random: independent uniform / log-uniform draws
+SAMPLERS.register("random", SamplerFamily(lambda s: _optuna().samplers.RandomSampler(seed=s.seed)))
+# tpe: Tree-structured Parzen Estimator (multivariate; constant liar for parallel workers); single- and
+# multi-objective
+SAMPLERS.register(
+    "tpe", SamplerFamily(lambda s: _optuna().samplers.TPESampler(seed=s.seed, multivariate=True, constant_liar=True))
+)
+# nsga2: NSGA-II genetic search, for multi-objective studies
+SAMPLERS.register("nsga2", SamplerFamily(lambda s: _optuna().samplers.NSGAIISampler(seed=s.seed)))
+
+# none: never prune
+PRUNERS.register("none", PrunerFamily(lambda p, epochs: _optuna().pruners.NopPruner(), ()))
+# median: stop a trial whose test -ELBO at epoch t is worse than the median of earlier trials at t
+PRUNERS.register(
+    "median",
+    PrunerFamily(
+        lambda p, epochs: _optuna().pruners.MedianPruner(
+            n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_steps
+        ),
+        ("n_startup_trials", "n_warmup_steps"),
+    ),
+)
+# successive_halving: asynchronous successive halving: at rungs min_resource * eta^k epochs keep the best 1/eta
+PRUNERS.register(
+    "successive_halving",
+    PrunerFamily(
+        lambda p, epochs: _optuna().pruners.SuccessiveHalvingPruner(
+            min_resource=p.min_resource, reduction_factor=p.reduction_factor
+        ),
+        ("min_resource", "reduction_factor"),
+    ),
+)
+# hyperband: several successive-halving brackets up to the spec's epochs
+PRUNERS.register(
+    "hyperband",
+    PrunerFamily(
+        lambda p, epochs: _optuna().pruners.HyperbandPruner(
+            min_resource=p.min_resource, max_resource=epochs, reduction_factor=p.reduction_factor
+        ),
+        ("min_resource", "reduction_factor"),
+    ),
+)
+
+
+def build_sampler(search) -> optuna.samplers.BaseSampler:
+    return SAMPLERS.get(search.sampler).build(search)
+
+
+def build_pruner(search, epochs: int) -> optuna.pruners.BasePruner:
+    return PRUNERS.get(search.pruner.name).build(search.pruner, epochs)
+
+
+def suggest(trial: optuna.Trial, key: str, param) -> Any:
+    """Draw `key` from its spec distribution (spec_search.FloatParam / IntParam / CategoricalParam)."""
+    if param.type == "float":
+        return trial.suggest_float(key, param.low, param.high, log=param.log, step=param.step)
+    if param.type == "int":
+        return trial.suggest_int(key, param.low, param.high, log=param.log, step=param.step)
+    return trial.suggest_categorical(key, param.choices)

@@ -1,0 +1,278 @@
+"""The sections of a run's config (`RunConfig`): dataset, model, objective, schedule, train, eval.
+
+Each section is a pydantic model; unknown keys, out-of-range values, NaN and infinities are errors.
+A name that picks a registry entry (`registered(kind)`) must be registered, or the error suggests
+the closest name. A section whose choice reads only some of its fields (`ReadsSomeFields`: the
+objective's likelihood and estimator, the schedule, the lr schedule, a pruner) refuses a value for
+a field that choice does not read. The `eval:` section is the metric layer's (metrics/spec.py); the
+`search:` section is in spec_search.py; spec.py puts them together into a `SweepSpec`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, ClassVar, Literal, Optional
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from ..metrics.declarations import EvalConfig
+from ..options import FamilySection
+from ..registry import did_you_mean
+
+
+class StrictModel(BaseModel):
+    """Unknown keys are errors; values are validated on assignment too; NaN and infinite floats
+    (YAML `.nan`, `.inf`) are errors in every float field."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+
+def _check_registered(kind: str, name: str) -> str:
+    # Imported lazily: the registries live with their families (data/, models/, objectives/, samplers.py).
+    from ..data import DATASETS
+    from ..models import MODELS
+    from ..objectives.bounds import ESTIMATORS
+    from ..objectives.likelihoods import LIKELIHOODS
+    from ..objectives.schedules import SCHEDULES
+    from .samplers import PRUNERS, SAMPLERS
+
+    registry = {
+        "dataset": DATASETS,
+        "model": MODELS,
+        "likelihood": LIKELIHOODS,
+        "estimator": ESTIMATORS,
+        "schedule": SCHEDULES,
+        "sampler": SAMPLERS,
+        "pruner": PRUNERS,
+    }[kind]
+    if name not in registry:
+        raise ValueError(registry.unknown_message(name))
+    return name
+
+
+def registered(kind: str):
+    """A str field whose value must be a name in the `kind` registry (with a "did you mean" error)."""
+    return Annotated[str, AfterValidator(lambda v: _check_registered(kind, v))]
+
+
+class ReadsSomeFields(StrictModel):
+    """A section whose choice (a likelihood, a schedule, an lr schedule, a pruner) reads only some of
+    its fields. A field the choice does not read must keep its default: a value given for it would
+    be silently ignored, so it is an error instead. Subclasses say which fields are read."""
+
+    def _fields_read(self) -> tuple[set[str], str]:
+        """(the fields the section's choice reads, the choice as the error message names it)."""
+        raise NotImplementedError
+
+    @model_validator(mode="after")
+    def _unread_fields_at_default(self):
+        used, owner = self._fields_read()
+        for name, field in type(self).model_fields.items():
+            if name not in used and getattr(self, name) != field.get_default(call_default_factory=True):
+                raise ValueError(f"{name!r} is not used by {owner}; remove it")
+        return self
+
+
+class DatasetConfig(FamilySection):
+    """The `dataset:` section: the source's name, `binarize` (every source), and the source's own
+    options (declared by its `Options` model in the dataset registry; see family.py)."""
+
+    kind: ClassVar[str] = "dataset"
+    name: registered("dataset") = Field("mnist", description="dataset source from the dataset registry")
+    binarize: bool = Field(
+        False,
+        description="dynamic binarization: a fresh Bernoulli draw of every training batch; "
+        "the test split is binarized once with a fixed seed",
+    )
+
+    @classmethod
+    def _family_registry(cls):
+        from ..data import DATASETS
+
+        return DATASETS
+
+
+class ModelConfig(FamilySection):
+    """The `model:` section: the family's name, the latent size, and the family's own options
+    (declared by its `Options` model in the model registry; see family.py)."""
+
+    kind: ClassVar[str] = "model"
+    name: registered("model") = Field("mlp", description="model family from the model registry")
+    latent_dim: int = Field(32, ge=1, description="dimension of z")
+
+    @classmethod
+    def _family_registry(cls):
+        from ..models import MODELS
+
+        return MODELS
+
+    @model_validator(mode="after")
+    def _family_check(self) -> "ModelConfig":
+        """The family's cross-field check of the section (`ModelFamily.check`), if it has one."""
+        check = getattr(self._family_registry().get(self.name), "check", None)
+        if check is not None:
+            check(self)
+        return self
+
+
+class ObjectiveConfig(ReadsSomeFields):
+    likelihood: registered("likelihood") = Field("bernoulli", description="decoder likelihood p(x|z)")
+    beta: float = Field(1.0, ge=0.0, description="weight of the KL term in the training loss")
+    variance: float = Field(
+        0.5,
+        gt=0.0,
+        description="gaussian: fixed pixel variance; 0.5 makes the data term sum((x - x_hat)^2) "
+        "plus a constant, the tutorial's MSE(reduction='sum')",
+    )
+    laplace_scale: float = Field(
+        1.0, gt=0.0, description="laplace: fixed scale b; 1 makes the data term sum|x - x_hat|, the tutorial's L1"
+    )
+    variance_floor: float = Field(
+        1e-3, gt=0.0, description="gaussian_learned: lower bound of the decoder's pixel variance"
+    )
+    reduction: Literal["sum", "mean"] = Field(
+        "sum",
+        description="training-loss convention: sum (nats per example) or the tutorial's mean "
+        "(reconstruction averaged over pixels too); metrics are always nats per example",
+    )
+    free_bits: Optional[float] = Field(None, ge=0.0, description="free-bits floor lambda, nats per latent dimension")
+    free_bits_mode: Literal["example", "batch"] = Field(
+        "example",
+        description="example: clamp each dimension's KL at lambda per example; batch (Kingma et al. "
+        "2016): average each dimension's KL over the batch, then clamp",
+    )
+    estimator: registered("estimator") = Field("elbo", description="training bound: elbo or iwae")
+    iwae_k: int = Field(1, ge=1, description="iwae: importance samples per example")
+
+    def _fields_read(self) -> tuple[set[str], str]:
+        used = {"likelihood", "beta", "reduction", "free_bits", "estimator"}
+        used |= {"gaussian": {"variance"}, "laplace": {"laplace_scale"}, "gaussian_learned": {"variance_floor"}}.get(
+            self.likelihood, set()
+        )
+        if self.free_bits is not None:
+            used.add("free_bits_mode")
+        if self.estimator == "iwae":
+            used.add("iwae_k")
+            # checked here, before the fields that are not read: the error of a spec that has both
+            if self.beta != 1.0 or self.free_bits is not None or self.reduction != "sum":
+                raise ValueError(
+                    "estimator 'iwae' is the unweighted bound: it needs beta 1, no free_bits, reduction sum"
+                )
+        return used, f"this objective (likelihood {self.likelihood!r}, estimator {self.estimator!r})"
+
+
+class ScheduleConfig(ReadsSomeFields):
+    """The KL-weight schedule w(t) in [0, 1]; the KL term's weight at step t is beta * w(t)."""
+
+    name: registered("schedule") = Field("constant", description="constant, linear, logistic or cyclical")
+    unit: Literal["epochs", "steps"] = Field("epochs", description="unit of warmup and midpoint")
+    warmup: float = Field(10.0, gt=0.0, description="linear: w reaches 1 after this many units")
+    midpoint: float = Field(5.0, ge=0.0, description="logistic: w = 1/2 at this many units")
+    steepness: float = Field(1.0, gt=0.0, description="logistic: slope k per unit")
+    cycles: int = Field(4, ge=1, description="cyclical: M cycles over the whole run")
+    ratio: float = Field(0.5, gt=0.0, le=1.0, description="cyclical: fraction R of each cycle spent increasing")
+
+    def _fields_read(self) -> tuple[set[str], str]:
+        from ..objectives.schedules import SCHEDULES
+
+        return {"name", *SCHEDULES.get(self.name).fields}, f"schedule {self.name!r}"
+
+
+class TrainConfig(ReadsSomeFields):
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(1e-3, gt=0.0, description="Adam learning rate")
+    weight_decay: float = Field(0.0, ge=0.0, description="Adam L2 weight decay")
+    grad_clip: Optional[float] = Field(1.0, gt=0.0, description="max global grad norm; null: off")
+    lr_schedule: Literal["none", "plateau"] = Field(
+        "none", description="plateau: ReduceLROnPlateau on the epoch's training loss"
+    )
+    plateau_patience: int = Field(5, ge=0, description="plateau: epochs without improvement before a cut")
+    plateau_factor: float = Field(0.5, gt=0.0, lt=1.0, description="plateau: lr multiplier at a cut")
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32",
+        description="training steps' forward pass and loss under torch.autocast to bf16 or fp16 (fp16: CUDA "
+        "only, with a gradient scaler); weights, optimizer, per-epoch test loss and evaluation stay float32",
+    )
+    tf32: bool = Field(True, description="CUDA only: float32 matmuls and convolutions of training may use TF32")
+
+    def _fields_read(self) -> tuple[set[str], str]:
+        used = {"epochs", "batch_size", "lr", "weight_decay", "grad_clip", "lr_schedule", "precision", "tf32"}
+        if self.lr_schedule == "plateau":
+            used |= {"plateau_patience", "plateau_factor"}
+        return used, f"lr_schedule {self.lr_schedule!r}"
+
+
+class RunConfig(StrictModel):
+    """Everything one training run depends on, except its seed."""
+
+    dataset: DatasetConfig = DatasetConfig()
+    model: ModelConfig = ModelConfig()
+    objective: ObjectiveConfig = ObjectiveConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+
+    @model_validator(mode="after")
+    def _iwae_has_no_kl_weight(self) -> "RunConfig":
+        if self.objective.estimator == "iwae" and self.schedule.name != "constant":
+            raise ValueError("estimator 'iwae' has no KL weight to schedule: use schedule 'constant'")
+        return self
+
+    @model_validator(mode="after")
+    def _free_bits_need_a_kl_per_dimension(self) -> "RunConfig":
+        from ..models import MODELS
+
+        if self.objective.free_bits is not None and not MODELS.get(self.model.name).kl_per_dim:
+            raise ValueError(
+                f"objective.free_bits clamps the KL of each latent dimension; model {self.model.name!r}'s "
+                "KL does not decompose by dimension"
+            )
+        return self
+
+    def flat(self) -> dict[str, Any]:
+        """{'objective.beta': 1.0, ...}: the config as dotted keys (the results' parameter columns)."""
+        return {f"{s}.{k}": v for s, sec in self.model_dump().items() for k, v in sec.items()}
+
+    def identity(self) -> dict[str, Any]:
+        """What identifies the config: every value that differs from its default. Fields added
+        later with defaults leave existing run ids and study fingerprints unchanged."""
+        return self.model_dump(mode="json", exclude_defaults=True)
+
+
+SECTIONS = tuple(RunConfig.model_fields)
+
+
+def check_dotted_key(key: str, where: str, *also: str) -> None:
+    """`key` must be SECTION.FIELD naming a RunConfig field (a grid key, a search.space key)."""
+    section, _, field = key.partition(".")
+    if section not in SECTIONS or not field:
+        extra = f", or {', '.join(map(repr, also))}" if also else ""
+        raise ValueError(f"{where} key {key!r} must be SECTION.FIELD with SECTION in {list(SECTIONS)}{extra}")
+    model = RunConfig.model_fields[section].annotation
+    fields = set(model.model_fields)
+    if issubclass(model, FamilySection):  # common fields, or an option of some registered family
+        fields |= set(model.all_option_names())
+    if field not in fields:
+        raise ValueError(
+            f"{where} key {key!r}: {section} has no field {field!r}.{did_you_mean(field, fields)} "
+            f"Fields: {', '.join(sorted(fields))}"
+        )
+
+
+def _non_finite(value: Any) -> Optional[float]:
+    """The first NaN or infinite float in `value` (nested lists and mappings searched), else None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return value
+    for item in value.values() if isinstance(value, dict) else value if isinstance(value, list) else ():
+        if (bad := _non_finite(item)) is not None:
+            return bad
+    return None
+
+
+def check_finite_values(values: list[Any], where: str) -> None:
+    """Grid values and categorical choices are untyped (Any): refuse NaN and infinities here, as the
+    typed fields do (allow_inf_nan=False)."""
+    for value in values:
+        if (bad := _non_finite(value)) is not None:
+            raise ValueError(f"{where}: {bad} is not a finite number (NaN and infinities are refused)")

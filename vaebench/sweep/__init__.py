@@ -1,0 +1,1 @@
+"""Sweeps: studies, workers, leases, storages, the launch of worker processes."""

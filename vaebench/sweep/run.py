@@ -1,0 +1,276 @@
+"""A sweep on this machine: what `vaebench run` (and `vaebench.run`) does after reading its options.
+
+`run_sweep` loads the spec and the data, creates or resumes the study (study.py), chooses the layout
+of worker processes (launch.py) and runs them: one worker in this process with progress bars, or N
+`vaebench worker` processes whose output it relays, with progress read from the study storage. For
+a new study the worker processes start first and wait for the study (`--wait-for-study`), so their
+start-up overlaps the data loading and the study creation here.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Iterable, Optional
+
+from rich.console import Console
+
+from ..cli.progress import RichReporter, WorkerLines, duration, print_status, sweep_progress
+from ..errors import StudyError
+from . import launch
+from .launch import COMMAND_ENV
+from .storage import DEFAULT_HEARTBEAT, open_store
+
+# how long the workers `vaebench run` starts beside a new study wait for it to be made (loading the
+# data may download it first); they give up at once when the `vaebench run` process ends
+WAIT_FOR_STUDY_SECONDS = 3600
+
+
+def run_sweep(
+    spec,
+    *,
+    study: Optional[str] = None,
+    workers: Optional[int] = None,
+    threads: Optional[int] = None,
+    storage: Optional[str] = None,
+    heartbeat: int = DEFAULT_HEARTBEAT,
+    data_root=None,
+    results=None,
+    device: Optional[str] = None,
+    download: bool = True,
+    plugins: Iterable[str] = (),
+    quiet: bool = True,
+    console: Optional[Console] = None,
+    workers_per_gpu: Optional[int] = None,
+):
+    """`run`, returning (final StudyStatus, whether every worker ended cleanly). `workers=0` creates
+    (or checks) the study and starts no worker."""
+    from ..data import load_dataset
+    from ..plugins import load_plugins
+    from ..runtime.device import check_device
+    from ..spec.sweep_spec import SweepSpec, load_spec, parse_spec
+    from .study import open_study, study_status
+
+    console = console or Console(stderr=True, soft_wrap=True, quiet=quiet)
+    t0 = time.perf_counter()
+    load_plugins(plugins, "plugins=")
+    spec_path = Path(spec) if isinstance(spec, (str, Path)) else None
+    if spec_path is not None:
+        spec = load_spec(spec_path)
+    elif isinstance(spec, dict):
+        spec = parse_spec(spec, "spec mapping")
+    elif not isinstance(spec, SweepSpec):
+        raise StudyError(f"run: expected a spec path, mapping or SweepSpec, got {type(spec).__name__}")
+    if study:
+        spec = parse_spec({**spec.model_dump(), "study": study}, f"--study {study}")
+    dev = check_device(device, "device=")  # before anything is written
+    if dev.type != "cuda":  # on CUDA each worker checks before its first trial: no CUDA context in this process
+        check_precisions(spec, dev)
+    if workers_per_gpu is not None and (workers is not None or dev.type != "cuda"):
+        why = f"the number of workers is given ({workers})" if workers is not None else f"the device is {dev.type}"
+        console.print(f"workers per GPU ({workers_per_gpu}) ignored: {why}", highlight=False)
+        workers_per_gpu = None
+    if (workers is None or workers > 1) and (local := _registered_in_main(spec)):
+        if workers is not None:
+            raise StudyError(
+                f"{local} is registered in __main__ (a notebook or script): worker processes cannot "
+                "import it. Use workers=1, or move it to a module and list it in the spec's `plugins:`"
+            )
+        console.print(f"{local} is registered in __main__: running one worker in this process")
+        workers = 1
+    store = open_store(storage, results, spec.study, heartbeat)
+    command = " ".join(
+        ["vaebench run", str(spec_path) if spec_path else f"<{spec.study} spec from Python>"]
+        + [
+            f"--{k} {v}"
+            for k, v in (
+                ("study", study),
+                ("device", device),
+                ("workers", workers),
+                ("workers-per-gpu", workers_per_gpu),
+                ("threads", threads),
+            )
+            if v
+        ]
+        + [f"--plugin {m}" for m in plugins]
+        + (["--storage URL"] if storage else [])
+    )
+
+    def start(layout, wait: bool) -> list:
+        """This machine's worker processes (none for a one-worker layout: it runs in this process)."""
+        store.check_workers(layout.workers)
+        if layout.workers == 1:
+            return []
+        # on a GPU layout each worker sees only its own GPU (CUDA_VISIBLE_DEVICES): its device is `cuda`
+        argv = _worker_argv(
+            spec.study, store, "cuda" if layout.gpus else device, data_root, download, list(plugins), wait
+        )
+        return launch.start_workers(argv, layout, _worker_env(layout, command, spec_path))
+
+    # A new study: every run is pending, so the layout is known now, and the workers start at once,
+    # importing torch and vaebench while this process loads the data and creates the study, which
+    # they wait for (--wait-for-study). A study that exists: its pending runs decide the layout first.
+    layout, procs = None, []
+    try:
+        if workers != 0 and not store.exists():
+            layout = launch.plan_layout(workers, threads, spec.n_runs(), dev, workers_per_gpu=workers_per_gpu)
+            procs = start(layout, wait=True)
+        data = load_dataset(spec.dataset, data_root, download=download)  # before anything is written
+        st = open_study(spec, store, data.checksum)
+        status = study_status(st)
+        if workers == 0:
+            console.print(
+                f"study [bold]{spec.study}[/]: {status.total} runs, {status.done} done; storage "
+                f"{store.describe()}; no worker started (workers 0): join with `vaebench worker --study "
+                f"{spec.study}`",
+                highlight=False,
+            )
+            return status, True
+        if layout is None:
+            layout = launch.plan_layout(
+                workers, threads, status.total - status.done, dev, workers_per_gpu=workers_per_gpu
+            )
+            procs = start(layout, wait=False)
+        search = (
+            f"{len(spec.cells())} cells x {len(spec.seeds)} seeds"
+            if not spec.search.sampled
+            else f"{spec.search.sampler} sampler, budget {spec.search.n_trials} trials"
+        )
+        console.print(
+            f"study [bold]{spec.study}[/]: {status.total} runs ({search}), {status.done} already done; "
+            f"dataset {data.name} {tuple(data.x_train.shape)} checksum {data.checksum}; storage {store.describe()}; "
+            f"results in {store.folder}; layout {layout}",
+            highlight=False,
+        )
+    except BaseException:  # the workers started for a new study wait for it: they must not outlive a failure
+        launch.stop_workers(procs)
+        raise
+    if layout.workers == 1:
+        ok = _run_here(st, spec, data, store, device, layout.threads, quiet, status, command, console)
+    else:
+        ok = _run_workers(procs, spec.study, store, quiet, console)
+    final = study_status(st)
+    print_status(final, console)
+    console.print(f"wall time {duration(time.perf_counter() - t0)}", highlight=False)
+    return final, ok
+
+
+def unfinished_message(final, ok: bool) -> Optional[str]:
+    """What `vaebench run` says when its sweep is not finished (None: it is): that the rest is in
+    other workers' hands (a joined `vaebench worker` still runs it), or how to resume."""
+    if ok and final.done >= final.total:
+        return None
+    if ok and final.running and final.waiting == 0 and final.done + len(final.running) >= final.total:
+        n = len(final.running)  # this command's workers found nothing left to claim
+        return (
+            f"[yellow]the sweep is not finished[/]: {n} run{'s' * (n > 1)} still running in other workers "
+            f"(`vaebench status --study {final.study}` follows {'them' if n > 1 else 'it'})"
+        )
+    return (
+        "[yellow]the sweep is not finished[/]: `vaebench run` it again to resume "
+        "(finished runs are kept, crashed ones are retried)"
+    )
+
+
+def check_precisions(spec, device) -> None:
+    """Refuse (DeviceError, exit code 2), before anything is written, a `train.precision` of the
+    spec's cells (or of its search space) that this torch cannot train in on `device`."""
+    from ..runtime.device import check_precision
+    from ..spec.sweep_spec import CategoricalParam
+
+    precisions = {cfg.train.precision for cfg in spec.cells()}
+    space = spec.search.space.get("train.precision")
+    if isinstance(space, CategoricalParam):
+        precisions |= set(space.values())
+    for precision in sorted(precisions):
+        check_precision(precision, device)
+
+
+def _registered_in_main(spec) -> str:
+    """'model NAME' / 'dataset NAME' when the spec's family was registered in `__main__` (a notebook
+    or a script): it exists only in this process, and worker processes cannot import it."""
+    from ..data import DATASETS
+    from ..models import MODELS
+
+    for kind, registry, name in (("model", MODELS, spec.model.name), ("dataset", DATASETS, spec.dataset.name)):
+        entry = registry.get(name)
+        if getattr(getattr(entry, "build", None) or getattr(entry, "load", None), "__module__", "") == "__main__":
+            return f"{kind} {name!r}"
+    return ""
+
+
+def _run_here(st, spec, data, store, device, threads, quiet, status, command, console) -> bool:
+    """One worker in this process, with progress bars."""
+    import torch
+
+    from .worker import run_worker
+
+    torch.set_num_threads(threads)
+    with sweep_progress(console, disable=quiet or not console.is_terminal) as progress:
+        summary = run_worker(st, spec, data, store, device, RichReporter(progress, status.total, status.done), command)
+    console.print(
+        f"this worker: {len(summary.finished)} finished, {len(summary.pruned)} pruned, "
+        f"{len(summary.failed)} failed (diverged), {len(summary.errors)} error(s)"
+    )
+    for err in summary.errors:
+        console.print(f"[red]error in run {err}[/] (will be retried by the next `vaebench run`)", highlight=False)
+    return not summary.errors
+
+
+def _run_workers(procs, study: str, store, quiet, console) -> bool:
+    """Supervise this machine's worker processes `procs` (`launch.start_workers`): their output
+    lines, and progress from the storage."""
+    from .study import study_status
+
+    shown = not quiet and console.is_terminal
+    with sweep_progress(console, disable=not shown) as progress:
+        task = progress.add_task("runs", total=None, eta=None)
+        lines = WorkerLines(progress)  # one line per worker: its trial's epochs, from the storage
+        view = store.with_study(study).load_study()
+
+        def poll() -> None:
+            s = study_status(view)
+            progress.update(
+                task,
+                total=s.total,
+                completed=s.done,
+                eta=s.eta_seconds,
+                description=f"runs ({len(s.running)} running, {s.waiting} waiting)",
+            )
+            lines.update(s)
+
+        def emit(line: str) -> None:  # a worker's output line, "[w1 pid 1234] ...", as it is
+            lines.note(line)
+            progress.console.print(line, highlight=False, markup=False)
+
+        # the storage is read only for a display: piped or quiet, the workers' lines are the whole output,
+        # and reading the study every 2 s would take CPU from the workers
+        codes = launch.supervise(procs, emit, poll if shown else None)
+    for i, code in enumerate(codes, 1):
+        if code != 0:
+            why = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+            console.print(f"[yellow]worker w{i} ended abnormally ({why})[/]", highlight=False)
+    return all(c == 0 for c in codes)
+
+
+def _worker_argv(study: str, store, device, data_root, download, plugins: list[str], wait: bool) -> list[str]:
+    """The `vaebench worker` command line of this machine's workers (`--wait-for-study`: started
+    beside the `vaebench run` that is still creating the study)."""
+    argv = ["worker", "--study", study, "--results", str(store.results_root), "--heartbeat", str(store.heartbeat), "-q"]
+    for flag, value in (("--storage", store.url), ("--device", device), ("--data-root", data_root)):
+        if value is not None:
+            argv += [flag, str(value)]
+    if not download:
+        argv.append("--no-download")
+    for module in plugins:
+        argv += ["--plugin", module]
+    if wait:
+        argv += ["--wait-for-study", str(WAIT_FOR_STUDY_SECONDS)]
+    return argv
+
+
+def _worker_env(layout, command: str, spec_path: Optional[Path]) -> dict[str, str]:
+    # local plugin modules beside the spec: importable by the workers as they are here
+    folders = (str(Path(spec_path).resolve().parent) if spec_path else None, os.getcwd(), os.environ.get("PYTHONPATH"))
+    return {COMMAND_ENV: f"{command} (worker of {layout})", "PYTHONPATH": os.pathsep.join(p for p in folders if p)}

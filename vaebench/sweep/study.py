@@ -1,0 +1,332 @@
+"""Optuna: one study per spec, its trials, and claiming them.
+
+The study lives in the storage of a `StudyStore` (storage.py): the embedded journal by default,
+PostgreSQL for many machines. It remembers the spec (and its fingerprint); resuming with a different
+spec is refused. What must happen once per study runs under the store's lock: creating the study,
+enqueueing every grid cell x seed, failing and retrying stale trials (leases.py), and drawing a
+sampled trial within the budget.
+
+Grid trials are enqueued WAITING and claimed through the storage's atomic WAITING -> RUNNING step,
+so no two workers ever run the same cell; a sampled search (random, tpe, nsga2) asks its sampler for
+a new trial while the budget lasts. The worker loop that runs the claimed trials is worker.py.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import optuna
+from optuna.trial import TrialState
+
+from .. import __version__
+from ..errors import StudyError
+from ..results.rows import has_row, write_row
+from ..runtime.files import remove_abandoned_temp_files
+from ..spec.samplers import build_pruner, build_sampler
+from ..spec.sweep_spec import SweepSpec, parse_spec
+from .leases import ATTR_FAIL, ATTR_WORKER, claim_waiting, recover_stale_trials, worker_token
+from .storage import StudyStore
+
+ATTR_RUN_ID, ATTR_CONFIG, ATTR_SEED = "run_id", "config", "seed"
+ATTR_LABELS, ATTR_CELL, ATTR_ROW = "labels", "cell_index", "row"
+STUDY_SPEC, STUDY_FINGERPRINT, STUDY_CHECKSUM = "spec", "spec_fingerprint", "dataset_checksum"
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _spec_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key, "<absent>"), new.get(key, "<absent>")
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _spec_diff(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {json.dumps(a)} -> {json.dumps(b)}")
+    return out
+
+
+def _load(spec: SweepSpec, storage) -> optuna.Study:
+    return optuna.load_study(
+        study_name=spec.study,
+        storage=storage,
+        sampler=build_sampler(spec.search),
+        pruner=build_pruner(spec.search, spec.train.epochs),
+    )
+
+
+def _name_objectives(study: optuna.Study, spec: SweepSpec) -> None:
+    """The objectives' metric names (neg_elbo, ...) on the study: optuna-dashboard and Optuna's plots
+    label the values with them instead of "Objective 0"."""
+    with warnings.catch_warnings():  # marked experimental since Optuna 3.2, stable in practice
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(spec.search.metrics)
+
+
+def open_study(spec: SweepSpec, store: StudyStore, dataset_checksum: Optional[str] = None) -> optuna.Study:
+    """Create the study for `spec` (or load it, if the same spec made it), recover stale trials and
+    make sure every grid run has a trial: WAITING, RUNNING, COMPLETE, or finished with a row.
+    `dataset_checksum`, when given, must match the one the study was started with."""
+    spec_json = spec.model_dump(mode="json", exclude={"description"})
+    with store.lock():
+        storage = store.open()
+        try:
+            study = _load(spec, storage)
+        except KeyError:
+            optuna.create_study(study_name=spec.study, storage=storage, directions=spec.search.directions)
+            study = _load(spec, storage)
+            study.set_user_attr(STUDY_SPEC, spec_json)
+            study.set_user_attr(STUDY_FINGERPRINT, spec.fingerprint())
+            study.set_user_attr("vaebench_version", __version__)
+            _name_objectives(study, spec)
+            store.folder.mkdir(parents=True, exist_ok=True)
+            (store.folder / "spec.json").write_text(json.dumps(spec.model_dump(mode="json"), indent=2) + "\n")
+        if study.user_attrs.get(STUDY_FINGERPRINT) != spec.fingerprint():
+            changes = _spec_diff(study.user_attrs.get(STUDY_SPEC, {}), spec_json)
+            raise StudyError(
+                f"study {spec.study!r} in {store.describe()} was made from a different spec; refusing to mix "
+                f"results. Changed: {'; '.join(changes[:8]) or '(unknown)'}. Restore the spec, run it "
+                f"under a new name (--study NEW_NAME), or delete the study to start over."
+            )
+        if study.metric_names is None:  # a study made before vaebench named its objectives
+            _name_objectives(study, spec)
+        if dataset_checksum is not None:
+            known = study.user_attrs.get(STUDY_CHECKSUM)
+            if known is None:
+                study.set_user_attr(STUDY_CHECKSUM, dataset_checksum)
+            elif known != dataset_checksum:
+                raise StudyError(
+                    f"study {spec.study!r}: this machine's {spec.dataset.name} data (checksum {dataset_checksum}) "
+                    f"differs from the data the study started with ({known}); check --data-root"
+                )
+        recover_stale_trials(study)
+        for sub in ("runs", "models", "artifacts"):  # files a killed worker was writing
+            remove_abandoned_temp_files(Path(store.results_root) / spec.study / sub)
+        _enqueue_missing(study, spec, store)
+    return study
+
+
+def stored_spec(store: StudyStore) -> SweepSpec:
+    """The spec an existing study was created from (what `vaebench worker` runs)."""
+    summary = store.load_study(
+        missing=f"; create it with `vaebench run SPEC.yaml{'' if store.url is None else ' --storage URL'}` first"
+    )
+    if STUDY_SPEC not in summary.user_attrs:
+        raise StudyError(f"study {store.study!r} in {store.describe()} was not made by vaebench (no spec stored)")
+    return parse_spec(
+        {**summary.user_attrs[STUDY_SPEC], "study": store.study}, f"study {store.study!r} in {store.describe()}"
+    )
+
+
+def wait_for_study(store: StudyStore, seconds: float, poll: float = 0.05) -> SweepSpec:
+    """`stored_spec`, asked again every `poll` seconds for up to `seconds` while the study is not
+    made yet: a worker started beside the `vaebench run` that is creating it. Gives up at once when
+    that parent process has ended (this process was re-parented)."""
+    parent, deadline = os.getppid(), time.monotonic() + seconds
+    while True:
+        try:
+            return stored_spec(store)
+        except StudyError:  # not there yet, or made but its spec not yet stored
+            if time.monotonic() >= deadline or os.getppid() != parent:
+                raise
+            time.sleep(poll)
+
+
+def _covered_run_ids(study: optuna.Study, store: StudyStore) -> set[str]:
+    """Runs that need no new trial: queued, running, complete, or finished with a results row."""
+    covered = set()
+    for t in study.get_trials(deepcopy=False):
+        run_id = t.user_attrs.get(ATTR_RUN_ID)
+        if t.state in (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED):
+            covered.add(run_id)
+        elif ATTR_ROW in t.user_attrs or has_row(store.results_root, study.study_name, run_id):
+            covered.add(run_id)
+    return covered
+
+
+def _enqueue_missing(study: optuna.Study, spec: SweepSpec, store: StudyStore) -> None:
+    covered = _covered_run_ids(study, store)
+    for run in spec.runs():  # empty for a sampled search
+        if run.run_id in covered:
+            continue
+        # params: the swept grid values only. The seed replicates a cell; it is not a searched
+        # dimension, so it stays out of Optuna's importance, slice and contour plots. Two seeds of a
+        # cell are two trials with equal params (no skip_if_exists, which would merge them): what
+        # identifies a run is its run id user attribute, never the params.
+        study.enqueue_trial(
+            params=dict(run.labels),
+            user_attrs={
+                ATTR_RUN_ID: run.run_id,
+                ATTR_CONFIG: run.config.model_dump(mode="json"),
+                ATTR_SEED: run.seed,
+                ATTR_LABELS: run.labels,
+                ATTR_CELL: run.cell_index,
+            },
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# claiming trials
+
+
+def budget_used(study: optuna.Study) -> int:
+    """Trials that count against a sampled search's budget: all but the crashed ones (a crash is
+    retried or replaced; a diverged run is a result and counts)."""
+    return sum(1 for t in study.get_trials(deepcopy=False) if t.state != TrialState.FAIL or ATTR_ROW in t.user_attrs)
+
+
+def claim_next(study: optuna.Study, spec: SweepSpec, store: StudyStore) -> Optional[optuna.Trial]:
+    """The next trial for this worker: a WAITING one (grid cells, retries), else for a sampled
+    search a new trial from the sampler while the budget lasts; None when there is nothing left."""
+    trial = claim_waiting(study)
+    if trial is not None or not spec.search.sampled:
+        return trial
+    with store.lock():
+        if budget_used(study) >= spec.search.n_trials:
+            return None
+        trial = study.ask()
+        trial.set_user_attr(ATTR_WORKER, worker_token())
+        return trial
+
+
+# ---------------------------------------------------------------------------------------------
+# progress of a study
+
+
+@dataclass
+class StudyStatus:
+    study: str
+    sampler: str
+    total: int  # runs of the grid, or the sampled search's trial budget
+    complete: int
+    pruned: int
+    diverged: int  # FAIL with a row: a finished run whose training diverged
+    failed: int  # FAIL without a row: crashed or stale, retried or replaced
+    running: list[tuple[int, str, str, float]]  # (trial number, run id, worker, seconds so far)
+    waiting: int  # enqueued and not yet claimed, plus a sampled search's undrawn budget
+    mean_trial_seconds: Optional[float]
+    failures: list[tuple[int, str]]  # (trial number, reason) of the most recent failures
+    # per running trial (same order as `running`): (epochs reported so far, last test -ELBO or None)
+    running_epochs: list[tuple[int, Optional[float]]] = field(default_factory=list)
+    epochs_per_trial: int = 0  # the spec's train.epochs
+
+    @property
+    def done(self) -> int:
+        return self.complete + self.pruned + self.diverged
+
+    @property
+    def projected_trial_seconds(self) -> Optional[float]:
+        """Before any trial has completed: a trial's training time projected from the epochs the
+        running trials have done (seconds so far x epochs per trial / epochs done, mean over the
+        running trials with at least one epoch); evaluation time is not in it. None without epochs."""
+        projections = [
+            secs * self.epochs_per_trial / n
+            for (_, _, _, secs), (n, _) in zip(self.running, self.running_epochs)
+            if n > 0 and self.epochs_per_trial
+        ]
+        return sum(projections) / len(projections) if projections else None
+
+    @property
+    def eta_basis(self) -> Optional[str]:
+        """What `eta_seconds` rests on: 'trials' (mean time of the complete ones), 'epochs' (no trial
+        has completed yet: the running trials' epochs so far), or None (no estimate yet)."""
+        if self.mean_trial_seconds is not None:
+            return "trials"
+        return "epochs" if self.projected_trial_seconds is not None else None
+
+    @property
+    def eta_seconds(self) -> Optional[float]:
+        """Remaining runs x mean seconds per finished trial / parallel workers (at least one). Before
+        the first trial completes: the projected trial time (training only) for every run not
+        started, plus what is left of each running trial's projection, over the running workers."""
+        remaining = max(self.total - self.done, 0)
+        if remaining == 0:
+            return 0.0
+        workers = max(len(self.running), 1)
+        if self.mean_trial_seconds is not None:
+            return remaining * self.mean_trial_seconds / workers
+        per_trial = self.projected_trial_seconds
+        if per_trial is None:
+            return None
+        left_running = sum(max(per_trial - secs, 0.0) for (_, _, _, secs) in self.running)
+        return (max(remaining - len(self.running), 0) * per_trial + left_running) / workers
+
+
+def study_status(study: optuna.Study) -> StudyStatus:
+    spec = parse_spec({**study.user_attrs[STUDY_SPEC], "study": study.study_name}, study.study_name)
+    trials = study.get_trials(deepcopy=False)
+    by = {s: [t for t in trials if t.state == s] for s in TrialState}
+    now = _dt.datetime.now()
+    durations = [
+        (t.datetime_complete - t.datetime_start).total_seconds()
+        for t in by[TrialState.COMPLETE]
+        if t.datetime_start and t.datetime_complete
+    ]
+    # a FAIL trial with a row is a finished run (diverged) — unless its worker died between storing
+    # the row and telling the state: then a retry of the same run completes it, and counts once
+    finished_runs = {t.user_attrs.get(ATTR_RUN_ID) for t in by[TrialState.COMPLETE] + by[TrialState.PRUNED]}
+    fails = [
+        t
+        for t in by[TrialState.FAIL]
+        if not (ATTR_ROW in t.user_attrs and t.user_attrs.get(ATTR_RUN_ID) in finished_runs)
+    ]
+    total = spec.n_runs()
+    waiting = len(by[TrialState.WAITING])
+    if spec.search.sampled:
+        waiting += max(spec.search.n_trials - budget_used(study), 0)
+    return StudyStatus(
+        study=study.study_name,
+        sampler=spec.search.sampler,
+        total=total,
+        complete=len(by[TrialState.COMPLETE]),
+        pruned=len(by[TrialState.PRUNED]),
+        diverged=sum(1 for t in fails if ATTR_ROW in t.user_attrs),
+        failed=sum(1 for t in fails if ATTR_ROW not in t.user_attrs),
+        running=[
+            (
+                t.number,
+                t.user_attrs.get(ATTR_RUN_ID, "?"),
+                t.user_attrs.get(ATTR_WORKER, "?"),
+                (now - t.datetime_start).total_seconds() if t.datetime_start else 0.0,
+            )
+            for t in by[TrialState.RUNNING]
+        ],
+        waiting=waiting,
+        mean_trial_seconds=sum(durations) / len(durations) if durations else None,
+        failures=[
+            (t.number, t.user_attrs.get(ATTR_FAIL, "stale: no heartbeat"))
+            for t in fails[-5:]
+            if ATTR_ROW not in t.user_attrs
+        ],
+        running_epochs=[
+            (
+                len(t.intermediate_values),
+                t.intermediate_values[max(t.intermediate_values)] if t.intermediate_values else None,
+            )
+            for t in by[TrialState.RUNNING]
+        ],
+        epochs_per_trial=spec.train.epochs,
+    )
+
+
+def export_rows(study: optuna.Study, store: StudyStore) -> tuple[int, int]:
+    """Write every row held in the study's trials that this results folder lacks (rows of workers on
+    other machines). Returns (rows written, rows already present)."""
+    written, present, seen = 0, 0, set()
+    for t in study.get_trials(deepcopy=False):
+        row = t.user_attrs.get(ATTR_ROW)
+        if row is None or row["run_id"] in seen:
+            continue
+        seen.add(row["run_id"])
+        if has_row(store.results_root, study.study_name, row["run_id"]):
+            present += 1
+        else:
+            write_row(store.results_root, study.study_name, row)
+            written += 1
+    return written, present

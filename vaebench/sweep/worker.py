@@ -1,0 +1,246 @@
+"""The worker loop: claim a trial, run it, store its row, tell its final state; until none is left.
+
+A worker claims trials one at a time (`study.claim_next`). It trains and evaluates the run
+(`execute.execute_run`), writes the run's results row (atomically) and stores the row in the trial,
+and only then tells the trial COMPLETE, PRUNED or FAIL. Every epoch is reported to the trial as an
+intermediate value (the learning curves; what a pruner decides on). A crash in one trial never stops
+the worker. A retried run whose row already exists is never trained again. While a trial runs, its
+heartbeat (RDB storages) is recorded from a thread (leases.py).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+import optuna
+import torch
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.trial import TrialState
+
+from ..data import Dataset
+from ..engine.execute import Reporter, Setting, execute_run
+from ..engine.train import EpochCallback
+from ..metrics import METRICS
+from ..results.rows import has_row, read_row, write_row
+from ..runtime.device import resolve_device
+from ..spec.samplers import suggest
+from ..spec.sweep_spec import Run, RunConfig, SweepSpec, apply_params
+from .leases import ATTR_FAIL, Heartbeat, TrialStorage, recover_stale_trials
+from .storage import StudyStore
+from .study import ATTR_CELL, ATTR_CONFIG, ATTR_LABELS, ATTR_ROW, ATTR_RUN_ID, ATTR_SEED, claim_next
+
+ATTR_SCALAR_PREFIX = "m."  # m.recon_mse, m.fid, ...: one short user attribute per scalar of the row
+ROW_SCALARS = ("n_params", "epochs_completed", "train_seconds", "eval_seconds")
+
+
+@dataclass
+class WorkerSummary:
+    finished: list[str] = field(default_factory=list)  # run ids with status ok
+    failed: list[str] = field(default_factory=list)  # run ids with status failed (row written)
+    pruned: list[str] = field(default_factory=list)  # run ids stopped by the pruner (row written)
+    errors: list[str] = field(default_factory=list)  # trials that raised; no row, will be retried
+
+
+def run_worker(
+    study: optuna.Study,
+    spec: SweepSpec,
+    data: Dataset,
+    store: StudyStore,
+    device: str | torch.device | None = None,
+    reporter: Reporter | None = None,
+    command: str = "",
+) -> WorkerSummary:
+    """Claim and run trials until none is left. One trial's failure never stops the worker.
+    `command` (the invoking command line) is stored with each row as provenance."""
+    reporter = reporter or Reporter()
+    summary = WorkerSummary()
+    setting = Setting(spec, data, resolve_device(device), store.results_root, command)
+    METRICS.names()  # import the metric modules now, not inside the first trial's evaluation
+    while True:
+        trial = claim_next(study, spec, store)
+        if trial is None:
+            with store.lock():  # before leaving: take over the trials of workers that died
+                if recover_stale_trials(study):
+                    continue
+            break
+        with Heartbeat.of(study, trial):
+            _run_trial(study, trial, setting, store, reporter, summary)
+    return summary
+
+
+def _run_trial(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    setting: Setting,
+    store: StudyStore,
+    reporter: Reporter,
+    summary: WorkerSummary,
+) -> None:
+    spec, run_id = setting.spec, None
+    try:
+        run = _run_of(trial, spec)
+        run_id = run.run_id
+        row = _existing_row(study, trial, store, run_id)
+        if row is not None:  # finished before a crash, or by another trial: keep it, do not retrain
+            if not has_row(store.results_root, spec.study, run_id):
+                write_row(store.results_root, spec.study, row)
+            for record in row.get("history") or []:  # this trial's learning curve, from the row
+                report_epoch(trial, record)
+        else:
+            reporter.trial_start(trial.number, run_id, run.config, run.seed)
+            row = execute_run(run, setting, reporter, trial.number, _epoch_check(trial, spec))
+            write_row(store.results_root, spec.study, row)  # the row lands before the trial's final state
+        _finish(study, trial, row, spec)
+        reporter.trial_end(row)
+        {"ok": summary.finished, "pruned": summary.pruned}.get(row["status"], summary.failed).append(run_id)
+    except KeyboardInterrupt:
+        _fail_quietly(study, trial, "interrupted")
+        raise
+    except UpdateFinishedTrialError:  # declared stale while it ran (heartbeats lost): its retry owns the run
+        summary.errors.append(f"{run_id}: trial {trial.number} was failed as stale while running; its row is kept")
+    except Exception as e:  # a crash in one trial must not take the worker down
+        reason = f"{type(e).__name__}: {e}"
+        _fail_quietly(study, trial, reason)
+        summary.errors.append(f"{run_id or f'trial {trial.number}'}: {reason}")
+
+
+def _fail_quietly(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
+    try:
+        trial.set_user_attr(ATTR_FAIL, reason)
+        study.tell(trial, state=TrialState.FAIL)
+    except Exception:  # already finished elsewhere, or the storage is gone: nothing more to record
+        pass
+
+
+def _run_of(trial: optuna.Trial, spec: SweepSpec) -> Run:
+    """The run a claimed trial stands for; records its parameters as Optuna params."""
+    attrs = trial.user_attrs
+    if spec.search.sampled:
+        params = {k: suggest(trial, k, p) for k, p in spec.search.space.items()}
+        if ATTR_CONFIG not in attrs:  # a fresh draw
+            run = Run(apply_params(spec.base(), params), spec.seeds[0], params, trial.number)
+            for key, value in (
+                (ATTR_RUN_ID, run.run_id),
+                (ATTR_CONFIG, run.config.model_dump(mode="json")),
+                (ATTR_SEED, run.seed),
+                (ATTR_LABELS, run.labels),
+                (ATTR_CELL, run.cell_index),
+            ):
+                trial.set_user_attr(key, value)
+            return run
+    else:
+        # The grid values become the trial's params (a study made before the seed left the params
+        # had it enqueued too; it is simply not asked for any more, and its run id is unchanged).
+        for key in spec.grid:
+            trial.suggest_categorical(key, spec.grid_choices(key))
+    return Run(
+        RunConfig.model_validate(attrs[ATTR_CONFIG]),
+        attrs[ATTR_SEED],
+        attrs.get(ATTR_LABELS, {}),
+        attrs.get(ATTR_CELL, 0),
+    )
+
+
+def _existing_row(study: optuna.Study, trial: optuna.Trial, store: StudyStore, run_id: str) -> Optional[dict]:
+    """A row this run already has: in this results folder, or stored in a trial of the study (a
+    retried trial carries its predecessor's attributes; another machine may have finished it)."""
+    if has_row(store.results_root, study.study_name, run_id):
+        return read_row(store.results_root, study.study_name, run_id)
+    if ATTR_ROW in trial.user_attrs:
+        return trial.user_attrs[ATTR_ROW]
+    for t in study.get_trials(deepcopy=False):
+        if t.user_attrs.get(ATTR_RUN_ID) == run_id and ATTR_ROW in t.user_attrs:
+            return t.user_attrs[ATTR_ROW]
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# what a trial records: its epochs, its row, its final state
+
+
+def report_epoch(trial: optuna.Trial, record: dict) -> None:
+    """The epoch's test -ELBO (nats per example) as the trial's intermediate value at step = epoch,
+    on every trial, pruner or not: Optuna's and optuna-dashboard's learning curves, and what
+    `vaebench status` counts the epochs done by. `Trial.report` refuses multi-objective studies;
+    there the value goes to the storage directly (no pruner reads it: pruning needs one objective)."""
+    if record.get("test_loss") is None:  # (a row's history from an older format)
+        return
+    value, step = float(record["test_loss"]), int(record["epoch"])
+    if len(trial.study.directions) == 1:
+        trial.report(value, step)
+    else:
+        TrialStorage(trial.study).set_intermediate_value(trial, step, value)
+
+
+def _epoch_check(trial: optuna.Trial, spec: SweepSpec) -> EpochCallback:
+    """After every epoch: report it to the trial, then (with a pruner) ask whether to stop."""
+    pruning = spec.search.pruner.name != "none"
+
+    def check(record: dict) -> Optional[str]:
+        report_epoch(trial, record)
+        if pruning and trial.should_prune():
+            return (
+                f"pruned by {spec.search.pruner.name} at epoch {record['epoch']} "
+                f"(test -ELBO {record['test_loss']:.2f} nats)"
+            )
+        return None
+
+    return check
+
+
+def _jsonable(value: Any) -> Any:
+    """The row as plain JSON values (numpy scalars and arrays become floats, ints and lists)."""
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def scalar_attrs(row: dict) -> dict[str, float | int]:
+    """The row's scalar numbers as short trial attributes, `m.<column>`: every declared scalar metric
+    column (the values and the settings that qualify them, e.g. fid_samples) and the run's size and
+    times. Null and non-finite values are left out (a number column stays sortable in the dashboard).
+    The whole row stays in the `row` attribute (too long for the dashboard, which cuts it at 1,024
+    characters; `vaebench pull` and resumes read it)."""
+    from ..metrics import declared_columns
+
+    names = [n for n, (_, c) in declared_columns().items() if c.dtype in ("float", "int")] + list(ROW_SCALARS)
+    out: dict[str, float | int] = {}
+    for name in names:
+        value = _jsonable(row.get(name))
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            continue
+        out[ATTR_SCALAR_PREFIX + name] = value
+    return out
+
+
+def _objective_values(row: dict, spec: SweepSpec) -> Optional[list[float]]:
+    values = [row.get(m) for m in spec.search.metrics]
+    if any(v is None or (isinstance(v, float) and not math.isfinite(v)) for v in values):
+        return None
+    return [float(v) for v in values]
+
+
+def _finish(study: optuna.Study, trial: optuna.Trial, row: dict, spec: SweepSpec) -> None:
+    """Store the row in the trial, then set its final state (COMPLETE only with the row in place).
+    The short `m.*` attributes go first: the row and the state are the last two writes, so a worker
+    killed in between (on PostgreSQL each attribute is its own transaction) leaves the smallest window."""
+    for key, value in scalar_attrs(row).items():
+        trial.set_user_attr(key, value)
+    trial.set_user_attr(ATTR_ROW, _jsonable(row))
+    if row["status"] == "pruned":
+        study.tell(trial, state=TrialState.PRUNED)
+    elif row["status"] == "ok" and (values := _objective_values(row, spec)) is not None:
+        study.tell(trial, values)
+    else:
+        reason = row["reason"] or f"objective metric missing: {', '.join(spec.search.metrics)}"
+        trial.set_user_attr(ATTR_FAIL, reason)
+        study.tell(trial, state=TrialState.FAIL)
