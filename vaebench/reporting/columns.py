@@ -1,7 +1,8 @@
 """The report's table model and its columns: `ReportTable` (rows of `Cell`s, which Markdown and HTML
-render alike), `Column` (a results column with its label, units, number format and best direction),
-`Layout` (which columns a table shows and how it ranks and tests them), every column a table can
-show, and how grid parameters and their values are printed."""
+render alike), `TableColumn` (a results column with its label, units, number format and best
+direction; not `vaebench.metrics.Column`, a metric's declaration of the column it writes), `Layout`
+(which columns a table shows and how it ranks and tests them), every column a table can show, and
+how grid parameters and their values are printed."""
 
 from __future__ import annotations
 
@@ -15,7 +16,10 @@ from ..results.rows import grid_column
 
 
 @dataclass(frozen=True)
-class Column:
+class TableColumn:
+    """A column of a report table: which results column it shows and how (made from the metric's
+    declared `vaebench.metrics.Column` by `declared_column`, or written out for the others)."""
+
     key: str  # results column (or a derived one: SECONDS_PER_EPOCH)
     label: str  # header, with units
     fmt: str  # format of mean and CI half-width
@@ -54,7 +58,7 @@ class Layout:
     tutorial's)."""
 
     key: str
-    columns: tuple[Column, ...] = ()
+    columns: tuple[TableColumn, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)  # grid key -> header, overriding PARAM_LABELS
     headline: str = C.NEG_ELBO
     unranked: frozenset[str] = frozenset()
@@ -111,7 +115,10 @@ DEFAULT_FORMAT = ".4g"
 # Units as the tables print them: every log-density and KL is per example (the report says so once).
 UNIT_ABBREVIATIONS = {"nats per example": "nats"}
 BETTER = {"lower": "↓", "higher": "↑"}
-OTHER_COLUMNS = (Column("n_params", "Parameter count", ",.0f"), Column(SECONDS_PER_EPOCH, "Time/epoch (s)", ".2f"))
+OTHER_COLUMNS = (
+    TableColumn("n_params", "Parameter count", ",.0f"),
+    TableColumn(SECONDS_PER_EPOCH, "Time/epoch (s)", ".2f"),
+)
 
 
 def header_label(label: str, unit: str) -> str:
@@ -123,15 +130,15 @@ def header_label(label: str, unit: str) -> str:
     return f"{label[:-1]}, {unit})" if label.endswith(")") else f"{label} ({unit})"
 
 
-def declared_column(key: str) -> Column:
+def declared_column(key: str) -> TableColumn:
     """The report column of a declared metric column: its label and unit, its format, and the arrow of
     its direction (none for a column declared with rank=False, e.g. the KL)."""
     _, decl = declared_columns()[key]
     better = BETTER.get(decl.direction, "") if decl.rank else ""
-    return Column(key, header_label(decl.label, decl.unit), METRIC_FORMATS.get(key, DEFAULT_FORMAT), better)
+    return TableColumn(key, header_label(decl.label, decl.unit), METRIC_FORMATS.get(key, DEFAULT_FORMAT), better)
 
 
-def metric_columns() -> list[Column]:
+def metric_columns() -> list[TableColumn]:
     """The all-metrics table's possible columns: the declared objective columns of every registered
     metric (LEADING_METRICS first, then the others in registry order), parameter count, time per epoch."""
     objective = [k for k, (_, decl) in declared_columns().items() if decl.objective]
@@ -139,14 +146,14 @@ def metric_columns() -> list[Column]:
     return [declared_column(k) for k in ordered] + list(OTHER_COLUMNS)
 
 
-def report_columns() -> dict[str, Column]:
+def report_columns() -> dict[str, TableColumn]:
     """Every column a table can show, by key: the metric columns, latent dim, the Disentanglement column."""
     return {
         c.key: c
         for c in [
             *metric_columns(),
-            Column(LATENT_DIM, "Latent dim", ".0f"),
-            Column(DISENTANGLEMENT, "Disentanglement", ""),
+            TableColumn(LATENT_DIM, "Latent dim", ".0f"),
+            TableColumn(DISENTANGLEMENT, "Disentanglement", ""),
         ]
     }
 
@@ -154,7 +161,7 @@ def report_columns() -> dict[str, Column]:
 COLUMNS = report_columns()  # the built-in metrics' columns (and any registered so far): the layouts' base
 
 
-def relabel(key: str, label: str | None = None, better: str | None = None) -> Column:
+def relabel(key: str, label: str | None = None, better: str | None = None) -> TableColumn:
     """COLUMNS[key], relabelled for a layout."""
     base = COLUMNS[key]
     return replace(base, label=label or base.label, better=base.better if better is None else better)

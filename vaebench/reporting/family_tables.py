@@ -14,7 +14,7 @@ import math
 import pandas as pd
 
 from ..metrics import column_names as C
-from .columns import Cell, Column, Layout, ReportTable, relabel
+from .columns import Cell, Layout, ReportTable, TableColumn, relabel
 from .stats import trend_sign
 from .summary import list_item, summarize, summary_table
 
@@ -106,7 +106,7 @@ def per_layer_tables(df: pd.DataFrame, grid_keys: list[str]) -> list[ReportTable
     for lists, name, fmt in ((C.KL_PER_LAYER, "KL", ".2f"), (C.ACTIVE_UNITS_PER_LAYER, "Active units", ".1f")):
         derived = {f"{lists}.{i}": ok[lists].map(lambda v, i=i: list_item(v, i)) for i in range(depth)}
         columns = [
-            Column(k, f"{name} layer {i + 1}" + (" (nats)" if name == "KL" else ""), fmt, "")
+            TableColumn(k, f"{name} layer {i + 1}" + (" (nats)" if name == "KL" else ""), fmt, "")
             for i, k in enumerate(derived)
         ]
         summary = summarize(ok.assign(**derived), grid_keys, columns + [relabel(C.NLL_IS)])  # p: on the NLL

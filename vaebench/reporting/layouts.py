@@ -21,9 +21,9 @@ from .columns import (
     OPTIONAL_COLUMNS,
     OTHER_COLUMNS,
     SECONDS_PER_EPOCH,
-    Column,
     Layout,
     ReportTable,
+    TableColumn,
     format_value,
     metric_columns,
     param_label,
@@ -219,7 +219,7 @@ def _disentanglement_sentence(df: pd.DataFrame) -> str:
     )
 
 
-def _disentanglement_columns(columns: list[Column], summary: pd.DataFrame, df: pd.DataFrame):
+def _disentanglement_columns(columns: list[TableColumn], summary: pd.DataFrame, df: pd.DataFrame):
     """The layout's Disentanglement column as MIG and SAP when the rows have them (with a note on
     how they were measured), else kept as "not measured" (with a note pointing to the sweep)."""
     if not is_measured(summary, C.MIG):
@@ -310,7 +310,7 @@ def per_factor_tables(df: pd.DataFrame, grid_keys: list[str]) -> list[ReportTabl
     for metric, lists in PER_FACTOR.items():
         derived = {f"{metric}.{n}": ok[lists].map(lambda v, i=i: list_item(v, i)) for i, n in enumerate(names)}
         columns = [COLUMNS[metric]] + [
-            Column(k, f"{COLUMNS[metric].name} {n}", ".3f", "↑") for k, n in zip(derived, names)
+            TableColumn(k, f"{COLUMNS[metric].name} {n}", ".3f", "↑") for k, n in zip(derived, names)
         ]
         summary = summarize(ok.assign(**derived), grid_keys, columns)
         layout = Layout(f"{metric}_per_factor", headline=metric)

@@ -21,9 +21,9 @@ from .columns import (
     N_HEADER,
     NOT_MEASURED,
     Cell,
-    Column,
     Layout,
     ReportTable,
+    TableColumn,
     format_value,
     param_label,
     report_columns,
@@ -40,7 +40,7 @@ def cell_groups(rows: pd.DataFrame, grid_keys: list[str]) -> list[tuple[tuple, p
     return [(v if isinstance(v, tuple) else (v,), g) for v, g in groups]
 
 
-def summarize(df: pd.DataFrame, grid_keys: list[str], columns: list[Column] | None = None) -> pd.DataFrame:
+def summarize(df: pd.DataFrame, grid_keys: list[str], columns: list[TableColumn] | None = None) -> pd.DataFrame:
     """One row per cell of the grid (status 'ok' runs only), in the spec's grid order: n (finished
     runs), and for each column `<key>.mean`, `.ci` (95% CI half-width, Student t; NaN when n < 2),
     `.std` (sample standard deviation, ddof=1), `.n` (runs with a value) and `.values` (the runs'
@@ -68,7 +68,7 @@ def summarize(df: pd.DataFrame, grid_keys: list[str], columns: list[Column] | No
     return pd.DataFrame(out)
 
 
-def summary_text(row, col: Column) -> str:
+def summary_text(row, col: TableColumn) -> str:
     """A summary cell: "mean ± half-width" (the mean alone when n = 1 or all runs agree), with
     "(n=k)" when fewer runs than the row's n have the metric; "—" when none has it."""
     mean, half, n = row[f"{col.key}.mean"], row[f"{col.key}.ci"], int(row[f"{col.key}.n"])

@@ -7,7 +7,7 @@ multi-objective study. Summary cells are mean ± 95% CI half-width (Student t ov
 mean of a column with a direction is marked, and a p column tests each row against the baseline row
 (Welch's t-test on the table's headline metric; summary.py). Texts are plain (no Markdown).
 
-    columns.py        ReportTable, Cell, Column, Layout; every column a table can show
+    columns.py        ReportTable, Cell, TableColumn, Layout; every column a table can show
     summary.py        summaries over seeds, best marks, p-values: the summary table
     layouts.py        the tutorial's layouts and which study mirrors which (from its rows, not its name)
     family_tables.py  the layouts and extra tables of families with metrics of their own
