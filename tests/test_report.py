@@ -515,8 +515,8 @@ def test_sampled_searches_over_beta_and_latent_dim_get_no_per_value_tables():
 
 
 def test_index_points_the_disentanglement_column_to_its_study():
-    from vaebench.reporting.layouts import DISENTANGLEMENT_TITLE
     from vaebench.reporting.tables import study_title
+    from vaebench.reporting.titles import DISENTANGLEMENT_TITLE
     from vaebench.reporting.write import StudyEntry, index_markdown
 
     assert study_title(disentanglement_rows(D_CELLS).assign(study="pareto_grid")) == DISENTANGLEMENT_TITLE

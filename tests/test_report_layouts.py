@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 
 from tests.test_report import make_rows, metrics, table
-from vaebench.reporting.layouts import DISENTANGLEMENT_TITLE
 from vaebench.reporting.render import render_study
 from vaebench.reporting.settings import EXTERNAL_COMMAND
 from vaebench.reporting.tables import study_layout, study_tables
+from vaebench.reporting.titles import DISENTANGLEMENT_TITLE
 from vaebench.results.rows import param_columns
 from vaebench.spec.sweep_spec import Run, load_spec
 

@@ -190,3 +190,8 @@ def format_value(v) -> str:
     if isinstance(v, (float, np.floating)):
         return f"{float(v):g}"
     return str(v)
+
+
+def cell_label(grid_keys: list[str], values) -> str:
+    """A grid cell named by its parameters: "β=0.5, Latent dim=2" ("" for a grid without keys)."""
+    return ", ".join(f"{param_label(k)}={format_value(v)}" for k, v in zip(grid_keys, values))

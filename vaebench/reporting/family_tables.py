@@ -14,22 +14,17 @@ import math
 import pandas as pd
 
 from ..metrics import column_names as C
-from .columns import Cell, Layout, ReportTable, TableColumn, relabel
+from .columns import N_HEADER, Cell, Layout, ReportTable, TableColumn, relabel
+from .prose import prose
+from .settings import finished, has_values
 from .stats import trend_sign
-from .summary import list_item, summarize, summary_table
-
-VQ_TITLE = "VQ-VAE: reconstruction and codebook use"
-HIERARCHICAL_TITLE = "Hierarchical (ladder) VAE: likelihood by depth"
+from .summary import list_items, summarize, summary_table
+from .titles import DEPTH_CHECK_TITLE, HIERARCHICAL_TITLE, PER_LAYER_TITLE, VQ_TITLE
 
 # A family's layout, chosen when the rows have the family's measured columns: (predicate(df), title, Layout);
 # and a family's extra tables: (df, grid_keys) -> tables.
 FAMILY_LAYOUTS: list = []
 FAMILY_TABLES: list = []
-
-
-def _has(df: pd.DataFrame, key: str) -> bool:
-    ok = df[df["status"] == "ok"]
-    return key in ok and ok[key].notna().any()
 
 
 def _layers(df: pd.DataFrame) -> pd.Series:
@@ -38,18 +33,13 @@ def _layers(df: pd.DataFrame) -> pd.Series:
 
 
 def is_vq_study(df: pd.DataFrame) -> bool:
-    return _has(df, C.CODEBOOK_PERPLEXITY)
+    return has_values(df, C.CODEBOOK_PERPLEXITY)
 
 
 def is_hierarchical_study(df: pd.DataFrame) -> bool:
-    return _has(df, C.KL_PER_LAYER) and _layers(df[df["status"] == "ok"]).max() > 1
+    return has_values(df, C.KL_PER_LAYER) and _layers(finished(df)).max() > 1
 
 
-VQ_NOTE = (
-    "A VQ-VAE's rate is fixed by its codebook: log K nats per latent position under the paper's uniform "
-    "prior (the `kl` column). Sample FID needs a learned prior over the codes, which is out of scope: "
-    "it is not applicable here (see each row's metrics_skipped), and FID is of reconstructions."
-)
 FAMILY_LAYOUTS.append(
     (
         is_vq_study,
@@ -66,15 +56,11 @@ FAMILY_LAYOUTS.append(
             ),
             headline=C.RECON_MSE,
             unranked=frozenset({C.KL}),
-            notes=(VQ_NOTE,),
+            notes=(prose("vq_note"),),
         ),
     )
 )
 
-HIERARCHICAL_NOTE = (
-    "−ELBO and the importance-sampled NLL are over all stochastic layers jointly; KL is the sum of "
-    "the layers' KLs (per layer below)."
-)
 FAMILY_LAYOUTS.append(
     (
         is_hierarchical_study,
@@ -89,9 +75,16 @@ FAMILY_LAYOUTS.append(
                 relabel("n_params", "Parameters"),
             ),
             headline=C.NLL_IS,
-            notes=(HIERARCHICAL_NOTE,),
+            notes=(prose("hierarchical_note"),),
         ),
     )
+)
+
+
+# The per-layer tables: (list column, quantity, header units, number format, what its note adds).
+PER_LAYER = (
+    (C.KL_PER_LAYER, "KL", " (nats)", ".2f", prose("per_layer_kl")),
+    (C.ACTIVE_UNITS_PER_LAYER, "Active units", "", ".1f", prose("per_layer_active_units")),
 )
 
 
@@ -100,26 +93,18 @@ def per_layer_tables(df: pd.DataFrame, grid_keys: list[str]) -> list[ReportTable
     et al. 2016 found that more stochastic layers lower the NLL."""
     if not is_hierarchical_study(df):
         return []
-    ok = df[df["status"] == "ok"]
+    ok = finished(df)
     depth = int(_layers(ok).max())
     tables = []
-    for lists, name, fmt in ((C.KL_PER_LAYER, "KL", ".2f"), (C.ACTIVE_UNITS_PER_LAYER, "Active units", ".1f")):
-        derived = {f"{lists}.{i}": ok[lists].map(lambda v, i=i: list_item(v, i)) for i in range(depth)}
-        columns = [
-            TableColumn(k, f"{name} layer {i + 1}" + (" (nats)" if name == "KL" else ""), fmt, "")
-            for i, k in enumerate(derived)
-        ]
+    for lists, name, units, fmt, about in PER_LAYER:
+        derived = list_items(ok[lists], lists, range(depth))
+        columns = [TableColumn(k, f"{name} layer {i + 1}{units}", fmt, "") for i, k in enumerate(derived)]
         summary = summarize(ok.assign(**derived), grid_keys, columns + [relabel(C.NLL_IS)])  # p: on the NLL
-        note = f"{name} of each stochastic layer, layer 1 next to the data; '—' where a model has fewer layers. " + (
-            "Each layer's KL is the test-set mean of its one-sample KL against p(z_l | z_l+1) "
-            "(the top layer against N(0, I)); they sum to the KL column up to Monte Carlo noise."
-            if name == "KL"
-            else "Active units of each layer on the posterior's mean path."
-        )
+        note = prose("per_layer_note", quantity=name, about=about)
         tables.append(
             summary_table(
                 f"{lists}_table",
-                f"{name} per layer",
+                PER_LAYER_TITLE.format(quantity=name),
                 summary,
                 grid_keys,
                 columns,
@@ -148,16 +133,9 @@ def depth_check(ok: pd.DataFrame) -> ReportTable:
         [Cell(f"{int(d)}"), Cell(f"{m:.2f}"), Cell(str(int(n)))]
         for d, (m, n) in zip(by_depth.index, zip(by_depth["mean"], by_depth["count"]))
     ]
-    note = (
-        "Sønderby et al. 2016 (Ladder VAE) report that more stochastic layers lower the test NLL. Measured "
-        f"here: {verdict}. Mean of the importance-sampled NLL (nats per example) over the runs of each depth."
-    )
+    note = prose("depth_check_note", verdict=verdict)
     return ReportTable(
-        "depth_check",
-        "Depth versus NLL (Sønderby et al. 2016)",
-        ["Stochastic layers", "NLL (IS, nats)", "n (runs)"],
-        rows,
-        [note],
+        "depth_check", DEPTH_CHECK_TITLE, ["Stochastic layers", "NLL (IS, nats)", N_HEADER], rows, [note]
     )
 
 

@@ -2,7 +2,8 @@
 
 Every figure is a `Figure` holding PNG bytes; Markdown links the PNG files, HTML embeds them.
 Curves and points are means over seeds; bands and error bars are 95% Student-t confidence
-intervals (report.stats.ci95). Losses in nats per test example, as everywhere.
+intervals (stats.ci95). Losses in nats per test example, as everywhere. Captions are in prose.yaml
+(`caption_<figure key>`).
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ import pandas as pd  # noqa: E402
 
 from ..results.artifacts import load_arrays  # noqa: E402
 from ..results.rows import grid_column  # noqa: E402
-from .columns import format_value, param_label  # noqa: E402
-from .layouts import ARCHITECTURE_TITLE  # noqa: E402
+from .columns import cell_label, param_label  # noqa: E402
+from .prose import prose  # noqa: E402
+from .settings import finished  # noqa: E402
 from .stats import ci95  # noqa: E402
 from .summary import cell_groups  # noqa: E402
+from .titles import ARCHITECTURE_TITLE, FIGURES_TITLE  # noqa: E402
 
 DPI = 100
 
@@ -47,10 +50,17 @@ def _png(fig) -> bytes:
 def _cells(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     """(label, finished rows) per grid cell, in grid order."""
     keys = list(df["grid_keys"].iloc[0])
-    return [
-        (", ".join(f"{param_label(k)}={format_value(v)}" for k, v in zip(keys, values)) or "all runs", g)
-        for values, g in cell_groups(df[df["status"] == "ok"], keys)
-    ]
+    return [(cell_label(keys, values) or "all runs", g) for values, g in cell_groups(finished(df), keys)]
+
+
+def _epochs(g: pd.DataFrame) -> pd.DataFrame:
+    """The training histories of a cell's runs as one frame, a row per run and epoch."""
+    return pd.DataFrame([rec for h in g["history"] for rec in h])
+
+
+def _figure(key: str, title: str, fig) -> Figure:
+    """The figure `key` with its caption (prose.yaml: caption_<key>) and the plot as PNG."""
+    return Figure(key, title, prose(f"caption_{key}"), _png(fig))
 
 
 def training_curves(df: pd.DataFrame, root: Path) -> Optional[Figure]:
@@ -66,7 +76,7 @@ def training_curves(df: pd.DataFrame, root: Path) -> Optional[Figure]:
     ]
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
     for label, g in cells:
-        hist = pd.DataFrame([rec for h in g["history"] for rec in h])
+        hist = _epochs(g)
         if hist.empty:  # rows without a training history (a result added from outside the sweep)
             continue
         per_epoch = hist.groupby("epoch")
@@ -77,13 +87,7 @@ def training_curves(df: pd.DataFrame, root: Path) -> Optional[Figure]:
             ax.set_xlabel("epoch")
     axes[0].legend(fontsize=7)
     fig.suptitle("Training curves (test split, mean over seeds)", fontsize=11)
-    return Figure(
-        "training_curves",
-        "Training curves",
-        "Per epoch, mean over seeds: test −ELBO, its reconstruction and KL terms (β = 1, "
-        "nats per example), and the KL weight used in training.",
-        _png(fig),
-    )
+    return _figure("training_curves", "Training curves", fig)
 
 
 def compute_curves(df: pd.DataFrame, root: Path) -> Optional[Figure]:
@@ -99,7 +103,7 @@ def compute_curves(df: pd.DataFrame, root: Path) -> Optional[Figure]:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
     for label, g in cells:
-        per_epoch = pd.DataFrame([rec for h in g["history"] for rec in h]).groupby("epoch")
+        per_epoch = _epochs(g).groupby("epoch")
         loss, seconds = per_epoch["test_loss"].mean(), per_epoch["seconds"].mean()
         axes[0].plot(seconds.values, loss.values, marker=".", label=label)
         axes[1].plot(loss.index, loss.values, marker=".", label=label)
@@ -108,14 +112,7 @@ def compute_curves(df: pd.DataFrame, root: Path) -> Optional[Figure]:
     axes[0].set_ylabel("test −ELBO (nats)")
     axes[0].legend(fontsize=7)
     fig.suptitle("Test −ELBO against training time and against epochs", fontsize=11)
-    return Figure(
-        "compute_curves",
-        "−ELBO against training time",
-        "Test −ELBO (β = 1, nats per example) at the end of each epoch, mean over seeds, against the "
-        "training seconds spent so far (left: the compute-matched view) and against epochs (right). "
-        "Seconds are this machine's (the report's header names it).",
-        _png(fig),
-    )
+    return _figure("compute_curves", "−ELBO against training time", fig)
 
 
 def rate_distortion(df: pd.DataFrame, root: Path) -> Optional[Figure]:
@@ -132,13 +129,7 @@ def rate_distortion(df: pd.DataFrame, root: Path) -> Optional[Figure]:
     ax.set_xlabel("rate: KL(q(z|x) ‖ p(z)) (nats)")
     ax.set_ylabel("distortion: −E_q log p(x|z) (nats)")
     ax.set_title("Rate–distortion", fontsize=11)
-    return Figure(
-        "rate_distortion",
-        "Rate–distortion",
-        "Each point is a cell (mean over seeds, 95% CI bars): the KL it pays against the "
-        "reconstruction it achieves. Lower-left is better on both.",
-        _png(fig),
-    )
+    return _figure("rate_distortion", "Rate–distortion", fig)
 
 
 PARAM_METRICS = [
@@ -152,7 +143,7 @@ PARAM_METRICS = [
 def metric_vs_param(df: pd.DataFrame, root: Path) -> Optional[Figure]:
     """For a study with one numeric grid key: each metric against it, mean and 95% CI band."""
     keys = list(df["grid_keys"].iloc[0])
-    ok = df[df["status"] == "ok"]
+    ok = finished(df)
     if len(keys) != 1 or keys[0] == "variant" or not pd.api.types.is_numeric_dtype(ok[grid_column(keys[0])]):
         return None
     col = grid_column(keys[0])
@@ -172,12 +163,7 @@ def metric_vs_param(df: pd.DataFrame, root: Path) -> Optional[Figure]:
         ax.set_xlabel(param_label(keys[0]))
         ax.set_title(name, fontsize=10)
     fig.suptitle(f"Metrics against {param_label(keys[0])} (mean, 95% CI band)", fontsize=11)
-    return Figure(
-        "metric_vs_param",
-        f"Metrics against {param_label(keys[0])}",
-        "Mean over seeds with a 95% Student-t confidence band.",
-        _png(fig),
-    )
+    return _figure("metric_vs_param", f"Metrics against {param_label(keys[0])}", fig)
 
 
 def _grid_image(images: np.ndarray, cols: int) -> np.ndarray:
@@ -242,15 +228,7 @@ def images(df: pd.DataFrame, root: Path) -> Optional[Figure]:
             "test images (top) and reconstructions",
         )
         _show(row[2], a["interpolation"], len(a["interpolation"]), "latent interpolation between two test images")
-    return Figure(
-        "images",
-        "Samples, reconstructions, interpolations",
-        "For each cell, the run with the lowest seed: 32 images decoded from z ~ p(z), the "
-        "model's prior (N(0, I) unless the family has its own; the decoder's mean), the first 8 test images above their reconstructions (posterior "
-        "mean decoded), and decodes along the straight line between the posterior means of two "
-        "test images of different classes.",
-        _png(fig),
-    )
+    return _figure("images", "Samples, reconstructions, interpolations", fig)
 
 
 def latent_scatter(df: pd.DataFrame, root: Path) -> Optional[Figure]:
@@ -268,12 +246,7 @@ def latent_scatter(df: pd.DataFrame, root: Path) -> Optional[Figure]:
         ax.set_xlabel("z₁")
         ax.set_ylabel("z₂")
     fig.colorbar(sc, ax=axes[0].tolist(), label="class")
-    return Figure(
-        "latent_scatter",
-        "2-D latent space",
-        "Posterior means μ(x) of the first 2,000 test images, coloured by class (runs with latent_dim = 2).",
-        _png(fig),
-    )
+    return _figure("latent_scatter", "2-D latent space", fig)
 
 
 FIGURES: list[Callable[[pd.DataFrame, Path], Optional[Figure]]] = [
@@ -295,7 +268,7 @@ def markdown_section(figures: list[Figure], folder: str) -> str:
     """The report's Figures section: each figure as an image link `folder/<key>.png` and caption."""
     if not figures:
         return ""
-    lines = ["", "## Figures", ""]
+    lines = ["", f"## {FIGURES_TITLE}", ""]
     for f in figures:
         lines += [f"### {f.title}", "", f"![{f.title}]({folder}/{f.key}.png)", "", f"*{f.caption}*", ""]
     return "\n".join(lines)

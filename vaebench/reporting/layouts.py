@@ -12,7 +12,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..metrics import column_names as C
-from ..results.rows import PARAM_PREFIX
+from ..results.rows import grid_column
 from .columns import (
     COLUMNS,
     DISENTANGLEMENT,
@@ -29,37 +29,33 @@ from .columns import (
     param_label,
     relabel,
 )
-from .settings import sweep_rows, varying_columns
-from .summary import is_measured, list_item, summarize, summary_table
+from .prose import prose
+from .settings import finished, has_values, param_key, sweep_rows, varying_columns
+from .summary import is_measured, list_items, summarize, summary_table
+from .titles import (
+    ALL_METRICS_TITLE,
+    ARCHITECTURE_TITLE,
+    BETA_TITLE,
+    DISENTANGLEMENT_TITLE,
+    LATENT_DIM_TITLE,
+    LOSS_TITLE,
+    PER_FACTOR_TITLE,
+    SCHEDULES_TITLE,
+    SLICE_TITLE,
+)
 
-DISENTANGLEMENT_TITLE = "Disentanglement (β-VAE and latent-dimension tables)"
 DISENTANGLEMENT_SWEEP = "sweeps/disentanglement.yaml"
-DEFAULT_TITLE = "Sweep results"
-ARCHITECTURE_TITLE = "Architecture comparison"
 
 # The tutorial's tables in its order, each with the shipped sweep that measures it (the index page).
 TUTORIAL_TABLES = {
-    "β-VAE trade-offs": "sweeps/beta.yaml",
+    BETA_TITLE: "sweeps/beta.yaml",
     ARCHITECTURE_TITLE: "sweeps/architecture.yaml",
-    "Latent dimension impact": "sweeps/latent_dim.yaml",
+    LATENT_DIM_TITLE: "sweeps/latent_dim.yaml",
     DISENTANGLEMENT_TITLE: DISENTANGLEMENT_SWEEP,
-    "Loss comparison": "sweeps/loss.yaml",
-    "Annealing schedules": "sweeps/schedule.yaml",
+    LOSS_TITLE: "sweeps/loss.yaml",
+    SCHEDULES_TITLE: "sweeps/schedule.yaml",
 }
 
-DISENTANGLEMENT_NOTE = (
-    "Disentanglement: not measured — this dataset has no ground-truth factors of variation; "
-    "MIG and SAP are measured on the generated `shapes` dataset by the disentanglement study "
-    f"(`vaebench run {DISENTANGLEMENT_SWEEP}`)."
-)
-LOSS_NOTE = (
-    "−ELBO and reconstruction NLL are log-densities under different likelihoods and compare "
-    "only within a row: they carry no arrow and no best mark, and the p-values test Recon MSE."
-)
-FINAL_ELBO_NOTE = (
-    "Final −ELBO: the unweighted (β = 1) −ELBO of the test set after the last epoch, "
-    "whatever weight the schedule or free bits gave the KL term in training."
-)
 _FINAL_ELBO_COLUMNS = (
     relabel(C.NEG_ELBO, "Final −ELBO (nats)"),
     relabel(C.RECON_NLL, "Reconstruction NLL (nats)"),
@@ -68,7 +64,7 @@ _FINAL_ELBO_COLUMNS = (
     relabel(C.ACTIVE_UNITS),
 )
 LAYOUTS = {  # by the tutorial table's title
-    "β-VAE trade-offs": Layout(
+    BETA_TITLE: Layout(
         "beta_tradeoffs",
         (
             relabel(C.RECON_MSE, "Reconstruction MSE (per pixel)"),
@@ -87,24 +83,24 @@ LAYOUTS = {  # by the tutorial table's title
         ),
         labels={"variant": "Architecture"},
     ),
-    "Latent dimension impact": Layout(
+    LATENT_DIM_TITLE: Layout(
         "latent_dim",
         (
             relabel(C.RECON_MSE, "Reconstruction: recon MSE (per pixel)"),
             relabel(C.FID, "Generation: FID of samples"),
             relabel(DISENTANGLEMENT),
         ),
-        notes=("Reconstruction and Generation are numbers where the tutorial prints words.",),
+        notes=(prose("latent_dim_note"),),
     ),
-    "Loss comparison": Layout(
+    LOSS_TITLE: Layout(
         "loss",
         _FINAL_ELBO_COLUMNS,
         headline=C.RECON_MSE,
         unranked=frozenset({C.NEG_ELBO, C.RECON_NLL, C.NLL_IS}),
-        notes=(LOSS_NOTE,),
+        notes=(prose("loss_note"),),
     ),
-    "Annealing schedules": Layout(
-        "schedules", _FINAL_ELBO_COLUMNS, labels={"variant": "Schedule"}, notes=(FINAL_ELBO_NOTE,)
+    SCHEDULES_TITLE: Layout(
+        "schedules", _FINAL_ELBO_COLUMNS, labels={"variant": "Schedule"}, notes=(prose("final_elbo_note"),)
     ),
 }
 DEFAULT_LAYOUT = Layout("sweep")
@@ -114,9 +110,9 @@ DEFAULT_LAYOUT = Layout("sweep")
 
 # A one-key grid, by its key.
 TABLE_TITLES = {
-    ("objective.beta",): "β-VAE trade-offs",
-    ("model.latent_dim",): "Latent dimension impact",
-    ("objective.likelihood",): "Loss comparison",
+    ("objective.beta",): BETA_TITLE,
+    ("model.latent_dim",): LATENT_DIM_TITLE,
+    ("objective.likelihood",): LOSS_TITLE,
 }
 # A grid (not a sampled search) over β and latent dimension, in either order: the disentanglement
 # sweep's, a β table per latent size and a latent table per β (see sliced_layout_tables).
@@ -133,16 +129,17 @@ def is_grid(df: pd.DataFrame) -> bool:
 
 def _variant_title(df: pd.DataFrame) -> str | None:
     """The tutorial table a grid of named variants mirrors, from what the sweep's own variants change:
-    "Annealing schedules" when only the KL weighting (KL_WEIGHTING), "Architecture comparison" when
+    the schedules table when only the KL weighting (KL_WEIGHTING), the architecture comparison when
     only the model (and each architecture's epoch budget, train.epochs), each variant one of the
     tutorial's architectures (ARCHITECTURES)."""
     df = sweep_rows(df)
-    varying = [c[len(PARAM_PREFIX) :] for c in varying_columns(df)]
-    families = set(df[f"{PARAM_PREFIX}model.name"].dropna()) if f"{PARAM_PREFIX}model.name" in df else set()
+    varying = [param_key(c) for c in varying_columns(df)]
+    model = grid_column("model.name")
+    families = set(df[model].dropna()) if model in df else set()
     if not varying:
         return None
     if all(k.startswith(KL_WEIGHTING) for k in varying):
-        return "Annealing schedules"
+        return SCHEDULES_TITLE
     if (
         all(k.startswith("model.") or k == "train.epochs" for k in varying)
         and families
@@ -180,42 +177,35 @@ def fid_extractors(ok: pd.DataFrame) -> list[str]:
 
 def fid_features(df: pd.DataFrame) -> str | None:
     """The feature extractor(s) the finished runs' FIDs used, or None when FID was not measured."""
-    return ", ".join(fid_extractors(df[df["status"] == "ok"])) or None
+    return ", ".join(fid_extractors(finished(df))) or None
 
 
 def _fid_sentence(df: pd.DataFrame) -> str:
+    """What the FID column of a tutorial table measures, on which features."""
     features = fid_features(df)
     if features is None:
-        return "FID: not measured (eval.fid_extractor: null)."
-    return (
-        f"FID of samples: Fréchet distance between images sampled from the prior and test images, "
-        f"on {features} features (lower is better)."
-    )
+        return prose("fid_not_measured")
+    return prose("fid_measured", features=features)
 
 
 def _disentanglement_sentence(df: pd.DataFrame) -> str:
     """How the MIG and SAP of the table were measured (the settings every row carries)."""
-    ok = df[(df["status"] == "ok") & df[C.MIG].notna()]
+    ok = finished(df)
+    ok = ok[ok[C.MIG].notna()]
     keys = [C.MIG_SAMPLES, C.MIG_BINS, C.SAP_TRAIN_SAMPLES, C.SAP_TEST_SAMPLES, C.DISENTANGLEMENT_SEED]
     settings = {tuple(int(r[k]) for k in keys) for _, r in ok.iterrows()}
     factors = {tuple(r[C.DISENTANGLEMENT_FACTORS]) for _, r in ok.iterrows()}
     datasets = ", ".join(f"`{d}`" for d in sorted(ok["dataset"].dropna().unique())) or "the dataset"
     parts = [
-        f"MIG on {m:,} test images with {b} bins per latent, SAP fit on {tr:,} and scored on {te:,} other "
-        f"test images, subsets drawn with seed {seed}"
+        prose("disentanglement_settings", samples=m, bins=b, sap_train=tr, sap_test=te, seed=seed)
         for m, b, tr, te, seed in sorted(settings)
     ]
-    warn = " — WARNING: the rows used different settings and are not comparable" if len(settings) > 1 else ""
-    return (
-        f"Disentanglement of the posterior means against {datasets}'s ground-truth factors "
-        f"({'; '.join(', '.join(f) for f in sorted(factors))}): MIG (Chen et al. 2018), the mean over factors "
-        "of the mutual-information gap between the two most informative latents over the factor's entropy; "
-        "SAP (Kumar et al. 2018), the mean over factors of the gap between the two latents that best predict "
-        "the factor on held-out images (linear-SVM accuracy for a categorical factor, R² of a line for an "
-        "ordered one; a categorical factor's gap is at most 1 − chance, 2/3 for 3 classes). Both in [0, 1], higher is more disentangled. "
-        + "; ".join(parts)
-        + warn
-        + "."
+    return prose(
+        "disentanglement_measured",
+        datasets=datasets,
+        factors="; ".join(", ".join(f) for f in sorted(factors)),
+        settings="; ".join(parts),
+        warning=prose("disentanglement_mixed_warning") if len(settings) > 1 else "",
     )
 
 
@@ -223,7 +213,7 @@ def _disentanglement_columns(columns: list[TableColumn], summary: pd.DataFrame, 
     """The layout's Disentanglement column as MIG and SAP when the rows have them (with a note on
     how they were measured), else kept as "not measured" (with a note pointing to the sweep)."""
     if not is_measured(summary, C.MIG):
-        return columns, DISENTANGLEMENT_NOTE
+        return columns, prose("disentanglement_not_measured", sweep=DISENTANGLEMENT_SWEEP)
     out = []
     for c in columns:
         out += [relabel(C.MIG, "Disentanglement: MIG"), relabel(C.SAP, "SAP")] if c.key == DISENTANGLEMENT else [c]
@@ -275,7 +265,7 @@ def sliced_layout_tables(df: pd.DataFrame, summary: pd.DataFrame, grid_keys: lis
                     part.reset_index(drop=True),
                     [key],
                     layout,
-                    f"{title} ({fixed})",
+                    SLICE_TITLE.format(title=title, fixed=fixed),
                     f"{layout.key}.{slug}",
                     notes=i == 0,
                 )
@@ -291,10 +281,10 @@ def all_metrics_table(summary: pd.DataFrame, grid_keys: list[str], layout: Layou
     """Every metric of every grid cell: the declared objective columns of the registered metrics
     (`metric_columns`; beyond LEADING_METRICS, and MIG and SAP, only those the rows have), parameter
     count and time per epoch. `summary` must hold them (`summarize`'s default columns do)."""
-    notes = [LOSS_NOTE] if layout.unranked else []
+    notes = [prose("loss_note")] if layout.unranked else []
     always = {*LEADING_METRICS, *(c.key for c in OTHER_COLUMNS)} - OPTIONAL_COLUMNS
     columns = [c for c in metric_columns() if c.key in always or is_measured(summary, c.key)]
-    return summary_table("all_metrics", "All metrics", summary, grid_keys, columns, layout, notes)
+    return summary_table("all_metrics", ALL_METRICS_TITLE, summary, grid_keys, columns, layout, notes)
 
 
 PER_FACTOR = {C.MIG: C.MIG_PER_FACTOR, C.SAP: C.SAP_PER_FACTOR}
@@ -302,25 +292,20 @@ PER_FACTOR = {C.MIG: C.MIG_PER_FACTOR, C.SAP: C.SAP_PER_FACTOR}
 
 def per_factor_tables(df: pd.DataFrame, grid_keys: list[str]) -> list[ReportTable]:
     """MIG and SAP of each ground-truth factor (the per-factor lists of the rows), when measured."""
-    ok = df[df["status"] == "ok"]
-    if C.MIG_PER_FACTOR not in ok or ok[C.MIG_PER_FACTOR].isna().all():
+    if not has_values(df, C.MIG_PER_FACTOR):
         return []
+    ok = finished(df)
     names = list(ok[C.DISENTANGLEMENT_FACTORS].dropna().iloc[0])
     tables = []
     for metric, lists in PER_FACTOR.items():
-        derived = {f"{metric}.{n}": ok[lists].map(lambda v, i=i: list_item(v, i)) for i, n in enumerate(names)}
-        columns = [COLUMNS[metric]] + [
-            TableColumn(k, f"{COLUMNS[metric].name} {n}", ".3f", "↑") for k, n in zip(derived, names)
-        ]
+        name = COLUMNS[metric].name
+        derived = list_items(ok[lists], metric, names)
+        columns = [COLUMNS[metric]] + [TableColumn(k, f"{name} {n}", ".3f", "↑") for k, n in zip(derived, names)]
         summary = summarize(ok.assign(**derived), grid_keys, columns)
         layout = Layout(f"{metric}_per_factor", headline=metric)
-        note = (
-            f"{COLUMNS[metric].name} of each factor ({', '.join(names)}); the {COLUMNS[metric].name} column "
-            "is their mean."
-        )
-        tables.append(
-            summary_table(layout.key, f"{COLUMNS[metric].name} per factor", summary, grid_keys, columns, layout, [note])
-        )
+        note = prose("per_factor_note", metric=name, factors=", ".join(names))
+        title = PER_FACTOR_TITLE.format(metric=name)
+        tables.append(summary_table(layout.key, title, summary, grid_keys, columns, layout, [note]))
     return tables
 
 
@@ -331,10 +316,8 @@ def budget_note(df: pd.DataFrame) -> str:
     """What an architecture comparison's training budget supports: each architecture's epochs and
     training minutes per run, which ones were still improving at the end (their last epoch lowered the
     test −ELBO by more than STILL_IMPROVING nats, mean over seeds), and the conclusion that allows."""
-    ok = sweep_rows(df)
-    ok = ok[ok["status"] == "ok"]
     budgets, improving = [], []
-    for name, g in ok.groupby("variant", sort=False):
+    for name, g in finished(sweep_rows(df)).groupby("variant", sort=False):
         budgets.append(
             f"{name} {int(g['epochs_completed'].median())} epochs ({g['train_seconds'].mean() / 60:.1f} min per run)"
         )
@@ -342,14 +325,8 @@ def budget_note(df: pd.DataFrame) -> str:
         drops = [h[-2]["test_loss"] - h[-1]["test_loss"] for h in histories if h is not None and len(h) >= 2]
         if drops and sum(drops) / len(drops) > STILL_IMPROVING:
             improving.append(f"{name} ({sum(drops) / len(drops):.1f} nats in its last epoch)")
-    text = "Budget: " + "; ".join(budgets) + "."
     if improving:
-        return (
-            text + " Still improving at the end: " + ", ".join(improving) + ". This budget supports comparing "
-            "the architectures at these epochs and, with the figure of −ELBO against training time, at equal "
-            "training time on this machine; it does not show which architecture is best at convergence."
-        )
-    return (
-        text + f" Every architecture's last epoch changed its test −ELBO by at most {STILL_IMPROVING} nats: the "
-        "ranking is close to the converged one at this learning rate and batch size."
-    )
+        verdict = prose("budget_still_improving", improving=", ".join(improving))
+    else:
+        verdict = prose("budget_converged", threshold=STILL_IMPROVING)
+    return prose("budget", budgets="; ".join(budgets)) + " " + verdict

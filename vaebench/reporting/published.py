@@ -13,8 +13,10 @@ import yaml
 from ..metrics import column_names as C
 from .columns import MISSING, Cell, ReportTable, format_value, param_label, report_columns
 from .layouts import fid_features
+from .prose import prose
 from .stats import trend_sign
 from .summary import same_value, summary_text
+from .titles import PUBLISHED_TITLE
 
 PUBLISHED_PATH = Path(__file__).with_name("published.yaml")
 TRENDS = {1: "rises", -1: "falls"}
@@ -73,9 +75,14 @@ def _expected_note(name: str, along: str, expected: dict, pub: list[float], meas
         sign = trend_sign(values)
         return "no trend to judge" if sign == 0 else "follow it" if sign == want else "⚠ do not"
 
-    return (
-        f"Expected from the objective: {name} {expected['trend']} {along} ({expected['why']}). "
-        f"Measured values: {follows(meas)}; the tutorial's: {follows(pub)}."
+    return prose(
+        "expected_trend",
+        quantity=name,
+        trend=expected["trend"],
+        along=along,
+        why=expected["why"],
+        measured=follows(meas),
+        published=follows(pub),
     )
 
 
@@ -89,9 +96,7 @@ def published_table(entry: dict, summary: pd.DataFrame, df: pd.DataFrame) -> Rep
     along = _along(grid_key, [p[grid_key] for p, _ in pairs])
     source = entry["source"]
     notes = [
-        f"Published: the tutorial's numbers as printed in {source['file']}, section “{source['section']}” "
-        f"(kept in vaebench/report/published.yaml); only the {_compared(grid_key, pairs)} present in both "
-        f"are compared. Difference = measured mean − published."
+        prose("published_source", file=source["file"], section=source["section"], compared=_compared(grid_key, pairs))
     ]
     rows = []
     for q in (k for k in entry["rows"][0] if k != grid_key):
@@ -100,8 +105,13 @@ def published_table(entry: dict, summary: pd.DataFrame, df: pd.DataFrame) -> Rep
         verdict, contradicts = trend_verdict(pub, meas)
         if contradicts:
             notes.append(
-                f"⚠ trend contradicts the tutorial: {col.name} {TRENDS[trend_sign(meas)]} {along} (measured), "
-                f"the tutorial shows it {TRENDING[trend_sign(pub)]}."
+                prose(
+                    "trend_contradicts",
+                    quantity=col.name,
+                    measured=TRENDS[trend_sign(meas)],
+                    along=along,
+                    published=TRENDING[trend_sign(pub)],
+                )
             )
         if q in entry.get("expected", {}):
             notes.append(_expected_note(col.name, along, entry["expected"][q], pub, meas))
@@ -119,14 +129,8 @@ def published_table(entry: dict, summary: pd.DataFrame, df: pd.DataFrame) -> Rep
             )
     if any(C.FID == q for q in entry["rows"][0]):
         features = fid_features(df)
-        notes.append(
-            "FID: the tutorial does not say which features, images or sample count its FIDs used; "
-            + (
-                f"ours use {features} features, so compare the order of the rows, not the values."
-                if features
-                else "this study did not measure FID."
-            )
-        )
+        ours = prose("published_fid_measured", features=features) if features else prose("published_fid_not_measured")
+        notes.append(prose("published_fid", ours=ours))
     header = [
         param_label(grid_key),
         "Quantity (units)",
@@ -135,7 +139,7 @@ def published_table(entry: dict, summary: pd.DataFrame, df: pd.DataFrame) -> Rep
         "Measured − published",
         f"Trend {along}",
     ]
-    return ReportTable("published_vs_measured", "Published versus measured", header, rows, notes)
+    return ReportTable("published_vs_measured", PUBLISHED_TITLE, header, rows, notes)
 
 
 def published_tables(summary: pd.DataFrame, grid_keys: list[str], df: pd.DataFrame) -> list[ReportTable]:

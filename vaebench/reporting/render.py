@@ -1,26 +1,25 @@
-"""Markdown rendering of a study's report."""
+"""Markdown rendering of a study's report: its header, its tables (render_table), the FID note, the
+note on the summary cells and how the rows were made (provenance), its settings and its failed runs.
+The wording of its paragraphs is in prose.yaml."""
 
 from __future__ import annotations
 
 import pandas as pd
 
 from ..results.rows import grid_column
-from .columns import Cell, ReportTable, format_value, param_label
+from .columns import NOT_MEASURED, Cell, ReportTable, cell_label, format_value
 from .layouts import fid_extractors
-from .settings import EXTERNAL_COMMAND, fixed_settings, sweep_rows, variant_settings
-from .tables import PARETO_KEY, study_tables, study_title
-
-CELL_NOTE = (
-    "Each summary cell: mean ± half-width of the 95% confidence interval of the mean over seeds (Student t, "
-    "n − 1 degrees of freedom; a cell with one run, or where every run agrees, shows the value alone; "
-    '"(n=k)" when only k runs of the row have the metric); n = finished runs in the row. **Bold**: the best '
-    "mean of a column. ↓ lower is better, ↑ higher is better; columns without an arrow are not ranked. "
-    "p: two-sided Welch's t-test (unequal variances) of the row against the baseline row, on the metric "
-    'the header names; "—" when either side has fewer than 2 runs. Losses are in nats per test example '
-    "(sum over pixels and latent dimensions, mean over examples); −ELBO and KL are the unweighted (β = 1) "
-    "quantities whatever β was used in training; Recon MSE is per pixel, decoding the posterior mean. "
-    "Definitions: vaebench's docs/metrics.md."
+from .prose import prose
+from .settings import (
+    EXTERNAL_COMMAND,  # noqa: F401  (vaebench.api imports it from here)
+    external_rows,
+    finished,
+    fixed_settings,
+    sweep_rows,
+    variant_settings,
 )
+from .tables import PARETO_KEY, study_tables, study_title
+from .titles import FAILED_RUNS_TITLE, PRUNED_RUNS_TITLE
 
 
 def _md_cell(cell: Cell) -> str:
@@ -50,7 +49,7 @@ def _fid_note(ok: pd.DataFrame) -> str:
     weights and, for the classifier, its test accuracy; a warning when they differ between rows."""
     extractors = fid_extractors(ok)
     if not extractors:
-        return "FID: not measured (eval.fid_extractor: null)."
+        return prose("fid_not_measured")
     cols = ["fid_extractor", "fid_feature_layer", "fid_samples", "fid_reference"]
     cols += [c for c in ("fid_weights_sha256", "classifier_test_accuracy") if c in ok]
     parts = []
@@ -67,13 +66,8 @@ def _fid_note(ok: pd.DataFrame) -> str:
             + (f" ({', '.join(about)})" if about else "")
             + (f" in {n_runs} run(s)" if len(extractors) > 1 else "")
         )
-    warn = (
-        f" — WARNING: the rows used different FID settings and are not comparable; the FID columns are "
-        f"marked “{MIXED_FID.strip()}”"
-        if len(parts) > 1
-        else ""
-    )
-    return "FID: " + "; ".join(parts) + warn + ". NLL: importance sampling, " + _nll_note(ok) + "."
+    warning = prose("fid_mixed_warning", marker=MIXED_FID.strip()) if len(parts) > 1 else ""
+    return prose("fid_note", extractors="; ".join(parts), warning=warning, nll=_nll_note(ok))
 
 
 def _mark_mixed_fid(table: ReportTable) -> ReportTable:
@@ -83,12 +77,15 @@ def _mark_mixed_fid(table: ReportTable) -> ReportTable:
 
 
 def _nll_note(ok: pd.DataFrame) -> str:
+    """How the importance-sampled NLL was measured: its samples per image and test images."""
     if "nll_k" not in ok or ok["nll_k"].isna().all():
-        return "not measured"
+        return NOT_MEASURED
     k, n = ok["nll_k"].dropna().unique(), ok["nll_examples"].dropna().unique()
-    return (
-        f"k = {', '.join(str(int(v)) for v in k)} samples on the first {', '.join(str(int(v)) for v in n)} test images"
-    )
+    return prose("nll_measured", samples=_ints(k), examples=_ints(n))
+
+
+def _ints(values) -> str:
+    return ", ".join(str(int(v)) for v in values)
 
 
 def _wall_span(df: pd.DataFrame) -> float:
@@ -109,7 +106,7 @@ def provenance(df: pd.DataFrame) -> dict:
         "machine": "; ".join(machines) or "not recorded",
         "date": str(df["created_at"].max())[:10],
         "wall": f"{_wall_span(df) / 60:.1f} min",
-        "fid": fid_extractors(df[df["status"] == "ok"]),
+        "fid": fid_extractors(finished(df)),
     }
 
 
@@ -118,68 +115,73 @@ def render_study(df: pd.DataFrame) -> str:
     join the tables and are listed with their provenance; the settings, times and provenance
     sentences describe the sweep's own runs."""
     all_rows = df
-    external = df[df["command"] == EXTERNAL_COMMAND] if "command" in df else df.iloc[:0]
+    external = external_rows(df)
     df = sweep_rows(df)
     study = df["study"].iloc[0]
     grid_keys = list(df["grid_keys"].iloc[0])
-    tables = study_tables(all_rows)
     fixed = fixed_settings(df, grid_keys)
     failed = df[df["status"] == "failed"]
     pruned = df[df["status"] == "pruned"]
-    ok = df[df["status"] == "ok"]
+    ok = finished(df)
     seeds = sorted(int(s) for s in df["seed"].unique())
     made = provenance(df)
     mixed = len(fid_extractors(ok)) > 1
-    lines = [
-        f"# {study_title(all_rows)} — study `{study}`",
-        "",
-        f"Dataset `{df['dataset'].iloc[0]}` (checksum `{df['dataset_checksum'].iloc[0]}`), "
-        f"seeds {seeds}, {len(ok)} finished run(s), {len(failed)} failed"
-        + (f", {len(pruned)} pruned (not in the table)" if len(pruned) else "")
-        + ". "
-        f"vaebench {df['vaebench_version'].iloc[0]}, torch {df['torch_version'].iloc[0]}, "
-        f"device {', '.join(sorted(df['device'].unique()))}.",
-    ]
+    tables = [_mark_mixed_fid(t) if mixed else t for t in study_tables(all_rows)]
+    header = prose(
+        "study_header",
+        dataset=df["dataset"].iloc[0],
+        checksum=df["dataset_checksum"].iloc[0],
+        seeds=seeds,
+        finished=len(ok),
+        failed=len(failed),
+        pruned=prose("study_header_pruned", pruned=len(pruned)) if len(pruned) else "",
+        vaebench_version=df["vaebench_version"].iloc[0],
+        torch_version=df["torch_version"].iloc[0],
+        devices=", ".join(sorted(df["device"].unique())),
+    )
+    lines = [f"# {study_title(all_rows)} — study `{study}`", "", header]
     for table in tables:
         if table.key != PARETO_KEY:
-            lines += ["", render_table(_mark_mixed_fid(table) if mixed else table)]
+            lines += ["", render_table(table)]
+    train_seconds = ok["train_seconds"].sum()
     lines += [
         "",
         _fid_note(ok),
         "",
-        CELL_NOTE,
+        prose("cell_note"),
         "",
-        f"Made by: {made['command']}, then `vaebench report`; machine: {made['machine']}. "
-        f"Wall time {made['wall']} from the first run's start to the last run's end; "
-        f"compute {ok['train_seconds'].sum():.0f} s training + {ok['eval_seconds'].sum():.0f} s evaluation "
-        f"over {len(ok)} runs ({ok['train_seconds'].sum() / max(1, ok['epochs_completed'].sum()):.2f} s per epoch).",
+        prose(
+            "made_by",
+            command=made["command"],
+            machine=made["machine"],
+            wall=made["wall"],
+            train_seconds=train_seconds,
+            eval_seconds=ok["eval_seconds"].sum(),
+            runs=len(ok),
+            seconds_per_epoch=train_seconds / max(1, ok["epochs_completed"].sum()),
+        ),
         "",
-        "Fixed settings: "
-        + ", ".join(f"`{k}={format_value(v)}`" for k, v in fixed.items())
-        + "; everything else at vaebench's defaults (docs/spec.md).",
+        prose("fixed_settings", settings=_settings(fixed)),
     ]
     if "variant" in grid_keys:
         lines += ["", "Variants:", ""]
-        for name, settings in variant_settings(df).items():
-            lines.append(
-                f"- **{name}**: " + (", ".join(f"`{k}={format_value(v)}`" for k, v in settings.items()) or "defaults")
-            )
+        lines += [f"- **{name}**: {_settings(v) or 'defaults'}" for name, v in variant_settings(df).items()]
     if len(external):
-        lines += [
-            "",
-            "Results added from outside the sweep (`vaebench.add_result`; not trained by this study's "
-            "spec, so not part of its seeds or settings):",
-            "",
-        ]
+        lines += ["", prose("external_rows"), ""]
         for _, r in external.iterrows():
             lines.append(f"- **{r['variant']}** (`{r['run_id']}`, {r['created_at']}): {r['provenance_note']}")
     for table in tables:
         if table.key == PARETO_KEY:  # after the settings, as it lists single runs
-            lines += ["", render_table(_mark_mixed_fid(table) if mixed else table)]
-    for title, rows in (("Failed runs", failed), ("Pruned runs", pruned)):
+            lines += ["", render_table(table)]
+    for title, rows in ((FAILED_RUNS_TITLE, failed), (PRUNED_RUNS_TITLE, pruned)):
         if len(rows):
             lines += ["", f"## {title}", ""]
             for _, r in rows.iterrows():
-                cell = ", ".join(f"{param_label(k)}={format_value(r[grid_column(k)])}" for k in grid_keys)
+                cell = cell_label(grid_keys, [r[grid_column(k)] for k in grid_keys])
                 lines.append(f"- `{r['run_id']}` ({cell}, seed {r['seed']}): {r['reason']}")
     return "\n".join(lines) + "\n"
+
+
+def _settings(settings: dict[str, object]) -> str:
+    """Parameter settings as the report lists them: "`model.name=conv`, `train.epochs=5`"."""
+    return ", ".join(f"`{k}={format_value(v)}`" for k, v in settings.items())

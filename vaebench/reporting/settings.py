@@ -1,25 +1,42 @@
 """What a study's runs were set to, for the report's settings sentences: the parameters every run
 shares that differ from vaebench's defaults, and for a grid of named variants what each variant
-changes. Also which rows the sweep itself made (rows added with `vaebench.add_result` are not)."""
+changes. Also which rows the sweep itself made (rows added with `vaebench.add_result` are not) and
+which runs finished."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from ..results.rows import PARAM_PREFIX
+from ..results.rows import PARAM_PREFIX, grid_column
 
 EXTERNAL_COMMAND = "vaebench.add_result (Python)"  # the `command` of rows added from outside a sweep
 ALWAYS_SHOWN = ("dataset.name", "model.name", "objective.likelihood", "train.epochs")
 
 
+def external_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows added from outside the sweep (`vaebench.add_result`)."""
+    return df[df["command"] == EXTERNAL_COMMAND] if "command" in df else df.iloc[:0]
+
+
 def sweep_rows(df: pd.DataFrame) -> pd.DataFrame:
     """The rows the study's own runs made: without the rows added with `add_result` (unless every
     row was)."""
-    external = df[df["command"] == EXTERNAL_COMMAND] if "command" in df else df.iloc[:0]
+    external = external_rows(df)
     if len(external) and len(external) < len(df):
         return df.drop(index=external.index)
     return df
+
+
+def finished(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of finished runs (status "ok"): the ones the tables summarize."""
+    return df[df["status"] == "ok"]
+
+
+def has_values(df: pd.DataFrame, key: str) -> bool:
+    """Whether some finished run has a value in the column (a column the rows lack has none)."""
+    ok = finished(df)
+    return key in ok and bool(ok[key].notna().any())
 
 
 def _defaults(row=None) -> dict[str, object]:
@@ -55,7 +72,8 @@ def _dataset_fields(df: pd.DataFrame) -> set[str]:
     """The dataset's own parameters (e.g. the shapes grid) of a study on one dataset: always shown."""
     from ..data import DATASETS
 
-    names = set(df["param.dataset.name"].dropna()) if "param.dataset.name" in df else set()
+    column = grid_column("dataset.name")
+    names = set(df[column].dropna()) if column in df else set()
     if len(names) != 1 or (name := names.pop()) not in DATASETS:
         return set()
     return {f"dataset.{f}" for f in DATASETS.get(name).options.model_fields}
@@ -68,7 +86,7 @@ def fixed_settings(df: pd.DataFrame, grid_keys: list[str]) -> dict[str, object]:
     defaults, out = _defaults(df.iloc[0] if len(df) else None), {}
     always = {*ALWAYS_SHOWN, *_dataset_fields(df)}
     for col in df.columns:
-        key = col[len(PARAM_PREFIX) :]
+        key = param_key(col)
         if not col.startswith(PARAM_PREFIX) or key in grid_keys:
             continue
         values = {hashable(v) for v in df[col]}
@@ -89,6 +107,11 @@ def varying_columns(df: pd.DataFrame) -> list[str]:
     return [c for c in df.columns if c.startswith(PARAM_PREFIX) and len({hashable(v) for v in first[c]}) > 1]
 
 
+def param_key(column: str) -> str:
+    """The parameter a `param.*` column holds: "param.model.name" -> "model.name"."""
+    return column[len(PARAM_PREFIX) :]
+
+
 def variant_settings(df: pd.DataFrame) -> dict[str, dict[str, object]]:
     """For a study with grid.variant: each variant's non-default values of the parameters that
     differ between variants, in grid order."""
@@ -96,11 +119,11 @@ def variant_settings(df: pd.DataFrame) -> dict[str, dict[str, object]]:
     out = {}
     for _, r in _first_of_each_variant(df).iterrows():
         defaults = _defaults(r)
+        values = {param_key(c): hashable(r[c]) for c in varying}
         out[r["variant"]] = {
-            c[len(PARAM_PREFIX) :]: hashable(r[c])
-            for c in varying
-            if hashable(r[c]) != defaults.get(c[len(PARAM_PREFIX) :])
-            and not (hashable(r[c]) is None and c[len(PARAM_PREFIX) :] not in defaults)  # not an option of this family
+            k: v
+            for k, v in values.items()
+            if v != defaults.get(k) and not (v is None and k not in defaults)  # None: not an option of this family
         }
     return out
 

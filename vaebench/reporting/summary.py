@@ -28,6 +28,7 @@ from .columns import (
     param_label,
     report_columns,
 )
+from .settings import finished
 from .stats import ci95, welch_p
 
 
@@ -47,7 +48,7 @@ def summarize(df: pd.DataFrame, grid_keys: list[str], columns: list[TableColumn]
     values), in the column's units. A column the rows lack has n = 0 and a NaN mean."""
     columns = list(report_columns().values()) if columns is None else columns
     out = []
-    for values, g in cell_groups(df[df["status"] == "ok"].assign(**DERIVED), grid_keys):
+    for values, g in cell_groups(finished(df).assign(**DERIVED), grid_keys):
         rec = {k: v for k, v in zip(grid_keys, values)}
         rec["n"] = len(g)
         for col in columns:
@@ -89,6 +90,12 @@ def list_item(values, i: int) -> float:
     if isinstance(values, (list, tuple, np.ndarray)) and len(values) > i and values[i] is not None:
         return float(values[i])
     return math.nan
+
+
+def list_items(lists: pd.Series, prefix: str, names) -> dict[str, pd.Series]:
+    """A column of lists (e.g. per-factor or per-layer values) split into one column per position,
+    named `<prefix>.<name>` for each of `names` in order: NaN where a row's list is missing or shorter."""
+    return {f"{prefix}.{n}": lists.map(lambda v, i=i: list_item(v, i)) for i, n in enumerate(names)}
 
 
 PICK_BEST = {"↓": min, "↑": max}
@@ -157,7 +164,7 @@ def summary_table(
     columns = [replace(c, better="") if c.key in layout.unranked else c for c in columns]
     labels = {k: layout.labels.get(k, param_label(k)) for k in grid_keys}
     p_header, p_cells = _p_column(summary, grid_keys, layout, labels)
-    measured = {c.key: bool(len(summary)) and summary[f"{c.key}.n"].sum() > 0 for c in columns}
+    measured = {c.key: is_measured(summary, c.key) for c in columns}
     best = {c.key: best_rows(list(summary[f"{c.key}.mean"]), c.better) if measured[c.key] else set() for c in columns}
     rows = []
     for i, (_, r) in enumerate(summary.iterrows()):

@@ -7,12 +7,15 @@ multi-objective study. Summary cells are mean ± 95% CI half-width (Student t ov
 mean of a column with a direction is marked, and a p column tests each row against the baseline row
 (Welch's t-test on the table's headline metric; summary.py). Texts are plain (no Markdown).
 
+    titles.py         every table title
     columns.py        ReportTable, Cell, TableColumn, Layout; every column a table can show
     summary.py        summaries over seeds, best marks, p-values: the summary table
     layouts.py        the tutorial's layouts and which study mirrors which (from its rows, not its name)
     family_tables.py  the layouts and extra tables of families with metrics of their own
     published.py      published versus measured (published.yaml)
-    settings.py       the fixed settings and each variant's settings (render.py prints them)
+    settings.py       the fixed settings and each variant's settings (render.py prints them); which
+                      rows finished and which the sweep made
+    prose.py          the notes' wording (prose.yaml)
 """
 
 from __future__ import annotations
@@ -23,9 +26,7 @@ from ..results.rows import grid_column
 from .columns import Cell, Layout, ReportTable, format_value, param_label, report_columns
 from .family_tables import FAMILY_TABLES, family_layout
 from .layouts import (
-    ARCHITECTURE_TITLE,
     DEFAULT_LAYOUT,
-    DEFAULT_TITLE,
     LAYOUTS,
     all_metrics_table,
     budget_note,
@@ -34,9 +35,12 @@ from .layouts import (
     sliced_layout_tables,
     tutorial_title,
 )
+from .prose import prose
 from .published import published_tables
+from .settings import finished
 from .stats import pareto_mask
 from .summary import summarize
+from .titles import ARCHITECTURE_TITLE, DEFAULT_TITLE, PARETO_TITLE
 
 PARETO_KEY = "pareto_front"
 ARROWS = {"minimize": "↓", "maximize": "↑"}
@@ -53,7 +57,7 @@ def study_layout(df: pd.DataFrame) -> tuple[str, Layout]:
 
 
 def study_title(df: pd.DataFrame) -> str:
-    """The title of a study's report: its tutorial table's, else its family table's, else "Sweep results"."""
+    """The title of a study's report: its tutorial table's, else its family table's, else DEFAULT_TITLE."""
     return study_layout(df)[0]
 
 
@@ -95,7 +99,7 @@ def pareto_front(df: pd.DataFrame) -> pd.DataFrame:
     sorted by the first objective."""
     objectives = objectives_of(df)
     metrics = [m for m, _ in objectives]
-    ok = df[(df["status"] == "ok")].dropna(subset=metrics)
+    ok = finished(df).dropna(subset=metrics)
     if ok.empty:
         return ok
     mask = pareto_mask(ok[metrics].astype(float).to_numpy().tolist(), [d for _, d in objectives])
@@ -116,7 +120,6 @@ def pareto_table(df: pd.DataFrame, grid_keys: list[str]) -> ReportTable:
         + [Cell(f"{r[m]:.4g}") for m, _ in objectives]
         for _, r in front.iterrows()
     ]
-    title = f"Pareto front ({', '.join(f'{m} {ARROWS[d]}' for m, d in objectives)})"
-    n_ok = int((df["status"] == "ok").sum())
-    note = f"{len(front)} of {n_ok} finished runs are not beaten in every objective by another run."
+    title = PARETO_TITLE.format(objectives=", ".join(f"{m} {ARROWS[d]}" for m, d in objectives))
+    note = prose("pareto_note", front=len(front), finished=len(finished(df)))
     return ReportTable(PARETO_KEY, title, header, rows, [note])

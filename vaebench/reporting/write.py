@@ -1,4 +1,4 @@
-"""Reports: read results rows (Parquet) and per-run artifact arrays; write per study
+"""Writing the reports: read the results rows (Parquet) and per-run artifact arrays; write per study
 
     <out>/<study>.md                 Markdown (tables, notes, figure links)
     <out>/<study>/figures/<key>.png  the figures the Markdown links
@@ -6,13 +6,8 @@
 and, when every study is reported, <out>/index.md / index.html: the tutorial's tables, each linked
 to the studies that measure it or naming the sweep to run.
 
-`vaebench.report` is both this package and the API function `report(...)`: the package is callable
-(calling it calls `report` below, which `vaebench.api.report` calls too), so importing a submodule
-such as `vaebench.report.figures`, which makes `vaebench.report` the package, never hides the function.
-
-    tables.py    every table of a study (tables.py's docstring lists the modules it draws on)
-    render.py    the Markdown report;  html.py  the same as one page;  figures.py  the PNG figures
-    stats.py     confidence intervals, Welch's test, trends, the Pareto mask
+`report(...)` is what `vaebench.report(...)` and `vaebench.api.report(...)` call; `write_reports` is
+what `vaebench report` calls (the package's docstring lists the modules it draws on).
 """
 
 from __future__ import annotations
@@ -27,10 +22,12 @@ from ..runtime.files import atomic_path
 from .figures import markdown_section, study_figures
 from .formats import REPORT_FORMATS
 from .html import render_html
-from .layouts import DISENTANGLEMENT_TITLE, TUTORIAL_TABLES
+from .layouts import TUTORIAL_TABLES
+from .prose import prose
 from .render import provenance, render_study
-from .settings import sweep_rows
+from .settings import finished, sweep_rows
 from .tables import study_title
+from .titles import DISENTANGLEMENT_TITLE, INDEX_RUNS_TITLE, INDEX_TITLE
 
 FORMATS = REPORT_FORMATS
 
@@ -62,7 +59,7 @@ def write_reports(results_root: Path, out_dir: Path, study: str | None = None, f
         titles[name] = StudyEntry(
             study_title(df),
             str(df["dataset"].iloc[0]),
-            int((sweep["status"] == "ok").sum()),
+            len(finished(sweep)),
             provenance(sweep) if len(sweep) else None,
         )
         figures = study_figures(df, results_root)
@@ -104,10 +101,9 @@ def index_markdown(studies: dict[str, StudyEntry], ext: str = "md", earlier: fro
     `earlier`: studies without results here whose report (named after the shipped sweep) is already
     in the output folder."""
     lines = [
-        "# vaebench reports",
+        f"# {INDEX_TITLE}",
         "",
-        "The tutorial's tables (its overview, `vae_overview.md`, and its exercises: the "
-        "reference material vaebench was created from) and the studies that measure them.",
+        prose("index_intro"),
         "",
         "| tutorial table | measured by | sweep |",
         "|---|---|---|",
@@ -117,34 +113,23 @@ def index_markdown(studies: dict[str, StudyEntry], ext: str = "md", earlier: fro
         found = [f"[{n}]({n}.{ext})" for n, e in sorted(studies.items()) if e.title == title and n not in apart]
         stem = Path(sweep).stem
         if not found and stem in earlier:
-            found = [f"[{stem}]({stem}.md) (an earlier report; its results are not in this results folder)"]
-        have = ", ".join(found) or f"not measured yet: run `vaebench run {sweep} && vaebench report`"
+            found = [prose("index_earlier_report", stem=stem)]
+        have = ", ".join(found) or prose("index_not_measured", sweep=sweep)
         lines.append(f"| {title} | {have} | `{sweep}` |")
-    lines += [
-        "",
-        f"The Disentanglement column of the β-VAE and latent-dimension tables needs ground-truth factors of "
-        f"variation, which MNIST lacks: it is measured (MIG, SAP) on the generated `shapes` dataset by the "
-        f"studies in the row “{DISENTANGLEMENT_TITLE}”.",
-    ]
+    lines += ["", prose("index_disentanglement", title=DISENTANGLEMENT_TITLE)]
     others = [f"[{n}]({n}.{ext}) ({e.title})" for n, e in sorted(studies.items()) if e.title not in TUTORIAL_TABLES]
     if others:
-        lines += ["", "Other studies: " + ", ".join(others) + "."]
+        lines += ["", prose("index_other_studies", studies=", ".join(others))]
     if apart:
-        lines += [
-            "",
-            "Studies on other data, listed apart: their tables have the tutorial's layout but are not "
-            "compared with its MNIST numbers: "
-            + ", ".join(f"[{n}]({n}.{ext}) ({e.title}, dataset `{e.dataset}`)" for n, e in sorted(apart.items()))
-            + ".",
-        ]
+        listed = ", ".join(f"[{n}]({n}.{ext}) ({e.title}, dataset `{e.dataset}`)" for n, e in sorted(apart.items()))
+        lines += ["", prose("index_other_data", studies=listed)]
     made = {n: e for n, e in sorted(studies.items()) if e.made}
     if made:
         lines += [
             "",
-            "## Runs",
+            f"## {INDEX_RUNS_TITLE}",
             "",
-            "How the rows behind each report were made (from the rows; `vaebench report` "
-            "regenerates every report from them).",
+            prose("index_runs_intro"),
             "",
             "| study | dataset | finished runs | last run | wall time | command | machine | FID extractor |",
             "|---|---|---|---|---|---|---|---|",
@@ -160,13 +145,8 @@ def index_markdown(studies: dict[str, StudyEntry], ext: str = "md", earlier: fro
             if len(ids) > 1:
                 mixed[dataset] = len(ids)
         if mixed:
-            lines += [
-                "",
-                "⚠ The FIDs of the studies on "
-                + ", ".join(f"`{d}` come from {k} feature extractors" for d, k in mixed.items())
-                + ": compare FIDs across studies only where the FID extractor (its classifier's weights hash "
-                "is the id's last part) is the same.",
-            ]
+            datasets = ", ".join(f"`{d}` come from {k} feature extractors" for d, k in mixed.items())
+            lines += ["", prose("index_mixed_fid", datasets=datasets)]
     return "\n".join(lines) + "\n"
 
 
@@ -181,7 +161,7 @@ def _write_index(out_dir: Path, titles: dict[str, StudyEntry], fmt: str) -> list
         earlier = frozenset(p.stem for p in out_dir.glob("*.md") if p.stem != "index" and p.stem not in titles)
         text = index_markdown(titles, ext, earlier)
         with atomic_path(path) as tmp:
-            tmp.write_text(text if ext == "md" else render_html(text, [], "vaebench reports"))
+            tmp.write_text(text if ext == "md" else render_html(text, [], INDEX_TITLE))
         paths.append(path)
     return paths
 
