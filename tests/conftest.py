@@ -68,3 +68,87 @@ def _private_cache(tmp_path_factory):
         os.environ.pop("VAEBENCH_CACHE", None)
     else:
         os.environ["VAEBENCH_CACHE"] = old
+
+
+# ---------------------------------------------------------------------------------------------
+# Independent references for the tests that check a recorded loss or metric against the model:
+# written out with torch.distributions and by hand, sharing no formula with vaebench/objectives/.
+
+
+def reference_nll(objective, params, x):
+    """-log p(x|z) per example (B,), nats, float64, for the likelihood an ObjectiveConfig names:
+    Bernoulli by hand (x log sigmoid(l) + (1 - x) log sigmoid(-l): a cross-entropy on grayscale x),
+    the others with torch.distributions."""
+    import torch
+    import torch.nn.functional as F
+    from torch.distributions import Laplace, Normal
+
+    p, x = params.double(), x.double()
+    name = objective.likelihood
+    if name == "bernoulli":
+        log_p = x * F.logsigmoid(p) + (1 - x) * F.logsigmoid(-p)
+    elif name == "gaussian":
+        log_p = Normal(p, objective.variance**0.5).log_prob(x)
+    elif name == "laplace":
+        log_p = Laplace(p, objective.laplace_scale).log_prob(x)
+    elif name == "gaussian_learned":
+        c = p.shape[1] // 2
+        var = objective.variance_floor + torch.log1p(torch.exp(p[:, c:]))  # softplus, written out
+        log_p = Normal(p[:, :c], var.sqrt()).log_prob(x)
+    else:
+        raise AssertionError(f"no reference for likelihood {name!r}")
+    return -log_p.flatten(1).sum(1)
+
+
+def reference_mean(objective, params):
+    """E[x|z] of the likelihood an ObjectiveConfig names: (B, C, H, W), float64."""
+    p = params.double()
+    if objective.likelihood == "bernoulli":
+        return 1 / (1 + (-p).exp())
+    if objective.likelihood == "gaussian_learned":
+        return p[:, : p.shape[1] // 2]
+    return p
+
+
+def replay_gaussian_neg_elbo(model, objective, x, y, batch_size, rng_state):
+    """(recon, kl): the single-sample -ELBO terms of a one-Gaussian-layer model on x, nats per
+    example (means over x, float64), with z = mu + eps * sigma and eps drawn from torch's CPU
+    generator restored to `rng_state`, one `randn_like` per batch of `batch_size` (the draws the
+    trainer's held-out loss and the `elbo` metric make). Only the model's encode and decode are
+    the code under test; the likelihood and KL(N(mu, sigma^2) || N(0, I)) are independent."""
+    import torch
+    from torch.distributions import Normal, kl_divergence
+
+    recon, kl = [], []
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.set_rng_state(rng_state)
+        for start in range(0, len(x), batch_size):
+            xb, yb = x[start : start + batch_size], y[start : start + batch_size]
+            mu, logvar = model.encode(xb, yb)
+            z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+            recon.append(reference_nll(objective, model.decode(z, yb), xb))
+            q = Normal(mu.double(), torch.exp(0.5 * logvar.double()))
+            kl.append(kl_divergence(q, Normal(0.0, 1.0)).sum(1))
+    return torch.cat(recon).mean().item(), torch.cat(kl).mean().item()
+
+
+@pytest.fixture
+def heldout_calls(monkeypatch):
+    """Records, for every call of the trainer's held-out loss (once per epoch), torch's CPU RNG state
+    and a copy of the model's weights just before it: what an independent recomputation of the
+    recorded test loss needs. A list of (rng_state, state_dict, batch_size); the losses are unchanged."""
+    import copy
+
+    import torch
+
+    from vaebench.engine import train as training
+
+    calls = []
+    real = training.heldout_loss
+
+    def spy(model, likelihood, x, y, batch_size):
+        calls.append((torch.get_rng_state(), copy.deepcopy(model.state_dict()), batch_size))
+        return real(model, likelihood, x, y, batch_size)
+
+    monkeypatch.setattr(training, "heldout_loss", spy)
+    return calls
