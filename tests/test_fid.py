@@ -1,16 +1,13 @@
 """FID, KID and the classifier-based Inception Score against independent computations."""
 
-import warnings
-
 import numpy as np
 import pytest
-import scipy.linalg
 import scipy.special
 import scipy.stats
 import torch
 import torch_fidelity
 
-from tests.conftest import DATA_ROOT, needs_mnist
+from tests.conftest import DATA_ROOT, needs_mnist, plain_uint8, scipy_fid
 from vaebench.data import load_dataset
 from vaebench.errors import VaebenchError
 from vaebench.metrics import column_names as C
@@ -22,15 +19,6 @@ from vaebench.objectives.likelihoods import Bernoulli
 from vaebench.spec.sweep_spec import DatasetConfig, ModelConfig, RunConfig
 
 DIGITS = load_dataset(DatasetConfig(name="digits"))
-
-
-def scipy_fid(f1: np.ndarray, f2: np.ndarray) -> float:
-    mu1, mu2 = f1.mean(0), f2.mean(0)
-    s1, s2 = np.cov(f1, rowvar=False), np.cov(f2, rowvar=False)
-    with warnings.catch_warnings():  # ReLU features with dead units: singular covariances, sqrtm still exact here
-        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
-        covmean = scipy.linalg.sqrtm(s1 @ s2).real
-    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
 
 
 def numpy_kid(f1: np.ndarray, f2: np.ndarray) -> float:
@@ -54,11 +42,6 @@ def scipy_inception_score(logits: np.ndarray, splits: int, order: np.ndarray) ->
         kl = scipy.stats.entropy(chunk, np.broadcast_to(chunk.mean(0), chunk.shape), axis=1)
         scores.append(np.exp(kl.mean()))
     return float(np.mean(scores)), float(np.std(scores))
-
-
-def plain_uint8(x: torch.Tensor) -> torch.Tensor:
-    """[0, 1] images to the 0..255 bytes the extractors read: the plain formula."""
-    return (x.clamp(0, 1) * 255).round().to(torch.uint8)
 
 
 def test_frechet_distance_equals_scipy_sqrtm():

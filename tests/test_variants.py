@@ -8,12 +8,17 @@ the evaluated -ELBO terms, recon MSE and SSIM are those of the trained model."""
 
 import math
 
-import numpy as np
 import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
 
-from tests.conftest import reference_mean, reference_nll, replay_gaussian_neg_elbo
+from tests.conftest import (
+    reference_mean,
+    reference_nll,
+    replay_gaussian_neg_elbo,
+    replay_vqvae_neg_elbo,
+    skimage_ssim,
+)
 from vaebench.data import load_dataset
 from vaebench.engine.train import train
 from vaebench.metrics import evaluate
@@ -82,29 +87,12 @@ def _replay_ladder(model, objective, x, batch_size, rng_state) -> tuple[float, f
     return torch.cat(recon).mean().item(), torch.cat(kl).mean().item()
 
 
-def _replay_vqvae(model, objective, x, batch_size) -> tuple[float, float]:
-    """A VQ-VAE's -ELBO terms (recon, kl), nats per example: every position's z_e replaced by its
-    nearest code vector (brute-force float64 distances), decoded; KL = positions * log K."""
-    recon, kl = [], []
-    e = model.quantizer.embedding.detach().double()  # (K, D)
-    with torch.no_grad():
-        for start in range(0, len(x), batch_size):
-            xb = x[start : start + batch_size]
-            z_e = model.encoder(xb)  # (B, D, h, w)
-            b, d, h, w = z_e.shape
-            flat = z_e.permute(0, 2, 3, 1).reshape(-1, d).double()
-            codes = e[torch.cdist(flat, e).argmin(1)].view(b, h, w, d).permute(0, 3, 1, 2)
-            recon.append(reference_nll(objective, model.decoder(codes.float()), xb))
-            kl.append(torch.full((b,), h * w * math.log(len(e)), dtype=torch.float64))
-    return torch.cat(recon).mean().item(), torch.cat(kl).mean().item()
-
-
 def _reference_neg_elbo_terms(model, cfg, x, y, batch_size, rng_state) -> tuple[float, float]:
     """(recon, kl) of the model's single-sample -ELBO on (x, y), recomputed independently."""
     if cfg.model.name == "ladder":
         return _replay_ladder(model, cfg.objective, x, batch_size, rng_state)
     if cfg.model.name == "vqvae":
-        return _replay_vqvae(model, cfg.objective, x, batch_size)
+        return replay_vqvae_neg_elbo(model, cfg.objective, x, batch_size)
     return replay_gaussian_neg_elbo(model, cfg.objective, x, y, batch_size, rng_state)
 
 
@@ -179,19 +167,8 @@ def test_every_likelihood_trains_and_evaluates(likelihood, heldout_calls):
         x_hat = reference_mean(cfg.objective, model.decode(model.encode(x)[0]))
     assert m["recon_mse"] == pytest.approx(((x.double() - x_hat) ** 2).mean().item(), rel=1e-5)
     assert m["recon_mse"] < 0.2
-    # SSIM: scikit-image's, per image, with the largest Gaussian window that fits 8x8 (radius 3)
-    from skimage.metrics import structural_similarity
-
-    sigma = 3 / 3.5  # scikit-image's truncate 3.5: radius int(3.5 sigma + 0.5) = 3, a 7x7 window
-    ssim = np.mean(
-        [
-            structural_similarity(
-                a[0], b[0], data_range=1.0, gaussian_weights=True, sigma=sigma, use_sample_covariance=False
-            )
-            for a, b in zip(x.double().numpy(), x_hat.clamp(0, 1).numpy())
-        ]
-    )
-    assert m["ssim"] == pytest.approx(ssim, abs=1e-6) and m["ssim_sigma"] == pytest.approx(sigma)
+    # SSIM: scikit-image's, per image, with the largest Gaussian window that fits 8x8 (radius 3, sigma 3 / 3.5)
+    assert m["ssim"] == pytest.approx(skimage_ssim(x, x_hat), abs=1e-6) and m["ssim_sigma"] == pytest.approx(3 / 3.5)
 
 
 def _by_hand_training_loss(objective, model, x, y, kl_weight) -> torch.Tensor:
