@@ -7,6 +7,8 @@ import math
 import warnings
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 from scipy import stats
@@ -16,7 +18,7 @@ from sklearn.svm import LinearSVC
 
 from vaebench.data import load_dataset
 from vaebench.engine.train import train
-from vaebench.metrics import METRICS, evaluate
+from vaebench.metrics import METRICS, EvalContext, evaluate
 from vaebench.metrics import column_names as C
 from vaebench.metrics.disentanglement import (
     discretize,
@@ -478,8 +480,103 @@ def _codes(model, data):
     return mu.double().numpy()
 
 
-def test_metric_is_registered():
+# the declared columns and the Arrow type each dtype is stored as (written out here, not read from vaebench)
+DECLARED = {
+    C.MIG: "float",
+    C.SAP: "float",
+    C.MIG_PER_FACTOR: "list[float]",
+    C.SAP_PER_FACTOR: "list[float]",
+    C.DISENTANGLEMENT_FACTORS: "list[str]",
+    C.MIG_SAMPLES: "int",
+    C.MIG_BINS: "int",
+    C.SAP_TRAIN_SAMPLES: "int",
+    C.SAP_TEST_SAMPLES: "int",
+    C.DISENTANGLEMENT_SEED: "int",
+}
+ARROW = {
+    "float": pa.float64(),
+    "int": pa.int64(),
+    "list[float]": pa.list_(pa.float64()),
+    "list[str]": pa.list_(pa.string()),
+}
+
+
+class _GivenCodes(torch.nn.Module):
+    """A stand-in model whose posterior means are given codes (N, D), handed out batch after batch."""
+
+    def __init__(self, codes: torch.Tensor):
+        super().__init__()
+        self.codes, self.i = codes, 0
+        self.likelihood = None
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def encode(self, x, y=None):
+        mu = self.codes[self.i : self.i + len(x)]
+        self.i += len(x)
+        return mu, torch.zeros_like(mu)
+
+
+def _expected(codes: np.ndarray, factors: np.ndarray, categorical, seed: int = 0) -> dict:
+    """MIG and SAP per factor of the default subsets (all N test images for MIG, SAP fit on the first
+    half of the seeded permutation and scored on the second: N < the 5,000 + 5,000 asked), from the
+    re-implementations above."""
+    n = len(codes)
+    order = np.random.default_rng(seed).permutation(n)
+    m, tr, te = order, order[: n // 2], order[n // 2 :]
+    return {
+        "mig": reference_mig_per_factor(codes[m], factors[m]),
+        "sap": reference_sap_per_factor(codes[tr], factors[tr], codes[te], factors[te], categorical),
+        "n_test": len(te),
+    }
+
+
+def _assert_values(row: dict, expected: dict) -> None:
+    tol = 2 / expected["n_test"] + 1e-12  # the primal SVM against the reference's dual: one test image at most
+    assert row[C.MIG_PER_FACTOR] == pytest.approx(list(expected["mig"]), abs=1e-12)
+    assert row[C.SAP_PER_FACTOR] == pytest.approx(list(expected["sap"]), abs=tol)
+    assert row[C.MIG] == pytest.approx(np.mean(expected["mig"]), abs=1e-12)
+    assert row[C.SAP] == pytest.approx(np.mean(expected["sap"]), abs=tol)
+
+
+def test_metric_is_registered_and_a_row_holds_what_it_computes(tmp_path):
+    import vaebench
+
+    spec = METRICS.get("disentanglement")
     assert "disentanglement" in METRICS.names()
+    assert {c.name: c.dtype for c in spec.columns} == DECLARED
+    cfg = _run_cfg(TINY)
+    data = load_dataset(cfg.dataset)
+    factors, categorical = data.factors_test.numpy(), [f.categorical for f in data.factors]
+    assert [f.size for f in data.factors] == [3, 2, 2, 4, 4] and len(factors) == 48
+    # the compute function on a known input: a perfect code of the factors (latent k = factor k) and
+    # two noise latents, in float32 as a model's means are
+    codes = perfect_code(factors, n_noise=2, seed=0).astype(np.float32)
+    out = spec(EvalContext(_GivenCodes(torch.from_numpy(codes)), data, cfg))
+    expected = _expected(codes.astype(np.float64), factors, categorical)
+    _assert_values(out, expected)
+    assert np.all(expected["mig"] > 0.5) and np.all(expected["sap"][1:] > 0.9)  # a perfect code scores high
+    # a real run's row: every declared column with its dtype's Arrow type, holding the metric's values
+    # for the saved model's posterior means
+    spec_dict = {
+        "study": "dis",
+        "dataset": TINY,
+        "model": {"name": "mlp", "hidden_dim": 32, "latent_dim": 4},
+        "train": {"epochs": 1, "batch_size": 32},
+        "eval": {"fid_extractor": None, "nll_examples": 8, "nll_k": 2},
+        "seeds": [0],
+    }
+    status = vaebench.run(spec_dict, workers=1, results=tmp_path)
+    assert status.done == status.total == 1
+    (path,) = (tmp_path / "dis" / "runs").glob("*.parquet")
+    table = pq.read_table(path)
+    for name, dtype in DECLARED.items():
+        assert table.schema.field(name).type == ARROW[dtype], name
+    row = table.to_pylist()[0]
+    assert row["status"] == "ok" and row[C.DISENTANGLEMENT_FACTORS] == ["shape", "scale", "orientation", "x", "y"]
+    assert (row[C.MIG_SAMPLES], row[C.SAP_TRAIN_SAMPLES], row[C.SAP_TEST_SAMPLES]) == (48, 24, 24)
+    assert (row[C.MIG_BINS], row[C.DISENTANGLEMENT_SEED]) == (20, 0)
+    model, _ = vaebench.load_model(row["run_id"], results=tmp_path)
+    _assert_values(row, _expected(_codes(model, data), factors, categorical))
 
 
 def test_metric_end_to_end_on_tiny_shapes(tiny_shapes):

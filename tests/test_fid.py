@@ -2,11 +2,12 @@
 
 import numpy as np
 import pytest
-import scipy.linalg
+import scipy.special
+import scipy.stats
 import torch
 import torch_fidelity
 
-from tests.conftest import DATA_ROOT, needs_mnist
+from tests.conftest import DATA_ROOT, needs_mnist, plain_uint8, scipy_fid
 from vaebench.data import load_dataset
 from vaebench.errors import VaebenchError
 from vaebench.metrics import column_names as C
@@ -20,11 +21,27 @@ from vaebench.spec.sweep_spec import DatasetConfig, ModelConfig, RunConfig
 DIGITS = load_dataset(DatasetConfig(name="digits"))
 
 
-def scipy_fid(f1: np.ndarray, f2: np.ndarray) -> float:
-    mu1, mu2 = f1.mean(0), f2.mean(0)
-    s1, s2 = np.cov(f1, rowvar=False), np.cov(f2, rowvar=False)
-    covmean = scipy.linalg.sqrtm(s1 @ s2).real
-    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
+def numpy_kid(f1: np.ndarray, f2: np.ndarray) -> float:
+    """KID of two feature sets of equal size (Binkowski et al. 2018): the unbiased MMD^2 with the
+    cubic polynomial kernel k(a, b) = (a.b / d + 1)^3 (diagonals of the within-set sums left out)."""
+    m, d = f1.shape
+    kxx, kyy, kxy = ((a @ b.T / d + 1) ** 3 for a, b in ((f1, f1), (f2, f2), (f1, f2)))
+    within = (kxx.sum() - np.trace(kxx) + kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+    return float(within - 2 * kxy.mean())
+
+
+def scipy_inception_score(logits: np.ndarray, splits: int, order: np.ndarray) -> tuple[float, float]:
+    """Inception Score (Salimans et al. 2016) of the rows of `logits` taken in `order`, in `splits`
+    consecutive chunks: exp(mean_i KL(p(y|x_i) || p(y))) per chunk, p(y) the chunk's mean; (mean,
+    population std) over the chunks. Softmax and KL from scipy."""
+    p = scipy.special.softmax(logits[order].astype(np.float64), axis=1)
+    n = len(p)
+    scores = []
+    for i in range(splits):
+        chunk = p[i * n // splits : (i + 1) * n // splits]
+        kl = scipy.stats.entropy(chunk, np.broadcast_to(chunk.mean(0), chunk.shape), axis=1)
+        scores.append(np.exp(kl.mean()))
+    return float(np.mean(scores)), float(np.std(scores))
 
 
 def test_frechet_distance_equals_scipy_sqrtm():
@@ -94,6 +111,11 @@ def test_classifier_is_cached_by_content(digits_extractor):
     again = cached_classifier(DIGITS)
     assert str(again.path) == digits_extractor.weights  # trained once, then loaded
     assert again.test_accuracy == digits_extractor.accuracy > 0.9
+    # the recorded accuracy is the loaded weights' accuracy on the test split
+    with torch.no_grad():
+        logits = digits_extractor.module.net.features(DIGITS.x_test)[1]
+    correct = (logits.argmax(1).numpy() == DIGITS.y_test.numpy()).sum()
+    assert again.test_accuracy == correct / len(DIGITS.y_test)
 
 
 def test_fid_equals_torch_fidelity_own_computation(digits_extractor):
@@ -140,7 +162,7 @@ def test_fid_sanity_halves_vs_noise(digits_extractor):
     assert half < 0.05 * noise
 
 
-def test_fid_metric_columns_and_settings():
+def test_fid_metric_columns_and_settings(digits_extractor):
     torch.manual_seed(0)
     cfg = RunConfig.model_validate({"dataset": {"name": "digits"}, "eval": {"fid_samples": 200, "kid": True}})
     model = build_model(ModelConfig(hidden_dim=16, latent_dim=4), (1, 8, 8), Bernoulli())
@@ -149,11 +171,78 @@ def test_fid_metric_columns_and_settings():
     assert m[C.FID_FEATURE_LAYER] == "penultimate" and m[C.FID_EXTRACTOR].startswith("vaebench-classifier-")
     assert m[C.FID_EXTRACTOR].endswith(m[C.FID_WEIGHTS_SHA256][:16])
     assert m[C.TORCH_FIDELITY_VERSION] == torch_fidelity.__version__
-    assert m[C.FID] > 0 and m[C.FID_RECON] > 0 and m[C.KID] is not None
-    assert 1 <= m[C.IS] <= 10
-    assert len(m[C.SAMPLE_CLASS_FREQ]) == 10 and sum(m[C.SAMPLE_CLASS_FREQ]) == pytest.approx(1)
+    assert m[C.CLASSIFIER_ACCURACY] == digits_extractor.accuracy
+    # every value recomputed from the extractor's features of the same images: the first 200 test
+    # images, their reconstructions sigmoid(decode(mu(x))), and 200 samples decoded from z drawn
+    # from a generator seeded with the run seed (one batch: eval.batch_size >= 200)
+    n = 200
+    assert cfg.eval.batch_size >= n
+    real = DIGITS.x_test[:n]
+    with torch.no_grad():
+        recon = torch.sigmoid(model.decode(model.encode(real)[0]))
+        samples = torch.sigmoid(model.decode(torch.randn(n, 4, generator=torch.Generator().manual_seed(0))))
+
+    def feats(x):
+        return {k: v.numpy() for k, v in digits_extractor.features(plain_uint8(x)).items()}
+
+    ref, rec, gen = feats(real), feats(recon), feats(samples)
+    assert m[C.FID] == pytest.approx(scipy_fid(gen["penultimate"], ref["penultimate"]), rel=1e-4)
+    assert m[C.FID_RECON] == pytest.approx(scipy_fid(rec["penultimate"], ref["penultimate"]), rel=1e-4)
+    assert m[C.FID] > 1 and m[C.FID_RECON] > 1  # an untrained decoder: noise, far from digits
+    # KID: 100 subsets of size min(1000, n) = n, i.e. 100 orderings of the same two sets: one value
+    assert m[C.KID] == pytest.approx(numpy_kid(gen["penultimate"], ref["penultimate"]), rel=1e-6)
+    assert m[C.KID_STD] == pytest.approx(0, abs=1e-9 * abs(m[C.KID]))
+    # IS over 10 splits of the samples after torch-fidelity's shuffle (its default rng_seed 2020)
+    order = np.random.RandomState(2020).permutation(n)
+    is_mean, is_std = scipy_inception_score(gen["logits"], 10, order)
+    assert m[C.IS] == pytest.approx(is_mean, rel=1e-9) and m[C.IS_STD] == pytest.approx(is_std, rel=1e-6)
+    classes = np.bincount(gen["logits"].argmax(1), minlength=10) / n
+    assert m[C.SAMPLE_CLASS_FREQ] == pytest.approx(classes.tolist(), abs=1e-15)
     again = evaluate(model, DIGITS, cfg, seed=0, names=["fid"])
     assert again[C.FID] == m[C.FID]  # seeded: same model, same samples, same number
+
+
+class _Identity(torch.nn.Module):
+    """A stand-in VAE whose reconstructions are the inputs (mu(x) = logit(x), decode = reshape, so
+    sigmoid(decode(mu(x))) rounds to x's bytes) and whose samples are training images drawn with
+    the generator it is given: real digits of every class, not the reference images."""
+
+    conditional, can_sample = False, True
+
+    def __init__(self):
+        super().__init__()
+        self.likelihood = Bernoulli()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def encode(self, x, y=None):
+        mu = torch.logit(x.clamp(1e-6, 1 - 1e-6)).flatten(1)
+        return mu, torch.zeros_like(mu)
+
+    def decode(self, z, y=None):
+        return z.view(len(z), 1, 8, 8)
+
+    def sample(self, n, y=None, generator=None):
+        return DIGITS.x_train[torch.randint(len(DIGITS.x_train), (n,), generator=generator)]
+
+
+def test_fid_is_zero_for_the_reference_itself_and_the_scores_of_real_digits(digits_extractor):
+    n = 300
+    cfg = RunConfig.model_validate({"dataset": {"name": "digits"}, "eval": {"fid_samples": n, "kid": True}})
+    m = evaluate(_Identity(), DIGITS, cfg, seed=0, names=["fid"])
+    assert m[C.FID_RECON] == pytest.approx(0, abs=1e-6)  # the reconstructions are the reference images
+    samples = _Identity().sample(n, generator=torch.Generator().manual_seed(0))  # one batch: eval.batch_size >= n
+    gen = {k: v.numpy() for k, v in digits_extractor.features(plain_uint8(samples)).items()}
+    ref = digits_extractor.features(plain_uint8(DIGITS.x_test[:n]))["penultimate"].numpy()
+    assert m[C.FID] == pytest.approx(scipy_fid(gen["penultimate"], ref), rel=1e-6)
+    assert m[C.KID] == pytest.approx(numpy_kid(gen["penultimate"], ref), rel=1e-6)
+    # other digits of the same distribution: a small FID, and the classifier sees every class
+    noise = digits_extractor.features(plain_uint8(torch.rand(n, 1, 8, 8, generator=torch.Generator().manual_seed(1))))
+    assert 0 < m[C.FID] < 0.1 * scipy_fid(noise["penultimate"].numpy(), ref)
+    is_mean, is_std = scipy_inception_score(gen["logits"], 10, np.random.RandomState(2020).permutation(n))
+    assert m[C.IS] == pytest.approx(is_mean, rel=1e-9) and m[C.IS_STD] == pytest.approx(is_std, rel=1e-6)
+    assert m[C.IS] > 5  # confident and diverse predictions
+    classes = np.bincount(gen["logits"].argmax(1), minlength=10) / n
+    assert m[C.SAMPLE_CLASS_FREQ] == pytest.approx(classes.tolist(), abs=1e-15) and (classes > 0.05).all()
 
 
 def test_fid_can_be_switched_off():

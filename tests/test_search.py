@@ -29,6 +29,7 @@ def _study(results, name):
     return optuna.load_study(study_name=name, storage=StudyStore(None, results, name).open())
 
 
+@pytest.mark.slow  # 8 trials of 6 epochs, a report and a resume per pruner: 1-16 s each (hyperband 13-16 s)
 @pytest.mark.parametrize(
     "pruner,min_bad_pruned",
     [
