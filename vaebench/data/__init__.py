@@ -1,16 +1,16 @@
 """Dataset sources behind one registry: name -> `DatasetSource` (a loader returning in-memory
-tensors, and the pydantic `Options` model of the options it reads; see family.py).
+tensors, and the pydantic `Options` model of the options it reads; see vaebench/options.py).
 
 Every source returns a `Dataset`: float32 images in [0, 1] shaped (N, C, H, W), int64 labels, the
 official (or a fixed, seeded) train/test split, and a checksum of exactly the tensors used. A source
 with ground-truth factors of variation (`shapes`) also returns each image's factor indices. The
 trainer slices these tensors by index; there is no DataLoader in the training path.
 
-This is the module to import from. The pieces: datasets/base.py (`Dataset`, `DatasetSource`, the
-`DATASETS` registry, `checksum`, `ensure_files`), datasets/builtin.py (mnist, digits, synthetic),
-datasets/shapes.py (shapes), image_folder.py (image_folder: a user-style source in its own module)
-and datasets_torchvision.py (fashion_mnist, cifar10, svhn, celeba). Importing this module registers
-every built-in source, each as a plugin would (`DATASETS.register`).
+This package's names are the ones to import. Its modules: base.py (`Dataset`, `DatasetSource`, the
+`DATASETS` registry, `checksum`, `ensure_files`), builtin.py (mnist, digits, synthetic), shapes.py
+(shapes), image_folder.py (image_folder: a user-style source in its own module) and
+torchvision_sets.py (fashion_mnist, cifar10, svhn, celeba). Importing any of them runs this
+`__init__` first, which registers every built-in source, each as a plugin would (`DATASETS.register`).
 """
 
 from __future__ import annotations

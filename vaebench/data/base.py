@@ -2,15 +2,14 @@
 the `DATASETS` registry, the checksum, and the check of a source's files (`ensure_files`).
 
 Every source module (built-in or plugin) imports these and registers itself with
-`DATASETS.register(name, DatasetSource(load, options))`. The registry's first use (a lookup or a
-registration) imports vaebench.data, which registers every built-in source: the built-ins come
+`DATASETS.register(name, DatasetSource(load, options))`. The package's `__init__` imports every
+built-in source module, and Python runs it before any module of the package: the built-ins come
 first, whichever module is imported first.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,11 +81,7 @@ def _check_source(name: str, source: DatasetSource) -> None:
     check_options_model(source.options, DATASET_COMMON_FIELDS, f"dataset {name!r}")
 
 
-def _load_builtin_sources() -> None:
-    importlib.import_module("vaebench.data")  # registers every built-in source on import
-
-
-DATASETS: Registry[DatasetSource] = Registry("dataset", load=_load_builtin_sources, check=_check_source)
+DATASETS: Registry[DatasetSource] = Registry("dataset", check=_check_source)
 
 
 def without_config(loader: Callable[[Path, bool], Dataset], doc: str = "") -> DatasetSource:

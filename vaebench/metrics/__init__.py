@@ -14,7 +14,7 @@ those columns out of its dict. Either way the columns are null and `metrics_skip
 "<metric>: <reason>", or "<metric> (<part>): <reason>".
 
 The built-in metric modules are imported on the registry's first lookup (`evaluate`, or any `METRICS`
-call), not with this package, and none of them imports torch-fidelity or torchvision before FID
+call: `_load_builtin_metrics` below), not with this package, and none of them imports torch-fidelity or torchvision before FID
 runs: processes that only create, watch or report a study can read the declarations cheaply.
 """
 
@@ -40,6 +40,14 @@ from .declarations import (
 
 if TYPE_CHECKING:
     import torch
+
+
+def _load_builtin_metrics() -> None:
+    """Import the built-in metric modules; each registers its metrics on import."""
+    from . import codebook, disentanglement, fid, latent, layers, likelihood, perceptual, recon  # noqa: F401
+
+
+METRICS.on_first_use(_load_builtin_metrics)
 
 Metric = Callable[["EvalContext"], dict]
 

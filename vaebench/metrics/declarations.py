@@ -37,13 +37,13 @@ and the options of every registered metric, validated against the declarations. 
 from here; nothing here imports the spec.
 
 This module imports no torch, so reading the declarations is cheap. The built-in metric modules
-register themselves when the registry is first looked up (`METRICS`'s `load`); none of them imports
+register themselves when the registry is first looked up (the loader metrics/__init__.py gives
+`METRICS`); none of them imports
 torch-fidelity or torchvision before a metric runs.
 """
 
 from __future__ import annotations
 
-import importlib
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
@@ -155,11 +155,6 @@ class MetricSpec:
         return self.compute(ctx)
 
 
-def _load_builtin_metrics() -> None:
-    for module in BUILTIN_MODULES:  # each registers its metrics on import
-        importlib.import_module(f"{__package__}.{module}")
-
-
 def _first_line(doc: str | None) -> str:
     return " ".join((doc or "").strip().split("\n\n")[0].split())
 
@@ -231,7 +226,7 @@ def _check(name: str, spec: MetricSpec) -> None:
         _check_options(spec.name, spec.options)
 
 
-METRICS: Registry[MetricSpec] = Registry("metric", load=_load_builtin_metrics, check=_check)
+METRICS: Registry[MetricSpec] = Registry("metric", check=_check)  # metrics/__init__ loads the built-ins
 
 
 def register_metric(name: str, columns, options: Optional[type] = None, doc: Optional[str] = None):

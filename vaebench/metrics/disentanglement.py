@@ -56,8 +56,8 @@ import warnings
 
 import numpy as np
 
-from . import Column, MetricNotApplicable, register_metric
 from . import column_names as C
+from .declarations import Column, MetricNotApplicable, register_metric
 
 # scikit-learn (mutual_info_score, LinearSVC) is imported where it is used: importing it would add to
 # the start of every worker process, and only datasets with ground-truth factors need it.

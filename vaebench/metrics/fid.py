@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import torch
 
-from . import Column, MetricNotApplicable, register_metric
 from . import column_names as C
+from .declarations import Column, MetricNotApplicable, register_metric
 from .fid_features import (  # noqa: F401  (re-exported: the extractors, the reference and its cache)
     _REFERENCE,
     EXTRACTORS,

@@ -8,8 +8,8 @@ the reason.
 
 from __future__ import annotations
 
-from . import Column, MetricNotApplicable, register_metric
 from . import column_names as C
+from .declarations import Column, MetricNotApplicable, register_metric
 
 NATS = "nats per example"
 

@@ -36,8 +36,8 @@ import math
 
 import torch
 
-from . import Column, MetricNotApplicable, register_metric
 from . import column_names as C
+from .declarations import Column, MetricNotApplicable, register_metric
 
 NLL_CODES_PER_PASS = 10_000  # codes drawn in one call (fixes which random numbers each image gets: keep it)
 NLL_DECODE_ELEMENTS = 2**17  # decoder output values per decoder pass (MNIST: 167 codes; speed and memory only)
