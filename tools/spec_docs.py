@@ -424,8 +424,10 @@ and `bf16` on a GPU torch says lacks it. Details and measurements: [scaling.md](
 EVAL_TEXT = """
 The evaluation settings below are read by the built-in metrics. A metric that declares options takes
 them under `eval.<metric name>` (e.g. `eval: {lpips: {samples: 2000, net: alex, resize: 64}}`); only
-options that differ from their defaults enter the run id. Metric definitions, units and the exact
-settings behind each number: [metrics.md](metrics.md).
+options that differ from their defaults enter the run id. The settings below are the options of the
+built-in metrics that read them (listed with each metric) and may be given that way too:
+`eval: {fid: {fid_samples: 1000}}` is `eval: {fid_samples: 1000}`, the same run. Metric definitions,
+units and the exact settings behind each number: [metrics.md](metrics.md).
 """
 
 SEARCH_TEXT = """
@@ -648,6 +650,13 @@ def _metrics_section(metrics) -> list[str]:
             out.append(f"| {code(c.name)} | {c.dtype} | {cell(c.unit)} | {better} | {cell(c.doc)} |")
         if m.options is not None:
             out += ["", f"Options: [`eval.{name}`](#eval{name})."]
+        if getattr(m, "settings", None) is not None:
+            names = list(m.settings.model_fields)
+            out += [
+                "",
+                f"Options: the eval settings {', '.join(code(s) for s in names)} ([`eval`](#eval); also "
+                f"given as `eval: {{{name}: {{{names[0]}: …}}}}`).",
+            ]
         out.append("")
     return out
 

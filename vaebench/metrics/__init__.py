@@ -1,7 +1,7 @@
 """Metric registry and the one entry point, `evaluate`.
 
 A metric is a compute function `(ctx: EvalContext) -> dict[column, value]` registered with its
-declaration (`register_metric(name, columns=[Column(...)], options=...)`, see `spec.py`): the
+declaration (`register_metric(name, columns=[Column(...)], options=...)`, see declarations.py): the
 columns it fills with their types, units, directions and labels. The row schema, the objectives a
 search may optimize and the report's "All metrics" table are read from those declarations.
 `EvalContext` runs the passes several metrics share (encoding the test split, decoding the
