@@ -210,6 +210,7 @@ def default_text(field) -> str:
 def field_rows(model, names=None, registries=None, prefix="", notes=None) -> list[str]:
     rows = []
     for name, field in model.model_fields.items():
+        name = field.alias or name  # the YAML key (search.objectives: the field `targets`)
         if names is not None and name not in names:
             continue
         kind = _registry_kind(field)
@@ -592,6 +593,7 @@ def _search_section(model, registries, declared) -> list[str]:
     out = ["## `search`", "", SEARCH_TEXT.strip(), "", field_table(model, registries=registries, notes=TOP_NOTES)]
     done = {model}
     for name, field in model.model_fields.items():
+        name = field.alias or name
         for sub in _nested_models(field.annotation):
             if sub in done:
                 continue
@@ -606,10 +608,10 @@ def _search_section(model, registries, declared) -> list[str]:
             out += [f"### {title}", "", field_table(sub, registries=registries, notes=TOP_NOTES)]
             if name == "objectives":
                 builtin = set(builtin_names(public("METRICS")))
-                objective = [c for c, (m, col) in declared.items() if col.objective and m in builtin]
+                targets = [c for c, (m, col) in declared.items() if col.target and m in builtin]
                 out += [
                     "Metric columns a search may optimize (scalar, with a direction): "
-                    + ", ".join(code(c) for c in sorted(objective))
+                    + ", ".join(code(c) for c in sorted(targets))
                     + ".",
                     "",
                 ]

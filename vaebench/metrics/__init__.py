@@ -2,7 +2,7 @@
 
 A metric is a compute function `(ctx: EvalContext) -> dict[column, value]` registered with its
 declaration (`register_metric(name, columns=[Column(...)], options=...)`, see declarations.py): the
-columns it fills with their types, units, directions and labels. The row schema, the objectives a
+columns it fills with their types, units, directions and labels. The row schema, the targets a
 search may optimize and the report's "All metrics" table are read from those declarations.
 `EvalContext` runs the passes several metrics share (encoding the test split, decoding the
 posterior means) once, lazily. The built-in column names are the constants in `columns`.
@@ -29,9 +29,10 @@ from .declarations import (
     METRICS,
     METRICS_SKIPPED,
     Column,
+    MetricDeclaration,
     MetricDeclarationError,
     MetricNotApplicable,
-    MetricSpec,
+    MetricSpec,  # deprecated alias of MetricDeclaration, removed in the next release
     declared_columns,
     numeric_metric_columns,
     register_metric,
@@ -58,9 +59,10 @@ __all__ = [
     "Column",
     "EvalContext",
     "Metric",
+    "MetricDeclaration",
     "MetricDeclarationError",
     "MetricNotApplicable",
-    "MetricSpec",
+    "MetricSpec",  # deprecated alias of MetricDeclaration
     "declared_columns",
     "evaluate",
     "numeric_metric_columns",
@@ -82,8 +84,8 @@ class EvalContext:
         self.cfg = cfg  # RunConfig
         self.seed = seed
         self.batch_size = cfg.eval.batch_size
-        self.options = None  # the running metric's validated options (`MetricSpec.__call__` sets them)
-        self.metric = None  # the running metric's name (`MetricSpec.__call__` sets it)
+        self.options = None  # the running metric's validated options (`MetricDeclaration.__call__` sets them)
+        self.metric = None  # the running metric's name (`MetricDeclaration.__call__` sets it)
         self.skipped: list[str] = []  # `metrics_skipped` so far: "<metric>: <reason>", "<metric> (<part>): <reason>"
 
     def skip(self, part: str, reason: str) -> None:

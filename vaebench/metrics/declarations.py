@@ -25,7 +25,7 @@ nothing else edited:
         x = ctx.reconstructions.clamp(0, ctx.options.clip)
         return {"sharpness": ...}
 
-In a spec: `eval: {sharpness: {clip: 0.5}}`; as an objective: `search.objectives: [{metric: sharpness,
+In a spec: `eval: {sharpness: {clip: 0.5}}`; as a search target: `search.objectives: [{metric: sharpness,
 direction: maximize}]`. Its options are parameter columns too (`param.eval.sharpness.clip`).
 
 A compute function that cannot apply to this model or dataset raises `MetricNotApplicable(reason)`:
@@ -124,13 +124,18 @@ class Column:
             object.__setattr__(self, "label", self.name)
 
     @property
-    def objective(self) -> bool:
-        """A scalar number with a direction: a search may optimize it."""
+    def target(self) -> bool:
+        """A scalar number with a direction: it may be a search target (`search.objectives`)."""
         return self.dtype in SCALAR_DTYPES and self.direction is not None
+
+    @property
+    def objective(self) -> bool:
+        """Deprecated name of `target`, removed in the next release (reporting/columns.py still reads it)."""
+        return self.target
 
 
 @dataclass(frozen=True)
-class MetricSpec:
+class MetricDeclaration:
     """A registered metric: its compute function, the columns it fills, its options model.
 
     options: the model of options of its own, given as `eval.<name>: {option: value}` and stored as
@@ -227,48 +232,53 @@ def _check_settings(name: str, settings: Any) -> None:
             )
 
 
-def _check(name: str, spec: MetricSpec) -> None:
+def _check(name: str, declaration: MetricDeclaration) -> None:
     """What registering a metric checks (the registry's `check`, so `METRICS.register` does too)."""
-    if not isinstance(spec, MetricSpec):
+    if not isinstance(declaration, MetricDeclaration):
         raise MetricDeclarationError(
-            f"metric {name!r}: register it with @register_metric(name, columns=[...]) (a MetricSpec), got {spec!r}"
+            f"metric {name!r}: register it with @register_metric(name, columns=[...]) (a MetricDeclaration), got {declaration!r}"
         )
-    if spec.name != name:
-        raise MetricDeclarationError(f"metric {name!r}: its MetricSpec is named {spec.name!r}")
-    if not callable(spec.compute):
-        raise MetricDeclarationError(f"metric {spec.name!r}: compute must be a function (ctx) -> dict")
-    if not spec.columns:
+    if declaration.name != name:
+        raise MetricDeclarationError(f"metric {name!r}: its MetricDeclaration is named {declaration.name!r}")
+    if not callable(declaration.compute):
+        raise MetricDeclarationError(f"metric {declaration.name!r}: compute must be a function (ctx) -> dict")
+    if not declaration.columns:
         raise MetricDeclarationError(
-            f"metric {spec.name!r} declares no columns: register_metric(name, columns=[Column(...), ...])"
+            f"metric {declaration.name!r} declares no columns: register_metric(name, columns=[Column(...), ...])"
         )
-    bad = [c for c in spec.columns if not isinstance(c, Column)]
+    bad = [c for c in declaration.columns if not isinstance(c, Column)]
     if bad:
-        raise MetricDeclarationError(f"metric {spec.name!r}: columns must be Column(...) declarations, got {bad[0]!r}")
+        raise MetricDeclarationError(
+            f"metric {declaration.name!r}: columns must be Column(...) declarations, got {bad[0]!r}"
+        )
     # What is registered so far: `register` loads the built-ins before it checks, so a new column cannot
     # take theirs. (Not `names()`: that would import installed plugins in the middle of a registration.)
     registered = METRICS._items
     owners = {c.name: m for m, other in registered.items() for c in other.columns}
     seen: set[str] = set()
-    for c in spec.columns:
+    for c in declaration.columns:
         if c.name in seen:
-            raise MetricDeclarationError(f"metric {spec.name!r} declares column {c.name!r} twice")
+            raise MetricDeclarationError(f"metric {declaration.name!r} declares column {c.name!r} twice")
         seen.add(c.name)
         if c.name in owners:
             raise MetricDeclarationError(
                 f"column {c.name!r} is declared by metric {owners[c.name]!r} and by metric "
-                f"{spec.name!r}; a column belongs to one metric: rename one of them"
+                f"{declaration.name!r}; a column belongs to one metric: rename one of them"
             )
         if c.name == METRICS_SKIPPED or c.name.startswith(EVAL_SECONDS_PREFIX):
-            raise MetricDeclarationError(f"metric {spec.name!r}: column name {c.name!r} is reserved")
-    if spec.options is not None and spec.settings is not None:
-        raise MetricDeclarationError(f"metric {spec.name!r}: give options or settings, not both")
-    if spec.options is not None:
-        _check_options(spec.name, spec.options)
-    if spec.settings is not None:
-        _check_settings(spec.name, spec.settings)
+            raise MetricDeclarationError(f"metric {declaration.name!r}: column name {c.name!r} is reserved")
+    if declaration.options is not None and declaration.settings is not None:
+        raise MetricDeclarationError(f"metric {declaration.name!r}: give options or settings, not both")
+    if declaration.options is not None:
+        _check_options(declaration.name, declaration.options)
+    if declaration.settings is not None:
+        _check_settings(declaration.name, declaration.settings)
 
 
-METRICS: Registry[MetricSpec] = Registry("metric", check=_check)  # metrics/__init__ loads the built-ins
+# Deprecated name of MetricDeclaration (it is not a spec: specs are YAML sweeps); removed in the next release.
+MetricSpec = MetricDeclaration
+
+METRICS: Registry[MetricDeclaration] = Registry("metric", check=_check)  # metrics/__init__ loads the built-ins
 
 
 def register_metric(
@@ -287,14 +297,14 @@ def register_metric(
 
     def decorate(compute: Callable[[Any], dict]) -> Callable[[Any], dict]:
         doc_ = doc or _first_line(compute.__doc__)
-        METRICS.register(name, MetricSpec(name, compute, tuple(columns or ()), options, doc_, settings))
+        METRICS.register(name, MetricDeclaration(name, compute, tuple(columns or ()), options, doc_, settings))
         return compute
 
     return decorate
 
 
-def unregister_metric(name: str) -> MetricSpec:
-    """Remove a registered metric (for tests that register one of their own); returns its spec."""
+def unregister_metric(name: str) -> MetricDeclaration:
+    """Remove a registered metric (for tests that register one of their own); returns its declaration."""
     return METRICS.unregister(name)
 
 
@@ -307,7 +317,7 @@ def declared_columns() -> dict[str, tuple[str, Column]]:
 def numeric_metric_columns() -> list[str]:
     """Metric columns a search can optimize: the declared scalar (float, int) columns with a
     direction (settings and provenance columns have none)."""
-    return [name for name, (_, column) in declared_columns().items() if column.objective]
+    return [name for name, (_, column) in declared_columns().items() if column.target]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -390,7 +400,7 @@ def _validated_metric_options(
     """The `eval:` keys that are not eval settings, validated: each must name a registered metric that
     declares options (else "did you mean"). Returns (the eval settings given as a built-in metric's
     options, {metric: its options that differ from their defaults}). A metric whose options are all at
-    their defaults is left out, so that giving them changes no run id: `MetricSpec.options_for` fills
+    their defaults is left out, so that giving them changes no run id: `MetricDeclaration.options_for` fills
     the defaults back in. A setting given in both spellings, or through two metrics that read it
     (`latent` and `layers` read active_threshold), must have one value: `section` holds the validated
     `fields` given directly."""
