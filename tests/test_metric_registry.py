@@ -179,6 +179,14 @@ def test_a_column_declared_by_two_metrics_is_refused_naming_both(brightness):
     assert "mine" not in METRICS and "other" not in METRICS  # nothing registered
 
 
+class _NeedsAValue(Options):
+    scale: float
+
+
+class _Mapping(Options):
+    table: dict = {}
+
+
 @pytest.mark.parametrize(
     "make, says",
     [
@@ -197,12 +205,22 @@ def test_a_column_declared_by_two_metrics_is_refused_naming_both(brightness):
             "options must be a pydantic model",
         ),
         (lambda: METRICS.register("bare", lambda ctx: {}), "register it with @register_metric"),
+        (
+            lambda: register_metric("needy", columns=[Column("needy_x", "float")], options=_NeedsAValue)(
+                lambda ctx: {}
+            ),
+            "metric 'needy': every field of its options model _NeedsAValue needs a default",
+        ),
+        (
+            lambda: register_metric("typed", columns=[Column("typed_x", "float")], options=_Mapping)(lambda ctx: {}),
+            "metric 'typed', option 'table': option type",
+        ),
     ],
 )
 def test_invalid_declarations_are_refused(make, says):
     with pytest.raises(MetricDeclarationError, match=says):
         make()
-    assert not {"empty", "twice", "skips", "loose", "bare"} & set(METRICS.names())
+    assert not {"empty", "twice", "skips", "loose", "bare", "needy", "typed"} & set(METRICS.names())
 
 
 # --- not applicable -----------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from ..options import NoOptions, Options, check_options_model
+from ..options import NoOptions, Options, check_entry
 from ..registry import Registry
 
 DATA_ROOT_ENV = "VAEBENCH_DATA_ROOT"
@@ -76,9 +76,15 @@ class DatasetSource:
 
 
 def _check_source(name: str, source: DatasetSource) -> None:
-    if not isinstance(source, DatasetSource) or not callable(source.load):
-        raise ValueError(f"dataset {name!r}: register a vaebench.data.DatasetSource(load, options), got {source!r}")
-    check_options_model(source.options, DATASET_COMMON_FIELDS, f"dataset {name!r}")
+    check_entry(
+        "dataset",
+        name,
+        source,
+        DatasetSource,
+        "load",
+        "a vaebench.data.DatasetSource(load, options)",
+        DATASET_COMMON_FIELDS,
+    )
 
 
 DATASETS: Registry[DatasetSource] = Registry("dataset", check=_check_source)

@@ -55,7 +55,7 @@ from typing import Any, Callable, Optional
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 from ..errors import VaebenchError
-from ..options import Options, check_option_type, option_error, option_errors
+from ..options import Options, check_entry, option_error, option_errors
 from ..registry import Registry, did_you_mean
 
 DTYPES = ("float", "int", "str", "list[float]", "list[int]", "list[str]")
@@ -187,31 +187,9 @@ def _first_line(doc: str | None) -> str:
     return " ".join((doc or "").strip().split("\n\n")[0].split())
 
 
-def _check_options(name: str, options: Any) -> None:
-    if not (isinstance(options, type) and issubclass(options, BaseModel)):
-        raise MetricDeclarationError(
-            f"metric {name!r}: options must be a pydantic model class (subclass "
-            f"vaebench.family.Options), got {options!r}"
-        )
-    if options.model_config.get("extra") != "forbid":
-        raise MetricDeclarationError(
-            f"metric {name!r}: its options model {options.__name__} must forbid unknown "
-            "keys (model_config = ConfigDict(extra='forbid')), so a misspelled option "
-            "is an error"
-        )
-    try:
-        options()
-    except Exception as e:
-        raise MetricDeclarationError(
-            f"metric {name!r}: every field of its options model {options.__name__} needs "
-            f"a default (the options of a spec that gives none): {e}"
-        ) from None
-    for field, info in options.model_fields.items():  # options become `param.eval.<metric>.<option>` columns
-        try:
-            check_option_type(info.annotation, f"metric {name!r}, option {field!r}")
-        except ValueError as e:
-            raise MetricDeclarationError(str(e)) from None
-    if name in EvalConfig.model_fields:  # a metric's options live at eval.<name>: no eval setting may have that name
+def _check_own_options(name: str) -> None:
+    """A metric's own options live at eval.<name>: no eval setting may have that name."""
+    if name in EvalConfig.model_fields:
         raise MetricDeclarationError(
             f"metric {name!r} has options but eval.{name} is an eval setting; rename the metric"
         )
@@ -234,14 +212,16 @@ def _check_settings(name: str, settings: Any) -> None:
 
 def _check(name: str, declaration: MetricDeclaration) -> None:
     """What registering a metric checks (the registry's `check`, so `METRICS.register` does too)."""
-    if not isinstance(declaration, MetricDeclaration):
-        raise MetricDeclarationError(
-            f"metric {name!r}: register it with @register_metric(name, columns=[...]) (a MetricDeclaration), got {declaration!r}"
-        )
-    if declaration.name != name:
-        raise MetricDeclarationError(f"metric {name!r}: its MetricDeclaration is named {declaration.name!r}")
-    if not callable(declaration.compute):
-        raise MetricDeclarationError(f"metric {declaration.name!r}: compute must be a function (ctx) -> dict")
+    check_entry(
+        "metric",
+        name,
+        declaration,
+        MetricDeclaration,
+        "compute",
+        "it with @register_metric(name, columns=[...]) (a MetricDeclaration)",
+        defaults_required=True,
+        error=MetricDeclarationError,
+    )
     if not declaration.columns:
         raise MetricDeclarationError(
             f"metric {declaration.name!r} declares no columns: register_metric(name, columns=[Column(...), ...])"
@@ -270,7 +250,7 @@ def _check(name: str, declaration: MetricDeclaration) -> None:
     if declaration.options is not None and declaration.settings is not None:
         raise MetricDeclarationError(f"metric {declaration.name!r}: give options or settings, not both")
     if declaration.options is not None:
-        _check_options(declaration.name, declaration.options)
+        _check_own_options(name)
     if declaration.settings is not None:
         _check_settings(declaration.name, declaration.settings)
 
