@@ -3,15 +3,8 @@ import pytest
 import torch
 
 from tests.conftest import DATA_ROOT, HAS_MNIST, needs_mnist
-from vaebench.data import (
-    DATASETS,
-    MNIST_FILES,
-    _digits_arrays,
-    checksum,
-    load_dataset,
-    load_mnist,
-    read_idx_ubyte,
-)
+from vaebench.data import DATASETS, checksum, load_dataset
+from vaebench.data.builtin import MNIST_FILES, _digits_arrays, load_mnist, read_idx_ubyte
 from vaebench.errors import DataError
 from vaebench.spec.sweep_spec import DatasetConfig
 

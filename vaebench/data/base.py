@@ -1,5 +1,6 @@
-"""What every dataset source shares: the `Dataset` it returns, the `DatasetSource` it registers as,
-the `DATASETS` registry, the checksum, and the check of a source's files (`ensure_files`).
+"""What every dataset source shares: the `Dataset` it returns (built by `dataset_from_arrays`), the
+`DatasetSource` it registers as, the `DATASETS` registry, the checksum, and the check of a source's
+files (`ensure_files`).
 
 Every source module (built-in or plugin) imports these and registers itself with
 `DATASETS.register(name, DatasetSource(load, options))`. The package's `__init__` imports every
@@ -109,10 +110,12 @@ def checksum(*tensors: torch.Tensor) -> str:
     return h.hexdigest()[:16]
 
 
-def _finish(
+def dataset_from_arrays(
     name: str, x_train, y_train, x_test, y_test, factors_train=None, factors_test=None, factors: tuple[Factor, ...] = ()
 ) -> Dataset:
-    """The `Dataset` of these arrays: images float32, labels and factors int64, and its checksum."""
+    """The `Dataset` of these arrays (numpy or torch), as every source builds its own: images (N, C, H, W)
+    in [0, 1] as float32, labels (N,) and factor indices (N, K) as int64, and its checksum (of the
+    four tensors, and the factor tensors when given)."""
     tensors = [torch.as_tensor(a) for a in (x_train, y_train, x_test, y_test)]
     tensors[0], tensors[2] = tensors[0].float().contiguous(), tensors[2].float().contiguous()
     tensors[1], tensors[3] = tensors[1].long(), tensors[3].long()
