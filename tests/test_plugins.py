@@ -274,3 +274,15 @@ def test_shipped_sweeps_keep_their_run_ids():
         ids = sorted(r.run_id for r in load_spec(REPO / "sweeps" / name).runs())
         got[name] = (len(ids), hashlib.sha256(",".join(ids).encode()).hexdigest()[:16])
     assert got == expected
+
+
+def test_run_hands_its_plugin_modules_to_its_workers_as_plugin_flags(tmp_path):
+    """plugins.py's docstring: the workers `vaebench run` starts get its --plugin modules as --plugin
+    flags (there is no environment variable for them)."""
+    from types import SimpleNamespace
+
+    from vaebench.sweep.run import _worker_argv
+
+    store = SimpleNamespace(results_root=tmp_path, heartbeat=5.0, url=None)
+    argv = _worker_argv("s", store, None, None, True, ["toy_one", "pkg.toy_two"], False)
+    assert [argv[i + 1] for i, a in enumerate(argv) if a == "--plugin"] == ["toy_one", "pkg.toy_two"]
