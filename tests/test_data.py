@@ -78,7 +78,7 @@ def test_real_mnist_files():
 
 
 def test_registry_has_the_built_in_sources():
-    # data.py's own, image_folder.py's and datasets_torchvision.py's
+    # data/base.py's own, data/image_folder.py's and data/torchvision_sets.py's
     assert DATASETS.names() == [
         "celeba",
         "cifar10",

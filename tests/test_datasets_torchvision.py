@@ -1,4 +1,4 @@
-"""fashion_mnist, cifar10, svhn and celeba (vaebench/datasets_torchvision.py) on small fakes written
+"""fashion_mnist, cifar10, svhn and celeba (vaebench/data/torchvision_sets.py) on small fakes written
 here in each dataset's exact on-disk format, and RGB end to end: models at 32 and 64 px, per-channel
 likelihoods, the FID classifier on RGB, training, the shipped sweeps and colour report figures.
 

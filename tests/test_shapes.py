@@ -1,4 +1,4 @@
-"""The `shapes` dataset (vaebench/data.py): deterministic rendering of the full factor grid, the cache,
+"""The `shapes` dataset (vaebench/data/shapes.py): deterministic rendering of the full factor grid, the cache,
 the geometry of the shapes against independent references, the splits, and every architecture and
 the CLI on a tiny grid."""
 

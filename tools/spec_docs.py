@@ -3,7 +3,7 @@
     python tools/spec_docs.py            # (re)write docs/spec.md
     python tools/spec_docs.py --check    # exit 1 if docs/spec.md differs from what would be written
 
-What is generated: every field of `vaebench.spec.SweepSpec` and of the section models reachable
+What is generated: every field of `vaebench.spec.sweep_spec.SweepSpec` and of the section models reachable
 from it through its fields' annotations (name, type, constraint, default, description); the
 built-in entries of the registries (model families and datasets with their options models,
 likelihoods, training bounds, KL schedules, samplers, pruners, metrics with their declared columns
@@ -12,9 +12,10 @@ text. Only built-in entries (defined in a `vaebench` module) are listed, so the 
 depend on which plugins are installed; it is sorted and holds no timestamps, addresses or paths
 of this machine.
 
-Public names imported: vaebench.spec.SweepSpec; vaebench.MODELS, vaebench.DATASETS,
+Names imported (`_LOCATIONS`): vaebench.spec.sweep_spec.SweepSpec; vaebench.MODELS, vaebench.DATASETS,
 vaebench.METRICS; vaebench.metrics.declared_columns; the registries LIKELIHOODS and ESTIMATORS
-(vaebench.objectives), SCHEDULES (vaebench.schedules), SAMPLERS and PRUNERS (vaebench.search).
+(vaebench.objectives), SCHEDULES (vaebench.objectives.schedules), SAMPLERS and PRUNERS
+(vaebench.spec.samplers).
 """
 
 from __future__ import annotations
@@ -39,35 +40,25 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
 
 
 # ---------------------------------------------------------------------------------------------
-# where the public names live (a fallback list per name: modules are being split)
+# where the names live
 
 _LOCATIONS = {
-    "SweepSpec": ("vaebench.spec.sweep_spec", "vaebench"),
-    "MODELS": ("vaebench", "vaebench.models"),
-    "DATASETS": ("vaebench", "vaebench.data"),
-    "METRICS": ("vaebench", "vaebench.metrics"),
-    "declared_columns": ("vaebench.metrics", "vaebench.metrics.declarations"),
-    "LIKELIHOODS": ("vaebench.objectives", "vaebench.likelihoods"),
-    "ESTIMATORS": ("vaebench.objectives", "vaebench.estimators"),
-    "SCHEDULES": ("vaebench.objectives.schedules",),
-    "SAMPLERS": ("vaebench.spec.samplers", "vaebench.spec.samplers.samplers", "vaebench.samplers"),
-    "PRUNERS": ("vaebench.spec.samplers", "vaebench.spec.samplers.pruners", "vaebench.pruners"),
+    "SweepSpec": "vaebench.spec.sweep_spec",
+    "MODELS": "vaebench",
+    "DATASETS": "vaebench",
+    "METRICS": "vaebench",
+    "declared_columns": "vaebench.metrics",
+    "LIKELIHOODS": "vaebench.objectives",
+    "ESTIMATORS": "vaebench.objectives",
+    "SCHEDULES": "vaebench.objectives.schedules",
+    "SAMPLERS": "vaebench.spec.samplers",
+    "PRUNERS": "vaebench.spec.samplers",
 }
 
 
 def public(name: str):
-    """The object `name` from the first module in _LOCATIONS that has it."""
-    tried = []
-    for module in _LOCATIONS[name]:
-        try:
-            obj = getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError) as e:
-            tried.append(f"{module} ({type(e).__name__})")
-            continue
-        return obj
-    raise SystemExit(
-        f"tools/spec_docs.py: cannot import {name} from {', '.join(tried)}; update _LOCATIONS in tools/spec_docs.py"
-    )
+    """The object `name` from its module in _LOCATIONS."""
+    return getattr(importlib.import_module(_LOCATIONS[name]), name)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The small built-in sources: mnist (IDX files in torchvision's raw layout), digits (scikit-learn's
 bundled 8x8 digits) and synthetic (generated blobs for tests). None of them imports torchvision or
 scikit-learn to read its data; the MNIST-format reader is shared with fashion_mnist
-(datasets_torchvision.py).
+(torchvision_sets.py).
 """
 
 from __future__ import annotations

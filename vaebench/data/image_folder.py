@@ -60,7 +60,7 @@ _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # what Pillow mak
 
 
 class ImageFolderOptions(Options):
-    """A folder of PNG / JPEG images (torchvision's ImageFolder layout; see vaebench/image_folder.py)."""
+    """A folder of PNG / JPEG images (torchvision's ImageFolder layout; see this module's docstring)."""
 
     path: str = Field(
         description="the image folder; a relative path is resolved against the current folder (not the data root)"

@@ -5,7 +5,7 @@ declaration (`register_metric(name, columns=[Column(...)], options=...)`, see de
 columns it fills with their types, units, directions and labels. The row schema, the targets a
 search may optimize and the report's "All metrics" table are read from those declarations.
 `EvalContext` runs the passes several metrics share (encoding the test split, decoding the
-posterior means) once, lazily. The built-in column names are the constants in `columns`.
+posterior means) once, lazily. The built-in column names are the constants in `column_names`.
 
 Not applicable: a metric none of whose columns apply to this model or dataset raises
 `MetricNotApplicable(reason)`; one that fills some columns and not others (FID of reconstructions,

@@ -309,7 +309,7 @@ class EvalConfig(BaseModel):
     below), and the options of every registered metric that declares some (`register_metric(...,
     options=Model)`), given as `eval.<metric name>: {option: value}`, validated by the metric's model
     and handed to it as `ctx.options`. Only the options that differ from their defaults are kept
-    (`model_extra`), so a spec that gives none, or gives the defaults, has the run ids it had before.
+    (`model_extra`), so giving a metric's defaults changes no run id.
 
     A built-in metric's settings are its options too (`eval_settings`: FID reads fid_extractor,
     fid_samples and kid as `ctx.options`), and may be given the same way, `eval: {fid: {fid_samples:

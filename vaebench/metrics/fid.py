@@ -4,7 +4,7 @@ optional KID, and the classifier-based Inception Score with the class distributi
 Two feature extractors, both registered with torch-fidelity:
 
 - `classifier` (torch-fidelity name `vaebench-classifier`): vaebench's small CNN trained on the
-  dataset's training split (vaebench/classifier.py); FID and KID on its 128-d penultimate layer,
+  dataset's training split (metrics/classifier.py); FID and KID on its 128-d penultimate layer,
   the Inception Score on its logits. Works offline.
 - `inception` (`vaebench-inception`): torch-fidelity's Inception-v3 (FID on the 2048-d pool
   features, IS on `logits_unbiased`), grayscale repeated to 3 channels, uint8 input. Weights from

@@ -1,8 +1,8 @@
 """The model registry: a name used in specs -> a `ModelFamily` (builder + its own `Options` model).
 
 Every family module (built-in or plugin) imports `MODELS` and `ModelFamily` from here and registers
-itself; models/__init__.py imports this module first, then the built-in families, so the built-ins
-are registered before any other module can reach the registry.
+itself; models/__init__.py imports the built-in family modules, and Python runs it before any module
+of the package, so the built-ins are registered before any other module can reach the registry.
 """
 
 from __future__ import annotations
