@@ -3,15 +3,8 @@ import pytest
 import torch
 
 from tests.conftest import DATA_ROOT, HAS_MNIST, needs_mnist
-from vaebench.data import (
-    DATASETS,
-    MNIST_FILES,
-    _digits_arrays,
-    checksum,
-    load_dataset,
-    load_mnist,
-    read_idx_ubyte,
-)
+from vaebench.data import DATASETS, checksum, load_dataset
+from vaebench.data.builtin import MNIST_FILES, _digits_arrays, load_mnist, read_idx_ubyte
 from vaebench.errors import DataError
 from vaebench.spec.sweep_spec import DatasetConfig
 
@@ -85,7 +78,7 @@ def test_real_mnist_files():
 
 
 def test_registry_has_the_built_in_sources():
-    # data.py's own, image_folder.py's and datasets_torchvision.py's
+    # data/base.py's own, data/image_folder.py's and data/torchvision_sets.py's
     assert DATASETS.names() == [
         "celeba",
         "cifar10",

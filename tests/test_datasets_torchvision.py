@@ -1,4 +1,4 @@
-"""fashion_mnist, cifar10, svhn and celeba (vaebench/datasets_torchvision.py) on small fakes written
+"""fashion_mnist, cifar10, svhn and celeba (vaebench/data/torchvision_sets.py) on small fakes written
 here in each dataset's exact on-disk format, and RGB end to end: models at 32 and 64 px, per-channel
 likelihoods, the FID classifier on RGB, training, the shipped sweeps and colour report figures.
 
@@ -549,19 +549,19 @@ def _colour_classes(side: int, n: int, seed: int):
 
 @pytest.mark.parametrize("side", [32, 64])
 def test_fid_classifier_trains_on_rgb(side, monkeypatch):
-    from vaebench.data import _finish
+    from vaebench.data import dataset_from_arrays
     from vaebench.metrics import classifier as clf
 
     monkeypatch.setattr(clf, "MIN_EXAMPLES_PER_EPOCH", 300)  # a short training: 60 images x 5 x 2 epochs
     monkeypatch.setitem(clf.TRAIN_SETTINGS, "epochs", 2)
     x, y = _colour_classes(side, 60, 0)
     xt, yt = _colour_classes(side, 60, 1)
-    data = _finish(f"rgb{side}", x, y, xt, yt)
+    data = dataset_from_arrays(f"rgb{side}", x, y, xt, yt)
     info = clf.cached_classifier(data, "cpu")
     assert info.test_accuracy > 0.9  # colour is the only cue
     assert torch.load(info.path, weights_only=True)["info"]["test_accuracy"] == info.test_accuracy  # recorded
     if side == 32:  # the same images in gray: the classifier is at chance
-        gray = _finish(f"gray{side}", x.mean(1, keepdims=True), y, xt.mean(1, keepdims=True), yt)
+        gray = dataset_from_arrays(f"gray{side}", x.mean(1, keepdims=True), y, xt.mean(1, keepdims=True), yt)
         assert clf.train_classifier(gray, "cpu")[1] < 0.6
     model = clf.load_classifier(info.path)
     assert model.conv1.in_channels == 3 and torch.load(info.path, weights_only=True)["in_channels"] == 3

@@ -179,6 +179,14 @@ def test_a_column_declared_by_two_metrics_is_refused_naming_both(brightness):
     assert "mine" not in METRICS and "other" not in METRICS  # nothing registered
 
 
+class _NeedsAValue(Options):
+    scale: float
+
+
+class _Mapping(Options):
+    table: dict = {}
+
+
 @pytest.mark.parametrize(
     "make, says",
     [
@@ -197,12 +205,22 @@ def test_a_column_declared_by_two_metrics_is_refused_naming_both(brightness):
             "options must be a pydantic model",
         ),
         (lambda: METRICS.register("bare", lambda ctx: {}), "register it with @register_metric"),
+        (
+            lambda: register_metric("needy", columns=[Column("needy_x", "float")], options=_NeedsAValue)(
+                lambda ctx: {}
+            ),
+            "metric 'needy': every field of its options model _NeedsAValue needs a default",
+        ),
+        (
+            lambda: register_metric("typed", columns=[Column("typed_x", "float")], options=_Mapping)(lambda ctx: {}),
+            "metric 'typed', option 'table': option type",
+        ),
     ],
 )
 def test_invalid_declarations_are_refused(make, says):
     with pytest.raises(MetricDeclarationError, match=says):
         make()
-    assert not {"empty", "twice", "skips", "loose", "bare"} & set(METRICS.names())
+    assert not {"empty", "twice", "skips", "loose", "bare", "needy", "typed"} & set(METRICS.names())
 
 
 # --- not applicable -----------------------------------------------------------------------------------
@@ -334,6 +352,100 @@ def test_metric_options_reach_the_compute_function_and_the_parameter_columns(bri
     back = read_row(tmp_path, "s", "abc")
     assert back["brightness"] == out["brightness"] and back["param.eval.brightness.scale"] == 3.0
     assert back["brightness_note"] == ["user"] and back[METRICS_SKIPPED] == []
+
+
+# --- the built-in metrics' settings are their options ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "flat, nested",
+    [
+        ({"fid_samples": 1000}, {"fid": {"fid_samples": 1000}}),
+        ({"nll_k": 7, "nll_examples": None}, {"nll": {"nll_k": 7, "nll_examples": None}}),
+        ({"mig_bins": 10, "disentanglement_seed": 3}, {"disentanglement": {"mig_bins": 10, "disentanglement_seed": 3}}),
+        ({"active_threshold": 0.1}, {"latent": {"active_threshold": 0.1}}),
+        ({"active_threshold": 0.1}, {"layers": {"active_threshold": 0.1}}),
+        ({"fid_extractor": None, "kid": True}, {"fid_samples": 500, "fid": {"fid_extractor": None, "kid": True}}),
+    ],
+)
+def test_a_built_in_metrics_settings_are_the_same_run_in_either_spelling(flat, nested):
+    if "fid_samples" in nested:  # a mix: one setting flat, the others under the metric's name
+        flat = {**flat, "fid_samples": 500}
+    a = parse_spec({**TINY_SPEC, "eval": flat})
+    b = parse_spec({**TINY_SPEC, "eval": nested})
+    assert a.runs()[0].run_id == b.runs()[0].run_id != parse_spec(TINY_SPEC).runs()[0].run_id
+    assert a.fingerprint() == b.fingerprint() and a.base().identity() == b.base().identity()
+    assert a.base().identity()["eval"] == flat
+    assert not b.eval.model_extra  # stored as the eval settings, not as eval.<metric>
+    assert param_columns(a.base()) == param_columns(b.base())  # param.eval.<setting>, no param.eval.<metric>.*
+    assert not any(c.startswith(("param.eval.fid.", "param.eval.nll.")) for c in param_columns(b.base()))
+    for name in ("fid", "nll", "disentanglement", "latent", "layers"):
+        options = METRICS.get(name).options_for(b.base())
+        assert options == METRICS.get(name).options_for(a.base())
+        assert options.model_dump() == {k: getattr(a.eval, k) for k in METRICS.get(name).settings.model_fields}
+
+
+def test_a_built_in_setting_given_twice_must_agree():
+    same = parse_spec({**TINY_SPEC, "eval": {"fid_samples": 1000, "fid": {"fid_samples": 1000}}})
+    assert same.eval.fid_samples == 1000
+    with pytest.raises(
+        SpecError,
+        match=r"field eval\.fid\.fid_samples: the same setting as eval\.fid_samples, which is 1000: give it once",
+    ):
+        parse_spec({**TINY_SPEC, "eval": {"fid_samples": 1000, "fid": {"fid_samples": 2000}}})
+    with pytest.raises(SpecError, match=r"field eval\.layers\.active_threshold: the same setting as "):
+        parse_spec({**TINY_SPEC, "eval": {"latent": {"active_threshold": 0.1}, "layers": {"active_threshold": 0.2}}})
+    with pytest.raises(
+        SpecError,
+        match=r"field eval\.fid\.samples: unknown key: 'samples' is not an option of metric 'fid'\. "
+        r"Did you mean 'fid_samples'\?",
+    ):
+        parse_spec({**TINY_SPEC, "eval": {"fid": {"samples": 1000}}})
+    with pytest.raises(SpecError, match=r"field eval\.nll\.nll_k: Input should be greater than or equal to 1"):
+        parse_spec({**TINY_SPEC, "eval": {"nll": {"nll_k": 0}}})
+
+
+def test_built_in_metrics_compute_with_their_settings_as_options(digits):
+    """The NLL and the active units read ctx.options: given under the metric's name, the settings
+    reach the computation (the columns record them)."""
+    cfg = RunConfig.model_validate(
+        {
+            **DIGITS_CFG,
+            "eval": {
+                "fid_extractor": None,
+                "nll": {"nll_k": 3, "nll_examples": 11},
+                "latent": {"active_threshold": 0.5},
+            },
+        }
+    )
+    seen = {}
+
+    def spy(ctx):
+        seen["options"] = ctx.options
+        return {}
+
+    out = evaluate(_model(cfg), digits, cfg, seed=0, names=["nll", "latent"])
+    assert out[C.NLL_K] == 3 and out[C.NLL_EXAMPLES] == 11 and out[C.ACTIVE_UNITS_THRESHOLD] == 0.5
+    register_metric("spied", columns=[Column("spied_x", "float")], settings=METRICS.get("fid").settings)(spy)
+    try:
+        evaluate(_model(cfg), digits, cfg, seed=0, names=["spied"])
+    finally:
+        unregister_metric("spied")
+    assert seen["options"].fid_extractor is None and seen["options"].fid_samples == 10000  # FAST_EVAL's, defaults
+
+
+def test_settings_must_be_eval_settings():
+    from vaebench.metrics.declarations import eval_settings
+
+    with pytest.raises(MetricDeclarationError, match=r"\['fid_sample'\] are not eval settings"):
+        eval_settings("Bad", "fid_sample", doc="")
+    with pytest.raises(MetricDeclarationError, match="has field 'scale', which is not the eval setting"):
+        register_metric("own", columns=[Column("own_x", "float")], settings=BrightnessOptions)(lambda ctx: {})
+    with pytest.raises(MetricDeclarationError, match="give options or settings, not both"):
+        register_metric(
+            "both", columns=[Column("both_x", "float")], options=BrightnessOptions, settings=METRICS.get("fid").settings
+        )(lambda ctx: {})
+    assert not {"own", "both"} & set(METRICS.names())
 
 
 # --- the report ------------------------------------------------------------------------------------------

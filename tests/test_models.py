@@ -50,3 +50,58 @@ def test_unknown_model_lists_available():
         RegistryError, match=r"unknown model 'mpl'. Did you mean 'mlp'\? Available: conv, cvae, ladder, mlp, resnet"
     ):
         MODELS.get("mpl")
+
+
+BUILT_IN = ["conv", "cvae", "ladder", "mlp", "resnet", "vqvae"]
+
+
+@pytest.mark.parametrize("name", BUILT_IN)
+def test_a_family_declares_the_class_it_builds_and_kl_per_dim_comes_from_it(name):
+    family = MODELS.get(name)
+    section = ModelConfig(name=name, latent_dim=96) if name == "ladder" else ModelConfig(name=name)
+    model = build_model(section, (1, 28, 28), Bernoulli())
+    assert type(model) is family.model  # the declared class, whose attributes the spec reads
+    assert family.kl_per_dim is model.kl_per_dim is family.model.kl_per_dim
+    assert family.kl_per_dim is (name != "vqvae")
+
+
+def test_registering_a_family_checks_entry_and_options_with_the_one_checker():
+    from pydantic import BaseModel
+
+    from vaebench.models import ModelFamily
+    from vaebench.options import Options
+
+    class Loose(BaseModel):  # unknown keys would be dropped silently
+        width: int = 1
+
+    class Shadows(Options):
+        latent_dim: int = 3
+
+    class Dict(Options):
+        table: dict = {}
+
+    build = MODELS.get("mlp").build
+    for entry, says in [
+        (build, r"model 'x': register a vaebench.models.ModelFamily\(build, options\), got <function"),
+        (ModelFamily(None), r"register a vaebench.models.ModelFamily"),
+        (ModelFamily(build, Loose), r"model 'x': its options model Loose must forbid unknown keys"),
+        (ModelFamily(build, Shadows), r"model 'x': option 'latent_dim' shadows the section's common field"),
+        (ModelFamily(build, Dict), r"model 'x', option 'table': option type <class 'dict'> is not supported"),
+        (ModelFamily(build, model="MLPVAE"), r"model 'x': model must be the class its build returns"),
+    ]:
+        with pytest.raises(ValueError, match=says):
+            MODELS.register("x", entry)
+    assert "x" not in MODELS
+
+
+def test_kl_per_dim_given_to_a_family_is_deprecated_and_must_agree_with_its_class():
+    from vaebench.models import ModelFamily
+    from vaebench.models.vqvae import VQVAE
+
+    build = MODELS.get("vqvae").build
+    with pytest.warns(DeprecationWarning, match=r"ModelFamily\(kl_per_dim=...\) is deprecated"):
+        legacy = ModelFamily(build, kl_per_dim=False)  # a plugin written for 0.1.0 still registers
+    assert legacy.kl_per_dim is False and ModelFamily(build, model=VQVAE).kl_per_dim is False
+    assert ModelFamily(build).kl_per_dim is True  # the VAE interface's default
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="disagrees with VQVAE.kl_per_dim = False"):
+        ModelFamily(build, model=VQVAE, kl_per_dim=True)

@@ -246,7 +246,7 @@ def test_the_run_id_follows_a_familys_options_and_not_their_defaults(tmp_path, m
     assert run_id() == run_id(width=16) == run_id(width=16, layers=1)  # defaults, written or not
     assert run_id(width=17) != run_id()
     assert run_id(layers=2) not in (run_id(), run_id(width=17))
-    # built-in families keep the run ids of earlier versions (identity = the non-default values)
+    # a built-in family's option at its default is not part of the run id either
     assert (
         parse_spec({"study": "s"}).runs()[0].run_id
         == parse_spec({"study": "s", "model": {"hidden_dim": 256}}).runs()[0].run_id
@@ -254,8 +254,7 @@ def test_the_run_id_follows_a_familys_options_and_not_their_defaults(tmp_path, m
 
 
 def test_shipped_sweeps_keep_their_run_ids():
-    """The run ids of the shipped sweeps, computed before model and dataset options moved into their
-    families: existing studies resume and keep their rows."""
+    """The run ids of the shipped sweeps are pinned: existing studies resume and keep their rows."""
     from vaebench.spec.sweep_spec import load_spec
 
     # (count, sha256 of the sorted run ids) per sweep, computed with the code of 42c4b4e; the architecture
@@ -274,3 +273,15 @@ def test_shipped_sweeps_keep_their_run_ids():
         ids = sorted(r.run_id for r in load_spec(REPO / "sweeps" / name).runs())
         got[name] = (len(ids), hashlib.sha256(",".join(ids).encode()).hexdigest()[:16])
     assert got == expected
+
+
+def test_run_hands_its_plugin_modules_to_its_workers_as_plugin_flags(tmp_path):
+    """plugins.py's docstring: the workers `vaebench run` starts get its --plugin modules as --plugin
+    flags (there is no environment variable for them)."""
+    from types import SimpleNamespace
+
+    from vaebench.sweep.run import _worker_argv
+
+    store = SimpleNamespace(results_root=tmp_path, heartbeat=5.0, url=None)
+    argv = _worker_argv("s", store, None, None, True, ["toy_one", "pkg.toy_two"], False)
+    assert [argv[i + 1] for i, a in enumerate(argv) if a == "--plugin"] == ["toy_one", "pkg.toy_two"]

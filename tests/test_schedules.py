@@ -1,4 +1,4 @@
-"""KL-weight schedules in vaebench/schedules.py against the published formulas, written out here
+"""KL-weight schedules in vaebench/objectives/schedules.py against the published formulas, written out here
 independently, plus the registry, config validation and the schedule's use in the training loop."""
 
 import math

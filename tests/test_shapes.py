@@ -1,4 +1,4 @@
-"""The `shapes` dataset (vaebench/data.py): deterministic rendering of the full factor grid, the cache,
+"""The `shapes` dataset (vaebench/data/shapes.py): deterministic rendering of the full factor grid, the cache,
 the geometry of the shapes against independent references, the splits, and every architecture and
 the CLI on a tiny grid."""
 
@@ -11,15 +11,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import vaebench.data as data_mod
 import vaebench.data.shapes as shapes_mod
 from vaebench.cli.commands import app
-from vaebench.data import (
-    DATASETS,
+from vaebench.data import DATASETS, dataset_from_arrays, load_dataset
+from vaebench.data.shapes import (
     HEART_CENTROID_Y,
     HEART_RADIUS,
     SHAPES,
-    load_dataset,
     load_shapes,
     render_shapes,
     shapes_cache_path,
@@ -138,9 +136,9 @@ def test_checksum_changes_with_the_grid_parameters():
 
 def test_the_factor_tensors_are_part_of_the_checksum():
     ds = load_dataset(tiny_cfg())
-    same_images = data_mod._finish("shapes", ds.x_train, ds.y_train, ds.x_test, ds.y_test)
+    same_images = dataset_from_arrays("shapes", ds.x_train, ds.y_train, ds.x_test, ds.y_test)
     assert same_images.checksum != ds.checksum
-    swapped = data_mod._finish(
+    swapped = dataset_from_arrays(
         "shapes",
         ds.x_train,
         ds.y_train,

@@ -186,3 +186,26 @@ def test_dataset_parameters_are_shapes_only_and_leave_existing_ids_unchanged(wri
     tiny = load_spec(write_spec(TINY_SPEC, "tiny.yaml"))
     assert tiny.runs()[0].config.identity()["dataset"] == {"name": "digits"}
     assert "eval" not in tiny.runs()[0].config.identity()
+
+
+def test_search_targets_keep_the_yaml_key_objectives():
+    """In code the search's metrics are `targets` (the `objective:` section is the loss); the spec
+    key stays `search.objectives`: given, serialized and fingerprinted under that name."""
+    from vaebench.spec.sweep_spec import SearchTarget, parse_spec
+
+    given = [{"metric": "recon_mse"}, {"metric": "kl", "direction": "maximize"}]
+    spec = parse_spec({**TINY_SPEC, "search": {"objectives": given}})
+    assert spec.search.targets == [SearchTarget(metric="recon_mse"), SearchTarget(metric="kl", direction="maximize")]
+    assert spec.search.metrics == ["recon_mse", "kl"] and spec.search.directions == ["minimize", "maximize"]
+    dumped = spec.model_dump(mode="json", exclude_defaults=True)["search"]
+    assert dumped == {"objectives": given[:1] + [{"metric": "kl", "direction": "maximize"}]}
+    assert list(spec.model_dump()["search"]) == ["sampler", "n_trials", "seed", "space", "objectives", "pruner"]
+    assert parse_spec(spec.model_dump()).fingerprint() == spec.fingerprint()  # a stored spec reloads
+    with pytest.raises(SpecError, match=r"field search\.targets: unknown key"):
+        parse_spec({**TINY_SPEC, "search": {"targets": given}})
+
+
+def test_metric_spec_is_a_deprecated_alias_of_metric_declaration():
+    from vaebench.metrics import METRICS, MetricDeclaration, MetricSpec
+
+    assert MetricSpec is MetricDeclaration and isinstance(METRICS.get("fid"), MetricDeclaration)

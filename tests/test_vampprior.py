@@ -479,10 +479,9 @@ def test_nll_matches_numerical_integration_with_the_vampprior(model_1d):
 
 
 @pytest.fixture
-def unloaded_plugin(monkeypatch):
+def unloaded_plugin():
     """This process as if vaebench_vampprior had never been imported (module, registry entry,
     plugin record); the previous state is put back afterwards."""
-    monkeypatch.delenv(plugins.PLUGINS_ENV, raising=False)
     modules = {k: v for k, v in sys.modules.items() if _is_plugin_module(k)}
     family = MODELS.unregister("vampprior") if "vampprior" in MODELS else None
     record = plugins._loaded.pop(PKG, None)

@@ -3,7 +3,7 @@
     python tools/spec_docs.py            # (re)write docs/spec.md
     python tools/spec_docs.py --check    # exit 1 if docs/spec.md differs from what would be written
 
-What is generated: every field of `vaebench.spec.SweepSpec` and of the section models reachable
+What is generated: every field of `vaebench.spec.sweep_spec.SweepSpec` and of the section models reachable
 from it through its fields' annotations (name, type, constraint, default, description); the
 built-in entries of the registries (model families and datasets with their options models,
 likelihoods, training bounds, KL schedules, samplers, pruners, metrics with their declared columns
@@ -12,9 +12,10 @@ text. Only built-in entries (defined in a `vaebench` module) are listed, so the 
 depend on which plugins are installed; it is sorted and holds no timestamps, addresses or paths
 of this machine.
 
-Public names imported: vaebench.spec.SweepSpec; vaebench.MODELS, vaebench.DATASETS,
+Names imported (`_LOCATIONS`): vaebench.spec.sweep_spec.SweepSpec; vaebench.MODELS, vaebench.DATASETS,
 vaebench.METRICS; vaebench.metrics.declared_columns; the registries LIKELIHOODS and ESTIMATORS
-(vaebench.objectives), SCHEDULES (vaebench.schedules), SAMPLERS and PRUNERS (vaebench.search).
+(vaebench.objectives), SCHEDULES (vaebench.objectives.schedules), SAMPLERS and PRUNERS
+(vaebench.spec.samplers).
 """
 
 from __future__ import annotations
@@ -39,35 +40,25 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
 
 
 # ---------------------------------------------------------------------------------------------
-# where the public names live (a fallback list per name: modules are being split)
+# where the names live
 
 _LOCATIONS = {
-    "SweepSpec": ("vaebench.spec.sweep_spec", "vaebench"),
-    "MODELS": ("vaebench", "vaebench.models"),
-    "DATASETS": ("vaebench", "vaebench.data"),
-    "METRICS": ("vaebench", "vaebench.metrics"),
-    "declared_columns": ("vaebench.metrics", "vaebench.metrics.declarations"),
-    "LIKELIHOODS": ("vaebench.objectives", "vaebench.likelihoods"),
-    "ESTIMATORS": ("vaebench.objectives", "vaebench.estimators"),
-    "SCHEDULES": ("vaebench.objectives.schedules",),
-    "SAMPLERS": ("vaebench.spec.samplers", "vaebench.spec.samplers.samplers", "vaebench.samplers"),
-    "PRUNERS": ("vaebench.spec.samplers", "vaebench.spec.samplers.pruners", "vaebench.pruners"),
+    "SweepSpec": "vaebench.spec.sweep_spec",
+    "MODELS": "vaebench",
+    "DATASETS": "vaebench",
+    "METRICS": "vaebench",
+    "declared_columns": "vaebench.metrics",
+    "LIKELIHOODS": "vaebench.objectives",
+    "ESTIMATORS": "vaebench.objectives",
+    "SCHEDULES": "vaebench.objectives.schedules",
+    "SAMPLERS": "vaebench.spec.samplers",
+    "PRUNERS": "vaebench.spec.samplers",
 }
 
 
 def public(name: str):
-    """The object `name` from the first module in _LOCATIONS that has it."""
-    tried = []
-    for module in _LOCATIONS[name]:
-        try:
-            obj = getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError) as e:
-            tried.append(f"{module} ({type(e).__name__})")
-            continue
-        return obj
-    raise SystemExit(
-        f"tools/spec_docs.py: cannot import {name} from {', '.join(tried)}; update _LOCATIONS in tools/spec_docs.py"
-    )
+    """The object `name` from its module in _LOCATIONS."""
+    return getattr(importlib.import_module(_LOCATIONS[name]), name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -210,6 +201,7 @@ def default_text(field) -> str:
 def field_rows(model, names=None, registries=None, prefix="", notes=None) -> list[str]:
     rows = []
     for name, field in model.model_fields.items():
+        name = field.alias or name  # the YAML key (search.objectives: the field `targets`)
         if names is not None and name not in names:
             continue
         kind = _registry_kind(field)
@@ -424,8 +416,10 @@ and `bf16` on a GPU torch says lacks it. Details and measurements: [scaling.md](
 EVAL_TEXT = """
 The evaluation settings below are read by the built-in metrics. A metric that declares options takes
 them under `eval.<metric name>` (e.g. `eval: {lpips: {samples: 2000, net: alex, resize: 64}}`); only
-options that differ from their defaults enter the run id. Metric definitions, units and the exact
-settings behind each number: [metrics.md](metrics.md).
+options that differ from their defaults enter the run id. The settings below are the options of the
+built-in metrics that read them (listed with each metric) and may be given that way too:
+`eval: {fid: {fid_samples: 1000}}` is `eval: {fid_samples: 1000}`, the same run. Metric definitions,
+units and the exact settings behind each number: [metrics.md](metrics.md).
 """
 
 SEARCH_TEXT = """
@@ -590,6 +584,7 @@ def _search_section(model, registries, declared) -> list[str]:
     out = ["## `search`", "", SEARCH_TEXT.strip(), "", field_table(model, registries=registries, notes=TOP_NOTES)]
     done = {model}
     for name, field in model.model_fields.items():
+        name = field.alias or name
         for sub in _nested_models(field.annotation):
             if sub in done:
                 continue
@@ -604,10 +599,10 @@ def _search_section(model, registries, declared) -> list[str]:
             out += [f"### {title}", "", field_table(sub, registries=registries, notes=TOP_NOTES)]
             if name == "objectives":
                 builtin = set(builtin_names(public("METRICS")))
-                objective = [c for c, (m, col) in declared.items() if col.objective and m in builtin]
+                targets = [c for c, (m, col) in declared.items() if col.target and m in builtin]
                 out += [
                     "Metric columns a search may optimize (scalar, with a direction): "
-                    + ", ".join(code(c) for c in sorted(objective))
+                    + ", ".join(code(c) for c in sorted(targets))
                     + ".",
                     "",
                 ]
@@ -648,6 +643,13 @@ def _metrics_section(metrics) -> list[str]:
             out.append(f"| {code(c.name)} | {c.dtype} | {cell(c.unit)} | {better} | {cell(c.doc)} |")
         if m.options is not None:
             out += ["", f"Options: [`eval.{name}`](#eval{name})."]
+        if getattr(m, "settings", None) is not None:
+            names = list(m.settings.model_fields)
+            out += [
+                "",
+                f"Options: the eval settings {', '.join(code(s) for s in names)} ([`eval`](#eval); also "
+                f"given as `eval: {{{name}: {{{names[0]}: …}}}}`).",
+            ]
         out.append("")
     return out
 

@@ -1,9 +1,9 @@
 """vaebench: a benchmark and hyperparameter-sweep harness for Variational Autoencoders.
 
-The pipeline, one way:
+The pipeline, one way, one package per stage (docs/architecture.md):
 
-    spec (spec.py) -> study (study.py) -> worker (worker.py) -> run (execute.py) -> train (train.py)
-    -> metrics (metrics/) -> results row (results.py) -> report (report/)
+    spec/ -> sweep/ (study, worker) -> engine/ (execute one run, train) -> metrics/ -> results/ (row)
+    -> reporting/ (tables, figures, html)
 
 The public API (see api.py; each function documents its units):
 
@@ -15,7 +15,7 @@ The public API (see api.py; each function documents its units):
 Names are imported on first use, so `import vaebench` stays cheap (no torch).
 """
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 _EXPORTS = {
     "load_spec": ("spec.sweep_spec", "load_spec"),

@@ -168,7 +168,7 @@ def add_result(
     import platform
     import socket
 
-    from . import __version__
+    from ._version import __version__
     from .plugins import loaded_plugins
     from .reporting.render import EXTERNAL_COMMAND
     from .results.rows import load_results as _load

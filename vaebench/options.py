@@ -14,6 +14,9 @@ attributes of the section (`cfg.model.hidden_dim`). Serialized with `exclude_def
 study fingerprints), an option at its family's default is left out, so adding an option with a
 default changes no existing run id, and changing an option's value changes the run id.
 
+Registering checks an entry with `check_entry` (every registry's `check`: models, datasets and
+metrics alike): its type, its function, its name, and its options model (`check_options_model`).
+
 Built-in families and user plugins register the same way, e.g.::
 
     class MyOptions(Options):
@@ -45,7 +48,7 @@ class NoOptions(Options):
     """A family without options of its own."""
 
 
-# Annotations an option may have: they map onto Parquet column types (results.py).
+# Annotations an option may have: they map onto Parquet column types (results/rows.py).
 _SCALARS = (int, float, bool, str)
 
 
@@ -67,17 +70,61 @@ def check_option_type(ann: Any, where: str) -> None:
     )
 
 
-def check_options_model(options: Any, common: tuple[str, ...], where: str) -> None:
-    """What every family registry checks when an entry registers: a proper Options model whose
-    fields do not shadow the section's common fields and have supported types."""
+def check_options_model(
+    options: Any, where: str, common: tuple[str, ...] = (), defaults_required: bool = False
+) -> None:
+    """What registering an entry with options checks, for every registry (model families, dataset
+    sources, metrics): a pydantic model class that forbids unknown keys (a misspelled option is an
+    error), whose fields do not shadow the section's `common` fields and have supported types (they
+    become `param.*` columns); with `defaults_required` (a metric's options: a spec may give none),
+    a default for every field. Raises ValueError naming `where` ("model 'mlp'", "metric 'lpips'")."""
     if not (isinstance(options, type) and issubclass(options, BaseModel)):
         raise ValueError(
-            f"{where}: options must be a pydantic model class (subclass vaebench.family.Options), got {options!r}"
+            f"{where}: options must be a pydantic model class (subclass vaebench.Options), got {options!r}"
         )
+    if options.model_config.get("extra") != "forbid":
+        raise ValueError(
+            f"{where}: its options model {options.__name__} must forbid unknown keys (subclass "
+            "vaebench.Options, or model_config = ConfigDict(extra='forbid')), so a misspelled option is an error"
+        )
+    if defaults_required:
+        try:
+            options()
+        except Exception as e:  # noqa: BLE001 - a validator of the user's model may raise anything
+            raise ValueError(
+                f"{where}: every field of its options model {options.__name__} needs a default (the options "
+                f"of a spec that gives none): {e}"
+            ) from None
     for name, field in options.model_fields.items():
         if name in common:
             raise ValueError(f"{where}: option {name!r} shadows the section's common field of that name")
         check_option_type(field.annotation, f"{where}, option {name!r}")
+
+
+def check_entry(
+    kind: str,
+    name: str,
+    entry: Any,
+    entry_type: type,
+    function: str,
+    how: str,
+    common: tuple[str, ...] = (),
+    defaults_required: bool = False,
+    error: type[Exception] = ValueError,
+) -> None:
+    """What every registry checks when an entry registers (its `check`): `entry` is an `entry_type`
+    (`how` says how to make one: "a vaebench.models.ModelFamily(build, options)"), its `function`
+    attribute (build, load, compute) is callable, its `name` (if it has one) is the registered name,
+    and its `options` model (if any) passes `check_options_model`. Raises `error`."""
+    if not isinstance(entry, entry_type) or not callable(getattr(entry, function, None)):
+        raise error(f"{kind} {name!r}: register {how}, got {entry!r}")
+    if getattr(entry, "name", name) != name:
+        raise error(f"{kind} {name!r}: its {entry_type.__name__} is named {entry.name!r}")
+    if getattr(entry, "options", None) is not None:
+        try:
+            check_options_model(entry.options, f"{kind} {name!r}", common, defaults_required)
+        except ValueError as e:
+            raise error(str(e)) from None
 
 
 class FamilySection(BaseModel):

@@ -11,8 +11,9 @@ Two ways in, one effect (the module is imported once per process and registers w
   Every vaebench process imports them before its first registry lookup.
 - **Local modules** (code that is not installed) are listed in a spec (`plugins: [my_pkg.my_vae]`)
   or given as `--plugin my_pkg.my_vae` to any command. The spec's list is stored with the study,
-  so every worker, on any machine, imports them before it reads the spec. The current folder (and
-  the spec's folder) are on the import path for them.
+  so every worker, on any machine, imports them before it reads the spec; `vaebench run` hands its
+  own `--plugin` modules to the workers it starts as `--plugin` flags of their command line. The
+  current folder (and the spec's folder) are on the import path for them.
 
 A plugin that cannot be imported, raises while importing, or registers a name that is taken is a
 `PluginError` (exit 2) naming the module and the cause. Every loaded plugin is recorded in each
@@ -33,7 +34,6 @@ from typing import Iterable
 from .errors import VaebenchError
 
 ENTRY_POINT_GROUP = "vaebench.plugins"
-PLUGINS_ENV = "VAEBENCH_PLUGINS"  # extra plugin modules, comma-separated (how `run` hands --plugin to its workers)
 
 
 class PluginError(VaebenchError):
@@ -119,8 +119,8 @@ def load_plugins(modules: Iterable[str], source: str = "") -> list[dict]:
 
 
 def load_installed_plugins() -> None:
-    """Import every entry point of the group `vaebench.plugins`, and the modules in
-    $VAEBENCH_PLUGINS, once per process (later calls return at once)."""
+    """Import every entry point of the group `vaebench.plugins`, once per process (later calls return
+    at once)."""
     global _installed_done, _installing
     if _installed_done or _installing:
         return
@@ -128,8 +128,6 @@ def load_installed_plugins() -> None:
     try:
         for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
             load_plugin(ep.value.split(":")[0].strip(), f"entry point {ep.name!r} of {ENTRY_POINT_GROUP}")
-        env = [m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(",") if m.strip()]
-        load_plugins(env, f"${PLUGINS_ENV}")
         _installed_done = True
     finally:
         _installing = False

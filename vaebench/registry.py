@@ -29,8 +29,12 @@ def unknown_name(kind: str, name: str, choices: list[str], listing: str = "Avail
 
 
 class Registry(Generic[T]):
-    """`load`, when given, is called once before the first lookup: it imports the modules that fill
-    the registry, so that a process that never looks an entry up never pays for their imports."""
+    """A name -> entry table. `load`, when given (here or through `on_first_use`), is called once
+    before the first lookup or registration: it imports the modules that fill the registry, so that a
+    process that never looks an entry up never pays for their imports, and the built-ins always come
+    before a plugin's entries. The package that owns the built-ins sets it (its `__init__`), never the
+    module that defines the registry: the built-ins import that module, and an import back would be a
+    cycle."""
 
     def __init__(
         self, kind: str, load: Callable[[], None] | None = None, check: Callable[[str, T], None] | None = None
@@ -39,6 +43,10 @@ class Registry(Generic[T]):
         self._items: dict[str, T] = {}
         self._load = load
         self._check = check  # validates an entry when it registers (raises ValueError)
+
+    def on_first_use(self, load: Callable[[], None]) -> None:
+        """Call `load` once, before the first lookup or registration (see the class docstring)."""
+        self._load = load
 
     def _loaded(self) -> dict[str, T]:
         if self._load is not None:

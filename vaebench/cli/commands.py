@@ -47,7 +47,7 @@ app = typer.Typer(add_completion=True, no_args_is_help=True, help="Benchmark and
 
 def _version(value: bool) -> None:
     if value:
-        from .. import __version__
+        from .._version import __version__
 
         print(f"vaebench {__version__}")
         raise typer.Exit(0)

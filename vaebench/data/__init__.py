@@ -1,16 +1,19 @@
 """Dataset sources behind one registry: name -> `DatasetSource` (a loader returning in-memory
-tensors, and the pydantic `Options` model of the options it reads; see family.py).
+tensors, and the pydantic `Options` model of the options it reads; see vaebench/options.py).
 
 Every source returns a `Dataset`: float32 images in [0, 1] shaped (N, C, H, W), int64 labels, the
 official (or a fixed, seeded) train/test split, and a checksum of exactly the tensors used. A source
 with ground-truth factors of variation (`shapes`) also returns each image's factor indices. The
 trainer slices these tensors by index; there is no DataLoader in the training path.
 
-This is the module to import from. The pieces: datasets/base.py (`Dataset`, `DatasetSource`, the
-`DATASETS` registry, `checksum`, `ensure_files`), datasets/builtin.py (mnist, digits, synthetic),
-datasets/shapes.py (shapes), image_folder.py (image_folder: a user-style source in its own module)
-and datasets_torchvision.py (fashion_mnist, cifar10, svhn, celeba). Importing this module registers
-every built-in source, each as a plugin would (`DATASETS.register`).
+This package's names (`__all__`) are what a user or a source of their own imports: `load_dataset`,
+and from base.py `Dataset`, `DatasetSource`, `Factor`, the `DATASETS` registry, `dataset_from_arrays`
+(a `Dataset` with its checksum from arrays), `checksum`, `ensure_files`, `resolve_data_root`,
+`without_config`. A source's own names (e.g. `SHAPES`, `load_mnist`) are imported from its module:
+builtin.py (mnist, digits, synthetic), shapes.py (shapes), image_folder.py (image_folder: a
+user-style source in its own module) and torchvision_sets.py (fashion_mnist, cifar10, svhn, celeba).
+Importing any of them runs this `__init__` first, which registers every built-in source, each as a
+plugin would (`DATASETS.register`).
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from pathlib import Path
 import torch
 
 from . import (
+    builtin,  # noqa: F401  (registers mnist, digits, synthetic)
     image_folder,  # noqa: F401  (registers image_folder)
+    shapes,  # noqa: F401  (registers shapes)
     torchvision_sets,  # noqa: F401  (registers fashion_mnist, cifar10, svhn, celeba)
 )
 from .base import (
@@ -31,70 +36,26 @@ from .base import (
     Dataset,
     DatasetSource,
     Factor,
-    _finish,
     checksum,
+    dataset_from_arrays,
     ensure_files,
     resolve_data_root,
     without_config,
-)
-from .builtin import (
-    DIGITS_SPLIT_SEED,
-    DIGITS_TEST_FRACTION,
-    IDX_UBYTE,
-    MNIST_FILES,
-    _digits_arrays,
-    load_digits,
-    load_idx_dataset,
-    load_mnist,
-    load_synthetic,
-    read_idx_ubyte,
-)
-from .shapes import (
-    HEART_CENTROID_Y,
-    HEART_RADIUS,
-    SHAPES,
-    SHAPES_FACTORS,
-    ShapesOptions,
-    load_shapes,
-    render_shapes,
-    shapes_cache_path,
-    shapes_factor_values,
-    shapes_images,
 )
 
 __all__ = [
     "DATASETS",
     "DATASET_COMMON_FIELDS",
     "DATA_ROOT_ENV",
-    "DIGITS_SPLIT_SEED",
-    "DIGITS_TEST_FRACTION",
     "Dataset",
     "DatasetSource",
     "Factor",
-    "HEART_CENTROID_Y",
-    "HEART_RADIUS",
-    "IDX_UBYTE",
-    "MNIST_FILES",
-    "SHAPES",
-    "SHAPES_FACTORS",
-    "ShapesOptions",
     "checksum",
+    "dataset_from_arrays",
     "ensure_files",
     "load_dataset",
-    "load_digits",
-    "load_idx_dataset",
-    "load_mnist",
-    "load_shapes",
-    "load_synthetic",
-    "read_idx_ubyte",
-    "render_shapes",
     "resolve_data_root",
-    "shapes_cache_path",
-    "shapes_factor_values",
-    "shapes_images",
     "without_config",
-    "_digits_arrays",
-    "_finish",
 ]
 
 BINARIZE_TEST_SEED = 0
@@ -109,7 +70,9 @@ def load_dataset(cfg, data_root: str | Path | None = None, download: bool = True
         g = torch.Generator().manual_seed(BINARIZE_TEST_SEED)
         x_test = torch.bernoulli(ds.x_test, generator=g)
         ds = replace(
-            _finish(ds.name, ds.x_train, ds.y_train, x_test, ds.y_test, ds.factors_train, ds.factors_test, ds.factors),
+            dataset_from_arrays(
+                ds.name, ds.x_train, ds.y_train, x_test, ds.y_test, ds.factors_train, ds.factors_test, ds.factors
+            ),
             labeled=ds.labeled,
         )
     return ds

@@ -1,16 +1,16 @@
-"""What every dataset source shares: the `Dataset` it returns, the `DatasetSource` it registers as,
-the `DATASETS` registry, the checksum, and the check of a source's files (`ensure_files`).
+"""What every dataset source shares: the `Dataset` it returns (built by `dataset_from_arrays`), the
+`DatasetSource` it registers as, the `DATASETS` registry, the checksum, and the check of a source's
+files (`ensure_files`).
 
 Every source module (built-in or plugin) imports these and registers itself with
-`DATASETS.register(name, DatasetSource(load, options))`. The registry's first use (a lookup or a
-registration) imports vaebench.data, which registers every built-in source: the built-ins come
+`DATASETS.register(name, DatasetSource(load, options))`. The package's `__init__` imports every
+built-in source module, and Python runs it before any module of the package: the built-ins come
 first, whichever module is imported first.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from ..options import NoOptions, Options, check_options_model
+from ..options import NoOptions, Options, check_entry
 from ..registry import Registry
 
 DATA_ROOT_ENV = "VAEBENCH_DATA_ROOT"
@@ -77,16 +77,18 @@ class DatasetSource:
 
 
 def _check_source(name: str, source: DatasetSource) -> None:
-    if not isinstance(source, DatasetSource) or not callable(source.load):
-        raise ValueError(f"dataset {name!r}: register a vaebench.data.DatasetSource(load, options), got {source!r}")
-    check_options_model(source.options, DATASET_COMMON_FIELDS, f"dataset {name!r}")
+    check_entry(
+        "dataset",
+        name,
+        source,
+        DatasetSource,
+        "load",
+        "a vaebench.data.DatasetSource(load, options)",
+        DATASET_COMMON_FIELDS,
+    )
 
 
-def _load_builtin_sources() -> None:
-    importlib.import_module("vaebench.data")  # registers every built-in source on import
-
-
-DATASETS: Registry[DatasetSource] = Registry("dataset", load=_load_builtin_sources, check=_check_source)
+DATASETS: Registry[DatasetSource] = Registry("dataset", check=_check_source)
 
 
 def without_config(loader: Callable[[Path, bool], Dataset], doc: str = "") -> DatasetSource:
@@ -108,10 +110,12 @@ def checksum(*tensors: torch.Tensor) -> str:
     return h.hexdigest()[:16]
 
 
-def _finish(
+def dataset_from_arrays(
     name: str, x_train, y_train, x_test, y_test, factors_train=None, factors_test=None, factors: tuple[Factor, ...] = ()
 ) -> Dataset:
-    """The `Dataset` of these arrays: images float32, labels and factors int64, and its checksum."""
+    """The `Dataset` of these arrays (numpy or torch), as every source builds its own: images (N, C, H, W)
+    in [0, 1] as float32, labels (N,) and factor indices (N, K) as int64, and its checksum (of the
+    four tensors, and the factor tensors when given)."""
     tensors = [torch.as_tensor(a) for a in (x_train, y_train, x_test, y_test)]
     tensors[0], tensors[2] = tensors[0].float().contiguous(), tensors[2].float().contiguous()
     tensors[1], tensors[3] = tensors[1].long(), tensors[3].long()

@@ -1,7 +1,7 @@
 """The small built-in sources: mnist (IDX files in torchvision's raw layout), digits (scikit-learn's
 bundled 8x8 digits) and synthetic (generated blobs for tests). None of them imports torchvision or
 scikit-learn to read its data; the MNIST-format reader is shared with fashion_mnist
-(datasets_torchvision.py).
+(torchvision_sets.py).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .base import DATASETS, Dataset, _finish, ensure_files, without_config
+from .base import DATASETS, Dataset, dataset_from_arrays, ensure_files, without_config
 
 MNIST_FILES = (
     "train-images-idx3-ubyte",
@@ -69,7 +69,7 @@ def load_idx_dataset(torchvision_class: str, name: str, title: str, root: Path, 
                 f"{title} files in {raw.resolve()} cannot be read: {split} images {images.shape} "
                 f"and labels {labels.shape} do not match"
             )
-    return _finish(
+    return dataset_from_arrays(
         name,
         torch.from_numpy(x_train.copy()).unsqueeze(1).float() / 255.0,
         torch.from_numpy(y_train.astype(np.int64)),
@@ -122,7 +122,7 @@ def load_digits(root: Path, download: bool = True) -> Dataset:
     perm = np.random.default_rng(DIGITS_SPLIT_SEED).permutation(len(x))
     n_test = int(round(len(x) * DIGITS_TEST_FRACTION))
     tr, te = perm[:-n_test], perm[-n_test:]
-    return _finish("digits", x[tr], target[tr], x[te], target[te])
+    return dataset_from_arrays("digits", x[tr], target[tr], x[te], target[te])
 
 
 def load_synthetic(root: Path, download: bool = True) -> Dataset:
@@ -138,11 +138,10 @@ def load_synthetic(root: Path, download: bool = True) -> Dataset:
     img = np.exp(-((yy - cy[:, None, None]) ** 2 + (xx - cx[:, None, None]) ** 2) / (2 * width[:, None, None] ** 2))
     x = img.astype(np.float32)[:, None]
     y = (cy > h / 2).astype(np.int64) * 2 + (cx > w / 2).astype(np.int64)
-    return _finish("synthetic", x[:512], y[:512], x[512:], y[512:])
+    return dataset_from_arrays("synthetic", x[:512], y[:512], x[512:], y[512:])
 
 
-# Registered last, once everything above is defined (a registration may import vaebench.data, which
-# imports names from this module: see datasets/base.py).
+# Registered last, once everything above is defined.
 DATASETS.register("mnist", without_config(load_mnist, "MNIST, 60,000 / 10,000, torchvision's raw files"))
 DATASETS.register("digits", without_config(load_digits, "scikit-learn's bundled 8x8 digits, no download"))
 DATASETS.register("synthetic", without_config(load_synthetic, "deterministic 10x12 blobs for tests"))

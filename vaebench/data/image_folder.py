@@ -52,7 +52,7 @@ from pydantic import Field
 
 from ..errors import DataError
 from ..options import Options
-from .base import DATASETS, Dataset, DatasetSource, _finish
+from .base import DATASETS, Dataset, DatasetSource, dataset_from_arrays
 
 NAME = "image_folder"
 EXTENSIONS = (".png", ".jpg", ".jpeg")  # the PNG / JPEG part of torchvision's IMG_EXTENSIONS, lower case
@@ -60,7 +60,7 @@ _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # what Pillow mak
 
 
 class ImageFolderOptions(Options):
-    """A folder of PNG / JPEG images (torchvision's ImageFolder layout; see vaebench/image_folder.py)."""
+    """A folder of PNG / JPEG images (torchvision's ImageFolder layout; see this module's docstring)."""
 
     path: str = Field(
         description="the image folder; a relative path is resolved against the current folder (not the data root)"
@@ -179,7 +179,7 @@ def load_image_folder(cfg, root: Path | None = None, download: bool = True) -> D
     tr, te = perm[:-n_test], perm[-n_test:]
     x = torch.from_numpy(images)
     y = torch.tensor(targets, dtype=torch.int64)
-    ds = _finish(NAME, x[tr].float().div_(255.0), y[tr], x[te].float().div_(255.0), y[te])
+    ds = dataset_from_arrays(NAME, x[tr].float().div_(255.0), y[tr], x[te].float().div_(255.0), y[te])
     return replace(ds, labeled=labeled)
 
 

@@ -22,7 +22,7 @@ from pydantic import Field
 from ..errors import DataError
 from ..options import Options
 from ..runtime.cache import cache_dir
-from .base import DATASETS, Dataset, DatasetSource, Factor, _finish
+from .base import DATASETS, Dataset, DatasetSource, Factor, dataset_from_arrays
 
 SHAPES = ("square", "ellipse", "heart")
 SHAPES_RENDERER_VERSION = 1  # bump when the rendering changes: cached arrays of another version are never read
@@ -209,7 +209,7 @@ def load_shapes(cfg, root: Path | None = None, download: bool = True) -> Dataset
     x_train, y_train, f_train = split(tr)
     x_test, y_test, f_test = split(te)
     kinds = [Factor(n, k, categorical=(n == "shape")) for n, k in zip(SHAPES_FACTORS, sizes)]
-    return _finish("shapes", x_train, y_train, x_test, y_test, f_train, f_test, tuple(kinds))
+    return dataset_from_arrays("shapes", x_train, y_train, x_test, y_test, f_train, f_test, tuple(kinds))
 
 
 class ShapesOptions(Options):

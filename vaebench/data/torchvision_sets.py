@@ -77,7 +77,7 @@ from pydantic import Field
 
 from ..errors import DataError
 from ..options import Options
-from .base import DATASETS, Dataset, DatasetSource, _finish, ensure_files
+from .base import DATASETS, Dataset, DatasetSource, dataset_from_arrays, ensure_files
 from .builtin import load_idx_dataset
 
 
@@ -126,7 +126,7 @@ def load_fashion_mnist(cfg, root: Path, download: bool = True) -> Dataset:
     ds = load_idx_dataset("FashionMNIST", "fashion_mnist", "Fashion-MNIST", root, download)
     if cfg.max_train is None and cfg.max_test is None:
         return ds
-    return _finish(ds.name, *_subsets(cfg, ds.x_train, ds.y_train, ds.x_test, ds.y_test))
+    return dataset_from_arrays(ds.name, *_subsets(cfg, ds.x_train, ds.y_train, ds.x_test, ds.y_test))
 
 
 DATASETS.register(
@@ -213,7 +213,7 @@ def load_cifar10(cfg, root: Path, download: bool = True) -> Dataset:
     x_test, y_test = read_cifar_batch(folder / CIFAR10_TEST[0])
     x_train, y_train = np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train])
     x_train, y_train, x_test, y_test = _subsets(cfg, x_train, y_train, x_test, y_test)
-    return _finish("cifar10", _unit(x_train), y_train, _unit(x_test), y_test)
+    return dataset_from_arrays("cifar10", _unit(x_train), y_train, _unit(x_test), y_test)
 
 
 DATASETS.register(
@@ -270,7 +270,7 @@ def load_svhn(cfg, root: Path, download: bool = True) -> Dataset:
     )
     (x_train, y_train), (x_test, y_test) = (read_svhn_mat(root / f) for f in SVHN_FILES)
     x_train, y_train, x_test, y_test = _subsets(cfg, x_train, y_train, x_test, y_test)
-    return _finish("svhn", _unit(x_train), y_train, _unit(x_test), y_test)
+    return dataset_from_arrays("svhn", _unit(x_train), y_train, _unit(x_test), y_test)
 
 
 DATASETS.register(
@@ -369,7 +369,7 @@ def load_celeba(cfg, root: Path, download: bool = True) -> Dataset:
         return images
 
     x_train, x_test = split(CELEBA_TRAIN, cfg.max_train), split(CELEBA_TEST, cfg.max_test)
-    ds = _finish(
+    ds = dataset_from_arrays(
         "celeba", _unit(x_train), np.zeros(len(x_train), np.int64), _unit(x_test), np.zeros(len(x_test), np.int64)
     )
     return replace(ds, labeled=False)

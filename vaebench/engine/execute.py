@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 import torch
 
-from .. import __version__
+from .._version import __version__
 from ..data import Dataset
 from ..metrics import METRICS, evaluate
 from ..models import count_parameters

@@ -1,11 +1,11 @@
 """Metric registry and the one entry point, `evaluate`.
 
 A metric is a compute function `(ctx: EvalContext) -> dict[column, value]` registered with its
-declaration (`register_metric(name, columns=[Column(...)], options=...)`, see `spec.py`): the
-columns it fills with their types, units, directions and labels. The row schema, the objectives a
+declaration (`register_metric(name, columns=[Column(...)], options=...)`, see declarations.py): the
+columns it fills with their types, units, directions and labels. The row schema, the targets a
 search may optimize and the report's "All metrics" table are read from those declarations.
 `EvalContext` runs the passes several metrics share (encoding the test split, decoding the
-posterior means) once, lazily. The built-in column names are the constants in `columns`.
+posterior means) once, lazily. The built-in column names are the constants in `column_names`.
 
 Not applicable: a metric none of whose columns apply to this model or dataset raises
 `MetricNotApplicable(reason)`; one that fills some columns and not others (FID of reconstructions,
@@ -14,7 +14,7 @@ those columns out of its dict. Either way the columns are null and `metrics_skip
 "<metric>: <reason>", or "<metric> (<part>): <reason>".
 
 The built-in metric modules are imported on the registry's first lookup (`evaluate`, or any `METRICS`
-call), not with this package, and none of them imports torch-fidelity or torchvision before FID
+call: `_load_builtin_metrics` below), not with this package, and none of them imports torch-fidelity or torchvision before FID
 runs: processes that only create, watch or report a study can read the declarations cheaply.
 """
 
@@ -29,9 +29,10 @@ from .declarations import (
     METRICS,
     METRICS_SKIPPED,
     Column,
+    MetricDeclaration,
     MetricDeclarationError,
     MetricNotApplicable,
-    MetricSpec,
+    MetricSpec,  # deprecated alias of MetricDeclaration, removed in the next release
     declared_columns,
     numeric_metric_columns,
     register_metric,
@@ -40,6 +41,14 @@ from .declarations import (
 
 if TYPE_CHECKING:
     import torch
+
+
+def _load_builtin_metrics() -> None:
+    """Import the built-in metric modules; each registers its metrics on import."""
+    from . import codebook, disentanglement, fid, latent, layers, likelihood, perceptual, recon  # noqa: F401
+
+
+METRICS.on_first_use(_load_builtin_metrics)
 
 Metric = Callable[["EvalContext"], dict]
 
@@ -50,9 +59,10 @@ __all__ = [
     "Column",
     "EvalContext",
     "Metric",
+    "MetricDeclaration",
     "MetricDeclarationError",
     "MetricNotApplicable",
-    "MetricSpec",
+    "MetricSpec",  # deprecated alias of MetricDeclaration
     "declared_columns",
     "evaluate",
     "numeric_metric_columns",
@@ -74,8 +84,8 @@ class EvalContext:
         self.cfg = cfg  # RunConfig
         self.seed = seed
         self.batch_size = cfg.eval.batch_size
-        self.options = None  # the running metric's validated options (`MetricSpec.__call__` sets them)
-        self.metric = None  # the running metric's name (`MetricSpec.__call__` sets it)
+        self.options = None  # the running metric's validated options (`MetricDeclaration.__call__` sets them)
+        self.metric = None  # the running metric's name (`MetricDeclaration.__call__` sets it)
         self.skipped: list[str] = []  # `metrics_skipped` so far: "<metric>: <reason>", "<metric> (<part>): <reason>"
 
     def skip(self, part: str, reason: str) -> None:

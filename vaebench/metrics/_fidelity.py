@@ -1,6 +1,6 @@
 """torch-fidelity and vaebench's two feature extractors registered with it, imported by `fid.py` on
 first use only: torch-fidelity brings torchvision (a large import), which loading the metric
-declarations (results.py, spec.py, the report) must not pay for."""
+declarations (results/rows.py, the spec, the report) must not pay for."""
 
 from __future__ import annotations
 

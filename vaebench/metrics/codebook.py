@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import torch
 
-from . import Column, MetricNotApplicable, register_metric
 from . import column_names as C
+from .declarations import Column, MetricNotApplicable, register_metric
 
 
 def code_counts(indices: torch.Tensor, num_embeddings: int) -> torch.Tensor:

@@ -1,5 +1,5 @@
 """The built-in metrics' result column names, shared by metrics/ and report/. Units in comments; each
-metric declares its columns' dtype, unit, direction and label where it registers (metrics/spec.py)."""
+metric declares its columns' dtype, unit, direction and label where it registers (metrics/declarations.py)."""
 
 RECON_MSE = "recon_mse"  # per pixel: mean over pixels and test images of (x - E[x|z=mu])^2
 SSIM = "ssim"  # mean over test images, in [-1, 1]

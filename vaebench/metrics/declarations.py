@@ -4,7 +4,7 @@ A metric is a compute function `(ctx: EvalContext) -> {column: value}` plus its 
 result columns it fills (`Column`: Arrow-friendly dtype, unit, which way is better, a table label, a
 one-line doc) and, optionally, its options (a pydantic model, given in a spec under
 `eval.<metric name>: {...}` and handed to the function as `ctx.options`). Everything downstream
-reads the declarations: the row schema (results.py), which columns a search may optimize
+reads the declarations: the row schema (results/rows.py), which columns a search may optimize
 (`numeric_metric_columns`), the report's "All metrics" table. A metric of your own therefore needs
 nothing else edited:
 
@@ -25,7 +25,7 @@ nothing else edited:
         x = ctx.reconstructions.clamp(0, ctx.options.clip)
         return {"sharpness": ...}
 
-In a spec: `eval: {sharpness: {clip: 0.5}}`; as an objective: `search.objectives: [{metric: sharpness,
+In a spec: `eval: {sharpness: {clip: 0.5}}`; as a search target: `search.objectives: [{metric: sharpness,
 direction: maximize}]`. Its options are parameter columns too (`param.eval.sharpness.clip`).
 
 A compute function that cannot apply to this model or dataset raises `MetricNotApplicable(reason)`:
@@ -34,24 +34,28 @@ columns but not others calls `ctx.skip(part, reason)` and leaves those out (metr
 
 The `eval:` section of a spec (`EvalConfig`) is defined here too: the built-in metrics' settings
 and the options of every registered metric, validated against the declarations. The spec imports it
-from here; nothing here imports the spec.
+from here; nothing here imports the spec. A built-in metric's settings are its options as well
+(`eval_settings`, `register_metric(..., settings=Model)`): its compute function reads them as
+`ctx.options` like any metric's, and a spec may give them as `eval.<setting>` (the canonical
+spelling, in run ids and `param.eval.<setting>` columns) or as `eval.<metric>: {setting: value}`.
 
 This module imports no torch, so reading the declarations is cheap. The built-in metric modules
-register themselves when the registry is first looked up (`METRICS`'s `load`); none of them imports
-torch-fidelity or torchvision before a metric runs.
+register themselves when the registry is first looked up (the loader metrics/__init__.py gives
+`METRICS`); none of them imports torch-fidelity or torchvision before a metric runs.
 """
 
 from __future__ import annotations
 
-import importlib
 import re
+import sys
+from copy import copy
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 from ..errors import VaebenchError
-from ..options import check_option_type, option_error, option_errors
+from ..options import Options, check_entry, option_error, option_errors
 from ..registry import Registry, did_you_mean
 
 DTYPES = ("float", "int", "str", "list[float]", "list[int]", "list[str]")
@@ -120,31 +124,55 @@ class Column:
             object.__setattr__(self, "label", self.name)
 
     @property
-    def objective(self) -> bool:
-        """A scalar number with a direction: a search may optimize it."""
+    def target(self) -> bool:
+        """A scalar number with a direction: it may be a search target (`search.objectives`)."""
         return self.dtype in SCALAR_DTYPES and self.direction is not None
+
+    @property
+    def objective(self) -> bool:
+        """Deprecated name of `target`, removed in the next release (reporting/columns.py still reads it)."""
+        return self.target
 
 
 @dataclass(frozen=True)
-class MetricSpec:
-    """A registered metric: its compute function, the columns it fills, its options model."""
+class MetricDeclaration:
+    """A registered metric: its compute function, the columns it fills, its options model.
+
+    options: the model of options of its own, given as `eval.<name>: {option: value}` and stored as
+        `param.eval.<name>.<option>` columns (plugins, lpips).
+    settings: the model of a built-in metric whose options are `eval:` settings (`eval_settings`):
+        canonically spelled `eval.<setting>` (`eval.fid_samples`), stored as `param.eval.<setting>`,
+        also accepted as `eval.<name>: {setting: value}`. At most one of the two is given; either way
+        the compute function gets the validated values as `ctx.options`.
+    """
 
     name: str
     compute: Callable[[Any], dict]
     columns: tuple[Column, ...]
     options: Optional[type] = None  # a pydantic model (unknown keys forbidden, every field defaulted)
     doc: str = ""
+    settings: Optional[type] = None  # an `eval_settings` model (built-in metrics only)
 
     @property
     def column_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns)
 
+    @property
+    def options_model(self) -> Optional[type]:
+        """The model of what the compute function gets as `ctx.options` (`options` or `settings`)."""
+        return self.options if self.options is not None else self.settings
+
     def options_for(self, cfg) -> Any:
-        """The validated options of this metric in a RunConfig (`eval.<name>`; its defaults when the
-        spec gives none); None for a metric without options."""
+        """The validated options of this metric in a RunConfig: `eval.<name>` (its defaults when the
+        spec gives none), or for a metric with `settings` the values of those eval settings; None for
+        a metric without options."""
+        section = getattr(cfg, "eval", None)
+        if self.settings is not None:
+            values = {k: getattr(section, k) for k in self.settings.model_fields} if section is not None else {}
+            return self.settings.model_validate(values)
         if self.options is None:
             return None
-        given = (getattr(getattr(cfg, "eval", None), "model_extra", None) or {}).get(self.name) or {}
+        given = (getattr(section, "model_extra", None) or {}).get(self.name) or {}
         return self.options.model_validate(given)
 
     def __call__(self, ctx) -> dict:
@@ -155,102 +183,108 @@ class MetricSpec:
         return self.compute(ctx)
 
 
-def _load_builtin_metrics() -> None:
-    for module in BUILTIN_MODULES:  # each registers its metrics on import
-        importlib.import_module(f"{__package__}.{module}")
-
-
 def _first_line(doc: str | None) -> str:
     return " ".join((doc or "").strip().split("\n\n")[0].split())
 
 
-def _check_options(name: str, options: Any) -> None:
-    if not (isinstance(options, type) and issubclass(options, BaseModel)):
-        raise MetricDeclarationError(
-            f"metric {name!r}: options must be a pydantic model class (subclass "
-            f"vaebench.family.Options), got {options!r}"
-        )
-    if options.model_config.get("extra") != "forbid":
-        raise MetricDeclarationError(
-            f"metric {name!r}: its options model {options.__name__} must forbid unknown "
-            "keys (model_config = ConfigDict(extra='forbid')), so a misspelled option "
-            "is an error"
-        )
-    try:
-        options()
-    except Exception as e:
-        raise MetricDeclarationError(
-            f"metric {name!r}: every field of its options model {options.__name__} needs "
-            f"a default (the options of a spec that gives none): {e}"
-        ) from None
-    for field, info in options.model_fields.items():  # options become `param.eval.<metric>.<option>` columns
-        try:
-            check_option_type(info.annotation, f"metric {name!r}, option {field!r}")
-        except ValueError as e:
-            raise MetricDeclarationError(str(e)) from None
-    if name in EvalConfig.model_fields:  # a metric's options live at eval.<name>: no eval setting may have that name
+def _check_own_options(name: str) -> None:
+    """A metric's own options live at eval.<name>: no eval setting may have that name."""
+    if name in EvalConfig.model_fields:
         raise MetricDeclarationError(
             f"metric {name!r} has options but eval.{name} is an eval setting; rename the metric"
         )
 
 
-def _check(name: str, spec: MetricSpec) -> None:
+def _check_settings(name: str, settings: Any) -> None:
+    fields = getattr(settings, "model_fields", None)
+    if not (isinstance(settings, type) and issubclass(settings, BaseModel)) or not fields:
+        raise MetricDeclarationError(
+            f"metric {name!r}: settings must be a model made by eval_settings(...), got {settings!r}"
+        )
+    for field, info in fields.items():
+        own = EvalConfig.model_fields.get(field)
+        if own is None or (info.annotation, info.default) != (own.annotation, own.default):
+            raise MetricDeclarationError(
+                f"metric {name!r}: its settings model {settings.__name__} has field {field!r}, which is not "
+                "the eval setting of that name: make it with eval_settings(name, *settings)"
+            )
+
+
+def _check(name: str, declaration: MetricDeclaration) -> None:
     """What registering a metric checks (the registry's `check`, so `METRICS.register` does too)."""
-    if not isinstance(spec, MetricSpec):
+    check_entry(
+        "metric",
+        name,
+        declaration,
+        MetricDeclaration,
+        "compute",
+        "it with @register_metric(name, columns=[...]) (a MetricDeclaration)",
+        defaults_required=True,
+        error=MetricDeclarationError,
+    )
+    if not declaration.columns:
         raise MetricDeclarationError(
-            f"metric {name!r}: register it with @register_metric(name, columns=[...]) (a MetricSpec), got {spec!r}"
+            f"metric {declaration.name!r} declares no columns: register_metric(name, columns=[Column(...), ...])"
         )
-    if spec.name != name:
-        raise MetricDeclarationError(f"metric {name!r}: its MetricSpec is named {spec.name!r}")
-    if not callable(spec.compute):
-        raise MetricDeclarationError(f"metric {spec.name!r}: compute must be a function (ctx) -> dict")
-    if not spec.columns:
-        raise MetricDeclarationError(
-            f"metric {spec.name!r} declares no columns: register_metric(name, columns=[Column(...), ...])"
-        )
-    bad = [c for c in spec.columns if not isinstance(c, Column)]
+    bad = [c for c in declaration.columns if not isinstance(c, Column)]
     if bad:
-        raise MetricDeclarationError(f"metric {spec.name!r}: columns must be Column(...) declarations, got {bad[0]!r}")
+        raise MetricDeclarationError(
+            f"metric {declaration.name!r}: columns must be Column(...) declarations, got {bad[0]!r}"
+        )
     # What is registered so far: `register` loads the built-ins before it checks, so a new column cannot
     # take theirs. (Not `names()`: that would import installed plugins in the middle of a registration.)
     registered = METRICS._items
     owners = {c.name: m for m, other in registered.items() for c in other.columns}
     seen: set[str] = set()
-    for c in spec.columns:
+    for c in declaration.columns:
         if c.name in seen:
-            raise MetricDeclarationError(f"metric {spec.name!r} declares column {c.name!r} twice")
+            raise MetricDeclarationError(f"metric {declaration.name!r} declares column {c.name!r} twice")
         seen.add(c.name)
         if c.name in owners:
             raise MetricDeclarationError(
                 f"column {c.name!r} is declared by metric {owners[c.name]!r} and by metric "
-                f"{spec.name!r}; a column belongs to one metric: rename one of them"
+                f"{declaration.name!r}; a column belongs to one metric: rename one of them"
             )
         if c.name == METRICS_SKIPPED or c.name.startswith(EVAL_SECONDS_PREFIX):
-            raise MetricDeclarationError(f"metric {spec.name!r}: column name {c.name!r} is reserved")
-    if spec.options is not None:
-        _check_options(spec.name, spec.options)
+            raise MetricDeclarationError(f"metric {declaration.name!r}: column name {c.name!r} is reserved")
+    if declaration.options is not None and declaration.settings is not None:
+        raise MetricDeclarationError(f"metric {declaration.name!r}: give options or settings, not both")
+    if declaration.options is not None:
+        _check_own_options(name)
+    if declaration.settings is not None:
+        _check_settings(declaration.name, declaration.settings)
 
 
-METRICS: Registry[MetricSpec] = Registry("metric", load=_load_builtin_metrics, check=_check)
+# Deprecated name of MetricDeclaration (it is not a spec: specs are YAML sweeps); removed in the next release.
+MetricSpec = MetricDeclaration
+
+METRICS: Registry[MetricDeclaration] = Registry("metric", check=_check)  # metrics/__init__ loads the built-ins
 
 
-def register_metric(name: str, columns, options: Optional[type] = None, doc: Optional[str] = None):
+def register_metric(
+    name: str,
+    columns,
+    options: Optional[type] = None,
+    doc: Optional[str] = None,
+    settings: Optional[type] = None,
+):
     """Register a metric: `@register_metric("name", columns=[Column(...), ...], options=Model)` on its
     compute function `(ctx) -> dict` (returned unchanged). Checks the declaration: columns declared,
     none declared by another metric, valid dtypes and directions, an options model that forbids
-    unknown keys and defaults every field. `doc` defaults to the function's docstring's first paragraph."""
+    unknown keys and defaults every field. `doc` defaults to the function's docstring's first paragraph.
+    `settings` (instead of `options`): an `eval_settings` model, for the built-in metrics whose
+    options are `eval:` settings."""
 
     def decorate(compute: Callable[[Any], dict]) -> Callable[[Any], dict]:
-        METRICS.register(
-            name, MetricSpec(name, compute, tuple(columns or ()), options, doc or _first_line(compute.__doc__))
-        )
+        doc_ = doc or _first_line(compute.__doc__)
+        METRICS.register(name, MetricDeclaration(name, compute, tuple(columns or ()), options, doc_, settings))
         return compute
 
     return decorate
 
 
-def unregister_metric(name: str) -> MetricSpec:
-    """Remove a registered metric (for tests that register one of their own); returns its spec."""
+def unregister_metric(name: str) -> MetricDeclaration:
+    """Remove a registered metric (for tests that register one of their own); returns its declaration."""
     return METRICS.unregister(name)
 
 
@@ -263,7 +297,7 @@ def declared_columns() -> dict[str, tuple[str, Column]]:
 def numeric_metric_columns() -> list[str]:
     """Metric columns a search can optimize: the declared scalar (float, int) columns with a
     direction (settings and provenance columns have none)."""
-    return [name for name, (_, column) in declared_columns().items() if column.objective]
+    return [name for name, (_, column) in declared_columns().items() if column.target]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -271,11 +305,16 @@ def numeric_metric_columns() -> list[str]:
 
 
 class EvalConfig(BaseModel):
-    """The `eval:` section: the built-in metrics' settings (the fields below), and the options of every
-    registered metric that declares some (`register_metric(..., options=Model)`), given as
-    `eval.<metric name>: {option: value}`, validated by the metric's model and handed to it as
-    `ctx.options`. Only the options that differ from their defaults are kept (`model_extra`), so a
-    spec that gives none, or gives the defaults, has the run ids it had before."""
+    """The `eval:` section: the evaluation's batch size and the built-in metrics' settings (the fields
+    below), and the options of every registered metric that declares some (`register_metric(...,
+    options=Model)`), given as `eval.<metric name>: {option: value}`, validated by the metric's model
+    and handed to it as `ctx.options`. Only the options that differ from their defaults are kept
+    (`model_extra`), so giving a metric's defaults changes no run id.
+
+    A built-in metric's settings are its options too (`eval_settings`: FID reads fid_extractor,
+    fid_samples and kid as `ctx.options`), and may be given the same way, `eval: {fid: {fid_samples:
+    1000}}`; they are kept as the fields below (`eval.fid_samples`), the canonical spelling, so both
+    spellings give the same config, run id and `param.eval.fid_samples` column."""
 
     model_config = ConfigDict(extra="allow", validate_assignment=True, allow_inf_nan=False)
 
@@ -312,22 +351,45 @@ class EvalConfig(BaseModel):
         if not isinstance(data, dict):
             return handler(data)
         given = {k: v for k, v in data.items() if k not in cls.model_fields}
-        section = handler({k: v for k, v in data.items() if k in cls.model_fields})
-        if given:  # kept: the options that differ from their defaults (none: the metric is left out)
-            section.__pydantic_extra__ = _validated_metric_options(given, cls)
+        fields = {k: v for k, v in data.items() if k in cls.model_fields}
+        section = handler(fields)
+        if given:
+            settings, options = _validated_metric_options(given, cls, section, fields)
+            if settings:  # a built-in metric's options given as eval.<metric>: its eval settings
+                section = handler({**fields, **settings})
+            # kept: the options that differ from their defaults (none: the metric is left out)
+            section.__pydantic_extra__ = options
         return section
 
 
-def _validated_metric_options(given: dict[str, Any], section: type[BaseModel]) -> dict[str, dict]:
-    """{metric: its options that differ from their defaults, validated} for the `eval:` keys that are
-    not eval settings; each such key must name a registered metric that declares options (else "did
-    you mean"). A metric whose options are all at their defaults is left out, so that giving them
-    changes no run id: `MetricSpec.options_for` fills the defaults back in."""
-    with_options = [m for m in METRICS.names() if METRICS.get(m).options is not None]
-    errors, out = [], {}
+def eval_settings(name: str, *settings: str, doc: str) -> type[Options]:
+    """The options model of a built-in metric whose options are the `eval:` settings named (EvalConfig
+    fields): the same names, types, bounds, defaults and descriptions. Register the metric with
+    `register_metric(..., settings=Model)`; it reads them as `ctx.options.<setting>`."""
+    missing = [s for s in settings if s not in EvalConfig.model_fields]
+    if missing or not settings:
+        raise MetricDeclarationError(f"{name}: {missing or 'no settings'} are not eval settings")
+    fields = {s: (EvalConfig.model_fields[s].annotation, copy(EvalConfig.model_fields[s])) for s in settings}
+    module = sys._getframe(1).f_globals.get("__name__", __name__)  # the metric's module, as a class statement
+    return create_model(name, __base__=Options, __doc__=doc, __module__=module, **fields)
+
+
+def _validated_metric_options(
+    given: dict[str, Any], section_type: type[BaseModel], section: BaseModel, fields: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, dict]]:
+    """The `eval:` keys that are not eval settings, validated: each must name a registered metric that
+    declares options (else "did you mean"). Returns (the eval settings given as a built-in metric's
+    options, {metric: its options that differ from their defaults}). A metric whose options are all at
+    their defaults is left out, so that giving them changes no run id: `MetricDeclaration.options_for` fills
+    the defaults back in. A setting given in both spellings, or through two metrics that read it
+    (`latent` and `layers` read active_threshold), must have one value: `section` holds the validated
+    `fields` given directly."""
+    with_options = [m for m in METRICS.names() if METRICS.get(m).options_model is not None]
+    errors, settings, options = [], {}, {}
+    spelled: dict[str, str] = {f: f"eval.{f}" for f in fields}  # setting -> where it was given
     for key, value in given.items():
         if key not in with_options:
-            valid = sorted({*section.model_fields, *with_options})
+            valid = sorted({*section_type.model_fields, *with_options})
             why = (
                 f"metric {key!r} has no options"
                 if key in METRICS
@@ -342,15 +404,33 @@ def _validated_metric_options(given: dict[str, Any], section: type[BaseModel]) -
                 )
             )
             continue
-        options = METRICS.get(key).options
+        metric = METRICS.get(key)
+        model = metric.options_model
         try:
-            changed = options.model_validate({} if value is None else value).model_dump(
-                mode="json", exclude_defaults=True
-            )
-            if changed:
-                out[key] = changed
+            values = model.model_validate({} if value is None else value)
         except ValidationError as e:
-            errors += option_errors(e, f"metric {key!r}", sorted(options.model_fields), "metric_option", prefix=(key,))
+            errors += option_errors(e, f"metric {key!r}", sorted(model.model_fields), "metric_option", prefix=(key,))
+            continue
+        if metric.settings is None:
+            changed = values.model_dump(mode="json", exclude_defaults=True)
+            if changed:
+                options[key] = changed
+            continue
+        for setting in (f for f in model.model_fields if f in values.model_fields_set):
+            new = getattr(values, setting)
+            before = settings[setting] if setting in settings else getattr(section, setting)
+            if setting in spelled and new != before:
+                errors.append(
+                    option_error(
+                        "metric_option",
+                        (key, setting),
+                        f"the same setting as {spelled[setting]}, which is {before!r}: give it once",
+                        new,
+                    )
+                )
+                continue
+            settings[setting] = new
+            spelled.setdefault(setting, f"eval.{key}.{setting}")
     if errors:
-        raise ValidationError.from_exception_data(section.__name__, errors)
-    return out
+        raise ValidationError.from_exception_data(section_type.__name__, errors)
+    return settings, options

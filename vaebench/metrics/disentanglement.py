@@ -56,8 +56,8 @@ import warnings
 
 import numpy as np
 
-from . import Column, MetricNotApplicable, register_metric
 from . import column_names as C
+from .declarations import Column, MetricNotApplicable, eval_settings, register_metric
 
 # scikit-learn (mutual_info_score, LinearSVC) is imported where it is used: importing it would add to
 # the start of every worker process, and only datasets with ground-truth factors need it.
@@ -211,8 +211,20 @@ def sample_sizes(n: int, mig_samples: int, sap_train: int, sap_test: int) -> tup
     return n_mig, n_train, n - n_train
 
 
+DisentanglementOptions = eval_settings(
+    "DisentanglementOptions",
+    "mig_samples",
+    "mig_bins",
+    "sap_train_samples",
+    "sap_test_samples",
+    "disentanglement_seed",
+    doc="MIG's and SAP's options: the eval settings mig_*, sap_* and disentanglement_seed.",
+)
+
+
 @register_metric(
     "disentanglement",
+    settings=DisentanglementOptions,
     columns=[
         Column(
             C.MIG,
@@ -270,7 +282,7 @@ def disentanglement(ctx) -> dict:
     data = ctx.data
     if not getattr(data, "has_factors", False):
         raise MetricNotApplicable(f"dataset {getattr(data, 'name', '?')!r} has no ground-truth factors")
-    ev = ctx.cfg.eval
+    ev = ctx.options
     mu, _ = ctx.posterior  # (N, D): the whole test split, shared with the other latent metrics
     codes = mu.detach().double().cpu().numpy()
     if not np.isfinite(codes).all():  # no score for a model whose codes are not numbers

@@ -4,7 +4,7 @@ optional KID, and the classifier-based Inception Score with the class distributi
 Two feature extractors, both registered with torch-fidelity:
 
 - `classifier` (torch-fidelity name `vaebench-classifier`): vaebench's small CNN trained on the
-  dataset's training split (vaebench/classifier.py); FID and KID on its 128-d penultimate layer,
+  dataset's training split (metrics/classifier.py); FID and KID on its 128-d penultimate layer,
   the Inception Score on its logits. Works offline.
 - `inception` (`vaebench-inception`): torch-fidelity's Inception-v3 (FID on the 2048-d pool
   features, IS on `logits_unbiased`), grayscale repeated to 3 channels, uint8 input. Weights from
@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import torch
 
-from . import Column, MetricNotApplicable, register_metric
 from . import column_names as C
+from .declarations import Column, MetricNotApplicable, eval_settings, register_metric
 from .fid_features import (  # noqa: F401  (re-exported: the extractors, the reference and its cache)
     _REFERENCE,
     EXTRACTORS,
@@ -82,8 +82,18 @@ def _blas_threads():
     return threadpool_limits(limits=torch.get_num_threads(), user_api="blas")
 
 
+FidOptions = eval_settings(
+    "FidOptions",
+    "fid_extractor",
+    "fid_samples",
+    "kid",
+    doc="FID's options: the eval settings fid_extractor, fid_samples and kid.",
+)
+
+
 @register_metric(
     "fid",
+    settings=FidOptions,
     columns=[
         Column(
             C.FID,
@@ -172,7 +182,7 @@ def fid(ctx) -> dict:
     without class labels. For a model that cannot sample (`can_sample = False`) only the FID of
     reconstructions is computed: the sample columns (fid, kid, is_score, sample_class_freq) stay
     null and `metrics_skipped` says "fid (samples): <reason>"."""
-    name = ctx.cfg.eval.fid_extractor
+    name = ctx.options.fid_extractor
     if name is None:
         raise MetricNotApplicable("switched off (eval.fid_extractor: null)")
     if name == "classifier" and not getattr(ctx.data, "labeled", True):
@@ -187,7 +197,7 @@ def fid(ctx) -> dict:
 def _fid(ctx, name: str) -> dict:
     tf = _tf()
     extractor = EXTRACTORS.get(name)(ctx.data, ctx.x.device)
-    n = min(ctx.cfg.eval.fid_samples, len(ctx.x))
+    n = min(ctx.options.fid_samples, len(ctx.x))
     ref = reference(extractor, ctx.data, n)
     rec = extractor.features(to_uint8(ctx.reconstructions[:n]))
     layer = extractor.fid_layer
@@ -217,7 +227,7 @@ def _fid(ctx, name: str) -> dict:
     out[C.SAMPLE_CLASS_FREQ] = (
         torch.bincount(classes, minlength=gen[extractor.isc_layer].shape[1]).double() / n
     ).tolist()
-    if ctx.cfg.eval.kid:
+    if ctx.options.kid:
         subset = min(1000, n)
         kid = tf.kid_features_to_metric(
             gen[layer], ref.features[layer], kid_subsets=100, kid_subset_size=subset, rng_seed=ctx.seed, verbose=False

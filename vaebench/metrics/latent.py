@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from . import Column, MetricNotApplicable, register_metric
 from . import column_names as C
+from .declarations import Column, MetricNotApplicable, eval_settings, register_metric
 
 NATS = "nats per example"
 
@@ -79,8 +79,16 @@ def kl_per_dim(ctx) -> dict:
     return {C.KL_PER_DIM: per_dim.tolist()}
 
 
+ActiveUnitsOptions = eval_settings(
+    "ActiveUnitsOptions",
+    "active_threshold",
+    doc="The active-unit count's options (the latent and layers metrics): the eval setting active_threshold.",
+)
+
+
 @register_metric(
     "latent",
+    settings=ActiveUnitsOptions,
     columns=[
         Column(
             C.ACTIVE_UNITS,
@@ -111,6 +119,6 @@ def latent(ctx) -> dict:
             "(gaussian_posterior = False): no posterior means to count active units of"
         )
     mu, _ = ctx.posterior
-    threshold = ctx.cfg.eval.active_threshold
+    threshold = ctx.options.active_threshold
     active = int((mu.var(0, unbiased=False) > threshold).sum().item())
     return {C.ACTIVE_UNITS: active, C.ACTIVE_UNITS_THRESHOLD: threshold}

@@ -8,14 +8,16 @@ the reason.
 
 from __future__ import annotations
 
-from . import Column, MetricNotApplicable, register_metric
 from . import column_names as C
+from .declarations import Column, MetricNotApplicable, register_metric
+from .latent import ActiveUnitsOptions
 
 NATS = "nats per example"
 
 
 @register_metric(
     "layers",
+    settings=ActiveUnitsOptions,
     columns=[
         Column(
             C.KL_PER_LAYER,
@@ -61,7 +63,7 @@ def layers(ctx) -> dict:
             f"(latent_layers {sizes} sum to {sum(sizes)})"
         )
     mu, _ = ctx.posterior
-    active = mu.var(0, unbiased=False) > ctx.cfg.eval.active_threshold  # (D,)
+    active = mu.var(0, unbiased=False) > ctx.options.active_threshold  # (D,)
     return {
         C.KL_PER_LAYER: [part.sum(1).mean().item() for part in kl.split(sizes, dim=1)],
         C.ACTIVE_UNITS_PER_LAYER: [int(part.sum().item()) for part in active.split(sizes)],

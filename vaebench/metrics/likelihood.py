@@ -36,8 +36,8 @@ import math
 
 import torch
 
-from . import Column, MetricNotApplicable, register_metric
 from . import column_names as C
+from .declarations import Column, MetricNotApplicable, eval_settings, register_metric
 
 NLL_CODES_PER_PASS = 10_000  # codes drawn in one call (fixes which random numbers each image gets: keep it)
 NLL_DECODE_ELEMENTS = 2**17  # decoder output values per decoder pass (MNIST: 167 codes; speed and memory only)
@@ -74,8 +74,14 @@ def nll_per_image(
     return torch.cat(out) if out else mu.new_zeros(0)
 
 
+NllOptions = eval_settings(
+    "NllOptions", "nll_k", "nll_examples", doc="The NLL's options: the eval settings nll_k and nll_examples."
+)
+
+
 @register_metric(
     "nll",
+    settings=NllOptions,
     columns=[
         Column(
             C.NLL_IS,
@@ -109,11 +115,11 @@ def nll(ctx) -> dict:
             "(deterministic_posterior = True): every importance weight equals the ELBO, "
             "so the estimate is neg_elbo, not a tighter NLL"
         )
-    k = ctx.cfg.eval.nll_k
+    k = ctx.options.nll_k
     devices = [ctx.x.device] if ctx.x.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):  # seeded from the run seed, whatever ran before
         torch.manual_seed(ctx.seed)
-        values = nll_per_image(ctx, k, ctx.cfg.eval.nll_examples).double()
+        values = nll_per_image(ctx, k, ctx.options.nll_examples).double()
     n = len(values)
     stderr = (values.std(unbiased=True) / math.sqrt(n)).item() if n > 1 else float("nan")
     return {

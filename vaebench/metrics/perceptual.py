@@ -52,7 +52,7 @@ from pydantic import Field
 
 from ..errors import VaebenchError
 from ..options import Options
-from . import Column, MetricNotApplicable, register_metric
+from .declarations import Column, MetricNotApplicable, register_metric
 
 LPIPS_WEIGHTS_ENV = "VAEBENCH_LPIPS_WEIGHTS"
 LPIPS_VERSION = "0.1"  # the linear layers' version (the package's default and latest; v0.0 had a scaling bug)

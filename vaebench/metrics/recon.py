@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import Column, MetricNotApplicable, register_metric
 from . import column_names as C
+from .declarations import Column, MetricNotApplicable, register_metric
 
 SSIM_SIGMA = 1.5  # Wang et al. 2004
 SSIM_TRUNCATE = 3.5  # scikit-image's window: side 2 * int(truncate * sigma + 0.5) + 1 = 11

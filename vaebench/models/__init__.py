@@ -1,7 +1,7 @@
 """Models: a name used in specs -> a `ModelFamily` (builder + its own `Options` model).
 
 Each family registers itself in its own module, built-ins and plugins alike (through
-`MODELS.register`, models/registry.py); importing this package registers the built-ins. A builder
+`MODELS.register`, models/families.py); importing this package registers the built-ins. A builder
 is `build(cfg, data_shape: (C, H, W), likelihood, num_classes) -> VAE`, where `cfg` is the run's
 `ModelConfig`: `cfg.latent_dim` plus the family's options as attributes (`cfg.hidden_dim`). The
 model it returns implements the interface of `base.VAE`.

@@ -41,7 +41,7 @@ class VAE(nn.Module):
     Images produced by `sample` and `reconstruct` are the likelihood's mean, in data space.
 
     The bounds (override both for several latent layers or a discrete code; the defaults are the
-    one-Gaussian-layer formulas of objectives.py, built on the methods above):
+    one-Gaussian-layer formulas of objectives/gaussian.py, built on the methods above):
 
     - `elbo_terms(x, y) -> ElboTerms`: one-sample ELBO terms per example — `recon` (B,)
       -log p(x|z), `kl` (B, D') as `kl` above, and `aux`, an extra training loss outside the

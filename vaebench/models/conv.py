@@ -117,4 +117,4 @@ def build_conv(cfg, data_shape, likelihood, num_classes) -> ConvVAE:
     return ConvVAE(data_shape, cfg.latent_dim, list(cfg.channels), likelihood, cfg.spectral_norm)
 
 
-MODELS.register("conv", ModelFamily(build_conv, ConvOptions, "the tutorial's convolutional VAE"))
+MODELS.register("conv", ModelFamily(build_conv, ConvOptions, "the tutorial's convolutional VAE", model=ConvVAE))

@@ -63,5 +63,6 @@ def build_cvae(cfg, data_shape, likelihood, num_classes) -> CVAE:
 
 
 MODELS.register(
-    "cvae", ModelFamily(build_cvae, MLPOptions, "conditional VAE on the MLP (class label in encoder and decoder)")
+    "cvae",
+    ModelFamily(build_cvae, MLPOptions, "conditional VAE on the MLP (class label in encoder and decoder)", model=CVAE),
 )

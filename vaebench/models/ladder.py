@@ -320,6 +320,7 @@ MODELS.register(
         build_ladder,
         LadderOptions,
         "ladder VAE (Sønderby et al. 2016): L MLP stochastic layers, precision-weighted top-down inference",
+        model=LadderVAE,
         check=check_ladder_section,
     ),
 )

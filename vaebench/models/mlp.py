@@ -72,4 +72,4 @@ def build_mlp(cfg, data_shape, likelihood, num_classes) -> MLPVAE:
     return MLPVAE(data_shape, cfg.latent_dim, cfg.hidden_dim, cfg.depth, likelihood, cfg.batch_norm, cfg.spectral_norm)
 
 
-MODELS.register("mlp", ModelFamily(build_mlp, MLPOptions, "the tutorial's MLP VAE"))
+MODELS.register("mlp", ModelFamily(build_mlp, MLPOptions, "the tutorial's MLP VAE", model=MLPVAE))

@@ -46,4 +46,6 @@ def build_resnet(cfg, data_shape, likelihood, num_classes) -> ResNetVAE:
     return ResNetVAE(data_shape, cfg.latent_dim, list(cfg.channels), likelihood, cfg.spectral_norm)
 
 
-MODELS.register("resnet", ModelFamily(build_resnet, ConvOptions, "conv VAE with a residual block per stage"))
+MODELS.register(
+    "resnet", ModelFamily(build_resnet, ConvOptions, "conv VAE with a residual block per stage", model=ResNetVAE)
+)

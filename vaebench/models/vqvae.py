@@ -293,6 +293,6 @@ MODELS.register(
         VQVAEOptions,
         "VQ-VAE (van den Oord et al. 2017): conv encoder, nearest-neighbour codebook of num_embeddings "
         "vectors of latent_dim numbers, straight-through gradient, codebook and commitment losses",
-        kl_per_dim=False,
+        model=VQVAE,
     ),
 )

@@ -1,16 +1,18 @@
 """The `search:` section of a spec: how configurations are chosen, what is optimized, when a trial stops.
 
-`SearchConfig` names a sampler (grid, or one drawing `n_trials` configs from `space`), the
-`objectives` (numeric result columns, each minimized or maximized) and a pruner. Sampler and pruner
-names, and the pruner fields each pruner reads, come from the registries in search.py; building the
-Optuna objects from this section is the study's business (search.build_sampler, build_pruner).
+`SearchConfig` names a sampler (grid, or one drawing `n_trials` configs from `space`), the search
+targets (`SearchTarget`: numeric result columns, each minimized or maximized; the YAML key is
+`search.objectives`, Optuna's word, but in code they are *targets*: the spec's `objective:` section
+is the training loss) and a pruner. Sampler and pruner names, and the pruner fields each pruner
+reads, come from the registries in samplers.py; building the Optuna objects from this section is the
+study's business (samplers.build_sampler, build_pruner).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_serializer, model_validator
 
 from ..metrics.declarations import numeric_metric_columns
 from ..registry import unknown_name
@@ -75,7 +77,10 @@ def _check_range(low, high, log: bool, step) -> None:
 SpaceParam = Annotated[Union[FloatParam, IntParam, CategoricalParam], Field(discriminator="type")]
 
 
-class ObjectiveMetric(StrictModel):
+class SearchTarget(StrictModel):
+    """One search target (an entry of the spec's `search.objectives`): a numeric result column every
+    trial reports to Optuna, minimized or maximized."""
+
     metric: str = Field(..., description="a numeric results column, e.g. neg_elbo, recon_mse, kl, fid")
     direction: Literal["minimize", "maximize"] = "minimize"
 
@@ -104,30 +109,34 @@ class PrunerConfig(ReadsSomeFields):
         return {"name", *PRUNERS.get(self.name).fields}, f"pruner {self.name!r}"
 
 
-def _default_objectives() -> list[ObjectiveMetric]:
+def _default_targets() -> list[SearchTarget]:
     # known-valid: built without validation, which would load every metric to list the numeric columns
-    return [ObjectiveMetric.model_construct(metric="neg_elbo", direction="minimize")]
+    return [SearchTarget.model_construct(metric="neg_elbo", direction="minimize")]
+
+
+TARGETS_KEY = "objectives"  # the YAML key of the search targets (Optuna's word; stays in specs and fingerprints)
 
 
 class SearchConfig(StrictModel):
     """grid: every cell of `grid` x every seed, exactly once. random, tpe, nsga2: `n_trials` configs
-    drawn from `space` (one seed each). Every trial is told the values of `objectives`."""
+    drawn from `space` (one seed each). Every trial is told the values of its `targets` (YAML key
+    `objectives`: given and serialized under that name, so specs and fingerprints keep it)."""
 
     sampler: registered("sampler") = Field("grid", description="grid, random, tpe or nsga2")
     n_trials: Optional[int] = Field(None, ge=1, description="trial budget of a sampled search")
     seed: int = Field(0, ge=0, description="the sampler's random seed")
     space: dict[str, SpaceParam] = Field(default_factory=dict, description="SECTION.FIELD -> distribution")
-    objectives: list[ObjectiveMetric] = Field(default_factory=_default_objectives, min_length=1)
+    targets: list[SearchTarget] = Field(default_factory=_default_targets, min_length=1, alias=TARGETS_KEY)
     pruner: PrunerConfig = Field(default_factory=PrunerConfig)
 
     @model_validator(mode="after")
     def _consistent(self) -> "SearchConfig":
-        metrics = [o.metric for o in self.objectives]
+        metrics = self.metrics
         if len(set(metrics)) != len(metrics):
             raise ValueError(f"objectives repeat a metric: {metrics}")
-        if self.pruner.name != "none" and len(self.objectives) > 1:
+        if self.pruner.name != "none" and len(self.targets) > 1:
             raise ValueError("pruning needs a single objective (Optuna cannot prune multi-objective studies)")
-        if self.pruner.name != "none" and self.objectives[0].direction != "minimize":
+        if self.pruner.name != "none" and self.targets[0].direction != "minimize":
             raise ValueError(
                 "pruning compares the per-epoch test -ELBO, lower is better: the objective must be minimized"
             )
@@ -151,10 +160,17 @@ class SearchConfig(StrictModel):
     def sampled(self) -> bool:
         return self.sampler != "grid"
 
+    @model_serializer(mode="wrap")
+    def _yaml_keys(self, handler):
+        """Serialized under the YAML key (`objectives`), whatever pydantic's alias defaults."""
+        return {(TARGETS_KEY if k == "targets" else k): v for k, v in handler(self).items()}
+
     @property
     def directions(self) -> list[str]:
-        return [o.direction for o in self.objectives]
+        """The targets' directions ("minimize", "maximize"), in order."""
+        return [t.direction for t in self.targets]
 
     @property
     def metrics(self) -> list[str]:
-        return [o.metric for o in self.objectives]
+        """The targets' metric columns, in order."""
+        return [t.metric for t in self.targets]

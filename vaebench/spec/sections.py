@@ -4,8 +4,8 @@ Each section is a pydantic model; unknown keys, out-of-range values, NaN and inf
 A name that picks a registry entry (`registered(kind)`) must be registered, or the error suggests
 the closest name. A section whose choice reads only some of its fields (`ReadsSomeFields`: the
 objective's likelihood and estimator, the schedule, the lr schedule, a pruner) refuses a value for
-a field that choice does not read. The `eval:` section is the metric layer's (metrics/spec.py); the
-`search:` section is in spec_search.py; spec.py puts them together into a `SweepSpec`.
+a field that choice does not read. The `eval:` section is the metric layer's (metrics/declarations.py);
+the `search:` section is in search.py; sweep_spec.py puts them together into a `SweepSpec`.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ class ReadsSomeFields(StrictModel):
 
 class DatasetConfig(FamilySection):
     """The `dataset:` section: the source's name, `binarize` (every source), and the source's own
-    options (declared by its `Options` model in the dataset registry; see family.py)."""
+    options (declared by its `Options` model in the dataset registry; see vaebench/options.py)."""
 
     kind: ClassVar[str] = "dataset"
     name: registered("dataset") = Field("mnist", description="dataset source from the dataset registry")
@@ -94,7 +94,7 @@ class DatasetConfig(FamilySection):
 
 class ModelConfig(FamilySection):
     """The `model:` section: the family's name, the latent size, and the family's own options
-    (declared by its `Options` model in the model registry; see family.py)."""
+    (declared by its `Options` model in the model registry; see vaebench/options.py)."""
 
     kind: ClassVar[str] = "model"
     name: registered("model") = Field("mlp", description="model family from the model registry")

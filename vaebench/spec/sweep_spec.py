@@ -14,10 +14,10 @@ A spec names everything a run depends on. The YAML mirrors `SweepSpec`:
 A *cell* is one point of the grid (a full `RunConfig`); a *run* is a cell x seed, identified by
 `run_id`, a short hash of the canonical config and the seed.
 
-The models live in three modules, imported here so that `vaebench.spec` offers them all:
-spec_sections.py (the sections of a `RunConfig`: dataset, model, objective, schedule, train; the
-`eval:` section is metrics/spec.py's), spec_search.py (the `search:` section) and this one (the
-sweep: grid, seeds, runs, fingerprints, loading). None of them imports Optuna.
+The models live in three modules, imported here so that this module offers them all: sections.py
+(the sections of a `RunConfig`: dataset, model, objective, schedule, train; the `eval:` section is
+metrics/declarations.py's), search.py (the `search:` section) and this one (the sweep: grid, seeds,
+runs, fingerprints, loading). None of them imports Optuna.
 """
 
 from __future__ import annotations
@@ -40,9 +40,9 @@ from .search import (
     CategoricalParam,
     FloatParam,
     IntParam,
-    ObjectiveMetric,
     PrunerConfig,
     SearchConfig,
+    SearchTarget,
     SpaceParam,
 )
 from .sections import (
@@ -68,12 +68,12 @@ __all__ = [
     "IntParam",
     "ModelConfig",
     "ObjectiveConfig",
-    "ObjectiveMetric",
     "PrunerConfig",
     "Run",
     "RunConfig",
     "ScheduleConfig",
     "SearchConfig",
+    "SearchTarget",
     "SpaceParam",
     "SweepSpec",
     "TrainConfig",

@@ -25,7 +25,7 @@ from typing import Optional
 import optuna
 from optuna.trial import TrialState
 
-from .. import __version__
+from .._version import __version__
 from ..errors import StudyError
 from ..results.rows import has_row, write_row
 from ..runtime.files import remove_abandoned_temp_files

@@ -16,7 +16,7 @@ MODELS.register(
         build_vampprior,
         VampPriorOptions,
         "MLP VAE with a VampPrior: p(z) = 1/K sum_k q(z|u_k) over K learned pseudo-inputs (Tomczak & Welling 2018)",
-        kl_per_dim=VampPriorVAE.kl_per_dim,  # False: the KL is a Monte Carlo estimate of the whole
+        model=VampPriorVAE,  # its kl_per_dim = False (the KL is a Monte Carlo estimate of the whole): no free bits
     ),
 )
 
