@@ -128,11 +128,6 @@ class Column:
         """A scalar number with a direction: it may be a search target (`search.objectives`)."""
         return self.dtype in SCALAR_DTYPES and self.direction is not None
 
-    @property
-    def objective(self) -> bool:
-        """Deprecated name of `target`, removed in the next release (reporting/columns.py still reads it)."""
-        return self.target
-
 
 @dataclass(frozen=True)
 class MetricDeclaration:

@@ -139,10 +139,11 @@ def declared_column(key: str) -> TableColumn:
 
 
 def metric_columns() -> list[TableColumn]:
-    """The all-metrics table's possible columns: the declared objective columns of every registered
-    metric (LEADING_METRICS first, then the others in registry order), parameter count, time per epoch."""
-    objective = [k for k, (_, decl) in declared_columns().items() if decl.objective]
-    ordered = [k for k in LEADING_METRICS if k in objective] + [k for k in objective if k not in LEADING_METRICS]
+    """The all-metrics table's possible columns: the declared columns a search may target, of every
+    registered metric (LEADING_METRICS first, then the others in registry order), parameter count, time
+    per epoch."""
+    targets = [k for k, (_, decl) in declared_columns().items() if decl.target]
+    ordered = [k for k in LEADING_METRICS if k in targets] + [k for k in targets if k not in LEADING_METRICS]
     return [declared_column(k) for k in ordered] + list(OTHER_COLUMNS)
 
 

@@ -81,13 +81,14 @@ def study_tables(df: pd.DataFrame) -> list[ReportTable]:
     for extra in FAMILY_TABLES:
         tables += extra(df, grid_keys)
     tables.append(all_metrics_table(summary, grid_keys, layout))
-    if len(objectives_of(df)) > 1:
+    if len(search_targets(df)) > 1:
         tables.append(pareto_table(df, grid_keys))
     return tables
 
 
-def objectives_of(df: pd.DataFrame) -> list[tuple[str, str]]:
-    """(metric, direction) pairs the study optimized (rows made before searches existed: -ELBO)."""
+def search_targets(df: pd.DataFrame) -> list[tuple[str, str]]:
+    """(metric, direction) pairs the study's search targeted (the row columns `objective_metrics` and
+    `objective_directions`; -ELBO when the rows name none)."""
     if "objective_metrics" not in df or df["objective_metrics"].isna().all():
         return [("neg_elbo", "minimize")]
     first = df.dropna(subset=["objective_metrics"]).iloc[0]
@@ -97,29 +98,29 @@ def objectives_of(df: pd.DataFrame) -> list[tuple[str, str]]:
 def pareto_front(df: pd.DataFrame) -> pd.DataFrame:
     """The finished runs no other finished run beats in every objective (the non-dominated set),
     sorted by the first objective."""
-    objectives = objectives_of(df)
-    metrics = [m for m, _ in objectives]
+    targets = search_targets(df)
+    metrics = [m for m, _ in targets]
     ok = finished(df).dropna(subset=metrics)
     if ok.empty:
         return ok
-    mask = pareto_mask(ok[metrics].astype(float).to_numpy().tolist(), [d for _, d in objectives])
+    mask = pareto_mask(ok[metrics].astype(float).to_numpy().tolist(), [d for _, d in targets])
     return ok[mask].sort_values(metrics[0])
 
 
 def pareto_table(df: pd.DataFrame, grid_keys: list[str]) -> ReportTable:
     """The non-dominated runs of a multi-objective study, one row per run."""
-    objectives = objectives_of(df)
+    targets = search_targets(df)
     front = pareto_front(df)
     header = ["Run"] + [param_label(k) for k in grid_keys] + ["Seed"]
     labels = report_columns()
-    header += [f"{labels[m].label if m in labels else m} {ARROWS[d]}" for m, d in objectives]
+    header += [f"{labels[m].label if m in labels else m} {ARROWS[d]}" for m, d in targets]
     rows = [
         [Cell(r["run_id"], code=True)]
         + [Cell(format_value(r[grid_column(k)])) for k in grid_keys]
         + [Cell(str(r["seed"]))]
-        + [Cell(f"{r[m]:.4g}") for m, _ in objectives]
+        + [Cell(f"{r[m]:.4g}") for m, _ in targets]
         for _, r in front.iterrows()
     ]
-    title = PARETO_TITLE.format(objectives=", ".join(f"{m} {ARROWS[d]}" for m, d in objectives))
+    title = PARETO_TITLE.format(objectives=", ".join(f"{m} {ARROWS[d]}" for m, d in targets))
     note = prose("pareto_note", front=len(front), finished=len(finished(df)))
     return ReportTable(PARETO_KEY, title, header, rows, [note])
