@@ -24,17 +24,33 @@ from .sweep.launch import COMMAND_ENV  # noqa: F401  (re-exported: the worker pr
 from .sweep.run import WAIT_FOR_STUDY_SECONDS, run_sweep  # noqa: F401  (re-exported: what `run` and `vaebench run` call)
 
 
-def run(spec, *, workers: Optional[int] = None, results=None, storage: Optional[str] = None, **options):
+def run(
+    spec,
+    *,
+    workers: Optional[int] = None,
+    results=None,
+    storage: Optional[str] = None,
+    quiet: bool = True,
+    console=None,
+    **options,
+):
     """Run (or resume) a sweep: `spec` is a YAML path, a mapping or a `SweepSpec`. One Optuna trial
     per grid cell x seed (or per draw of a sampled search), on `workers` processes (default: one
     1-thread worker per core on CPU; on CUDA `workers_per_gpu` (1) per visible GPU, each seeing
     only its own; 0: create the study and start none). Other keywords as the command's options:
-    study, threads, workers_per_gpu, heartbeat, data_root, device, download, plugins, quiet
-    (default True).
+    study, threads, workers_per_gpu, heartbeat, data_root, device, download, plugins. `quiet`
+    (default True) shows nothing; else what `vaebench run` shows, on `console` (a rich Console;
+    default: standard error).
 
     Returns the study's `StudyStatus` (`status.done == status.total` when every run is finished).
     Bad input raises a `VaebenchError` subclass (nothing is written)."""
-    status, _ = run_sweep(spec, workers=workers, results=results, storage=storage, **options)
+    from rich.console import Console
+
+    from .cli.display import RunDisplay
+
+    console = console or Console(stderr=True, soft_wrap=True, quiet=quiet)
+    display = RunDisplay(console, quiet)
+    status, _ = run_sweep(spec, workers=workers, results=results, storage=storage, display=display, **options)
     return status
 
 

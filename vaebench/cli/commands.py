@@ -95,7 +95,8 @@ def run(
     """Run (or resume) the sweep SPEC.yaml: one Optuna trial per grid cell x seed (or per draw of a
     sampled search), on one or several worker processes."""
     from ..runtime.device import check_device
-    from ..sweep.run import run_sweep, unfinished_message
+    from ..sweep.run import run_sweep
+    from .display import RunDisplay, unfinished_message
 
     set_inception_weights(inception_weights)
     set_lpips_weights(lpips_weights)
@@ -114,8 +115,7 @@ def run(
             device=device,
             download=download,
             plugins=plugin or [],
-            quiet=quiet,
-            console=console,
+            display=RunDisplay(console, quiet),
             workers_per_gpu=workers_per_gpu,
         )
     except VaebenchError as e:
