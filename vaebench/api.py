@@ -179,16 +179,12 @@ def add_result(
     becomes the variant "<label> (external)", and the report lists it with `note` as its provenance.
     `metrics` is what `evaluate` returned; `config` (a RunConfig) and `model` fill the parameter
     and parameter-count columns when given. Returns the new row's run id ("ext-...")."""
-    import datetime as _dt
     import hashlib
-    import platform
-    import socket
 
-    from . import __version__
-    from .plugins import loaded_plugins
     from .reporting.render import EXTERNAL_COMMAND
+    from .results.build import build_row, utc_now
     from .results.rows import load_results as _load
-    from .results.rows import param_columns, write_row
+    from .results.rows import write_row
 
     root = resolve_results_root(results)
     rows = _load(root, study)
@@ -200,48 +196,37 @@ def add_result(
             f"add_result: study {study!r} varies {grid_keys}, not named variants; an outside result "
             "joins a study whose grid is `variant: [...]` (it becomes one more variant)"
         )
-    created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    created = utc_now()
     run_id = EXTERNAL_PREFIX + hashlib.sha256(f"{study}|{label}|{seed}|{created}".encode()).hexdigest()[:8]
-    import optuna
-    import torch
-
-    row = {
-        "run_id": run_id,
-        "study": study,
-        "seed": int(seed),
-        "status": "ok",
-        "reason": None,
-        "variant": f"{label} (external)",
-        "cell_index": int(rows["cell_index"].max()) + 1,
-        "trial_number": -1,
-        **(param_columns(config) if config is not None else {}),
-        "config": config.model_dump_json() if config is not None else None,
-        "grid_keys": grid_keys,
-        "sampler": None,
-        "objective_metrics": [],
-        "objective_directions": [],
-        "n_params": sum(p.numel() for p in model.parameters() if p.requires_grad) if model is not None else None,
-        "epochs_completed": None,
-        "train_seconds": None,
-        "eval_seconds": None,
-        "model_path": None,
-        "artifacts_path": None,
-        "history": [],
-        **{k: v for k, v in metrics.items()},
-        "command": EXTERNAL_COMMAND,
-        "provenance_note": note or "added with vaebench.add_result",
-        "vaebench_version": __version__,
-        "torch_version": torch.__version__,
-        "optuna_version": optuna.__version__,
-        "python_version": platform.python_version(),
-        "device": None,
-        "torch_threads": None,
-        "hostname": socket.gethostname(),
-        "dataset": rows["dataset"].iloc[0] if config is None else config.dataset.name,
-        "dataset_checksum": None,
-        "spec_fingerprint": None,
-        "created_at": created,
-        "plugins": loaded_plugins(),
-    }
+    row = build_row(
+        run_id=run_id,
+        study=study,
+        seed=seed,
+        status="ok",
+        reason=None,
+        variant=f"{label} (external)",
+        cell_index=int(rows["cell_index"].max()) + 1,
+        trial_number=-1,
+        config=config,
+        grid_keys=grid_keys,
+        sampler=None,
+        objective_metrics=[],
+        objective_directions=[],
+        n_params=sum(p.numel() for p in model.parameters() if p.requires_grad) if model is not None else None,
+        epochs_completed=None,
+        train_seconds=None,
+        eval_seconds=None,
+        metrics=metrics,
+        history=[],
+        precision=None,  # trained in the caller's own loop: unknown
+        tf32=None,
+        command=EXTERNAL_COMMAND,
+        device=None,
+        dataset=rows["dataset"].iloc[0] if config is None else config.dataset.name,
+        dataset_checksum=None,
+        spec_fingerprint=None,
+        created_at=created,
+        note=note or "added with vaebench.add_result",
+    )
     write_row(root, study, row)
     return run_id
