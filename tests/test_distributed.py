@@ -24,7 +24,8 @@ from vaebench.results.rows import load_results, runs_dir
 from vaebench.spec.sweep_spec import parse_spec
 from vaebench.sweep.leases import ATTR_FAIL, ATTR_WORKER, Heartbeat, lease_pid, recover_stale_trials
 from vaebench.sweep.storage import StudyStore
-from vaebench.sweep.study import ATTR_ROW, ATTR_RUN_ID, claim_next, open_study, study_status
+from vaebench.sweep.study import claim_next, open_study, study_status
+from vaebench.sweep.trials import ATTR_ROW, ATTR_RUN_ID
 
 PG_URL = os.environ.get("VAEBENCH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REQUIRE_PG = os.environ.get("VAEBENCH_REQUIRE_POSTGRES") == "1"

@@ -15,8 +15,10 @@ from tests.conftest import REPO, TINY_SPEC
 from vaebench.cli.commands import app
 from vaebench.results.rows import load_results, read_row, row_path, write_row
 from vaebench.spec.sweep_spec import load_spec
+from vaebench.sweep.leases import ATTR_WORKER
 from vaebench.sweep.storage import StudyStore
-from vaebench.sweep.study import ATTR_WORKER, open_study
+from vaebench.sweep.study import open_study
+from vaebench.sweep.trials import encode_run
 
 runner = CliRunner()
 
@@ -258,10 +260,7 @@ def test_a_row_written_before_a_crash_is_kept_not_retrained(tmp_path, write_spec
     study = optuna.load_study(study_name="tiny", storage=StudyStore(None, results, "tiny").open())
     storage = study._storage
     sid = storage.get_study_id_from_name("tiny")
-    study.enqueue_trial(
-        params={"objective.beta": 0.5, "seed": 0},
-        user_attrs={"run_id": run_id, "config": spec.runs()[0].config.model_dump(mode="json"), "seed": 0},
-    )
+    study.enqueue_trial(params=dict(spec.runs()[0].labels), user_attrs=encode_run(spec.runs()[0]))
     tid = storage.get_trial_id_from_study_id_trial_number(sid, 4)
     storage.set_trial_state_values(tid, TrialState.RUNNING)
     storage.set_trial_user_attr(tid, ATTR_WORKER, _dead_worker_token())

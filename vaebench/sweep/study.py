@@ -33,9 +33,8 @@ from ..spec.samplers import build_pruner, build_sampler
 from ..spec.sweep_spec import SweepSpec, parse_spec
 from .leases import ATTR_FAIL, ATTR_WORKER, claim_waiting, recover_stale_trials, worker_token
 from .storage import StudyStore
+from .trials import ATTR_ROW, ATTR_RUN_ID, encode_run
 
-ATTR_RUN_ID, ATTR_CONFIG, ATTR_SEED = "run_id", "config", "seed"
-ATTR_LABELS, ATTR_CELL, ATTR_ROW = "labels", "cell_index", "row"
 STUDY_SPEC, STUDY_FINGERPRINT, STUDY_CHECKSUM = "spec", "spec_fingerprint", "dataset_checksum"
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -159,16 +158,7 @@ def _enqueue_missing(study: optuna.Study, spec: SweepSpec, store: StudyStore) ->
         # dimension, so it stays out of Optuna's importance, slice and contour plots. Two seeds of a
         # cell are two trials with equal params (no skip_if_exists, which would merge them): what
         # identifies a run is its run id user attribute, never the params.
-        study.enqueue_trial(
-            params=dict(run.labels),
-            user_attrs={
-                ATTR_RUN_ID: run.run_id,
-                ATTR_CONFIG: run.config.model_dump(mode="json"),
-                ATTR_SEED: run.seed,
-                ATTR_LABELS: run.labels,
-                ATTR_CELL: run.cell_index,
-            },
-        )
+        study.enqueue_trial(params=dict(run.labels), user_attrs=encode_run(run))
 
 
 # ---------------------------------------------------------------------------------------------

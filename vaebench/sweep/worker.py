@@ -27,10 +27,11 @@ from ..metrics import METRICS
 from ..results.rows import has_row, read_row, write_row
 from ..runtime.device import resolve_device
 from ..spec.samplers import suggest
-from ..spec.sweep_spec import Run, RunConfig, SweepSpec, apply_params
+from ..spec.sweep_spec import Run, SweepSpec, apply_params
 from .leases import ATTR_FAIL, Heartbeat, TrialStorage, recover_stale_trials
 from .storage import StudyStore
-from .study import ATTR_CELL, ATTR_CONFIG, ATTR_LABELS, ATTR_ROW, ATTR_RUN_ID, ATTR_SEED, claim_next
+from .study import claim_next
+from .trials import ATTR_ROW, ATTR_RUN_ID, decode_run, encode_run, has_run
 
 ATTR_SCALAR_PREFIX = "m."  # m.recon_mse, m.fid, ...: one short user attribute per scalar of the row
 ROW_SCALARS = ("n_params", "epochs_completed", "train_seconds", "eval_seconds")
@@ -117,31 +118,17 @@ def _fail_quietly(study: optuna.Study, trial: optuna.Trial, reason: str) -> None
 
 def _run_of(trial: optuna.Trial, spec: SweepSpec) -> Run:
     """The run a claimed trial stands for; records its parameters as Optuna params."""
-    attrs = trial.user_attrs
     if spec.search.sampled:
         params = {k: suggest(trial, k, p) for k, p in spec.search.space.items()}
-        if ATTR_CONFIG not in attrs:  # a fresh draw
+        if not has_run(trial.user_attrs):  # a fresh draw
             run = Run(apply_params(spec.base(), params), spec.seeds[0], params, trial.number)
-            for key, value in (
-                (ATTR_RUN_ID, run.run_id),
-                (ATTR_CONFIG, run.config.model_dump(mode="json")),
-                (ATTR_SEED, run.seed),
-                (ATTR_LABELS, run.labels),
-                (ATTR_CELL, run.cell_index),
-            ):
+            for key, value in encode_run(run).items():
                 trial.set_user_attr(key, value)
             return run
-    else:
-        # The grid values become the trial's params (a study made before the seed left the params
-        # had it enqueued too; it is simply not asked for any more, and its run id is unchanged).
+    else:  # the grid values become the trial's params
         for key in spec.grid:
             trial.suggest_categorical(key, spec.grid_choices(key))
-    return Run(
-        RunConfig.model_validate(attrs[ATTR_CONFIG]),
-        attrs[ATTR_SEED],
-        attrs.get(ATTR_LABELS, {}),
-        attrs.get(ATTR_CELL, 0),
-    )
+    return decode_run(trial.user_attrs)
 
 
 def _existing_row(study: optuna.Study, trial: optuna.Trial, store: StudyStore, run_id: str) -> Optional[dict]:
