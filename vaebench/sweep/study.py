@@ -111,6 +111,19 @@ def open_study(spec: SweepSpec, store: StudyStore, dataset_checksum: Optional[st
     return study
 
 
+_PARSED: dict[tuple[str, str], SweepSpec] = {}  # (study, stored spec as JSON text) -> the spec
+
+
+def _parse_stored(study: str, stored: dict, where: str) -> SweepSpec:
+    """The spec stored with `study` (its `spec` attribute), parsed once per process: the status
+    poll reads it every 2 s, and a study's stored spec never changes (a spec that failed to parse,
+    e.g. before its plugin was imported, is parsed again next time). `where` names it in errors."""
+    key = (study, json.dumps(stored, sort_keys=True))
+    if key not in _PARSED:
+        _PARSED[key] = parse_spec({**stored, "study": study}, where)
+    return _PARSED[key]
+
+
 def stored_spec(store: StudyStore) -> SweepSpec:
     """The spec an existing study was created from (what `vaebench worker` runs)."""
     summary = store.load_study(
@@ -118,9 +131,7 @@ def stored_spec(store: StudyStore) -> SweepSpec:
     )
     if STUDY_SPEC not in summary.user_attrs:
         raise StudyError(f"study {store.study!r} in {store.describe()} was not made by vaebench (no spec stored)")
-    return parse_spec(
-        {**summary.user_attrs[STUDY_SPEC], "study": store.study}, f"study {store.study!r} in {store.describe()}"
-    )
+    return _parse_stored(store.study, summary.user_attrs[STUDY_SPEC], f"study {store.study!r} in {store.describe()}")
 
 
 def wait_for_study(store: StudyStore, seconds: float, poll: float = 0.05) -> SweepSpec:
@@ -249,7 +260,7 @@ class StudyStatus:
 
 
 def study_status(study: optuna.Study) -> StudyStatus:
-    spec = parse_spec({**study.user_attrs[STUDY_SPEC], "study": study.study_name}, study.study_name)
+    spec = _parse_stored(study.study_name, study.user_attrs[STUDY_SPEC], study.study_name)
     trials = study.get_trials(deepcopy=False)
     by = {s: [t for t in trials if t.state == s] for s in TrialState}
     now = _dt.datetime.now()
