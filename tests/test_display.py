@@ -56,7 +56,7 @@ class Recorder:
         yield Reporter()
 
     def worker_done(self, summary):
-        self.events.append(("worker_done", len(summary.finished)))
+        self.events.append(("worker_done", len(summary.complete)))
 
     @contextlib.contextmanager
     def workers(self):
@@ -106,6 +106,6 @@ def test_the_terminal_display_piped_prints_plain_lines(tmp_path):
     lines = text.splitlines()
     assert lines[0].startswith("study shown: 1 runs (1 cells x 1 seeds), 0 already done; dataset digits")
     assert lines[1].startswith("[1/1] trial 0 run ") and " objective.beta=1.0 seed 0: -ELBO " in lines[1]
-    assert lines[2] == "this worker: 1 finished, 0 pruned, 0 failed (diverged), 0 error(s)"
-    assert lines[3].startswith("study shown (grid): 1/1 done — 1 complete, 0 pruned, 0 diverged; 0 running")
+    assert lines[2] == "this worker: 1 complete, 0 pruned, 0 failed (diverged), 0 crashed"
+    assert lines[3].startswith("study shown (grid): 1/1 done — 1 complete, 0 pruned, 0 failed (diverged); 0 running")
     assert lines[4].startswith("wall time ")

@@ -132,7 +132,7 @@ def test_several_workers_run_every_cell_exactly_once(tmp_path, storage_url, stud
     # a worker joining the finished study (on PostgreSQL: as if from another machine) has nothing to do
     other = results if storage_url is None else tmp_path / "elsewhere"
     p = _cli("worker", "--study", study_name, results=other, storage_url=storage_url)
-    assert p.returncode == 0 and "0 finished" in p.stderr, p.stderr
+    assert p.returncode == 0 and "worker done: 0 complete" in p.stderr, p.stderr
     if storage_url is not None:  # ... and `pull` brings every row over from the storage
         p = _cli("pull", "--study", study_name, results=other, storage_url=storage_url)
         assert p.returncode == 0 and "wrote 8 row(s)" in p.stderr, p.stderr

@@ -208,6 +208,9 @@ def test_diverging_run_is_recorded_and_the_sweep_goes_on(tmp_path, write_spec):
     results, reports = tmp_path / "results", tmp_path / "reports"
     r = vaebench("run", str(write_spec(spec)), "-q", results=results)
     assert r.exit_code == 0, r.output
+    # one word for the state, from the row to the counts: failed (its training diverged)
+    assert "1 complete, 0 pruned, 1 failed (diverged), 0 crashed" in r.output
+    assert "2/2 done — 1 complete, 0 pruned, 1 failed (diverged); 0 running, 0 waiting, 0 crashed/stale" in r.output
     df = load_results(results, "tiny").set_index("param.train.lr")
     assert df.loc[1e6, "status"] == "failed" and "non-finite" in df.loc[1e6, "reason"]
     assert pd.isna(df.loc[1e6, "neg_elbo"])

@@ -185,6 +185,7 @@ def add_result(
     from .results.build import build_row, utc_now
     from .results.rows import load_results as _load
     from .results.rows import write_row
+    from .results.status import RunStatus
 
     root = resolve_results_root(results)
     rows = _load(root, study)
@@ -202,7 +203,7 @@ def add_result(
         run_id=run_id,
         study=study,
         seed=seed,
-        status="ok",
+        status=RunStatus.OK,
         reason=None,
         variant=f"{label} (external)",
         cell_index=int(rows["cell_index"].max()) + 1,

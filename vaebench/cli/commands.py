@@ -189,12 +189,12 @@ def worker(
         )
         summary = run_worker(st, spec, data, store, device, RichReporter(progress, 0, 0), command)
     console.print(
-        f"worker done: {len(summary.finished)} finished, {len(summary.pruned)} pruned, "
-        f"{len(summary.failed)} diverged, {len(summary.errors)} error(s)"
+        f"worker done: {len(summary.complete)} complete, {len(summary.pruned)} pruned, "
+        f"{len(summary.failed)} failed (diverged), {len(summary.crashed)} crashed"
     )
-    for err in summary.errors:
+    for err in summary.crashed:
         console.print(f"error in run {err}", highlight=False)
-    if summary.errors:
+    if summary.crashed:
         raise typer.Exit(1)
 
 
@@ -205,7 +205,7 @@ def status(
     results: Optional[Path] = ResultsRoot,
     plugin: Optional[list[str]] = Plugins,
 ) -> None:
-    """Show a study's progress: done, running, failed, pruned, waiting, and the time left."""
+    """Show a study's progress: complete, pruned, failed, crashed, running, waiting, and the time left."""
     from ..sweep.storage import study_names
     from ..sweep.study import STUDY_SPEC, study_status
 
@@ -233,8 +233,8 @@ def status(
                 console.print(
                     f"  running: trial {number} run {run_id} on {worker_id} for {_duration(secs)}{at}", highlight=False
                 )
-            for number, reason in info.failures:
-                console.print(f"  failed: trial {number}: {reason}", highlight=False)
+            for number, reason in info.crashes:
+                console.print(f"  crashed: trial {number}: {reason}", highlight=False)
     except VaebenchError as e:
         fail(e)
 

@@ -67,10 +67,10 @@ class RunDisplay:
 
     def worker_done(self, summary) -> None:
         self.console.print(
-            f"this worker: {len(summary.finished)} finished, {len(summary.pruned)} pruned, "
-            f"{len(summary.failed)} failed (diverged), {len(summary.errors)} error(s)"
+            f"this worker: {len(summary.complete)} complete, {len(summary.pruned)} pruned, "
+            f"{len(summary.failed)} failed (diverged), {len(summary.crashed)} crashed"
         )
-        for err in summary.errors:
+        for err in summary.crashed:
             self.console.print(
                 f"[red]error in run {err}[/] (will be retried by the next `vaebench run`)", highlight=False
             )
@@ -115,10 +115,10 @@ class WorkerDisplay(RunDisplay):
 
     def worker_done(self, summary) -> None:
         self.console.print(
-            f"worker done: {len(summary.finished)} finished, {len(summary.pruned)} pruned, "
-            f"{len(summary.failed)} diverged, {len(summary.errors)} error(s)"
+            f"worker done: {len(summary.complete)} complete, {len(summary.pruned)} pruned, "
+            f"{len(summary.failed)} failed (diverged), {len(summary.crashed)} crashed"
         )
-        for err in summary.errors:
+        for err in summary.crashed:
             self.console.print(f"error in run {err}", highlight=False)
 
 

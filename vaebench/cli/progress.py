@@ -24,6 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.text import Text
 
 from ..results.rows import grid_column
+from ..results.status import RunStatus
 
 
 def duration(seconds: float) -> str:
@@ -132,7 +133,7 @@ class RichReporter:
         cell = " ".join(f"{k}={row[grid_column(k)]}" for k in row["grid_keys"])
         count = f"[{done}/{total}] " if total else ""
         head = f"{count}trial {row.get('trial_number', '?')} run {row['run_id']} {cell} seed {row['seed']}:"
-        if row["status"] == "ok":
+        if row["status"] == RunStatus.OK:
             self.p.console.print(
                 f"{head} -ELBO {row['neg_elbo']:.2f} nats, KL {row['kl']:.2f}, recon MSE {row['recon_mse']:.4f}; "
                 f"train {row['train_seconds']:.0f} s, eval {row['eval_seconds']:.1f} s",
@@ -150,8 +151,8 @@ def print_status(st, console) -> None:
         eta_text += " (from the epochs done so far, training only: no trial has completed yet)"
     console.print(
         f"study [bold]{st.study}[/] ({st.sampler}): {st.done}/{st.total} done — {st.complete} complete, "
-        f"{st.pruned} pruned, {st.diverged} diverged; {len(st.running)} running, {st.waiting} waiting, "
-        f"{st.failed} crashed/stale (retried); time left ≈ {eta_text}",
+        f"{st.pruned} pruned, {st.failed} failed (diverged); {len(st.running)} running, {st.waiting} waiting, "
+        f"{st.crashed} crashed/stale (retried); time left ≈ {eta_text}",
         highlight=False,
     )
 

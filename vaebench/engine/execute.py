@@ -17,6 +17,7 @@ from ..metrics import evaluate
 from ..models import count_parameters
 from ..results.artifacts import save_trial_artifacts
 from ..results.build import build_row
+from ..results.status import RunStatus
 from ..runtime.device import tf32
 from ..spec.sweep_spec import Run, RunConfig, SweepSpec
 from .train import EpochCallback, train
@@ -46,7 +47,7 @@ class Setting:
 def execute_run(
     run: Run, setting: Setting, reporter: Reporter, trial_number: int = -1, stop_check: Optional[EpochCallback] = None
 ) -> dict[str, Any]:
-    """Train and evaluate one run; return its results row (status 'ok', 'failed' or 'pruned').
+    """Train and evaluate one run; return its results row (status ok, failed or pruned: RunStatus).
     `stop_check` is asked after every epoch (after the reporter) whether to stop training."""
     spec, data, run_id = setting.spec, setting.data, run.run_id
 
@@ -57,18 +58,17 @@ def execute_run(
     result = train(run.config, data, run.seed, setting.device, on_epoch=on_epoch)
     measured: dict[str, Any] = {}
     eval_seconds, paths = None, {"model_path": None, "artifacts_path": None}
-    if result.status == "ok":
+    if result.status is RunStatus.OK:
         t0 = time.perf_counter()
         with tf32(setting.device, False):  # evaluation in full float32, whatever the training precision
             measured = evaluate(result.model, data, run.config, run.seed)
             eval_seconds = time.perf_counter() - t0
             paths = save_trial_artifacts(result.model, data, run.seed, setting.results_root, spec.study, run_id)
-    status = {"ok": "ok", "stopped": "pruned"}.get(result.status, "failed")
     return build_row(
         run_id=run_id,
         study=spec.study,
         seed=run.seed,
-        status=status,
+        status=result.status,
         reason=result.reason,
         variant=run.variant,
         cell_index=run.cell_index,

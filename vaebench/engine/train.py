@@ -18,12 +18,13 @@ from ..models import VAE, build_model
 from ..objectives.bounds import training_loss
 from ..objectives.likelihoods import build_likelihood
 from ..objectives.schedules import kl_weight
+from ..results.status import RunStatus
 from ..runtime.device import autocast, check_precision, resolve_device, tf32
 from ..runtime.seeding import seed_everything
 from ..spec.sweep_spec import RunConfig
 
 # Called after every epoch with its history record; a non-empty string it returns stops training
-# (status 'stopped', the string as the reason): how a pruner stops a trial without the loop knowing
+# (status pruned, the string as the reason): how a pruner stops a trial without the loop knowing
 # (worker.py's callback reports the epoch to the Optuna trial and asks its pruner).
 EpochCallback = Callable[[dict], Optional[str]]
 
@@ -34,7 +35,7 @@ from ..results.fields import HISTORY_FIELDS  # noqa: E402,F401  (the per-epoch r
 class TrainResult:
     model: VAE
     history: list[dict] = field(default_factory=list)  # one record per finished epoch
-    status: str = "ok"  # "ok", "diverged", or "stopped" (by on_epoch)
+    status: RunStatus = RunStatus.OK  # OK, FAILED (diverged) or PRUNED (stopped by on_epoch)
     reason: Optional[str] = None  # why training stopped early
     seconds: float = 0.0  # wall time of the training loop (incl. per-epoch test loss)
     precision: str = "fp32"  # train.precision: the autocast dtype of the training steps (fp32: none)
@@ -72,8 +73,8 @@ def train(
     on_epoch: Optional[EpochCallback] = None,
 ) -> TrainResult:
     """Train the VAE `cfg` describes on `data.x_train` with Adam; evaluate the loss on the test split
-    after every epoch. Stops early, with status 'diverged', when a loss is NaN or infinite, or with
-    status 'stopped' when `on_epoch` returns a reason.
+    after every epoch. Stops early, with status failed when a loss is NaN or infinite (it diverged),
+    or with status pruned when `on_epoch` returns a reason.
 
     Precision (`cfg.train.precision`): each step's forward pass and loss run under torch.autocast to
     bf16 or fp16 (fp16 with a gradient scaler: the loss is scaled before backward, the gradients
@@ -164,14 +165,14 @@ def _train(
         }
         bad = [k for k, v in record.items() if isinstance(v, float) and not math.isfinite(v)]
         if bad:
-            result.status = "diverged"
+            result.status = RunStatus.FAILED
             result.reason = f"non-finite {', '.join(bad)} at epoch {epoch} (lr={cfg.train.lr}, beta={beta})"
             break
         result.history.append(record)
         if plateau is not None:
             plateau.step(train_loss)
         if on_epoch is not None and (stop := on_epoch(record)):
-            result.status, result.reason = "stopped", stop
+            result.status, result.reason = RunStatus.PRUNED, stop
             break
 
     result.seconds = time.perf_counter() - t0

@@ -21,6 +21,7 @@ from ..plugins import loaded_plugins
 from ..runtime.device import machine_description
 from ..spec.sections import RunConfig
 from .rows import metric_types, param_columns
+from .status import RunStatus
 
 
 def utc_now() -> str:
@@ -42,7 +43,7 @@ def build_row(
     run_id: str,
     study: str,
     seed: int,
-    status: str,
+    status: RunStatus | str,
     reason: Optional[str],
     variant: Optional[str],
     cell_index: int,
@@ -80,7 +81,7 @@ def build_row(
         "run_id": run_id,
         "study": study,
         "seed": int(seed),
-        "status": status,
+        "status": RunStatus(status).value,
         "reason": reason,
         "variant": variant,
         "cell_index": int(cell_index),

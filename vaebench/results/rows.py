@@ -4,7 +4,7 @@ Layout: results/<study>/runs/<run_id>.parquet, one row each. Keyed by run id, so
 can never double-count. A row is written before its Optuna trial is told COMPLETE.
 
 Columns (all rows of a study share one schema):
-- identity: run_id, study, seed, status ('ok' | 'failed' | 'pruned'), reason, variant (grid.variant name),
+- identity: run_id, study, seed, status (ok | pruned | failed: status.RunStatus), reason, variant (grid.variant name),
   cell_index (the cell's position in the grid; a sampled trial's number), trial_number (Optuna's)
 - search: sampler, objective_metrics and objective_directions (what the study optimizes)
 - parameters: `param.<section>.<field>` for every RunConfig field, `param.eval.<metric>.<option>` for the

@@ -189,7 +189,7 @@ def _run_here(st, spec, data, store, device, threads, status, command, display: 
     with display.worker_here(status.total, status.done) as reporter:
         summary = run_worker(st, spec, data, store, device, reporter, command)
     display.worker_done(summary)
-    return not summary.errors
+    return not summary.crashed
 
 
 def _run_workers(procs, study: str, store, display: SweepDisplay) -> bool:

@@ -28,12 +28,13 @@ from optuna.trial import TrialState
 from .. import __version__
 from ..errors import StudyError
 from ..results.rows import has_row, write_row
+from ..results.status import RunStatus
 from ..runtime.files import remove_abandoned_temp_files
 from ..spec.samplers import build_pruner, build_sampler
 from ..spec.sweep_spec import SweepSpec, parse_spec
 from .leases import ATTR_FAIL, ATTR_WORKER, claim_waiting, recover_stale_trials, worker_token
 from .storage import StudyStore
-from .trials import ATTR_ROW, ATTR_RUN_ID, encode_run
+from .trials import ATTR_ROW, ATTR_RUN_ID, encode_run, status_of
 
 STUDY_SPEC, STUDY_FINGERPRINT, STUDY_CHECKSUM = "spec", "spec_fingerprint", "dataset_checksum"
 
@@ -178,8 +179,8 @@ def _enqueue_missing(study: optuna.Study, spec: SweepSpec, store: StudyStore) ->
 
 def budget_used(study: optuna.Study) -> int:
     """Trials that count against a sampled search's budget: all but the crashed ones (a crash is
-    retried or replaced; a diverged run is a result and counts)."""
-    return sum(1 for t in study.get_trials(deepcopy=False) if t.state != TrialState.FAIL or ATTR_ROW in t.user_attrs)
+    retried or replaced; a failed run, one that diverged, is a result and counts)."""
+    return sum(1 for t in study.get_trials(deepcopy=False) if status_of(t) is not RunStatus.CRASHED)
 
 
 def claim_next(study: optuna.Study, spec: SweepSpec, store: StudyStore) -> Optional[optuna.Trial]:
@@ -205,21 +206,22 @@ class StudyStatus:
     study: str
     sampler: str
     total: int  # runs of the grid, or the sampled search's trial budget
-    complete: int
-    pruned: int
-    diverged: int  # FAIL with a row: a finished run whose training diverged
-    failed: int  # FAIL without a row: crashed or stale, retried or replaced
+    # the trials of each outcome (results/status.py's RunStatus), each run counted once
+    complete: int  # ok: COMPLETE
+    pruned: int  # pruned: PRUNED
+    failed: int  # failed (diverged): FAIL with a row, a finished run
+    crashed: int  # crashed or stale: FAIL without a row, retried or replaced
     running: list[tuple[int, str, str, float]]  # (trial number, run id, worker, seconds so far)
     waiting: int  # enqueued and not yet claimed, plus a sampled search's undrawn budget
     mean_trial_seconds: Optional[float]
-    failures: list[tuple[int, str]]  # (trial number, reason) of the most recent failures
+    crashes: list[tuple[int, str]]  # (trial number, reason) of the most recent crashes
     # per running trial (same order as `running`): (epochs reported so far, last test -ELBO or None)
     running_epochs: list[tuple[int, Optional[float]]] = field(default_factory=list)
     epochs_per_trial: int = 0  # the spec's train.epochs
 
     @property
     def done(self) -> int:
-        return self.complete + self.pruned + self.diverged
+        return self.complete + self.pruned + self.failed
 
     @property
     def projected_trial_seconds(self) -> Optional[float]:
@@ -269,7 +271,7 @@ def study_status(study: optuna.Study) -> StudyStatus:
         for t in by[TrialState.COMPLETE]
         if t.datetime_start and t.datetime_complete
     ]
-    # a FAIL trial with a row is a finished run (diverged) — unless its worker died between storing
+    # a FAIL trial with a row is a failed run (it diverged) — unless its worker died between storing
     # the row and telling the state: then a retry of the same run completes it, and counts once
     finished_runs = {t.user_attrs.get(ATTR_RUN_ID) for t in by[TrialState.COMPLETE] + by[TrialState.PRUNED]}
     fails = [
@@ -277,6 +279,7 @@ def study_status(study: optuna.Study) -> StudyStatus:
         for t in by[TrialState.FAIL]
         if not (ATTR_ROW in t.user_attrs and t.user_attrs.get(ATTR_RUN_ID) in finished_runs)
     ]
+    outcomes = [status_of(t) for t in fails]
     total = spec.n_runs()
     waiting = len(by[TrialState.WAITING])
     if spec.search.sampled:
@@ -287,8 +290,8 @@ def study_status(study: optuna.Study) -> StudyStatus:
         total=total,
         complete=len(by[TrialState.COMPLETE]),
         pruned=len(by[TrialState.PRUNED]),
-        diverged=sum(1 for t in fails if ATTR_ROW in t.user_attrs),
-        failed=sum(1 for t in fails if ATTR_ROW not in t.user_attrs),
+        failed=outcomes.count(RunStatus.FAILED),
+        crashed=outcomes.count(RunStatus.CRASHED),
         running=[
             (
                 t.number,
@@ -300,10 +303,10 @@ def study_status(study: optuna.Study) -> StudyStatus:
         ],
         waiting=waiting,
         mean_trial_seconds=sum(durations) / len(durations) if durations else None,
-        failures=[
+        crashes=[
             (t.number, t.user_attrs.get(ATTR_FAIL, "stale: no heartbeat"))
             for t in fails[-5:]
-            if ATTR_ROW not in t.user_attrs
+            if status_of(t) is RunStatus.CRASHED
         ],
         running_epochs=[
             (

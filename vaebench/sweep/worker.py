@@ -25,6 +25,7 @@ from ..engine.execute import Reporter, Setting, execute_run
 from ..engine.train import EpochCallback
 from ..metrics import METRICS
 from ..results.rows import has_row, read_row, write_row
+from ..results.status import RunStatus
 from ..runtime.device import resolve_device
 from ..spec.samplers import suggest
 from ..spec.sweep_spec import Run, SweepSpec, apply_params
@@ -39,10 +40,20 @@ ROW_SCALARS = ("n_params", "epochs_completed", "train_seconds", "eval_seconds")
 
 @dataclass
 class WorkerSummary:
-    finished: list[str] = field(default_factory=list)  # run ids with status ok
-    failed: list[str] = field(default_factory=list)  # run ids with status failed (row written)
+    """The trials one worker ran, by outcome (results/status.py)."""
+
+    complete: list[str] = field(default_factory=list)  # run ids with status ok (row written)
     pruned: list[str] = field(default_factory=list)  # run ids stopped by the pruner (row written)
-    errors: list[str] = field(default_factory=list)  # trials that raised; no row, will be retried
+    failed: list[str] = field(default_factory=list)  # run ids whose training diverged (row written)
+    crashed: list[str] = field(default_factory=list)  # "<run id>: <error>" of trials that raised; no row, retried
+
+    def add(self, status: RunStatus, entry: str) -> None:
+        {
+            RunStatus.OK: self.complete,
+            RunStatus.PRUNED: self.pruned,
+            RunStatus.FAILED: self.failed,
+            RunStatus.CRASHED: self.crashed,
+        }[status].append(entry)
 
 
 def run_worker(
@@ -96,16 +107,18 @@ def _run_trial(
             write_row(store.results_root, spec.study, row)  # the row lands before the trial's final state
         _finish(study, trial, row, spec)
         reporter.trial_end(row)
-        {"ok": summary.finished, "pruned": summary.pruned}.get(row["status"], summary.failed).append(run_id)
+        summary.add(RunStatus(row["status"]), run_id)
     except KeyboardInterrupt:
         _fail_quietly(study, trial, "interrupted")
         raise
     except UpdateFinishedTrialError:  # declared stale while it ran (heartbeats lost): its retry owns the run
-        summary.errors.append(f"{run_id}: trial {trial.number} was failed as stale while running; its row is kept")
+        summary.add(
+            RunStatus.CRASHED, f"{run_id}: trial {trial.number} was failed as stale while running; its row is kept"
+        )
     except Exception as e:  # a crash in one trial must not take the worker down
         reason = f"{type(e).__name__}: {e}"
         _fail_quietly(study, trial, reason)
-        summary.errors.append(f"{run_id or f'trial {trial.number}'}: {reason}")
+        summary.add(RunStatus.CRASHED, f"{run_id or f'trial {trial.number}'}: {reason}")
 
 
 def _fail_quietly(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
@@ -223,9 +236,10 @@ def _finish(study: optuna.Study, trial: optuna.Trial, row: dict, spec: SweepSpec
     for key, value in scalar_attrs(row).items():
         trial.set_user_attr(key, value)
     trial.set_user_attr(ATTR_ROW, _jsonable(row))
-    if row["status"] == "pruned":
+    status = RunStatus(row["status"])
+    if status is RunStatus.PRUNED:
         study.tell(trial, state=TrialState.PRUNED)
-    elif row["status"] == "ok" and (values := _objective_values(row, spec)) is not None:
+    elif status is RunStatus.OK and (values := _objective_values(row, spec)) is not None:
         study.tell(trial, values)
     else:
         reason = row["reason"] or f"objective metric missing: {', '.join(spec.search.metrics)}"
