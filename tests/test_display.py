@@ -76,6 +76,7 @@ def test_run_sweep_tells_its_display_what_happens(tmp_path):
     [run_id] = {e[1] for e in shown.events if e[0] == "trial_start"}
     assert shown.events == [
         ("study", "shown"),
+        ("joined", "shown"),
         ("worker_here", 1, 0),
         ("trial_start", run_id, 0),
         ("epoch", 1),
@@ -86,7 +87,13 @@ def test_run_sweep_tells_its_display_what_happens(tmp_path):
     ]
     again = Recorder()  # a resume: nothing left to run
     run_sweep(SPEC, workers=1, results=tmp_path, display=again, device="cpu")
-    assert again.events == [("study", "shown"), ("worker_here", 1, 1), ("worker_done", 0), ("finished", 1, 1)]
+    assert again.events == [
+        ("study", "shown"),
+        ("joined", "shown"),
+        ("worker_here", 1, 1),
+        ("worker_done", 0),
+        ("finished", 1, 1),
+    ]
     created = Recorder()
     run_sweep({**SPEC, "study": "other"}, workers=0, results=tmp_path, display=created, device="cpu")
     assert created.events == [("study", "other")]

@@ -11,14 +11,12 @@ from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.progress import Progress
 from rich.table import Table
 
 from ..errors import StudyError, VaebenchError
 from ..reporting.formats import REPORT_FORMATS
 from ..results.rows import EXPORT_FORMATS, grid_column
-from ..runtime.device import CUDA_VISIBLE_ENV
-from ..sweep.launch import COMMAND_ENV, WORKER_LABEL_ENV, WORKERS_ENV
+from ..sweep.launch import COMMAND_ENV, WORKERS_ENV
 from ..sweep.storage import open_store as _store
 from .options import (
     DataRoot,
@@ -39,8 +37,8 @@ from .options import (
     set_inception_weights,
     set_lpips_weights,
 )
-from .progress import RichReporter, print_status
 from .progress import duration as _duration
+from .progress import print_status
 
 app = typer.Typer(add_completion=True, no_args_is_help=True, help="Benchmark and sweep harness for VAEs.")
 
@@ -150,50 +148,29 @@ def worker(
     ),
 ) -> None:
     """Join an existing study (from this or any machine) and run its trials until none is left."""
-    import torch
-
-    from ..data import load_dataset
     from ..runtime.device import check_device
-    from ..sweep.run import check_precisions
-    from ..sweep.study import open_study, wait_for_study
-    from ..sweep.worker import run_worker
+    from ..sweep.join import join_study
+    from .display import WorkerDisplay
 
     set_inception_weights(inception_weights)
     set_lpips_weights(lpips_weights)
     load_plugin_options(plugin)
-    if threads:
-        torch.set_num_threads(threads)
+    command = os.environ.get(COMMAND_ENV) or f"vaebench worker --study {study}" + (" --storage URL" if storage else "")
     try:
         dev = check_device(device, "--device")  # before anything is written
         store = _store(storage, results, study, heartbeat)
-        spec = wait_for_study(store, wait_seconds)
-        check_precisions(spec, dev)
-        data = load_dataset(spec.dataset, data_root, download=download)
-        st = open_study(spec, store, data.checksum)
+        summary = join_study(
+            store,
+            dev,
+            WorkerDisplay(console),
+            threads=threads,
+            data_root=data_root,
+            download=download,
+            wait_seconds=wait_seconds,
+            command=command,
+        )
     except VaebenchError as e:
         fail(e)
-    label = os.environ.get(WORKER_LABEL_ENV, "")
-    gpu = (
-        f" ({CUDA_VISIBLE_ENV}={os.environ[CUDA_VISIBLE_ENV]})"
-        if dev.type == "cuda" and CUDA_VISIBLE_ENV in os.environ
-        else ""
-    )
-    console.print(
-        f"worker {label} pid {os.getpid()} on study {study} ({store.describe()}), "
-        f"{torch.get_num_threads()} torch thread(s), device {dev}{gpu}",
-        highlight=False,
-    )
-    with Progress(console=console, disable=True) as progress:
-        command = os.environ.get(COMMAND_ENV) or f"vaebench worker --study {study}" + (
-            " --storage URL" if storage else ""
-        )
-        summary = run_worker(st, spec, data, store, device, RichReporter(progress, 0, 0), command)
-    console.print(
-        f"worker done: {len(summary.complete)} complete, {len(summary.pruned)} pruned, "
-        f"{len(summary.failed)} failed (diverged), {len(summary.crashed)} crashed"
-    )
-    for err in summary.crashed:
-        console.print(f"error in run {err}", highlight=False)
     if summary.crashed:
         raise typer.Exit(1)
 

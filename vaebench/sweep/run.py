@@ -18,6 +18,7 @@ from typing import Iterable, Optional
 from ..errors import StudyError
 from . import launch
 from .display import NoDisplay, SweepDisplay
+from .join import OpenedStudy, check_precisions
 from .launch import COMMAND_ENV
 from .storage import DEFAULT_HEARTBEAT, open_store
 
@@ -144,26 +145,12 @@ def run_sweep(
         launch.stop_workers(procs)
         raise
     if layout.workers == 1:
-        ok = _run_here(st, spec, data, store, device, layout.threads, status, command, display)
+        ok = _run_here(OpenedStudy(st, spec, data), store, dev, layout.threads, command, display)
     else:
         ok = _run_workers(procs, spec.study, store, display)
     final = study_status(st)
     display.finished(final, time.perf_counter() - t0)
     return final, ok
-
-
-def check_precisions(spec, device) -> None:
-    """Refuse (DeviceError, exit code 2), before anything is written, a `train.precision` of the
-    spec's cells (or of its search space) that this torch cannot train in on `device`."""
-    from ..runtime.device import check_precision
-    from ..spec.sweep_spec import CategoricalParam
-
-    precisions = {cfg.train.precision for cfg in spec.cells()}
-    space = spec.search.space.get("train.precision")
-    if isinstance(space, CategoricalParam):
-        precisions |= set(space.values())
-    for precision in sorted(precisions):
-        check_precision(precision, device)
 
 
 def _registered_in_main(spec) -> str:
@@ -179,16 +166,11 @@ def _registered_in_main(spec) -> str:
     return ""
 
 
-def _run_here(st, spec, data, store, device, threads, status, command, display: SweepDisplay) -> bool:
-    """One worker in this process."""
-    import torch
+def _run_here(opened, store, device, threads: int, command: str, display: SweepDisplay) -> bool:
+    """One worker in this process: it joins the study opened here."""
+    from .join import join_study
 
-    from .worker import run_worker
-
-    torch.set_num_threads(threads)
-    with display.worker_here(status.total, status.done) as reporter:
-        summary = run_worker(st, spec, data, store, device, reporter, command)
-    display.worker_done(summary)
+    summary = join_study(store, device, display, opened=opened, threads=threads, command=command)
     return not summary.crashed
 
 
