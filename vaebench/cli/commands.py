@@ -92,7 +92,6 @@ def run(
 ) -> None:
     """Run (or resume) the sweep SPEC.yaml: one Optuna trial per grid cell x seed (or per draw of a
     sampled search), on one or several worker processes."""
-    from ..runtime.device import check_device
     from ..sweep.run import run_sweep
     from .display import RunDisplay, unfinished_message
 
@@ -100,7 +99,6 @@ def run(
     set_lpips_weights(lpips_weights)
     load_plugin_options(plugin)
     try:
-        check_device(device, "--device")  # before anything is written
         final, ok = run_sweep(
             spec_path,
             study=study,
@@ -115,6 +113,7 @@ def run(
             plugins=plugin or [],
             display=RunDisplay(console, quiet),
             workers_per_gpu=workers_per_gpu,
+            device_option="--device",  # checked there, before anything is written
         )
     except VaebenchError as e:
         fail(e)

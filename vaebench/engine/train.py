@@ -19,7 +19,7 @@ from ..objectives.bounds import training_loss
 from ..objectives.likelihoods import build_likelihood
 from ..objectives.schedules import kl_weight
 from ..results.status import RunStatus
-from ..runtime.device import autocast, check_precision, resolve_device, tf32
+from ..runtime.device import autocast, resolve_device, tf32
 from ..runtime.seeding import seed_everything
 from ..spec.sweep_spec import RunConfig
 
@@ -81,9 +81,13 @@ def train(
     unscaled before clipping, steps with inf/NaN gradients skipped); the weights, Adam's state, the
     per-epoch test loss and everything after training stay float32. On CUDA, `cfg.train.tf32`
     allows TF32 for the float32 matmuls and convolutions of the training steps (not of the recorded
-    losses). A precision this torch cannot run on the device is a DeviceError before training."""
+    losses).
+
+    `device` (a string is resolved: `runtime.resolve_device`) and the precision on it are the
+    caller's to check, once, at its boundary (`runtime.check_device`, `runtime.check_precision`:
+    `vaebench run`, `vaebench worker`, `vaebench train`); a precision torch lacks on the device is
+    not refused here."""
     device = resolve_device(device)
-    check_precision(cfg.train.precision, device)
     with tf32(device, cfg.train.tf32) as tf32_on:
         result = _train(cfg, data, seed, device, on_epoch)
     result.tf32 = tf32_on

@@ -42,9 +42,15 @@ def run_sweep(
     plugins: Iterable[str] = (),
     display: Optional[SweepDisplay] = None,
     workers_per_gpu: Optional[int] = None,
+    device_option: str = "device=",
 ):
     """`run`, returning (final StudyStatus, whether every worker ended cleanly). `workers=0` creates
-    (or checks) the study and starts no worker. What happens is shown on `display` (default: nothing)."""
+    (or checks) the study and starts no worker. What happens is shown on `display` (default: nothing).
+
+    This is the boundary of a sweep on this machine: the device (named `device_option` in errors)
+    and the spec's training precisions on it are checked here, once, before anything is written,
+    and the checked device is what the worker in this process runs on (worker processes are their
+    own boundary: `vaebench worker`)."""
     from ..data import load_dataset
     from ..plugins import load_plugins
     from ..runtime.device import check_device
@@ -54,6 +60,7 @@ def run_sweep(
     display = display or NoDisplay()
     t0 = time.perf_counter()
     load_plugins(plugins, "plugins=")
+    dev = check_device(device, device_option)  # before anything is written
     spec_path = Path(spec) if isinstance(spec, (str, Path)) else None
     if spec_path is not None:
         spec = load_spec(spec_path)
@@ -63,7 +70,6 @@ def run_sweep(
         raise StudyError(f"run: expected a spec path, mapping or SweepSpec, got {type(spec).__name__}")
     if study:
         spec = parse_spec({**spec.model_dump(), "study": study}, f"--study {study}")
-    dev = check_device(device, "device=")  # before anything is written
     if dev.type != "cuda":  # on CUDA each worker checks before its first trial: no CUDA context in this process
         check_precisions(spec, dev)
     if workers_per_gpu is not None and (workers is not None or dev.type != "cuda"):
@@ -100,6 +106,8 @@ def run_sweep(
         """This machine's worker processes (none for a one-worker layout: it runs in this process)."""
         store.check_workers(layout.workers)
         if layout.workers == 1:
+            if dev.type == "cuda":  # the worker in this process: the CUDA context is this process's
+                check_precisions(spec, dev)
             return []
         # on a GPU layout each worker sees only its own GPU (CUDA_VISIBLE_DEVICES): its device is `cuda`
         argv = _worker_argv(

@@ -26,7 +26,6 @@ from ..engine.train import EpochCallback
 from ..metrics import METRICS
 from ..results.rows import has_row, read_row, write_row
 from ..results.status import RunStatus
-from ..runtime.device import resolve_device
 from ..spec.samplers import suggest
 from ..spec.sweep_spec import Run, SweepSpec, apply_params
 from .leases import ATTR_FAIL, Heartbeat, TrialStorage, recover_stale_trials
@@ -61,15 +60,16 @@ def run_worker(
     spec: SweepSpec,
     data: Dataset,
     store: StudyStore,
-    device: str | torch.device | None = None,
+    device: torch.device,
     reporter: Reporter | None = None,
     command: str = "",
 ) -> WorkerSummary:
-    """Claim and run trials until none is left. One trial's failure never stops the worker.
-    `command` (the invoking command line) is stored with each row as provenance."""
+    """Claim and run trials until none is left, on `device` (checked by the caller, with the spec's
+    precisions: join.py). One trial's failure never stops the worker. `command` (the invoking
+    command line) is stored with each row as provenance."""
     reporter = reporter or Reporter()
     summary = WorkerSummary()
-    setting = Setting(spec, data, resolve_device(device), store.results_root, command)
+    setting = Setting(spec, data, device, store.results_root, command)
     METRICS.names()  # import the metric modules now, not inside the first trial's evaluation
     while True:
         trial = claim_next(study, spec, store)
