@@ -76,18 +76,6 @@ def test_load_model_then_evaluate_reproduces_the_stored_row_exactly(finished):
     assert other["neg_elbo"] != out["neg_elbo"] and other["recon_mse"] == out["recon_mse"]
 
 
-def test_rows_without_a_config_column_rebuild_it_from_their_parameters(finished):
-    from vaebench.api import row_config
-    from vaebench.results.rows import read_row
-
-    results, _ = finished
-    run_id = vaebench.load_results("api", results=results)["run_id"].iloc[0]
-    row = read_row(results, "api", run_id)
-    legacy = {k: v for k, v in row.items() if k != "config"}
-    legacy["param.model.channels"] = float("nan")  # a column another family's rows gave this file
-    assert row_config(legacy) == row_config(row)
-
-
 def test_a_model_trained_in_your_own_loop_is_scored_and_joins_the_report(finished, tmp_path):
     from vaebench.data import load_dataset
     from vaebench.models.mlp import MLPVAE

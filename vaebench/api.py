@@ -80,22 +80,10 @@ def _find_row(run_id: str, results, study: Optional[str]) -> tuple[dict, str]:
 
 
 def row_config(row: dict):
-    """The RunConfig a results row was made with: its `config` column, or (rows written before that
-    column existed) its `param.*` columns, leaving out nulls (options of other families)."""
-    from .results.rows import PARAM_PREFIX
+    """The RunConfig a results row was made with (its `config` column)."""
     from .spec.sweep_spec import RunConfig
 
-    if row.get("config"):
-        return RunConfig.model_validate_json(row["config"])
-    sections: dict[str, dict] = {}
-    for key, value in row.items():
-        if key.startswith(PARAM_PREFIX) and value is not None and value == value:  # NaN != NaN
-            section, *path = key[len(PARAM_PREFIX) :].split(".")  # eval.<metric>.<option>: a metric's options
-            target = sections.setdefault(section, {})
-            for part in path[:-1]:
-                target = target.setdefault(part, {})
-            target[path[-1]] = value.tolist() if hasattr(value, "tolist") else value
-    return RunConfig.model_validate(sections)
+    return RunConfig.model_validate_json(row["config"])
 
 
 def load_model(run_id: str, results=None, *, study: Optional[str] = None, data_root=None, device: Optional[str] = None):

@@ -32,6 +32,7 @@ from ..results.status import RunStatus
 from ..runtime.files import remove_abandoned_temp_files
 from ..spec.samplers import build_pruner, build_sampler
 from ..spec.sweep_spec import SweepSpec, parse_spec
+from .eta import projected_seconds, time_left
 from .leases import ATTR_FAIL, ATTR_WORKER, claim_waiting, recover_stale_trials, worker_token
 from .storage import StudyStore
 from .trials import ATTR_ROW, ATTR_RUN_ID, encode_run, status_of
@@ -94,8 +95,6 @@ def open_study(spec: SweepSpec, store: StudyStore, dataset_checksum: Optional[st
                 f"results. Changed: {'; '.join(changes[:8]) or '(unknown)'}. Restore the spec, run it "
                 f"under a new name (--study NEW_NAME), or delete the study to start over."
             )
-        if study.metric_names is None:  # a study made before vaebench named its objectives
-            _name_objectives(study, spec)
         if dataset_checksum is not None:
             known = study.user_attrs.get(STUDY_CHECKSUM)
             if known is None:
@@ -226,12 +225,12 @@ class StudyStatus:
     @property
     def projected_trial_seconds(self) -> Optional[float]:
         """Before any trial has completed: a trial's training time projected from the epochs the
-        running trials have done (seconds so far x epochs per trial / epochs done, mean over the
-        running trials with at least one epoch); evaluation time is not in it. None without epochs."""
+        running trials have done (eta.projected_seconds, mean over the running trials with at least
+        one epoch); evaluation time is not in it. None without epochs."""
         projections = [
-            secs * self.epochs_per_trial / n
+            p
             for (_, _, _, secs), (n, _) in zip(self.running, self.running_epochs)
-            if n > 0 and self.epochs_per_trial
+            if (p := projected_seconds(secs, n, self.epochs_per_trial)) is not None
         ]
         return sum(projections) / len(projections) if projections else None
 
@@ -245,20 +244,12 @@ class StudyStatus:
 
     @property
     def eta_seconds(self) -> Optional[float]:
-        """Remaining runs x mean seconds per finished trial / parallel workers (at least one). Before
-        the first trial completes: the projected trial time (training only) for every run not
-        started, plus what is left of each running trial's projection, over the running workers."""
-        remaining = max(self.total - self.done, 0)
-        if remaining == 0:
-            return 0.0
-        workers = max(len(self.running), 1)
-        if self.mean_trial_seconds is not None:
-            return remaining * self.mean_trial_seconds / workers
-        per_trial = self.projected_trial_seconds
-        if per_trial is None:
-            return None
-        left_running = sum(max(per_trial - secs, 0.0) for (_, _, _, secs) in self.running)
-        return (max(remaining - len(self.running), 0) * per_trial + left_running) / workers
+        """Seconds left (eta.time_left): the runs not done, a trial taking the mean time of the
+        complete ones (before any has completed: the projected time), shared among the running
+        workers (at least one)."""
+        per_trial = self.mean_trial_seconds if self.mean_trial_seconds is not None else self.projected_trial_seconds
+        running = [secs for (_, _, _, secs) in self.running]
+        return time_left(max(self.total - self.done, 0), per_trial, running, len(self.running))
 
 
 def study_status(study: optuna.Study) -> StudyStatus:

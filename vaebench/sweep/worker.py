@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Optional
 
-import numpy as np
 import optuna
 import torch
 from optuna.exceptions import UpdateFinishedTrialError
@@ -24,7 +23,7 @@ from ..data import Dataset
 from ..engine.execute import Reporter, Setting, execute_run
 from ..engine.train import EpochCallback
 from ..metrics import METRICS
-from ..results.rows import has_row, read_row, write_row
+from ..results.rows import has_row, plain_json, read_row, write_row
 from ..results.status import RunStatus
 from ..spec.samplers import suggest
 from ..spec.sweep_spec import Run, SweepSpec, apply_params
@@ -105,7 +104,7 @@ def _run_trial(
             reporter.trial_start(trial.number, run_id, run.config, run.seed)
             row = execute_run(run, setting, reporter, trial.number, _epoch_check(trial, spec))
             write_row(store.results_root, spec.study, row)  # the row lands before the trial's final state
-        _finish(study, trial, row, spec)
+        tell_result(study, trial, row, spec)
         reporter.trial_end(row)
         summary.add(RunStatus(row["status"]), run_id)
     except KeyboardInterrupt:
@@ -166,8 +165,6 @@ def report_epoch(trial: optuna.Trial, record: dict) -> None:
     on every trial, pruner or not: Optuna's and optuna-dashboard's learning curves, and what
     `vaebench status` counts the epochs done by. `Trial.report` refuses multi-objective studies;
     there the value goes to the storage directly (no pruner reads it: pruning needs one objective)."""
-    if record.get("test_loss") is None:  # (a row's history from an older format)
-        return
     value, step = float(record["test_loss"]), int(record["epoch"])
     if len(trial.study.directions) == 1:
         trial.report(value, step)
@@ -191,17 +188,6 @@ def _epoch_check(trial: optuna.Trial, spec: SweepSpec) -> EpochCallback:
     return check
 
 
-def _jsonable(value: Any) -> Any:
-    """The row as plain JSON values (numpy scalars and arrays become floats, ints and lists)."""
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
 def scalar_attrs(row: dict) -> dict[str, float | int]:
     """The row's scalar numbers as short trial attributes, `m.<column>`: every declared scalar metric
     column (the values and the settings that qualify them, e.g. fid_samples) and the run's size and
@@ -213,7 +199,7 @@ def scalar_attrs(row: dict) -> dict[str, float | int]:
     names = [n for n, (_, c) in declared_columns().items() if c.dtype in ("float", "int")] + list(ROW_SCALARS)
     out: dict[str, float | int] = {}
     for name in names:
-        value = _jsonable(row.get(name))
+        value = plain_json(row.get(name))
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
         if isinstance(value, float) and not math.isfinite(value):
@@ -229,13 +215,13 @@ def _objective_values(row: dict, spec: SweepSpec) -> Optional[list[float]]:
     return [float(v) for v in values]
 
 
-def _finish(study: optuna.Study, trial: optuna.Trial, row: dict, spec: SweepSpec) -> None:
+def tell_result(study: optuna.Study, trial: optuna.Trial, row: dict, spec: SweepSpec) -> None:
     """Store the row in the trial, then set its final state (COMPLETE only with the row in place).
     The short `m.*` attributes go first: the row and the state are the last two writes, so a worker
     killed in between (on PostgreSQL each attribute is its own transaction) leaves the smallest window."""
     for key, value in scalar_attrs(row).items():
         trial.set_user_attr(key, value)
-    trial.set_user_attr(ATTR_ROW, _jsonable(row))
+    trial.set_user_attr(ATTR_ROW, plain_json(row))
     status = RunStatus(row["status"])
     if status is RunStatus.PRUNED:
         study.tell(trial, state=TrialState.PRUNED)
