@@ -53,7 +53,7 @@ def _adam(params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
 
 
 @torch.no_grad()
-def heldout_loss(model: VAE, likelihood, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> dict:
+def heldout_loss(model: VAE, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> dict:
     """Single-sample -ELBO (beta = 1, unweighted: comparable across runs) and its terms on held-out
     data `x` (the test split), nats per example: the history's `test_loss`, `test_recon`, `test_kl`."""
     model.eval()
@@ -98,8 +98,7 @@ def _train(
     cfg: RunConfig, data: Dataset, seed: int, device: torch.device, on_epoch: Optional[EpochCallback]
 ) -> TrainResult:
     seed_everything(seed)
-    likelihood = build_likelihood(cfg.objective)
-    model = build_model(cfg.model, data.shape, likelihood, data.num_classes)
+    model = build_model(cfg.model, data.shape, build_likelihood(cfg.objective), data.num_classes)
     model = model.to(device, memory_format=model.memory_format)
     opt = _adam(model.parameters(), cfg.train.lr, cfg.train.weight_decay)
     plateau = (
@@ -136,7 +135,7 @@ def _train(
             w = beta * kl_weight(cfg.schedule, step, steps_per_epoch, total_steps)
             # forward / backward
             with autocast(device, precision):  # fp32: no autocast
-                out = training_loss(cfg.objective, model, likelihood, x, y, w)
+                out = training_loss(cfg.objective, model, x, y, w)
             opt.zero_grad(set_to_none=True)
             (out.loss if scaler is None else scaler.scale(out.loss)).backward()
             if cfg.train.grad_clip is not None:
@@ -156,7 +155,7 @@ def _train(
         # once per epoch: read the sums, evaluate on the test split, check for divergence
         train_loss, train_recon, train_kl = (sums / n).tolist()
         with tf32(device, False):  # the recorded test loss in full float32, whatever the training precision
-            test = heldout_loss(model, likelihood, x_test, y_test, cfg.eval.batch_size)
+            test = heldout_loss(model, x_test, y_test, cfg.eval.batch_size)
         record = {
             "epoch": epoch,
             "kl_weight": weights / steps_per_epoch,
