@@ -39,6 +39,7 @@ from .options import (
 )
 from .progress import duration as _duration
 from .progress import print_status
+from .train import train as _train
 
 app = typer.Typer(add_completion=True, no_args_is_help=True, help="Benchmark and sweep harness for VAEs.")
 
@@ -172,6 +173,9 @@ def worker(
         fail(e)
     if summary.crashed:
         raise typer.Exit(1)
+
+
+app.command("train")(_train)  # one run in this process, no study: cli/train.py
 
 
 @app.command()

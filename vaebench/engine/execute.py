@@ -35,12 +35,13 @@ class Reporter:
 
 @dataclass(frozen=True)
 class Setting:
-    """What every run of one worker shares."""
+    """What every run of one worker shares. `results_root` None: the model and the figure arrays
+    are not saved (`vaebench train` without --results)."""
 
     spec: SweepSpec
     data: Dataset
     device: torch.device
-    results_root: Path
+    results_root: Optional[Path]
     command: str = ""
 
 
@@ -63,7 +64,8 @@ def execute_run(
         with tf32(setting.device, False):  # evaluation in full float32, whatever the training precision
             measured = evaluate(result.model, data, run.config, run.seed)
             eval_seconds = time.perf_counter() - t0
-            paths = save_trial_artifacts(result.model, data, run.seed, setting.results_root, spec.study, run_id)
+            if setting.results_root is not None:
+                paths = save_trial_artifacts(result.model, data, run.seed, setting.results_root, spec.study, run_id)
     return build_row(
         run_id=run_id,
         study=spec.study,
