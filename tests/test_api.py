@@ -76,18 +76,6 @@ def test_load_model_then_evaluate_reproduces_the_stored_row_exactly(finished):
     assert other["neg_elbo"] != out["neg_elbo"] and other["recon_mse"] == out["recon_mse"]
 
 
-def test_rows_without_a_config_column_rebuild_it_from_their_parameters(finished):
-    from vaebench.api import row_config
-    from vaebench.results.rows import read_row
-
-    results, _ = finished
-    run_id = vaebench.load_results("api", results=results)["run_id"].iloc[0]
-    row = read_row(results, "api", run_id)
-    legacy = {k: v for k, v in row.items() if k != "config"}
-    legacy["param.model.channels"] = float("nan")  # a column another family's rows gave this file
-    assert row_config(legacy) == row_config(row)
-
-
 def test_a_model_trained_in_your_own_loop_is_scored_and_joins_the_report(finished, tmp_path):
     from vaebench.data import load_dataset
     from vaebench.models.mlp import MLPVAE
@@ -175,3 +163,26 @@ def test_a_family_registered_in_a_notebook_runs_in_process_and_is_refused_for_wo
         assert status.complete == 1
     finally:
         MODELS.unregister("notebook_vae")
+
+
+def test_an_added_result_has_every_column_of_an_executed_run(finished, tmp_path):
+    import shutil
+
+    from vaebench.api import row_config
+    from vaebench.results.rows import read_row, runs_dir
+
+    results, _ = finished
+    shutil.copytree(runs_dir(results, "api"), runs_dir(tmp_path, "api"))  # this test's own copy of the study
+    executed = read_row(tmp_path, "api", sorted(p.stem for p in runs_dir(tmp_path, "api").glob("*.parquet"))[0])
+    out = {"neg_elbo": 90.0, "recon_mse": 0.05}
+    run_id = vaebench.add_result("api", out, "x", results=tmp_path, config=row_config(executed))
+    added = read_row(tmp_path, "api", run_id)
+    assert set(executed) - set(added) == set()
+    assert set(added) - set(executed) == {"provenance_note"}
+    assert list(added)[: len(executed)] == list(executed)  # the same columns in the same order
+    assert added["machine"] == executed["machine"] and added["machine"]  # this machine
+    assert added["precision"] is None and added["tf32"] is None  # trained elsewhere: unknown
+    assert (added["neg_elbo"], added["recon_mse"], added["fid"]) == (90.0, 0.05, None)
+    assert (
+        added["config"] == executed["config"] and added["param.model.hidden_dim"] == executed["param.model.hidden_dim"]
+    )

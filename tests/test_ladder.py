@@ -285,7 +285,7 @@ def trained_digits():
     seed_everything(0)  # what train() does first: the same initial weights
     initial = build_model(cfg.model, DIGITS.shape, Bernoulli())
     torch.manual_seed(1)
-    before = training.heldout_loss(initial, initial.likelihood, DIGITS.x_test, DIGITS.y_test, 500)["test_loss"]
+    before = training.heldout_loss(initial, DIGITS.x_test, DIGITS.y_test, 500)["test_loss"]
     res = train(cfg, DIGITS, seed=0, device="cpu")
     return cfg, res, before
 

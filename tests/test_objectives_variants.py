@@ -231,14 +231,14 @@ def test_elbo_loss_is_recon_plus_weighted_kl(kl_weight):
     torch.manual_seed(11)
     t = elbo_terms(model, lik, x, None)
     torch.manual_seed(11)
-    out = elbo_loss(cfg, model, lik, x, None, kl_weight)
+    out = elbo_loss(cfg, model, x, None, kl_weight)
     assert isinstance(out, LossOut)
     kl = _closed_form_kl(t.mu, t.logvar).sum(1).mean()
     assert out.loss.item() == pytest.approx((t.recon.mean() + kl_weight * kl).item(), rel=1e-5)
     assert torch.allclose(out.recon, t.recon) and torch.allclose(out.kl, t.kl)
     # and the same through the estimator registry
     torch.manual_seed(11)
-    assert training_loss(cfg, model, lik, x, None, kl_weight).loss.item() == pytest.approx(out.loss.item(), rel=1e-6)
+    assert training_loss(cfg, model, x, None, kl_weight).loss.item() == pytest.approx(out.loss.item(), rel=1e-6)
 
 
 def test_elbo_terms_recon_is_the_likelihood_at_the_reparameterized_sample():
@@ -265,14 +265,14 @@ def test_elbo_loss_mean_reduction_divides_recon_by_pixels():
     torch.manual_seed(3)
     t = elbo_terms(model, lik, x, None)
     torch.manual_seed(3)
-    out = elbo_loss(cfg_mean, model, lik, x, None, 0.5)
+    out = elbo_loss(cfg_mean, model, x, None, 0.5)
     kl = _closed_form_kl(t.mu, t.logvar).sum(1).mean()
     expected = (t.recon / N_PIX).mean() + 0.5 * kl
     assert out.loss.item() == pytest.approx(expected.item(), rel=1e-5)
     # the reported recon stays in nats per example, not per pixel
     assert torch.allclose(out.recon, t.recon)
     torch.manual_seed(3)
-    out_sum = elbo_loss(cfg_sum, model, lik, x, None, 0.5)
+    out_sum = elbo_loss(cfg_sum, model, x, None, 0.5)
     assert out_sum.loss.item() == pytest.approx((t.recon.mean() + 0.5 * kl).item(), rel=1e-5)
     assert out_sum.loss.item() > out.loss.item()
 
@@ -293,7 +293,7 @@ def test_elbo_loss_free_bits_clamps_the_loss_but_reports_raw_terms(mode):
     else:
         clamped = raw_kl.mean(0).clamp(min=lam).sum()
     torch.manual_seed(7)
-    out = elbo_loss(cfg, model, lik, x, None, 0.8)
+    out = elbo_loss(cfg, model, x, None, 0.8)
     assert out.loss.item() == pytest.approx((t.recon.mean() + 0.8 * clamped).item(), rel=1e-5)
     # bookkeeping: raw, unclamped and unweighted
     assert out.kl.shape == (4, 3)
@@ -410,7 +410,7 @@ def test_iwae_loss_value_and_gradient():
         log_w = log_px + Normal(0.0, 1.0).log_prob(z).sum(-1) - Normal(mu, torch.exp(0.5 * logvar)).log_prob(z).sum(-1)
         expected = -(torch.logsumexp(log_w, 0) - math.log(5)).mean()
     torch.manual_seed(4)
-    out = iwae_loss(cfg, model, lik, x, None, 1.0)
+    out = iwae_loss(cfg, model, x, None, 1.0)
     assert out.loss.requires_grad
     assert out.loss.item() == pytest.approx(expected.item(), rel=1e-5)
     with torch.no_grad():  # bookkeeping: the model's one-sample ELBO terms, drawn after the k samples
@@ -427,7 +427,7 @@ def test_iwae_loss_value_and_gradient():
     assert any(g.abs().sum() > 0 for g in grads)
     # dispatched by the estimator registry
     torch.manual_seed(4)
-    assert training_loss(cfg, model, lik, x, None, 1.0).loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert training_loss(cfg, model, x, None, 1.0).loss.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
 def test_iwae_k1_loss_equals_elbo_with_mc_kl_not_closed_form():
@@ -436,7 +436,7 @@ def test_iwae_k1_loss_equals_elbo_with_mc_kl_not_closed_form():
     model = _tiny_model(lik)
     x = _data(3)
     torch.manual_seed(9)
-    out = iwae_loss(cfg, model, lik, x, None, 1.0)
+    out = iwae_loss(cfg, model, x, None, 1.0)
     with torch.no_grad():
         mu, logvar = model.encode(x)
         torch.manual_seed(9)

@@ -1,6 +1,7 @@
 """train.precision (fp32 | bf16 | fp16) and train.tf32, on the CPU: bf16 trains like fp32 on digits;
-fp16 is refused off CUDA (its loss-scaled loop is still exercised through `_train`); the recorded
-losses and evaluation stay float32; precision is part of the run identity; rows record it."""
+fp16 is refused off CUDA, once, where a sweep starts (its loss-scaled loop is still exercised
+through `_train`); the recorded losses and evaluation stay float32; precision is part of the run
+identity; rows record it."""
 
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ def test_bf16_trains_like_fp32_on_cpu(model):
 
 def test_fp16_is_refused_off_cuda():
     with pytest.raises(DeviceError, match="train.precision fp16 is for CUDA GPUs") as e:
-        train(cfg("fp16"), DIGITS, seed=0, device="cpu")
+        check_precision("fp16", CPU)
     assert e.value.exit_code == 2
     check_precision("bf16", CPU)  # bf16 and fp32 are accepted on CPU
     check_precision("fp32", CPU)
@@ -126,3 +127,26 @@ def test_rows_record_the_precision(tmp_path):
     row = api.load_results("prec", tmp_path).iloc[0]
     assert row["status"] == "ok" and row["param.train.precision"] == "bf16" and row["precision"] == "bf16"
     assert bool(row["param.train.tf32"]) is True and bool(row["tf32"]) is False  # asked for; not on a CPU
+
+
+def test_the_device_and_the_precisions_are_checked_once_where_the_sweep_starts(tmp_path, write_spec, monkeypatch):
+    from vaebench.runtime import device as device_mod
+
+    devices, precisions = [], []
+    real_device, real_precision = device_mod.check_device, device_mod.check_precision
+
+    def check_device(device=None, option="--device"):
+        devices.append((device, option))
+        return real_device(device, option)
+
+    def check_precision(precision, device, where="train.precision"):
+        precisions.append(precision)
+        return real_precision(precision, device, where)
+
+    monkeypatch.setattr(device_mod, "check_device", check_device)
+    monkeypatch.setattr(device_mod, "check_precision", check_precision)
+    spec = write_spec({**SPEC, "grid": {"train.precision": ["fp32", "bf16"]}})
+    out = runner.invoke(app, ["run", str(spec), "--device", "cpu", "--results", str(tmp_path / "results")])
+    assert out.exit_code == 0, out.output
+    assert devices == [("cpu", "--device")]  # the command's boundary, naming its option
+    assert precisions == ["bf16", "fp32"]  # each of the spec's precisions, once, not again per run

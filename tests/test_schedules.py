@@ -311,9 +311,9 @@ def test_train_history_kl_weight_follows_linear_warmup(synthetic, monkeypatch, o
     seen = []
     real = train_mod.training_loss
 
-    def spy(obj_cfg, model, likelihood, x, y, w):
+    def spy(obj_cfg, model, x, y, w):
         seen.append(w)
-        return real(obj_cfg, model, likelihood, x, y, w)
+        return real(obj_cfg, model, x, y, w)
 
     monkeypatch.setattr(train_mod, "training_loss", spy)
     result = train_mod.train(cfg, synthetic, seed=0, device="cpu")

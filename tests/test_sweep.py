@@ -15,8 +15,10 @@ from tests.conftest import REPO, TINY_SPEC
 from vaebench.cli.commands import app
 from vaebench.results.rows import load_results, read_row, row_path, write_row
 from vaebench.spec.sweep_spec import load_spec
+from vaebench.sweep.leases import ATTR_WORKER
 from vaebench.sweep.storage import StudyStore
-from vaebench.sweep.study import ATTR_WORKER, open_study
+from vaebench.sweep.study import open_study
+from vaebench.sweep.trials import encode_run
 
 runner = CliRunner()
 
@@ -101,52 +103,6 @@ def test_resume_adds_no_trials_and_keeps_rows(tmp_path, write_spec):
     assert again["created_at"].tolist() == first["created_at"].tolist()  # not re-run
 
 
-def test_a_study_made_when_the_seed_was_a_param_resumes(tmp_path, write_spec):
-    """Studies made before the seed left the params (enqueued with {grid values, seed}, no metric
-    names) resume: their waiting trials are claimed, a dead worker's trial is retried with its old
-    params, every run is run once (runs are identified by the run id attribute, not the params)."""
-    from vaebench.sweep.study import STUDY_FINGERPRINT, STUDY_SPEC
-
-    results, path = tmp_path / "results", write_spec(TINY_SPEC)
-    spec = load_spec(path)
-    store = StudyStore(None, results, spec.study)
-    old = optuna.create_study(study_name="tiny", storage=store.open(), directions=spec.search.directions)
-    old.set_user_attr(STUDY_SPEC, spec.model_dump(mode="json", exclude={"description"}))
-    old.set_user_attr(STUDY_FINGERPRINT, spec.fingerprint())
-    for run in spec.runs():  # the old enqueue: the seed among the params
-        old.enqueue_trial(
-            params={**run.labels, "seed": run.seed},
-            user_attrs={
-                "run_id": run.run_id,
-                "config": run.config.model_dump(mode="json"),
-                "seed": run.seed,
-                "labels": run.labels,
-                "cell_index": run.cell_index,
-            },
-        )
-    # an old worker claimed trial 0, asked for its params (the seed too) and died
-    trial = optuna.Trial(old, old._storage.get_trial_id_from_study_id_trial_number(old._study_id, 0))
-    old._storage.set_trial_state_values(trial._trial_id, TrialState.RUNNING)
-    trial.suggest_categorical("objective.beta", [0.5, 2.0])
-    trial.suggest_categorical("seed", [0, 1])
-    old._storage.set_trial_user_attr(trial._trial_id, ATTR_WORKER, _dead_worker_token())
-    assert old.metric_names is None
-
-    r = vaebench("run", str(path), "-q", results=results)
-    assert r.exit_code == 0, r.output
-    trials = _trials(results, "tiny")
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    assert sorted(t.user_attrs["run_id"] for t in complete) == sorted(run.run_id for run in spec.runs())
-    assert len(trials) == 5 and [t.state for t in trials].count(TrialState.FAIL) == 1  # no new enqueue
-    retry = next(t for t in complete if t.system_attrs.get("failed_trial") == 0)
-    assert set(retry.params) == {"objective.beta", "seed"}  # inherited from the old trial: harmless
-    assert all(set(t.params) == {"objective.beta"} for t in complete if t is not retry)
-    assert study_of(results, "tiny").metric_names == ["neg_elbo"]  # named on resume
-    assert len(load_results(results, "tiny")) == 4
-    r = vaebench("run", str(path), "-q", results=results)
-    assert r.exit_code == 0 and "4 already done" in r.output and len(_trials(results, "tiny")) == 5
-
-
 def test_changed_spec_is_refused_unless_renamed(tmp_path, write_spec):
     results = tmp_path / "results"
     assert vaebench("run", str(write_spec(TINY_SPEC)), "-q", results=results).exit_code == 0
@@ -206,6 +162,9 @@ def test_diverging_run_is_recorded_and_the_sweep_goes_on(tmp_path, write_spec):
     results, reports = tmp_path / "results", tmp_path / "reports"
     r = vaebench("run", str(write_spec(spec)), "-q", results=results)
     assert r.exit_code == 0, r.output
+    # one word for the state, from the row to the counts: failed (its training diverged)
+    assert "1 complete, 0 pruned, 1 failed (diverged), 0 crashed" in r.output
+    assert "2/2 done — 1 complete, 0 pruned, 1 failed (diverged); 0 running, 0 waiting, 0 crashed/stale" in r.output
     df = load_results(results, "tiny").set_index("param.train.lr")
     assert df.loc[1e6, "status"] == "failed" and "non-finite" in df.loc[1e6, "reason"]
     assert pd.isna(df.loc[1e6, "neg_elbo"])
@@ -258,10 +217,7 @@ def test_a_row_written_before_a_crash_is_kept_not_retrained(tmp_path, write_spec
     study = optuna.load_study(study_name="tiny", storage=StudyStore(None, results, "tiny").open())
     storage = study._storage
     sid = storage.get_study_id_from_name("tiny")
-    study.enqueue_trial(
-        params={"objective.beta": 0.5, "seed": 0},
-        user_attrs={"run_id": run_id, "config": spec.runs()[0].config.model_dump(mode="json"), "seed": 0},
-    )
+    study.enqueue_trial(params=dict(spec.runs()[0].labels), user_attrs=encode_run(spec.runs()[0]))
     tid = storage.get_trial_id_from_study_id_trial_number(sid, 4)
     storage.set_trial_state_values(tid, TrialState.RUNNING)
     storage.set_trial_user_attr(tid, ATTR_WORKER, _dead_worker_token())

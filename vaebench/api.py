@@ -24,17 +24,33 @@ from .sweep.launch import COMMAND_ENV  # noqa: F401  (re-exported: the worker pr
 from .sweep.run import WAIT_FOR_STUDY_SECONDS, run_sweep  # noqa: F401  (re-exported: what `run` and `vaebench run` call)
 
 
-def run(spec, *, workers: Optional[int] = None, results=None, storage: Optional[str] = None, **options):
+def run(
+    spec,
+    *,
+    workers: Optional[int] = None,
+    results=None,
+    storage: Optional[str] = None,
+    quiet: bool = True,
+    console=None,
+    **options,
+):
     """Run (or resume) a sweep: `spec` is a YAML path, a mapping or a `SweepSpec`. One Optuna trial
     per grid cell x seed (or per draw of a sampled search), on `workers` processes (default: one
     1-thread worker per core on CPU; on CUDA `workers_per_gpu` (1) per visible GPU, each seeing
     only its own; 0: create the study and start none). Other keywords as the command's options:
-    study, threads, workers_per_gpu, heartbeat, data_root, device, download, plugins, quiet
-    (default True).
+    study, threads, workers_per_gpu, heartbeat, data_root, device, download, plugins. `quiet`
+    (default True) shows nothing; else what `vaebench run` shows, on `console` (a rich Console;
+    default: standard error).
 
     Returns the study's `StudyStatus` (`status.done == status.total` when every run is finished).
     Bad input raises a `VaebenchError` subclass (nothing is written)."""
-    status, _ = run_sweep(spec, workers=workers, results=results, storage=storage, **options)
+    from rich.console import Console
+
+    from .cli.display import RunDisplay
+
+    console = console or Console(stderr=True, soft_wrap=True, quiet=quiet)
+    display = RunDisplay(console, quiet)
+    status, _ = run_sweep(spec, workers=workers, results=results, storage=storage, display=display, **options)
     return status
 
 
@@ -64,22 +80,10 @@ def _find_row(run_id: str, results, study: Optional[str]) -> tuple[dict, str]:
 
 
 def row_config(row: dict):
-    """The RunConfig a results row was made with: its `config` column, or (rows written before that
-    column existed) its `param.*` columns, leaving out nulls (options of other families)."""
-    from .results.rows import PARAM_PREFIX
+    """The RunConfig a results row was made with (its `config` column)."""
     from .spec.sweep_spec import RunConfig
 
-    if row.get("config"):
-        return RunConfig.model_validate_json(row["config"])
-    sections: dict[str, dict] = {}
-    for key, value in row.items():
-        if key.startswith(PARAM_PREFIX) and value is not None and value == value:  # NaN != NaN
-            section, *path = key[len(PARAM_PREFIX) :].split(".")  # eval.<metric>.<option>: a metric's options
-            target = sections.setdefault(section, {})
-            for part in path[:-1]:
-                target = target.setdefault(part, {})
-            target[path[-1]] = value.tolist() if hasattr(value, "tolist") else value
-    return RunConfig.model_validate(sections)
+    return RunConfig.model_validate_json(row["config"])
 
 
 def load_model(run_id: str, results=None, *, study: Optional[str] = None, data_root=None, device: Optional[str] = None):
@@ -163,16 +167,13 @@ def add_result(
     becomes the variant "<label> (external)", and the report lists it with `note` as its provenance.
     `metrics` is what `evaluate` returned; `config` (a RunConfig) and `model` fill the parameter
     and parameter-count columns when given. Returns the new row's run id ("ext-...")."""
-    import datetime as _dt
     import hashlib
-    import platform
-    import socket
 
-    from ._version import __version__
-    from .plugins import loaded_plugins
     from .reporting.render import EXTERNAL_COMMAND
+    from .results.build import build_row, utc_now
     from .results.rows import load_results as _load
-    from .results.rows import param_columns, write_row
+    from .results.rows import write_row
+    from .results.status import RunStatus
 
     root = resolve_results_root(results)
     rows = _load(root, study)
@@ -184,48 +185,37 @@ def add_result(
             f"add_result: study {study!r} varies {grid_keys}, not named variants; an outside result "
             "joins a study whose grid is `variant: [...]` (it becomes one more variant)"
         )
-    created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    created = utc_now()
     run_id = EXTERNAL_PREFIX + hashlib.sha256(f"{study}|{label}|{seed}|{created}".encode()).hexdigest()[:8]
-    import optuna
-    import torch
-
-    row = {
-        "run_id": run_id,
-        "study": study,
-        "seed": int(seed),
-        "status": "ok",
-        "reason": None,
-        "variant": f"{label} (external)",
-        "cell_index": int(rows["cell_index"].max()) + 1,
-        "trial_number": -1,
-        **(param_columns(config) if config is not None else {}),
-        "config": config.model_dump_json() if config is not None else None,
-        "grid_keys": grid_keys,
-        "sampler": None,
-        "objective_metrics": [],
-        "objective_directions": [],
-        "n_params": sum(p.numel() for p in model.parameters() if p.requires_grad) if model is not None else None,
-        "epochs_completed": None,
-        "train_seconds": None,
-        "eval_seconds": None,
-        "model_path": None,
-        "artifacts_path": None,
-        "history": [],
-        **{k: v for k, v in metrics.items()},
-        "command": EXTERNAL_COMMAND,
-        "provenance_note": note or "added with vaebench.add_result",
-        "vaebench_version": __version__,
-        "torch_version": torch.__version__,
-        "optuna_version": optuna.__version__,
-        "python_version": platform.python_version(),
-        "device": None,
-        "torch_threads": None,
-        "hostname": socket.gethostname(),
-        "dataset": rows["dataset"].iloc[0] if config is None else config.dataset.name,
-        "dataset_checksum": None,
-        "spec_fingerprint": None,
-        "created_at": created,
-        "plugins": loaded_plugins(),
-    }
+    row = build_row(
+        run_id=run_id,
+        study=study,
+        seed=seed,
+        status=RunStatus.OK,
+        reason=None,
+        variant=f"{label} (external)",
+        cell_index=int(rows["cell_index"].max()) + 1,
+        trial_number=-1,
+        config=config,
+        grid_keys=grid_keys,
+        sampler=None,
+        objective_metrics=[],
+        objective_directions=[],
+        n_params=sum(p.numel() for p in model.parameters() if p.requires_grad) if model is not None else None,
+        epochs_completed=None,
+        train_seconds=None,
+        eval_seconds=None,
+        metrics=metrics,
+        history=[],
+        precision=None,  # trained in the caller's own loop: unknown
+        tf32=None,
+        command=EXTERNAL_COMMAND,
+        device=None,
+        dataset=rows["dataset"].iloc[0] if config is None else config.dataset.name,
+        dataset_checksum=None,
+        spec_fingerprint=None,
+        created_at=created,
+        note=note or "added with vaebench.add_result",
+    )
     write_row(root, study, row)
     return run_id

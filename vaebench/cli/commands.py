@@ -11,14 +11,12 @@ from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.progress import Progress
 from rich.table import Table
 
 from ..errors import StudyError, VaebenchError
 from ..reporting.formats import REPORT_FORMATS
 from ..results.rows import EXPORT_FORMATS, grid_column
-from ..runtime.device import CUDA_VISIBLE_ENV
-from ..sweep.launch import COMMAND_ENV, WORKER_LABEL_ENV, WORKERS_ENV
+from ..sweep.launch import COMMAND_ENV, WORKERS_ENV
 from ..sweep.storage import open_store as _store
 from .options import (
     DataRoot,
@@ -39,8 +37,9 @@ from .options import (
     set_inception_weights,
     set_lpips_weights,
 )
-from .progress import RichReporter, print_status
 from .progress import duration as _duration
+from .progress import print_status
+from .train import train as _train
 
 app = typer.Typer(add_completion=True, no_args_is_help=True, help="Benchmark and sweep harness for VAEs.")
 
@@ -94,14 +93,13 @@ def run(
 ) -> None:
     """Run (or resume) the sweep SPEC.yaml: one Optuna trial per grid cell x seed (or per draw of a
     sampled search), on one or several worker processes."""
-    from ..runtime.device import check_device
-    from ..sweep.run import run_sweep, unfinished_message
+    from ..sweep.run import run_sweep
+    from .display import RunDisplay, unfinished_message
 
     set_inception_weights(inception_weights)
     set_lpips_weights(lpips_weights)
     load_plugin_options(plugin)
     try:
-        check_device(device, "--device")  # before anything is written
         final, ok = run_sweep(
             spec_path,
             study=study,
@@ -114,9 +112,9 @@ def run(
             device=device,
             download=download,
             plugins=plugin or [],
-            quiet=quiet,
-            console=console,
+            display=RunDisplay(console, quiet),
             workers_per_gpu=workers_per_gpu,
+            device_option="--device",  # checked there, before anything is written
         )
     except VaebenchError as e:
         fail(e)
@@ -150,52 +148,34 @@ def worker(
     ),
 ) -> None:
     """Join an existing study (from this or any machine) and run its trials until none is left."""
-    import torch
-
-    from ..data import load_dataset
     from ..runtime.device import check_device
-    from ..sweep.run import check_precisions
-    from ..sweep.study import open_study, wait_for_study
-    from ..sweep.worker import run_worker
+    from ..sweep.join import join_study
+    from .display import WorkerDisplay
 
     set_inception_weights(inception_weights)
     set_lpips_weights(lpips_weights)
     load_plugin_options(plugin)
-    if threads:
-        torch.set_num_threads(threads)
+    command = os.environ.get(COMMAND_ENV) or f"vaebench worker --study {study}" + (" --storage URL" if storage else "")
     try:
         dev = check_device(device, "--device")  # before anything is written
         store = _store(storage, results, study, heartbeat)
-        spec = wait_for_study(store, wait_seconds)
-        check_precisions(spec, dev)
-        data = load_dataset(spec.dataset, data_root, download=download)
-        st = open_study(spec, store, data.checksum)
+        summary = join_study(
+            store,
+            dev,
+            WorkerDisplay(console),
+            threads=threads,
+            data_root=data_root,
+            download=download,
+            wait_seconds=wait_seconds,
+            command=command,
+        )
     except VaebenchError as e:
         fail(e)
-    label = os.environ.get(WORKER_LABEL_ENV, "")
-    gpu = (
-        f" ({CUDA_VISIBLE_ENV}={os.environ[CUDA_VISIBLE_ENV]})"
-        if dev.type == "cuda" and CUDA_VISIBLE_ENV in os.environ
-        else ""
-    )
-    console.print(
-        f"worker {label} pid {os.getpid()} on study {study} ({store.describe()}), "
-        f"{torch.get_num_threads()} torch thread(s), device {dev}{gpu}",
-        highlight=False,
-    )
-    with Progress(console=console, disable=True) as progress:
-        command = os.environ.get(COMMAND_ENV) or f"vaebench worker --study {study}" + (
-            " --storage URL" if storage else ""
-        )
-        summary = run_worker(st, spec, data, store, device, RichReporter(progress, 0, 0), command)
-    console.print(
-        f"worker done: {len(summary.finished)} finished, {len(summary.pruned)} pruned, "
-        f"{len(summary.failed)} diverged, {len(summary.errors)} error(s)"
-    )
-    for err in summary.errors:
-        console.print(f"error in run {err}", highlight=False)
-    if summary.errors:
+    if summary.crashed:
         raise typer.Exit(1)
+
+
+app.command("train")(_train)  # one run in this process, no study: cli/train.py
 
 
 @app.command()
@@ -205,7 +185,7 @@ def status(
     results: Optional[Path] = ResultsRoot,
     plugin: Optional[list[str]] = Plugins,
 ) -> None:
-    """Show a study's progress: done, running, failed, pruned, waiting, and the time left."""
+    """Show a study's progress: complete, pruned, failed, crashed, running, waiting, and the time left."""
     from ..sweep.storage import study_names
     from ..sweep.study import STUDY_SPEC, study_status
 
@@ -233,8 +213,8 @@ def status(
                 console.print(
                     f"  running: trial {number} run {run_id} on {worker_id} for {_duration(secs)}{at}", highlight=False
                 )
-            for number, reason in info.failures:
-                console.print(f"  failed: trial {number}: {reason}", highlight=False)
+            for number, reason in info.crashes:
+                console.print(f"  crashed: trial {number}: {reason}", highlight=False)
     except VaebenchError as e:
         fail(e)
 

@@ -24,6 +24,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.text import Text
 
 from ..results.rows import grid_column
+from ..results.status import RunStatus
+from ..sweep.eta import projected_seconds, time_left
 
 
 def duration(seconds: float) -> str:
@@ -58,9 +60,10 @@ def sweep_progress(console, disable: bool) -> Progress:
 
 
 class RunClock:
-    """Time left of one worker's runs: runs left x its mean trial time (trials it trained, from
-    start to end); before its first trial ends, the current trial's epochs so far projected to its
-    epochs (training only: the evaluation is not known yet)."""
+    """Time left of one worker's runs: its mean trial time (trials it trained, from start to end),
+    or before its first trial ends, the current trial's epochs so far projected to its epochs
+    (training only: the evaluation is not known yet); what is left of the current trial plus that
+    for each run after it."""
 
     def __init__(self) -> None:
         self.trial_seconds: list[float] = []
@@ -80,20 +83,14 @@ class RunClock:
         self.started = None
 
     def eta(self, runs_left: int) -> Optional[float]:
-        """Seconds left for `runs_left` runs (the running one included), or None while unknown."""
-        if runs_left <= 0:
-            return 0.0
-        running = self.started is not None
-        elapsed = time.monotonic() - self.started if running else 0.0
+        """Seconds left for `runs_left` runs (the running one included), or None while unknown
+        (sweep/eta.py: the model the storage's view of a study uses too)."""
+        running = [time.monotonic() - self.started] if self.started is not None else []
         if self.trial_seconds:
             per_trial = sum(self.trial_seconds) / len(self.trial_seconds)
-        elif running and self.done and self.epochs:
-            per_trial = elapsed * self.epochs / self.done
         else:
-            return None
-        if not running:
-            return runs_left * per_trial
-        return max(per_trial - elapsed, 0.0) + (runs_left - 1) * per_trial
+            per_trial = projected_seconds(running[0], self.done, self.epochs) if running else None
+        return time_left(runs_left, per_trial, running)
 
 
 class RichReporter:
@@ -132,7 +129,7 @@ class RichReporter:
         cell = " ".join(f"{k}={row[grid_column(k)]}" for k in row["grid_keys"])
         count = f"[{done}/{total}] " if total else ""
         head = f"{count}trial {row.get('trial_number', '?')} run {row['run_id']} {cell} seed {row['seed']}:"
-        if row["status"] == "ok":
+        if row["status"] == RunStatus.OK:
             self.p.console.print(
                 f"{head} -ELBO {row['neg_elbo']:.2f} nats, KL {row['kl']:.2f}, recon MSE {row['recon_mse']:.4f}; "
                 f"train {row['train_seconds']:.0f} s, eval {row['eval_seconds']:.1f} s",
@@ -150,8 +147,8 @@ def print_status(st, console) -> None:
         eta_text += " (from the epochs done so far, training only: no trial has completed yet)"
     console.print(
         f"study [bold]{st.study}[/] ({st.sampler}): {st.done}/{st.total} done — {st.complete} complete, "
-        f"{st.pruned} pruned, {st.diverged} diverged; {len(st.running)} running, {st.waiting} waiting, "
-        f"{st.failed} crashed/stale (retried); time left ≈ {eta_text}",
+        f"{st.pruned} pruned, {st.failed} failed (diverged); {len(st.running)} running, {st.waiting} waiting, "
+        f"{st.crashed} crashed/stale (retried); time left ≈ {eta_text}",
         highlight=False,
     )
 

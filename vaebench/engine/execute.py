@@ -5,25 +5,20 @@ results row (with its provenance). Knows nothing of Optuna: the worker loop (wor
 
 from __future__ import annotations
 
-import datetime as _dt
-import platform
-import socket
 import time
 from dataclasses import dataclass
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
 
-from .._version import __version__
 from ..data import Dataset
-from ..metrics import METRICS, evaluate
+from ..metrics import evaluate
 from ..models import count_parameters
-from ..plugins import loaded_plugins
 from ..results.artifacts import save_trial_artifacts
-from ..results.rows import metric_types, param_columns
-from ..runtime.device import machine_description, tf32
+from ..results.build import build_row
+from ..results.status import RunStatus
+from ..runtime.device import tf32
 from ..spec.sweep_spec import Run, RunConfig, SweepSpec
 from .train import EpochCallback, train
 
@@ -40,38 +35,20 @@ class Reporter:
 
 @dataclass(frozen=True)
 class Setting:
-    """What every run of one worker shares."""
+    """What every run of one worker shares. `results_root` None: the model and the figure arrays
+    are not saved (`vaebench train` without --results)."""
 
     spec: SweepSpec
     data: Dataset
     device: torch.device
-    results_root: Path
+    results_root: Optional[Path]
     command: str = ""
-
-
-def _provenance(device: torch.device, data: Dataset, spec_fingerprint: str, command: str) -> dict[str, Any]:
-    return {
-        "command": command,
-        "vaebench_version": __version__,
-        "torch_version": torch.__version__,
-        "optuna_version": version("optuna"),
-        "python_version": platform.python_version(),
-        "device": str(device),
-        "torch_threads": torch.get_num_threads(),
-        "hostname": socket.gethostname(),
-        "machine": machine_description(device),
-        "dataset": data.name,
-        "dataset_checksum": data.checksum,
-        "spec_fingerprint": spec_fingerprint,
-        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "plugins": loaded_plugins(),
-    }
 
 
 def execute_run(
     run: Run, setting: Setting, reporter: Reporter, trial_number: int = -1, stop_check: Optional[EpochCallback] = None
 ) -> dict[str, Any]:
-    """Train and evaluate one run; return its results row (status 'ok', 'failed' or 'pruned').
+    """Train and evaluate one run; return its results row (status ok, failed or pruned: RunStatus).
     `stop_check` is asked after every epoch (after the reporter) whether to stop training."""
     spec, data, run_id = setting.spec, setting.data, run.run_id
 
@@ -80,39 +57,41 @@ def execute_run(
         return stop_check(record) if stop_check is not None else None
 
     result = train(run.config, data, run.seed, setting.device, on_epoch=on_epoch)
-    metrics: dict[str, Any] = {k: None for k in metric_types()}
-    metrics.update({f"eval_seconds_{n}": None for n in METRICS.names()})
+    measured: dict[str, Any] = {}
     eval_seconds, paths = None, {"model_path": None, "artifacts_path": None}
-    if result.status == "ok":
+    if result.status is RunStatus.OK:
         t0 = time.perf_counter()
         with tf32(setting.device, False):  # evaluation in full float32, whatever the training precision
-            metrics.update(evaluate(result.model, data, run.config, run.seed))
+            measured = evaluate(result.model, data, run.config, run.seed)
             eval_seconds = time.perf_counter() - t0
-            paths = save_trial_artifacts(result.model, data, run.seed, setting.results_root, spec.study, run_id)
-    status = {"ok": "ok", "stopped": "pruned"}.get(result.status, "failed")
-    return {
-        "run_id": run_id,
-        "study": spec.study,
-        "seed": run.seed,
-        "status": status,
-        "reason": result.reason,
-        "variant": run.variant,
-        "cell_index": run.cell_index,
-        "trial_number": trial_number,
-        **param_columns(run.config),
-        "config": run.config.model_dump_json(),
-        "grid_keys": list(spec.search.space) if spec.search.sampled else list(spec.grid),
-        "sampler": spec.search.sampler,
-        "objective_metrics": spec.search.metrics,
-        "objective_directions": spec.search.directions,
-        "n_params": count_parameters(result.model),
-        "epochs_completed": len(result.history),
-        "train_seconds": result.seconds,
-        "eval_seconds": eval_seconds,
+            if setting.results_root is not None:
+                paths = save_trial_artifacts(result.model, data, run.seed, setting.results_root, spec.study, run_id)
+    return build_row(
+        run_id=run_id,
+        study=spec.study,
+        seed=run.seed,
+        status=result.status,
+        reason=result.reason,
+        variant=run.variant,
+        cell_index=run.cell_index,
+        trial_number=trial_number,
+        config=run.config,
+        grid_keys=list(spec.search.space) if spec.search.sampled else list(spec.grid),
+        sampler=spec.search.sampler,
+        objective_metrics=spec.search.metrics,
+        objective_directions=spec.search.directions,
+        n_params=count_parameters(result.model),
+        epochs_completed=len(result.history),
+        train_seconds=result.seconds,
+        eval_seconds=eval_seconds,
         **paths,
-        **metrics,
-        "history": result.history,
-        "precision": result.precision,
-        "tf32": result.tf32,
-        **_provenance(setting.device, data, spec.fingerprint(), setting.command),
-    }
+        metrics=measured,
+        history=result.history,
+        precision=result.precision,
+        tf32=result.tf32,
+        command=setting.command,
+        device=setting.device,
+        dataset=data.name,
+        dataset_checksum=data.checksum,
+        spec_fingerprint=spec.fingerprint(),
+    )

@@ -18,12 +18,13 @@ from ..models import VAE, build_model
 from ..objectives.bounds import training_loss
 from ..objectives.likelihoods import build_likelihood
 from ..objectives.schedules import kl_weight
-from ..runtime.device import autocast, check_precision, resolve_device, tf32
+from ..results.status import RunStatus
+from ..runtime.device import autocast, resolve_device, tf32
 from ..runtime.seeding import seed_everything
 from ..spec.sweep_spec import RunConfig
 
 # Called after every epoch with its history record; a non-empty string it returns stops training
-# (status 'stopped', the string as the reason): how a pruner stops a trial without the loop knowing
+# (status pruned, the string as the reason): how a pruner stops a trial without the loop knowing
 # (worker.py's callback reports the epoch to the Optuna trial and asks its pruner).
 EpochCallback = Callable[[dict], Optional[str]]
 
@@ -34,7 +35,7 @@ from ..results.fields import HISTORY_FIELDS  # noqa: E402,F401  (the per-epoch r
 class TrainResult:
     model: VAE
     history: list[dict] = field(default_factory=list)  # one record per finished epoch
-    status: str = "ok"  # "ok", "diverged", or "stopped" (by on_epoch)
+    status: RunStatus = RunStatus.OK  # OK, FAILED (diverged) or PRUNED (stopped by on_epoch)
     reason: Optional[str] = None  # why training stopped early
     seconds: float = 0.0  # wall time of the training loop (incl. per-epoch test loss)
     precision: str = "fp32"  # train.precision: the autocast dtype of the training steps (fp32: none)
@@ -52,7 +53,7 @@ def _adam(params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
 
 
 @torch.no_grad()
-def heldout_loss(model: VAE, likelihood, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> dict:
+def heldout_loss(model: VAE, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> dict:
     """Single-sample -ELBO (beta = 1, unweighted: comparable across runs) and its terms on held-out
     data `x` (the test split), nats per example: the history's `test_loss`, `test_recon`, `test_kl`."""
     model.eval()
@@ -72,17 +73,21 @@ def train(
     on_epoch: Optional[EpochCallback] = None,
 ) -> TrainResult:
     """Train the VAE `cfg` describes on `data.x_train` with Adam; evaluate the loss on the test split
-    after every epoch. Stops early, with status 'diverged', when a loss is NaN or infinite, or with
-    status 'stopped' when `on_epoch` returns a reason.
+    after every epoch. Stops early, with status failed when a loss is NaN or infinite (it diverged),
+    or with status pruned when `on_epoch` returns a reason.
 
     Precision (`cfg.train.precision`): each step's forward pass and loss run under torch.autocast to
     bf16 or fp16 (fp16 with a gradient scaler: the loss is scaled before backward, the gradients
     unscaled before clipping, steps with inf/NaN gradients skipped); the weights, Adam's state, the
     per-epoch test loss and everything after training stay float32. On CUDA, `cfg.train.tf32`
     allows TF32 for the float32 matmuls and convolutions of the training steps (not of the recorded
-    losses). A precision this torch cannot run on the device is a DeviceError before training."""
+    losses).
+
+    `device` (a string is resolved: `runtime.resolve_device`) and the precision on it are the
+    caller's to check, once, at its boundary (`runtime.check_device`, `runtime.check_precision`:
+    `vaebench run`, `vaebench worker`, `vaebench train`); a precision torch lacks on the device is
+    not refused here."""
     device = resolve_device(device)
-    check_precision(cfg.train.precision, device)
     with tf32(device, cfg.train.tf32) as tf32_on:
         result = _train(cfg, data, seed, device, on_epoch)
     result.tf32 = tf32_on
@@ -93,8 +98,7 @@ def _train(
     cfg: RunConfig, data: Dataset, seed: int, device: torch.device, on_epoch: Optional[EpochCallback]
 ) -> TrainResult:
     seed_everything(seed)
-    likelihood = build_likelihood(cfg.objective)
-    model = build_model(cfg.model, data.shape, likelihood, data.num_classes)
+    model = build_model(cfg.model, data.shape, build_likelihood(cfg.objective), data.num_classes)
     model = model.to(device, memory_format=model.memory_format)
     opt = _adam(model.parameters(), cfg.train.lr, cfg.train.weight_decay)
     plateau = (
@@ -131,7 +135,7 @@ def _train(
             w = beta * kl_weight(cfg.schedule, step, steps_per_epoch, total_steps)
             # forward / backward
             with autocast(device, precision):  # fp32: no autocast
-                out = training_loss(cfg.objective, model, likelihood, x, y, w)
+                out = training_loss(cfg.objective, model, x, y, w)
             opt.zero_grad(set_to_none=True)
             (out.loss if scaler is None else scaler.scale(out.loss)).backward()
             if cfg.train.grad_clip is not None:
@@ -151,7 +155,7 @@ def _train(
         # once per epoch: read the sums, evaluate on the test split, check for divergence
         train_loss, train_recon, train_kl = (sums / n).tolist()
         with tf32(device, False):  # the recorded test loss in full float32, whatever the training precision
-            test = heldout_loss(model, likelihood, x_test, y_test, cfg.eval.batch_size)
+            test = heldout_loss(model, x_test, y_test, cfg.eval.batch_size)
         record = {
             "epoch": epoch,
             "kl_weight": weights / steps_per_epoch,
@@ -164,14 +168,14 @@ def _train(
         }
         bad = [k for k, v in record.items() if isinstance(v, float) and not math.isfinite(v)]
         if bad:
-            result.status = "diverged"
+            result.status = RunStatus.FAILED
             result.reason = f"non-finite {', '.join(bad)} at epoch {epoch} (lr={cfg.train.lr}, beta={beta})"
             break
         result.history.append(record)
         if plateau is not None:
             plateau.step(train_loss)
         if on_epoch is not None and (stop := on_epoch(record)):
-            result.status, result.reason = "stopped", stop
+            result.status, result.reason = RunStatus.PRUNED, stop
             break
 
     result.seconds = time.perf_counter() - t0

@@ -105,7 +105,7 @@ class LossOut(NamedTuple):
     kl: torch.Tensor  # (B, D) raw KL per dimension, nats (bookkeeping)
 
 
-def elbo_loss(cfg, model, likelihood, x, y, kl_weight: float) -> LossOut:
+def elbo_loss(cfg, model, x, y, kl_weight: float) -> LossOut:
     """-ELBO with the KL weighted by beta * w(t) and optional free bits, plus the model's auxiliary
     loss. reduction 'sum': nats per example; 'mean' (the tutorial's convention): the reconstruction
     is also averaged over pixels. The terms are the model's (`VAE.elbo_terms`)."""
@@ -120,7 +120,7 @@ def elbo_loss(cfg, model, likelihood, x, y, kl_weight: float) -> LossOut:
     return LossOut(loss, t.recon, t.kl)
 
 
-def iwae_loss(cfg, model, likelihood, x, y, kl_weight: float) -> LossOut:
+def iwae_loss(cfg, model, x, y, kl_weight: float) -> LossOut:
     """-IWAE bound with k = cfg.iwae_k samples: -mean_x logmeanexp_j log w_j (nats per example), the
     log-weights from the model (`VAE.importance_log_weights`: every latent layer jointly for a
     hierarchical model). Bookkeeping (not differentiated): the model's one-sample ELBO terms."""
@@ -137,6 +137,7 @@ ESTIMATORS.register("elbo", elbo_loss)
 ESTIMATORS.register("iwae", iwae_loss)
 
 
-def training_loss(cfg, model, likelihood, x, y, kl_weight: float) -> LossOut:
-    """The loss an ObjectiveConfig asks for, at KL weight beta * w(t) = `kl_weight`."""
-    return ESTIMATORS.get(cfg.estimator)(cfg, model, likelihood, x, y, kl_weight)
+def training_loss(cfg, model, x, y, kl_weight: float) -> LossOut:
+    """The loss an ObjectiveConfig asks for, at KL weight beta * w(t) = `kl_weight`: an estimator
+    `(cfg, model, x, y, kl_weight) -> LossOut`; the model scores with its own likelihood."""
+    return ESTIMATORS.get(cfg.estimator)(cfg, model, x, y, kl_weight)

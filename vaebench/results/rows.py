@@ -4,7 +4,7 @@ Layout: results/<study>/runs/<run_id>.parquet, one row each. Keyed by run id, so
 can never double-count. A row is written before its Optuna trial is told COMPLETE.
 
 Columns (all rows of a study share one schema):
-- identity: run_id, study, seed, status ('ok' | 'failed' | 'pruned'), reason, variant (grid.variant name),
+- identity: run_id, study, seed, status (ok | pruned | failed: status.RunStatus), reason, variant (grid.variant name),
   cell_index (the cell's position in the grid; a sampled trial's number), trial_number (Optuna's)
 - search: sampler, objective_metrics and objective_directions (what the study optimizes)
 - parameters: `param.<section>.<field>` for every RunConfig field, `param.eval.<metric>.<option>` for the
@@ -22,11 +22,13 @@ Columns (all rows of a study share one schema):
 
 from __future__ import annotations
 
+import math
 import os
 import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -263,14 +265,18 @@ def load_results(results_root: Path, study: str | None = None) -> "pd.DataFrame"
 EXPORT_FORMATS = ("parquet", "csv", "json")
 
 
-def _plain(value: Any) -> Any:
-    """A value as plain JSON: non-finite floats become null (JSON has no NaN), containers recursively."""
-    if isinstance(value, float):
-        return value if value == value and value not in (float("inf"), float("-inf")) else None
+def plain_json(value: Any, *, finite: bool = False) -> Any:
+    """`value` as plain JSON values: numpy scalars and arrays become Python numbers and lists, dicts,
+    lists and tuples are converted recursively. With `finite`, NaN and infinities become None
+    (strict JSON has neither); without, they stay floats (Python's and Optuna's JSON keep them)."""
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return {k: plain_json(v, finite=finite) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [plain_json(v, finite=finite) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if finite and isinstance(value, float) and not math.isfinite(value):
+        return None
     return value
 
 
@@ -295,7 +301,7 @@ def export_results(table: pa.Table, fmt: str, out) -> None:
     rows = table.to_pylist()
     nested = {f.name for f in table.schema if pa.types.is_nested(f.type)}
     if fmt == "json":
-        text = "".join(json.dumps(_plain(r), ensure_ascii=False, allow_nan=False) + "\n" for r in rows)
+        text = "".join(json.dumps(plain_json(r, finite=True), ensure_ascii=False, allow_nan=False) + "\n" for r in rows)
     else:
         import pandas as pd
 
@@ -303,7 +309,7 @@ def export_results(table: pa.Table, fmt: str, out) -> None:
             [
                 {
                     k: (
-                        json.dumps(_plain(v), ensure_ascii=False, allow_nan=False)
+                        json.dumps(plain_json(v, finite=True), ensure_ascii=False, allow_nan=False)
                         if k in nested and v is not None
                         else v
                     )

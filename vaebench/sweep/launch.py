@@ -165,18 +165,6 @@ def supervise(
     return [p.returncode for p in procs]
 
 
-def launch(
-    argv: list[str],
-    layout: Layout,
-    emit: Callable[[str], None],
-    poll: Optional[Callable[[], None]] = None,
-    poll_seconds: float = 2.0,
-    env: Optional[dict[str, str]] = None,
-) -> list[int]:
-    """`start_workers`, then `supervise` them until they end; their exit codes."""
-    return supervise(start_workers(argv, layout, env), emit, poll, poll_seconds)
-
-
 def _relay(p: subprocess.Popen, label: str, emit: Callable[[str], None]) -> None:
     for line in p.stdout:
         emit(f"[{label} pid {p.pid}] {line.rstrip()}")

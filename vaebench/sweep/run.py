@@ -1,9 +1,10 @@
 """A sweep on this machine: what `vaebench run` (and `vaebench.run`) does after reading its options.
 
 `run_sweep` loads the spec and the data, creates or resumes the study (study.py), chooses the layout
-of worker processes (launch.py) and runs them: one worker in this process with progress bars, or N
-`vaebench worker` processes whose output it relays, with progress read from the study storage. For
-a new study the worker processes start first and wait for the study (`--wait-for-study`), so their
+of worker processes (launch.py) and runs them: one worker in this process, or N `vaebench worker`
+processes whose output it relays. What it shows goes to the `SweepDisplay` its caller passes
+(display.py): progress bars and the workers' lines on a terminal, nothing by default. For a new
+study the worker processes start first and wait for the study (`--wait-for-study`), so their
 start-up overlaps the data loading and the study creation here.
 """
 
@@ -14,11 +15,10 @@ import time
 from pathlib import Path
 from typing import Iterable, Optional
 
-from rich.console import Console
-
-from ..cli.progress import RichReporter, WorkerLines, duration, print_status, sweep_progress
 from ..errors import StudyError
 from . import launch
+from .display import NoDisplay, SweepDisplay
+from .join import OpenedStudy, check_precisions
 from .launch import COMMAND_ENV
 from .storage import DEFAULT_HEARTBEAT, open_store
 
@@ -40,21 +40,27 @@ def run_sweep(
     device: Optional[str] = None,
     download: bool = True,
     plugins: Iterable[str] = (),
-    quiet: bool = True,
-    console: Optional[Console] = None,
+    display: Optional[SweepDisplay] = None,
     workers_per_gpu: Optional[int] = None,
+    device_option: str = "device=",
 ):
     """`run`, returning (final StudyStatus, whether every worker ended cleanly). `workers=0` creates
-    (or checks) the study and starts no worker."""
+    (or checks) the study and starts no worker. What happens is shown on `display` (default: nothing).
+
+    This is the boundary of a sweep on this machine: the device (named `device_option` in errors)
+    and the spec's training precisions on it are checked here, once, before anything is written,
+    and the checked device is what the worker in this process runs on (worker processes are their
+    own boundary: `vaebench worker`)."""
     from ..data import load_dataset
     from ..plugins import load_plugins
     from ..runtime.device import check_device
     from ..spec.sweep_spec import SweepSpec, load_spec, parse_spec
     from .study import open_study, study_status
 
-    console = console or Console(stderr=True, soft_wrap=True, quiet=quiet)
+    display = display or NoDisplay()
     t0 = time.perf_counter()
     load_plugins(plugins, "plugins=")
+    dev = check_device(device, device_option)  # before anything is written
     spec_path = Path(spec) if isinstance(spec, (str, Path)) else None
     if spec_path is not None:
         spec = load_spec(spec_path)
@@ -64,12 +70,11 @@ def run_sweep(
         raise StudyError(f"run: expected a spec path, mapping or SweepSpec, got {type(spec).__name__}")
     if study:
         spec = parse_spec({**spec.model_dump(), "study": study}, f"--study {study}")
-    dev = check_device(device, "device=")  # before anything is written
     if dev.type != "cuda":  # on CUDA each worker checks before its first trial: no CUDA context in this process
         check_precisions(spec, dev)
     if workers_per_gpu is not None and (workers is not None or dev.type != "cuda"):
         why = f"the number of workers is given ({workers})" if workers is not None else f"the device is {dev.type}"
-        console.print(f"workers per GPU ({workers_per_gpu}) ignored: {why}", highlight=False)
+        display.note(f"workers per GPU ({workers_per_gpu}) ignored: {why}")
         workers_per_gpu = None
     if (workers is None or workers > 1) and (local := _registered_in_main(spec)):
         if workers is not None:
@@ -77,7 +82,7 @@ def run_sweep(
                 f"{local} is registered in __main__ (a notebook or script): worker processes cannot "
                 "import it. Use workers=1, or move it to a module and list it in the spec's `plugins:`"
             )
-        console.print(f"{local} is registered in __main__: running one worker in this process")
+        display.note(f"{local} is registered in __main__: running one worker in this process")
         workers = 1
     store = open_store(storage, results, spec.study, heartbeat)
     command = " ".join(
@@ -101,6 +106,8 @@ def run_sweep(
         """This machine's worker processes (none for a one-worker layout: it runs in this process)."""
         store.check_workers(layout.workers)
         if layout.workers == 1:
+            if dev.type == "cuda":  # the worker in this process: the CUDA context is this process's
+                check_precisions(spec, dev)
             return []
         # on a GPU layout each worker sees only its own GPU (CUDA_VISIBLE_DEVICES): its device is `cuda`
         argv = _worker_argv(
@@ -120,11 +127,10 @@ def run_sweep(
         st = open_study(spec, store, data.checksum)
         status = study_status(st)
         if workers == 0:
-            console.print(
-                f"study [bold]{spec.study}[/]: {status.total} runs, {status.done} done; storage "
-                f"{store.describe()}; no worker started (workers 0): join with `vaebench worker --study "
-                f"{spec.study}`",
-                highlight=False,
+            display.study(
+                spec.study,
+                f"{status.total} runs, {status.done} done; storage {store.describe()}; no worker started "
+                f"(workers 0): join with `vaebench worker --study {spec.study}`",
             )
             return status, True
         if layout is None:
@@ -137,54 +143,22 @@ def run_sweep(
             if not spec.search.sampled
             else f"{spec.search.sampler} sampler, budget {spec.search.n_trials} trials"
         )
-        console.print(
-            f"study [bold]{spec.study}[/]: {status.total} runs ({search}), {status.done} already done; "
-            f"dataset {data.name} {tuple(data.x_train.shape)} checksum {data.checksum}; storage {store.describe()}; "
-            f"results in {store.folder}; layout {layout}",
-            highlight=False,
+        display.study(
+            spec.study,
+            f"{status.total} runs ({search}), {status.done} already done; dataset {data.name} "
+            f"{tuple(data.x_train.shape)} checksum {data.checksum}; storage {store.describe()}; results in "
+            f"{store.folder}; layout {layout}",
         )
     except BaseException:  # the workers started for a new study wait for it: they must not outlive a failure
         launch.stop_workers(procs)
         raise
     if layout.workers == 1:
-        ok = _run_here(st, spec, data, store, device, layout.threads, quiet, status, command, console)
+        ok = _run_here(OpenedStudy(st, spec, data), store, dev, layout.threads, command, display)
     else:
-        ok = _run_workers(procs, spec.study, store, quiet, console)
+        ok = _run_workers(procs, spec.study, store, display)
     final = study_status(st)
-    print_status(final, console)
-    console.print(f"wall time {duration(time.perf_counter() - t0)}", highlight=False)
+    display.finished(final, time.perf_counter() - t0)
     return final, ok
-
-
-def unfinished_message(final, ok: bool) -> Optional[str]:
-    """What `vaebench run` says when its sweep is not finished (None: it is): that the rest is in
-    other workers' hands (a joined `vaebench worker` still runs it), or how to resume."""
-    if ok and final.done >= final.total:
-        return None
-    if ok and final.running and final.waiting == 0 and final.done + len(final.running) >= final.total:
-        n = len(final.running)  # this command's workers found nothing left to claim
-        return (
-            f"[yellow]the sweep is not finished[/]: {n} run{'s' * (n > 1)} still running in other workers "
-            f"(`vaebench status --study {final.study}` follows {'them' if n > 1 else 'it'})"
-        )
-    return (
-        "[yellow]the sweep is not finished[/]: `vaebench run` it again to resume "
-        "(finished runs are kept, crashed ones are retried)"
-    )
-
-
-def check_precisions(spec, device) -> None:
-    """Refuse (DeviceError, exit code 2), before anything is written, a `train.precision` of the
-    spec's cells (or of its search space) that this torch cannot train in on `device`."""
-    from ..runtime.device import check_precision
-    from ..spec.sweep_spec import CategoricalParam
-
-    precisions = {cfg.train.precision for cfg in spec.cells()}
-    space = spec.search.space.get("train.precision")
-    if isinstance(space, CategoricalParam):
-        precisions |= set(space.values())
-    for precision in sorted(precisions):
-        check_precision(precision, device)
 
 
 def _registered_in_main(spec) -> str:
@@ -200,57 +174,33 @@ def _registered_in_main(spec) -> str:
     return ""
 
 
-def _run_here(st, spec, data, store, device, threads, quiet, status, command, console) -> bool:
-    """One worker in this process, with progress bars."""
-    import torch
+def _run_here(opened, store, device, threads: int, command: str, display: SweepDisplay) -> bool:
+    """One worker in this process: it joins the study opened here."""
+    from .join import join_study
 
-    from .worker import run_worker
-
-    torch.set_num_threads(threads)
-    with sweep_progress(console, disable=quiet or not console.is_terminal) as progress:
-        summary = run_worker(st, spec, data, store, device, RichReporter(progress, status.total, status.done), command)
-    console.print(
-        f"this worker: {len(summary.finished)} finished, {len(summary.pruned)} pruned, "
-        f"{len(summary.failed)} failed (diverged), {len(summary.errors)} error(s)"
-    )
-    for err in summary.errors:
-        console.print(f"[red]error in run {err}[/] (will be retried by the next `vaebench run`)", highlight=False)
-    return not summary.errors
+    summary = join_study(store, device, display, opened=opened, threads=threads, command=command)
+    return not summary.crashed
 
 
-def _run_workers(procs, study: str, store, quiet, console) -> bool:
+def _run_workers(procs, study: str, store, display: SweepDisplay) -> bool:
     """Supervise this machine's worker processes `procs` (`launch.start_workers`): their output
-    lines, and progress from the storage."""
+    lines, and the study's progress from the storage when the display shows it."""
     from .study import study_status
 
-    shown = not quiet and console.is_terminal
-    with sweep_progress(console, disable=not shown) as progress:
-        task = progress.add_task("runs", total=None, eta=None)
-        lines = WorkerLines(progress)  # one line per worker: its trial's epochs, from the storage
-        view = store.with_study(study).load_study()
+    with display.workers() as view:
+        poll = None
+        # the storage is read only for a display: piped or quiet, the workers' lines are the whole
+        # output, and reading the study every 2 s would take CPU from the workers
+        if display.reads_storage:
+            stored = store.with_study(study).load_study()
 
-        def poll() -> None:
-            s = study_status(view)
-            progress.update(
-                task,
-                total=s.total,
-                completed=s.done,
-                eta=s.eta_seconds,
-                description=f"runs ({len(s.running)} running, {s.waiting} waiting)",
-            )
-            lines.update(s)
+            def poll() -> None:
+                view.status(study_status(stored))
 
-        def emit(line: str) -> None:  # a worker's output line, "[w1 pid 1234] ...", as it is
-            lines.note(line)
-            progress.console.print(line, highlight=False, markup=False)
-
-        # the storage is read only for a display: piped or quiet, the workers' lines are the whole output,
-        # and reading the study every 2 s would take CPU from the workers
-        codes = launch.supervise(procs, emit, poll if shown else None)
+        codes = launch.supervise(procs, view.line, poll)
     for i, code in enumerate(codes, 1):
         if code != 0:
-            why = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
-            console.print(f"[yellow]worker w{i} ended abnormally ({why})[/]", highlight=False)
+            display.worker_ended(f"w{i}", code)
     return all(c == 0 for c in codes)
 
 

@@ -28,14 +28,15 @@ from optuna.trial import TrialState
 from .._version import __version__
 from ..errors import StudyError
 from ..results.rows import has_row, write_row
+from ..results.status import RunStatus
 from ..runtime.files import remove_abandoned_temp_files
 from ..spec.samplers import build_pruner, build_sampler
 from ..spec.sweep_spec import SweepSpec, parse_spec
+from .eta import projected_seconds, time_left
 from .leases import ATTR_FAIL, ATTR_WORKER, claim_waiting, recover_stale_trials, worker_token
 from .storage import StudyStore
+from .trials import ATTR_ROW, ATTR_RUN_ID, encode_run, status_of
 
-ATTR_RUN_ID, ATTR_CONFIG, ATTR_SEED = "run_id", "config", "seed"
-ATTR_LABELS, ATTR_CELL, ATTR_ROW = "labels", "cell_index", "row"
 STUDY_SPEC, STUDY_FINGERPRINT, STUDY_CHECKSUM = "spec", "spec_fingerprint", "dataset_checksum"
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -94,8 +95,6 @@ def open_study(spec: SweepSpec, store: StudyStore, dataset_checksum: Optional[st
                 f"results. Changed: {'; '.join(changes[:8]) or '(unknown)'}. Restore the spec, run it "
                 f"under a new name (--study NEW_NAME), or delete the study to start over."
             )
-        if study.metric_names is None:  # a study made before vaebench named its objectives
-            _name_objectives(study, spec)
         if dataset_checksum is not None:
             known = study.user_attrs.get(STUDY_CHECKSUM)
             if known is None:
@@ -112,6 +111,19 @@ def open_study(spec: SweepSpec, store: StudyStore, dataset_checksum: Optional[st
     return study
 
 
+_PARSED: dict[tuple[str, str], SweepSpec] = {}  # (study, stored spec as JSON text) -> the spec
+
+
+def _parse_stored(study: str, stored: dict, where: str) -> SweepSpec:
+    """The spec stored with `study` (its `spec` attribute), parsed once per process: the status
+    poll reads it every 2 s, and a study's stored spec never changes (a spec that failed to parse,
+    e.g. before its plugin was imported, is parsed again next time). `where` names it in errors."""
+    key = (study, json.dumps(stored, sort_keys=True))
+    if key not in _PARSED:
+        _PARSED[key] = parse_spec({**stored, "study": study}, where)
+    return _PARSED[key]
+
+
 def stored_spec(store: StudyStore) -> SweepSpec:
     """The spec an existing study was created from (what `vaebench worker` runs)."""
     summary = store.load_study(
@@ -119,9 +131,7 @@ def stored_spec(store: StudyStore) -> SweepSpec:
     )
     if STUDY_SPEC not in summary.user_attrs:
         raise StudyError(f"study {store.study!r} in {store.describe()} was not made by vaebench (no spec stored)")
-    return parse_spec(
-        {**summary.user_attrs[STUDY_SPEC], "study": store.study}, f"study {store.study!r} in {store.describe()}"
-    )
+    return _parse_stored(store.study, summary.user_attrs[STUDY_SPEC], f"study {store.study!r} in {store.describe()}")
 
 
 def wait_for_study(store: StudyStore, seconds: float, poll: float = 0.05) -> SweepSpec:
@@ -159,16 +169,7 @@ def _enqueue_missing(study: optuna.Study, spec: SweepSpec, store: StudyStore) ->
         # dimension, so it stays out of Optuna's importance, slice and contour plots. Two seeds of a
         # cell are two trials with equal params (no skip_if_exists, which would merge them): what
         # identifies a run is its run id user attribute, never the params.
-        study.enqueue_trial(
-            params=dict(run.labels),
-            user_attrs={
-                ATTR_RUN_ID: run.run_id,
-                ATTR_CONFIG: run.config.model_dump(mode="json"),
-                ATTR_SEED: run.seed,
-                ATTR_LABELS: run.labels,
-                ATTR_CELL: run.cell_index,
-            },
-        )
+        study.enqueue_trial(params=dict(run.labels), user_attrs=encode_run(run))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -177,8 +178,8 @@ def _enqueue_missing(study: optuna.Study, spec: SweepSpec, store: StudyStore) ->
 
 def budget_used(study: optuna.Study) -> int:
     """Trials that count against a sampled search's budget: all but the crashed ones (a crash is
-    retried or replaced; a diverged run is a result and counts)."""
-    return sum(1 for t in study.get_trials(deepcopy=False) if t.state != TrialState.FAIL or ATTR_ROW in t.user_attrs)
+    retried or replaced; a failed run, one that diverged, is a result and counts)."""
+    return sum(1 for t in study.get_trials(deepcopy=False) if status_of(t) is not RunStatus.CRASHED)
 
 
 def claim_next(study: optuna.Study, spec: SweepSpec, store: StudyStore) -> Optional[optuna.Trial]:
@@ -204,31 +205,32 @@ class StudyStatus:
     study: str
     sampler: str
     total: int  # runs of the grid, or the sampled search's trial budget
-    complete: int
-    pruned: int
-    diverged: int  # FAIL with a row: a finished run whose training diverged
-    failed: int  # FAIL without a row: crashed or stale, retried or replaced
+    # the trials of each outcome (results/status.py's RunStatus), each run counted once
+    complete: int  # ok: COMPLETE
+    pruned: int  # pruned: PRUNED
+    failed: int  # failed (diverged): FAIL with a row, a finished run
+    crashed: int  # crashed or stale: FAIL without a row, retried or replaced
     running: list[tuple[int, str, str, float]]  # (trial number, run id, worker, seconds so far)
     waiting: int  # enqueued and not yet claimed, plus a sampled search's undrawn budget
     mean_trial_seconds: Optional[float]
-    failures: list[tuple[int, str]]  # (trial number, reason) of the most recent failures
+    crashes: list[tuple[int, str]]  # (trial number, reason) of the most recent crashes
     # per running trial (same order as `running`): (epochs reported so far, last test -ELBO or None)
     running_epochs: list[tuple[int, Optional[float]]] = field(default_factory=list)
     epochs_per_trial: int = 0  # the spec's train.epochs
 
     @property
     def done(self) -> int:
-        return self.complete + self.pruned + self.diverged
+        return self.complete + self.pruned + self.failed
 
     @property
     def projected_trial_seconds(self) -> Optional[float]:
         """Before any trial has completed: a trial's training time projected from the epochs the
-        running trials have done (seconds so far x epochs per trial / epochs done, mean over the
-        running trials with at least one epoch); evaluation time is not in it. None without epochs."""
+        running trials have done (eta.projected_seconds, mean over the running trials with at least
+        one epoch); evaluation time is not in it. None without epochs."""
         projections = [
-            secs * self.epochs_per_trial / n
+            p
             for (_, _, _, secs), (n, _) in zip(self.running, self.running_epochs)
-            if n > 0 and self.epochs_per_trial
+            if (p := projected_seconds(secs, n, self.epochs_per_trial)) is not None
         ]
         return sum(projections) / len(projections) if projections else None
 
@@ -242,24 +244,16 @@ class StudyStatus:
 
     @property
     def eta_seconds(self) -> Optional[float]:
-        """Remaining runs x mean seconds per finished trial / parallel workers (at least one). Before
-        the first trial completes: the projected trial time (training only) for every run not
-        started, plus what is left of each running trial's projection, over the running workers."""
-        remaining = max(self.total - self.done, 0)
-        if remaining == 0:
-            return 0.0
-        workers = max(len(self.running), 1)
-        if self.mean_trial_seconds is not None:
-            return remaining * self.mean_trial_seconds / workers
-        per_trial = self.projected_trial_seconds
-        if per_trial is None:
-            return None
-        left_running = sum(max(per_trial - secs, 0.0) for (_, _, _, secs) in self.running)
-        return (max(remaining - len(self.running), 0) * per_trial + left_running) / workers
+        """Seconds left (eta.time_left): the runs not done, a trial taking the mean time of the
+        complete ones (before any has completed: the projected time), shared among the running
+        workers (at least one)."""
+        per_trial = self.mean_trial_seconds if self.mean_trial_seconds is not None else self.projected_trial_seconds
+        running = [secs for (_, _, _, secs) in self.running]
+        return time_left(max(self.total - self.done, 0), per_trial, running, len(self.running))
 
 
 def study_status(study: optuna.Study) -> StudyStatus:
-    spec = parse_spec({**study.user_attrs[STUDY_SPEC], "study": study.study_name}, study.study_name)
+    spec = _parse_stored(study.study_name, study.user_attrs[STUDY_SPEC], study.study_name)
     trials = study.get_trials(deepcopy=False)
     by = {s: [t for t in trials if t.state == s] for s in TrialState}
     now = _dt.datetime.now()
@@ -268,7 +262,7 @@ def study_status(study: optuna.Study) -> StudyStatus:
         for t in by[TrialState.COMPLETE]
         if t.datetime_start and t.datetime_complete
     ]
-    # a FAIL trial with a row is a finished run (diverged) — unless its worker died between storing
+    # a FAIL trial with a row is a failed run (it diverged) — unless its worker died between storing
     # the row and telling the state: then a retry of the same run completes it, and counts once
     finished_runs = {t.user_attrs.get(ATTR_RUN_ID) for t in by[TrialState.COMPLETE] + by[TrialState.PRUNED]}
     fails = [
@@ -276,6 +270,7 @@ def study_status(study: optuna.Study) -> StudyStatus:
         for t in by[TrialState.FAIL]
         if not (ATTR_ROW in t.user_attrs and t.user_attrs.get(ATTR_RUN_ID) in finished_runs)
     ]
+    outcomes = [status_of(t) for t in fails]
     total = spec.n_runs()
     waiting = len(by[TrialState.WAITING])
     if spec.search.sampled:
@@ -286,8 +281,8 @@ def study_status(study: optuna.Study) -> StudyStatus:
         total=total,
         complete=len(by[TrialState.COMPLETE]),
         pruned=len(by[TrialState.PRUNED]),
-        diverged=sum(1 for t in fails if ATTR_ROW in t.user_attrs),
-        failed=sum(1 for t in fails if ATTR_ROW not in t.user_attrs),
+        failed=outcomes.count(RunStatus.FAILED),
+        crashed=outcomes.count(RunStatus.CRASHED),
         running=[
             (
                 t.number,
@@ -299,10 +294,10 @@ def study_status(study: optuna.Study) -> StudyStatus:
         ],
         waiting=waiting,
         mean_trial_seconds=sum(durations) / len(durations) if durations else None,
-        failures=[
+        crashes=[
             (t.number, t.user_attrs.get(ATTR_FAIL, "stale: no heartbeat"))
             for t in fails[-5:]
-            if ATTR_ROW not in t.user_attrs
+            if status_of(t) is RunStatus.CRASHED
         ],
         running_epochs=[
             (

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Optional
 
-import numpy as np
 import optuna
 import torch
 from optuna.exceptions import UpdateFinishedTrialError
@@ -24,13 +23,14 @@ from ..data import Dataset
 from ..engine.execute import Reporter, Setting, execute_run
 from ..engine.train import EpochCallback
 from ..metrics import METRICS
-from ..results.rows import has_row, read_row, write_row
-from ..runtime.device import resolve_device
+from ..results.rows import has_row, plain_json, read_row, write_row
+from ..results.status import RunStatus
 from ..spec.samplers import suggest
-from ..spec.sweep_spec import Run, RunConfig, SweepSpec, apply_params
+from ..spec.sweep_spec import Run, SweepSpec, apply_params
 from .leases import ATTR_FAIL, Heartbeat, TrialStorage, recover_stale_trials
 from .storage import StudyStore
-from .study import ATTR_CELL, ATTR_CONFIG, ATTR_LABELS, ATTR_ROW, ATTR_RUN_ID, ATTR_SEED, claim_next
+from .study import claim_next
+from .trials import ATTR_ROW, ATTR_RUN_ID, decode_run, encode_run, has_run
 
 ATTR_SCALAR_PREFIX = "m."  # m.recon_mse, m.fid, ...: one short user attribute per scalar of the row
 ROW_SCALARS = ("n_params", "epochs_completed", "train_seconds", "eval_seconds")
@@ -38,10 +38,20 @@ ROW_SCALARS = ("n_params", "epochs_completed", "train_seconds", "eval_seconds")
 
 @dataclass
 class WorkerSummary:
-    finished: list[str] = field(default_factory=list)  # run ids with status ok
-    failed: list[str] = field(default_factory=list)  # run ids with status failed (row written)
+    """The trials one worker ran, by outcome (results/status.py)."""
+
+    complete: list[str] = field(default_factory=list)  # run ids with status ok (row written)
     pruned: list[str] = field(default_factory=list)  # run ids stopped by the pruner (row written)
-    errors: list[str] = field(default_factory=list)  # trials that raised; no row, will be retried
+    failed: list[str] = field(default_factory=list)  # run ids whose training diverged (row written)
+    crashed: list[str] = field(default_factory=list)  # "<run id>: <error>" of trials that raised; no row, retried
+
+    def add(self, status: RunStatus, entry: str) -> None:
+        {
+            RunStatus.OK: self.complete,
+            RunStatus.PRUNED: self.pruned,
+            RunStatus.FAILED: self.failed,
+            RunStatus.CRASHED: self.crashed,
+        }[status].append(entry)
 
 
 def run_worker(
@@ -49,15 +59,16 @@ def run_worker(
     spec: SweepSpec,
     data: Dataset,
     store: StudyStore,
-    device: str | torch.device | None = None,
+    device: torch.device,
     reporter: Reporter | None = None,
     command: str = "",
 ) -> WorkerSummary:
-    """Claim and run trials until none is left. One trial's failure never stops the worker.
-    `command` (the invoking command line) is stored with each row as provenance."""
+    """Claim and run trials until none is left, on `device` (checked by the caller, with the spec's
+    precisions: join.py). One trial's failure never stops the worker. `command` (the invoking
+    command line) is stored with each row as provenance."""
     reporter = reporter or Reporter()
     summary = WorkerSummary()
-    setting = Setting(spec, data, resolve_device(device), store.results_root, command)
+    setting = Setting(spec, data, device, store.results_root, command)
     METRICS.names()  # import the metric modules now, not inside the first trial's evaluation
     while True:
         trial = claim_next(study, spec, store)
@@ -93,18 +104,20 @@ def _run_trial(
             reporter.trial_start(trial.number, run_id, run.config, run.seed)
             row = execute_run(run, setting, reporter, trial.number, _epoch_check(trial, spec))
             write_row(store.results_root, spec.study, row)  # the row lands before the trial's final state
-        _finish(study, trial, row, spec)
+        tell_result(study, trial, row, spec)
         reporter.trial_end(row)
-        {"ok": summary.finished, "pruned": summary.pruned}.get(row["status"], summary.failed).append(run_id)
+        summary.add(RunStatus(row["status"]), run_id)
     except KeyboardInterrupt:
         _fail_quietly(study, trial, "interrupted")
         raise
     except UpdateFinishedTrialError:  # declared stale while it ran (heartbeats lost): its retry owns the run
-        summary.errors.append(f"{run_id}: trial {trial.number} was failed as stale while running; its row is kept")
+        summary.add(
+            RunStatus.CRASHED, f"{run_id}: trial {trial.number} was failed as stale while running; its row is kept"
+        )
     except Exception as e:  # a crash in one trial must not take the worker down
         reason = f"{type(e).__name__}: {e}"
         _fail_quietly(study, trial, reason)
-        summary.errors.append(f"{run_id or f'trial {trial.number}'}: {reason}")
+        summary.add(RunStatus.CRASHED, f"{run_id or f'trial {trial.number}'}: {reason}")
 
 
 def _fail_quietly(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
@@ -117,31 +130,17 @@ def _fail_quietly(study: optuna.Study, trial: optuna.Trial, reason: str) -> None
 
 def _run_of(trial: optuna.Trial, spec: SweepSpec) -> Run:
     """The run a claimed trial stands for; records its parameters as Optuna params."""
-    attrs = trial.user_attrs
     if spec.search.sampled:
         params = {k: suggest(trial, k, p) for k, p in spec.search.space.items()}
-        if ATTR_CONFIG not in attrs:  # a fresh draw
+        if not has_run(trial.user_attrs):  # a fresh draw
             run = Run(apply_params(spec.base(), params), spec.seeds[0], params, trial.number)
-            for key, value in (
-                (ATTR_RUN_ID, run.run_id),
-                (ATTR_CONFIG, run.config.model_dump(mode="json")),
-                (ATTR_SEED, run.seed),
-                (ATTR_LABELS, run.labels),
-                (ATTR_CELL, run.cell_index),
-            ):
+            for key, value in encode_run(run).items():
                 trial.set_user_attr(key, value)
             return run
-    else:
-        # The grid values become the trial's params (a study made before the seed left the params
-        # had it enqueued too; it is simply not asked for any more, and its run id is unchanged).
+    else:  # the grid values become the trial's params
         for key in spec.grid:
             trial.suggest_categorical(key, spec.grid_choices(key))
-    return Run(
-        RunConfig.model_validate(attrs[ATTR_CONFIG]),
-        attrs[ATTR_SEED],
-        attrs.get(ATTR_LABELS, {}),
-        attrs.get(ATTR_CELL, 0),
-    )
+    return decode_run(trial.user_attrs)
 
 
 def _existing_row(study: optuna.Study, trial: optuna.Trial, store: StudyStore, run_id: str) -> Optional[dict]:
@@ -166,8 +165,6 @@ def report_epoch(trial: optuna.Trial, record: dict) -> None:
     on every trial, pruner or not: Optuna's and optuna-dashboard's learning curves, and what
     `vaebench status` counts the epochs done by. `Trial.report` refuses multi-objective studies;
     there the value goes to the storage directly (no pruner reads it: pruning needs one objective)."""
-    if record.get("test_loss") is None:  # (a row's history from an older format)
-        return
     value, step = float(record["test_loss"]), int(record["epoch"])
     if len(trial.study.directions) == 1:
         trial.report(value, step)
@@ -191,17 +188,6 @@ def _epoch_check(trial: optuna.Trial, spec: SweepSpec) -> EpochCallback:
     return check
 
 
-def _jsonable(value: Any) -> Any:
-    """The row as plain JSON values (numpy scalars and arrays become floats, ints and lists)."""
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
 def scalar_attrs(row: dict) -> dict[str, float | int]:
     """The row's scalar numbers as short trial attributes, `m.<column>`: every declared scalar metric
     column (the values and the settings that qualify them, e.g. fid_samples) and the run's size and
@@ -213,7 +199,7 @@ def scalar_attrs(row: dict) -> dict[str, float | int]:
     names = [n for n, (_, c) in declared_columns().items() if c.dtype in ("float", "int")] + list(ROW_SCALARS)
     out: dict[str, float | int] = {}
     for name in names:
-        value = _jsonable(row.get(name))
+        value = plain_json(row.get(name))
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
         if isinstance(value, float) and not math.isfinite(value):
@@ -229,16 +215,17 @@ def _objective_values(row: dict, spec: SweepSpec) -> Optional[list[float]]:
     return [float(v) for v in values]
 
 
-def _finish(study: optuna.Study, trial: optuna.Trial, row: dict, spec: SweepSpec) -> None:
+def tell_result(study: optuna.Study, trial: optuna.Trial, row: dict, spec: SweepSpec) -> None:
     """Store the row in the trial, then set its final state (COMPLETE only with the row in place).
     The short `m.*` attributes go first: the row and the state are the last two writes, so a worker
     killed in between (on PostgreSQL each attribute is its own transaction) leaves the smallest window."""
     for key, value in scalar_attrs(row).items():
         trial.set_user_attr(key, value)
-    trial.set_user_attr(ATTR_ROW, _jsonable(row))
-    if row["status"] == "pruned":
+    trial.set_user_attr(ATTR_ROW, plain_json(row))
+    status = RunStatus(row["status"])
+    if status is RunStatus.PRUNED:
         study.tell(trial, state=TrialState.PRUNED)
-    elif row["status"] == "ok" and (values := _objective_values(row, spec)) is not None:
+    elif status is RunStatus.OK and (values := _objective_values(row, spec)) is not None:
         study.tell(trial, values)
     else:
         reason = row["reason"] or f"objective metric missing: {', '.join(spec.search.metrics)}"

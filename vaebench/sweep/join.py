@@ -1,0 +1,96 @@
+"""Joining a study as a worker in this process: what `vaebench worker` does, and what `vaebench run`
+does with its one in-process worker (sweep/run.py), through one function, `join_study`.
+
+A worker that opens the study itself (`vaebench worker`, on this or another machine) is a boundary:
+it reads the spec from the storage, checks the spec's training precisions on its device, loads the
+data and opens the study before its first trial; bad input is a VaebenchError then. `vaebench run`
+has done all of that already and hands over the opened study.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Optional
+
+from .display import SweepDisplay
+
+if TYPE_CHECKING:
+    import optuna
+    import torch
+
+    from ..data import Dataset
+    from ..spec.sweep_spec import SweepSpec
+    from .storage import StudyStore
+    from .worker import WorkerSummary
+
+
+@dataclass(frozen=True)
+class OpenedStudy:
+    """A study opened for its workers: the Optuna study, its spec and its data."""
+
+    study: "optuna.Study"
+    spec: "SweepSpec"
+    data: "Dataset"
+
+
+def check_precisions(spec: "SweepSpec", device: "torch.device") -> None:
+    """Refuse (DeviceError, exit code 2), before anything is written, a `train.precision` of the
+    spec's cells (or of its search space) that this torch cannot train in on `device`."""
+    from ..runtime.device import check_precision
+    from ..spec.sweep_spec import CategoricalParam
+
+    precisions = {cfg.train.precision for cfg in spec.cells()}
+    space = spec.search.space.get("train.precision")
+    if isinstance(space, CategoricalParam):
+        precisions |= set(space.values())
+    for precision in sorted(precisions):
+        check_precision(precision, device)
+
+
+def open_for_worker(
+    store: "StudyStore", device: "torch.device", data_root=None, download: bool = True, wait_seconds: float = 0.0
+) -> OpenedStudy:
+    """The study of `store` as a joining worker opens it: its stored spec (waiting up to
+    `wait_seconds` for the study to be made), the spec's precisions checked on `device` (checked
+    already: `runtime.check_device`), its data, then the study itself."""
+    from ..data import load_dataset
+    from .study import open_study, wait_for_study
+
+    spec = wait_for_study(store, wait_seconds)
+    check_precisions(spec, device)
+    data = load_dataset(spec.dataset, data_root, download=download)
+    return OpenedStudy(open_study(spec, store, data.checksum), spec, data)
+
+
+def join_study(
+    store: "StudyStore",
+    device: "torch.device",
+    display: SweepDisplay,
+    *,
+    opened: Optional[OpenedStudy] = None,
+    threads: Optional[int] = None,
+    data_root=None,
+    download: bool = True,
+    wait_seconds: float = 0.0,
+    command: str = "",
+) -> "WorkerSummary":
+    """Join the study of `store` as one worker in this process, on the checked `device` with
+    `threads` torch threads (default: as they are), and run its trials until none is left; returns
+    what it ran. `opened`: the study as the caller opened it (else `open_for_worker` opens it, with
+    `data_root`, `download` and `wait_seconds`). `command` is the rows' provenance; `display` shows
+    the worker's start, its runs and its summary."""
+    import torch
+
+    from .study import study_status
+    from .worker import run_worker
+
+    if threads:
+        torch.set_num_threads(threads)
+    if opened is None:
+        opened = open_for_worker(store, device, data_root, download, wait_seconds)
+    display.joined(store.study, store.describe(), torch.get_num_threads(), device)
+    status = study_status(opened.study)
+    with display.worker_here(status.total, status.done) as reporter:
+        summary = run_worker(opened.study, opened.spec, opened.data, store, device, reporter, command)
+    display.worker_done(summary)
+    return summary
