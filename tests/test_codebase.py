@@ -17,8 +17,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "vaebench"
 # earlier row. Packages in one row may not import each other, except the pairs in SIDEWAYS.
 LAYERS = [
     ("vaebench", "__main__"),  # the public face: lazy names for the API, the registries
-    ("cli",),  # the commands: argument parsing, the terminal display
-    ("api",),  # the Python API: run, load_results, load_model, evaluate, report, add_result
+    ("cli", "api"),  # the commands and the terminal display; the Python API (run, load_results, ...)
     ("sweep",),  # orchestration on a machine, Optuna studies, workers, leases, storages
     ("engine",),  # one run: train, evaluate, one row
     ("reporting",),  # tables and figures from rows and metric declarations
@@ -29,6 +28,7 @@ LAYERS = [
     ("options", "plugins", "registry", "errors", "runtime", "_version", "family"),  # shared vocabulary
 ]
 SIDEWAYS = {
+    ("api", "cli"),  # vaebench.run shows a sweep with the terminal display of `vaebench run` (cli/display.py)
     ("metrics", "data"),  # the FID classifier trains on a Dataset
     ("metrics", "models"),  # metrics evaluate a model through its interface
     ("registry", "plugins"),  # a registry imports the installed plugins before its first lookup

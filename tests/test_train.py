@@ -76,9 +76,9 @@ def test_dynamic_binarization_trains(monkeypatch, heldout_calls):
     batches = []
     real = training.training_loss
 
-    def spy(objective, model, likelihood, x, y, kl_weight):
+    def spy(objective, model, x, y, kl_weight):
         batches.append(x.detach().clone())
-        return real(objective, model, likelihood, x, y, kl_weight)
+        return real(objective, model, x, y, kl_weight)
 
     monkeypatch.setattr(training, "training_loss", spy)
     res = train(cfg, data, seed=0, device="cpu")

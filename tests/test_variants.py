@@ -219,9 +219,9 @@ def test_every_objective_variant_trains_on_its_own_loss(objective, monkeypatch, 
     steps = []  # (recorded loss, by-hand loss, batch size)
     real = training.training_loss
 
-    def spy(obj, model, likelihood, x, y, kl_weight):
+    def spy(obj, model, x, y, kl_weight):
         state = torch.get_rng_state()
-        out = real(obj, model, likelihood, x, y, kl_weight)
+        out = real(obj, model, x, y, kl_weight)
         with torch.random.fork_rng(devices=[]), torch.no_grad():
             torch.set_rng_state(state)
             steps.append((out.loss.item(), _by_hand_training_loss(obj, model, x, y, kl_weight).item(), len(x)))

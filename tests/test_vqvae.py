@@ -288,11 +288,11 @@ def test_two_epochs_on_digits_lower_the_loss(ema, monkeypatch, heldout_calls):
     steps = []  # (recorded loss, by-hand loss) of every training step
     real = training.training_loss
 
-    def spy(objective, model, likelihood, x, y, kl_weight):
+    def spy(objective, model, x, y, kl_weight):
         # the by-hand loss on a copy in the same (training) mode: its BatchNorm and EMA updates stay there
         with torch.no_grad():
             by_hand = _by_hand_step_loss(copy.deepcopy(model), objective, x, kl_weight)
-        out = real(objective, model, likelihood, x, y, kl_weight)
+        out = real(objective, model, x, y, kl_weight)
         steps.append((out.loss.item(), by_hand))
         return out
 
