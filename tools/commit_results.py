@@ -2,7 +2,7 @@
 arrays its figures draw (one run per grid cell, the lowest seed's; vaebench.report.figures
 .figure_artifacts). The other runs' arrays stay on the machine that made them: `vaebench report`
 regenerates the committed reports from these files alone, byte for byte
-(tests/test_committed_reports.py).
+(tests/end_to_end/test_committed_reports.py).
 
     python tools/commit_results.py beta loss | xargs git add -f   (artifacts/ is git-ignored)
     python tools/commit_results.py --unneeded beta | xargs -r git rm --cached -q

@@ -33,7 +33,7 @@ Reading, and why not always through torchvision's classes:
   `check_integrity` (PyTorch-VAE subclasses CelebA with `_check_integrity` returning True).
   Instead vaebench reads these files with its own small readers below, which follow torchvision's
   reading code line for line (the same pickle keys and reshape, the same `loadmat` transpose and
-  10 -> 0 label mapping, the same partition file); tests/test_datasets_torchvision.py checks them
+  10 -> 0 label mapping, the same partition file); tests/data/test_datasets_torchvision.py checks them
   against the arrays it wrote and against torchvision's classes reading the same files (md5 check
   patched out there). No md5 is checked on reading: each run records the sha256 checksum of the
   exact tensors it used (`Dataset.checksum`), and an unreadable file is a `DataError` naming it.

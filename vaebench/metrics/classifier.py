@@ -77,7 +77,7 @@ class DigitClassifier(nn.Module):
           it is the identity;
         - activations in channels_last, the layout oneDNN's CPU convolutions run fastest.
 
-        Equal to `features` up to float32 rounding inside the convolutions (tests/test_fid.py).
+        Equal to `features` up to float32 rounding inside the convolutions (tests/metrics/test_fid.py).
         Runs under `torch.inference_mode` (no gradients); in training mode it is `features` itself."""
         if self.training:
             return self.features(x)

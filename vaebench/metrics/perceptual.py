@@ -59,7 +59,7 @@ LPIPS_VERSION = "0.1"  # the linear layers' version (the package's default and l
 LPIPS_BATCH = 50  # images per forward pass (speed and memory only)
 # The file torchvision downloads into its cache for each backbone `lpips` builds (pretrained_networks.py:
 # alexnet, vgg16, squeezenet1_1 with weights IMAGENET1K_V1; the name is that url's last part, the hex its
-# SHA-256 prefix). Written out so that looking for it imports nothing; tests/test_lpips.py checks them
+# SHA-256 prefix). Written out so that looking for it imports nothing; tests/metrics/test_lpips.py checks them
 # against torchvision's enums.
 TORCHVISION_FILES = {
     "alex": "alexnet-owt-7be5be79.pth",

@@ -83,7 +83,7 @@ def ssim_per_image(x, y) -> tuple[np.ndarray, float, int]:
     is never read: filtering only at those positions ("valid" filtering) gives the same values.
     The separable filter is two matrix products (rows, then columns) with banded matrices of the
     scipy kernel, so each pass is one batched matmul. Equal to scikit-image's per-image calls to
-    ~1e-15 (tests/test_metrics.py), and faster than scikit-image on mosaics of 4,096 images.
+    ~1e-15 (tests/metrics/test_metrics.py), and faster than scikit-image on mosaics of 4,096 images.
     """
     x = torch.as_tensor(x).detach().to("cpu", torch.float64)
     y = torch.as_tensor(y).detach().to("cpu", torch.float64)

@@ -32,7 +32,7 @@ from vaebench.spec.sweep_spec import DatasetConfig, ModelConfig, RunConfig, load
 
 F64 = torch.float64
 LOG_2PI = math.log(2 * math.pi)
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DIGITS = load_dataset(DatasetConfig(name="digits"))
 
 

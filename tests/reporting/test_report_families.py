@@ -4,7 +4,7 @@ chosen from the rows' measured columns, not from the study's name."""
 
 import pandas as pd
 
-from tests.test_report import make_rows, metrics, table
+from tests.reporting.test_report import make_rows, metrics, table
 from vaebench.reporting.render import render_study
 from vaebench.reporting.tables import study_tables, study_title
 

@@ -11,7 +11,7 @@ from pydantic import Field
 from typer.testing import CliRunner
 
 from tests.conftest import TINY_SPEC
-from tests.test_report import column, make_rows, metrics, table
+from tests.reporting.test_report import column, make_rows, metrics, table
 from vaebench.cli.commands import app
 from vaebench.data import load_dataset
 from vaebench.errors import SpecError

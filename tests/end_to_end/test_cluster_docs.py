@@ -16,7 +16,7 @@ import yaml
 from vaebench.cli.commands import app
 from vaebench.spec.sweep_spec import parse_spec
 
-CLUSTER = Path(__file__).resolve().parents[1] / "docs" / "cluster"
+CLUSTER = Path(__file__).resolve().parents[2] / "docs" / "cluster"
 SLURM = CLUSTER / "slurm_workers.sh"
 K8S = CLUSTER / "k8s_workers.yaml"
 # click's UsageError, whether typer uses click itself or (recent typer) a vendored copy of it
@@ -81,7 +81,7 @@ def test_slurm_script_parses_and_starts_one_worker_per_gpu():
     create, work = (parse(c).params for c in commands)
     assert create["workers"] == 0 and create["storage"] == "<VAEBENCH_STORAGE>"
     assert work["device"] == "cuda" and work["storage"] == "<VAEBENCH_STORAGE>" and work["threads"] == 4
-    spec = parse_spec(yaml.safe_load((Path(__file__).resolve().parents[1] / create["spec_path"]).read_text()))
+    spec = parse_spec(yaml.safe_load((Path(__file__).resolve().parents[2] / create["spec_path"]).read_text()))
     assert work["study"] == spec.study  # the workers join the study the spec creates
 
 

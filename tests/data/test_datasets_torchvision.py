@@ -24,7 +24,7 @@ from vaebench.data import DATASETS, load_dataset
 from vaebench.errors import DataError
 from vaebench.spec.sweep_spec import parse_spec
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 N_TRAIN, N_TEST = 40, 16
 CELEBA_W, CELEBA_H = 178, 218  # the aligned images' size (width x height)
 # CelebA fake: the official partition numbers in file order (0 train, 1 valid, 2 test), interleaved

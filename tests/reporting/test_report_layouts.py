@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.test_report import make_rows, metrics, table
+from tests.reporting.test_report import make_rows, metrics, table
 from vaebench.reporting.render import render_study
 from vaebench.reporting.settings import EXTERNAL_COMMAND
 from vaebench.reporting.tables import study_layout, study_tables
@@ -15,7 +15,7 @@ from vaebench.reporting.titles import DISENTANGLEMENT_TITLE
 from vaebench.results.rows import param_columns
 from vaebench.spec.sweep_spec import Run, load_spec
 
-SWEEPS = Path(__file__).resolve().parents[1] / "sweeps"
+SWEEPS = Path(__file__).resolve().parents[2] / "sweeps"
 
 # Every shipped sweep: the (title, layout key) of its report when it was chosen by the study's name.
 # The hierarchical and VQ-VAE studies get their family's layout from measured columns these rows

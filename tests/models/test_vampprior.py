@@ -15,7 +15,7 @@ import torch
 from scipy import integrate
 from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PLUGIN_ROOT = REPO / "examples" / "vampprior"
 PKG = "vaebench_vampprior"
 if str(PLUGIN_ROOT) not in sys.path:
@@ -59,7 +59,7 @@ def vp():
     if PKG in sys.modules:
         yield sys.modules[PKG]
         return
-    plugins.load_plugin(PKG, "tests/test_vampprior.py")
+    plugins.load_plugin(PKG, "tests/models/test_vampprior.py")
     yield sys.modules[PKG]
     _forget_plugin()
 

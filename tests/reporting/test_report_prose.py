@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_report import BETA_CELLS, make_rows
+from tests.reporting.test_report import BETA_CELLS, make_rows
 from vaebench.reporting import prose as prose_module
 from vaebench.reporting.layouts import LAYOUTS, TABLE_TITLES, TUTORIAL_TABLES
 from vaebench.reporting.render import render_study
 from vaebench.reporting.titles import DISENTANGLEMENT_TITLE
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 REPORTING = ROOT / "vaebench" / "reporting"
 
 
