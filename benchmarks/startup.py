@@ -190,7 +190,7 @@ def main() -> None:
 
 def journal_attr_seconds(n: int = 60) -> float:
     """Seconds per `trial.set_user_attr` on a journal file study (each is one appended, fsynced log
-    record, under the file lock): what a trial's `m.*` attributes cost (vaebench/worker.py)."""
+    record, under the file lock): what a trial's `m.*` attributes cost (vaebench/sweep/worker.py)."""
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend

@@ -10,7 +10,7 @@
 Units: every loss, KL and NLL is in nats per example (summed over pixels and latent dimensions,
 averaged over examples); recon MSE is per pixel; times in seconds.
 
-`run` is a thin wrapper: the sweep's orchestration (layout, worker processes, progress) is sweep.py.
+`run` is a thin wrapper: the sweep's orchestration (layout, worker processes, progress) is sweep/run.py.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def run(
 
 def load_results(study: Optional[str] = None, results=None):
     """Every results row of `study` (or of every study under the results folder) as one pandas
-    DataFrame: one row per finished run; columns as documented in results.py (metrics in nats per
+    DataFrame: one row per finished run; columns as documented in results/rows.py (metrics in nats per
     example, recon MSE per pixel, times in seconds). Plugins named in the rows are imported."""
     from .plugins import load_row_plugins
     from .results.rows import load_results as _load
@@ -169,7 +169,7 @@ def add_result(
     and parameter-count columns when given. Returns the new row's run id ("ext-...")."""
     import hashlib
 
-    from .reporting.render import EXTERNAL_COMMAND
+    from .reporting.settings import EXTERNAL_COMMAND
     from .results.build import build_row, utc_now
     from .results.rows import load_results as _load
     from .results.rows import write_row

@@ -1,5 +1,5 @@
 """Command line: the commands over spec -> study -> worker -> results -> report, their arguments and
-exit codes; the shared options and error exits are in cli_options.py, the work in the modules they call."""
+exit codes; the shared options and error exits are in cli/options.py, the work in the modules they call."""
 
 from __future__ import annotations
 

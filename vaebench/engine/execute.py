@@ -1,5 +1,5 @@
 """One run, start to row: train it, evaluate it, save its model and artifacts, and return its
-results row (with its provenance). Knows nothing of Optuna: the worker loop (worker.py) hands it a
+results row (with its provenance). Knows nothing of Optuna: the worker loop (sweep/worker.py) hands it a
 `Run` and an epoch callback, and stores the row it gets back.
 """
 

@@ -25,7 +25,7 @@ from ..spec.sweep_spec import RunConfig
 
 # Called after every epoch with its history record; a non-empty string it returns stops training
 # (status pruned, the string as the reason): how a pruner stops a trial without the loop knowing
-# (worker.py's callback reports the epoch to the Optuna trial and asks its pruner).
+# (sweep/worker.py's callback reports the epoch to the Optuna trial and asks its pruner).
 EpochCallback = Callable[[dict], Optional[str]]
 
 from ..results.fields import HISTORY_FIELDS  # noqa: E402,F401  (the per-epoch record's fields; re-exported)

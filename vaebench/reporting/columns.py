@@ -74,7 +74,7 @@ MISSING = "—"
 N_HEADER = "n (runs)"
 
 # The all-metrics table: every declared metric column a search may optimize (a scalar with a
-# direction; metrics/spec.py), labelled, with units and best-direction arrows, from the declarations.
+# direction; metrics/declarations.py), labelled, with units and best-direction arrows, from the declarations.
 # The tutorial's β-VAE table leads with Reconstruction MSE and KL Divergence: these lead, in this order,
 # and are listed even when no row has them ("not measured"); every other declared column (MIG and SAP,
 # KID, IS, a plugin's metrics) follows in registry order when some row has it.

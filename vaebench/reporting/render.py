@@ -11,7 +11,6 @@ from .columns import NOT_MEASURED, Cell, ReportTable, cell_label, format_value
 from .layouts import fid_extractors
 from .prose import prose
 from .settings import (
-    EXTERNAL_COMMAND,  # noqa: F401  (vaebench.api imports it from here)
     external_rows,
     finished,
     fixed_settings,

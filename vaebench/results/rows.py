@@ -9,7 +9,7 @@ Columns (all rows of a study share one schema):
 - search: sampler, objective_metrics and objective_directions (what the study optimizes)
 - parameters: `param.<section>.<field>` for every RunConfig field, `param.eval.<metric>.<option>` for the
   options of every registered metric that declares some; `grid_keys` lists the varied ones
-- metrics: the columns every registered metric declares (metrics/spec.py: dtype, unit, direction;
+- metrics: the columns every registered metric declares (metrics/declarations.py: dtype, unit, direction;
   `metric_types`), null where a metric did not apply (`metrics_skipped`: "<metric>: <reason>") and on
   failed runs
 - timing: train_seconds, eval_seconds, eval_seconds_<metric>, epochs_completed
@@ -90,7 +90,7 @@ _BASE_TYPES: dict[str, pa.DataType] = {
     "provenance_note": pa.string(),
 }
 
-# Arrow type of each dtype a metric column may declare (metrics/spec.py, `Column.dtype`).
+# Arrow type of each dtype a metric column may declare (metrics/declarations.py, `Column.dtype`).
 DTYPE_TO_ARROW: dict[str, pa.DataType] = {
     "float": pa.float64(),
     "int": pa.int64(),
@@ -164,7 +164,7 @@ def row_schema(row: dict[str, Any]) -> pa.Schema:
             raise KeyError(
                 f"results row has an undeclared column {key!r}: declare a metric's column in the "
                 f"metric's registration (register_metric(name, columns=[Column({key!r}, dtype, ...)])); "
-                f"other columns in results.py"
+                f"other columns in results/rows.py"
             )
     return pa.schema(fields)
 

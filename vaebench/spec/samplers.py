@@ -1,8 +1,8 @@
 """The search side of a study: Optuna samplers and pruners by name.
 
-A spec's `search` section picks entries from these registries (see spec_search.SearchConfig); a
+A spec's `search` section picks entries from these registries (see search.SearchConfig); a
 pruner entry also declares the PrunerConfig fields it reads (any other must stay at its default).
-The grid "sampler" is vaebench's own: every cell x seed is enqueued once (study.py), so no sampler
+The grid "sampler" is vaebench's own: every cell x seed is enqueued once (sweep/study.py), so no sampler
 is asked. Pruners see one intermediate value per epoch: the test -ELBO in nats per example.
 
 Optuna is imported only when the study builds its sampler or pruner (`build_sampler`,
@@ -96,7 +96,7 @@ def build_pruner(search, epochs: int) -> optuna.pruners.BasePruner:
 
 
 def suggest(trial: optuna.Trial, key: str, param) -> Any:
-    """Draw `key` from its spec distribution (spec_search.FloatParam / IntParam / CategoricalParam)."""
+    """Draw `key` from its spec distribution (search.FloatParam / IntParam / CategoricalParam)."""
     if param.type == "float":
         return trial.suggest_float(key, param.low, param.high, log=param.log, step=param.step)
     if param.type == "int":
