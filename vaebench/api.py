@@ -20,8 +20,7 @@ from typing import Any, Optional
 
 from .errors import StudyError
 from .results.rows import resolve_results_root
-from .sweep.launch import COMMAND_ENV  # noqa: F401  (re-exported: the worker processes' command line)
-from .sweep.run import WAIT_FOR_STUDY_SECONDS, run_sweep  # noqa: F401  (re-exported: what `run` and `vaebench run` call)
+from .sweep.run import run_sweep
 
 
 def run(

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+# the setup regenerates every committed report in a subprocess (~12-20 s here): slow
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 RESULTS, REPORTS = REPO / "results", REPO / "reports"
 

@@ -40,7 +40,7 @@ def test_the_metric_declarations_load_without_torch_fidelity_which_the_first_fid
         "import sys, vaebench.cli.commands, vaebench.sweep.study, vaebench.results.rows\n"
         "print('imported', 'torch_fidelity' in sys.modules, 'vaebench.metrics.fid' in sys.modules)\n"
         "from vaebench.metrics import METRICS\n"
-        "from vaebench.results.rows import metric_types, numeric_metric_columns\n"
+        "from vaebench.metrics import numeric_metric_columns\nfrom vaebench.results.rows import metric_types\n"
         "from vaebench.reporting.columns import metric_columns\n"
         "types, objectives, names = metric_types(), numeric_metric_columns(), METRICS.names()\n"
         "headers = [c.header for c in metric_columns()]\n"

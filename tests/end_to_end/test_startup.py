@@ -11,6 +11,7 @@ from vaebench import api
 from vaebench.errors import DataError, StudyError
 from vaebench.spec.sweep_spec import parse_spec
 from vaebench.sweep import launch as launch_mod
+from vaebench.sweep import run as sweep_run
 from vaebench.sweep.storage import JOURNAL_FILE, StudyStore
 from vaebench.sweep.study import open_study, wait_for_study
 
@@ -47,7 +48,7 @@ def test_new_study_starts_its_workers_before_making_it(monkeypatch, tmp_path):
     assert len(calls) == 1
     kind, argv, n, journal_existed = calls[0]
     assert kind == "start" and n == 2 and not journal_existed  # started before the study was made
-    assert argv[argv.index("--wait-for-study") + 1] == str(api.WAIT_FOR_STUDY_SECONDS)
+    assert argv[argv.index("--wait-for-study") + 1] == str(sweep_run.WAIT_FOR_STUDY_SECONDS)
 
     calls.clear()  # the study exists now (nothing ran): its pending runs decide the layout first
     api.run(SPEC, results=tmp_path, workers=2, threads=1)

@@ -5,10 +5,11 @@ import torch
 
 from tests.conftest import replay_gaussian_neg_elbo
 from vaebench.data import load_dataset
-from vaebench.engine.train import HISTORY_FIELDS, train
+from vaebench.engine.train import train
 from vaebench.metrics import evaluate
 from vaebench.models import build_model
 from vaebench.objectives.likelihoods import Bernoulli
+from vaebench.results.fields import HISTORY_FIELDS
 from vaebench.spec.sweep_spec import DatasetConfig, RunConfig
 
 

@@ -13,7 +13,7 @@ from vaebench.errors import VaebenchError
 from vaebench.metrics import column_names as C
 from vaebench.metrics import evaluate
 from vaebench.metrics.classifier import cached_classifier
-from vaebench.metrics.fid import EXTRACTORS, INCEPTION_WEIGHTS_ENV, _module, frechet_distance, to_uint8
+from vaebench.metrics.fid_features import EXTRACTORS, INCEPTION_WEIGHTS_ENV, _module, frechet_distance, to_uint8
 from vaebench.models import build_model
 from vaebench.objectives.likelihoods import Bernoulli
 from vaebench.spec.sweep_spec import DatasetConfig, ModelConfig, RunConfig
@@ -359,19 +359,20 @@ def _digits_model():
 
 def test_reference_cache_gives_the_fids_of_a_fresh_computation(digits_extractor, monkeypatch):
     from vaebench.metrics import fid as fid_module
+    from vaebench.metrics import fid_features
 
     model, cfg = _digits_model(), _fid_cfg()
     keys = (C.FID, C.FID_RECON, C.KID, C.KID_STD, C.IS, C.IS_STD, C.SAMPLE_CLASS_FREQ)
     # uncached: no memory entry, no disk file, and the reference computed the way the metric
     # computed it before the cache existed (features of the first n test images, then
     # torch-fidelity's statistics from those features on every call)
-    fid_module._REFERENCE.clear()
-    path = fid_module.reference_path(fid_module.reference_key(digits_extractor, DIGITS, 300, torch.device("cpu")))
+    fid_features._REFERENCE.clear()
+    path = fid_features.reference_path(fid_features.reference_key(digits_extractor, DIGITS, 300, torch.device("cpu")))
     path.unlink(missing_ok=True)
     monkeypatch.setattr(
         fid_module,
         "reference",
-        lambda ext, data, n: fid_module.Reference(ext.features(to_uint8(data.x_test[:n])), ext.fid_layer),
+        lambda ext, data, n: fid_features.Reference(ext.features(to_uint8(data.x_test[:n])), ext.fid_layer),
     )
     fresh = evaluate(model, DIGITS, cfg, seed=0, names=["fid"])
     assert not path.exists()
@@ -381,11 +382,11 @@ def test_reference_cache_gives_the_fids_of_a_fresh_computation(digits_extractor,
     assert path.is_file()
     from_memory = evaluate(model, DIGITS, cfg, seed=0, names=["fid"])
     calls = []
-    real = fid_module.Extractor.features
+    real = fid_features.Extractor.features
     monkeypatch.setattr(
-        fid_module.Extractor, "features", lambda self, x, *a, **k: (calls.append(len(x)), real(self, x, *a, **k))[1]
+        fid_features.Extractor, "features", lambda self, x, *a, **k: (calls.append(len(x)), real(self, x, *a, **k))[1]
     )
-    fid_module._REFERENCE.clear()
+    fid_features._REFERENCE.clear()
     from_disk = evaluate(model, DIGITS, cfg, seed=0, names=["fid"])
     assert calls == [300, 300]  # samples and reconstructions only: the reference came from disk
     for k in keys:
@@ -394,21 +395,21 @@ def test_reference_cache_gives_the_fids_of_a_fresh_computation(digits_extractor,
 
 def test_reference_key_covers_what_the_features_depend_on(digits_extractor, tmp_path):
     from vaebench.data import Dataset
-    from vaebench.metrics import fid as fid_module
+    from vaebench.metrics import fid_features
 
     cpu = torch.device("cpu")
-    key = fid_module.reference_key(digits_extractor, DIGITS, 300, cpu)
-    assert key == fid_module.reference_key(digits_extractor, DIGITS, 300, cpu)
-    assert key != fid_module.reference_key(digits_extractor, DIGITS, 299, cpu)
+    key = fid_features.reference_key(digits_extractor, DIGITS, 300, cpu)
+    assert key == fid_features.reference_key(digits_extractor, DIGITS, 300, cpu)
+    assert key != fid_features.reference_key(digits_extractor, DIGITS, 299, cpu)
     other = Dataset("digits", DIGITS.x_train, DIGITS.y_train, DIGITS.x_test.flip(-1), DIGITS.y_test)
     assert other.checksum != DIGITS.checksum
-    assert key != fid_module.reference_key(digits_extractor, other, 300, cpu)
+    assert key != fid_features.reference_key(digits_extractor, other, 300, cpu)
     # the weights file's content, not its name
     ckpt = torch.load(digits_extractor.weights, weights_only=True)
     ckpt["state_dict"]["fc2.bias"] = ckpt["state_dict"]["fc2.bias"] + 1
     changed = tmp_path / "classifier.pt"
     torch.save(ckpt, changed)
-    ext2 = fid_module.Extractor(
+    ext2 = fid_features.Extractor(
         "classifier",
         "vaebench-classifier",
         str(changed),
@@ -417,17 +418,18 @@ def test_reference_key_covers_what_the_features_depend_on(digits_extractor, tmp_
         digits_extractor.identity,
         batch_size=digits_extractor.batch_size,
     )
-    assert key != fid_module.reference_key(ext2, DIGITS, 300, cpu)
+    assert key != fid_features.reference_key(ext2, DIGITS, 300, cpu)
 
 
 def test_a_damaged_reference_file_is_recomputed(digits_extractor):
     from vaebench.metrics import fid as fid_module
+    from vaebench.metrics import fid_features
 
-    fid_module._REFERENCE.clear()
+    fid_features._REFERENCE.clear()
     ref = fid_module.reference(digits_extractor, DIGITS, 123)
-    path = fid_module.reference_path(fid_module.reference_key(digits_extractor, DIGITS, 123, torch.device("cpu")))
+    path = fid_features.reference_path(fid_features.reference_key(digits_extractor, DIGITS, 123, torch.device("cpu")))
     path.write_bytes(b"not a torch file")
-    fid_module._REFERENCE.clear()
+    fid_features._REFERENCE.clear()
     again = fid_module.reference(digits_extractor, DIGITS, 123)
     for layer in ref.features:
         assert torch.equal(again.features[layer], ref.features[layer]) and again.features[layer].dtype == torch.float64

@@ -33,7 +33,7 @@ from vaebench.metrics import (
 )
 from vaebench.metrics import column_names as C
 from vaebench.metrics.codebook import code_counts, perplexity, used_fraction
-from vaebench.metrics.fid import EXTRACTORS
+from vaebench.metrics.fid_features import EXTRACTORS
 from vaebench.models import build_model
 from vaebench.models.vqvae import VQVAE, VectorQuantizer
 from vaebench.objectives.likelihoods import Bernoulli

@@ -88,7 +88,7 @@ Quiet = typer.Option(False, "--quiet", "-q", help="no progress bars")
 
 def set_inception_weights(path: Optional[Path]) -> None:
     if path is not None:
-        from ..metrics.fid import INCEPTION_WEIGHTS_ENV
+        from ..metrics.fid_features import INCEPTION_WEIGHTS_ENV
 
         if not path.is_file():
             fail(DataError(f"--inception-weights {path}: no such file"))

@@ -28,8 +28,6 @@ from ..spec.sweep_spec import RunConfig
 # (sweep/worker.py's callback reports the epoch to the Optuna trial and asks its pruner).
 EpochCallback = Callable[[dict], Optional[str]]
 
-from ..results.fields import HISTORY_FIELDS  # noqa: E402,F401  (the per-epoch record's fields; re-exported)
-
 
 @dataclass
 class TrainResult:

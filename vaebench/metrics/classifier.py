@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.base import Dataset
-from ..runtime.cache import CACHE_ENV, cache_dir  # noqa: F401  (cache_dir: re-exported, the one cache folder)
+from ..runtime.cache import cache_dir
 from ..runtime.device import resolve_device
 from ..runtime.files import atomic_path, file_lock
 

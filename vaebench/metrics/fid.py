@@ -32,31 +32,12 @@ import torch
 
 from . import column_names as C
 from .declarations import Column, MetricNotApplicable, eval_settings, register_metric
-from .fid_features import (  # noqa: F401  (re-exported: the extractors, the reference and its cache)
-    _REFERENCE,
-    EXTRACTORS,
-    INCEPTION_WEIGHTS_ENV,
-    Extractor,
-    Reference,
-    _module,
-    _tf,
-    frechet_distance,
-    reference,
-    reference_key,
-    reference_path,
-    to_uint8,
-)
+from .fid_features import EXTRACTORS, _tf, frechet_distance, reference, to_uint8
 
 try:
     from threadpoolctl import threadpool_limits  # installed with scikit-learn
 except ImportError:  # pragma: no cover
     threadpool_limits = None
-
-
-def __getattr__(name: str):
-    if name in ("ClassifierFeatureExtractor", "GrayscaleInception"):  # the extractor classes, imported on use
-        return getattr(_tf(), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @torch.no_grad()

@@ -37,7 +37,6 @@ from ..metrics import (
     METRICS_SKIPPED,
     MetricDeclarationError,
     declared_columns,
-    numeric_metric_columns,  # noqa: F401  (re-exported: the columns a search may optimize)
 )
 from ..options import FamilySection
 from ..runtime.files import atomic_path
