@@ -22,6 +22,7 @@ from vaebench.metrics import (
     MetricDeclarationError,
     MetricNotApplicable,
     evaluate,
+    numeric_metric_columns,
     register_metric,
     unregister_metric,
 )
@@ -33,7 +34,6 @@ from vaebench.reporting.tables import study_tables
 from vaebench.results.rows import (
     load_results,
     metric_types,
-    numeric_metric_columns,
     param_columns,
     read_row,
     row_schema,

@@ -14,7 +14,7 @@ Columns (all rows of a study share one schema):
   failed runs
 - timing: train_seconds, eval_seconds, eval_seconds_<metric>, epochs_completed
 - files: model_path, artifacts_path (relative to results/<study>/; see artifacts.py)
-- history: list of per-epoch records (train.HISTORY_FIELDS)
+- history: list of per-epoch records (results/fields.py, HISTORY_FIELDS)
 - provenance: the command line, vaebench/torch/optuna/python versions, device, host, machine (CPU model, cores, memory, GPU), dataset name and checksum,
   spec fingerprint, created_at (UTC); precision (the training steps' autocast dtype: fp32, bf16, fp16) and
   tf32 (whether TF32 matmuls/convolutions were allowed while training: CUDA with train.tf32 only)
