@@ -224,9 +224,9 @@ def heldout_calls(monkeypatch):
     calls = []
     real = training.heldout_loss
 
-    def spy(model, x, y, batch_size):
+    def spy(model, x, y, batch_size, prefix="test"):
         calls.append((torch.get_rng_state(), copy.deepcopy(model.state_dict()), batch_size))
-        return real(model, x, y, batch_size)
+        return real(model, x, y, batch_size, prefix)
 
     monkeypatch.setattr(training, "heldout_loss", spy)
     return calls

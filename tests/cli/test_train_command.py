@@ -78,7 +78,7 @@ def test_a_bad_spec_or_a_sampled_search_exits_2(tmp_path, write_spec):
     sampled = write_spec(
         {
             "study": "s",
-            "dataset": {"name": "digits"},
+            "dataset": {"name": "digits", "validation": 200},
             "seeds": [0],
             "search": {
                 "sampler": "random",

@@ -82,6 +82,7 @@ def test_fp16_spec_on_cpu_exits_2_with_nothing_written(tmp_path, write_spec):
     assert not results.exists()
     sampled = {
         **SPEC,
+        "dataset": {**SPEC["dataset"], "validation": 200},
         "search": {
             "sampler": "random",
             "n_trials": 2,

@@ -224,6 +224,7 @@ def test_a_sampled_budget_is_exact_under_parallel_workers(tmp_path, storage_url,
         {
             **{k: v for k, v in SPEC.items() if k != "grid"},
             "study": study_name,
+            "dataset": {"name": "digits", "validation": 200},
             "seeds": [0],
             "search": {
                 "sampler": "tpe",

@@ -45,6 +45,7 @@ def test_pruners_stop_a_bad_configuration_early(tmp_path, write_spec, pruner, mi
         **TINY_SPEC,
         "train": {"epochs": 6, "batch_size": 128},
         "eval": FAST_EVAL,
+        "dataset": {"name": "digits", "validation": 300},  # the pruners compare validation losses
         "grid": {"train.lr": [0.003, 1e-6]},
         "seeds": [0, 1, 2, 3],
         "search": {"pruner": pruner},
@@ -109,7 +110,7 @@ def test_multi_objective_grid_stores_and_reports_the_pareto_front(tmp_path, writ
 def test_sampled_search_runs_its_budget_from_the_space(tmp_path, write_spec, sampler):
     spec = {
         "study": "sampled",
-        "dataset": {"name": "digits"},
+        "dataset": {"name": "digits", "validation": 300},
         "model": {"name": "mlp", "hidden_dim": 32},
         "train": {"epochs": 2, "batch_size": 128},
         "eval": FAST_EVAL,
@@ -138,6 +139,9 @@ def test_sampled_search_runs_its_budget_from_the_space(tmp_path, write_spec, sam
         assert 0.1 <= t.params["objective.beta"] <= 10 and row["param.objective.beta"] == t.params["objective.beta"]
         assert row["param.model.latent_dim"] == t.params["model.latent_dim"] in range(2, 9)
         assert row["param.objective.likelihood"] == t.params["objective.likelihood"]
+        # the trial was told the targets measured on the validation split, not the row's test columns
+        assert row["objective_split"] == "validation" and t.values == pytest.approx(list(row["objective_values"]))
+        assert t.values != pytest.approx([row[m] for m in row["objective_metrics"]])
     assert list(df["grid_keys"].iloc[0]) == ["objective.beta", "model.latent_dim", "objective.likelihood"]
     # the budget is spent: a rerun draws nothing new
     r = vaebench("run", str(path), "-q", "--results", str(results))

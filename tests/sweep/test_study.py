@@ -24,6 +24,7 @@ SAMPLED = parse_spec(
     {
         **TINY_SPEC,
         "study": "sampled",
+        "dataset": {"name": "digits", "validation": 200},
         "grid": {},
         "seeds": [0],
         "search": {

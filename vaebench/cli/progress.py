@@ -23,6 +23,7 @@ from typing import Optional
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
+from ..results.fields import selection_loss
 from ..results.rows import grid_column
 from ..results.status import RunStatus
 from ..sweep.eta import projected_seconds, time_left
@@ -116,7 +117,7 @@ class RichReporter:
         self.p.update(
             self.epochs,
             advance=1,
-            description=f"epoch {record['epoch']} test loss {record['test_loss']:.2f}",
+            description="epoch {} {} loss {:.2f}".format(record["epoch"], *selection_loss(record)),
             eta=self.clock.eta(1),
         )
         self._update_eta()

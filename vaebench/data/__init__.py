@@ -39,6 +39,7 @@ from .base import (
     checksum,
     dataset_from_arrays,
     ensure_files,
+    hold_out_validation,
     resolve_data_root,
     without_config,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "checksum",
     "dataset_from_arrays",
     "ensure_files",
+    "hold_out_validation",
     "load_dataset",
     "resolve_data_root",
     "without_config",
@@ -62,9 +64,11 @@ BINARIZE_TEST_SEED = 0
 
 
 def load_dataset(cfg, data_root: str | Path | None = None, download: bool = True) -> Dataset:
-    """Load the dataset a `DatasetConfig` names. With `binarize`, the test split is one fixed
-    Bernoulli draw (seed 0) so that every run is evaluated on the same binary images; the training
-    split stays grayscale and the trainer draws a fresh binarization per batch."""
+    """Load the dataset a `DatasetConfig` names. With `cfg.validation`, that many training examples
+    are held out (`hold_out_validation`): the trainer never sees them; they are what pruners, search
+    targets and early stopping read. With `binarize`, the test split (and the validation split) is
+    one fixed Bernoulli draw (seed 0) so that every run is evaluated on the same binary images; the
+    training split stays grayscale and the trainer draws a fresh binarization per batch."""
     ds = DATASETS.get(cfg.name).load(cfg, resolve_data_root(data_root), download)
     if cfg.binarize:
         g = torch.Generator().manual_seed(BINARIZE_TEST_SEED)
@@ -75,4 +79,7 @@ def load_dataset(cfg, data_root: str | Path | None = None, download: bool = True
             ),
             labeled=ds.labeled,
         )
+    ds = hold_out_validation(ds, cfg.validation)
+    if cfg.binarize and ds.x_val is not None:  # its own fixed draw, after the test split's
+        ds = replace(ds, x_val=torch.bernoulli(ds.x_val, generator=g))
     return ds

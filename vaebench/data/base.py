@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -48,6 +48,41 @@ class Dataset:
     factors_test: Optional[torch.Tensor] = None
     factors: tuple[Factor, ...] = ()  # the K factors, in column order
     labeled: bool = True  # False: y_* are all 0 placeholders (class-based metrics and models do not apply)
+    # The validation split (`dataset.validation`, see `hold_out_validation`): the sorted indices into
+    # the training split of the examples held out from training (None: no validation split), and
+    # those examples (binarized once with a fixed seed when the spec binarizes, like the test split).
+    validation_index: Optional[torch.Tensor] = None
+    x_val: Optional[torch.Tensor] = None
+    y_val: Optional[torch.Tensor] = None
+    factors_val: Optional[torch.Tensor] = None
+
+    @property
+    def validation_size(self) -> int:
+        """How many training examples are held out for validation (0: no validation split)."""
+        return 0 if self.validation_index is None else len(self.validation_index)
+
+    @property
+    def validation_checksum(self) -> Optional[str]:
+        """sha256 (first 16 hex) of the validation indices (None without a validation split): with
+        `checksum`, what identifies the examples a run validates on."""
+        return None if self.validation_index is None else checksum(self.validation_index)
+
+    def training_examples(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (images, labels) a model trains on: the training split without its validation part
+        (order kept)."""
+        if self.validation_index is None:
+            return self.x_train, self.y_train
+        keep = torch.ones(len(self.x_train), dtype=torch.bool)
+        keep[self.validation_index] = False
+        return self.x_train[keep], self.y_train[keep]
+
+    def validation_split(self) -> "Dataset":
+        """This dataset with the validation examples as its held-out split (`x_test`, `y_test`,
+        `factors_test`), for evaluating a metric on validation instead of test. Raises ValueError
+        without a validation split."""
+        if self.validation_index is None:
+            raise ValueError(f"dataset {self.name!r} has no validation split (set dataset.validation)")
+        return replace(self, x_test=self.x_val, y_test=self.y_val, factors_test=self.factors_val)
 
     @property
     def has_factors(self) -> bool:
@@ -62,7 +97,7 @@ class Dataset:
         return int(max(self.y_train.max(), self.y_test.max())) + 1
 
 
-DATASET_COMMON_FIELDS = ("name", "binarize")  # what every dataset section has besides its source's options
+DATASET_COMMON_FIELDS = ("name", "binarize", "validation")  # what every dataset section has besides its source's options
 
 
 @dataclass(frozen=True)
@@ -129,6 +164,41 @@ def dataset_from_arrays(
         factors_train=f_train,
         factors_test=f_test,
         factors=tuple(factors),
+    )
+
+
+VALIDATION_SEED = 0  # the one permutation every study's validation split is cut from
+
+
+def validation_count(validation: int | float, n_train: int) -> int:
+    """How many of `n_train` training examples `dataset.validation` holds out: an int is a count, a
+    float in (0, 1) a fraction (rounded to the nearest count). 0 / 0.0: none. Raises DataError when
+    that leaves no example to train on or none to validate on."""
+    count = validation if isinstance(validation, int) else round(validation * n_train)
+    if validation and not 1 <= count < n_train:
+        raise DataError(
+            f"field dataset.validation: {validation!r} holds out {count} of the {n_train} training examples; "
+            f"it must leave at least one to train on and hold out at least one"
+        )
+    return int(count)
+
+
+def hold_out_validation(data: Dataset, validation: int | float) -> Dataset:
+    """`data` with `validation` training examples held out (`validation_count`): a uniformly random
+    subset drawn from one fixed permutation (torch.randperm, seed VALIDATION_SEED) of the training
+    split, so that it is the same for every seed, cell, worker and resumed study of the same data
+    (`Dataset.validation_checksum` identifies it). The test split is untouched."""
+    count = validation_count(validation, len(data.x_train))
+    if count == 0:
+        return data
+    perm = torch.randperm(len(data.x_train), generator=torch.Generator().manual_seed(VALIDATION_SEED))
+    i = perm[:count].sort().values
+    return replace(
+        data,
+        validation_index=i,
+        x_val=data.x_train[i],
+        y_val=data.y_train[i],
+        factors_val=None if data.factors_train is None else data.factors_train[i],
     )
 
 

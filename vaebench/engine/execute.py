@@ -5,6 +5,7 @@ results row (with its provenance). Knows nothing of Optuna: the worker loop (swe
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any, Optional
 import torch
 
 from ..data import Dataset
-from ..metrics import evaluate
+from ..metrics import declared_columns, evaluate
 from ..models import count_parameters
 from ..results.artifacts import save_trial_artifacts
 from ..results.build import build_row
@@ -58,11 +59,13 @@ def execute_run(
 
     result = train(run.config, data, run.seed, setting.device, on_epoch=on_epoch)
     measured: dict[str, Any] = {}
-    eval_seconds, paths = None, {"model_path": None, "artifacts_path": None}
+    eval_seconds, paths, targets = None, {"model_path": None, "artifacts_path": None}, None
+    split = "validation" if data.validation_size else "test"
     if result.status is RunStatus.OK:
         t0 = time.perf_counter()
         with tf32(setting.device, False):  # evaluation in full float32, whatever the training precision
             measured = evaluate(result.model, data, run.config, run.seed)
+            targets = objective_values(result.model, data, run.config, run.seed, spec.search.metrics, measured)
             eval_seconds = time.perf_counter() - t0
             if setting.results_root is not None:
                 paths = save_trial_artifacts(result.model, data, run.seed, setting.results_root, spec.study, run_id)
@@ -80,8 +83,13 @@ def execute_run(
         sampler=spec.search.sampler,
         objective_metrics=spec.search.metrics,
         objective_directions=spec.search.directions,
+        objective_values=targets,
+        objective_split=split,
+        allow_test_selection=spec.search.allow_test_selection,
         n_params=count_parameters(result.model),
         epochs_completed=len(result.history),
+        stop_reason=result.stop_reason,
+        best_epoch=result.best_epoch,
         train_seconds=result.seconds,
         eval_seconds=eval_seconds,
         **paths,
@@ -93,5 +101,22 @@ def execute_run(
         device=setting.device,
         dataset=data.name,
         dataset_checksum=data.checksum,
+        validation_size=data.validation_size,
+        validation_checksum=data.validation_checksum,
         spec_fingerprint=spec.fingerprint(),
     )
+
+
+def objective_values(
+    model, data: Dataset, config: RunConfig, seed: int, columns: list[str], measured: dict[str, Any]
+) -> Optional[list[float]]:
+    """The values of the search's target `columns` that the trial tells Optuna: measured on the
+    validation split when `data` has one (only the metrics that fill those columns run again, on it),
+    else the test split's (`measured`). None when a column is null or not finite (the trial fails)."""
+    if data.validation_size:
+        metrics = list(dict.fromkeys(declared_columns()[c][0] for c in columns))
+        measured = evaluate(model, data.validation_split(), config, seed, names=metrics)
+    values = [measured.get(c) for c in columns]
+    if any(not isinstance(v, (int, float)) or not math.isfinite(v) for v in values):
+        return None
+    return [float(v) for v in values]

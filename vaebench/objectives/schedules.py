@@ -59,3 +59,19 @@ SCHEDULES.register("cyclical", Schedule(cyclical, ("cycles", "ratio")))
 def kl_weight(cfg, step: int, steps_per_epoch: int, total_steps: int) -> float:
     """w(step) of the schedule a ScheduleConfig names."""
     return SCHEDULES.get(cfg.name).fn(cfg, step, steps_per_epoch, total_steps)
+
+
+SETTLED_TOLERANCE = 1e-3  # w within this of 1 counts as the schedule's final weight
+
+
+def settled_epoch(cfg, steps_per_epoch: int, total_steps: int) -> int:
+    """The first epoch (1-based) from which every remaining step of the run has w(t) >= 1 - 1e-3: the
+    schedule has finished warming up (linear, logistic) or annealing (cyclical: the rise of its last
+    cycle), and the training loss is the final one. Early stopping neither counts nor keeps epochs
+    before it (a warm-up's rising KL weight can raise the validation -ELBO for a while). Returns
+    `total_steps / steps_per_epoch + 1` when w never settles (cyclical with ratio 1)."""
+    fn = SCHEDULES.get(cfg.name).fn
+    for step in range(total_steps - 1, -1, -1):  # back from the last step to the last unsettled one
+        if fn(cfg, step, steps_per_epoch, total_steps) < 1.0 - SETTLED_TOLERANCE:
+            return step // steps_per_epoch + 2
+    return 1

@@ -129,7 +129,10 @@ def variant_settings(df: pd.DataFrame) -> dict[str, dict[str, object]]:
 
 
 def hashable(v):
-    """A comparable form of a parameter value: arrays and lists as tuples, NaN as None."""
+    """A comparable form of a parameter value: arrays and lists as tuples, mappings (a struct
+    parameter, e.g. train.early_stopping) as sorted tuples of items, NaN as None."""
+    if isinstance(v, dict):
+        return tuple(sorted((k, hashable(x)) for k, x in v.items()))
     if hasattr(v, "tolist") and not np.isscalar(v) or isinstance(v, list):
         return tuple(v.tolist() if hasattr(v, "tolist") else v)
     if v is None or (isinstance(v, float) and np.isnan(v)):

@@ -54,8 +54,13 @@ def build_row(
     sampler: Optional[str],
     objective_metrics: list[str],
     objective_directions: list[str],
+    objective_values: Optional[list[float]] = None,
+    objective_split: Optional[str] = None,
+    allow_test_selection: Optional[bool] = None,
     n_params: Optional[int],
     epochs_completed: Optional[int],
+    stop_reason: Optional[str] = None,
+    best_epoch: Optional[int] = None,
     train_seconds: Optional[float],
     eval_seconds: Optional[float],
     model_path: Optional[str] = None,
@@ -68,6 +73,8 @@ def build_row(
     device: Optional[torch.device],
     dataset: str,
     dataset_checksum: Optional[str],
+    validation_size: Optional[int] = None,
+    validation_checksum: Optional[str] = None,
     spec_fingerprint: Optional[str],
     created_at: Optional[str] = None,
     note: Optional[str] = None,
@@ -76,7 +83,9 @@ def build_row(
     one: a result made elsewhere, its parameters unknown); `metrics`
     are the measured metric columns (the others are null); seconds are wall-clock seconds. `device`
     None: a result made elsewhere (its device and torch threads are unknown; `machine` describes
-    this machine's CPU). `note` becomes the `provenance_note` column (only rows that have one)."""
+    this machine's CPU). `objective_values`: the values the trial told Optuna (the objective metrics',
+    in order), measured on `objective_split`; null when not told (a failed or pruned run, a result made
+    elsewhere). `note` becomes the `provenance_note` column (only rows that have one)."""
     row = {
         "run_id": run_id,
         "study": study,
@@ -92,8 +101,13 @@ def build_row(
         "sampler": sampler,
         "objective_metrics": list(objective_metrics),
         "objective_directions": list(objective_directions),
+        "objective_values": None if objective_values is None else [float(v) for v in objective_values],
+        "objective_split": objective_split,
+        "allow_test_selection": allow_test_selection,
         "n_params": n_params,
         "epochs_completed": epochs_completed,
+        "stop_reason": stop_reason,
+        "best_epoch": best_epoch,
         "train_seconds": train_seconds,
         "eval_seconds": eval_seconds,
         "model_path": model_path,
@@ -113,6 +127,8 @@ def build_row(
         "machine": machine_description(device if device is not None else torch.device("cpu")),
         "dataset": dataset,
         "dataset_checksum": dataset_checksum,
+        "validation_size": validation_size,
+        "validation_checksum": validation_checksum,
         "spec_fingerprint": spec_fingerprint,
         "created_at": created_at or utc_now(),
         "plugins": loaded_plugins(),

@@ -6,16 +6,21 @@ can never double-count. A row is written before its Optuna trial is told COMPLET
 Columns (all rows of a study share one schema):
 - identity: run_id, study, seed, status (ok | pruned | failed: status.RunStatus), reason, variant (grid.variant name),
   cell_index (the cell's position in the grid; a sampled trial's number), trial_number (Optuna's)
-- search: sampler, objective_metrics and objective_directions (what the study optimizes)
+- search: sampler, objective_metrics and objective_directions (what the study optimizes), objective_values
+  (what the trial told Optuna, in that order) and objective_split (the split they, the per-epoch values and
+  early stopping were measured on: validation, or test), allow_test_selection (the spec's opt-out)
 - parameters: `param.<section>.<field>` for every RunConfig field, `param.eval.<metric>.<option>` for the
   options of every registered metric that declares some; `grid_keys` lists the varied ones
 - metrics: the columns every registered metric declares (metrics/declarations.py: dtype, unit, direction;
   `metric_types`), null where a metric did not apply (`metrics_skipped`: "<metric>: <reason>") and on
   failed runs
-- timing: train_seconds, eval_seconds, eval_seconds_<metric>, epochs_completed
+- timing: train_seconds, eval_seconds, eval_seconds_<metric>, epochs_completed (the epochs trained)
+- convergence: stop_reason (max_epochs | converged | pruned | diverged), best_epoch (the epoch whose
+  weights were evaluated: the best validation epoch under early stopping, else the last)
 - files: model_path, artifacts_path (relative to results/<study>/; see artifacts.py)
 - history: list of per-epoch records (results/fields.py, HISTORY_FIELDS)
 - provenance: the command line, vaebench/torch/optuna/python versions, device, host, machine (CPU model, cores, memory, GPU), dataset name and checksum,
+  validation_size and validation_checksum (of the held-out indices; 0 and null without a validation split),
   spec fingerprint, created_at (UTC); precision (the training steps' autocast dtype: fp32, bf16, fp16) and
   tf32 (whether TF32 matmuls/convolutions were allowed while training: CUDA with train.tf32 only)
 """
@@ -31,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pydantic import BaseModel
 
 from ..metrics import (
     METRICS,
@@ -61,9 +67,14 @@ _BASE_TYPES: dict[str, pa.DataType] = {
     "sampler": pa.string(),
     "objective_metrics": pa.list_(pa.string()),
     "objective_directions": pa.list_(pa.string()),
+    "objective_values": pa.list_(pa.float64()),
+    "objective_split": pa.string(),
+    "allow_test_selection": pa.bool_(),
     "trial_number": pa.int64(),
     "n_params": pa.int64(),
     "epochs_completed": pa.int64(),
+    "stop_reason": pa.string(),
+    "best_epoch": pa.int64(),
     "train_seconds": pa.float64(),
     "eval_seconds": pa.float64(),
     "model_path": pa.string(),
@@ -82,6 +93,8 @@ _BASE_TYPES: dict[str, pa.DataType] = {
     "machine": pa.string(),
     "dataset": pa.string(),
     "dataset_checksum": pa.string(),
+    "validation_size": pa.int64(),
+    "validation_checksum": pa.string(),
     "spec_fingerprint": pa.string(),
     "created_at": pa.string(),
     "config": pa.string(),
@@ -119,8 +132,16 @@ _PY_TO_ARROW = {int: pa.int64(), float: pa.float64(), bool: pa.bool_(), str: pa.
 
 def _arrow_type(ann) -> pa.DataType:
     """Arrow type of a RunConfig field annotation: int, float, bool, str, Literal[str], list[X],
-    Optional[X]."""
+    Optional[X], int | float (float64), a strict type (Annotated[X, ...]: X), a pydantic model (a
+    struct of its fields)."""
     origin, args = typing.get_origin(ann), typing.get_args(ann)
+    if origin is typing.Annotated:
+        return _arrow_type(args[0])
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return pa.struct([(k, _arrow_type(f.annotation)) for k, f in ann.model_fields.items()])
+    plain = {typing.get_args(a)[0] if typing.get_origin(a) is typing.Annotated else a for a in args}
+    if plain == {int, float}:
+        return pa.float64()
     if origin is typing.Literal:
         return _PY_TO_ARROW[type(args[0])]
     if origin is list:

@@ -93,7 +93,8 @@ class SearchTarget(StrictModel):
 
 
 class PrunerConfig(ReadsSomeFields):
-    """Stops unpromising trials on the per-epoch test -ELBO (nats per example)."""
+    """Stops unpromising trials on the per-epoch validation -ELBO (nats per example; the test -ELBO
+    only under `search.allow_test_selection`)."""
 
     name: registered("pruner") = Field("none", description="none, median, successive_halving or hyperband")
     n_startup_trials: int = Field(5, ge=0, description="median: finished trials before any pruning")
@@ -128,6 +129,11 @@ class SearchConfig(StrictModel):
     space: dict[str, SpaceParam] = Field(default_factory=dict, description="SECTION.FIELD -> distribution")
     targets: list[SearchTarget] = Field(default_factory=_default_targets, min_length=1, alias=TARGETS_KEY)
     pruner: PrunerConfig = Field(default_factory=PrunerConfig)
+    allow_test_selection: bool = Field(
+        False,
+        description="let a pruner, a searching sampler or early stopping select on the test split when the "
+        "spec has no dataset.validation (refused otherwise); recorded in every row and printed in the report",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> "SearchConfig":
@@ -138,7 +144,7 @@ class SearchConfig(StrictModel):
             raise ValueError("pruning needs a single objective (Optuna cannot prune multi-objective studies)")
         if self.pruner.name != "none" and self.targets[0].direction != "minimize":
             raise ValueError(
-                "pruning compares the per-epoch test -ELBO, lower is better: the objective must be minimized"
+                "pruning compares the per-epoch -ELBO, lower is better: the objective must be minimized"
             )
         if self.sampler == "grid":
             if self.space:

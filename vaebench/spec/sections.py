@@ -11,9 +11,9 @@ the `search:` section is in search.py; sweep_spec.py puts them together into a `
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, ClassVar, Literal, Optional
+from typing import Annotated, Any, ClassVar, Literal, Optional, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictFloat, StrictInt, field_validator, model_validator
 
 from ..metrics.declarations import EvalConfig
 from ..options import FamilySection
@@ -84,6 +84,21 @@ class DatasetConfig(FamilySection):
         description="dynamic binarization: a fresh Bernoulli draw of every training batch; "
         "the test split is binarized once with a fixed seed",
     )
+    validation: Union[StrictInt, StrictFloat] = Field(
+        0,
+        description="training examples held out as the validation split: a count (an int, e.g. 10000 for "
+        "MNIST's 50k/10k/10k) or a fraction (a float in (0, 1)); the same examples for every seed, cell "
+        "and worker; what pruners, search targets and early stopping read. 0: none",
+    )
+
+    @field_validator("validation")
+    @classmethod
+    def _count_or_fraction(cls, v: int | float) -> int | float:
+        if isinstance(v, int) and v < 0:
+            raise ValueError("a count of validation examples must be >= 0")
+        if isinstance(v, float) and not 0.0 < v < 1.0 and v != 0.0:
+            raise ValueError("a float is a fraction of the training split, in (0, 1); give a count as an int")
+        return v
 
     @classmethod
     def _family_registry(cls):
@@ -178,6 +193,17 @@ class ScheduleConfig(ReadsSomeFields):
         return {"name", *SCHEDULES.get(self.name).fields}, f"schedule {self.name!r}"
 
 
+class EarlyStopping(StrictModel):
+    """`train.early_stopping`: stop when the validation -ELBO (beta = 1, nats per example) has not
+    improved by more than `min_delta` for `patience` epochs; `train.epochs` is the maximum. The
+    weights of the best epoch are restored before the final evaluation. Epochs before the KL
+    schedule has settled (`objectives.schedules.settled_epoch`) neither count towards the patience
+    nor can be the best."""
+
+    patience: int = Field(..., ge=1, description="epochs without an improvement before training stops")
+    min_delta: float = Field(0.0, ge=0.0, description="smallest decrease of the validation -ELBO (nats) that counts")
+
+
 class TrainConfig(ReadsSomeFields):
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(128, ge=1)
@@ -195,9 +221,15 @@ class TrainConfig(ReadsSomeFields):
         "only, with a gradient scaler); weights, optimizer, per-epoch test loss and evaluation stay float32",
     )
     tf32: bool = Field(True, description="CUDA only: float32 matmuls and convolutions of training may use TF32")
+    early_stopping: Optional[EarlyStopping] = Field(
+        None,
+        description="{patience, min_delta}: stop when the validation -ELBO stops improving (needs "
+        "dataset.validation); epochs is then the maximum. null: train every epoch",
+    )
 
     def _fields_read(self) -> tuple[set[str], str]:
         used = {"epochs", "batch_size", "lr", "weight_decay", "grad_clip", "lr_schedule", "precision", "tf32"}
+        used.add("early_stopping")
         if self.lr_schedule == "plateau":
             used |= {"plateau_patience", "plateau_factor"}
         return used, f"lr_schedule {self.lr_schedule!r}"

@@ -167,6 +167,34 @@ class SweepSpec(RunConfig):
                     raise ValueError(f"search.space.{key}: {e}") from None
         return self
 
+    @model_validator(mode="after")
+    def _selects_on_validation(self) -> "SweepSpec":
+        """A pruner, a searching sampler or early stopping selects on the per-epoch or final values it
+        reads: without a validation split those are the test split's, which the report then presents
+        as held out. Refused unless `search.allow_test_selection` says it is meant."""
+        if "dataset.validation" in self.grid or "dataset.validation" in self.search.space:
+            raise ValueError(
+                "dataset.validation cannot vary within a study (every run validates on the same split): "
+                "set it in the dataset section"
+            )
+        if self.dataset.validation or self.search.allow_test_selection:
+            return self
+        selecting = []
+        if self.search.pruner.name != "none":
+            selecting.append(f"search.pruner {self.search.pruner.name!r}")
+        if self.search.sampled:
+            selecting.append(f"search.sampler {self.search.sampler!r}")
+        if any(cfg.train.early_stopping is not None for cfg in self.cells()):
+            selecting.append("train.early_stopping")
+        if selecting:
+            raise ValueError(
+                f"{' and '.join(selecting)} would select on the test split: set dataset.validation (a count of "
+                "training examples, e.g. 10000, or a fraction, e.g. 0.1) to hold out a validation split, or "
+                "set search.allow_test_selection: true to select on test deliberately (recorded in the rows "
+                "and the report)"
+            )
+        return self
+
     def base(self) -> RunConfig:
         return RunConfig(**{s: getattr(self, s) for s in SECTIONS})
 

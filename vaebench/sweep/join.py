@@ -59,7 +59,7 @@ def open_for_worker(
     spec = wait_for_study(store, wait_seconds)
     check_precisions(spec, device)
     data = load_dataset(spec.dataset, data_root, download=download)
-    return OpenedStudy(open_study(spec, store, data.checksum), spec, data)
+    return OpenedStudy(open_study(spec, store, data.checksum, data.validation_checksum), spec, data)
 
 
 def join_study(

@@ -124,7 +124,7 @@ def run_sweep(
             layout = launch.plan_layout(workers, threads, spec.n_runs(), dev, workers_per_gpu=workers_per_gpu)
             procs = start(layout, wait=True)
         data = load_dataset(spec.dataset, data_root, download=download)  # before anything is written
-        st = open_study(spec, store, data.checksum)
+        st = open_study(spec, store, data.checksum, data.validation_checksum)
         status = study_status(st)
         if workers == 0:
             display.study(

@@ -38,6 +38,7 @@ from .storage import StudyStore
 from .trials import ATTR_ROW, ATTR_RUN_ID, encode_run, status_of
 
 STUDY_SPEC, STUDY_FINGERPRINT, STUDY_CHECKSUM = "spec", "spec_fingerprint", "dataset_checksum"
+STUDY_VALIDATION = "validation_checksum"
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -70,10 +71,17 @@ def _name_objectives(study: optuna.Study, spec: SweepSpec) -> None:
         study.set_metric_names(spec.search.metrics)
 
 
-def open_study(spec: SweepSpec, store: StudyStore, dataset_checksum: Optional[str] = None) -> optuna.Study:
+def open_study(
+    spec: SweepSpec,
+    store: StudyStore,
+    dataset_checksum: Optional[str] = None,
+    validation_checksum: Optional[str] = None,
+) -> optuna.Study:
     """Create the study for `spec` (or load it, if the same spec made it), recover stale trials and
     make sure every grid run has a trial: WAITING, RUNNING, COMPLETE, or finished with a row.
-    `dataset_checksum`, when given, must match the one the study was started with."""
+    `dataset_checksum` and `validation_checksum` (of the held-out indices), when given, are stored
+    with the study by its first process and must match them in every later one: every worker
+    trains and validates on the same examples."""
     spec_json = spec.model_dump(mode="json", exclude={"description"})
     with store.lock():
         storage = store.open()
@@ -95,14 +103,19 @@ def open_study(spec: SweepSpec, store: StudyStore, dataset_checksum: Optional[st
                 f"results. Changed: {'; '.join(changes[:8]) or '(unknown)'}. Restore the spec, run it "
                 f"under a new name (--study NEW_NAME), or delete the study to start over."
             )
-        if dataset_checksum is not None:
-            known = study.user_attrs.get(STUDY_CHECKSUM)
+        for attr, value, what in (
+            (STUDY_CHECKSUM, dataset_checksum, "data"),
+            (STUDY_VALIDATION, validation_checksum, "validation split (dataset.validation)"),
+        ):
+            if value is None:
+                continue
+            known = study.user_attrs.get(attr)
             if known is None:
-                study.set_user_attr(STUDY_CHECKSUM, dataset_checksum)
-            elif known != dataset_checksum:
+                study.set_user_attr(attr, value)
+            elif known != value:
                 raise StudyError(
-                    f"study {spec.study!r}: this machine's {spec.dataset.name} data (checksum {dataset_checksum}) "
-                    f"differs from the data the study started with ({known}); check --data-root"
+                    f"study {spec.study!r}: this machine's {spec.dataset.name} {what} (checksum {value}) "
+                    f"differs from the {what} the study started with ({known}); check --data-root"
                 )
         recover_stale_trials(study)
         for sub in ("runs", "models", "artifacts"):  # files a killed worker was writing

@@ -23,6 +23,7 @@ from ..data import Dataset
 from ..engine.execute import Reporter, Setting, execute_run
 from ..engine.train import EpochCallback
 from ..metrics import METRICS
+from ..results.fields import selection_loss
 from ..results.rows import has_row, plain_json, read_row, write_row
 from ..results.status import RunStatus
 from ..spec.samplers import suggest
@@ -161,11 +162,12 @@ def _existing_row(study: optuna.Study, trial: optuna.Trial, store: StudyStore, r
 
 
 def report_epoch(trial: optuna.Trial, record: dict) -> None:
-    """The epoch's test -ELBO (nats per example) as the trial's intermediate value at step = epoch,
+    """The epoch's held-out -ELBO (nats per example; the validation split's when the dataset has one,
+    else the test split's: `selection_loss`) as the trial's intermediate value at step = epoch,
     on every trial, pruner or not: Optuna's and optuna-dashboard's learning curves, and what
     `vaebench status` counts the epochs done by. `Trial.report` refuses multi-objective studies;
     there the value goes to the storage directly (no pruner reads it: pruning needs one objective)."""
-    value, step = float(record["test_loss"]), int(record["epoch"])
+    value, step = selection_loss(record)[1], int(record["epoch"])
     if len(trial.study.directions) == 1:
         trial.report(value, step)
     else:
@@ -181,7 +183,7 @@ def _epoch_check(trial: optuna.Trial, spec: SweepSpec) -> EpochCallback:
         if pruning and trial.should_prune():
             return (
                 f"pruned by {spec.search.pruner.name} at epoch {record['epoch']} "
-                f"(test -ELBO {record['test_loss']:.2f} nats)"
+                "({} -ELBO {:.2f} nats)".format(*selection_loss(record))
             )
         return None
 
@@ -209,8 +211,13 @@ def scalar_attrs(row: dict) -> dict[str, float | int]:
 
 
 def _objective_values(row: dict, spec: SweepSpec) -> Optional[list[float]]:
-    values = [row.get(m) for m in spec.search.metrics]
-    if any(v is None or (isinstance(v, float) and not math.isfinite(v)) for v in values):
+    """What the trial tells Optuna: the row's `objective_values` (measured on the split the row's
+    `objective_split` names); a row without a split (made before it existed, or elsewhere:
+    `vaebench.add_result`) is told its metric columns."""
+    values = row.get("objective_values")
+    if row.get("objective_split") is None:  # not measured by a worker: the row's metric columns
+        values = [row.get(m) for m in spec.search.metrics]
+    if values is None or any(v is None or (isinstance(v, float) and not math.isfinite(v)) for v in values):
         return None
     return [float(v) for v in values]
 
