@@ -218,13 +218,14 @@ class TrainConfig(ReadsSomeFields):
     precision: Literal["fp32", "bf16", "fp16"] = Field(
         "fp32",
         description="training steps' forward pass and loss under torch.autocast to bf16 or fp16 (fp16: CUDA "
-        "only, with a gradient scaler); weights, optimizer, per-epoch test loss and evaluation stay float32",
+        "only, with a gradient scaler); weights, optimizer, per-epoch held-out loss and evaluation stay float32",
     )
     tf32: bool = Field(True, description="CUDA only: float32 matmuls and convolutions of training may use TF32")
     early_stopping: Optional[EarlyStopping] = Field(
         None,
-        description="{patience, min_delta}: stop when the validation -ELBO stops improving (needs "
-        "dataset.validation); epochs is then the maximum. null: train every epoch",
+        description="{patience: P, min_delta: D}: stop when the validation -ELBO has not improved by more than "
+        "D nats (default 0) for P epochs (>= 1), and evaluate the best epoch's weights; needs dataset.validation; "
+        "epochs is then the maximum; epochs before the KL schedule settles do not count. null: train every epoch",
     )
 
     def _fields_read(self) -> tuple[set[str], str]:
