@@ -100,7 +100,8 @@ def train(
     if row["status"] == RunStatus.OK:
         console.print(
             f"run {run.run_id} {row['status']}: -ELBO {row['neg_elbo']:.2f} nats, KL {row['kl']:.2f}, "
-            f"recon MSE {row['recon_mse']:.4f}; train {row['train_seconds']:.1f} s, eval {row['eval_seconds']:.1f} s",
+            f"recon MSE {row['recon_mse']:.4f}; train {row['train_seconds']:.1f} s, eval {row['eval_seconds']:.1f} s; "
+            f"{row['epochs_completed']} epochs, {row['stop_reason']}, weights of epoch {row['best_epoch']}",
             highlight=False,
         )
     else:

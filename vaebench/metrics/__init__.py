@@ -150,7 +150,8 @@ class EvalContext:
 
 
 def evaluate(model, data, cfg, seed: int, names: list[str] | None = None) -> dict:
-    """Run the named metrics (default: all registered) on the test split of `data` (a Dataset).
+    """Run the named metrics (default: all registered) on the test split of `data` (a Dataset; its
+    `validation_split()` to measure them on the validation examples instead).
 
     Returns every declared column of those metrics (null where a metric did not apply or left a
     column out), `eval_seconds_<metric>` for each metric (wall seconds) and `metrics_skipped`: one

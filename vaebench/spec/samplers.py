@@ -3,7 +3,8 @@
 A spec's `search` section picks entries from these registries (see search.SearchConfig); a
 pruner entry also declares the PrunerConfig fields it reads (any other must stay at its default).
 The grid "sampler" is vaebench's own: every cell x seed is enqueued once (sweep/study.py), so no sampler
-is asked. Pruners see one intermediate value per epoch: the test -ELBO in nats per example.
+is asked. Pruners see one intermediate value per epoch: the validation -ELBO in nats per example
+(the test split's only under search.allow_test_selection; engine/train.py).
 
 Optuna is imported only when the study builds its sampler or pruner (`build_sampler`,
 `build_pruner`): reading and validating a spec, which looks names and fields up here, never
@@ -55,7 +56,7 @@ SAMPLERS.register("nsga2", SamplerFamily(lambda s: _optuna().samplers.NSGAIISamp
 
 # none: never prune
 PRUNERS.register("none", PrunerFamily(lambda p, epochs: _optuna().pruners.NopPruner(), ()))
-# median: stop a trial whose test -ELBO at epoch t is worse than the median of earlier trials at t
+# median: stop a trial whose validation -ELBO at epoch t is worse than the median of earlier trials at t
 PRUNERS.register(
     "median",
     PrunerFamily(
