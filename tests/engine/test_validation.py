@@ -96,9 +96,7 @@ def test_with_a_split_the_epochs_record_validation_losses_and_train_on_the_rest(
     cfg = _cfg(epochs=3)
     res = train(cfg, DIGITS_VAL, seed=0, device="cpu")
     assert all(r["test_loss"] is None for r in res.history if "test_loss" in r) and "test_loss" not in res.history[0]
-    assert [r["val_loss"] for r in res.history] == pytest.approx(
-        [r["val_recon"] + r["val_kl"] for r in res.history]
-    )
+    assert [r["val_loss"] for r in res.history] == pytest.approx([r["val_recon"] + r["val_kl"] for r in res.history])
     # the recorded val_loss is the single-sample -ELBO of the validation examples under that epoch's
     # weights (recomputed from the weights and RNG state captured just before the trainer's call)
     rng, state, batch_size = heldout_calls[-1]

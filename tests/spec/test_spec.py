@@ -199,7 +199,15 @@ def test_search_targets_keep_the_yaml_key_objectives():
     assert spec.search.metrics == ["recon_mse", "kl"] and spec.search.directions == ["minimize", "maximize"]
     dumped = spec.model_dump(mode="json", exclude_defaults=True)["search"]
     assert dumped == {"objectives": given[:1] + [{"metric": "kl", "direction": "maximize"}]}
-    assert list(spec.model_dump()["search"]) == ["sampler", "n_trials", "seed", "space", "objectives", "pruner", "allow_test_selection"]
+    assert list(spec.model_dump()["search"]) == [
+        "sampler",
+        "n_trials",
+        "seed",
+        "space",
+        "objectives",
+        "pruner",
+        "allow_test_selection",
+    ]
     assert parse_spec(spec.model_dump()).fingerprint() == spec.fingerprint()  # a stored spec reloads
     with pytest.raises(SpecError, match=r"field search\.targets: unknown key"):
         parse_spec({**TINY_SPEC, "search": {"targets": given}})

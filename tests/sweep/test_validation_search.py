@@ -27,7 +27,10 @@ def vaebench(*args):
     "change,named",
     [
         ({"search": {"pruner": {"name": "median"}}}, "search.pruner 'median'"),
-        ({"grid": {}, "seeds": [0], "search": {"sampler": "tpe", "n_trials": 2, "space": SPACE}}, "search.sampler 'tpe'"),
+        (
+            {"grid": {}, "seeds": [0], "search": {"sampler": "tpe", "n_trials": 2, "space": SPACE}},
+            "search.sampler 'tpe'",
+        ),
         ({"train": {"epochs": 5, "early_stopping": {"patience": 2}}}, "train.early_stopping"),
         # early stopping in one variant of the grid is selection too
         (
@@ -66,7 +69,12 @@ def test_the_journal_holds_validation_losses_and_every_worker_uses_one_split(tmp
     r = vaebench("run", write_spec(spec), "-q", "--workers", 2, "--threads", 1, "--results", results)
     assert r.exit_code == 0, r.output
     df = load_results(results, "tiny")
-    assert len(df) == 4 and (df["status"] == "ok").sum() >= 2 and set(df["validation_size"]) == {250} and df["validation_checksum"].nunique() == 1
+    assert (
+        len(df) == 4
+        and (df["status"] == "ok").sum() >= 2
+        and set(df["validation_size"]) == {250}
+        and df["validation_checksum"].nunique() == 1
+    )
     assert set(df["objective_split"]) == {"validation"} and not df["allow_test_selection"].any()
     storage = StudyStore(None, results, "tiny").open()
     study = optuna.load_study(study_name="tiny", storage=storage)
@@ -84,7 +92,10 @@ def test_the_journal_holds_validation_losses_and_every_worker_uses_one_split(tmp
     from vaebench.data import load_dataset
     from vaebench.spec.sections import DatasetConfig
 
-    assert df["validation_checksum"].iloc[0] == load_dataset(DatasetConfig(name="digits", validation=250)).validation_checksum
+    assert (
+        df["validation_checksum"].iloc[0]
+        == load_dataset(DatasetConfig(name="digits", validation=250)).validation_checksum
+    )
 
 
 def test_the_opt_out_selects_on_test_and_says_so_in_the_rows(tmp_path, write_spec):

@@ -97,7 +97,11 @@ class Dataset:
         return int(max(self.y_train.max(), self.y_test.max())) + 1
 
 
-DATASET_COMMON_FIELDS = ("name", "binarize", "validation")  # what every dataset section has besides its source's options
+DATASET_COMMON_FIELDS = (
+    "name",
+    "binarize",
+    "validation",
+)  # what every dataset section has besides its source's options
 
 
 @dataclass(frozen=True)

@@ -143,9 +143,7 @@ class SearchConfig(StrictModel):
         if self.pruner.name != "none" and len(self.targets) > 1:
             raise ValueError("pruning needs a single objective (Optuna cannot prune multi-objective studies)")
         if self.pruner.name != "none" and self.targets[0].direction != "minimize":
-            raise ValueError(
-                "pruning compares the per-epoch -ELBO, lower is better: the objective must be minimized"
-            )
+            raise ValueError("pruning compares the per-epoch -ELBO, lower is better: the objective must be minimized")
         if self.sampler == "grid":
             if self.space:
                 raise ValueError(
