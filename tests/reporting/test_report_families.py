@@ -4,7 +4,7 @@ chosen from the rows' measured columns, not from the study's name."""
 
 import pandas as pd
 
-from tests.reporting.test_report import make_rows, metrics, table
+from tests.reporting.test_report import early_stopped, make_rows, metrics, table
 from vaebench.reporting.render import render_study
 from vaebench.reporting.tables import study_tables, study_title
 
@@ -37,10 +37,25 @@ def test_a_hierarchical_study_gets_per_layer_tables_and_the_depth_check():
 
 
 def test_the_depth_check_flags_a_contradiction():
-    check = table(study_tables(_hierarchical({1: 97.0, 2: 97.5, 3: 98.0})), "depth_check")
+    check = table(study_tables(early_stopped(_hierarchical({1: 97.0, 2: 97.5, 3: 98.0}))), "depth_check")
     assert "⚠ contradicts: more stochastic layers do not lower the NLL here" in check.notes[0]
-    partly = table(study_tables(_hierarchical({1: 99.0, 2: 96.0, 3: 96.5})), "depth_check")
+    partly = table(study_tables(early_stopped(_hierarchical({1: 99.0, 2: 96.0, 3: 96.5}))), "depth_check")
     assert "⚠ partly contradicts" in partly.notes[0]
+
+
+def test_the_depth_check_is_inconclusive_unless_every_run_converged():
+    worse = {1: 97.0, 2: 97.5, 3: 98.0}
+    fixed = table(study_tables(_hierarchical(worse)), "depth_check").notes[0]  # no early stopping
+    assert "contradicts" not in fixed
+    assert (
+        "Measured here: inconclusive at this budget: more stochastic layers do not lower the NLL here, but no "
+        "run was tested for convergence (a fixed budget of epochs), so this is not a contradiction" in fixed
+    )
+    reasons = ["converged"] * 8 + ["max_epochs"]  # one 3-layer run used every epoch
+    one_short = table(study_tables(early_stopped(_hierarchical(worse), reasons)), "depth_check").notes[0]
+    assert "contradicts" not in one_short and "only 8 of the 9 runs of the compared cells converged" in one_short
+    agrees = table(study_tables(_hierarchical({1: 99.0, 2: 97.5, 3: 96.8})), "depth_check").notes[0]
+    assert "agrees: the NLL falls with every added layer" in agrees  # agreeing needs no convergence
 
 
 def test_a_vq_study_gets_the_codebook_table_and_single_layer_studies_do_not():

@@ -72,6 +72,8 @@ DISENTANGLEMENT = "disentanglement"  # the tutorial's column: MIG and SAP where 
 NOT_MEASURED = "not measured"
 MISSING = "—"
 N_HEADER = "n (runs)"
+CONVERGED_HEADER = "converged (runs)"  # under early stopping: "2/3", runs early stopping ended / finished runs
+BEST_EPOCH_HEADER = "best epoch (median)"  # the epoch whose weights were evaluated, median over the row's runs
 
 # The all-metrics table: every declared metric column a search may optimize (a scalar with a
 # direction; metrics/declarations.py), labelled, with units and best-direction arrows, from the declarations.
@@ -187,9 +189,15 @@ def param_label(key: str) -> str:
 
 
 def format_value(v) -> str:
-    """A parameter value as a table shows it: floats in %g (1.0 -> "1"), the rest as str."""
+    """A parameter value as a table shows it: floats in %g (1.0 -> "1"), a struct parameter (a mapping,
+    or settings.hashable's sorted items of one, e.g. train.early_stopping) as "{min_delta: 0.1,
+    patience: 5}", the rest as str."""
     if isinstance(v, (float, np.floating)):
         return f"{float(v):g}"
+    if isinstance(v, dict):
+        v = tuple(sorted(v.items()))
+    if isinstance(v, tuple) and v and all(isinstance(i, tuple) and len(i) == 2 and isinstance(i[0], str) for i in v):
+        return "{" + ", ".join(f"{k}: {format_value(x)}" for k, x in v) + "}"
     return str(v)
 
 

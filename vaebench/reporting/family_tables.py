@@ -15,6 +15,7 @@ import pandas as pd
 
 from ..metrics import column_names as C
 from .columns import N_HEADER, Cell, Layout, ReportTable, TableColumn, relabel
+from .convergence import all_converged, cell_convergence, shortfall
 from .prose import prose
 from .settings import finished, has_values
 from .stats import trend_sign
@@ -117,18 +118,29 @@ def per_layer_tables(df: pd.DataFrame, grid_keys: list[str]) -> list[ReportTable
 
 
 def depth_check(ok: pd.DataFrame) -> ReportTable:
-    """Mean IS-NLL by number of stochastic layers, and whether it falls as depth grows (⚠ if not)."""
-    by_depth = ok.assign(_layers=_layers(ok)).groupby("_layers")[C.NLL_IS].agg(["mean", "count"]).sort_index()
+    """Mean IS-NLL by number of stochastic layers, and whether it falls as depth grows: ⚠ if not and
+    every run converged under early stopping, else inconclusive at this budget."""
+    layers = ok.assign(_layers=_layers(ok))
+    by_depth = layers.groupby("_layers")[C.NLL_IS].agg(["mean", "count"]).sort_index()
     means = list(by_depth["mean"])
     sign = trend_sign(means)
+    depths = [{"n": len(g), **cell_convergence(g)} for _, g in layers.groupby("_layers")]
+    finding = None
     if len(means) < 2 or any(math.isnan(m) for m in means):
         verdict = "not enough depths measured to check"
     elif sign < 0 and all(b < a for a, b in zip(means, means[1:])):
         verdict = "agrees: the NLL falls with every added layer"
     elif sign < 0:
-        verdict = "⚠ partly contradicts: the NLL falls overall but not with every added layer"
+        verdict, finding = "⚠ partly contradicts: ", "the NLL falls overall but not with every added layer"
     else:
-        verdict = "⚠ contradicts: more stochastic layers do not lower the NLL here"
+        verdict, finding = "⚠ contradicts: ", "more stochastic layers do not lower the NLL here"
+    if finding is not None:
+        converged = all_converged(depths)
+        verdict = (
+            verdict + finding
+            if converged
+            else prose("depth_check_inconclusive", finding=finding, shortfall=shortfall(depths))
+        )
     rows = [
         [Cell(f"{int(d)}"), Cell(f"{m:.2f}"), Cell(str(int(n)))]
         for d, (m, n) in zip(by_depth.index, zip(by_depth["mean"], by_depth["count"]))

@@ -58,20 +58,36 @@ def _epochs(g: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame([rec for h in g["history"] for rec in h])
 
 
-def _figure(key: str, title: str, fig) -> Figure:
-    """The figure `key` with its caption (prose.yaml: caption_<key>) and the plot as PNG."""
-    return Figure(key, title, prose(f"caption_{key}"), _png(fig))
+def _figure(key: str, title: str, fig, **fields) -> Figure:
+    """The figure `key` with its caption (prose.yaml: caption_<key>, filled with `fields`) and the plot as PNG."""
+    return Figure(key, title, prose(f"caption_{key}", **fields), _png(fig))
+
+
+CURVE_PREFIX = {"validation": "val", "test": "test"}  # the history fields of each held-out split
+
+
+def curve_split(df: pd.DataFrame) -> str:
+    """The held-out split the finished runs' per-epoch losses were measured on: "validation" when
+    some history record has a `val_loss` (runs with a validation split), else "test"
+    (results.fields.selection_loss reads the same fields)."""
+    for h in finished(df)["history"] if "history" in df else []:
+        if h is not None and any(rec.get("val_loss") is not None for rec in h):
+            return "validation"
+    return "test"
 
 
 def training_curves(df: pd.DataFrame, root: Path) -> Optional[Figure]:
-    """Test -ELBO, reconstruction and KL, and the KL weight, per epoch; one line per cell."""
+    """The per-epoch -ELBO, reconstruction and KL on the held-out split (validation when the runs have
+    one, else test; the title and caption say which), and the KL weight; one line per cell."""
     cells = [(label, g) for label, g in _cells(df) if len(g)]
     if not cells:
         return None
+    split = curve_split(df)
+    prefix = CURVE_PREFIX[split]
     panels = [
-        ("test_loss", "−ELBO (nats)"),
-        ("test_recon", "reconstruction (nats)"),
-        ("test_kl", "KL (nats)"),
+        (f"{prefix}_loss", "−ELBO (nats)"),
+        (f"{prefix}_recon", "reconstruction (nats)"),
+        (f"{prefix}_kl", "KL (nats)"),
         ("kl_weight", "KL weight β·w(t)"),
     ]
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
@@ -81,19 +97,20 @@ def training_curves(df: pd.DataFrame, root: Path) -> Optional[Figure]:
             continue
         per_epoch = hist.groupby("epoch")
         for ax, (col, name) in zip(axes, panels):
-            m = per_epoch[col].mean()
+            m = per_epoch[col].mean() if col in hist else pd.Series(dtype=float)
             ax.plot(m.index, m.values, marker="." if len(m) < 30 else None, label=label)
             ax.set_title(name, fontsize=10)
             ax.set_xlabel("epoch")
     axes[0].legend(fontsize=7)
-    fig.suptitle("Training curves (test split, mean over seeds)", fontsize=11)
-    return _figure("training_curves", "Training curves", fig)
+    fig.suptitle(f"Training curves ({split} split, mean over seeds)", fontsize=11)
+    return _figure("training_curves", "Training curves", fig, split=split)
 
 
 def compute_curves(df: pd.DataFrame, root: Path) -> Optional[Figure]:
-    """For an architecture comparison: test -ELBO against training seconds and against epochs, one
-    line per architecture. Equal epochs are not equal compute: the seconds panel is the
-    compute-matched view (which architecture is best at a given training time)."""
+    """For an architecture comparison: the per-epoch held-out -ELBO (validation when the runs have a
+    validation split, else test) against training seconds and against epochs, one line per
+    architecture. Equal epochs are not equal compute: the seconds panel is the compute-matched view
+    (which architecture is best at a given training time)."""
     from .tables import study_title  # (tables imports nothing of the figures)
 
     if study_title(df) != ARCHITECTURE_TITLE:
@@ -101,18 +118,19 @@ def compute_curves(df: pd.DataFrame, root: Path) -> Optional[Figure]:
     cells = [(label, g) for label, g in _cells(df) if len(g) and any(len(h) for h in g["history"])]
     if not cells:
         return None
+    split = curve_split(df)
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
     for label, g in cells:
         per_epoch = _epochs(g).groupby("epoch")
-        loss, seconds = per_epoch["test_loss"].mean(), per_epoch["seconds"].mean()
+        loss, seconds = per_epoch[f"{CURVE_PREFIX[split]}_loss"].mean(), per_epoch["seconds"].mean()
         axes[0].plot(seconds.values, loss.values, marker=".", label=label)
         axes[1].plot(loss.index, loss.values, marker=".", label=label)
     axes[0].set_xlabel("training seconds (mean over seeds)")
     axes[1].set_xlabel("epoch")
-    axes[0].set_ylabel("test −ELBO (nats)")
+    axes[0].set_ylabel(f"{split} −ELBO (nats)")
     axes[0].legend(fontsize=7)
-    fig.suptitle("Test −ELBO against training time and against epochs", fontsize=11)
-    return _figure("compute_curves", "−ELBO against training time", fig)
+    fig.suptitle(f"{split.capitalize()} −ELBO against training time and against epochs", fontsize=11)
+    return _figure("compute_curves", "−ELBO against training time", fig, split_title=split.capitalize())
 
 
 def rate_distortion(df: pd.DataFrame, root: Path) -> Optional[Figure]:

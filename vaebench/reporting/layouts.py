@@ -12,6 +12,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..metrics import column_names as C
+from ..results.fields import selection_loss
 from ..results.rows import grid_column
 from .columns import (
     COLUMNS,
@@ -315,18 +316,22 @@ STILL_IMPROVING = 0.5  # nats: a last epoch that lowered the test -ELBO by more 
 def budget_note(df: pd.DataFrame) -> str:
     """What an architecture comparison's training budget supports: each architecture's epochs and
     training minutes per run, which ones were still improving at the end (their last epoch lowered the
-    test −ELBO by more than STILL_IMPROVING nats, mean over seeds), and the conclusion that allows."""
-    budgets, improving = [], []
+    per-epoch −ELBO, validation or test as the history has it, by more than STILL_IMPROVING nats, mean
+    over seeds), and the conclusion that allows."""
+    budgets, improving, splits = [], [], set()
     for name, g in finished(sweep_rows(df)).groupby("variant", sort=False):
         budgets.append(
             f"{name} {int(g['epochs_completed'].median())} epochs ({g['train_seconds'].mean() / 60:.1f} min per run)"
         )
         histories = g["history"] if "history" in g else []
-        drops = [h[-2]["test_loss"] - h[-1]["test_loss"] for h in histories if h is not None and len(h) >= 2]
+        drops = [
+            selection_loss(h[-2])[1] - selection_loss(h[-1])[1] for h in histories if h is not None and len(h) >= 2
+        ]
+        splits |= {selection_loss(h[-1])[0] for h in histories if h is not None and len(h)}
         if drops and sum(drops) / len(drops) > STILL_IMPROVING:
             improving.append(f"{name} ({sum(drops) / len(drops):.1f} nats in its last epoch)")
     if improving:
         verdict = prose("budget_still_improving", improving=", ".join(improving))
     else:
-        verdict = prose("budget_converged", threshold=STILL_IMPROVING)
+        verdict = prose("budget_converged", threshold=STILL_IMPROVING, split=" and ".join(sorted(splits)) or "test")
     return prose("budget", budgets="; ".join(budgets)) + " " + verdict

@@ -1,6 +1,9 @@
 """The tutorial's printed numbers (published.yaml) beside the measured ones: for each published table
 whose grid key is the study's grid, the grid values present in both, their difference, and whether
-the measured trend along the rows runs with or against the tutorial's (and the objective's)."""
+the measured trend along the rows runs with or against the tutorial's (and the objective's). A measured
+trend against the tutorial's is printed as a contradiction only when every run of the compared cells
+converged under early stopping (or the quantity is fixed by the configuration, CONFIGURED); otherwise
+as inconclusive at this budget."""
 
 from __future__ import annotations
 
@@ -11,7 +14,9 @@ import pandas as pd
 import yaml
 
 from ..metrics import column_names as C
+from ..results.rows import grid_column
 from .columns import MISSING, Cell, ReportTable, format_value, param_label, report_columns
+from .convergence import all_converged, shortfall
 from .layouts import fid_features
 from .prose import prose
 from .stats import trend_sign
@@ -21,6 +26,10 @@ from .titles import PUBLISHED_TITLE
 PUBLISHED_PATH = Path(__file__).with_name("published.yaml")
 TRENDS = {1: "rises", -1: "falls"}
 TRENDING = {1: "rising", -1: "falling"}
+INCONCLUSIVE = "inconclusive at this budget: "  # a trend against the tutorial's whose runs did not all converge
+# Quantities the configuration fixes, not training (the parameter count, the latent size): a trend of
+# theirs against the tutorial's is a contradiction whatever the runs' convergence.
+CONFIGURED = frozenset({"n_params", grid_column("model.latent_dim")})
 
 
 def load_published(path: Path = PUBLISHED_PATH) -> dict[str, dict]:
@@ -95,6 +104,8 @@ def published_table(entry: dict, summary: pd.DataFrame, df: pd.DataFrame) -> Rep
         return None
     along = _along(grid_key, [p[grid_key] for p, _ in pairs])
     source = entry["source"]
+    cells = [r for _, r in pairs]  # a trend against the tutorial is a contradiction only if all these converged
+    converged, short = all_converged(cells), shortfall(cells)
     notes = [
         prose("published_source", file=source["file"], section=source["section"], compared=_compared(grid_key, pairs))
     ]
@@ -103,16 +114,12 @@ def published_table(entry: dict, summary: pd.DataFrame, df: pd.DataFrame) -> Rep
         col, pub = report_columns()[q], [p[q] for p, _ in pairs]
         meas = [s[f"{q}.mean"] for _, s in pairs]
         verdict, contradicts = trend_verdict(pub, meas)
-        if contradicts:
-            notes.append(
-                prose(
-                    "trend_contradicts",
-                    quantity=col.name,
-                    measured=TRENDS[trend_sign(meas)],
-                    along=along,
-                    published=TRENDING[trend_sign(pub)],
-                )
-            )
+        trends = dict(quantity=col.name, measured=TRENDS[trend_sign(meas)], along=along) if contradicts else {}
+        if contradicts and q not in CONFIGURED and not converged:
+            verdict = f"{INCONCLUSIVE}measured {TRENDS[trend_sign(meas)]}, tutorial {TRENDS[trend_sign(pub)]}"
+            notes.append(prose("trend_inconclusive", **trends, published=TRENDING[trend_sign(pub)], shortfall=short))
+        elif contradicts:
+            notes.append(prose("trend_contradicts", **trends, published=TRENDING[trend_sign(pub)]))
         if q in entry.get("expected", {}):
             notes.append(_expected_note(col.name, along, entry["expected"][q], pub, meas))
         for (p, s), m in zip(pairs, meas):

@@ -1,4 +1,5 @@
-"""Markdown rendering of a study's report: its header, its tables (render_table), the FID note, the
+"""Markdown rendering of a study's report: its header (with the evaluation protocol when the runs held
+out a validation split), its tables (render_table), the FID note, the
 note on the summary cells and how the rows were made (provenance), its settings and its failed runs.
 The wording of its paragraphs is in prose.yaml."""
 
@@ -8,7 +9,8 @@ import pandas as pd
 
 from ..results.rows import grid_column
 from .columns import NOT_MEASURED, Cell, ReportTable, cell_label, format_value
-from .layouts import fid_extractors
+from .convergence import protocol_notes
+from .layouts import fid_extractors, is_grid
 from .prose import prose
 from .settings import (
     external_rows,
@@ -17,7 +19,7 @@ from .settings import (
     sweep_rows,
     variant_settings,
 )
-from .tables import PARETO_KEY, study_tables, study_title
+from .tables import RUN_TABLES, search_targets, study_tables, study_title
 from .titles import FAILED_RUNS_TITLE, PRUNED_RUNS_TITLE
 
 
@@ -139,8 +141,11 @@ def render_study(df: pd.DataFrame) -> str:
         devices=", ".join(sorted(df["device"].unique())),
     )
     lines = [f"# {study_title(all_rows)} — study `{study}`", "", header]
+    searched = not is_grid(df) or len(search_targets(df)) > 1
+    for note in protocol_notes(df, searched):  # which split the curves and the selection read
+        lines += ["", note]
     for table in tables:
-        if table.key != PARETO_KEY:
+        if table.key not in RUN_TABLES:
             lines += ["", render_table(table)]
     train_seconds = ok["train_seconds"].sum()
     lines += [
@@ -170,7 +175,7 @@ def render_study(df: pd.DataFrame) -> str:
         for _, r in external.iterrows():
             lines.append(f"- **{r['variant']}** (`{r['run_id']}`, {r['created_at']}): {r['provenance_note']}")
     for table in tables:
-        if table.key == PARETO_KEY:  # after the settings, as it lists single runs
+        if table.key in RUN_TABLES:  # after the settings, as they list single runs
             lines += ["", render_table(table)]
     for title, rows in ((FAILED_RUNS_TITLE, failed), (PRUNED_RUNS_TITLE, pruned)):
         if len(rows):

@@ -16,6 +16,8 @@ import pandas as pd
 
 from ..results.rows import grid_column
 from .columns import (
+    BEST_EPOCH_HEADER,
+    CONVERGED_HEADER,
     DERIVED,
     MISSING,
     N_HEADER,
@@ -28,6 +30,7 @@ from .columns import (
     param_label,
     report_columns,
 )
+from .convergence import best_epoch_text, cell_convergence, converged_text, shows_convergence
 from .settings import finished
 from .stats import ci95, welch_p
 
@@ -45,12 +48,15 @@ def summarize(df: pd.DataFrame, grid_keys: list[str], columns: list[TableColumn]
     """One row per cell of the grid (status 'ok' runs only), in the spec's grid order: n (finished
     runs), and for each column `<key>.mean`, `.ci` (95% CI half-width, Student t; NaN when n < 2),
     `.std` (sample standard deviation, ddof=1), `.n` (runs with a value) and `.values` (the runs'
-    values), in the column's units. A column the rows lack has n = 0 and a NaN mean."""
+    values), in the column's units. A column the rows lack has n = 0 and a NaN mean. Also each cell's
+    convergence (convergence.cell_convergence: runs under early stopping, converged, at the maximum
+    epochs, the median best epoch, the epoch budget)."""
     columns = list(report_columns().values()) if columns is None else columns
     out = []
     for values, g in cell_groups(finished(df).assign(**DERIVED), grid_keys):
         rec = {k: v for k, v in zip(grid_keys, values)}
         rec["n"] = len(g)
+        rec.update(cell_convergence(g))
         for col in columns:
             x = g[col.key].astype(float).to_numpy() if col.key in g else np.array([])
             mean, half, n = ci95(x)
@@ -160,12 +166,14 @@ def _p_column(summary: pd.DataFrame, grid_keys: list[str], layout: Layout, label
 def summary_table(
     key: str, title: str, summary: pd.DataFrame, grid_keys: list[str], columns, layout: Layout, notes: list[str]
 ) -> ReportTable:
-    """Grid values, one summary cell per column (best marked), the p column, then n."""
+    """Grid values, one summary cell per column (best marked), the p column, then n; when some run
+    trained under early stopping, then how many of the row's runs converged and its median best epoch."""
     columns = [replace(c, better="") if c.key in layout.unranked else c for c in columns]
     labels = {k: layout.labels.get(k, param_label(k)) for k in grid_keys}
     p_header, p_cells = _p_column(summary, grid_keys, layout, labels)
     measured = {c.key: is_measured(summary, c.key) for c in columns}
     best = {c.key: best_rows(list(summary[f"{c.key}.mean"]), c.better) if measured[c.key] else set() for c in columns}
+    convergence = shows_convergence(summary)
     rows = []
     for i, (_, r) in enumerate(summary.iterrows()):
         cells = [Cell(format_value(r[k])) for k in grid_keys]
@@ -173,5 +181,9 @@ def summary_table(
             Cell(summary_text(r, c), best=i in best[c.key]) if measured[c.key] else Cell(NOT_MEASURED) for c in columns
         ]
         rows.append(cells + [p_cells[i], Cell(str(int(r["n"])))])
+        if convergence:
+            rows[-1] += [Cell(converged_text(r)), Cell(best_epoch_text(r))]
     header = [labels[k] for k in grid_keys] + [c.header for c in columns] + [p_header, N_HEADER]
+    if convergence:
+        header += [CONVERGED_HEADER, BEST_EPOCH_HEADER]
     return ReportTable(key, title, header, rows, notes)

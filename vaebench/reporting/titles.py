@@ -28,6 +28,7 @@ PER_FACTOR_TITLE = "{metric} per factor"  # MIG, SAP
 PER_LAYER_TITLE = "{quantity} per layer"  # KL, Active units
 DEPTH_CHECK_TITLE = "Depth versus NLL (Sønderby et al. 2016)"
 PARETO_TITLE = "Pareto front ({objectives})"
+BEST_RUNS_TITLE = "Best runs ({objective}, chosen on the {split} split)"  # a single-objective search
 FAILED_RUNS_TITLE = "Failed runs"
 PRUNED_RUNS_TITLE = "Pruned runs"
 FIGURES_TITLE = "Figures"
