@@ -2,7 +2,8 @@
 whose grid key is the study's grid, the grid values present in both, their difference, and whether
 the measured trend along the rows runs with or against the tutorial's (and the objective's). A measured
 trend against the tutorial's is printed as a contradiction only when every run of the compared cells
-converged under early stopping (or the quantity is fixed by the configuration, CONFIGURED); otherwise
+converged under early stopping, or when the quantity is fixed by the configuration (CONFIGURED) or
+the runs follow the direction the objective fixes for it (the entry's `expected` trend); otherwise
 as inconclusive at this budget."""
 
 from __future__ import annotations
@@ -115,13 +116,17 @@ def published_table(entry: dict, summary: pd.DataFrame, df: pd.DataFrame) -> Rep
         meas = [s[f"{q}.mean"] for _, s in pairs]
         verdict, contradicts = trend_verdict(pub, meas)
         trends = dict(quantity=col.name, measured=TRENDS[trend_sign(meas)], along=along) if contradicts else {}
-        if contradicts and q not in CONFIGURED and not converged:
+        expected = entry.get("expected", {}).get(q)
+        # the objective fixes the direction of an `expected` trend the runs follow: the tutorial's
+        # contrary trend is then contradicted at any budget, like a configured quantity
+        follows_objective = expected is not None and trend_sign(meas) == {"rises": 1, "falls": -1}[expected["trend"]]
+        if contradicts and q not in CONFIGURED and not follows_objective and not converged:
             verdict = f"{INCONCLUSIVE}measured {TRENDS[trend_sign(meas)]}, tutorial {TRENDS[trend_sign(pub)]}"
             notes.append(prose("trend_inconclusive", **trends, published=TRENDING[trend_sign(pub)], shortfall=short))
         elif contradicts:
             notes.append(prose("trend_contradicts", **trends, published=TRENDING[trend_sign(pub)]))
-        if q in entry.get("expected", {}):
-            notes.append(_expected_note(col.name, along, entry["expected"][q], pub, meas))
+        if expected is not None:
+            notes.append(_expected_note(col.name, along, expected, pub, meas))
         for (p, s), m in zip(pairs, meas):
             diff = MISSING if math.isnan(m) else f"{m - p[q]:+{col.fmt}}"
             rows.append(
