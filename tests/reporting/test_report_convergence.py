@@ -129,7 +129,9 @@ def test_a_trend_the_objective_or_the_configuration_fixes_is_a_contradiction_at_
     for df in (beta_rows(), make_rows("beta", "objective.beta", BETA_CELLS)):
         verdicts, notes = kl_verdicts(df)
         assert verdicts == {"⚠ contradicts: measured falls, tutorial rises"}
-        assert "⚠ trend contradicts the tutorial: KL falls as β rises (measured), the tutorial shows it rising." in notes
+        assert (
+            "⚠ trend contradicts the tutorial: KL falls as β rises (measured), the tutorial shows it rising." in notes
+        )
     # no training changes a parameter count
     verdicts, _ = arch_verdicts(arch_rows())
     assert verdicts["Parameter count"].startswith("⚠ contradicts")
