@@ -181,9 +181,8 @@ def _epoch_check(trial: optuna.Trial, spec: SweepSpec) -> EpochCallback:
     def check(record: dict) -> Optional[str]:
         report_epoch(trial, record)
         if pruning and trial.should_prune():
-            return f"pruned by {spec.search.pruner.name} at epoch {record['epoch']} ({{}} -ELBO {{:.2f}} nats)".format(
-                *selection_loss(record)
-            )
+            split, loss = selection_loss(record)
+            return f"pruned by {spec.search.pruner.name} at epoch {record['epoch']} ({split} -ELBO {loss:.2f} nats)"
         return None
 
     return check
