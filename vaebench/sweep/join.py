@@ -84,13 +84,17 @@ def join_study(
     from .study import study_status
     from .worker import run_worker
 
+    before = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
-    if opened is None:
-        opened = open_for_worker(store, device, data_root, download, wait_seconds)
-    display.joined(store.study, store.describe(), torch.get_num_threads(), device)
-    status = study_status(opened.study)
-    with display.worker_here(status.total, status.done) as reporter:
-        summary = run_worker(opened.study, opened.spec, opened.data, store, device, reporter, command)
-    display.worker_done(summary)
-    return summary
+    try:  # the caller's thread count comes back after: `vaebench.run` may join in the caller's process
+        if opened is None:
+            opened = open_for_worker(store, device, data_root, download, wait_seconds)
+        display.joined(store.study, store.describe(), torch.get_num_threads(), device)
+        status = study_status(opened.study)
+        with display.worker_here(status.total, status.done) as reporter:
+            summary = run_worker(opened.study, opened.spec, opened.data, store, device, reporter, command)
+        display.worker_done(summary)
+        return summary
+    finally:
+        torch.set_num_threads(before)
