@@ -83,7 +83,7 @@ class Checkpoints:
     note: Callable[[str], None] = _nothing
     written: Callable[[dict], None] = _nothing
     earlier: Optional[dict] = None
-    last_write: float = field(default_factory=time.perf_counter)  # perf_counter of the last write (or start)
+    last_write: float = field(default_factory=lambda: time.perf_counter())  # perf_counter of the last write (or start)
     write_seconds: list[float] = field(default_factory=list)  # wall seconds of each write, this process
 
     def load(self) -> Optional[dict]:
