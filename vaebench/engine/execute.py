@@ -38,7 +38,12 @@ class Reporter:
     def trial_end(self, row: dict) -> None: ...
 
     def note(self, text: str) -> None:
-        logging.getLogger("vaebench").warning(text)
+        log_note(text)
+
+
+def log_note(text: str) -> None:
+    """A note to the `vaebench` logger: where a reporter without `note` (a display's own) sends one."""
+    logging.getLogger("vaebench").warning(text)
 
 
 def _nothing(*_: Any) -> None: ...
@@ -97,7 +102,7 @@ def execute_run(
             run_identity(run_id, run.config, data, setting.device),
             every_epochs,
             every_seconds,
-            note=reporter.note,
+            note=getattr(reporter, "note", log_note),
             written=attempt.checkpointed,
             earlier=attempt.earlier_checkpoint,
         )
