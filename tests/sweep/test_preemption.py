@@ -159,14 +159,14 @@ def test_sigterm_checkpoints_hands_the_trial_back_at_once_and_exits_3(tmp_path):
     worker.send_signal(signal.SIGTERM)
     out, _ = worker.communicate(timeout=120)
     assert worker.returncode == PREEMPTED_EXIT_CODE == 3, out
-    assert "stopped: stopped by a stop request (SIGTERM) at epoch" in out, out
+    assert "preempted: stopped by SIGTERM at epoch" in out, out
     run_id = spec.runs()[0].run_id
     assert checkpoint_path(results, spec.study, run_id).is_file()
     # handed back at once: no stale-trial recovery has run (no other process opened the study)
     trials = _trials(spec.study, results)
     assert sorted(t.state.name for t in trials) == ["FAIL", "WAITING"]
     stopped = next(t for t in trials if t.state == TrialState.FAIL)
-    assert stopped.user_attrs[ATTR_FAIL].startswith("preempted: stopped by a stop request (SIGTERM)")
+    assert stopped.user_attrs[ATTR_FAIL].startswith("preempted: stopped by SIGTERM")
     assert stopped.user_attrs["checkpoint"]["path"] == str(checkpoint_path(results, spec.study, run_id))
     # another worker takes it and finishes the run from the checkpoint
     p = _cli("worker", "--study", spec.study, "--threads", "1", results=results)

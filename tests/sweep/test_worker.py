@@ -43,7 +43,7 @@ def executed(monkeypatch):
         if kind == "crash":
             raise RuntimeError("boom")
         if kind == "preempt":  # what the training loop raises after a SIGTERM's checkpoint
-            raise Preempted("stopped by a stop request (SIGTERM) at epoch 1, step 3/12")
+            raise Preempted("stopped by SIGTERM at epoch 1, step 3/12")
         assert stop_check({"epoch": 1, "test_loss": 100.0}) is None  # no pruner: never stops
         return row_for(run, setting.spec.study, kind)
 
@@ -100,7 +100,7 @@ def test_a_preempted_trial_is_handed_back_at_once_and_its_retry_counts_the_attem
     trials = study.get_trials()
     stopped = next(t for t in trials if t.state == TrialState.FAIL)
     assert (stopped.params["objective.beta"], stopped.user_attrs["seed"]) == (2.0, 0)
-    assert stopped.user_attrs[ATTR_FAIL].startswith("preempted: stopped by a stop request (SIGTERM) at epoch 1")
+    assert stopped.user_attrs[ATTR_FAIL].startswith("preempted: stopped by SIGTERM at epoch 1")
     # handed back without any stale timeout: a WAITING copy of the same run, as a stale trial's retry
     retry = [t for t in trials if t.system_attrs.get("failed_trial") == stopped.number]
     assert len(retry) == 1 and retry[0].state == TrialState.WAITING

@@ -49,7 +49,9 @@ def fail(e: VaebenchError) -> None:
 
 def preempted(e: VaebenchError) -> None:
     """A stop request (SIGTERM) was obeyed: say where the run stopped, exit PREEMPTED_EXIT_CODE (3)."""
-    console.print(f"[yellow]stopped:[/] {e}; rerun (or another worker) resumes it", highlight=False, soft_wrap=True)
+    console.print(
+        f"[yellow]preempted:[/] {e}; `vaebench run` again, or any worker, resumes it", highlight=False, soft_wrap=True
+    )
     raise typer.Exit(e.exit_code)
 
 

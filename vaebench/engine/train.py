@@ -56,9 +56,8 @@ class TrainResult:
     seconds: float = 0.0  # wall time of the training loop (incl. per-epoch test loss)
     precision: str = "fp32"  # train.precision: the autocast dtype of the training steps (fp32: none)
     tf32: bool = False  # whether TF32 matmuls/convolutions were allowed while training (CUDA only)
-    resumed_from_epoch: Optional[int] = (
-        None  # the epoch this process resumed in, from a checkpoint; None: from the start
-    )
+    # the epoch this process resumed in, from a checkpoint (engine/checkpoint.py); None: from epoch 1
+    resumed_from_epoch: Optional[int] = None
 
 
 def _adam(params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
@@ -186,12 +185,12 @@ def _train(
             # a step boundary: a stop asked by SIGTERM (runtime.stop), or the time policy, writes a checkpoint here
             stop.kill_point("step")
             if stop.requested() or (checkpoints is not None and checkpoints.due()):
-                loop.epoch, loop.start, loop.step, loop.seconds = epoch, start, loop.step, time.perf_counter() - t0
+                loop.epoch, loop.start, loop.seconds = epoch, start, time.perf_counter() - t0
                 if checkpoints is not None:
                     checkpoints.save(loop.state(), epoch, loop.step)
                 if stop.requested():
                     raise Preempted(
-                        f"stopped by a stop request (SIGTERM) at epoch {epoch}, step {start // bs + 1}/{steps_per_epoch}"
+                        f"stopped by SIGTERM at epoch {epoch}, step {start // bs + 1}/{steps_per_epoch}"
                         + (f"; checkpoint {checkpoints.path}" if checkpoints is not None else "; no checkpoint kept")
                     )
             idx = perm[start : start + bs]

@@ -200,10 +200,10 @@ def _run_workers(procs, study: str, store, display: SweepDisplay) -> bool:
 
         codes = launch.supervise(procs, view.line, poll)
     for i, code in enumerate(codes, 1):
-        if code not in (0, PREEMPTED_EXIT_CODE) or (code == PREEMPTED_EXIT_CODE and not stop.requested()):
+        if code != 0 and not (code == PREEMPTED_EXIT_CODE and stop.requested()):  # 3 after SIGTERM: as asked
             display.worker_ended(f"w{i}", code)
     if stop.requested():  # SIGTERM, passed on to the workers: they checkpointed and handed their trials back
-        raise Preempted(f"stopped by a stop request (SIGTERM); worker exit codes {codes}")
+        raise Preempted(f"stopped by SIGTERM; worker exit codes {codes}")
     return all(c == 0 for c in codes)
 
 

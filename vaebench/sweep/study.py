@@ -160,7 +160,7 @@ def wait_for_study(store: StudyStore, seconds: float, poll: float = 0.05) -> Swe
             if time.monotonic() >= deadline or os.getppid() != parent:
                 raise
             if stop.requested():  # SIGTERM (the parent gave up, or the job is preempted) before any trial
-                raise Preempted("stopped by a stop request (SIGTERM) while waiting for the study") from None
+                raise Preempted("stopped by SIGTERM while waiting for the study") from None
             time.sleep(poll)
 
 

@@ -82,7 +82,7 @@ def run_worker(
     METRICS.names()  # import the metric modules now, not inside the first trial's evaluation
     while True:
         if stop.requested():  # SIGTERM between trials (or during an evaluation): take no other
-            raise Preempted("stopped by a stop request (SIGTERM) before claiming another trial")
+            raise Preempted("stopped by SIGTERM before claiming another trial")
         trial = claim_next(study, spec, store)
         if trial is None:
             with store.lock():  # before leaving: take over the trials of workers that died
