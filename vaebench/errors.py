@@ -39,3 +39,14 @@ class DeviceError(VaebenchError):
     without CUDA, a GPU index out of range, bf16 on a GPU without it."""
 
     exit_code = 2
+
+
+class Preempted(VaebenchError):
+    """The process was asked to stop (SIGTERM: a Slurm preemption or time limit, a Kubernetes pod
+    deletion, `kill`): the running run wrote a checkpoint and its trial was handed back to the
+    study for another worker; the command exits with `PREEMPTED_EXIT_CODE`."""
+
+    exit_code = 3
+
+
+PREEMPTED_EXIT_CODE = Preempted.exit_code

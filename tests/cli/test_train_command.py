@@ -89,3 +89,38 @@ def test_a_bad_spec_or_a_sampled_search_exits_2(tmp_path, write_spec):
     )
     r = vaebench("train", sampled, "--cell", 0, "--seed", 0)
     assert r.exit_code == 2 and "--cell: " in r.output and "sampled search" in r.output, r.output
+
+
+def test_with_results_it_resumes_the_runs_checkpoint_there_and_removes_it(tmp_path, write_spec):
+    import torch
+
+    from vaebench.data import load_dataset
+    from vaebench.engine.checkpoint import checkpoint_path
+    from vaebench.engine.execute import Reporter, Setting, execute_run
+
+    spec_path = write_spec(
+        {
+            "study": "resume",
+            "dataset": {"name": "digits"},
+            "model": {"name": "mlp", "hidden_dim": 32, "latent_dim": 4},
+            "train": {"epochs": 4, "batch_size": 128, "checkpoint_every": 1},
+            "eval": {"fid_extractor": None, "nll_examples": 50, "nll_k": 10},
+        }
+    )
+    spec, results = load_spec(spec_path), tmp_path / "results"
+    run = spec.runs()[0]
+
+    def killed_in_epoch_3(record):  # a sweep's worker dies in epoch 3: epoch 2's checkpoint is left
+        if record["epoch"] == 3:
+            raise KeyboardInterrupt
+
+    setting = Setting(spec, load_dataset(spec.dataset, None), torch.device("cpu"), results)
+    with pytest.raises(KeyboardInterrupt):
+        execute_run(run, setting, Reporter(), stop_check=killed_in_epoch_3)
+    assert checkpoint_path(results, "resume", run.run_id).is_file()
+    r = vaebench("train", spec_path, "--cell", 0, "--seed", 0, "--results", results)
+    assert r.exit_code == 0, r.output
+    assert f"run {run.run_id}: resumed from its checkpoint at epoch 3" in r.output
+    row = read_row(results, "resume", run.run_id)
+    assert (row["resumed_from_epoch"], row["attempts"], row["epochs_completed"]) == (3, 1, 4)
+    assert not checkpoint_path(results, "resume", run.run_id).exists()  # the row is written: removed

@@ -14,6 +14,7 @@ import typer
 import yaml
 
 from vaebench.cli.commands import app
+from vaebench.errors import PREEMPTED_EXIT_CODE
 from vaebench.spec.sweep_spec import parse_spec
 
 CLUSTER = Path(__file__).resolve().parents[2] / "docs" / "cluster"
@@ -83,6 +84,17 @@ def test_slurm_script_parses_and_starts_one_worker_per_gpu():
     assert work["device"] == "cuda" and work["storage"] == "<VAEBENCH_STORAGE>" and work["threads"] == 4
     spec = parse_spec(yaml.safe_load((Path(__file__).resolve().parents[2] / create["spec_path"]).read_text()))
     assert work["study"] == spec.study  # the workers join the study the spec creates
+    # SIGTERM ahead of the time limit, to the batch shell, which the worker replaces (exec): it checkpoints
+    assert re.search(r"^#SBATCH --signal=B:TERM@\d+$", text, re.M) and re.search(r"^exec vaebench worker", text, re.M)
+
+
+def test_k8s_manifest_gives_the_worker_sigterm_and_time_to_checkpoint():
+    _, job = yaml.safe_load_all(K8S.read_text())
+    pod = job["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] >= 30
+    assert "&& exec vaebench worker" in pod["containers"][0]["args"][0]  # the worker is PID 1: it gets SIGTERM
+    ignored = [r for r in job["spec"]["podFailurePolicy"]["rules"] if r["action"] == "Ignore" and "onExitCodes" in r]
+    assert [r["onExitCodes"]["values"] for r in ignored] == [[PREEMPTED_EXIT_CODE]]
 
 
 def test_k8s_manifest_loads_and_starts_one_worker_per_gpu():

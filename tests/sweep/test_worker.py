@@ -10,7 +10,7 @@ from optuna.trial import TrialState
 
 from tests.conftest import TINY_SPEC
 from tests.sweep.test_study import SPEC, row_for
-from vaebench.errors import DeviceError
+from vaebench.errors import DeviceError, Preempted
 from vaebench.results.rows import has_row, read_row, write_row
 from vaebench.results.status import RunStatus
 from vaebench.spec.sweep_spec import parse_spec
@@ -34,12 +34,16 @@ def executed(monkeypatch):
     """Replace execute_run: each run's outcome is `outcome[(beta, seed)]` (default ok); returns the
     run ids executed, in order."""
     calls, outcome = _Calls(), {}
+    calls.attempts = []  # the row's `attempts` of each call: the study's trials that carried the run so far
 
-    def execute_run(run, setting, reporter, trial_number, stop_check):
+    def execute_run(run, setting, reporter, trial_number, stop_check, attempt):
         calls.append(run.run_id)
+        calls.attempts.append(attempt.number)
         kind = outcome.get((run.config.objective.beta, run.seed), "ok")
         if kind == "crash":
             raise RuntimeError("boom")
+        if kind == "preempt":  # what the training loop raises after a SIGTERM's checkpoint
+            raise Preempted("stopped by SIGTERM at epoch 1, step 3/12")
         assert stop_check({"epoch": 1, "test_loss": 100.0}) is None  # no pruner: never stops
         return row_for(run, setting.spec.study, kind)
 
@@ -85,6 +89,28 @@ def test_each_outcome_is_the_trials_state_and_a_crash_does_not_stop_the_worker(m
     assert summary.crashed == [f"{crashed_run}: RuntimeError: boom"]
     assert [RunStatus(read_row(store.results_root, "tiny", states[k].user_attrs["run_id"])["status"]) for k in
             [(0.5, 0), (0.5, 1), (2.0, 0)]] == [RunStatus.OK, RunStatus.PRUNED, RunStatus.FAILED]  # fmt: skip
+
+
+def test_a_preempted_trial_is_handed_back_at_once_and_its_retry_counts_the_attempts(memory_store, executed):
+    executed.outcome.update({(2.0, 0): "preempt"})
+    store = memory_store("tiny")
+    study = open_study(SPEC, store)
+    with pytest.raises(Preempted):  # the worker stops: it takes no other trial
+        run_worker(study, SPEC, None, store, CPU)
+    trials = study.get_trials()
+    stopped = next(t for t in trials if t.state == TrialState.FAIL)
+    assert (stopped.params["objective.beta"], stopped.user_attrs["seed"]) == (2.0, 0)
+    assert stopped.user_attrs[ATTR_FAIL].startswith("preempted: stopped by SIGTERM at epoch 1")
+    # handed back without any stale timeout: a WAITING copy of the same run, as a stale trial's retry
+    retry = [t for t in trials if t.system_attrs.get("failed_trial") == stopped.number]
+    assert len(retry) == 1 and retry[0].state == TrialState.WAITING
+    assert retry[0].user_attrs["run_id"] == stopped.user_attrs["run_id"] and "worker" not in retry[0].user_attrs
+    executed.outcome.clear()
+    summary = run_worker(study, SPEC, None, store, CPU)  # another worker finishes the sweep
+    assert len(summary.complete) == 4 - executed.index(stopped.user_attrs["run_id"])
+    assert executed.attempts[-len(summary.complete) :].count(2) == 1  # the retried run: its 2nd trial
+    by_run = {r: a for r, a in zip(executed, executed.attempts)}
+    assert by_run[stopped.user_attrs["run_id"]] == 2 and sorted(by_run.values()).count(1) == 3
 
 
 def test_a_run_with_a_row_is_not_run_again(memory_store, executed):

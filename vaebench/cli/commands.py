@@ -13,9 +13,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import StudyError, VaebenchError
+from ..errors import Preempted, StudyError, VaebenchError
 from ..reporting.formats import REPORT_FORMATS
 from ..results.rows import EXPORT_FORMATS, grid_column
+from ..runtime import stop
 from ..sweep.launch import COMMAND_ENV, WORKERS_ENV
 from ..sweep.storage import open_store as _store
 from .options import (
@@ -34,6 +35,7 @@ from .options import (
     console,
     fail,
     load_plugin_options,
+    preempted,
     set_inception_weights,
     set_lpips_weights,
 )
@@ -99,6 +101,7 @@ def run(
     set_inception_weights(inception_weights)
     set_lpips_weights(lpips_weights)
     load_plugin_options(plugin)
+    stop.install()  # SIGTERM: checkpoint, hand the trials back, exit 3 (passed on to the worker processes)
     try:
         final, ok = run_sweep(
             spec_path,
@@ -116,6 +119,8 @@ def run(
             workers_per_gpu=workers_per_gpu,
             device_option="--device",  # checked there, before anything is written
         )
+    except Preempted as e:
+        preempted(e)
     except VaebenchError as e:
         fail(e)
     if workers == 0:  # the study is created (or checked); no worker was asked for
@@ -156,6 +161,7 @@ def worker(
     set_lpips_weights(lpips_weights)
     load_plugin_options(plugin)
     command = os.environ.get(COMMAND_ENV) or f"vaebench worker --study {study}" + (" --storage URL" if storage else "")
+    stop.install()  # SIGTERM: checkpoint, hand the trial back, exit 3
     try:
         dev = check_device(device, "--device")  # before anything is written
         store = _store(storage, results, study, heartbeat)
@@ -169,6 +175,8 @@ def worker(
             wait_seconds=wait_seconds,
             command=command,
         )
+    except Preempted as e:
+        preempted(e)
     except VaebenchError as e:
         fail(e)
     if summary.crashed:

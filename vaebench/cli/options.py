@@ -47,6 +47,14 @@ def fail(e: VaebenchError) -> None:
     raise typer.Exit(e.exit_code)
 
 
+def preempted(e: VaebenchError) -> None:
+    """A stop request (SIGTERM) was obeyed: say where the run stopped, exit PREEMPTED_EXIT_CODE (3)."""
+    console.print(
+        f"[yellow]preempted:[/] {e}; `vaebench run` again, or any worker, resumes it", highlight=False, soft_wrap=True
+    )
+    raise typer.Exit(e.exit_code)
+
+
 def bad_usage(message: str) -> None:
     """Options that do not fit together: bad input, exit code 2, nothing written."""
     console.print(f"[bold red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)

@@ -122,6 +122,10 @@ class RichReporter:
         )
         self._update_eta()
 
+    def note(self, text: str) -> None:
+        """A checkpoint resumed from or ignored (and why): one plain line."""
+        self.p.console.print(text, highlight=False, markup=False)
+
     def trial_end(self, row: dict) -> None:
         self.clock.trial_end()
         self.p.update(self.runs, advance=1)

@@ -57,6 +57,7 @@ def train(
     """Train and evaluate one run, the spec's grid cell I with seed S, in this process (no study, no
     worker processes): print its run id and main metrics; write its row only with --results."""
     from ..data import load_dataset
+    from ..engine.checkpoint import remove_checkpoint
     from ..engine.execute import Setting, execute_run
     from ..results.rows import row_path, write_row
     from ..results.status import RunStatus
@@ -108,6 +109,7 @@ def train(
         console.print(f"run {run.run_id} [yellow]{row['status']}:[/] {row['reason']}", highlight=False)
     if results is not None:
         write_row(results, spec.study, row)
+        remove_checkpoint(results, spec.study, run.run_id)
         console.print(f"wrote {row_path(results, spec.study, run.run_id)}", highlight=False)
     if row["status"] != RunStatus.OK:
         raise typer.Exit(1)

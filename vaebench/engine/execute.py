@@ -5,11 +5,12 @@ results row (with its provenance). Knows nothing of Optuna: the worker loop (swe
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 
@@ -19,19 +20,47 @@ from ..models import count_parameters
 from ..results.artifacts import save_trial_artifacts
 from ..results.build import build_row
 from ..results.status import RunStatus
+from ..runtime import stop
 from ..runtime.device import tf32
 from ..spec.sweep_spec import Run, RunConfig, SweepSpec
+from .checkpoint import Checkpoints, checkpoint_path, run_identity
 from .train import EpochCallback, train
 
 
 class Reporter:
-    """Progress hooks a worker calls; the CLI passes a rich-backed one. All no-ops here."""
+    """Progress hooks a worker calls; the CLI passes a rich-backed one. No-ops here, but `note`
+    (a checkpoint resumed from or ignored, and why), which goes to the `vaebench` logger."""
 
     def trial_start(self, trial_number: int, run_id: str, config: RunConfig, seed: int) -> None: ...
 
     def epoch(self, record: dict) -> None: ...
 
     def trial_end(self, row: dict) -> None: ...
+
+    def note(self, text: str) -> None:
+        log_note(text)
+
+
+def log_note(text: str) -> None:
+    """A note to the `vaebench` logger: where a reporter without `note` (a display's own) sends one."""
+    logging.getLogger("vaebench").warning(text)
+
+
+def _nothing(*_: Any) -> None: ...
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What the caller (sweep/worker.py) knows of this run's earlier attempts, and hears of this
+    one's checkpoints. `number`: the trials of the study that have carried the run, this one
+    included (the row's `attempts`). `earlier_checkpoint`: the last checkpoint an earlier attempt
+    announced ({"path", "host", "epoch", "step"}), to say why it is missing. `resumed(history)`: the
+    epochs a checkpoint restored; `checkpointed(info)`: after each checkpoint written."""
+
+    number: int = 1
+    earlier_checkpoint: Optional[dict] = None
+    resumed: Callable[[list[dict]], None] = _nothing
+    checkpointed: Callable[[dict], None] = _nothing
 
 
 @dataclass(frozen=True)
@@ -47,17 +76,45 @@ class Setting:
 
 
 def execute_run(
-    run: Run, setting: Setting, reporter: Reporter, trial_number: int = -1, stop_check: Optional[EpochCallback] = None
+    run: Run,
+    setting: Setting,
+    reporter: Reporter,
+    trial_number: int = -1,
+    stop_check: Optional[EpochCallback] = None,
+    attempt: Attempt = Attempt(),
 ) -> dict[str, Any]:
     """Train and evaluate one run; return its results row (status ok, failed or pruned: RunStatus).
-    `stop_check` is asked after every epoch (after the reporter) whether to stop training."""
+    `stop_check` is asked after every epoch (after the reporter) whether to stop training. With a
+    results folder the run resumes from its checkpoint there and writes checkpoints as its
+    `train.checkpoint_every` asks (engine/checkpoint.py; the caller removes it once the row is
+    written); a stop request (SIGTERM) raises `errors.Preempted` after writing one."""
     spec, data, run_id = setting.spec, setting.data, run.run_id
 
     def on_epoch(record: dict) -> Optional[str]:
         reporter.epoch(record)
         return stop_check(record) if stop_check is not None else None
 
-    result = train(run.config, data, run.seed, setting.device, on_epoch=on_epoch)
+    checkpoints = None
+    if setting.results_root is not None:
+        every_epochs, every_seconds = run.config.train.checkpoint_interval()
+        checkpoints = Checkpoints(
+            checkpoint_path(setting.results_root, spec.study, run_id),
+            run_identity(run_id, run.config, data, setting.device),
+            every_epochs,
+            every_seconds,
+            note=getattr(reporter, "note", log_note),
+            written=attempt.checkpointed,
+            earlier=attempt.earlier_checkpoint,
+        )
+    result = train(
+        run.config,
+        data,
+        run.seed,
+        setting.device,
+        on_epoch=on_epoch,
+        checkpoints=checkpoints,
+        on_resume=attempt.resumed,
+    )
     measured: dict[str, Any] = {}
     eval_seconds, paths, targets = None, {"model_path": None, "artifacts_path": None}, None
     split = "validation" if data.validation_size else "test"
@@ -69,6 +126,7 @@ def execute_run(
             eval_seconds = time.perf_counter() - t0
             if setting.results_root is not None:
                 paths = save_trial_artifacts(result.model, data, run.seed, setting.results_root, spec.study, run_id)
+    stop.kill_point("before-row")
     return build_row(
         run_id=run_id,
         study=spec.study,
@@ -90,6 +148,8 @@ def execute_run(
         epochs_completed=len(result.history),
         stop_reason=result.stop_reason,
         best_epoch=result.best_epoch,
+        resumed_from_epoch=result.resumed_from_epoch,
+        attempts=attempt.number,
         train_seconds=result.seconds,
         eval_seconds=eval_seconds,
         **paths,

@@ -13,22 +13,27 @@ after training (metrics.evaluate).
 from __future__ import annotations
 
 import math
+import random
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+import numpy as np
 import torch
 
 from ..data import Dataset
+from ..errors import Preempted
 from ..models import VAE, build_model
 from ..objectives.bounds import training_loss
 from ..objectives.likelihoods import build_likelihood
 from ..objectives.schedules import kl_weight, settled_epoch
 from ..results.fields import selection_loss
 from ..results.status import RunStatus
+from ..runtime import stop
 from ..runtime.device import autocast, resolve_device, tf32
 from ..runtime.seeding import seed_everything
 from ..spec.sweep_spec import RunConfig
+from .checkpoint import Checkpoints
 
 # Called after every epoch with its history record; a non-empty string it returns stops training
 # (status pruned, the string as the reason): how a pruner stops a trial without the loop knowing
@@ -51,6 +56,8 @@ class TrainResult:
     seconds: float = 0.0  # wall time of the training loop (incl. per-epoch test loss)
     precision: str = "fp32"  # train.precision: the autocast dtype of the training steps (fp32: none)
     tf32: bool = False  # whether TF32 matmuls/convolutions were allowed while training (CUDA only)
+    # the epoch this process resumed in, from a checkpoint (engine/checkpoint.py); None: from epoch 1
+    resumed_from_epoch: Optional[int] = None
 
 
 def _adam(params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
@@ -83,6 +90,8 @@ def train(
     seed: int,
     device: str | torch.device | None = None,
     on_epoch: Optional[EpochCallback] = None,
+    checkpoints: Optional[Checkpoints] = None,
+    on_resume: Optional[Callable[[list[dict]], None]] = None,
 ) -> TrainResult:
     """Train the VAE `cfg` describes on the training examples of `data` (its training split without
     the validation part) with Adam; evaluate the loss on the validation split (else the test split)
@@ -101,19 +110,32 @@ def train(
     allows TF32 for the float32 matmuls and convolutions of the training steps (not of the recorded
     losses).
 
+    Checkpoints (`checkpoints`, engine/checkpoint.py): a checkpoint of this run found there is
+    resumed from (`on_resume` is called with the history it restores; the result's
+    `resumed_from_epoch` says where), one is written as `cfg.train.checkpoint_every` asks, and at the
+    first step boundary after a stop request (runtime.stop: SIGTERM) one is written and
+    `errors.Preempted` raised. On CPU a resumed run's history (but its seconds) and weights equal an
+    uninterrupted run's bit for bit: every state the loop continues from is in the checkpoint.
+
     `device` (a string is resolved: `runtime.resolve_device`) and the precision on it are the
     caller's to check, once, at its boundary (`runtime.check_device`, `runtime.check_precision`:
     `vaebench run`, `vaebench worker`, `vaebench train`); a precision torch lacks on the device is
     not refused here."""
     device = resolve_device(device)
     with tf32(device, cfg.train.tf32) as tf32_on:
-        result = _train(cfg, data, seed, device, on_epoch)
+        result = _train(cfg, data, seed, device, on_epoch, checkpoints, on_resume)
     result.tf32 = tf32_on
     return result
 
 
 def _train(
-    cfg: RunConfig, data: Dataset, seed: int, device: torch.device, on_epoch: Optional[EpochCallback]
+    cfg: RunConfig,
+    data: Dataset,
+    seed: int,
+    device: torch.device,
+    on_epoch: Optional[EpochCallback],
+    checkpoints: Optional[Checkpoints] = None,
+    on_resume: Optional[Callable[[list[dict]], None]] = None,
 ) -> TrainResult:
     seed_everything(seed)
     model = build_model(cfg.model, data.shape, build_likelihood(cfg.objective), data.num_classes)
@@ -139,21 +161,44 @@ def _train(
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None  # fp16 gradients underflow unscaled
     result = TrainResult(model, precision=precision)
     stopping = EarlyStopper(cfg.train.early_stopping, settled_epoch(cfg.schedule, steps_per_epoch, total_steps))
-    t0 = time.perf_counter()
-    step = 0
+    loop = _LoopState(model, opt, plateau, scaler, gen, stopping, result.history, device)
+    saved = checkpoints.load() if checkpoints is not None else None
+    if saved is not None:
+        loop.restore(saved)
+        result.resumed_from_epoch = loop.epoch
+        where = f"epoch {loop.epoch}" + (f", step {loop.start // bs + 1}" if loop.start else "")
+        checkpoints.note(f"run {checkpoints.identity['run_id']}: resumed from its checkpoint at {where}")
+        if on_resume is not None and result.history:
+            on_resume(list(result.history))
+    t0 = time.perf_counter() - loop.seconds  # the history's seconds count the earlier attempts' training too
+    if checkpoints is not None:
+        checkpoints.last_write = time.perf_counter()
 
-    for epoch in range(1, cfg.train.epochs + 1):
+    for epoch in range(loop.epoch, cfg.train.epochs + 1):
         model.train()
-        sums = torch.zeros(3, device=device)  # loss, recon, kl: summed over examples
-        weights = 0.0  # sum over the epoch's steps of the KL weight
-        perm = torch.randperm(n, device=device, generator=gen)
-        for start in range(0, n, bs):
+        if loop.perm is None:  # a new epoch (else: resumed within this one)
+            loop.sums = torch.zeros(3, device=device)  # loss, recon, kl: summed over examples
+            loop.weights = 0.0  # sum over the epoch's steps of the KL weight
+            loop.perm = torch.randperm(n, device=device, generator=gen)
+        perm, sums = loop.perm, loop.sums
+        for start in range(loop.start, n, bs):
+            # a step boundary: a stop asked by SIGTERM (runtime.stop), or the time policy, writes a checkpoint here
+            stop.kill_point("step")
+            if stop.requested() or (checkpoints is not None and checkpoints.due()):
+                loop.epoch, loop.start, loop.seconds = epoch, start, time.perf_counter() - t0
+                if checkpoints is not None:
+                    checkpoints.save(loop.state(), epoch, loop.step)
+                if stop.requested():
+                    raise Preempted(
+                        f"stopped by SIGTERM at epoch {epoch}, step {start // bs + 1}/{steps_per_epoch}"
+                        + (f"; checkpoint {checkpoints.path}" if checkpoints is not None else "; no checkpoint kept")
+                    )
             idx = perm[start : start + bs]
             x, y = x_train[idx], y_train[idx]  # (B, C, H, W), (B,)
             if cfg.dataset.binarize:
                 x = torch.bernoulli(x, generator=gen)
             # KL weight of this step: beta * w(t)
-            w = beta * kl_weight(cfg.schedule, step, steps_per_epoch, total_steps)
+            w = beta * kl_weight(cfg.schedule, loop.step, steps_per_epoch, total_steps)
             # forward / backward
             with autocast(device, precision):  # fp32: no autocast
                 out = training_loss(cfg.objective, model, x, y, w)
@@ -171,15 +216,16 @@ def _train(
             # bookkeeping on the device, in float32 (autocast may leave terms in bf16/fp16): no host sync per step
             with torch.no_grad():
                 sums += torch.stack([out.loss.detach().float() * len(x), out.recon.float().sum(), out.kl.float().sum()])
-            weights += w
-            step += 1
+            loop.weights += w
+            loop.step += 1
+        loop.perm, loop.start = None, 0
         # once per epoch: read the sums, evaluate on the held-out split, check for divergence
         train_loss, train_recon, train_kl = (sums / n).tolist()
         with tf32(device, False):  # the recorded held-out loss in full float32, whatever the training precision
             held = heldout_loss(model, x_held, y_held, cfg.eval.batch_size, prefix)
         record = {
             "epoch": epoch,
-            "kl_weight": weights / steps_per_epoch,
+            "kl_weight": loop.weights / steps_per_epoch,
             "lr": opt.param_groups[0]["lr"],
             "train_loss": train_loss,
             "train_recon": train_recon,
@@ -195,12 +241,16 @@ def _train(
         result.history.append(record)
         if plateau is not None:
             plateau.step(train_loss)
-        if on_epoch is not None and (stop := on_epoch(record)):
-            result.status, result.stop_reason, result.reason = RunStatus.PRUNED, "pruned", stop
+        if on_epoch is not None and (stop_reason := on_epoch(record)):
+            result.status, result.stop_reason, result.reason = RunStatus.PRUNED, "pruned", stop_reason
             break
         if stopping.update(epoch, selection_loss(record)[1], model):
             result.stop_reason = "converged"  # status stays ok; the row's best_epoch says where
             break
+        # an epoch boundary with training to come: the RNG states saved are those after the held-out loss
+        if checkpoints is not None and epoch < cfg.train.epochs and checkpoints.due(epoch_end=epoch):
+            loop.epoch, loop.seconds = epoch + 1, time.perf_counter() - t0
+            checkpoints.save(loop.state(), epoch + 1, loop.step)
 
     result.seconds = time.perf_counter() - t0
     result.best_epoch = len(result.history) if result.history else None
@@ -209,6 +259,97 @@ def _train(
         result.best_epoch = stopping.best_epoch
     model.eval()
     return result
+
+
+class _LoopState:
+    """Where the training loop is, and everything it continues from: what a checkpoint holds.
+
+    `epoch` (1-based) is the epoch in progress or next; `start` the index in that epoch's permutation
+    `perm` of the next batch (`perm` None: the epoch has not begun, its permutation is drawn from
+    `gen` when it does); `sums` and `weights` the epoch's loss sums and KL weights so far; `step` the
+    steps taken (the KL schedule's t); `seconds` the training seconds so far (all attempts). The
+    model, optimizer, scheduler, scaler, generator, early stopper and history are the loop's own
+    objects: `state()` reads them, `restore()` loads a checkpoint into them."""
+
+    def __init__(self, model, opt, plateau, scaler, gen, stopping, history: list, device: torch.device) -> None:
+        self.model, self.opt, self.plateau, self.scaler, self.gen = model, opt, plateau, scaler, gen
+        self.stopping, self.history, self.device = stopping, history, device
+        self.epoch, self.start, self.step, self.seconds = 1, 0, 0, 0.0
+        self.perm: Optional[torch.Tensor] = None
+        self.sums: Optional[torch.Tensor] = None
+        self.weights = 0.0
+
+    def state(self) -> dict:
+        cpu = torch.device("cpu")
+        return {
+            "epoch": self.epoch,
+            "start": self.start,
+            "step": self.step,
+            "seconds": self.seconds,
+            "perm": None if self.perm is None else self.perm.to(cpu),
+            "sums": None if self.perm is None else self.sums.to(cpu),
+            "weights": self.weights,
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "plateau": None if self.plateau is None else self.plateau.state_dict(),
+            "scaler": None if self.scaler is None else self.scaler.state_dict(),
+            "history": list(self.history),
+            "early_stopping": {
+                "best": self.stopping.best,
+                "best_epoch": self.stopping.best_epoch,
+                "best_state": self.stopping.best_state,
+                "waited": self.stopping.waited,
+            },
+            "rng": rng_states(self.gen, self.device),
+        }
+
+    def restore(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        if self.plateau is not None:
+            self.plateau.load_state_dict(state["plateau"])
+        if self.scaler is not None:
+            self.scaler.load_state_dict(state["scaler"])
+        self.history[:] = state["history"]
+        es = state["early_stopping"]
+        self.stopping.best, self.stopping.best_epoch, self.stopping.waited = es["best"], es["best_epoch"], es["waited"]
+        self.stopping.best_state = (
+            None if es["best_state"] is None else {k: v.to(self.device) for k, v in es["best_state"].items()}
+        )
+        self.epoch, self.start, self.step, self.seconds = (
+            state["epoch"],
+            state["start"],
+            state["step"],
+            state["seconds"],
+        )
+        self.weights = state["weights"]
+        self.perm = None if state["perm"] is None else state["perm"].to(self.device)
+        self.sums = None if state["sums"] is None else state["sums"].to(self.device)
+        restore_rng_states(state["rng"], self.gen, self.device)
+
+
+def rng_states(gen: torch.Generator, device: torch.device) -> dict:
+    """Every random generator a run draws from: the loop's (permutations, dynamic binarization),
+    torch's global CPU generator (the sampling of z) and CUDA's on a CUDA device, Python's and NumPy's."""
+    keys, pos, has_gauss, gauss = np.random.get_state()[1:]
+    return {
+        "loop": gen.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
+        "python": random.getstate(),
+        "numpy": {"keys": keys.tolist(), "pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(gauss)},
+    }
+
+
+def restore_rng_states(states: dict, gen: torch.Generator, device: torch.device) -> None:
+    gen.set_state(states["loop"])
+    torch.set_rng_state(states["torch"])
+    if device.type == "cuda" and states["cuda"] is not None:
+        torch.cuda.set_rng_state_all(states["cuda"])
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    n = states["numpy"]
+    np.random.set_state(("MT19937", np.array(n["keys"], dtype=np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
 
 
 class EarlyStopper:

@@ -61,6 +61,8 @@ def build_row(
     epochs_completed: Optional[int],
     stop_reason: Optional[str] = None,
     best_epoch: Optional[int] = None,
+    resumed_from_epoch: Optional[int] = None,
+    attempts: Optional[int] = None,
     train_seconds: Optional[float],
     eval_seconds: Optional[float],
     model_path: Optional[str] = None,
@@ -80,12 +82,14 @@ def build_row(
     note: Optional[str] = None,
 ) -> dict[str, Any]:
     """One results row. `params` (the `param.*` columns) defaults to those of `config` (none without
-    one: a result made elsewhere, its parameters unknown); `metrics`
-    are the measured metric columns (the others are null); seconds are wall-clock seconds. `device`
-    None: a result made elsewhere (its device and torch threads are unknown; `machine` describes
-    this machine's CPU). `objective_values`: the values the trial told Optuna (the objective metrics',
-    in order), measured on `objective_split`; null when not told (a failed or pruned run, a result made
-    elsewhere). `note` becomes the `provenance_note` column (only rows that have one)."""
+        one: a result made elsewhere, its parameters unknown); `metrics`
+        are the measured metric columns (the others are null); seconds are wall-clock seconds. `device`
+        None: a result made elsewhere (its device and torch threads are unknown; `machine` describes
+        this machine's CPU). `objective_values`: the values the trial told Optuna (the objective metrics',
+        in order), measured on `objective_split`; null when not told (a failed or pruned run, a result made
+        elsewhere). `resumed_from_epoch`: the epoch a checkpoint resumed the run in (null: never interrupted,
+    or a result made elsewhere); `attempts`: the study's trials that carried the run, the row's included
+    (1 for `vaebench train`; null: made elsewhere). `note` becomes the `provenance_note` column (only rows that have one)."""
     row = {
         "run_id": run_id,
         "study": study,
@@ -108,6 +112,8 @@ def build_row(
         "epochs_completed": epochs_completed,
         "stop_reason": stop_reason,
         "best_epoch": best_epoch,
+        "resumed_from_epoch": resumed_from_epoch,
+        "attempts": attempts,
         "train_seconds": train_seconds,
         "eval_seconds": eval_seconds,
         "model_path": model_path,

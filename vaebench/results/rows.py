@@ -17,6 +17,9 @@ Columns (all rows of a study share one schema):
 - timing: train_seconds, eval_seconds, eval_seconds_<metric>, epochs_completed (the epochs trained)
 - convergence: stop_reason (max_epochs | converged | pruned | diverged), best_epoch (the epoch whose
   weights were evaluated: the best validation epoch under early stopping, else the last)
+- interruptions: resumed_from_epoch (the epoch in which the run's last attempt resumed from a checkpoint:
+  k + 1 after a checkpoint at the end of epoch k, k after one within epoch k; null when it never resumed),
+  attempts (the study's trials that carried the run, the one that wrote the row included)
 - files: model_path, artifacts_path (relative to results/<study>/; see artifacts.py)
 - history: list of per-epoch records (results/fields.py, HISTORY_FIELDS)
 - provenance: the command line, vaebench/torch/optuna/python versions, device, host, machine (CPU model, cores, memory, GPU), dataset name and checksum,
@@ -46,7 +49,7 @@ from ..metrics import (
 )
 from ..options import FamilySection
 from ..runtime.files import atomic_path
-from ..spec.sections import SECTIONS, RunConfig
+from ..spec.sections import OPERATIONAL, SECTIONS, RunConfig
 from .fields import HISTORY_FIELDS
 
 if TYPE_CHECKING:
@@ -75,6 +78,8 @@ _BASE_TYPES: dict[str, pa.DataType] = {
     "epochs_completed": pa.int64(),
     "stop_reason": pa.string(),
     "best_epoch": pa.int64(),
+    "resumed_from_epoch": pa.int64(),
+    "attempts": pa.int64(),
     "train_seconds": pa.float64(),
     "eval_seconds": pa.float64(),
     "model_path": pa.string(),
@@ -166,7 +171,8 @@ def _param_types(config: RunConfig | None = None) -> dict[str, pa.DataType]:
                 for family in model._family_registry():
                     fields.update(model.options_model(family).model_fields)
         for name, field in fields.items():
-            out[f"{PARAM_PREFIX}{section}.{name}"] = _arrow_type(field.annotation)
+            if name not in OPERATIONAL.get(section, ()):  # no parameter of a result: no column
+                out[f"{PARAM_PREFIX}{section}.{name}"] = _arrow_type(field.annotation)
     return out
 
 

@@ -11,6 +11,7 @@ the `search:` section is in search.py; sweep_spec.py puts them together into a `
 from __future__ import annotations
 
 import math
+import re
 from typing import Annotated, Any, ClassVar, Literal, Optional, Union
 
 from pydantic import (
@@ -213,6 +214,10 @@ class EarlyStopping(StrictModel):
     min_delta: float = Field(0.0, ge=0.0, description="smallest decrease of the validation -ELBO (nats) that counts")
 
 
+# train.checkpoint_every as minutes of training: "10min", "2.5min"
+_MINUTES = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)\s*min$")
+
+
 class TrainConfig(ReadsSomeFields):
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(128, ge=1)
@@ -236,10 +241,35 @@ class TrainConfig(ReadsSomeFields):
         "D nats (default 0) for P epochs (>= 1), and evaluate the best epoch's weights; needs dataset.validation; "
         "epochs is then the maximum; epochs before the KL schedule settles do not count. null: train every epoch",
     )
+    checkpoint_every: Union[StrictInt, str, None] = Field(
+        "10min",
+        description="how often a run in a results folder writes its checkpoint (results/<study>/checkpoints/"
+        "<run_id>.pt), from which a preempted or killed run resumes exactly: every N epochs (an int), or after "
+        'every N minutes of training ("10min"), checked at each step; null: never (a retry starts at epoch '
+        "1). The default loses at most ~10 minutes to a preemption, and a run shorter than that writes none "
+        "(SIGTERM still writes one). Not part of the run id or the study fingerprint",
+    )
+
+    @field_validator("checkpoint_every")
+    @classmethod
+    def _epochs_or_minutes(cls, v: int | str | None) -> int | str | None:
+        if isinstance(v, int) and v < 1:
+            raise ValueError("a number of epochs must be >= 1")
+        if isinstance(v, str) and (not _MINUTES.match(v.strip()) or float(_MINUTES.match(v.strip())[1]) <= 0):
+            raise ValueError('give epochs as an int (e.g. 5) or minutes of training as "<N>min" (e.g. "10min")')
+        return v
+
+    def checkpoint_interval(self) -> tuple[Optional[int], Optional[float]]:
+        """`checkpoint_every` as (epochs, seconds of training): one of them set, or neither (never)."""
+        if isinstance(self.checkpoint_every, int):
+            return self.checkpoint_every, None
+        if isinstance(self.checkpoint_every, str):
+            return None, 60.0 * float(_MINUTES.match(self.checkpoint_every.strip())[1])
+        return None, None
 
     def _fields_read(self) -> tuple[set[str], str]:
         used = {"epochs", "batch_size", "lr", "weight_decay", "grad_clip", "lr_schedule", "precision", "tf32"}
-        used.add("early_stopping")
+        used |= {"early_stopping", "checkpoint_every"}
         if self.lr_schedule == "plateau":
             used |= {"plateau_patience", "plateau_factor"}
         return used, f"lr_schedule {self.lr_schedule!r}"
@@ -273,13 +303,39 @@ class RunConfig(StrictModel):
         return self
 
     def flat(self) -> dict[str, Any]:
-        """{'objective.beta': 1.0, ...}: the config as dotted keys (the results' parameter columns)."""
-        return {f"{s}.{k}": v for s, sec in self.model_dump().items() for k, v in sec.items()}
+        """{'objective.beta': 1.0, ...}: the config as dotted keys (the results' parameter columns),
+        without the `OPERATIONAL` fields (they are no parameter of a result)."""
+        return {
+            f"{s}.{k}": v
+            for s, sec in self.model_dump().items()
+            for k, v in sec.items()
+            if k not in OPERATIONAL.get(s, ())
+        }
 
     def identity(self) -> dict[str, Any]:
-        """What identifies the config: every value that differs from its default. Fields added
-        later with defaults leave existing run ids and study fingerprints unchanged."""
-        return self.model_dump(mode="json", exclude_defaults=True)
+        """What identifies the config: every value that differs from its default, except the
+        operational fields that cannot change a result (`OPERATIONAL`). Fields added later with
+        defaults leave existing run ids and study fingerprints unchanged."""
+        return without_operational(self.model_dump(mode="json", exclude_defaults=True))
+
+
+# Fields of a RunConfig that change how a run is carried out, never its result: left out of run ids,
+# config digests and study fingerprints, so that changing them never orphans a run or refuses a study.
+OPERATIONAL = {"train": ("checkpoint_every",)}
+
+
+def without_operational(dumped: dict[str, Any]) -> dict[str, Any]:
+    """A dump of a RunConfig or a spec (exclude_defaults) without its `OPERATIONAL` fields; a
+    section left empty is dropped, as exclude_defaults drops a section at its defaults."""
+    out = dict(dumped)
+    for section, fields in OPERATIONAL.items():
+        if isinstance(out.get(section), dict):
+            kept = {k: v for k, v in out[section].items() if k not in fields}
+            if kept:
+                out[section] = kept
+            else:
+                del out[section]
+    return out
 
 
 SECTIONS = tuple(RunConfig.model_fields)
@@ -291,6 +347,8 @@ def check_dotted_key(key: str, where: str, *also: str) -> None:
     if section not in SECTIONS or not field:
         extra = f", or {', '.join(map(repr, also))}" if also else ""
         raise ValueError(f"{where} key {key!r} must be SECTION.FIELD with SECTION in {list(SECTIONS)}{extra}")
+    if field in OPERATIONAL.get(section, ()):
+        raise ValueError(f"{where} key {key!r} cannot vary: it changes how runs are carried out, not their results")
     model = RunConfig.model_fields[section].annotation
     fields = set(model.model_fields)
     if issubclass(model, FamilySection):  # common fields, or an option of some registered family

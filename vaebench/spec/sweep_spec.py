@@ -56,6 +56,7 @@ from .sections import (
     check_dotted_key,
     check_finite_values,
     registered,
+    without_operational,
 )
 
 __all__ = [
@@ -216,9 +217,11 @@ class SweepSpec(RunConfig):
         return self.search.n_trials if self.search.sampled else len(self.cells()) * len(self.seeds)
 
     def fingerprint(self) -> str:
-        """Hash of what determines the study's runs: every non-default value but the description and
-        the plugin list (which modules provide the families is provenance, recorded in every row)."""
-        return _digest(self.model_dump(mode="json", exclude={"description", "plugins"}, exclude_defaults=True))
+        """Hash of what determines the study's runs: every non-default value but the description, the
+        operational fields (`sections.OPERATIONAL`: train.checkpoint_every) and the plugin list (which modules provide the families is provenance, recorded in every row)."""
+        return _digest(
+            without_operational(self.model_dump(mode="json", exclude={"description", "plugins"}, exclude_defaults=True))
+        )
 
     def grid_choices(self, key: str) -> list[Any]:
         """The values of a grid key as Optuna categorical choices (a variant by its name)."""

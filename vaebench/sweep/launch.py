@@ -20,6 +20,7 @@ from typing import Callable, Mapping, Optional, Sequence
 
 import torch
 
+from ..runtime import stop
 from ..runtime.device import CUDA_VISIBLE_ENV, cpu_cores, gpu_slots
 
 WORKERS_ENV = "VAEBENCH_WORKERS"  # what `vaebench run --workers` defaults to
@@ -116,6 +117,8 @@ def start_workers(argv: list[str], layout: Layout, env: Optional[dict[str, str]]
     except BaseException:
         stop_workers(procs)
         raise
+    for p in procs:  # a stop request (SIGTERM) to this process is passed on to its workers
+        stop.forward_to(id(p), lambda signum, p=p: p.poll() is None and p.send_signal(signum))
     return procs
 
 
@@ -126,6 +129,7 @@ def stop_workers(procs: Sequence[subprocess.Popen]) -> None:
             p.terminate()
     for p in procs:
         p.wait()
+        stop.stop_forwarding(id(p))
         if p.stdout is not None:
             p.stdout.close()
 
@@ -160,6 +164,8 @@ def supervise(
     finally:
         for t in readers:
             t.join(timeout=5)
+    for p in procs:
+        stop.stop_forwarding(id(p))
     if poll is not None:
         poll()
     return [p.returncode for p in procs]

@@ -141,16 +141,33 @@ def recover_stale_trials(study: optuna.Study) -> list[int]:
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if not _lease_is_dead(t.user_attrs.get(ATTR_WORKER)):
             continue
-        failed = storage.fail(t, f"worker {t.user_attrs.get(ATTR_WORKER)} died")
-        if failed is None:
-            continue
-        retry_stale_trial(study, failed)
-        recovered.append(t.number)
+        if _fail_and_retry(study, storage, t, f"worker {t.user_attrs.get(ATTR_WORKER)} died"):
+            recovered.append(t.number)
     with warnings.catch_warnings():  # the heartbeat API is marked experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         fail_stale_trials(study)  # heartbeat storages: fails silent trials, runs retry_stale_trial
     still = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
     return sorted((before - still) | set(recovered))
+
+
+def _fail_and_retry(study: optuna.Study, storage: TrialStorage, trial: FrozenTrial, reason: str) -> bool:
+    """Fail the RUNNING `trial` with `reason` and enqueue a retry of its run (`retry_stale_trial`);
+    False when it had finished first."""
+    failed = storage.fail(trial, reason)
+    if failed is None:
+        return False
+    retry_stale_trial(study, failed)
+    return True
+
+
+def release_trial(study: optuna.Study, trial: optuna.Trial, reason: str) -> bool:
+    """Hand this worker's running `trial` back to the study at once, as a stale trial is handed back
+    (failed with `reason`, its run enqueued again): a worker stopped by SIGTERM, whose run's
+    checkpoint the retry resumes from. False when the trial had finished (or failed) first."""
+    try:
+        return _fail_and_retry(study, TrialStorage(study), study._storage.get_trial(trial._trial_id), reason)
+    except Exception:  # the storage is gone: the lease (same host) or the heartbeat finds it stale later
+        return False
 
 
 class Heartbeat:

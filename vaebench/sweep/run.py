@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 from typing import Iterable, Optional
 
-from ..errors import StudyError
+from ..errors import PREEMPTED_EXIT_CODE, Preempted, StudyError
+from ..runtime import stop
 from . import launch
 from .display import NoDisplay, SweepDisplay
 from .join import OpenedStudy, check_precisions
@@ -199,8 +200,10 @@ def _run_workers(procs, study: str, store, display: SweepDisplay) -> bool:
 
         codes = launch.supervise(procs, view.line, poll)
     for i, code in enumerate(codes, 1):
-        if code != 0:
+        if code != 0 and not (code == PREEMPTED_EXIT_CODE and stop.requested()):  # 3 after SIGTERM: as asked
             display.worker_ended(f"w{i}", code)
+    if stop.requested():  # SIGTERM, passed on to the workers: they checkpointed and handed their trials back
+        raise Preempted(f"stopped by SIGTERM; worker exit codes {codes}")
     return all(c == 0 for c in codes)
 
 

@@ -26,9 +26,10 @@ import optuna
 from optuna.trial import TrialState
 
 from .._version import __version__
-from ..errors import StudyError
+from ..errors import Preempted, StudyError
 from ..results.rows import has_row, write_row
 from ..results.status import RunStatus
+from ..runtime import stop
 from ..runtime.files import remove_abandoned_temp_files
 from ..spec.samplers import build_pruner, build_sampler
 from ..spec.sweep_spec import SweepSpec, parse_spec
@@ -118,7 +119,7 @@ def open_study(
                     f"differs from the {what} the study started with ({known}); check --data-root"
                 )
         recover_stale_trials(study)
-        for sub in ("runs", "models", "artifacts"):  # files a killed worker was writing
+        for sub in ("runs", "models", "artifacts", "checkpoints"):  # files a killed worker was writing
             remove_abandoned_temp_files(Path(store.results_root) / spec.study / sub)
         _enqueue_missing(study, spec, store)
     return study
@@ -158,6 +159,8 @@ def wait_for_study(store: StudyStore, seconds: float, poll: float = 0.05) -> Swe
         except StudyError:  # not there yet, or made but its spec not yet stored
             if time.monotonic() >= deadline or os.getppid() != parent:
                 raise
+            if stop.requested():  # SIGTERM (the parent gave up, or the job is preempted) before any trial
+                raise Preempted("stopped by SIGTERM while waiting for the study") from None
             time.sleep(poll)
 
 

@@ -6,6 +6,11 @@ and only then tells the trial COMPLETE, PRUNED or FAIL. Every epoch is reported 
 intermediate value (the learning curves; what a pruner decides on). A crash in one trial never stops
 the worker. A retried run whose row already exists is never trained again. While a trial runs, its
 heartbeat (RDB storages) is recorded from a thread (leases.py).
+
+A run in progress writes checkpoints to the results folder (engine/checkpoint.py); a retried trial
+resumes from its run's checkpoint. After a stop request (SIGTERM: runtime/stop.py) the running trial
+writes one, is failed and re-enqueued at once (`leases.release_trial`, as a stale trial is), and the
+worker raises `errors.Preempted` instead of claiming another trial.
 """
 
 from __future__ import annotations
@@ -20,19 +25,23 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
 from ..data import Dataset
-from ..engine.execute import Reporter, Setting, execute_run
+from ..engine.checkpoint import remove_checkpoint
+from ..engine.execute import Attempt, Reporter, Setting, execute_run
 from ..engine.train import EpochCallback
+from ..errors import Preempted
 from ..metrics import METRICS
 from ..results.fields import selection_loss
 from ..results.rows import has_row, plain_json, read_row, write_row
 from ..results.status import RunStatus
+from ..runtime import stop
 from ..spec.samplers import suggest
 from ..spec.sweep_spec import Run, SweepSpec, apply_params
-from .leases import ATTR_FAIL, Heartbeat, TrialStorage, recover_stale_trials
+from .leases import ATTR_FAIL, Heartbeat, TrialStorage, recover_stale_trials, release_trial
 from .storage import StudyStore
 from .study import claim_next
 from .trials import ATTR_ROW, ATTR_RUN_ID, decode_run, encode_run, has_run
 
+ATTR_CHECKPOINT = "checkpoint"  # the last checkpoint the run's trial wrote: {"path", "host", "epoch", "step"}
 ATTR_SCALAR_PREFIX = "m."  # m.recon_mse, m.fid, ...: one short user attribute per scalar of the row
 ROW_SCALARS = ("n_params", "epochs_completed", "train_seconds", "eval_seconds")
 
@@ -72,6 +81,8 @@ def run_worker(
     setting = Setting(spec, data, device, store.results_root, command)
     METRICS.names()  # import the metric modules now, not inside the first trial's evaluation
     while True:
+        if stop.requested():  # SIGTERM between trials (or during an evaluation): take no other
+            raise Preempted("stopped by SIGTERM before claiming another trial")
         trial = claim_next(study, spec, store)
         if trial is None:
             with store.lock():  # before leaving: take over the trials of workers that died
@@ -103,13 +114,17 @@ def _run_trial(
                 report_epoch(trial, record)
         else:
             reporter.trial_start(trial.number, run_id, run.config, run.seed)
-            row = execute_run(run, setting, reporter, trial.number, _epoch_check(trial, spec))
+            row = execute_run(run, setting, reporter, trial.number, _epoch_check(trial, spec), _attempt(study, trial))
             write_row(store.results_root, spec.study, row)  # the row lands before the trial's final state
+        remove_checkpoint(store.results_root, spec.study, run_id)  # the row is written: nothing to resume
         tell_result(study, trial, row, spec)
         reporter.trial_end(row)
         summary.add(RunStatus(row["status"]), run_id)
     except KeyboardInterrupt:
         _fail_quietly(study, trial, "interrupted")
+        raise
+    except Preempted as e:  # SIGTERM: the checkpoint is written; hand the run to another worker at once
+        release_trial(study, trial, f"preempted: {e}")
         raise
     except UpdateFinishedTrialError:  # declared stale while it ran (heartbeats lost): its retry owns the run
         summary.add(
@@ -119,6 +134,29 @@ def _run_trial(
         reason = f"{type(e).__name__}: {e}"
         _fail_quietly(study, trial, reason)
         summary.add(RunStatus.CRASHED, f"{run_id or f'trial {trial.number}'}: {reason}")
+
+
+def _attempt(study: optuna.Study, trial: optuna.Trial) -> Attempt:
+    """This trial as an attempt of its run: the study's trials that have carried the run so far
+    (this one included), the checkpoint an earlier one announced (the attribute a retry inherits),
+    and the hooks that report a resumed history and record each checkpoint on the trial."""
+    run_id = trial.user_attrs.get(ATTR_RUN_ID)
+    number = sum(
+        1
+        for t in study.get_trials(deepcopy=False)
+        if t.user_attrs.get(ATTR_RUN_ID) == run_id and t.number <= trial.number
+    )
+
+    def resumed(history: list[dict]) -> None:  # the restored epochs: this trial's learning curve so far
+        for record in history:
+            report_epoch(trial, record)
+
+    return Attempt(
+        number=max(number, 1),
+        earlier_checkpoint=trial.user_attrs.get(ATTR_CHECKPOINT),
+        resumed=resumed,
+        checkpointed=lambda info: trial.set_user_attr(ATTR_CHECKPOINT, info),
+    )
 
 
 def _fail_quietly(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
