@@ -6,6 +6,7 @@ import math
 import os
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from tests.conftest import REPO
@@ -37,7 +38,13 @@ def test_one_run_writes_nothing_without_results(tmp_path, monkeypatch):
 def test_with_results_it_writes_the_row_a_sweeps_worker_writes(tmp_path):
     sweep, alone = tmp_path / "sweep", tmp_path / "alone"
     assert vaebench("run", SMOKE, "-q", "--results", sweep).exit_code == 0
-    r = vaebench("train", SMOKE, "--cell", 0, "--seed", 1, "--results", alone)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # a caller's own thread count is not the run's: both take a one-worker layout
+    try:
+        r = vaebench("train", SMOKE, "--cell", 0, "--seed", 1, "--results", alone)
+        assert torch.get_num_threads() == 1  # and the caller gets its own back
+    finally:
+        torch.set_num_threads(before)
     assert r.exit_code == 0, r.output
     run = load_spec(SMOKE).runs()[1]  # cell 0, seed 1
     assert f"wrote {alone / 'smoke' / 'runs' / (run.run_id + '.parquet')}" in r.output

@@ -20,6 +20,7 @@ from .options import (
     InceptionWeights,
     LpipsWeights,
     Plugins,
+    Threads,
     bad_usage,
     console,
     fail,
@@ -53,9 +54,12 @@ def train(
     inception_weights: Optional[Path] = InceptionWeights,
     lpips_weights: Optional[Path] = LpipsWeights,
     plugin: Optional[list[str]] = Plugins,
+    threads: Optional[int] = Threads,
 ) -> None:
     """Train and evaluate one run, the spec's grid cell I with seed S, in this process (no study, no
     worker processes): print its run id and main metrics; write its row only with --results."""
+    import torch
+
     from ..data import load_dataset
     from ..engine.checkpoint import remove_checkpoint
     from ..engine.execute import Setting, execute_run
@@ -63,6 +67,7 @@ def train(
     from ..results.status import RunStatus
     from ..runtime.device import check_device, check_precision
     from ..spec.sweep_spec import Run, load_spec
+    from ..sweep.launch import plan_layout
 
     set_inception_weights(inception_weights)
     set_lpips_weights(lpips_weights)
@@ -94,10 +99,15 @@ def train(
     )
     command = f"vaebench train {spec_path} --cell {cell} --seed {seed}"
     setting = Setting(spec, data, dev, results, command)
-    with sweep_progress(console, disable=not console.is_terminal) as progress:
-        reporter = _OneRun(progress, 1, 0)
-        reporter.trial_start(-1, run.run_id, config, seed)
-        row = execute_run(run, setting, reporter)
+    before = torch.get_num_threads()  # the threads of a one-worker sweep, so that its row is that row
+    torch.set_num_threads(plan_layout(1, threads, 1, dev).threads)
+    try:
+        with sweep_progress(console, disable=not console.is_terminal) as progress:
+            reporter = _OneRun(progress, 1, 0)
+            reporter.trial_start(-1, run.run_id, config, seed)
+            row = execute_run(run, setting, reporter)
+    finally:
+        torch.set_num_threads(before)
     if row["status"] == RunStatus.OK:
         console.print(
             f"run {run.run_id} {row['status']}: -ELBO {row['neg_elbo']:.2f} nats, KL {row['kl']:.2f}, "
