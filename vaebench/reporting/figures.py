@@ -13,21 +13,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure as _Canvas
 
-matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from ..results.artifacts import load_arrays  # noqa: E402
-from ..results.rows import grid_column  # noqa: E402
-from .columns import cell_label, param_label  # noqa: E402
-from .prose import prose  # noqa: E402
-from .settings import finished  # noqa: E402
-from .stats import ci95  # noqa: E402
-from .summary import cell_groups  # noqa: E402
-from .titles import ARCHITECTURE_TITLE, FIGURES_TITLE  # noqa: E402
+from ..results.artifacts import load_arrays
+from ..results.rows import grid_column
+from .columns import cell_label, param_label
+from .prose import prose
+from .settings import finished
+from .stats import ci95
+from .summary import cell_groups
+from .titles import ARCHITECTURE_TITLE, FIGURES_TITLE
 
 DPI = 100
 
@@ -40,10 +37,16 @@ class Figure:
     png: bytes
 
 
+def _subplots(*grid, figsize, **kw):
+    """(figure, axes) as `plt.subplots` makes them, without pyplot: no backend is chosen or changed
+    (a notebook's inline plots keep working after a report) and no figure stays open."""
+    fig = _Canvas(figsize=figsize)
+    return fig, fig.subplots(*grid, **kw)
+
+
 def _png(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
-    plt.close(fig)
     return buf.getvalue()
 
 
@@ -90,7 +93,7 @@ def training_curves(df: pd.DataFrame, root: Path) -> Optional[Figure]:
         (f"{prefix}_kl", "KL (nats)"),
         ("kl_weight", "KL weight β·w(t)"),
     ]
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
+    fig, axes = _subplots(1, 4, figsize=(16, 3.6))
     for label, g in cells:
         hist = _epochs(g)
         if hist.empty:  # rows without a training history (a result added from outside the sweep)
@@ -119,7 +122,7 @@ def compute_curves(df: pd.DataFrame, root: Path) -> Optional[Figure]:
     if not cells:
         return None
     split = curve_split(df)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
+    fig, axes = _subplots(1, 2, figsize=(11, 3.8), sharey=True)
     for label, g in cells:
         per_epoch = _epochs(g).groupby("epoch")
         loss, seconds = per_epoch[f"{CURVE_PREFIX[split]}_loss"].mean(), per_epoch["seconds"].mean()
@@ -138,7 +141,7 @@ def rate_distortion(df: pd.DataFrame, root: Path) -> Optional[Figure]:
     cells = [(label, g) for label, g in _cells(df) if len(g) and g["kl"].notna().all()]
     if len(cells) < 2:
         return None
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    fig, ax = _subplots(figsize=(6, 4.5))
     for label, g in cells:
         kx, khw, _ = ci95(g["kl"].astype(float))
         dy, dhw, _ = ci95(g["recon_nll"].astype(float))
@@ -169,7 +172,7 @@ def metric_vs_param(df: pd.DataFrame, root: Path) -> Optional[Figure]:
     xs = sorted(ok[col].unique())
     if len(xs) < 2 or not metrics:
         return None
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.4))
+    fig, axes = _subplots(1, len(metrics), figsize=(4 * len(metrics), 3.4))
     for ax, (m, name) in zip(np.atleast_1d(axes), metrics):
         stats = [ci95(ok[ok[col] == x][m].dropna().astype(float)) for x in xs]
         mean = np.array([s[0] for s in stats])
@@ -184,7 +187,7 @@ def metric_vs_param(df: pd.DataFrame, root: Path) -> Optional[Figure]:
     return _figure("metric_vs_param", f"Metrics against {param_label(keys[0])}", fig)
 
 
-def _grid_image(images: np.ndarray, cols: int) -> np.ndarray:
+def grid_image(images: np.ndarray, cols: int) -> np.ndarray:
     """(N, C, H, W) in [0, 1] -> one (rows*H, cols*W[, 3]) image with 1-pixel gaps."""
     n, c, h, w = images.shape
     rows = int(np.ceil(n / cols))
@@ -196,7 +199,7 @@ def _grid_image(images: np.ndarray, cols: int) -> np.ndarray:
 
 
 def _show(ax, images: np.ndarray, cols: int, title: str) -> None:
-    img = _grid_image(images, cols)
+    img = grid_image(images, cols)
     ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
     ax.set_title(title, fontsize=9)
     ax.axis("off")
@@ -230,7 +233,7 @@ def images(df: pd.DataFrame, root: Path) -> Optional[Figure]:
     cells = [(label, a) for label, g in _cells(df) if (a := _first_arrays(g, root, study)) is not None]
     if not cells:
         return None
-    fig, axes = plt.subplots(
+    fig, axes = _subplots(
         len(cells), 3, figsize=(13, 2.6 * len(cells)), squeeze=False, gridspec_kw={"width_ratios": [1, 1.2, 1.5]}
     )
     for (label, a), row in zip(cells, axes):
@@ -257,7 +260,7 @@ def latent_scatter(df: pd.DataFrame, root: Path) -> Optional[Figure]:
     ]
     if not cells:
         return None
-    fig, axes = plt.subplots(1, len(cells), figsize=(5 * len(cells), 4.5), squeeze=False)
+    fig, axes = _subplots(1, len(cells), figsize=(5 * len(cells), 4.5), squeeze=False)
     for (label, a), ax in zip(cells, axes[0]):
         sc = ax.scatter(a["latent_mu"][:, 0], a["latent_mu"][:, 1], c=a["latent_labels"], cmap="tab10", s=4)
         ax.set_title(label, fontsize=9)
