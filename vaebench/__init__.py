@@ -5,12 +5,22 @@ The pipeline, one way, one package per stage (docs/architecture.md):
     spec/ -> sweep/ (study, worker) -> engine/ (execute one run, train) -> metrics/ -> results/ (row)
     -> reporting/ (tables, figures, html)
 
-The public API (see api.py; each function documents its units):
+The public API (api.py; `help(vaebench.run)` etc. give each one's parameters, return value, units
+and an example; docs/python.md walks through them in a notebook):
 
-    load_spec, run, load_results, load_model, evaluate, report,    functions
-    add_result
-    MODELS, DATASETS, METRICS                                        the registries plugins fill
-    ModelFamily, DatasetSource, Options, VAE                         what a family registers
+    run(spec, ...)                   run or resume a sweep (a YAML path or a dict) -> StudyStatus
+    load_results(study, ...)         its rows, one per run -> pandas.DataFrame
+    load_history(study, ...)         the per-epoch losses, one row per run and epoch -> DataFrame
+    load_model(run_id, ...)          a finished run's trained model -> (VAE, RunConfig)
+    sample_grid(model, n, ...)       n prior samples tiled for plt.imshow -> numpy array in [0, 1]
+    evaluate(model, ...)             score any VAE with the registered metrics -> dict of columns
+    add_result(study, metrics, ...)  join an outside result to a study's report -> run id
+    report(study, ...)               write the Markdown/HTML report -> the paths written
+    load_spec(path), parse_spec(d)   read and validate a sweep spec -> SweepSpec
+    load_plugins(modules)            import plugin modules -> their provenance records
+    MODELS, DATASETS, METRICS        the registries plugins fill
+    ModelFamily, DatasetSource, Dataset, Options, VAE    what a family registers
+    VaebenchError                    the base of every error meant for the user (its message says what to do)
 
 Names are imported on first use, so `import vaebench` stays cheap (no torch).
 """
@@ -22,7 +32,9 @@ _EXPORTS = {
     "parse_spec": ("spec.sweep_spec", "parse_spec"),
     "run": ("api", "run"),
     "load_results": ("api", "load_results"),
+    "load_history": ("api", "load_history"),
     "load_model": ("api", "load_model"),
+    "sample_grid": ("api", "sample_grid"),
     "evaluate": ("api", "evaluate"),
     "report": ("api", "report"),
     "add_result": ("api", "add_result"),
@@ -34,6 +46,7 @@ _EXPORTS = {
     "Dataset": ("data", "Dataset"),
     "METRICS": ("metrics", "METRICS"),
     "Options": ("options", "Options"),
+    "VaebenchError": ("errors", "VaebenchError"),
     "load_plugins": ("plugins", "load_plugins"),
 }
 

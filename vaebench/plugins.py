@@ -114,7 +114,20 @@ def _cause(e: BaseException) -> str:
 
 
 def load_plugins(modules: Iterable[str], source: str = "") -> list[dict]:
-    """Import each named plugin module (`load_plugin`), in order."""
+    """Import each named plugin module (`load_plugin`), in order: what a spec's `plugins:` and
+    `--plugin` do.
+
+    Parameters:
+        modules: module names (importable: installed, or in the current folder).
+        source: what error messages name as their origin.
+
+    Returns:
+        list[dict]: each module's provenance record (module, distribution, version, source_sha256).
+    A module that cannot be imported or fails while registering is a `PluginError`.
+
+    Example:
+        >>> vaebench.load_plugins(["my_vae"])
+    """
     return [load_plugin(m, source) for m in modules]
 
 

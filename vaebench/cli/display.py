@@ -8,6 +8,7 @@ not finished (`unfinished_message`).
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 from typing import Iterator, Optional
 
@@ -43,14 +44,24 @@ class _WorkersView:
         self.lines.update(status)
 
 
+def live(console: Console) -> bool:
+    """Whether `console` can show live progress bars: an interactive terminal, or a Jupyter notebook
+    with ipywidgets installed (rich draws its bars in a widget there; without one it would only warn)."""
+    if console.is_terminal:
+        return True
+    return console.is_jupyter and importlib.util.find_spec("ipywidgets") is not None
+
+
 class RunDisplay:
-    """`vaebench run` on `console`: progress bars only on an interactive terminal and not `quiet`;
-    the lines (each finished run, the summaries) wherever the console writes."""
+    """`vaebench run` on `console`: progress bars only where they can be live (`live`: an
+    interactive terminal, a notebook with ipywidgets) and not `quiet`; the lines (each finished run,
+    the summaries) wherever the console writes."""
 
     def __init__(self, console: Console, quiet: bool = False) -> None:
         self.console = console
         self.quiet = quiet
-        self.reads_storage = not quiet and console.is_terminal
+        self.live = not quiet and live(console)
+        self.reads_storage = self.live
 
     def note(self, text: str) -> None:
         self.console.print(text, highlight=False)
@@ -62,7 +73,7 @@ class RunDisplay:
 
     @contextlib.contextmanager
     def worker_here(self, total: int, done: int) -> Iterator[RichReporter]:
-        with sweep_progress(self.console, disable=self.quiet or not self.console.is_terminal) as progress:
+        with sweep_progress(self.console, disable=not self.live) as progress:
             yield RichReporter(progress, total, done)
 
     def worker_done(self, summary) -> None:

@@ -353,7 +353,22 @@ def format_validation_error(path: Path | str, err: ValidationError) -> str:
 
 
 def parse_spec(data: Any, source: str = "<spec>") -> SweepSpec:
-    """Validate a spec mapping; its `plugins` are imported first (their families may be named in it)."""
+    """Validate a spec mapping (what a YAML spec file holds); its `plugins` are imported first (their
+    families may be named in it).
+
+    Parameters:
+        data: the mapping, e.g. `yaml.safe_load` of a spec file, or a dict written in Python.
+        source: what error messages name it (a file name).
+
+    Returns:
+        SweepSpec: the validated spec (`spec.cells()`, `spec.n_runs()`, `spec.model_dump()`).
+    A problem is a `SpecError` naming `source` and the field.
+
+    Example:
+        >>> spec = vaebench.parse_spec({"study": "s", "dataset": {"name": "digits"}, "seeds": [0]})
+        >>> spec.n_runs()
+        1
+    """
     from ..plugins import load_plugins
 
     if not isinstance(data, dict):
@@ -371,7 +386,19 @@ def parse_spec(data: Any, source: str = "<spec>") -> SweepSpec:
 
 
 def load_spec(path: str | Path) -> SweepSpec:
-    """Read and validate a YAML sweep spec; every problem is a SpecError naming file and field."""
+    """Read and validate a YAML sweep spec.
+
+    Parameters:
+        path: the spec file (str or Path).
+
+    Returns:
+        SweepSpec: the validated spec. Every problem is a `SpecError` naming the file and the field.
+
+    Example:
+        >>> spec = vaebench.load_spec("sweeps/smoke.yaml")
+        >>> spec.study, spec.n_runs()
+        ('smoke', 4)
+    """
     path = Path(path)
     try:
         text = path.read_text()
