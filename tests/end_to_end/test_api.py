@@ -105,7 +105,7 @@ def test_a_model_trained_in_your_own_loop_is_scored_and_joins_the_report(finishe
     assert callable(vaebench.report) and vaebench.report.__module__ == "vaebench.api"
 
     [path] = [
-        p for p in vaebench.report("api", results=results, out=tmp_path / "reports", fmt="md") if p.suffix == ".md"
+        p for p in vaebench.report("api", results=results, out=tmp_path / "reports", format="md") if p.suffix == ".md"
     ]
     text = path.read_text()
     assert "my loop (external)" in text and "60 Adam steps, own loop" in text
