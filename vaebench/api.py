@@ -37,7 +37,10 @@ def run(
     per grid cell x seed (or per draw of a sampled search), on `workers` processes (default: one
     1-thread worker per core on CPU; on CUDA `workers_per_gpu` (1) per visible GPU, each seeing
     only its own; 0: create the study and start none). Other keywords as the command's options:
-    study, threads, workers_per_gpu, heartbeat, data_root, device, download, plugins. `quiet`
+    study, threads, workers_per_gpu, heartbeat, data_root, device, download, plugins, and
+    `overrides` (KEY=VALUE strings, `["train.epochs=3"]`, or a mapping `{"train.epochs": 3}`: set on
+    the spec before it is validated, as on the command line; they are part of the study's identity
+    and recorded in its rows). `quiet`
     (default True) shows nothing; else what `vaebench run` shows, on `console` (a rich Console;
     default: standard error).
 
