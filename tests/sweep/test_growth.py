@@ -185,3 +185,27 @@ def test_the_python_api_and_train_take_overrides(tmp_path, write_spec):
     row = load_results(results, "tiny").set_index("run_id").loc[run.run_id]
     assert list(row["overrides"]) == ["train.epochs=1"] and row["epochs_completed"] == 1
     assert "vaebench train" in row["command"] and "train.epochs=1 --cell 1 --seed 0" in row["command"]
+
+
+def test_a_study_made_with_categorical_grid_params_resumes_and_grows(tmp_path, write_spec):
+    """Studies made before grid keys were numeric record beta as a categorical: its trials keep it
+    (Optuna refuses another kind for the name), and a value the choices lack is left out of the params."""
+    from optuna.distributions import CategoricalDistribution
+
+    results, path = tmp_path / "results", str(write_spec(SPEC))
+    spec, store = load_spec(path), StudyStore(None, results, "tiny")
+    study = open_study(spec, store)
+    trial = claim_next(study, spec, store)
+    trial.suggest_categorical("objective.beta", [0.5, 2.0])  # as vaebench did before
+    study.tell(trial, state=TrialState.FAIL)  # crashed: its run is enqueued again
+    r = vaebench("run", path, "--workers", "1", "-q", results=results)
+    assert r.exit_code == 0, r.output
+    r = vaebench("run", path, "grid.objective.beta=[0.5,2.0,8.0]", "--workers", "1", "-q", results=results)
+    assert r.exit_code == 0, r.output
+    assert len(load_results(results, "tiny")) == 3
+    done = [t for t in _study(results).trials if t.state == TrialState.COMPLETE]
+    assert len(done) == 3
+    old = CategoricalDistribution([0.5, 2.0])
+    assert sorted(t.params.get("objective.beta", -1) for t in done) == [-1, 0.5, 2.0]  # 8.0: no param
+    assert all(t.distributions["objective.beta"] == old for t in done if t.params)
+    assert [t.user_attrs["labels"]["objective.beta"] for t in done if not t.params] == [8.0]
