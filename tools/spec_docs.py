@@ -267,7 +267,23 @@ A *cell* is one point of the grid; a *run* is a cell × seed, identified by `run
 hex digits of the SHA-256 of its configuration's non-default values and its seed. Values at their
 defaults (a family's options included) stay out of the hash, so adding a field with a default
 changes no existing run id. The study's fingerprint hashes every non-default value except
-`description` and `plugins`; running a changed spec under an existing study name is refused.
+`description` and `plugins`. A study may *grow* under its name: a spec that keeps every fixed
+setting and grid key and adds grid values or seeds adds its new cells × seeds to the study, and the
+finished runs (same run ids) are kept, never rerun; optuna-dashboard and `vaebench status` count
+the grown study. Any other change of an existing study's spec (a fixed setting, a removed value or
+seed, another grid key) is refused: run it as a new study (`study=NEW`, `--study NEW`) or delete the
+old one first (`vaebench delete --study NAME`). In the Optuna study a numeric grid key is an int or
+float distribution spanning its values (log scale when all are > 0 and span ≥ 10×; a grown study
+keeps the kind and scale its first trials recorded), any other a categorical.
+
+Every key can be overridden on the command line, Hydra style: `vaebench run SPEC.yaml
+train.epochs=3 seeds=[0] 'grid.objective.beta=[1,4]' study=my_try` (or `vaebench.run(spec,
+overrides=[...])`, or a mapping `{{"train.epochs": 3}}`). Each value is parsed as YAML and set on the
+spec's mapping by its dotted path before validation (a `grid` or `search.space` key is one step:
+`grid.objective.beta`, `search.space.objective.beta.high`); the spec is then validated as a file is,
+and an error in an overridden field says `(set on the command line: KEY=VALUE)`. Overrides are part
+of the spec, so of the study's identity; the study, its rows (`overrides`, `command`) and its report
+record them. `vaebench run SPEC.yaml --print-spec [KEY=VALUE ...]` prints the resolved spec.
 A `variant` is merged onto the spec's sections; its `name` labels the row in results and reports.
 Grid values and variants apply to the values the spec set, so a variant that switches the model
 family does not carry the previous family's default options.

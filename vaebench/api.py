@@ -83,6 +83,7 @@ def run(
     device: Optional[str] = None,
     download: bool = True,
     plugins: Iterable[str] = (),
+    overrides=None,
     quiet: Optional[bool] = None,
     console=None,
     **unknown,
@@ -105,6 +106,9 @@ def run(
         device: cpu, cuda, cuda:N or auto (default: auto).
         download: whether a missing dataset may be downloaded.
         plugins: plugin modules to import first (as `--plugin`).
+        overrides: KEY=VALUE strings (`["train.epochs=3"]`) or a mapping (`{"train.epochs": 3}`), set
+            on the spec before it is validated, as on the command line; they are part of the study's
+            identity and recorded in its rows.
         quiet: show nothing (True) or the progress (False): live bars on a terminal or in a notebook
             with ipywidgets installed, else a line per finished run. Default: the progress in a
             Jupyter notebook or when a `console` is given, nothing elsewhere (a script).
@@ -125,7 +129,7 @@ def run(
     if spec is None:
         raise TypeError("vaebench.run() needs a spec: a YAML path, a spec mapping or a SweepSpec")
     options = dict(study=study, threads=threads, workers_per_gpu=workers_per_gpu, heartbeat=heartbeat)
-    options.update(data_root=data_root, device=device, download=download, plugins=plugins)
+    options.update(data_root=data_root, device=device, download=download, plugins=plugins, overrides=overrides)
     display = _run_display(quiet, console)
     status, _ = run_sweep(spec, workers=workers, results=results, storage=storage, display=display, **options)
     return status

@@ -71,6 +71,15 @@ def test_the_dashboard_shows_names_swept_params_metrics_and_curves(tmp_path, wri
     # the params are the swept grid key only: the seed replicates a cell, it is not searched
     assert [p["name"] for p in study["union_search_space"]] == ["objective.beta"]
     assert [p["name"] for p in study["intersection_search_space"]] == ["objective.beta"]
+    # beta is a number on a numeric axis spanning the grid (not a categorical of mixed 0.5 and 4)
+    for t in study["trials"]:
+        dist = t["params"][0]["distribution"]
+        assert (dist["type"], dist["low"], dist["high"], dist["log"]) == (
+            "FloatDistribution",
+            min(betas),
+            max(betas),
+            False,
+        )
     trials = study["trials"]
     assert len(trials) == len(betas) * len(seeds) == len(rows)
     for t in trials:

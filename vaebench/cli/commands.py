@@ -26,6 +26,7 @@ from .options import (
     Heartbeat,
     InceptionWeights,
     LpipsWeights,
+    Overrides,
     Plugins,
     Quiet,
     ResultsRoot,
@@ -66,7 +67,11 @@ def _main(
 @app.command()
 def run(
     spec_path: Path = typer.Argument(..., metavar="SPEC.yaml", help="sweep spec"),
+    overrides: Optional[list[str]] = Overrides,
     study: Optional[str] = typer.Option(None, "--study", help="study name (default: the spec's `study`)"),
+    print_spec: bool = typer.Option(
+        False, "--print-spec", help="print the resolved spec (the file with the overrides, as YAML) and exit"
+    ),
     workers: Optional[int] = typer.Option(
         None,
         "--workers",
@@ -93,14 +98,18 @@ def run(
     quiet: bool = Quiet,
     plugin: Optional[list[str]] = Plugins,
 ) -> None:
-    """Run (or resume) the sweep SPEC.yaml: one Optuna trial per grid cell x seed (or per draw of a
-    sampled search), on one or several worker processes."""
+    """Run (or resume) the sweep SPEC.yaml, with KEY=VALUE overrides of its keys (train.epochs=3
+    seeds=[0] 'grid.objective.beta=[1,4]' study=my_try): one Optuna trial per grid cell x seed (or per
+    draw of a sampled search), on one or several worker processes."""
     from ..sweep.run import run_sweep
     from .display import RunDisplay, unfinished_message
 
     set_inception_weights(inception_weights)
     set_lpips_weights(lpips_weights)
     load_plugin_options(plugin)
+    if print_spec:
+        _print_spec(spec_path, overrides, study)
+        return
     stop.install()  # SIGTERM: checkpoint, hand the trials back, exit 3 (passed on to the worker processes)
     try:
         final, ok = run_sweep(
@@ -118,6 +127,7 @@ def run(
             display=RunDisplay(console, quiet),
             workers_per_gpu=workers_per_gpu,
             device_option="--device",  # checked there, before anything is written
+            overrides=overrides or [],
         )
     except Preempted as e:
         preempted(e)
@@ -128,6 +138,22 @@ def run(
     if (message := unfinished_message(final, ok)) is not None:
         console.print(message)
         raise typer.Exit(1)
+
+
+def _print_spec(spec_path: Path, overrides: Optional[list[str]], study: Optional[str]) -> None:
+    """`run --print-spec`: the spec as it would run (every value, defaults resolved) as YAML on
+    standard output; writes nothing. A bad spec or override exits 2 as `run` does."""
+    import yaml
+
+    from ..sweep.run import resolve_spec
+
+    try:
+        spec = resolve_spec(spec_path, overrides, study)
+    except VaebenchError as e:
+        fail(e)
+    dumped = spec.model_dump(mode="json")
+    first = {k: dumped.pop(k) for k in ("study", "description", "plugins")}
+    sys.stdout.write(yaml.safe_dump({**first, **dumped}, sort_keys=False, allow_unicode=True))
 
 
 @app.command()
@@ -249,6 +275,36 @@ def pull(
         fail(e)
     written, present = export_rows(st, store)
     console.print(f"study {study}: wrote {written} row(s) to {store.folder / 'runs'}, {present} already there")
+
+
+@app.command()
+def delete(
+    study: str = typer.Option(..., "--study", help="the study to delete"),
+    storage: Optional[str] = StorageUrl,
+    results: Optional[Path] = ResultsRoot,
+    yes: bool = typer.Option(False, "--yes", "-y", help="do not ask for confirmation"),
+) -> None:
+    """Delete a study: its Optuna study (journal or database) and its results folder (rows, spec,
+    models, figure arrays, checkpoints), to start it over. Asks first unless --yes."""
+    from ..sweep.delete import delete_study, study_parts
+
+    try:
+        store = _store(storage, results, study)
+        parts = study_parts(store)
+    except VaebenchError as e:
+        fail(e)
+    if not yes:
+        console.print(f"study {study}:", highlight=False)
+        for part in parts:
+            console.print(f"  {part}", highlight=False)
+        if not typer.confirm("delete all of it?", default=False, err=True):
+            console.print("nothing deleted")
+            raise typer.Exit(1)
+    try:
+        removed = delete_study(store)
+    except VaebenchError as e:
+        fail(e)
+    console.print(f"deleted study {study}: {'; '.join(removed)}", highlight=False)
 
 
 def _choices(name: str, values: tuple[str, ...]) -> type[enum.Enum]:

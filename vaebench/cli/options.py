@@ -23,6 +23,14 @@ DataRoot = typer.Option(None, "--data-root", help=f"dataset folder (else ${DATA_
 ResultsRoot = typer.Option(None, "--results", help=f"results folder (else ${RESULTS_ROOT_ENV}, else ./results)")
 
 
+Overrides = typer.Argument(
+    None,
+    metavar="KEY=VALUE",
+    show_default=False,
+    help="overrides of the spec's keys, Hydra style, each value YAML: train.epochs=3 seeds=[0] "
+    "'grid.objective.beta=[1,4]' study=my_try (they change the study's identity: see docs/commands.md)",
+)
+
 Plugins = typer.Option(
     None,
     "--plugin",

@@ -7,6 +7,7 @@ under the same run id.
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Optional
 
@@ -19,6 +20,7 @@ from .options import (
     Download,
     InceptionWeights,
     LpipsWeights,
+    Overrides,
     Plugins,
     Threads,
     bad_usage,
@@ -40,6 +42,7 @@ class _OneRun(RichReporter):
 
 def train(
     spec_path: Path = typer.Argument(..., metavar="SPEC.yaml", help="sweep spec"),
+    overrides: Optional[list[str]] = Overrides,
     cell: int = typer.Option(..., "--cell", help="the grid cell to run: 0-based, in the spec's grid order"),
     seed: int = typer.Option(..., "--seed", help="the seed of the run"),
     results: Optional[Path] = typer.Option(
@@ -74,7 +77,7 @@ def train(
     load_plugin_options(plugin)
     try:
         dev = check_device(device, "--device")  # the boundary: checked here, once
-        spec = load_spec(spec_path)
+        spec = load_spec(spec_path, overrides)
     except VaebenchError as e:
         fail(e)
     if spec.search.sampled:
@@ -97,8 +100,10 @@ def train(
         f"run {run.run_id}: study {spec.study}, cell {cell} of {len(cells)} ({values}), seed {seed}, device {dev}",
         highlight=False,
     )
-    command = f"vaebench train {spec_path} --cell {cell} --seed {seed}"
-    setting = Setting(spec, data, dev, results, command)
+    command = " ".join(
+        ["vaebench train", str(spec_path), *map(shlex.quote, overrides or []), f"--cell {cell} --seed {seed}"]
+    )
+    setting = Setting(spec, data, dev, results, command, tuple(overrides or []))
     before = torch.get_num_threads()  # the threads of a one-worker sweep, so that its row is that row
     torch.set_num_threads(plan_layout(1, threads, 1, dev).threads)
     try:

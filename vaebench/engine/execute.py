@@ -73,6 +73,7 @@ class Setting:
     device: torch.device
     results_root: Optional[Path]
     command: str = ""
+    overrides: tuple[str, ...] = ()  # the command-line KEY=VALUE overrides the spec was made with
 
 
 def execute_run(
@@ -158,6 +159,7 @@ def execute_run(
         precision=result.precision,
         tf32=result.tf32,
         command=setting.command,
+        overrides=list(setting.overrides),
         device=setting.device,
         dataset=data.name,
         dataset_checksum=data.checksum,

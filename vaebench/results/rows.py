@@ -22,7 +22,8 @@ Columns (all rows of a study share one schema):
   attempts (the study's trials that carried the run, the one that wrote the row included)
 - files: model_path, artifacts_path (relative to results/<study>/; see artifacts.py)
 - history: list of per-epoch records (results/fields.py, HISTORY_FIELDS)
-- provenance: the command line, vaebench/torch/optuna/python versions, device, host, machine (CPU model, cores, memory, GPU), dataset name and checksum,
+- provenance: the command line, overrides (the KEY=VALUE command-line overrides of the spec file the study's spec
+  was made or last grown with: spec/overrides.py; empty without), vaebench/torch/optuna/python versions, device, host, machine (CPU model, cores, memory, GPU), dataset name and checksum,
   validation_size and validation_checksum (of the held-out indices; 0 and null without a validation split),
   spec fingerprint, created_at (UTC); precision (the training steps' autocast dtype: fp32, bf16, fp16) and
   tf32 (whether TF32 matmuls/convolutions were allowed while training: CUDA with train.tf32 only)
@@ -86,6 +87,7 @@ _BASE_TYPES: dict[str, pa.DataType] = {
     "artifacts_path": pa.string(),
     "history": pa.list_(pa.struct([(k, pa.int64() if k == "epoch" else pa.float64()) for k in HISTORY_FIELDS])),
     "command": pa.string(),
+    "overrides": pa.list_(pa.string()),
     "vaebench_version": pa.string(),
     "torch_version": pa.string(),
     "optuna_version": pa.string(),

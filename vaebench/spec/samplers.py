@@ -103,3 +103,54 @@ def suggest(trial: optuna.Trial, key: str, param) -> Any:
     if param.type == "int":
         return trial.suggest_int(key, param.low, param.high, log=param.log, step=param.step)
     return trial.suggest_categorical(key, param.choices)
+
+
+# ---------------------------------------------------------------------------------------------
+# a grid key's values as an Optuna distribution
+
+LOG_SPAN = 10.0  # numeric grid values all > 0 spanning at least this ratio get a log axis
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def grid_distribution(values: list[Any], pinned=None) -> Optional[optuna.distributions.BaseDistribution]:
+    """The distribution a grid key's trials record its value under, so that optuna-dashboard and
+    Optuna's plots put numbers on a numeric axis: every value an int -> IntDistribution, numbers ->
+    FloatDistribution, from the least to the greatest value (each enqueued value lies in it), on a
+    log scale when all are > 0 and span at least LOG_SPAN x; anything else -> CategoricalDistribution.
+
+    `pinned`: the distribution the study's trials already record the key under (Optuna refuses
+    another kind, another log scale, or other categorical choices for the same name). The result
+    then keeps its kind and scale and widens its range to the values; None when the values do not
+    fit it (a float on an int axis, a value <= 0 on a log axis, a new categorical choice): the
+    trial then records no param for the key (its value stays in the trial's `labels` attribute)."""
+    d = _optuna().distributions
+    numeric = bool(values) and all(_number(v) for v in values)
+    if pinned is None:
+        if not numeric:
+            return d.CategoricalDistribution(values)
+        low, high = min(values), max(values)
+        log = low > 0 and high >= LOG_SPAN * low
+        if all(isinstance(v, int) for v in values):
+            return d.IntDistribution(low, high, log=log)
+        return d.FloatDistribution(float(low), float(high), log=log)
+    if isinstance(pinned, d.CategoricalDistribution):
+        return pinned if all(v in pinned.choices for v in values) else None
+    if not numeric or (pinned.log and min(values) <= 0):
+        return None
+    low, high = min(min(values), pinned.low), max(max(values), pinned.high)
+    if isinstance(pinned, d.IntDistribution):
+        return d.IntDistribution(low, high, log=pinned.log) if all(isinstance(v, int) for v in values) else None
+    return d.FloatDistribution(float(low), float(high), log=pinned.log)
+
+
+def suggest_distribution(trial: optuna.Trial, key: str, distribution) -> Any:
+    """`trial`'s value of `key` under `distribution` (its enqueued fixed value, for a grid trial)."""
+    d = _optuna().distributions
+    if isinstance(distribution, d.FloatDistribution):
+        return trial.suggest_float(key, distribution.low, distribution.high, log=distribution.log)
+    if isinstance(distribution, d.IntDistribution):
+        return trial.suggest_int(key, distribution.low, distribution.high, log=distribution.log)
+    return trial.suggest_categorical(key, distribution.choices)

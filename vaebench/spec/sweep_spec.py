@@ -29,13 +29,14 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import yaml
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from ..errors import SpecError
 from ..metrics.declarations import EvalConfig
+from .overrides import Override, Overrides, annotate, apply_overrides, parse_overrides
 from .search import (
     CategoricalParam,
     FloatParam,
@@ -84,6 +85,7 @@ __all__ = [
     "load_spec",
     "parse_spec",
     "registered",
+    "spec_diff",
 ]
 
 STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -223,9 +225,52 @@ class SweepSpec(RunConfig):
             without_operational(self.model_dump(mode="json", exclude={"description", "plugins"}, exclude_defaults=True))
         )
 
+    def fixed_settings(self) -> dict[str, Any]:
+        """What every run of the study shares, as it is fingerprinted: the spec without its grid
+        values and seeds (the grid's keys stay: they name the cells' parameters)."""
+        dumped = self.model_dump(
+            mode="json", exclude={"description", "plugins", "study", "grid", "seeds"}, exclude_defaults=True
+        )
+        return {**without_operational(dumped), "grid_keys": list(self.grid)}
+
+    def growth_problems(self, old: "SweepSpec") -> list[str]:
+        """Why this spec is not `old` grown ([] when it is): a grown spec keeps every fixed setting
+        and grid key of `old` and every grid value and seed of it, and may add grid values and seeds.
+        Then every run of `old` is a run of this spec, with the same run id (run ids hash the run's
+        config and seed), so its finished runs are kept and only the new cells x seeds are run."""
+        problems = []
+        mine, theirs = self.fixed_settings(), old.fixed_settings()
+        if mine != theirs:
+            problems += [f"fixed setting {c}" for c in spec_diff(theirs, mine)]
+        if list(self.grid) == list(old.grid):
+            for key, values in old.grid.items():
+                kept = {json.dumps(v, sort_keys=True) for v in self.grid[key]}
+                lost = [v for v in values if json.dumps(v, sort_keys=True) not in kept]
+                if lost:
+                    problems.append(f"grid {key}: removed or changed {_labels(key, lost)}")
+        if lost_seeds := [s for s in old.seeds if s not in self.seeds]:
+            problems.append(f"seeds: removed {lost_seeds}")
+        return problems
+
     def grid_choices(self, key: str) -> list[Any]:
         """The values of a grid key as Optuna categorical choices (a variant by its name)."""
         return [v["name"] if key == VARIANT else v for v in self.grid[key]]
+
+
+def spec_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """`key: old -> new` for every dotted key whose value differs between two nested mappings."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key, "<absent>"), new.get(key, "<absent>")
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += spec_diff(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {json.dumps(a)} -> {json.dumps(b)}")
+    return out
+
+
+def _labels(key: str, values: list[Any]) -> list[Any]:
+    return [v["name"] if key == VARIANT and isinstance(v, dict) else v for v in values]
 
 
 def expand_grid(base: RunConfig, grid: dict[str, list[Any]]) -> list[tuple[dict[str, Any], RunConfig]]:
@@ -340,25 +385,30 @@ def _error_parts(e: dict) -> tuple[str, str, Any]:
     return ".".join(str(p) for p in e["loc"]), e["msg"].removeprefix("Value error, "), e.get("input")
 
 
-def format_validation_error(path: Path | str, err: ValidationError) -> str:
+def format_validation_error(path: Path | str, err: ValidationError, overrides: Sequence[Override] = ()) -> str:
     """Every error of a spec's validation, one line each: the field, the message and the value given
-    (not for a missing or unknown key, nor for a whole section)."""
+    (not for a missing or unknown key, nor for a whole section), and whether the field was set by a
+    command-line override (`overrides`)."""
     lines = [f"{path}: invalid sweep spec ({err.error_count()} error{'s' * (err.error_count() > 1)})"]
     for e in err.errors():
         loc, msg, value = _error_parts(e)
         msg = "unknown key" if e["type"] == "extra_forbidden" else msg
         quiet = e["type"] in ("missing", "extra_forbidden", "unknown_option") or isinstance(value, dict)
-        lines.append(f"  field {loc or '(top level)'}: {msg}{'' if quiet else f' (got {value!r})'}")
+        lines.append(
+            f"  field {loc or '(top level)'}: {msg}{'' if quiet else f' (got {value!r})'}{annotate(loc, overrides)}"
+        )
     return "\n".join(lines)
 
 
-def parse_spec(data: Any, source: str = "<spec>") -> SweepSpec:
+def parse_spec(data: Any, source: str = "<spec>", overrides: Overrides = None) -> SweepSpec:
     """Validate a spec mapping (what a YAML spec file holds); its `plugins` are imported first (their
     families may be named in it).
 
     Parameters:
         data: the mapping, e.g. `yaml.safe_load` of a spec file, or a dict written in Python.
         source: what error messages name it (a file name).
+        overrides: KEY=VALUE strings or a mapping (spec/overrides.py), set on the mapping first; the
+            errors of an overridden field say so.
 
     Returns:
         SweepSpec: the validated spec (`spec.cells()`, `spec.n_runs()`, `spec.model_dump()`).
@@ -371,6 +421,8 @@ def parse_spec(data: Any, source: str = "<spec>") -> SweepSpec:
     """
     from ..plugins import load_plugins
 
+    parsed = parse_overrides(overrides)
+    data = apply_overrides(data, parsed, source)
     if not isinstance(data, dict):
         raise SpecError(f"{source}: a sweep spec must be a YAML mapping, got {type(data).__name__}")
     plugins = data.get("plugins", [])
@@ -382,14 +434,16 @@ def parse_spec(data: Any, source: str = "<spec>") -> SweepSpec:
     try:
         return SweepSpec.model_validate(data)
     except ValidationError as e:
-        raise SpecError(format_validation_error(source, e)) from None
+        raise SpecError(format_validation_error(source, e, parsed)) from None
 
 
-def load_spec(path: str | Path) -> SweepSpec:
+def load_spec(path: str | Path, overrides: Overrides = None) -> SweepSpec:
     """Read and validate a YAML sweep spec.
 
     Parameters:
         path: the spec file (str or Path).
+        overrides: the command line's KEY=VALUE strings (or a mapping: spec/overrides.py), set on the
+            spec before it is validated.
 
     Returns:
         SweepSpec: the validated spec. Every problem is a `SpecError` naming the file and the field.
@@ -411,4 +465,4 @@ def load_spec(path: str | Path) -> SweepSpec:
     folder = str(path.resolve().parent)  # local plugin modules may sit beside the spec
     if isinstance(data, dict) and data.get("plugins") and folder not in sys.path:
         sys.path.append(folder)
-    return parse_spec(data, str(path))
+    return parse_spec(data, str(path), overrides)

@@ -11,9 +11,10 @@ start-up overlaps the data loading and the study creation here.
 from __future__ import annotations
 
 import os
+import shlex
 import time
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import TYPE_CHECKING, Iterable, Optional
 
 from ..errors import PREEMPTED_EXIT_CODE, Preempted, StudyError
 from ..runtime import stop
@@ -22,6 +23,10 @@ from .display import NoDisplay, SweepDisplay
 from .join import OpenedStudy, check_precisions
 from .launch import COMMAND_ENV
 from .storage import DEFAULT_HEARTBEAT, open_store
+
+if TYPE_CHECKING:
+    from ..spec.overrides import Overrides
+    from ..spec.sweep_spec import SweepSpec
 
 # how long the workers `vaebench run` starts beside a new study wait for it to be made (loading the
 # data may download it first); they give up at once when the `vaebench run` process ends
@@ -44,9 +49,12 @@ def run_sweep(
     display: Optional[SweepDisplay] = None,
     workers_per_gpu: Optional[int] = None,
     device_option: str = "device=",
+    overrides: Overrides = None,
 ):
     """`run`, returning (final StudyStatus, whether every worker ended cleanly). `workers=0` creates
     (or checks) the study and starts no worker. What happens is shown on `display` (default: nothing).
+    `overrides` (KEY=VALUE strings, or a mapping: spec/overrides.py) are set on the spec before it is
+    validated; they are part of its identity, recorded with the study, in the command and the rows.
 
     This is the boundary of a sweep on this machine: the device (named `device_option` in errors)
     and the spec's training precisions on it are checked here, once, before anything is written,
@@ -55,7 +63,7 @@ def run_sweep(
     from ..data import load_dataset
     from ..plugins import load_plugins
     from ..runtime.device import check_device
-    from ..spec.sweep_spec import SweepSpec, load_spec, parse_spec
+    from ..spec.overrides import override_texts
     from .study import open_study, study_status
 
     display = display or NoDisplay()
@@ -63,14 +71,8 @@ def run_sweep(
     load_plugins(plugins, "plugins=")
     dev = check_device(device, device_option)  # before anything is written
     spec_path = Path(spec) if isinstance(spec, (str, Path)) else None
-    if spec_path is not None:
-        spec = load_spec(spec_path)
-    elif isinstance(spec, dict):
-        spec = parse_spec(spec, "spec mapping")
-    elif not isinstance(spec, SweepSpec):
-        raise StudyError(f"run: expected a spec path, mapping or SweepSpec, got {type(spec).__name__}")
-    if study:
-        spec = parse_spec({**spec.model_dump(), "study": study}, f"--study {study}")
+    spec = resolve_spec(spec, overrides, study)
+    overrides = override_texts(overrides)
     if dev.type != "cuda":  # on CUDA each worker checks before its first trial: no CUDA context in this process
         check_precisions(spec, dev)
     if workers_per_gpu is not None and (workers is not None or dev.type != "cuda"):
@@ -88,6 +90,7 @@ def run_sweep(
     store = open_store(storage, results, spec.study, heartbeat)
     command = " ".join(
         ["vaebench run", str(spec_path) if spec_path else f"<{spec.study} spec from Python>"]
+        + [shlex.quote(o) for o in overrides]
         + [
             f"--{k} {v}"
             for k, v in (
@@ -125,7 +128,7 @@ def run_sweep(
             layout = launch.plan_layout(workers, threads, spec.n_runs(), dev, workers_per_gpu=workers_per_gpu)
             procs = start(layout, wait=True)
         data = load_dataset(spec.dataset, data_root, download=download)  # before anything is written
-        st = open_study(spec, store, data.checksum, data.validation_checksum)
+        st = open_study(spec, store, data.checksum, data.validation_checksum, overrides, note=display.note)
         status = study_status(st)
         if workers == 0:
             display.study(
@@ -160,6 +163,26 @@ def run_sweep(
     final = study_status(st)
     display.finished(final, time.perf_counter() - t0)
     return final, ok
+
+
+def resolve_spec(spec, overrides: "Overrides" = None, study: Optional[str] = None) -> "SweepSpec":
+    """The spec a sweep runs: `spec` (a YAML path, a mapping or a `SweepSpec`) with the `overrides`
+    (KEY=VALUE strings or a mapping) set on its mapping before validation, then renamed to `study`
+    when given (--study). What `vaebench run --print-spec` prints."""
+    from ..spec.sweep_spec import SweepSpec, load_spec, parse_spec
+
+    if isinstance(spec, (str, Path)):
+        spec = load_spec(Path(spec), overrides)
+    elif isinstance(spec, dict):
+        spec = parse_spec(spec, "spec mapping", overrides)
+    elif isinstance(spec, SweepSpec):
+        if overrides:
+            spec = parse_spec(spec.model_dump(mode="json", exclude_defaults=True), f"spec {spec.study!r}", overrides)
+    else:
+        raise StudyError(f"run: expected a spec path, mapping or SweepSpec, got {type(spec).__name__}")
+    if study:
+        spec = parse_spec({**spec.model_dump(), "study": study}, f"--study {study}")
+    return spec
 
 
 def _registered_in_main(spec) -> str:

@@ -20,19 +20,19 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional, Sequence
 
 import optuna
 from optuna.trial import TrialState
 
 from .._version import __version__
-from ..errors import Preempted, StudyError
+from ..errors import Preempted, StudyError, VaebenchError
 from ..results.rows import has_row, write_row
 from ..results.status import RunStatus
 from ..runtime import stop
 from ..runtime.files import remove_abandoned_temp_files
 from ..spec.samplers import build_pruner, build_sampler
-from ..spec.sweep_spec import SweepSpec, parse_spec
+from ..spec.sweep_spec import SweepSpec, parse_spec, spec_diff
 from .eta import projected_seconds, time_left
 from .leases import ATTR_FAIL, ATTR_WORKER, claim_waiting, recover_stale_trials, worker_token
 from .storage import StudyStore
@@ -40,19 +40,11 @@ from .trials import ATTR_ROW, ATTR_RUN_ID, encode_run, status_of
 
 STUDY_SPEC, STUDY_FINGERPRINT, STUDY_CHECKSUM = "spec", "spec_fingerprint", "dataset_checksum"
 STUDY_VALIDATION = "validation_checksum"
+# the command-line overrides the stored spec was made (or last grown) with, and its growth: a list of
+# {"fingerprint", "runs", "at"} entries, one per spec the study has had (the first is its creation)
+STUDY_OVERRIDES, STUDY_HISTORY = "overrides", "spec_history"
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
-def _spec_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
-    out = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key, "<absent>"), new.get(key, "<absent>")
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _spec_diff(a, b, f"{prefix}{key}.")
-        elif a != b:
-            out.append(f"{prefix}{key}: {json.dumps(a)} -> {json.dumps(b)}")
-    return out
 
 
 def _load(spec: SweepSpec, storage) -> optuna.Study:
@@ -77,13 +69,16 @@ def open_study(
     store: StudyStore,
     dataset_checksum: Optional[str] = None,
     validation_checksum: Optional[str] = None,
+    overrides: Sequence[str] = (),
+    note: Callable[[str], None] = lambda message: None,
 ) -> optuna.Study:
-    """Create the study for `spec` (or load it, if the same spec made it), recover stale trials and
-    make sure every grid run has a trial: WAITING, RUNNING, COMPLETE, or finished with a row.
-    `dataset_checksum` and `validation_checksum` (of the held-out indices), when given, are stored
-    with the study by its first process and must match them in every later one: every worker
-    trains and validates on the same examples."""
-    spec_json = spec.model_dump(mode="json", exclude={"description"})
+    """Create the study for `spec` (or load it, if the same spec made it, or grow it, if `spec` is its
+    spec grown: `SweepSpec.growth_problems`), recover stale trials and make sure every grid run has a
+    trial: WAITING, RUNNING, COMPLETE, or finished with a row. Any other spec under the study's name is
+    refused (StudyError). `overrides` (the KEY=VALUE strings `spec` was made with) are stored with the
+    spec; `note` is told when the study grows. `dataset_checksum` and `validation_checksum` (of the
+    held-out indices), when given, are stored with the study by its first process and must match them
+    in every later one: every worker trains and validates on the same examples."""
     with store.lock():
         storage = store.open()
         try:
@@ -91,19 +86,11 @@ def open_study(
         except KeyError:
             optuna.create_study(study_name=spec.study, storage=storage, directions=spec.search.directions)
             study = _load(spec, storage)
-            study.set_user_attr(STUDY_SPEC, spec_json)
-            study.set_user_attr(STUDY_FINGERPRINT, spec.fingerprint())
             study.set_user_attr("vaebench_version", __version__)
             _name_objectives(study, spec)
-            store.folder.mkdir(parents=True, exist_ok=True)
-            (store.folder / "spec.json").write_text(json.dumps(spec.model_dump(mode="json"), indent=2) + "\n")
+            _store_spec(study, spec, store, overrides)
         if study.user_attrs.get(STUDY_FINGERPRINT) != spec.fingerprint():
-            changes = _spec_diff(study.user_attrs.get(STUDY_SPEC, {}), spec_json)
-            raise StudyError(
-                f"study {spec.study!r} in {store.describe()} was made from a different spec; refusing to mix "
-                f"results. Changed: {'; '.join(changes[:8]) or '(unknown)'}. Restore the spec, run it "
-                f"under a new name (--study NEW_NAME), or delete the study to start over."
-            )
+            _grow(study, spec, store, overrides, note)
         for attr, value, what in (
             (STUDY_CHECKSUM, dataset_checksum, "data"),
             (STUDY_VALIDATION, validation_checksum, "validation split (dataset.validation)"),
@@ -125,13 +112,62 @@ def open_study(
     return study
 
 
+def _store_spec(study: optuna.Study, spec: SweepSpec, store: StudyStore, overrides: Sequence[str]) -> None:
+    """`spec` as the study's spec: its attributes (the spec, its fingerprint, the overrides, one more
+    entry of its history) and results/<study>/spec.json."""
+    history = list(study.user_attrs.get(STUDY_HISTORY, []))
+    history.append(
+        {
+            "fingerprint": spec.fingerprint(),
+            "runs": spec.n_runs(),
+            "at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+    )
+    study.set_user_attr(STUDY_SPEC, spec.model_dump(mode="json", exclude={"description"}))
+    study.set_user_attr(STUDY_OVERRIDES, list(overrides))
+    study.set_user_attr(STUDY_HISTORY, history)
+    study.set_user_attr(STUDY_FINGERPRINT, spec.fingerprint())  # last: what a reader compares
+    store.folder.mkdir(parents=True, exist_ok=True)
+    (store.folder / "spec.json").write_text(json.dumps(spec.model_dump(mode="json"), indent=2) + "\n")
+
+
+def _grow(
+    study: optuna.Study, spec: SweepSpec, store: StudyStore, overrides: Sequence[str], note: Callable[[str], None]
+) -> None:
+    """Make `spec` the study's spec if it is the stored one grown (more grid values, more seeds; every
+    finished run kept, the new runs enqueued by the caller), else refuse with what changed."""
+    stored = study.user_attrs.get(STUDY_SPEC)
+    where = f"study {spec.study!r} in {store.describe()}"
+    try:
+        old = _parse_stored(spec.study, stored, where) if stored else None
+    except VaebenchError:  # a stored spec this vaebench cannot read: no growth from it
+        old = None
+    problems = spec.growth_problems(old) if old is not None else spec_diff(stored or {}, spec.model_dump(mode="json"))
+    if problems:
+        raise StudyError(
+            f"{where} was made from a different spec; refusing to mix results. Changed: "
+            f"{'; '.join(problems[:8]) or '(unknown)'}. A study can only grow under its name (more grid values, "
+            "more seeds); a change of its fixed settings is a new study: give it a new name (study=NEW on the "
+            f"command line, or --study NEW), restore the spec, or delete the old study first (`vaebench delete "
+            f"--study {spec.study}`)."
+        )
+    before = {run.run_id for run in old.runs()}
+    added = [run for run in spec.runs() if run.run_id not in before]
+    _store_spec(study, spec, store, overrides)
+    note(
+        f"study {spec.study} grows from {len(before)} to {len(before) + len(added)} runs: {len(added)} new "
+        f"run(s) enqueued, the finished ones kept"
+    )
+
+
 _PARSED: dict[tuple[str, str], SweepSpec] = {}  # (study, stored spec as JSON text) -> the spec
 
 
 def _parse_stored(study: str, stored: dict, where: str) -> SweepSpec:
-    """The spec stored with `study` (its `spec` attribute), parsed once per process: the status
-    poll reads it every 2 s, and a study's stored spec never changes (a spec that failed to parse,
-    e.g. before its plugin was imported, is parsed again next time). `where` names it in errors."""
+    """The spec stored with `study` (its `spec` attribute), parsed once per process and stored spec:
+    the status poll reads it every 2 s, and a stored spec changes only when the study grows (then it
+    is a new key; a spec that failed to parse, e.g. before its plugin was imported, is parsed again
+    next time). `where` names it in errors."""
     key = (study, json.dumps(stored, sort_keys=True))
     if key not in _PARSED:
         _PARSED[key] = parse_spec({**stored, "study": study}, where)

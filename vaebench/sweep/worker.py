@@ -15,6 +15,7 @@ worker raises `errors.Preempted` instead of claiming another trial.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Optional
@@ -34,12 +35,12 @@ from ..results.fields import selection_loss
 from ..results.rows import has_row, plain_json, read_row, write_row
 from ..results.status import RunStatus
 from ..runtime import stop
-from ..spec.samplers import suggest
+from ..spec.samplers import grid_distribution, suggest, suggest_distribution
 from ..spec.sweep_spec import Run, SweepSpec, apply_params
 from .leases import ATTR_FAIL, Heartbeat, TrialStorage, recover_stale_trials, release_trial
 from .storage import StudyStore
-from .study import claim_next
-from .trials import ATTR_ROW, ATTR_RUN_ID, decode_run, encode_run, has_run
+from .study import STUDY_OVERRIDES, claim_next
+from .trials import ATTR_LABELS, ATTR_ROW, ATTR_RUN_ID, decode_run, encode_run, has_run
 
 ATTR_CHECKPOINT = "checkpoint"  # the last checkpoint the run's trial wrote: {"path", "host", "epoch", "step"}
 ATTR_SCALAR_PREFIX = "m."  # m.recon_mse, m.fid, ...: one short user attribute per scalar of the row
@@ -78,7 +79,8 @@ def run_worker(
     command line) is stored with each row as provenance."""
     reporter = reporter or Reporter()
     summary = WorkerSummary()
-    setting = Setting(spec, data, device, store.results_root, command)
+    overrides = tuple(study.user_attrs.get(STUDY_OVERRIDES, []))  # as the study's spec was made
+    setting = Setting(spec, data, device, store.results_root, command, overrides)
     METRICS.names()  # import the metric modules now, not inside the first trial's evaluation
     while True:
         if stop.requested():  # SIGTERM between trials (or during an evaluation): take no other
@@ -104,7 +106,7 @@ def _run_trial(
 ) -> None:
     spec, run_id = setting.spec, None
     try:
-        run = _run_of(trial, spec)
+        run = _run_of(study, trial, spec)
         run_id = run.run_id
         row = _existing_row(study, trial, store, run_id)
         if row is not None:  # finished before a crash, or by another trial: keep it, do not retrain
@@ -167,7 +169,7 @@ def _fail_quietly(study: optuna.Study, trial: optuna.Trial, reason: str) -> None
         pass
 
 
-def _run_of(trial: optuna.Trial, spec: SweepSpec) -> Run:
+def _run_of(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec) -> Run:
     """The run a claimed trial stands for; records its parameters as Optuna params."""
     if spec.search.sampled:
         params = {k: suggest(trial, k, p) for k, p in spec.search.space.items()}
@@ -176,10 +178,25 @@ def _run_of(trial: optuna.Trial, spec: SweepSpec) -> Run:
             for key, value in encode_run(run).items():
                 trial.set_user_attr(key, value)
             return run
-    else:  # the grid values become the trial's params
+    else:  # the grid values become the trial's params: numbers on a numeric axis (grid_distribution)
+        labels = trial.user_attrs.get(ATTR_LABELS, {})
         for key in spec.grid:
-            trial.suggest_categorical(key, spec.grid_choices(key))
+            # this trial's own value too: a study grown since this worker read its spec has new values
+            values = spec.grid_choices(key) + ([labels[key]] if key in labels else [])
+            values = list({json.dumps(v): v for v in values}.values())
+            distribution = grid_distribution(values, recorded_distribution(study, key))
+            if distribution is not None:
+                suggest_distribution(trial, key, distribution)
     return decode_run(trial.user_attrs)
+
+
+def recorded_distribution(study: optuna.Study, key: str):
+    """The distribution the study's trials record `key` under (the first trial that has it, the one
+    Optuna checks every later one against), or None."""
+    for t in study.get_trials(deepcopy=False):
+        if key in t.distributions:
+            return t.distributions[key]
+    return None
 
 
 def _existing_row(study: optuna.Study, trial: optuna.Trial, store: StudyStore, run_id: str) -> Optional[dict]:
