@@ -56,12 +56,15 @@ def run(
 def load_results(study: Optional[str] = None, results=None):
     """Every results row of `study` (or of every study under the results folder) as one pandas
     DataFrame: one row per finished run; columns as documented in results/rows.py (metrics in nats per
-    example, recon MSE per pixel, times in seconds). Plugins named in the rows are imported."""
-    from .plugins import load_row_plugins
+    example, recon MSE per pixel, times in seconds). The plugins the rows record are imported; one the
+    rows need (their model family, dataset or a metric column) that cannot be imported raises a
+    `PluginError` naming it, as `vaebench results` exits 2."""
+    from .results.row_plugins import import_row_plugins
     from .results.rows import load_results as _load
 
-    df = _load(resolve_results_root(results), study)
-    load_row_plugins(df)
+    root = resolve_results_root(results)
+    df = _load(root, study)
+    import_row_plugins(df, f"study {study!r}" if study else f"the results under {root}")
     return df
 
 
