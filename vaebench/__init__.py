@@ -9,8 +9,9 @@ The public API (see api.py; each function documents its units):
 
     load_spec, run, load_results, load_model, evaluate, report,    functions
     add_result
-    MODELS, DATASETS, METRICS                                        the registries plugins fill
-    ModelFamily, DatasetSource, Options, VAE                         what a family registers
+    MODELS, DATASETS, METRICS, LIKELIHOODS                           the registries plugins fill
+    ModelFamily, DatasetSource, Options, VAE, Likelihood,            what a plugin registers
+    register_metric, Column                                          (docs/plugins.md)
 
 Names are imported on first use, so `import vaebench` stays cheap (no torch).
 """
@@ -33,6 +34,10 @@ _EXPORTS = {
     "DatasetSource": ("data", "DatasetSource"),
     "Dataset": ("data", "Dataset"),
     "METRICS": ("metrics", "METRICS"),
+    "register_metric": ("metrics", "register_metric"),
+    "Column": ("metrics", "Column"),
+    "LIKELIHOODS": ("objectives", "LIKELIHOODS"),
+    "Likelihood": ("objectives", "Likelihood"),
     "Options": ("options", "Options"),
     "load_plugins": ("plugins", "load_plugins"),
 }

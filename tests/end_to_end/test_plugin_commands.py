@@ -23,9 +23,10 @@ from vaebench.models.mlp import MLPOptions, MLPVAE, build_mlp
 
 @register_metric("toy_mean_pixel", columns=[
     Column("toy_mean_pixel", "float", unit="per pixel", direction="lower", label="Toy mean pixel"),
+    Column("toy_pixels", "int", label="Pixels per image"),  # no direction: not a ranked metric
 ])
 def toy_mean_pixel(ctx) -> dict:
-    return {"toy_mean_pixel": float(ctx.reconstructions.mean())}
+    return {"toy_mean_pixel": float(ctx.reconstructions.mean()), "toy_pixels": int(ctx.x[0].numel())}
 
 
 MODELS.register("toy_local", ModelFamily(build_mlp, MLPOptions, "the mlp, under a plugin's name", model=MLPVAE))
@@ -98,7 +99,11 @@ def test_where_the_plugin_is_importable_every_command_loads_it(swept, tmp_path):
         )  # fmt: skip
         assert r.returncode == 0, r.stderr
         # the plugin's metric is in the All-metrics table (it was dropped when `report` did not import it)
-        assert "Toy mean pixel (per pixel) ↓" in (out / "loc.md").read_text()
+        text = " ".join((out / "loc.md").read_text().split())
+        assert "Toy mean pixel (per pixel) ↓" in text
+        # the report names the plugin that made the rows, and the column its table leaves out
+        assert "`toy_local_plugin` (a local module, source sha256 " in text
+        assert "no `direction` (which way is better): `toy_pixels` (metric `toy_mean_pixel` of plugin" in text
         assert "toy_mean_pixel" in _load_results(results, cwd, pythonpath).split()
 
 
