@@ -29,6 +29,7 @@ def test_the_guide_names_its_files():
         "tanh_vae/model.py",
         "tanh_vae/metric.py",
         "tanh_vae/likelihood.py",
+        "tanh_vae/dataset.py",
         "tanh_vae/__init__.py",
         "tanh.yaml",
         "pyproject.toml",
@@ -70,3 +71,13 @@ def test_the_guides_plugin_runs_a_sweep_and_reports(tmp_path):
     assert "Bright pixels ↑" in text  # the All-metrics table has the plugin's ranked column
     assert "`bright_threshold` (metric `bright_pixels` of plugin `tanh_vae`)" in text  # and names the other
     assert "`tanh_vae` (a local module, source sha256" in text
+    # the guide's dataset, with its option, through the spec's validation and the loader
+    code = (
+        "from vaebench import parse_spec; from vaebench.data import load_dataset; "
+        "spec = parse_spec({'study': 's', 'plugins': ['tanh_vae'], 'dataset': {'name': 'stripes', 'size': 6}}); "
+        "d = load_dataset(spec.runs()[0].config.dataset, None, download=False); "
+        "print(tuple(d.x_train.shape), tuple(d.x_test.shape), int(d.y_train.max()), float(d.x_train.sum()))"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split(") ")[:2] == ["(500, 1, 6, 6", "(100, 1, 6, 6"] and p.stdout.split()[-1] == "3000.0"
