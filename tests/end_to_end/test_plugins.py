@@ -292,6 +292,10 @@ def test_run_hands_its_plugin_modules_to_its_workers_as_plugin_flags(tmp_path):
 def test_a_plugin_that_registers_nothing_is_named_where_its_family_is_missing(tmp_path, monkeypatch):
     """A folder with the plugin's name in the current folder is imported as an empty namespace
     package: the unknown-model error says so, instead of only "unknown model"."""
+    from vaebench import plugins
+
+    for state in ("_loaded", "_origins", "_registered", "_preloaded"):  # this process forgets it afterwards
+        monkeypatch.setattr(plugins, state, type(getattr(plugins, state))(getattr(plugins, state)))
     monkeypatch.chdir(tmp_path)
     (tmp_path / "toy_empty_ns").mkdir()  # no __init__.py, no module: Python imports it, empty
     spec = _spec("empty", "toy_empty", ["toy_empty_ns"])
@@ -304,3 +308,4 @@ def test_a_plugin_that_registers_nothing_is_named_where_its_family_is_missing(tm
     assert f"Plugin 'toy_empty_ns' was imported from {tmp_path / 'toy_empty_ns'}" in message
     assert "(a namespace package: a folder without __init__.py) and registered nothing" in message
     assert not (tmp_path / "results").exists()
+    monkeypatch.delitem(sys.modules, "toy_empty_ns")
