@@ -18,8 +18,9 @@ and an example; docs/python.md walks through them in a notebook):
     report(study, ...)               write the Markdown/HTML report -> the paths written
     load_spec(path), parse_spec(d)   read and validate a sweep spec -> SweepSpec
     load_plugins(modules)            import plugin modules -> their provenance records
-    MODELS, DATASETS, METRICS        the registries plugins fill
-    ModelFamily, DatasetSource, Dataset, Options, VAE    what a family registers
+    MODELS, DATASETS, METRICS, LIKELIHOODS    the registries plugins fill
+    ModelFamily, DatasetSource, Dataset, Options, VAE, Likelihood,
+    register_metric, Column          what a plugin registers (docs/plugins.md)
     VaebenchError                    the base of every error meant for the user (its message says what to do)
 
 Names are imported on first use, so `import vaebench` stays cheap (no torch).
@@ -45,6 +46,10 @@ _EXPORTS = {
     "DatasetSource": ("data", "DatasetSource"),
     "Dataset": ("data", "Dataset"),
     "METRICS": ("metrics", "METRICS"),
+    "register_metric": ("metrics", "register_metric"),
+    "Column": ("metrics", "Column"),
+    "LIKELIHOODS": ("objectives", "LIKELIHOODS"),
+    "Likelihood": ("objectives", "Likelihood"),
     "Options": ("options", "Options"),
     "VaebenchError": ("errors", "VaebenchError"),
     "load_plugins": ("plugins", "load_plugins"),

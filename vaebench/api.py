@@ -157,7 +157,9 @@ def load_results(study: Optional[str] = None, results=None) -> "pd.DataFrame":
     Returns:
         pandas.DataFrame: one row per finished run; columns as documented in results/rows.py (metrics
         in nats per example, recon MSE per pixel, times in seconds; `param.<key>` the configuration,
-        `grid_keys` the varied keys). Plugins named in the rows are imported.
+        `grid_keys` the varied keys). The plugins the rows record are imported; one the rows need
+        (their model family, dataset or a metric column) that cannot be imported raises a
+        `PluginError` naming it, as `vaebench results` exits 2.
 
     A study without rows (a misspelled name, another results folder) raises `StudyError` naming the
     studies that do exist.
@@ -166,7 +168,7 @@ def load_results(study: Optional[str] = None, results=None) -> "pd.DataFrame":
         >>> df = vaebench.load_results("smoke", results="results")
         >>> df.groupby("param.objective.beta")["neg_elbo"].mean()
     """
-    from .plugins import load_row_plugins
+    from .results.row_plugins import import_row_plugins
     from .results.rows import list_studies
     from .results.rows import load_results as _load
 
@@ -182,7 +184,7 @@ def load_results(study: Optional[str] = None, results=None) -> "pd.DataFrame":
             )
         )
     df = _load(root, study)
-    load_row_plugins(df)
+    import_row_plugins(df, f"study {study!r}" if study else f"the results under {root}")
     return df
 
 

@@ -16,8 +16,12 @@ Two ways in, one effect (the module is imported once per process and registers w
   current folder (and the spec's folder) are on the import path for them.
 
 A plugin that cannot be imported, raises while importing, or registers a name that is taken is a
-`PluginError` (exit 2) naming the module and the cause. Every loaded plugin is recorded in each
-results row (`plugins`): its module, distribution and version, and the SHA-256 of its source.
+`PluginError` (exit 2) naming the module and the cause (an installed one: its distribution and entry
+point too). Every loaded plugin is recorded in each results row (`plugins`): its module, distribution
+and version, and the SHA-256 of its source. What each plugin registered, and where it was imported
+from, is kept for this process (`registered_by`, `empty_plugins_note`): a plugin that registered
+nothing (e.g. a folder of its name without `__init__.py`, imported as an empty namespace package) is
+named in the "unknown name" errors of the registries.
 """
 
 from __future__ import annotations
@@ -43,6 +47,10 @@ class PluginError(VaebenchError):
 
 
 _loaded: dict[str, dict] = {}  # module name -> provenance record, in load order
+_origins: dict[str, str] = {}  # module name -> where it was imported from (a file, or a namespace folder)
+_registered: dict[str, list[tuple[str, str]]] = {}  # module name -> (kind, name) it registered while importing
+_importing: list[str] = []  # the plugin modules being imported, innermost last
+_preloaded: set[str] = set()  # plugin modules imported before vaebench loaded them: what they registered is unknown
 _installed_done = False
 _installing = False
 
@@ -87,23 +95,77 @@ def load_plugin(module_name: str, source: str = "") -> dict:
     for folder in (os.getcwd(),):  # local modules: importable from the current folder, like `python -m`
         if folder not in sys.path:
             sys.path.append(folder)
+    fresh = module_name not in sys.modules  # else what it registered is not seen
+    _importing.append(module_name)
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as e:
         if e.name and module_name.startswith(e.name):
             raise PluginError(
-                f"plugin {module_name!r}{where} cannot be imported: no module named {e.name!r} "
-                f"(install it, or run from the folder that contains it)"
+                f"plugin {module_name!r}{where} cannot be imported: no module named {e.name!r} ({IMPORTABLE_HINT})"
             ) from None
         raise PluginError(f"plugin {module_name!r}{where} failed while importing: {_cause(e)}") from None
     except VaebenchError as e:
         raise PluginError(f"plugin {module_name!r}{where} failed while importing: {e}") from None
     except Exception as e:  # noqa: BLE001 - any error of user code is reported with its cause
         raise PluginError(f"plugin {module_name!r}{where} failed while importing: {_cause(e)}") from None
+    finally:
+        _importing.pop()
+    _origins[module_name] = _origin(module)
+    if not fresh:
+        _preloaded.add(module_name)
     dist, version = _distribution(module_name)
     record = {"module": module_name, "distribution": dist, "version": version, "source_sha256": _source_sha256(module)}
     _loaded[module_name] = record
     return record
+
+
+IMPORTABLE_HINT = "install it, run vaebench from the folder that contains it, or add that folder to PYTHONPATH"
+
+
+def _origin(module) -> str:
+    """Where a module was imported from: its file, or the folder(s) of a namespace package."""
+    if getattr(module, "__file__", None):
+        return str(module.__file__)
+    folders = [str(p) for p in getattr(module, "__path__", [])]
+    return f"{', '.join(folders) or '?'} (a namespace package: a folder without __init__.py)"
+
+
+def note_registration(kind: str, name: str) -> None:
+    """Called by `Registry.register` for every entry a plugin (or vaebench) registers: while a plugin
+    module is being imported, the entry is counted as that plugin's."""
+    if not _importing:
+        return
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_name != "<module>":  # the module whose import registers
+        frame = frame.f_back
+    registrant = frame.f_globals.get("__name__", "") if frame is not None else ""
+    if registrant.startswith("vaebench."):  # a built-in the plugin's import happened to load first
+        return
+    _registered.setdefault(_importing[-1], []).append((kind, name))
+
+
+def registered_by(kind: str, name: str) -> str | None:
+    """The plugin module that registered `name` in the `kind` registry while it was imported, or None
+    (a built-in, or an entry registered outside a plugin's import)."""
+    return next((m for m, entries in _registered.items() if (kind, name) in entries), None)
+
+
+def empty_plugins_note() -> str:
+    """' Plugin 'x' was imported from PATH and registered nothing.' for every plugin imported fresh by
+    this process that registered no entry in any registry; '' when there is none."""
+    notes = [
+        f" Plugin {m!r} was imported from {_origins[m]} and registered nothing"
+        + (
+            " (a folder of that name in the current folder hides the real module?)"
+            if "namespace" in _origins[m]
+            else ""
+        )
+        + "."
+        for m in _loaded
+        if m in _origins and m not in _registered and m not in _preloaded
+    ]
+    return "".join(notes)
 
 
 def _cause(e: BaseException) -> str:
@@ -140,7 +202,16 @@ def load_installed_plugins() -> None:
     _installing = True
     try:
         for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-            load_plugin(ep.value.split(":")[0].strip(), f"entry point {ep.name!r} of {ENTRY_POINT_GROUP}")
+            dist = ep.dist.metadata["Name"] if ep.dist is not None else ""
+            version = ep.dist.version if ep.dist is not None else ""
+            where = f"entry point '{ep.name} = {ep.value}' of {ENTRY_POINT_GROUP}" + (
+                f" in the installed distribution {dist} {version}" if dist else ""
+            )
+            try:
+                load_plugin(ep.value.split(":")[0].strip(), where)
+            except PluginError as e:
+                fix = f"pip uninstall {dist}" if dist else "uninstall it"
+                raise PluginError(f"{e}. Every vaebench command imports it: fix it, or `{fix}`") from None
         _installed_done = True
     finally:
         _installing = False
@@ -151,14 +222,13 @@ def loaded_plugins() -> list[dict]:
     return list(_loaded.values())
 
 
-def load_row_plugins(df) -> None:
-    """Import the plugin modules results rows record in their `plugins` column (their families and
-    metrics are named in the rows); a plugin that cannot be imported is a PluginError naming it."""
-    if "plugins" not in getattr(df, "columns", ()):
-        return
-    modules = []
-    for entries in df["plugins"]:
-        for entry in entries if entries is not None else []:
-            if entry["module"] not in modules:
-                modules.append(entry["module"])
-    load_plugins(modules, "the results rows' plugins column")
+def try_load_plugins(modules: Iterable[str], source: str = "") -> dict[str, PluginError]:
+    """Import each named plugin module (`load_plugin`); return the ones that failed, with their errors
+    (the caller decides whether it needed them: results/row_plugins.py)."""
+    failures = {}
+    for module in modules:
+        try:
+            load_plugin(module, source)
+        except PluginError as e:
+            failures[module] = e
+    return failures

@@ -48,10 +48,13 @@ class Registry(Generic[T]):
         """Call `load` once, before the first lookup or registration (see the class docstring)."""
         self._load = load
 
-    def _loaded(self) -> dict[str, T]:
+    def _load_builtins(self) -> None:
         if self._load is not None:
             load, self._load = self._load, None
             load()
+
+    def _loaded(self) -> dict[str, T]:
+        self._load_builtins()
         from .plugins import load_installed_plugins  # entry-point plugins register before any lookup
 
         load_installed_plugins()
@@ -62,9 +65,7 @@ class Registry(Generic[T]):
         twice (by vaebench or by plugins) is an error."""
         if not isinstance(name, str) or not _NAME.match(name):
             raise ValueError(f"{self.kind} name must match {_NAME.pattern}, got {name!r}")
-        if self._load is not None:  # the built-ins first, so a plugin cannot take their names
-            load, self._load = self._load, None
-            load()
+        self._load_builtins()  # the built-ins first, so a plugin cannot take their names
         if name in self._items:
             raise ValueError(f"{self.kind} {name!r} is already registered")
 
@@ -72,6 +73,9 @@ class Registry(Generic[T]):
             if self._check is not None:
                 self._check(name, o)
             self._items[name] = o
+            from .plugins import note_registration  # counted as the plugin's being imported, if any
+
+            note_registration(self.kind, name)
             return o
 
         return _add(obj) if obj is not None else _add
@@ -83,7 +87,10 @@ class Registry(Generic[T]):
             raise RegistryError(self.unknown_message(name)) from None
 
     def unknown_message(self, name: str) -> str:
-        return unknown_name(self.kind, name, sorted(self._loaded()))
+        """The unknown-name error, naming any plugin this process imported that registered nothing."""
+        from .plugins import empty_plugins_note
+
+        return unknown_name(self.kind, name, sorted(self._loaded())) + empty_plugins_note()
 
     def unregister(self, name: str) -> T:
         """Remove an entry (tests, notebooks re-running a cell); returns it."""

@@ -287,3 +287,25 @@ def test_run_hands_its_plugin_modules_to_its_workers_as_plugin_flags(tmp_path):
     store = SimpleNamespace(results_root=tmp_path, heartbeat=5.0, url=None)
     argv = _worker_argv("s", store, None, None, True, ["toy_one", "pkg.toy_two"], False)
     assert [argv[i + 1] for i, a in enumerate(argv) if a == "--plugin"] == ["toy_one", "pkg.toy_two"]
+
+
+def test_a_plugin_that_registers_nothing_is_named_where_its_family_is_missing(tmp_path, monkeypatch):
+    """A folder with the plugin's name in the current folder is imported as an empty namespace
+    package: the unknown-model error says so, instead of only "unknown model"."""
+    from vaebench import plugins
+
+    for state in ("_loaded", "_origins", "_registered", "_preloaded"):  # this process forgets it afterwards
+        monkeypatch.setattr(plugins, state, type(getattr(plugins, state))(getattr(plugins, state)))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "toy_empty_ns").mkdir()  # no __init__.py, no module: Python imports it, empty
+    spec = _spec("empty", "toy_empty", ["toy_empty_ns"])
+    path = tmp_path / "empty.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    r = runner.invoke(app, ["run", str(path), "--results", str(tmp_path / "results"), "-q"])
+    message = " ".join(r.output.split())
+    assert r.exit_code == 2, r.output
+    assert "unknown model 'toy_empty'" in message
+    assert f"Plugin 'toy_empty_ns' was imported from {tmp_path / 'toy_empty_ns'}" in message
+    assert "(a namespace package: a folder without __init__.py) and registered nothing" in message
+    assert not (tmp_path / "results").exists()
+    monkeypatch.delitem(sys.modules, "toy_empty_ns")

@@ -101,12 +101,12 @@ def run(
     """Run (or resume) the sweep SPEC.yaml, with KEY=VALUE overrides of its keys (train.epochs=3
     seeds=[0] 'grid.objective.beta=[1,4]' study=my_try): one Optuna trial per grid cell x seed (or per
     draw of a sampled search), on one or several worker processes."""
+    load_plugin_options(plugin)
     from ..sweep.run import run_sweep
     from .display import RunDisplay, unfinished_message
 
     set_inception_weights(inception_weights)
     set_lpips_weights(lpips_weights)
-    load_plugin_options(plugin)
     if print_spec:
         _print_spec(spec_path, overrides, study)
         return
@@ -179,13 +179,13 @@ def worker(
     ),
 ) -> None:
     """Join an existing study (from this or any machine) and run its trials until none is left."""
+    load_plugin_options(plugin)
     from ..runtime.device import check_device
     from ..sweep.join import join_study
     from .display import WorkerDisplay
 
     set_inception_weights(inception_weights)
     set_lpips_weights(lpips_weights)
-    load_plugin_options(plugin)
     command = os.environ.get(COMMAND_ENV) or f"vaebench worker --study {study}" + (" --storage URL" if storage else "")
     stop.install()  # SIGTERM: checkpoint, hand the trial back, exit 3
     try:
@@ -220,10 +220,10 @@ def status(
     plugin: Optional[list[str]] = Plugins,
 ) -> None:
     """Show a study's progress: complete, pruned, failed, crashed, running, waiting, and the time left."""
+    load_plugin_options(plugin)
     from ..sweep.storage import study_names
     from ..sweep.study import STUDY_SPEC, study_status
 
-    load_plugin_options(plugin)
     try:
         store = _store(storage, results, study or "")
         names = [study] if study else study_names(store)
@@ -262,10 +262,10 @@ def pull(
 ) -> None:
     """Copy every finished row held in the study storage into this results folder (the rows of
     workers on other machines), so `vaebench results` and `report` see them all."""
+    load_plugin_options(plugin)
     from ..plugins import load_plugins
     from ..sweep.study import STUDY_SPEC, export_rows
 
-    load_plugin_options(plugin)
     try:
         store = _store(storage, results, study)
         st = store.load_study()
@@ -331,10 +331,11 @@ def results(
     plugin: Optional[list[str]] = Plugins,
 ) -> None:
     """Print the results rows (one per finished run), or export them (--csv, --format)."""
+    load_plugin_options(plugin)
     from ..metrics import column_names as C
+    from ..results.row_plugins import import_row_plugins
     from ..results.rows import export_results, load_results_table, resolve_results_root
 
-    load_plugin_options(plugin)
     if csv and fmt not in (None, ExportFormat.csv):
         bad_usage(f"--csv and --format {fmt.value} disagree; give one")
     fmt = ExportFormat.csv if csv else fmt
@@ -346,6 +347,10 @@ def results(
     if table is None:
         console.print(f"no results under {resolve_results_root(results)}" + (f" for study {study!r}" if study else ""))
         raise typer.Exit(1)
+    try:  # as `report` and `load_results` do: the rows' plugins, or exit 2 naming the one they need
+        import_row_plugins(table, f"study {study!r}" if study else f"the results under {resolve_results_root(results)}")
+    except VaebenchError as e:
+        fail(e)
     if fmt is not None:
         if out is not None:
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -394,10 +399,10 @@ def report(
     plugin: Optional[list[str]] = Plugins,
 ) -> None:
     """Write each study's report: reports/<study>.md with reports/<study>/figures/, and/or reports/<study>.html."""
+    load_plugin_options(plugin)
     from ..reporting.write import write_reports
     from ..results.rows import resolve_results_root
 
-    load_plugin_options(plugin)
     root = resolve_results_root(results)
     try:
         written = write_reports(root, out, study, fmt.value)
@@ -422,6 +427,9 @@ def main() -> None:
     try:
         app()
         code = 0
+    except VaebenchError as e:  # a backstop: every command handles its own (a PluginError from an import)
+        print(f"error: {e}", file=sys.stderr)
+        code = e.exit_code
     except SystemExit as e:  # typer ends every command this way
         if e.code is None or isinstance(e.code, int):
             code = e.code or 0

@@ -40,7 +40,11 @@ Plugins = typer.Option(
 
 
 def load_plugin_options(modules: Optional[list[str]]) -> None:
-    """--plugin modules, imported before anything reads a spec or a registry (exit 2 on failure)."""
+    """The installed plugins and the --plugin modules, imported before anything reads a spec or a
+    registry (exit 2 on failure, naming the plugin; an installed one's distribution and entry point):
+    the first statement of every command, before its own imports (some modules read a registry
+    when they are imported). Nothing at import time loads them, so `--help` and `--version` work
+    whatever is installed."""
     from ..plugins import load_installed_plugins, load_plugins
 
     try:

@@ -61,6 +61,7 @@ def train(
 ) -> None:
     """Train and evaluate one run, the spec's grid cell I with seed S, in this process (no study, no
     worker processes): print its run id and main metrics; write its row only with --results."""
+    load_plugin_options(plugin)
     import torch
 
     from ..data import load_dataset
@@ -74,7 +75,6 @@ def train(
 
     set_inception_weights(inception_weights)
     set_lpips_weights(lpips_weights)
-    load_plugin_options(plugin)
     try:
         dev = check_device(device, "--device")  # the boundary: checked here, once
         spec = load_spec(spec_path, overrides)

@@ -9,6 +9,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from ..errors import RegistryError
 from ..registry import Registry
 from .gaussian import LOG_2PI
 
@@ -113,7 +114,18 @@ class GaussianLearned(Likelihood):
         return self.split(params)[0]
 
 
-LIKELIHOODS: Registry[Callable] = Registry("likelihood")
+def _check_entry(name: str, make) -> None:
+    if not callable(make) or isinstance(make, Likelihood):
+        raise ValueError(
+            f"likelihood {name!r}: register a function objective-config -> Likelihood "
+            f"(e.g. `lambda cfg: MyLikelihood()`), got {make!r}"
+        )
+
+
+# A plugin registers its own as the built-ins do: `LIKELIHOODS.register("name", lambda cfg: Mine())`,
+# `Mine` a `Likelihood` subclass; `cfg` is the spec's `objective:` section, whose keys are vaebench's
+# (a plugin likelihood has no options of its own: register each setting under its own name).
+LIKELIHOODS: Registry[Callable] = Registry("likelihood", check=_check_entry)
 LIKELIHOODS.register("bernoulli", lambda cfg: Bernoulli())
 LIKELIHOODS.register("gaussian", lambda cfg: Gaussian(variance=cfg.variance))
 LIKELIHOODS.register("laplace", lambda cfg: Laplace(scale=cfg.laplace_scale))
@@ -122,4 +134,9 @@ LIKELIHOODS.register("gaussian_learned", lambda cfg: GaussianLearned(floor=cfg.v
 
 def build_likelihood(cfg) -> Likelihood:
     """Likelihood named by an ObjectiveConfig."""
-    return LIKELIHOODS.get(cfg.likelihood)(cfg)
+    likelihood = LIKELIHOODS.get(cfg.likelihood)(cfg)
+    if not isinstance(likelihood, Likelihood):
+        raise RegistryError(
+            f"likelihood {cfg.likelihood!r} made a {type(likelihood).__name__}, not a vaebench.Likelihood subclass"
+        )
+    return likelihood

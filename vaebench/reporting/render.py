@@ -164,9 +164,12 @@ def render_study(df: pd.DataFrame) -> str:
             runs=len(ok),
             seconds_per_epoch=train_seconds / max(1, ok["epochs_completed"].sum()),
         ),
-        "",
-        prose("fixed_settings", settings=_settings(fixed)),
     ]
+    if plugins := plugins_used(df):
+        lines += ["", prose("plugins_used", plugins=plugins)]
+    if unlisted := unlisted_plugin_columns(ok):
+        lines += ["", prose("unlisted_columns", columns=unlisted)]
+    lines += ["", prose("fixed_settings", settings=_settings(fixed))]
     if "variant" in grid_keys:
         lines += ["", "Variants:", ""]
         lines += [f"- **{name}**: {_settings(v) or 'defaults'}" for name, v in variant_settings(df).items()]
@@ -184,6 +187,35 @@ def render_study(df: pd.DataFrame) -> str:
                 cell = cell_label(grid_keys, [r[grid_column(k)] for k in grid_keys])
                 lines.append(f"- `{r['run_id']}` ({cell}, seed {r['seed']}): {r['reason']}")
     return "\n".join(lines) + "\n"
+
+
+def plugins_used(df: pd.DataFrame) -> str:
+    """The plugins the rows record, with their versions: "`vaebench_vampprior` 0.1.0 (distribution
+    vaebench-vampprior), `my_metric` (a local module, source sha256 1a2b3c4d)"; '' when none."""
+    seen: dict[tuple, str] = {}
+    for entries in df.get("plugins", pd.Series(dtype=object)):
+        for e in entries if entries is not None else []:
+            key = (e["module"], e["distribution"], e["version"], e["source_sha256"])
+            if e["distribution"]:
+                seen[key] = f"`{e['module']}` {e['version']} (distribution {e['distribution']})"
+            else:
+                seen[key] = f"`{e['module']}` (a local module, source sha256 {e['source_sha256'][:8]})"
+    return ", ".join(sorted(set(seen.values())))
+
+
+def unlisted_plugin_columns(ok: pd.DataFrame) -> str:
+    """The scalar columns a plugin's metric declared without a direction that the rows hold: the
+    All-metrics table lists only ranked columns, so the report names these ('' when none)."""
+    from ..metrics import declared_columns
+    from ..plugins import registered_by
+
+    names = []
+    for column, (metric, decl) in declared_columns().items():
+        plugin = registered_by("metric", metric)
+        if plugin and decl.direction is None and decl.dtype in ("float", "int") and column in ok:
+            if ok[column].notna().any():
+                names.append(f"`{column}` (metric `{metric}` of plugin `{plugin}`)")
+    return ", ".join(names)
 
 
 def _settings(settings: dict[str, object]) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from ..plugins import load_row_plugins
+from ..results.row_plugins import import_row_plugins
 from ..results.rows import list_studies, load_results, resolve_results_root
 from ..runtime.files import atomic_path
 from .figures import markdown_section, study_figures
@@ -40,21 +40,23 @@ def report(study: str | None = None, results=None, out="reports", fmt: str = "bo
     df = load_results(root, study)
     if df.empty:
         return []
-    load_row_plugins(df)  # the rows' plugins declare their metrics' columns
     return write_reports(root, Path(out), study, fmt)
 
 
 def write_reports(results_root: Path, out_dir: Path, study: str | None = None, fmt: str = "both") -> list[Path]:
-    """Write the reports of the named study, or of every study with results; return the paths."""
+    """Write the reports of the named study, or of every study with results; return the paths. Each
+    study's rows import the plugins they record first (their metrics declare the report's columns);
+    one they need that cannot be imported is a PluginError, before anything is written."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
     out_dir = Path(out_dir)
     studies = [study] if study else list_studies(results_root)
+    frames = {name: load_results(results_root, name) for name in studies}
+    frames = {name: df for name, df in frames.items() if not df.empty}
+    for name, df in frames.items():
+        import_row_plugins(df, f"study {name!r}")
     written, titles = [], {}
-    for name in studies:
-        df = load_results(results_root, name)
-        if df.empty:
-            continue
+    for name, df in frames.items():
         sweep = sweep_rows(df)
         titles[name] = StudyEntry(
             study_title(df),

@@ -109,6 +109,8 @@ _BASE_TYPES: dict[str, pa.DataType] = {
     "provenance_note": pa.string(),
 }
 
+BASE_COLUMNS = frozenset(_BASE_TYPES)  # the columns every row has, whatever its families and metrics
+
 # Arrow type of each dtype a metric column may declare (metrics/declarations.py, `Column.dtype`).
 DTYPE_TO_ARROW: dict[str, pa.DataType] = {
     "float": pa.float64(),

@@ -276,14 +276,16 @@ class TrainConfig(ReadsSomeFields):
 
 
 class RunConfig(StrictModel):
-    """Everything one training run depends on, except its seed."""
+    """Everything one training run depends on, except its seed. (The sections' defaults are made
+    when a config is, not when this module is imported: making one looks its family up in a
+    registry, which imports the installed plugins, and a broken one must not break the import.)"""
 
-    dataset: DatasetConfig = DatasetConfig()
-    model: ModelConfig = ModelConfig()
-    objective: ObjectiveConfig = ObjectiveConfig()
-    schedule: ScheduleConfig = ScheduleConfig()
-    train: TrainConfig = TrainConfig()
-    eval: EvalConfig = EvalConfig()
+    dataset: DatasetConfig = Field(default_factory=DatasetConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
 
     @model_validator(mode="after")
     def _iwae_has_no_kl_weight(self) -> "RunConfig":

@@ -305,7 +305,7 @@ class StudyStatus:
 
 
 def study_status(study: optuna.Study) -> StudyStatus:
-    spec = _parse_stored(study.study_name, study.user_attrs[STUDY_SPEC], study.study_name)
+    spec = _parse_stored(study.study_name, study.user_attrs[STUDY_SPEC], f"study {study.study_name!r}'s stored spec")
     trials = study.get_trials(deepcopy=False)
     by = {s: [t for t in trials if t.state == s] for s in TrialState}
     now = _dt.datetime.now()
