@@ -133,6 +133,22 @@ def test_results_export_needs_a_file_for_parquet(finished):
     assert r.exit_code == 2 and "--csv or --format" in r.output
 
 
+def test_results_table_shows_fid_and_its_extractor_when_the_rows_have_it(finished):
+    """The committed beta study's rows have an FID (a vaebench classifier's features): the table shows
+    it and names the extractor; the tiny study's rows (fid_extractor null) get no FID column."""
+    rows = load_results(REPO / "results", "beta")
+    r = cli("results", "--results", str(REPO / "results"), "--study", "beta")
+    assert r.exit_code == 0, r.output
+    header = next(line for line in r.stdout.splitlines() if "run_id" in line)
+    assert header.rstrip(" ┃").endswith("FID")  # the last column
+    first = rows.sort_values("run_id").iloc[0]
+    line = next(line for line in r.stdout.splitlines() if first["run_id"] in line)
+    assert f"{first['fid']:.4g}" in line
+    assert f"FID on the features of {first['fid_extractor']}" in r.stdout
+    r = cli("results", "--results", str(finished))
+    assert r.exit_code == 0 and "run_id" in r.stdout and "FID" not in r.stdout
+
+
 # --------------------------------------------------------------------------- spec values: finite numbers
 
 
@@ -219,8 +235,11 @@ def test_status_estimates_the_time_left_from_epochs_before_any_trial_completes(t
     assert s.eta_seconds == pytest.approx(3 * per_trial + (per_trial - secs))  # 3 waiting + the rest of this one
     r = cli("status", "--results", str(results), "--study", "tiny")
     assert r.exit_code == 0, r.output
-    assert "time left ≈ " in r.output and "(from the epochs done so far" in r.output
-    assert f"trial {trial.number} run " in r.output and "epoch 1/4 (test -ELBO 50.00)" in r.output
+    # the answer goes to standard output (a pipe or `> file` gets it), nothing to standard error
+    assert "time left ≈ " in r.stdout and "(from the epochs done so far" in r.stdout and r.stderr == ""
+    assert f"trial {trial.number} run " in r.stdout and "epoch 1/4 (test -ELBO 50.00)" in r.stdout
+    bad = cli("status", "--results", str(tmp_path / "nothing"))
+    assert bad.exit_code != 0 and bad.stdout == "" and "error:" in bad.stderr  # errors stay on standard error
     # once a trial has completed, its mean time is the basis
     study.tell(trial, 100.0)
     assert study_status(study).eta_basis == "trials"
