@@ -34,6 +34,7 @@ from .options import (
     bad_usage,
     console,
     fail,
+    interrupted,
     load_plugin_options,
     preempted,
     set_inception_weights,
@@ -119,6 +120,8 @@ def run(
             workers_per_gpu=workers_per_gpu,
             device_option="--device",  # checked there, before anything is written
         )
+    except KeyboardInterrupt:  # Ctrl-C: the finished rows are kept; say how to resume, exit 130
+        interrupted()
     except Preempted as e:
         preempted(e)
     except VaebenchError as e:
@@ -175,6 +178,8 @@ def worker(
             wait_seconds=wait_seconds,
             command=command,
         )
+    except KeyboardInterrupt:  # Ctrl-C: the finished rows are kept; say how to resume, exit 130
+        interrupted(started_by_run=COMMAND_ENV in os.environ)
     except Preempted as e:
         preempted(e)
     except VaebenchError as e:
