@@ -40,8 +40,8 @@ from .options import (
     set_inception_weights,
     set_lpips_weights,
 )
+from .progress import cell_label, evaluating_text, print_status
 from .progress import duration as _duration
-from .progress import print_status
 from .train import train as _train
 
 app = typer.Typer(add_completion=True, no_args_is_help=True, help="Benchmark and sweep harness for VAEs.")
@@ -218,12 +218,19 @@ def status(
             print_status(info, out)
             if info.mean_trial_seconds is not None:
                 out.print(f"  mean trial time {info.mean_trial_seconds:.1f} s over {info.complete} complete trial(s)")
-            for (number, run_id, worker_id, secs), (epochs, loss) in zip(info.running, info.running_epochs):
-                at = f", epoch {epochs}/{info.epochs_per_trial}" + (
-                    f" (test -ELBO {loss:.2f})" if loss is not None else ""
-                )
+            for (number, run_id, worker_id, secs), (epochs, loss), (labels, seed), metric in zip(
+                info.running, info.running_epochs, info.running_cells, info.running_evaluating
+            ):
+                if metric is not None:
+                    at = f", {evaluating_text(metric)}"
+                else:
+                    at = f", epoch {epochs}/{info.epochs_per_trial}" + (
+                        f" (test -ELBO {loss:.2f})" if loss is not None else ""
+                    )
                 out.print(
-                    f"  running: trial {number} run {run_id} on {worker_id} for {_duration(secs)}{at}", highlight=False
+                    f"  running: trial {number} run {run_id} ({cell_label(labels, seed)}) on {worker_id} "
+                    f"for {_duration(secs)}{at}",
+                    highlight=False,
                 )
             for number, reason in info.crashes:
                 out.print(f"  crashed: trial {number}: {reason}", highlight=False)
