@@ -50,3 +50,7 @@ class Preempted(VaebenchError):
 
 
 PREEMPTED_EXIT_CODE = Preempted.exit_code
+
+# Ctrl-C (SIGINT) in `vaebench run` or `vaebench worker`: the finished rows are kept and the command
+# says how to resume; 128 + SIGINT (2), the code a shell gives a process that SIGINT ended
+INTERRUPTED_EXIT_CODE = 130

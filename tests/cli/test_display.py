@@ -44,11 +44,14 @@ class Recorder:
         events = self.events
 
         class Reporter:
-            def trial_start(self, number, run_id, config, seed):
-                events.append(("trial_start", run_id, seed))
+            def trial_start(self, number, run_id, config, seed, labels=None):
+                events.append(("trial_start", run_id, seed, labels))
 
             def epoch(self, record):
                 events.append(("epoch", record["epoch"]))
+
+            def evaluating(self, metric):
+                events.append(("evaluating", metric))
 
             def trial_end(self, row):
                 events.append(("trial_end", row["run_id"], row["status"]))
@@ -70,6 +73,10 @@ class Recorder:
 
 
 def test_run_sweep_tells_its_display_what_happens(tmp_path):
+    """In order: the run's start with its cell, its epochs, then each metric as its evaluation starts
+    (every registered metric, in the registry's order), its end."""
+    from vaebench.metrics import METRICS
+
     shown = Recorder()
     final, ok = run_sweep(SPEC, workers=1, results=tmp_path, display=shown, device="cpu")
     assert ok and final.done == final.total == 1
@@ -78,9 +85,10 @@ def test_run_sweep_tells_its_display_what_happens(tmp_path):
         ("study", "shown"),
         ("joined", "shown"),
         ("worker_here", 1, 0),
-        ("trial_start", run_id, 0),
+        ("trial_start", run_id, 0, {"objective.beta": 1.0}),
         ("epoch", 1),
         ("epoch", 2),
+        *[("evaluating", name) for name in METRICS.names()],
         ("trial_end", run_id, "ok"),
         ("worker_done", 1),
         ("finished", 1, 1),
@@ -112,7 +120,7 @@ def test_the_terminal_display_piped_prints_plain_lines(tmp_path):
     assert "\x1b" not in text
     lines = text.splitlines()
     assert lines[0].startswith("study shown: 1 runs (1 cells x 1 seeds), 0 already done; dataset digits")
-    assert lines[1].startswith("[1/1] trial 0 run ") and " objective.beta=1.0 seed 0: -ELBO " in lines[1]
+    assert lines[1].startswith("[1/1] trial 0 run ") and " beta=1, seed 0: -ELBO " in lines[1]
     assert lines[2] == "this worker: 1 complete, 0 pruned, 0 failed (diverged), 0 crashed"
     assert lines[3].startswith("study shown (grid): 1/1 done — 1 complete, 0 pruned, 0 failed (diverged); 0 running")
     assert lines[4].startswith("wall time ")

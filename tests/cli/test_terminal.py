@@ -28,7 +28,7 @@ from vaebench.results.rows import load_results
 from vaebench.spec.sweep_spec import RunConfig, load_spec
 from vaebench.sweep.storage import StudyStore
 from vaebench.sweep.study import claim_next, open_study, study_status
-from vaebench.sweep.worker import report_epoch
+from vaebench.sweep.worker import _attempt, report_epoch
 
 runner = CliRunner()
 FAST_EVAL = {"fid_extractor": None, "nll_examples": 50, "nll_k": 10}
@@ -133,6 +133,22 @@ def test_results_export_needs_a_file_for_parquet(finished):
     assert r.exit_code == 2 and "--csv or --format" in r.output
 
 
+def test_results_table_shows_fid_and_its_extractor_when_the_rows_have_it(finished):
+    """The committed beta study's rows have an FID (a vaebench classifier's features): the table shows
+    it and names the extractor; the tiny study's rows (fid_extractor null) get no FID column."""
+    rows = load_results(REPO / "results", "beta")
+    r = cli("results", "--results", str(REPO / "results"), "--study", "beta")
+    assert r.exit_code == 0, r.output
+    header = next(line for line in r.stdout.splitlines() if "run_id" in line)
+    assert header.rstrip(" ┃").endswith("FID")  # the last column
+    first = rows.sort_values("run_id").iloc[0]
+    line = next(line for line in r.stdout.splitlines() if first["run_id"] in line)
+    assert f"{first['fid']:.4g}" in line
+    assert f"FID on the features of {first['fid_extractor']}" in r.stdout
+    r = cli("results", "--results", str(finished))
+    assert r.exit_code == 0 and "run_id" in r.stdout and "FID" not in r.stdout
+
+
 # --------------------------------------------------------------------------- spec values: finite numbers
 
 
@@ -219,8 +235,18 @@ def test_status_estimates_the_time_left_from_epochs_before_any_trial_completes(t
     assert s.eta_seconds == pytest.approx(3 * per_trial + (per_trial - secs))  # 3 waiting + the rest of this one
     r = cli("status", "--results", str(results), "--study", "tiny")
     assert r.exit_code == 0, r.output
-    assert "time left ≈ " in r.output and "(from the epochs done so far" in r.output
-    assert f"trial {trial.number} run " in r.output and "epoch 1/4 (test -ELBO 50.00)" in r.output
+    # the answer goes to standard output (a pipe or `> file` gets it), nothing to standard error
+    assert "time left ≈ " in r.stdout and "(from the epochs done so far" in r.stdout and r.stderr == ""
+    assert f"trial {trial.number} run " in r.stdout and "epoch 1/4 (test -ELBO 50.00)" in r.stdout
+    run = spec.runs()[trial.number]
+    assert f"run {run.run_id} (beta={run.labels['objective.beta']:g}, seed {run.seed}) on " in r.stdout
+    # trained: the worker's hook records the metric being evaluated on the trial; status shows the phase
+    _attempt(study, trial).evaluating("likelihood")
+    assert study_status(study).running_evaluating == ["likelihood"]
+    r = cli("status", "--results", str(results), "--study", "tiny")
+    assert "evaluating likelihood" in r.stdout and "epoch 1/4" not in r.stdout, r.stdout
+    bad = cli("status", "--results", str(tmp_path / "nothing"))
+    assert bad.exit_code != 0 and bad.stdout == "" and "error:" in bad.stderr  # errors stay on standard error
     # once a trial has completed, its mean time is the basis
     study.tell(trial, 100.0)
     assert study_status(study).eta_basis == "trials"
@@ -257,11 +283,32 @@ def test_the_reporter_of_a_worker_in_this_process_sets_the_time_left():
     reporter = RichReporter(progress, total_runs=3, done=1)
     runs = progress.tasks[reporter.runs]
     assert runs.fields["eta"] is None
-    reporter.trial_start(0, "abc", RunConfig.model_validate({"train": {"epochs": 2}}), 0)
+    reporter.trial_start(0, "abc", RunConfig.model_validate({"train": {"epochs": 2}}), 1, {"objective.beta": 4.0})
+    epochs = progress.tasks[reporter.epochs]
+    assert epochs.description == "run abc beta=4, seed 1"  # the cell, not only the run id
     time.sleep(0.05)
     reporter.epoch({"epoch": 1, "test_loss": 10.0})
     eta = progress.tasks[reporter.runs].fields["eta"]
     assert eta is not None and eta > 0  # 2 runs left, projected from one epoch of two
+    assert epochs.description == "beta=4, seed 1: epoch 1 test loss 10.00"
+    reporter.epoch({"epoch": 2, "test_loss": 9.0})
+    reporter.evaluating("fid")
+    # not "epoch 2/2, 0 s left": the phase, and no estimate until an evaluation has been timed
+    assert epochs.description == "beta=4, seed 1: evaluating fid"
+    assert epochs.fields["eta"] is None and progress.tasks[reporter.runs].fields["eta"] is None
+    reporter.trial_end({"grid_keys": [], "run_id": "abc", "seed": 1, "status": "pruned", "reason": "r"})
+    reporter.trial_start(1, "def", RunConfig.model_validate({"train": {"epochs": 2}}), 0, {"objective.beta": 4.0})
+    reporter.evaluating("likelihood")
+    # the first trial's whole time (its evaluation included) is the estimate now
+    assert progress.tasks[reporter.runs].fields["eta"] == pytest.approx(reporter.clock.trial_seconds[0], abs=0.05)
+
+
+def test_cell_label_names_the_grid_values_by_their_last_key_part_and_the_seed():
+    from vaebench.cli.progress import cell_label
+
+    assert cell_label({"objective.beta": 4.0, "model.latent_dim": 8}, 1) == "beta=4, latent_dim=8, seed 1"
+    assert cell_label({"model.dim": 2, "eval.dim": 3}, 0) == "model.dim=2, eval.dim=3, seed 0"  # would read alike
+    assert cell_label({}, 2) == "seed 2" and cell_label(None, None) == ""
 
 
 def test_worker_lines_follow_the_running_trials():
@@ -285,12 +332,27 @@ def test_worker_lines_follow_the_running_trials():
         [],
         running_epochs=[(2, 97.5)],
         epochs_per_trial=10,
+        running_cells=[({"objective.beta": 4.0}, 1)],
+        running_evaluating=[None],
     )
     lines.update(status)
     [task] = progress.tasks
-    assert task.description == "  w2: trial 3 run abc epoch 2/10, test -ELBO 97.50"
+    assert task.description == "  w2: trial 3 run abc beta=4, seed 1: epoch 2/10, test -ELBO 97.50"
     assert (task.completed, task.total, task.fields["eta"]) == (2, 10, pytest.approx(24.0))
-    status.running, status.running_epochs = [], []
+    # trained, being evaluated: the phase instead of "epoch 10/10", and no time left before a trial has
+    # completed (its evaluation has not been timed); once one has, its whole time counts
+    status.running, status.running_epochs, status.running_evaluating = (
+        [(3, "abc", f"{host}:4242:1", 30.0)],
+        [(10, 90.0)],
+        ["fid"],
+    )
+    lines.update(status)
+    assert progress.tasks[0].description == "  w2: trial 3 run abc beta=4, seed 1: evaluating fid"
+    assert progress.tasks[0].fields["eta"] is None
+    status.mean_trial_seconds = 50.0
+    lines.update(status)
+    assert progress.tasks[0].fields["eta"] == pytest.approx(20.0)
+    status.running, status.running_epochs, status.running_cells, status.running_evaluating = [], [], [], []
     lines.update(status)
     assert not progress.tasks[0].visible  # between trials
 
@@ -364,7 +426,7 @@ def test_an_interactive_terminal_shows_each_workers_epochs_and_the_time_left(tmp
         p.wait(timeout=60)
     assert p.returncode == 0
     screen = ANSI.sub("", b"".join(chunks).decode("utf-8", "replace"))
-    assert re.search(r"w[12]: trial \d+ run [0-9a-f]{12} epoch \d+/20", screen), screen[-3000:]
+    assert re.search(r"w[12]: trial \d+ run [0-9a-f]{12} beta=[0-9.]+, seed \d: epoch \d+/20", screen), screen[-3000:]
     assert re.search(r"≈ (\d+ min )?\d+ s left", screen), screen[-3000:]  # the time-left column
     assert "4/4 done" in screen
 

@@ -505,4 +505,5 @@ def test_a_user_metric_end_to_end_in_a_sweep_its_rows_search_and_report(brightne
     assert "Brightness (per pixel) ↑" in text  # the all-metrics table
     assert "Brightness (per pixel) ↑" in text.split("## All metrics")[1]
     assert "Pareto front" in text and "| Brightness (per pixel) ↑ |" in text.split("Pareto front")[1]
-    assert "`eval.brightness.scale=2`" in text and "eval.brightness.channel" not in text  # a setting at its default
+    assert "**`eval.brightness.scale=2`**" in text  # set by the spec: in bold
+    assert "`eval.brightness.channel=0`" in text and "**`eval.brightness.channel" not in text  # resolved default

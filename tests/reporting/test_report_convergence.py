@@ -68,13 +68,15 @@ def test_a_failed_run_does_not_keep_its_cell_from_the_flag():
 
 def test_a_fixed_budget_study_says_no_run_was_tested_for_convergence():
     notes = table(study_tables(make_rows("beta", "objective.beta", BETA_CELLS)), "beta_tradeoffs").notes
-    assert notes[-1] == (
+    assert (
         "Convergence: no run was tested for convergence (no early stopping); each trained for a fixed budget "
         "of 2 epochs, so these numbers are a budget's, not a converged model's."
-    )
+    ) in notes
     budgets = {"a": {"param.train.epochs": 30}, "b": {"param.train.epochs": 6}}
     df = make_rows("plain", "variant", {"a": metrics(), "b": metrics()}, budgets)
-    assert "a fixed budget of epochs per cell (a 30, b 6)" in table(study_tables(df), "all_metrics").notes[-1]
+    assert any(
+        "a fixed budget of epochs per cell (a 30, b 6)" in n for n in table(study_tables(df), "all_metrics").notes
+    )
 
 
 # --- contradictions of the literature --------------------------------------------------------------

@@ -140,7 +140,7 @@ def test_several_workers_run_every_cell_exactly_once(tmp_path, storage_url, stud
         assert pulled["neg_elbo"].tolist() == df.set_index("run_id").sort_index()["neg_elbo"].tolist()
         assert [len(h) for h in pulled["history"]] == [20] * 8
     status = _cli("status", "--study", study_name, results=results, storage_url=storage_url)
-    assert status.returncode == 0 and "8/8 done — 8 complete, 0 pruned" in status.stderr, status.stderr
+    assert status.returncode == 0 and "8/8 done — 8 complete, 0 pruned" in status.stdout, status.stdout + status.stderr
 
 
 @pytest.mark.slow

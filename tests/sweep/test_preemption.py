@@ -231,3 +231,56 @@ def test_on_postgresql_another_results_folder_does_not_find_the_checkpoint_and_r
             optuna.delete_study(study_name=spec.study, storage=pg_url)
         except KeyError:
             pass
+
+
+# --------------------------------------------------------------------------- Ctrl-C (SIGINT)
+
+
+def _rows_on_disk(results, study) -> dict:
+    """The row files of a study, by name, with their bytes."""
+    return {p.name: p.read_bytes() for p in (results / study / "runs").glob("*.parquet")}
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_vaebench_run_keeps_the_finished_rows_says_how_to_resume_and_exits_130(tmp_path):
+    spec, path = _write(tmp_path, {**LONG, "seeds": [0, 1]}, f"i{uuid.uuid4().hex[:8]}")
+    results = tmp_path / "results"
+    parent = _cli("run", str(path), "--workers", "1", "--threads", "1", results=results, popen=True)
+    finished = _wait_for(lambda: _rows_on_disk(results, spec.study), "a finished row")
+    _wait_for(
+        lambda: [t for t in _trials(spec.study, results) if t.state == TrialState.RUNNING and t.intermediate_values],
+        "the next trial one epoch in",
+    )
+    parent.send_signal(signal.SIGINT)
+    out, _ = parent.communicate(timeout=120)
+    assert parent.returncode == 130, out
+    command = f"vaebench run {path} --workers 1 --threads 1 --results {results}"
+    assert "interrupted: finished runs are kept" in out and f"resume with: {command}" in out, out
+    assert "Traceback" not in out and "Aborted" not in out, out
+    # nothing half-written: the finished row is there, byte for byte, and no temporary file beside it
+    assert _rows_on_disk(results, spec.study) == finished
+    assert not [p for p in (results / spec.study / "runs").iterdir() if p.suffix != ".parquet"]
+    stopped = [t for t in _trials(spec.study, results) if t.state == TrialState.FAIL]
+    assert len(stopped) == 1 and stopped[0].user_attrs[ATTR_FAIL] == "interrupted", out
+    # the printed command resumes: the finished run is not trained again, the interrupted one is
+    argv = [sys.executable, "-m", *command.split()]
+    env = {k: v for k, v in os.environ.items() if k != "VAEBENCH_WORKERS"}
+    p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO)
+    assert p.returncode == 0, p.stdout
+    rows = _rows_on_disk(results, spec.study)
+    assert len(rows) == len(spec.runs()) and all(rows[name] == data for name, data in finished.items())
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_vaebench_worker_says_how_to_resume_and_exits_130(tmp_path):
+    spec, path = _write(tmp_path, {**LONG, "seeds": [0]}, f"j{uuid.uuid4().hex[:8]}")
+    results = tmp_path / "results"
+    assert _cli("run", str(path), "--workers", "0", results=results).returncode == 0  # the study, no worker
+    worker = _cli("worker", "--study", spec.study, "--threads", "1", results=results, popen=True)
+    _wait_for(lambda: [t for t in _trials(spec.study, results) if t.intermediate_values], "a trial one epoch in")
+    worker.send_signal(signal.SIGINT)
+    out, _ = worker.communicate(timeout=120)
+    assert worker.returncode == 130, out
+    assert f"resume with: vaebench worker --study {spec.study} --threads 1 --results {results}" in out, out
+    assert "Traceback" not in out, out
+    assert not _rows_on_disk(results, spec.study)  # the only run was interrupted: no row, no partial file

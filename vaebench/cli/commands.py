@@ -35,13 +35,14 @@ from .options import (
     bad_usage,
     console,
     fail,
+    interrupted,
     load_plugin_options,
     preempted,
     set_inception_weights,
     set_lpips_weights,
 )
+from .progress import cell_label, evaluating_text, print_status
 from .progress import duration as _duration
-from .progress import print_status
 from .train import train as _train
 
 app = typer.Typer(add_completion=True, no_args_is_help=True, help="Benchmark and sweep harness for VAEs.")
@@ -129,6 +130,8 @@ def run(
             device_option="--device",  # checked there, before anything is written
             overrides=overrides or [],
         )
+    except KeyboardInterrupt:  # Ctrl-C: the finished rows are kept; say how to resume, exit 130
+        interrupted()
     except Preempted as e:
         preempted(e)
     except VaebenchError as e:
@@ -201,6 +204,8 @@ def worker(
             wait_seconds=wait_seconds,
             command=command,
         )
+    except KeyboardInterrupt:  # Ctrl-C: the finished rows are kept; say how to resume, exit 130
+        interrupted(started_by_run=COMMAND_ENV in os.environ)
     except Preempted as e:
         preempted(e)
     except VaebenchError as e:
@@ -224,6 +229,7 @@ def status(
     from ..sweep.storage import study_names
     from ..sweep.study import STUDY_SPEC, study_status
 
+    out = Console(soft_wrap=True)  # the answer goes to standard output; errors (fail) to standard error
     try:
         store = _store(storage, results, study or "")
         names = [study] if study else study_names(store)
@@ -232,23 +238,28 @@ def status(
         for name in names:
             st = store.with_study(name).load_study()
             if STUDY_SPEC not in st.user_attrs:
-                console.print(f"study {name}: not a vaebench study, skipped")
+                out.print(f"study {name}: not a vaebench study, skipped")
                 continue
             info = study_status(st)
-            print_status(info, console)
+            print_status(info, out)
             if info.mean_trial_seconds is not None:
-                console.print(
-                    f"  mean trial time {info.mean_trial_seconds:.1f} s over {info.complete} complete trial(s)"
-                )
-            for (number, run_id, worker_id, secs), (epochs, loss) in zip(info.running, info.running_epochs):
-                at = f", epoch {epochs}/{info.epochs_per_trial}" + (
-                    f" (test -ELBO {loss:.2f})" if loss is not None else ""
-                )
-                console.print(
-                    f"  running: trial {number} run {run_id} on {worker_id} for {_duration(secs)}{at}", highlight=False
+                out.print(f"  mean trial time {info.mean_trial_seconds:.1f} s over {info.complete} complete trial(s)")
+            for (number, run_id, worker_id, secs), (epochs, loss), (labels, seed), metric in zip(
+                info.running, info.running_epochs, info.running_cells, info.running_evaluating
+            ):
+                if metric is not None:
+                    at = f", {evaluating_text(metric)}"
+                else:
+                    at = f", epoch {epochs}/{info.epochs_per_trial}" + (
+                        f" (test -ELBO {loss:.2f})" if loss is not None else ""
+                    )
+                out.print(
+                    f"  running: trial {number} run {run_id} ({cell_label(labels, seed)}) on {worker_id} "
+                    f"for {_duration(secs)}{at}",
+                    highlight=False,
                 )
             for number, reason in info.crashes:
-                console.print(f"  crashed: trial {number}: {reason}", highlight=False)
+                out.print(f"  crashed: trial {number}: {reason}", highlight=False)
     except VaebenchError as e:
         fail(e)
 
@@ -372,20 +383,41 @@ def results(
     ]
     for name, g in df.groupby("study", sort=True):
         params = [grid_column(k) for k in g["grid_keys"].iloc[0]]
+        columns = shown + _fid_columns(g)
         table = Table(
             "run_id",
             *[p.removeprefix("param.") for p in params],
             "seed",
             "status",
-            *[label for label, _ in shown],
+            *[label for label, _ in columns],
             title=f"study {name}",
+            caption=_fid_caption(g),
         )
         for _, r in g.iterrows():
-            values = [r["run_id"], *[r[p] for p in params], r["seed"], r["status"], *[r[c] for _, c in shown]]
+            values = [r["run_id"], *[r[p] for p in params], r["seed"], r["status"], *[r[c] for _, c in columns]]
             table.add_row(
                 *["—" if v is None or v != v else f"{v:.4g}" if isinstance(v, float) else str(v) for v in values]
             )
         out.print(table)
+
+
+def _fid_columns(rows) -> list[tuple[str, str]]:
+    """The FID column of the `results` table, when some of the study's rows have an FID (metrics/fid.py:
+    prior samples vs test images, on the features of the row's `fid_extractor`)."""
+    from ..metrics import column_names as C
+
+    return [("FID", C.FID)] if C.FID in rows and rows[C.FID].notna().any() else []
+
+
+def _fid_caption(rows) -> Optional[str]:
+    """Which features the FID column was computed on: the rows' `fid_extractor` (a vaebench classifier
+    is not Inception-v3: its FIDs are not comparable with published ones)."""
+    from ..metrics import column_names as C
+
+    if not _fid_columns(rows) or C.FID_EXTRACTOR not in rows:
+        return None
+    extractors = sorted(rows.loc[rows[C.FID].notna(), C.FID_EXTRACTOR].dropna().unique())
+    return f"FID on the features of {', '.join(extractors)}" if extractors else None
 
 
 @app.command()

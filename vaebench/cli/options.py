@@ -5,6 +5,8 @@ exits with its code (2 for bad input), before anything is written."""
 from __future__ import annotations
 
 import os
+import shlex
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -12,7 +14,7 @@ import typer
 from rich.console import Console
 
 from ..data import DATA_ROOT_ENV
-from ..errors import DataError, VaebenchError
+from ..errors import INTERRUPTED_EXIT_CODE, DataError, VaebenchError
 from ..results.rows import RESULTS_ROOT_ENV
 from ..runtime.device import DEVICE_ENV
 from ..sweep.storage import DEFAULT_HEARTBEAT, GRACE_HEARTBEATS, HEARTBEAT_ENV, STORAGE_ENV
@@ -65,6 +67,30 @@ def preempted(e: VaebenchError) -> None:
         f"[yellow]preempted:[/] {e}; `vaebench run` again, or any worker, resumes it", highlight=False, soft_wrap=True
     )
     raise typer.Exit(e.exit_code)
+
+
+def this_command() -> str:
+    """This process's command line as the user can type it again (`vaebench ...`, arguments quoted)."""
+    return shlex.join(["vaebench", *sys.argv[1:]])
+
+
+def interrupted(started_by_run: bool = False) -> None:
+    """Ctrl-C (KeyboardInterrupt) in `vaebench run` or `vaebench worker`: the finished rows are
+    written (each atomically), the interrupted trial is failed and retried by the next run or worker;
+    say so and the command that resumes, and exit INTERRUPTED_EXIT_CODE (130). A worker started by
+    `vaebench run` leaves the command to its parent."""
+    how = (
+        "the `vaebench run` that started this worker says how to resume"
+        if started_by_run
+        else f"resume with: {this_command()}"
+    )
+    console.print(
+        f"[yellow]interrupted[/]: finished runs are kept; the interrupted ones run again "
+        f"(from their last checkpoint, if any); {how}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    raise typer.Exit(INTERRUPTED_EXIT_CODE)
 
 
 def bad_usage(message: str) -> None:

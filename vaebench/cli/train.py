@@ -109,7 +109,7 @@ def train(
     try:
         with sweep_progress(console, disable=not console.is_terminal) as progress:
             reporter = _OneRun(progress, 1, 0)
-            reporter.trial_start(-1, run.run_id, config, seed)
+            reporter.trial_start(-1, run.run_id, config, seed, labels=labels)
             row = execute_run(run, setting, reporter)
     finally:
         torch.set_num_threads(before)

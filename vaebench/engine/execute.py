@@ -28,12 +28,21 @@ from .train import EpochCallback, train
 
 
 class Reporter:
-    """Progress hooks a worker calls; the CLI passes a rich-backed one. No-ops here, but `note`
-    (a checkpoint resumed from or ignored, and why), which goes to the `vaebench` logger."""
+    """Progress hooks a worker calls, in this order for each run: `trial_start`, `epoch` after each
+    epoch, `evaluating` as each metric of the trained model starts, `trial_end`. The CLI passes a
+    rich-backed one. No-ops here, but `note` (a checkpoint resumed from or ignored, and why), which
+    goes to the `vaebench` logger. The engine calls the reporter; a reporter never calls back."""
 
-    def trial_start(self, trial_number: int, run_id: str, config: RunConfig, seed: int) -> None: ...
+    def trial_start(
+        self, trial_number: int, run_id: str, config: RunConfig, seed: int, labels: Optional[dict] = None
+    ) -> None:
+        """A run starts: `labels` are its cell's grid values (key -> value; {} without a grid)."""
 
     def epoch(self, record: dict) -> None: ...
+
+    def evaluating(self, metric: str) -> None:
+        """Training is over and the metric `metric` (a registered name: fid, likelihood, ...) is
+        being computed on the trained model."""
 
     def trial_end(self, row: dict) -> None: ...
 
@@ -55,12 +64,14 @@ class Attempt:
     one's checkpoints. `number`: the trials of the study that have carried the run, this one
     included (the row's `attempts`). `earlier_checkpoint`: the last checkpoint an earlier attempt
     announced ({"path", "host", "epoch", "step"}), to say why it is missing. `resumed(history)`: the
-    epochs a checkpoint restored; `checkpointed(info)`: after each checkpoint written."""
+    epochs a checkpoint restored; `checkpointed(info)`: after each checkpoint written;
+    `evaluating(metric)`: as each metric of the trained model starts (the reporter hears it too)."""
 
     number: int = 1
     earlier_checkpoint: Optional[dict] = None
     resumed: Callable[[list[dict]], None] = _nothing
     checkpointed: Callable[[dict], None] = _nothing
+    evaluating: Callable[[str], None] = _nothing
 
 
 @dataclass(frozen=True)
@@ -120,9 +131,16 @@ def execute_run(
     eval_seconds, paths, targets = None, {"model_path": None, "artifacts_path": None}, None
     split = "validation" if data.validation_size else "test"
     if result.status is RunStatus.OK:
+        heard = getattr(reporter, "evaluating", None)  # a display's own reporter may not have the hook
+
+        def on_metric(name: str) -> None:
+            attempt.evaluating(name)
+            if heard is not None:
+                heard(name)
+
         t0 = time.perf_counter()
         with tf32(setting.device, False):  # evaluation in full float32, whatever the training precision
-            measured = evaluate(result.model, data, run.config, run.seed)
+            measured = evaluate(result.model, data, run.config, run.seed, on_metric=on_metric)
             targets = objective_values(result.model, data, run.config, run.seed, spec.search.metrics, measured)
             eval_seconds = time.perf_counter() - t0
             if setting.results_root is not None:

@@ -149,9 +149,10 @@ class EvalContext:
             return torch.cat([self.model.elbo_terms(x, y).kl for x, y in self.batches()])
 
 
-def evaluate(model, data, cfg, seed: int, names: list[str] | None = None) -> dict:
+def evaluate(model, data, cfg, seed: int, names: list[str] | None = None, on_metric=None) -> dict:
     """Run the named metrics (default: all registered) on the test split of `data` (a Dataset; its
-    `validation_split()` to measure them on the validation examples instead).
+    `validation_split()` to measure them on the validation examples instead). `on_metric(name)`, if
+    given, is called as each metric starts (what a progress display shows while a run is evaluated).
 
     Returns every declared column of those metrics (null where a metric did not apply or left a
     column out), `eval_seconds_<metric>` for each metric (wall seconds) and `metrics_skipped`: one
@@ -168,6 +169,8 @@ def evaluate(model, data, cfg, seed: int, names: list[str] | None = None) -> dic
     skipped = ctx.skipped
     for name in names or METRICS.names():
         metric = METRICS.get(name)
+        if on_metric is not None:
+            on_metric(name)
         t0 = time.perf_counter()
         try:
             values = metric(ctx)

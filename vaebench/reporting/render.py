@@ -8,6 +8,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..results.rows import grid_column
+from .caveats import paper_limits
 from .columns import NOT_MEASURED, Cell, ReportTable, cell_label, format_value
 from .convergence import protocol_notes
 from .layouts import fid_extractors, is_grid
@@ -120,7 +121,7 @@ def render_study(df: pd.DataFrame) -> str:
     df = sweep_rows(df)
     study = df["study"].iloc[0]
     grid_keys = list(df["grid_keys"].iloc[0])
-    fixed = fixed_settings(df, grid_keys)
+    fixed, set_by_spec = fixed_settings(df, grid_keys)
     failed = df[df["status"] == "failed"]
     pruned = df[df["status"] == "pruned"]
     ok = finished(df)
@@ -144,6 +145,8 @@ def render_study(df: pd.DataFrame) -> str:
     searched = not is_grid(df) or len(search_targets(df)) > 1
     for note in protocol_notes(df, searched):  # which split the curves and the selection read
         lines += ["", note]
+    if limits := paper_limits(df):
+        lines += ["", prose("paper_limits"), ""] + [f"- {_sentence(n)}" for n in limits]
     for table in tables:
         if table.key not in RUN_TABLES:
             lines += ["", render_table(table)]
@@ -169,7 +172,7 @@ def render_study(df: pd.DataFrame) -> str:
         lines += ["", prose("plugins_used", plugins=plugins)]
     if unlisted := unlisted_plugin_columns(ok):
         lines += ["", prose("unlisted_columns", columns=unlisted)]
-    lines += ["", prose("fixed_settings", settings=_settings(fixed))]
+    lines += ["", prose("fixed_settings", settings=_resolved(fixed, set_by_spec))]
     if "variant" in grid_keys:
         lines += ["", "Variants:", ""]
         lines += [f"- **{name}**: {_settings(v) or 'defaults'}" for name, v in variant_settings(df).items()]
@@ -216,6 +219,26 @@ def unlisted_plugin_columns(ok: pd.DataFrame) -> str:
             if ok[column].notna().any():
                 names.append(f"`{column}` (metric `{metric}` of plugin `{plugin}`)")
     return ", ".join(names)
+
+
+def _sentence(text: str) -> str:
+    """A note as a sentence of a paragraph: its first letter upper case."""
+    return text[:1].upper() + text[1:]
+
+
+def _yaml_value(v) -> str:
+    """A resolved setting as the spec would spell it: true/false, null, else as a table shows it."""
+    if isinstance(v, bool):
+        return str(v).lower()
+    return "null" if v is None else format_value(v)
+
+
+def _resolved(settings: dict[str, object], set_by_spec: set[str]) -> str:
+    """Every shared setting with its resolved value, in bold the ones the spec set: "**`train.epochs=20`**,
+    `train.lr=0.001`"."""
+    return ", ".join(
+        f"**`{k}={_yaml_value(v)}`**" if k in set_by_spec else f"`{k}={_yaml_value(v)}`" for k, v in settings.items()
+    )
 
 
 def _settings(settings: dict[str, object]) -> str:

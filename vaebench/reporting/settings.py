@@ -1,6 +1,6 @@
-"""What a study's runs were set to, for the report's settings sentences: the parameters every run
-shares that differ from vaebench's defaults, and for a grid of named variants what each variant
-changes. Also which rows the sweep itself made (rows added with `vaebench.add_result` are not) and
+"""What a study's runs were set to, for the report's settings sentences: every parameter the runs
+share, as resolved (and which of them differ from vaebench's defaults), and for a grid of named
+variants what each variant changes. Also which rows the sweep itself made (rows added with `vaebench.add_result` are not) and
 which runs finished."""
 
 from __future__ import annotations
@@ -8,10 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..results.rows import PARAM_PREFIX, grid_column
+from ..results.rows import PARAM_PREFIX
 
 EXTERNAL_COMMAND = "vaebench.add_result (Python)"  # the `command` of rows added from outside a sweep
-ALWAYS_SHOWN = ("dataset.name", "model.name", "objective.likelihood", "train.epochs")
 
 
 def external_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -68,33 +67,26 @@ def _defaults(row=None) -> dict[str, object]:
     return out
 
 
-def _dataset_fields(df: pd.DataFrame) -> set[str]:
-    """The dataset's own parameters (e.g. the shapes grid) of a study on one dataset: always shown."""
-    from ..data import DATASETS
-
-    column = grid_column("dataset.name")
-    names = set(df[column].dropna()) if column in df else set()
-    if len(names) != 1 or (name := names.pop()) not in DATASETS:
-        return set()
-    return {f"dataset.{f}" for f in DATASETS.get(name).options.model_fields}
-
-
-def fixed_settings(df: pd.DataFrame, grid_keys: list[str]) -> dict[str, object]:
-    """The parameters every run of the study shares (not in the grid) that differ from vaebench's
-    defaults, plus the dataset (with its own parameters, e.g. the shapes grid), model, likelihood
-    and epochs."""
-    defaults, out = _defaults(df.iloc[0] if len(df) else None), {}
-    always = {*ALWAYS_SHOWN, *_dataset_fields(df)}
+def fixed_settings(df: pd.DataFrame, grid_keys: list[str]) -> tuple[dict[str, object], set[str]]:
+    """(settings, set_by_spec): every parameter the study's runs share (not in the grid), as the runs
+    resolved it, in the rows' column order; and the ones whose value differs from vaebench's default
+    (what the spec set). A parameter that is null in every row and not an option of the row's family
+    is left out."""
+    defaults, out, changed = _defaults(df.iloc[0] if len(df) else None), {}, set()
     for col in df.columns:
         key = param_key(col)
         if not col.startswith(PARAM_PREFIX) or key in grid_keys:
             continue
         values = {hashable(v) for v in df[col]}
-        if len(values) == 1:
-            value = values.pop()
-            if key in always or value != defaults.get(key):
-                out[key] = value
-    return out
+        if len(values) != 1:
+            continue
+        value = values.pop()
+        if value is None and key not in defaults:  # not an option of this family
+            continue
+        out[key] = value
+        if value != defaults.get(key):
+            changed.add(key)
+    return out, changed
 
 
 def _first_of_each_variant(df: pd.DataFrame) -> pd.DataFrame:

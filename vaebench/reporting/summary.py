@@ -166,11 +166,13 @@ def _p_column(summary: pd.DataFrame, grid_keys: list[str], layout: Layout, label
 def summary_table(
     key: str, title: str, summary: pd.DataFrame, grid_keys: list[str], columns, layout: Layout, notes: list[str]
 ) -> ReportTable:
-    """Grid values, one summary cell per column (best marked), the p column, then n; when some run
-    trained under early stopping, then how many of the row's runs converged and its median best epoch."""
+    """Grid values, one summary cell per column (best marked), the p column (only when the table shows
+    the layout's headline metric, which the p-values test), then n; when some run trained under early
+    stopping, then how many of the row's runs converged and its median best epoch."""
     columns = [replace(c, better="") if c.key in layout.unranked else c for c in columns]
     labels = {k: layout.labels.get(k, param_label(k)) for k in grid_keys}
-    p_header, p_cells = _p_column(summary, grid_keys, layout, labels)
+    shows_p = any(c.key == layout.headline for c in columns)
+    p_header, p_cells = _p_column(summary, grid_keys, layout, labels) if shows_p else (None, [])
     measured = {c.key: is_measured(summary, c.key) for c in columns}
     best = {c.key: best_rows(list(summary[f"{c.key}.mean"]), c.better) if measured[c.key] else set() for c in columns}
     convergence = shows_convergence(summary)
@@ -180,10 +182,10 @@ def summary_table(
         cells += [
             Cell(summary_text(r, c), best=i in best[c.key]) if measured[c.key] else Cell(NOT_MEASURED) for c in columns
         ]
-        rows.append(cells + [p_cells[i], Cell(str(int(r["n"])))])
+        rows.append(cells + p_cells[i : i + 1] + [Cell(str(int(r["n"])))])
         if convergence:
             rows[-1] += [Cell(converged_text(r)), Cell(best_epoch_text(r))]
-    header = [labels[k] for k in grid_keys] + [c.header for c in columns] + [p_header, N_HEADER]
+    header = [labels[k] for k in grid_keys] + [c.header for c in columns] + [p_header] * shows_p + [N_HEADER]
     if convergence:
         header += [CONVERGED_HEADER, BEST_EPOCH_HEADER]
     return ReportTable(key, title, header, rows, notes)

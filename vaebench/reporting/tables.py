@@ -26,6 +26,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..results.rows import grid_column
+from .caveats import collapse_note, unresolved_note
 from .columns import MISSING, Cell, Layout, ReportTable, format_value, param_label, report_columns
 from .convergence import convergence_notes
 from .family_tables import FAMILY_TABLES, family_layout
@@ -74,7 +75,9 @@ def study_tables(df: pd.DataFrame) -> list[ReportTable]:
     family's layout, published versus measured (β and architecture studies), MIG and SAP per factor
     (datasets with ground-truth factors), a family's extra tables, all metrics, and the Pareto front
     (multi-objective studies; key PARETO_KEY) or a single-objective search's best runs (BEST_RUNS_KEY).
-    The lead table's notes end with the runs' convergence (convergence.convergence_notes)."""
+    The lead table's notes end with the runs' convergence (convergence.convergence_notes) and their
+    posterior collapse (caveats.collapse_note); the table with the p column gets a warning for the
+    differences its confidence intervals cannot resolve (caveats.unresolved_note)."""
     grid_keys = list(df["grid_keys"].iloc[0])
     summary = summarize(df, grid_keys)
     title, layout = study_layout(df)
@@ -91,6 +94,13 @@ def study_tables(df: pd.DataFrame) -> list[ReportTable]:
         tables += extra(df, grid_keys)
     tables.append(all_metrics_table(summary, grid_keys, layout))
     (lead or tables[-1]).notes.extend(convergence_notes(df, summary, grid_keys))
+    if (collapse := collapse_note(df, grid_keys)) is not None:
+        (lead or tables[-1]).notes.append(collapse)
+    if (unresolved := unresolved_note(summary, grid_keys, layout.headline)) is not None:
+        # under the first table whose p column tests the whole grid: the lead table unless it is a
+        # slice of a several-key grid or does not show the headline metric, else all metrics
+        whole = lead is not None and layout.columns and any(h.startswith("p (") for h in lead.header)
+        (lead if whole else tables[-1]).notes.append(unresolved)
     if len(search_targets(df)) > 1:
         tables.append(pareto_table(df, grid_keys))
     elif not is_grid(df):

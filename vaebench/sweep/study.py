@@ -36,7 +36,7 @@ from ..spec.sweep_spec import SweepSpec, parse_spec, spec_diff
 from .eta import projected_seconds, time_left
 from .leases import ATTR_FAIL, ATTR_WORKER, claim_waiting, recover_stale_trials, worker_token
 from .storage import StudyStore
-from .trials import ATTR_ROW, ATTR_RUN_ID, encode_run, status_of
+from .trials import ATTR_LABELS, ATTR_ROW, ATTR_RUN_ID, ATTR_SEED, encode_run, evaluating_metric, status_of
 
 STUDY_SPEC, STUDY_FINGERPRINT, STUDY_CHECKSUM = "spec", "spec_fingerprint", "dataset_checksum"
 STUDY_VALIDATION = "validation_checksum"
@@ -269,6 +269,10 @@ class StudyStatus:
     # per running trial (same order as `running`): (epochs reported so far, last test -ELBO or None)
     running_epochs: list[tuple[int, Optional[float]]] = field(default_factory=list)
     epochs_per_trial: int = 0  # the spec's train.epochs
+    # per running trial: its cell's grid values and seed (labels, seed), and the metric its run is
+    # being evaluated on (None while it trains)
+    running_cells: list[tuple[dict, Optional[int]]] = field(default_factory=list)
+    running_evaluating: list[Optional[str]] = field(default_factory=list)
 
     @property
     def done(self) -> int:
@@ -359,6 +363,10 @@ def study_status(study: optuna.Study) -> StudyStatus:
             for t in by[TrialState.RUNNING]
         ],
         epochs_per_trial=spec.train.epochs,
+        running_cells=[
+            (t.user_attrs.get(ATTR_LABELS) or {}, t.user_attrs.get(ATTR_SEED)) for t in by[TrialState.RUNNING]
+        ],
+        running_evaluating=[evaluating_metric(t) for t in by[TrialState.RUNNING]],
     )
 
 

@@ -20,6 +20,15 @@ from ..spec.sweep_spec import Run, RunConfig
 ATTR_RUN_ID, ATTR_CONFIG, ATTR_SEED = "run_id", "config", "seed"
 ATTR_LABELS, ATTR_CELL = "labels", "cell_index"
 ATTR_ROW = "row"  # the finished run's results row
+# {"trial": number, "metric": name}: the metric the trial's run is being evaluated on (training is
+# over); the trial number, because a retried trial inherits its predecessor's attributes
+ATTR_EVALUATING = "evaluating"
+
+
+def evaluating_metric(trial: FrozenTrial) -> Optional[str]:
+    """The metric a running trial's run is being evaluated on, or None while it trains."""
+    phase = trial.user_attrs.get(ATTR_EVALUATING)
+    return phase["metric"] if isinstance(phase, dict) and phase.get("trial") == trial.number else None
 
 
 def encode_run(run: Run) -> dict[str, Any]:

@@ -40,7 +40,7 @@ from ..spec.sweep_spec import Run, SweepSpec, apply_params
 from .leases import ATTR_FAIL, Heartbeat, TrialStorage, recover_stale_trials, release_trial
 from .storage import StudyStore
 from .study import STUDY_OVERRIDES, claim_next
-from .trials import ATTR_LABELS, ATTR_ROW, ATTR_RUN_ID, decode_run, encode_run, has_run
+from .trials import ATTR_EVALUATING, ATTR_LABELS, ATTR_ROW, ATTR_RUN_ID, decode_run, encode_run, has_run
 
 ATTR_CHECKPOINT = "checkpoint"  # the last checkpoint the run's trial wrote: {"path", "host", "epoch", "step"}
 ATTR_SCALAR_PREFIX = "m."  # m.recon_mse, m.fid, ...: one short user attribute per scalar of the row
@@ -115,7 +115,7 @@ def _run_trial(
             for record in row.get("history") or []:  # this trial's learning curve, from the row
                 report_epoch(trial, record)
         else:
-            reporter.trial_start(trial.number, run_id, run.config, run.seed)
+            reporter.trial_start(trial.number, run_id, run.config, run.seed, labels=run.labels)
             row = execute_run(run, setting, reporter, trial.number, _epoch_check(trial, spec), _attempt(study, trial))
             write_row(store.results_root, spec.study, row)  # the row lands before the trial's final state
         remove_checkpoint(store.results_root, spec.study, run_id)  # the row is written: nothing to resume
@@ -141,7 +141,8 @@ def _run_trial(
 def _attempt(study: optuna.Study, trial: optuna.Trial) -> Attempt:
     """This trial as an attempt of its run: the study's trials that have carried the run so far
     (this one included), the checkpoint an earlier one announced (the attribute a retry inherits),
-    and the hooks that report a resumed history and record each checkpoint on the trial."""
+    and the hooks that report a resumed history, record each checkpoint on the trial and the metric
+    its run is being evaluated on (what `vaebench status` and the worker lines of `vaebench run` show)."""
     run_id = trial.user_attrs.get(ATTR_RUN_ID)
     number = sum(
         1
@@ -158,6 +159,7 @@ def _attempt(study: optuna.Study, trial: optuna.Trial) -> Attempt:
         earlier_checkpoint=trial.user_attrs.get(ATTR_CHECKPOINT),
         resumed=resumed,
         checkpointed=lambda info: trial.set_user_attr(ATTR_CHECKPOINT, info),
+        evaluating=lambda metric: trial.set_user_attr(ATTR_EVALUATING, {"trial": trial.number, "metric": metric}),
     )
 
 
