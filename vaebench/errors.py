@@ -50,3 +50,12 @@ class Preempted(VaebenchError):
 
 
 PREEMPTED_EXIT_CODE = Preempted.exit_code
+
+
+class TrackingError(VaebenchError):
+    """A tracker the spec's `tracking:` section (or `--track`) names cannot be used here: its package
+    is not installed (the message gives the pip command for vaebench's extra), or the URI is bad.
+    Raised before anything is written. A tracker failing while runs train is no error: the run's row
+    records it (`tracking_error`)."""
+
+    exit_code = 2

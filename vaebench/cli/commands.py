@@ -31,6 +31,7 @@ from .options import (
     ResultsRoot,
     StorageUrl,
     Threads,
+    Track,
     bad_usage,
     console,
     fail,
@@ -92,6 +93,7 @@ def run(
     lpips_weights: Optional[Path] = LpipsWeights,
     quiet: bool = Quiet,
     plugin: Optional[list[str]] = Plugins,
+    track: Optional[list[str]] = Track,
 ) -> None:
     """Run (or resume) the sweep SPEC.yaml: one Optuna trial per grid cell x seed (or per draw of a
     sampled search), on one or several worker processes."""
@@ -118,6 +120,8 @@ def run(
             display=RunDisplay(console, quiet),
             workers_per_gpu=workers_per_gpu,
             device_option="--device",  # checked there, before anything is written
+            track=track or [],
+            track_option="--track",
         )
     except Preempted as e:
         preempted(e)
@@ -144,6 +148,7 @@ def worker(
     lpips_weights: Optional[Path] = LpipsWeights,
     quiet: bool = Quiet,
     plugin: Optional[list[str]] = Plugins,
+    track: Optional[list[str]] = Track,
     wait_seconds: float = typer.Option(
         0.0,
         "--wait-for-study",
@@ -174,6 +179,7 @@ def worker(
             download=download,
             wait_seconds=wait_seconds,
             command=command,
+            track=track or [],
         )
     except Preempted as e:
         preempted(e)

@@ -61,6 +61,14 @@ def bad_usage(message: str) -> None:
     raise typer.Exit(2)
 
 
+Track = typer.Option(
+    None,
+    "--track",
+    metavar="URI",
+    help="mirror each run to a tracker, over the spec's `tracking:` section: an MLflow tracking URI "
+    "(sqlite:///mlflow.db, http://HOST:PORT, mlflow:URI; experiment = the study) or tensorboard:DIR; "
+    "repeatable; `none` turns tracking off",
+)
 StorageUrl = typer.Option(
     None,
     "--storage",
