@@ -43,7 +43,9 @@ def load_plugin_options(modules: Optional[list[str]]) -> None:
 
 
 def fail(e: VaebenchError) -> None:
-    console.print(f"[bold red]error:[/] {e}", markup=True, highlight=False, soft_wrap=True)
+    from rich.markup import escape  # the message is plain text: `vaebench[mlflow]` is no markup
+
+    console.print(f"[bold red]error:[/] {escape(str(e))}", markup=True, highlight=False, soft_wrap=True)
     raise typer.Exit(e.exit_code)
 
 

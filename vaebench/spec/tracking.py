@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 
 from .sections import StrictModel
 
@@ -83,5 +83,7 @@ def with_track_uris(tracking: TrackingConfig, uris: list[str], option: str = "--
             settings["mlflow"] = {"tracking_uri": uri.removeprefix(MLFLOW_PREFIX), "experiment": None}
     try:
         return TrackingConfig.model_validate(settings)
-    except ValueError as e:
-        raise ValueError(f"{option} {' '.join(uris)}: {e}") from None
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ValueError(f"{option} {' '.join(uris)}: {where}: {first['msg'].removeprefix('Value error, ')}") from None
