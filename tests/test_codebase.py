@@ -19,6 +19,7 @@ LAYERS = [
     ("vaebench", "__main__"),  # the public face: lazy names for the API, the registries
     ("cli", "api"),  # the commands and the terminal display; the Python API (run, load_results, ...)
     ("sweep",),  # orchestration on a machine, Optuna studies, workers, leases, storages
+    ("tracking",),  # runs mirrored to MLflow / TensorBoard, fed by the worker from the engine's records and rows
     ("engine",),  # one run: train, evaluate, one row
     ("reporting",),  # tables and figures from rows and metric declarations
     ("results",),  # rows (schema, provenance, files), artifacts, status words

@@ -54,3 +54,12 @@ PREEMPTED_EXIT_CODE = Preempted.exit_code
 # Ctrl-C (SIGINT) in `vaebench run` or `vaebench worker`: the finished rows are kept and the command
 # says how to resume; 128 + SIGINT (2), the code a shell gives a process that SIGINT ended
 INTERRUPTED_EXIT_CODE = 130
+
+
+class TrackingError(VaebenchError):
+    """A tracker the spec's `tracking:` section (or `--track`) names cannot be used here: its package
+    is not installed (the message gives the pip command for vaebench's extra), or the URI is bad.
+    Raised before anything is written. A tracker failing while runs train is no error: the run's row
+    records it (`tracking_error`)."""
+
+    exit_code = 2

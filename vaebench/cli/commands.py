@@ -32,6 +32,7 @@ from .options import (
     ResultsRoot,
     StorageUrl,
     Threads,
+    Track,
     bad_usage,
     console,
     fail,
@@ -98,6 +99,7 @@ def run(
     lpips_weights: Optional[Path] = LpipsWeights,
     quiet: bool = Quiet,
     plugin: Optional[list[str]] = Plugins,
+    track: Optional[list[str]] = Track,
 ) -> None:
     """Run (or resume) the sweep SPEC.yaml, with KEY=VALUE overrides of its keys (train.epochs=3
     seeds=[0] 'grid.objective.beta=[1,4]' study=my_try): one Optuna trial per grid cell x seed (or per
@@ -129,6 +131,8 @@ def run(
             workers_per_gpu=workers_per_gpu,
             device_option="--device",  # checked there, before anything is written
             overrides=overrides or [],
+            track=track or [],
+            track_option="--track",
         )
     except KeyboardInterrupt:  # Ctrl-C: the finished rows are kept; say how to resume, exit 130
         interrupted()
@@ -173,6 +177,7 @@ def worker(
     lpips_weights: Optional[Path] = LpipsWeights,
     quiet: bool = Quiet,
     plugin: Optional[list[str]] = Plugins,
+    track: Optional[list[str]] = Track,
     wait_seconds: float = typer.Option(
         0.0,
         "--wait-for-study",
@@ -203,6 +208,7 @@ def worker(
             download=download,
             wait_seconds=wait_seconds,
             command=command,
+            track=track or [],
         )
     except KeyboardInterrupt:  # Ctrl-C: the finished rows are kept; say how to resume, exit 130
         interrupted(started_by_run=COMMAND_ENV in os.environ)

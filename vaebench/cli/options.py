@@ -57,7 +57,9 @@ def load_plugin_options(modules: Optional[list[str]]) -> None:
 
 
 def fail(e: VaebenchError) -> None:
-    console.print(f"[bold red]error:[/] {e}", markup=True, highlight=False, soft_wrap=True)
+    from rich.markup import escape  # the message is plain text: `vaebench[mlflow]` is no markup
+
+    console.print(f"[bold red]error:[/] {escape(str(e))}", markup=True, highlight=False, soft_wrap=True)
     raise typer.Exit(e.exit_code)
 
 
@@ -99,6 +101,14 @@ def bad_usage(message: str) -> None:
     raise typer.Exit(2)
 
 
+Track = typer.Option(
+    None,
+    "--track",
+    metavar="URI",
+    help="mirror each run to a tracker, over the spec's `tracking:` section: an MLflow tracking URI "
+    "(sqlite:///mlflow.db, http://HOST:PORT, mlflow:URI; experiment = the study) or tensorboard:DIR; "
+    "repeatable; `none` turns tracking off",
+)
 StorageUrl = typer.Option(
     None,
     "--storage",

@@ -27,6 +27,9 @@ Columns (all rows of a study share one schema):
   validation_size and validation_checksum (of the held-out indices; 0 and null without a validation split),
   spec fingerprint, created_at (UTC); precision (the training steps' autocast dtype: fp32, bf16, fp16) and
   tf32 (whether TF32 matmuls/convolutions were allowed while training: CUDA with train.tf32 only)
+- tracking: tracking_error, only in the rows of runs mirrored to a tracker (the spec's `tracking:`
+  section, `--track`): null when every tracker took the run, else what failed ("mlflow: ...; ..."); a
+  tracker's failure never keeps a row from being written (vaebench/tracking/)
 """
 
 from __future__ import annotations
@@ -107,6 +110,7 @@ _BASE_TYPES: dict[str, pa.DataType] = {
     "config": pa.string(),
     "plugins": pa.list_(pa.struct([(k, pa.string()) for k in ("module", "distribution", "version", "source_sha256")])),
     "provenance_note": pa.string(),
+    "tracking_error": pa.string(),
 }
 
 BASE_COLUMNS = frozenset(_BASE_TYPES)  # the columns every row has, whatever its families and metrics
@@ -120,6 +124,26 @@ DTYPE_TO_ARROW: dict[str, pa.DataType] = {
     "list[int]": pa.list_(pa.int64()),
     "list[str]": pa.list_(pa.string()),
 }
+
+
+ROW_SCALARS = ("n_params", "epochs_completed", "train_seconds", "eval_seconds")  # the run's size and times
+
+
+def scalar_columns(row: dict[str, Any]) -> dict[str, float | int]:
+    """The row's scalar numbers by column name: every declared scalar metric column (the values and
+    the settings that qualify them, e.g. fid_samples) and the run's size and times (`ROW_SCALARS`).
+    Null and non-finite values and booleans are left out. What the trial's `m.*` attributes and the
+    trackers' final metrics show."""
+    names = [n for n, (_, c) in declared_columns().items() if c.dtype in ("float", "int")] + list(ROW_SCALARS)
+    out: dict[str, float | int] = {}
+    for name in names:
+        value = plain_json(row.get(name))
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            continue
+        out[name] = value
+    return out
 
 
 def metric_types() -> dict[str, pa.DataType]:

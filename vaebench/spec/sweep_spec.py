@@ -59,6 +59,7 @@ from .sections import (
     registered,
     without_operational,
 )
+from .tracking import TrackingConfig
 
 __all__ = [
     "SECTIONS",
@@ -78,6 +79,7 @@ __all__ = [
     "SearchTarget",
     "SpaceParam",
     "SweepSpec",
+    "TrackingConfig",
     "TrainConfig",
     "apply_params",
     "expand_grid",
@@ -106,6 +108,10 @@ class SweepSpec(RunConfig):
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     seeds: list[int] = Field(default_factory=lambda: [0])
     search: SearchConfig = Field(default_factory=SearchConfig)
+    tracking: TrackingConfig = Field(
+        default_factory=TrackingConfig,
+        description="where each run is mirrored (MLflow, TensorBoard); not part of the study's identity",
+    )
 
     @field_validator("study")
     @classmethod
@@ -220,9 +226,12 @@ class SweepSpec(RunConfig):
 
     def fingerprint(self) -> str:
         """Hash of what determines the study's runs: every non-default value but the description, the
-        operational fields (`sections.OPERATIONAL`: train.checkpoint_every) and the plugin list (which modules provide the families is provenance, recorded in every row)."""
+        operational fields (`sections.OPERATIONAL`: train.checkpoint_every), the plugin list (which modules provide the families is provenance, recorded in every row)
+        and the tracking section (where results are mirrored, not what is computed)."""
         return _digest(
-            without_operational(self.model_dump(mode="json", exclude={"description", "plugins"}, exclude_defaults=True))
+            without_operational(
+                self.model_dump(mode="json", exclude={"description", "plugins", "tracking"}, exclude_defaults=True)
+            )
         )
 
     def fixed_settings(self) -> dict[str, Any]:

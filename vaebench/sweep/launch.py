@@ -24,6 +24,9 @@ from ..runtime import stop
 from ..runtime.device import CUDA_VISIBLE_ENV, cpu_cores, gpu_slots
 
 WORKERS_ENV = "VAEBENCH_WORKERS"  # what `vaebench run --workers` defaults to
+# the tracking settings (JSON) `vaebench run` resolved from its spec and --track, for its worker
+# processes: they take it instead of the stored spec's `tracking:` (join.worker_tracking)
+TRACKING_ENV = "VAEBENCH_TRACKING"
 WORKER_LABEL_ENV = "VAEBENCH_WORKER_LABEL"  # w1, w2, ...: each worker process's label (`worker_env`)
 COMMAND_ENV = "VAEBENCH_COMMAND"  # set by `vaebench run --workers N` for its worker processes: the rows' command
 WAIT_SECONDS = 0.1  # how often the launcher looks whether a worker has ended

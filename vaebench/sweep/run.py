@@ -20,8 +20,8 @@ from ..errors import PREEMPTED_EXIT_CODE, Preempted, StudyError
 from ..runtime import stop
 from . import launch
 from .display import NoDisplay, SweepDisplay
-from .join import OpenedStudy, check_precisions
-from .launch import COMMAND_ENV
+from .join import OpenedStudy, check_precisions, resolve_tracking
+from .launch import COMMAND_ENV, TRACKING_ENV
 from .storage import DEFAULT_HEARTBEAT, open_store
 
 if TYPE_CHECKING:
@@ -50,11 +50,15 @@ def run_sweep(
     workers_per_gpu: Optional[int] = None,
     device_option: str = "device=",
     overrides: Overrides = None,
+    track: Iterable[str] = (),
+    track_option: str = "track=",
 ):
     """`run`, returning (final StudyStatus, whether every worker ended cleanly). `workers=0` creates
     (or checks) the study and starts no worker. What happens is shown on `display` (default: nothing).
     `overrides` (KEY=VALUE strings, or a mapping: spec/overrides.py) are set on the spec before it is
     validated; they are part of its identity, recorded with the study, in the command and the rows.
+    `track`: tracking URIs over the spec's `tracking:` section (spec/tracking.py; named `track_option`
+    in errors), given to every worker of this machine.
 
     This is the boundary of a sweep on this machine: the device (named `device_option` in errors)
     and the spec's training precisions on it are checked here, once, before anything is written,
@@ -73,6 +77,8 @@ def run_sweep(
     spec_path = Path(spec) if isinstance(spec, (str, Path)) else None
     spec = resolve_spec(spec, overrides, study)
     overrides = override_texts(overrides)
+    track = list(track)  # --track URIs over the spec's `tracking:`; a tracker not installed: exit 2 here
+    spec = spec.model_copy(update={"tracking": resolve_tracking(spec.tracking, track, track_option)})
     if dev.type != "cuda":  # on CUDA each worker checks before its first trial: no CUDA context in this process
         check_precisions(spec, dev)
     if workers_per_gpu is not None and (workers is not None or dev.type != "cuda"):
@@ -103,6 +109,7 @@ def run_sweep(
             if v
         ]
         + [f"--plugin {m}" for m in plugins]
+        + [f"--track {uri}" for uri in track]
         + (["--storage URL"] if storage else [])
     )
 
@@ -117,7 +124,8 @@ def run_sweep(
         argv = _worker_argv(
             spec.study, store, "cuda" if layout.gpus else device, data_root, download, list(plugins), wait
         )
-        return launch.start_workers(argv, layout, _worker_env(layout, command, spec_path))
+        env = {**_worker_env(layout, command, spec_path), TRACKING_ENV: spec.tracking.model_dump_json()}
+        return launch.start_workers(argv, layout, env)
 
     # A new study: every run is pending, so the layout is known now, and the workers start at once,
     # importing torch and vaebench while this process loads the data and creates the study, which

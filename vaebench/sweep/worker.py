@@ -32,11 +32,13 @@ from ..engine.train import EpochCallback
 from ..errors import Preempted
 from ..metrics import METRICS
 from ..results.fields import selection_loss
-from ..results.rows import has_row, plain_json, read_row, write_row
+from ..results.rows import has_row, plain_json, read_row, scalar_columns, write_row
 from ..results.status import RunStatus
 from ..runtime import stop
 from ..spec.samplers import grid_distribution, suggest, suggest_distribution
 from ..spec.sweep_spec import Run, SweepSpec, apply_params
+from ..spec.tracking import TrackingConfig
+from ..tracking import RunInfo, TrackedRun, Trackers, open_trackers
 from .leases import ATTR_FAIL, Heartbeat, TrialStorage, recover_stale_trials, release_trial
 from .storage import StudyStore
 from .study import STUDY_OVERRIDES, claim_next
@@ -44,7 +46,6 @@ from .trials import ATTR_EVALUATING, ATTR_LABELS, ATTR_ROW, ATTR_RUN_ID, decode_
 
 ATTR_CHECKPOINT = "checkpoint"  # the last checkpoint the run's trial wrote: {"path", "host", "epoch", "step"}
 ATTR_SCALAR_PREFIX = "m."  # m.recon_mse, m.fid, ...: one short user attribute per scalar of the row
-ROW_SCALARS = ("n_params", "epochs_completed", "train_seconds", "eval_seconds")
 
 
 @dataclass
@@ -73,14 +74,17 @@ def run_worker(
     device: torch.device,
     reporter: Reporter | None = None,
     command: str = "",
+    tracking: Optional[TrackingConfig] = None,
 ) -> WorkerSummary:
     """Claim and run trials until none is left, on `device` (checked by the caller, with the spec's
     precisions: join.py). One trial's failure never stops the worker. `command` (the invoking
-    command line) is stored with each row as provenance."""
+    command line) is stored with each row as provenance. Each run executed here is mirrored to the
+    trackers of `tracking` (default: the spec's `tracking:` section; vaebench/tracking/)."""
     reporter = reporter or Reporter()
     summary = WorkerSummary()
     overrides = tuple(study.user_attrs.get(STUDY_OVERRIDES, []))  # as the study's spec was made
     setting = Setting(spec, data, device, store.results_root, command, overrides)
+    trackers = open_trackers(spec.tracking if tracking is None else tracking, store.lock)
     METRICS.names()  # import the metric modules now, not inside the first trial's evaluation
     while True:
         if stop.requested():  # SIGTERM between trials (or during an evaluation): take no other
@@ -92,7 +96,7 @@ def run_worker(
                     continue
             break
         with Heartbeat.of(study, trial):
-            _run_trial(study, trial, setting, store, reporter, summary)
+            _run_trial(study, trial, setting, store, reporter, summary, trackers)
     return summary
 
 
@@ -103,8 +107,9 @@ def _run_trial(
     store: StudyStore,
     reporter: Reporter,
     summary: WorkerSummary,
+    trackers: Trackers,
 ) -> None:
-    spec, run_id = setting.spec, None
+    spec, run_id, tracked = setting.spec, None, TrackedRun()
     try:
         run = _run_of(study, trial, spec)
         run_id = run.run_id
@@ -116,16 +121,27 @@ def _run_trial(
                 report_epoch(trial, record)
         else:
             reporter.trial_start(trial.number, run_id, run.config, run.seed, labels=run.labels)
-            row = execute_run(run, setting, reporter, trial.number, _epoch_check(trial, spec), _attempt(study, trial))
+            tracked = trackers.start(RunInfo.of(run, spec, store.results_root))
+            row = execute_run(
+                run,
+                setting,
+                reporter,
+                trial.number,
+                _epoch_check(trial, spec, tracked),
+                _attempt(study, trial, tracked),
+            )
+            row = tracked.finish(row)  # never raises: a tracker's failure is recorded in the row
             write_row(store.results_root, spec.study, row)  # the row lands before the trial's final state
         remove_checkpoint(store.results_root, spec.study, run_id)  # the row is written: nothing to resume
         tell_result(study, trial, row, spec)
         reporter.trial_end(row)
         summary.add(RunStatus(row["status"]), run_id)
     except KeyboardInterrupt:
+        tracked.abort("interrupted")
         _fail_quietly(study, trial, "interrupted")
         raise
     except Preempted as e:  # SIGTERM: the checkpoint is written; hand the run to another worker at once
+        tracked.abort(f"preempted: {e}")
         release_trial(study, trial, f"preempted: {e}")
         raise
     except UpdateFinishedTrialError:  # declared stale while it ran (heartbeats lost): its retry owns the run
@@ -134,15 +150,17 @@ def _run_trial(
         )
     except Exception as e:  # a crash in one trial must not take the worker down
         reason = f"{type(e).__name__}: {e}"
+        tracked.abort(reason)
         _fail_quietly(study, trial, reason)
         summary.add(RunStatus.CRASHED, f"{run_id or f'trial {trial.number}'}: {reason}")
 
 
-def _attempt(study: optuna.Study, trial: optuna.Trial) -> Attempt:
+def _attempt(study: optuna.Study, trial: optuna.Trial, tracked: TrackedRun) -> Attempt:
     """This trial as an attempt of its run: the study's trials that have carried the run so far
     (this one included), the checkpoint an earlier one announced (the attribute a retry inherits),
-    and the hooks that report a resumed history, record each checkpoint on the trial and the metric
-    its run is being evaluated on (what `vaebench status` and the worker lines of `vaebench run` show)."""
+    and the hooks that report a resumed history (to the trial and the trackers), record each checkpoint
+    on the trial and the metric its run is being evaluated on (what `vaebench status` and the worker
+    lines of `vaebench run` show)."""
     run_id = trial.user_attrs.get(ATTR_RUN_ID)
     number = sum(
         1
@@ -153,6 +171,7 @@ def _attempt(study: optuna.Study, trial: optuna.Trial) -> Attempt:
     def resumed(history: list[dict]) -> None:  # the restored epochs: this trial's learning curve so far
         for record in history:
             report_epoch(trial, record)
+            tracked.epoch(record)
 
     return Attempt(
         number=max(number, 1),
@@ -231,12 +250,13 @@ def report_epoch(trial: optuna.Trial, record: dict) -> None:
         TrialStorage(trial.study).set_intermediate_value(trial, step, value)
 
 
-def _epoch_check(trial: optuna.Trial, spec: SweepSpec) -> EpochCallback:
-    """After every epoch: report it to the trial, then (with a pruner) ask whether to stop."""
+def _epoch_check(trial: optuna.Trial, spec: SweepSpec, tracked: TrackedRun) -> EpochCallback:
+    """After every epoch: report it to the trial and the trackers, then (with a pruner) ask whether to stop."""
     pruning = spec.search.pruner.name != "none"
 
     def check(record: dict) -> Optional[str]:
         report_epoch(trial, record)
+        tracked.epoch(record)
         if pruning and trial.should_prune():
             split, loss = selection_loss(record)
             return f"pruned by {spec.search.pruner.name} at epoch {record['epoch']} ({split} -ELBO {loss:.2f} nats)"
@@ -246,23 +266,10 @@ def _epoch_check(trial: optuna.Trial, spec: SweepSpec) -> EpochCallback:
 
 
 def scalar_attrs(row: dict) -> dict[str, float | int]:
-    """The row's scalar numbers as short trial attributes, `m.<column>`: every declared scalar metric
-    column (the values and the settings that qualify them, e.g. fid_samples) and the run's size and
-    times. Null and non-finite values are left out (a number column stays sortable in the dashboard).
-    The whole row stays in the `row` attribute (too long for the dashboard, which cuts it at 1,024
-    characters; `vaebench pull` and resumes read it)."""
-    from ..metrics import declared_columns
-
-    names = [n for n, (_, c) in declared_columns().items() if c.dtype in ("float", "int")] + list(ROW_SCALARS)
-    out: dict[str, float | int] = {}
-    for name in names:
-        value = plain_json(row.get(name))
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            continue
-        if isinstance(value, float) and not math.isfinite(value):
-            continue
-        out[ATTR_SCALAR_PREFIX + name] = value
-    return out
+    """The row's scalar numbers (`results.rows.scalar_columns`) as short trial attributes,
+    `m.<column>`. The whole row stays in the `row` attribute (too long for the dashboard, which cuts
+    it at 1,024 characters; `vaebench pull` and resumes read it)."""
+    return {ATTR_SCALAR_PREFIX + name: value for name, value in scalar_columns(row).items()}
 
 
 def _objective_values(row: dict, spec: SweepSpec) -> Optional[list[float]]:
