@@ -201,10 +201,11 @@ def _disentanglement_sentence(df: pd.DataFrame) -> str:
         prose("disentanglement_settings", samples=m, bins=b, sap_train=tr, sap_test=te, seed=seed)
         for m, b, tr, te, seed in sorted(settings)
     ]
-    dlib = has_values(ok, C.SAP_DLIB)
+    # which SAP convention(s) the rows hold: rows from before sap_dlib have vaebench's only
+    sap = prose("disentanglement_sap_both") if has_values(ok, C.SAP_DLIB) else prose("disentanglement_sap_by_kind")
     return prose(
         "disentanglement_measured",
-        sap=prose("disentanglement_sap_both" if dlib else "disentanglement_sap_by_kind"),
+        sap=sap,
         datasets=datasets,
         factors="; ".join(", ".join(f) for f in sorted(factors)),
         settings="; ".join(parts),
