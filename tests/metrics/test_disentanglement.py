@@ -483,9 +483,11 @@ def _codes(model, data):
 # the declared columns and the Arrow type each dtype is stored as (written out here, not read from vaebench)
 DECLARED = {
     C.MIG: "float",
+    C.SAP_DLIB: "float",
     C.SAP: "float",
     C.MIG_PER_FACTOR: "list[float]",
     C.SAP_PER_FACTOR: "list[float]",
+    C.SAP_DLIB_PER_FACTOR: "list[float]",
     C.DISENTANGLEMENT_FACTORS: "list[str]",
     C.MIG_SAMPLES: "int",
     C.MIG_BINS: "int",
@@ -587,8 +589,10 @@ def test_metric_end_to_end_on_tiny_shapes(tiny_shapes):
     assert set(out) == {
         C.MIG,
         C.SAP,
+        C.SAP_DLIB,
         C.MIG_PER_FACTOR,
         C.SAP_PER_FACTOR,
+        C.SAP_DLIB_PER_FACTOR,
         C.DISENTANGLEMENT_FACTORS,
         C.MIG_SAMPLES,
         C.MIG_BINS,
@@ -651,6 +655,10 @@ def test_metric_uses_the_seeded_subsets_and_stores_their_sizes(tiny_shapes):
     assert out[C.SAP_PER_FACTOR] == pytest.approx(
         list(sap_per_factor(codes[tr], factors[tr], codes[te], factors[te], cat)), abs=1e-12
     )
+    # disentanglement_lib's convention on the same images: an SVM for every factor, the latent as it is
+    dlib = sap_per_factor(codes[tr], factors[tr], codes[te], factors[te], True, standardize=False)
+    assert out[C.SAP_DLIB_PER_FACTOR] == pytest.approx(list(dlib), abs=1e-12)
+    assert out[C.SAP_DLIB] == pytest.approx(np.mean(dlib), abs=1e-12)
     # another seed, other images, other numbers; the evaluation seed does not matter
     other = evaluate(
         model, data, _run_cfg(TINY, {**eval_kw, "disentanglement_seed": 4}), seed=0, names=["disentanglement"]
@@ -689,8 +697,10 @@ def test_nothing_on_a_dataset_without_factors():
     assert set(out) == {
         C.MIG,
         C.SAP,
+        C.SAP_DLIB,
         C.MIG_PER_FACTOR,
         C.SAP_PER_FACTOR,
+        C.SAP_DLIB_PER_FACTOR,
         C.DISENTANGLEMENT_FACTORS,
         C.MIG_SAMPLES,
         C.MIG_BINS,

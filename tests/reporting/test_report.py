@@ -483,7 +483,7 @@ def test_disentanglement_study_gets_a_beta_table_per_latent_size_and_a_latent_ta
         "Reconstruction MSE (per pixel) ↓",
         "KL divergence (nats)",
         "Disentanglement: MIG ↑",
-        "SAP ↑",
+        "SAP (by kind) ↑",
         "Sample quality: FID of samples ↓",
         "n (runs)",
     ]
@@ -493,7 +493,7 @@ def test_disentanglement_study_gets_a_beta_table_per_latent_size_and_a_latent_ta
         f"{m:.3f} ± {half:.3f}" for m in (0.05, 0.20, 0.30)
     ]
     assert [c.best for c in column(beta5, "Disentanglement: MIG ↑")] == [False, False, True]
-    assert [c.text for c in column(beta5, "SAP ↑")][1] == f"0.150 ± {half:.3f}"
+    assert [c.text for c in column(beta5, "SAP (by kind) ↑")][1] == f"0.150 ± {half:.3f}"
     assert any(
         "MIG on 10,000 test images with 20 bins per latent, SAP fit on 5,000 and scored on 5,000" in n
         and "(shape, scale, orientation, x, y)" in n
@@ -517,11 +517,36 @@ def test_disentanglement_study_gets_a_beta_table_per_latent_size_and_a_latent_ta
     ]
     assert column(mig, "MIG x ↑")[0].text == f"0.100 ± {2 * half:.3f}"
     assert {c.text for c in column(mig, "MIG orientation ↑")} == {"0.000"}
-    assert "MIG ↑" in table(tables, "all_metrics").header and "SAP ↑" in table(tables, "all_metrics").header
+    assert "MIG ↑" in table(tables, "all_metrics").header and "SAP (by kind) ↑" in table(tables, "all_metrics").header
     text = render_study(df)
     assert "# Disentanglement (β-VAE and latent-dimension tables) — study `disentanglement`" in text
     assert "## β-VAE trade-offs (Latent dim = 10)" in text and "## Latent dimension impact (β = 10)" in text
     assert "`dataset.image_size=32`" in text  # the shapes grid is part of the fixed settings shown
+
+
+def test_rows_from_before_sap_dlib_say_their_sap_is_not_the_published_convention():
+    tables = study_tables(disentanglement_rows(D_CELLS))
+    notes = " ".join(table(tables, "beta_tradeoffs.latent_dim=5").notes)
+    assert "vaebench's convention by factor kind" in notes and "not comparable with published SAP" in notes
+    assert "SAP (dlib)" not in " ".join(h for t in tables for h in t.header)
+
+
+def test_rows_with_sap_dlib_show_both_conventions_each_named():
+    df = disentanglement_rows(D_CELLS)
+    df["sap_dlib"] = df["sap"] / 20
+    df["sap_dlib_per_factor"] = [[v / 20 for v in lst] for lst in df["sap_per_factor"]]
+    tables = study_tables(df)
+    assert [t.key for t in tables][-4:] == ["mig_per_factor", "sap_dlib_per_factor", "sap_per_factor", "all_metrics"]
+    beta5 = table(tables, "beta_tradeoffs.latent_dim=5")
+    assert beta5.header[3:6] == ["Disentanglement: MIG ↑", "SAP (dlib) ↑", "SAP (by kind) ↑"]
+    half = stats.t.ppf(0.975, SEEDS - 1) * 0.0005 / math.sqrt(SEEDS)
+    assert [c.text for c in column(beta5, "SAP (dlib) ↑")][1] == f"0.007 ± {half:.3f}"  # 0.15 / 20
+    notes = " ".join(beta5.notes)
+    assert "\"SAP (dlib)\", disentanglement_lib's and published numbers'" in notes and '"SAP (by kind)"' in notes
+    assert table(tables, "sap_dlib_per_factor").header[3] == "SAP (dlib) shape ↑"
+    assert table(tables, "sap_per_factor").header[3] == "SAP (by kind) shape ↑"
+    header = table(tables, "all_metrics").header
+    assert header.index("SAP (dlib) ↑") + 1 == header.index("SAP (by kind) ↑")
 
 
 def test_a_beta_study_on_shapes_fills_the_disentanglement_column():

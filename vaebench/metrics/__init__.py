@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
 def _load_builtin_metrics() -> None:
     """Import the built-in metric modules; each registers its metrics on import."""
-    from . import codebook, disentanglement, fid, latent, layers, likelihood, perceptual, recon  # noqa: F401
+    from . import codebook, disentanglement, factor_scores, fid, latent, layers, likelihood, perceptual, recon  # noqa: F401
 
 
 METRICS.on_first_use(_load_builtin_metrics)

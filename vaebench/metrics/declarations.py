@@ -66,7 +66,17 @@ METRICS_SKIPPED = "metrics_skipped"  # list: "metric: reason" per metric not app
 EVAL_SECONDS_PREFIX = "eval_seconds_"  # eval_seconds_<metric>: wall seconds of each metric
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
-BUILTIN_MODULES = ("codebook", "disentanglement", "fid", "latent", "layers", "likelihood", "perceptual", "recon")
+BUILTIN_MODULES = (
+    "codebook",
+    "disentanglement",
+    "factor_scores",
+    "fid",
+    "latent",
+    "layers",
+    "likelihood",
+    "perceptual",
+    "recon",
+)
 
 
 class MetricDeclarationError(VaebenchError, ValueError):

@@ -91,10 +91,11 @@ LEADING_METRICS = (
     C.NLL_IS,
     C.ACTIVE_UNITS,
     C.MIG,
+    C.SAP_DLIB,
     C.SAP,
 )
 # Columns only some datasets can have (ground-truth factors): left out of a table whose rows lack them.
-OPTIONAL_COLUMNS = frozenset({C.MIG, C.SAP})
+OPTIONAL_COLUMNS = frozenset({C.MIG, C.SAP_DLIB, C.SAP})
 # Number format (mean and CI half-width) of the built-in metric columns; other columns: DEFAULT_FORMAT.
 METRIC_FORMATS = {
     C.RECON_MSE: ".4f",
@@ -108,6 +109,7 @@ METRIC_FORMATS = {
     C.ACTIVE_UNITS: ".1f",
     C.MIG: ".3f",
     C.SAP: ".3f",
+    C.SAP_DLIB: ".3f",
     C.KID: ".4f",
     C.IS: ".2f",
     C.CODEBOOK_PERPLEXITY: ".1f",

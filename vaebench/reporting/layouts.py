@@ -201,8 +201,11 @@ def _disentanglement_sentence(df: pd.DataFrame) -> str:
         prose("disentanglement_settings", samples=m, bins=b, sap_train=tr, sap_test=te, seed=seed)
         for m, b, tr, te, seed in sorted(settings)
     ]
+    # which SAP convention(s) the rows hold: rows from before sap_dlib have vaebench's only
+    sap = prose("disentanglement_sap_both") if has_values(ok, C.SAP_DLIB) else prose("disentanglement_sap_by_kind")
     return prose(
         "disentanglement_measured",
+        sap=sap,
         datasets=datasets,
         factors="; ".join(", ".join(f) for f in sorted(factors)),
         settings="; ".join(parts),
@@ -215,9 +218,13 @@ def _disentanglement_columns(columns: list[TableColumn], summary: pd.DataFrame, 
     how they were measured), else kept as "not measured" (with a note pointing to the sweep)."""
     if not is_measured(summary, C.MIG):
         return columns, prose("disentanglement_not_measured", sweep=DISENTANGLEMENT_SWEEP)
+    # disentanglement_lib's SAP (comparable with published numbers) first where the rows have it; then
+    # vaebench's SAP by factor kind, the one of rows from before it (each labelled with its convention)
+    saps = [relabel(C.SAP_DLIB, "SAP (dlib)")] if is_measured(summary, C.SAP_DLIB) else []
+    saps.append(relabel(C.SAP, "SAP (by kind)"))
     out = []
     for c in columns:
-        out += [relabel(C.MIG, "Disentanglement: MIG"), relabel(C.SAP, "SAP")] if c.key == DISENTANGLEMENT else [c]
+        out += [relabel(C.MIG, "Disentanglement: MIG"), *saps] if c.key == DISENTANGLEMENT else [c]
     return out, _disentanglement_sentence(df)
 
 
@@ -288,7 +295,9 @@ def all_metrics_table(summary: pd.DataFrame, grid_keys: list[str], layout: Layou
     return summary_table("all_metrics", ALL_METRICS_TITLE, summary, grid_keys, columns, layout, notes)
 
 
-PER_FACTOR = {C.MIG: C.MIG_PER_FACTOR, C.SAP: C.SAP_PER_FACTOR}
+PER_FACTOR = {C.MIG: C.MIG_PER_FACTOR, C.SAP_DLIB: C.SAP_DLIB_PER_FACTOR, C.SAP: C.SAP_PER_FACTOR}
+# the two SAPs are named with their convention (their labels' parenthesis is not a unit)
+PER_FACTOR_NAMES = {C.SAP_DLIB: "SAP (dlib)", C.SAP: "SAP (by kind)"}
 
 
 def per_factor_tables(df: pd.DataFrame, grid_keys: list[str]) -> list[ReportTable]:
@@ -299,7 +308,9 @@ def per_factor_tables(df: pd.DataFrame, grid_keys: list[str]) -> list[ReportTabl
     names = list(ok[C.DISENTANGLEMENT_FACTORS].dropna().iloc[0])
     tables = []
     for metric, lists in PER_FACTOR.items():
-        name = COLUMNS[metric].name
+        if not has_values(ok, lists):  # sap_dlib: not in rows from before it
+            continue
+        name = PER_FACTOR_NAMES.get(metric, COLUMNS[metric].name)
         derived = list_items(ok[lists], metric, names)
         columns = [COLUMNS[metric]] + [TableColumn(k, f"{name} {n}", ".3f", "↑") for k, n in zip(derived, names)]
         summary = summarize(ok.assign(**derived), grid_keys, columns)
