@@ -84,6 +84,7 @@ def run(
     download: bool = True,
     plugins: Iterable[str] = (),
     overrides=None,
+    track: Iterable[str] = (),
     quiet: Optional[bool] = None,
     console=None,
     **unknown,
@@ -109,6 +110,9 @@ def run(
         overrides: KEY=VALUE strings (`["train.epochs=3"]`) or a mapping (`{"train.epochs": 3}`), set
             on the spec before it is validated, as on the command line; they are part of the study's
             identity and recorded in its rows.
+        track: tracking URIs over the spec's `tracking:` section, as `--track`: `tensorboard:DIR`, an
+            MLflow tracking URI (`sqlite:///mlflow.db`, `http://HOST:PORT`), or `none`; a tracker not
+            installed raises `TrackingError` (with the pip command of its extra) before anything is written.
         quiet: show nothing (True) or the progress (False): live bars on a terminal or in a notebook
             with ipywidgets installed, else a line per finished run. Default: the progress in a
             Jupyter notebook or when a `console` is given, nothing elsewhere (a script).
@@ -130,6 +134,7 @@ def run(
         raise TypeError("vaebench.run() needs a spec: a YAML path, a spec mapping or a SweepSpec")
     options = dict(study=study, threads=threads, workers_per_gpu=workers_per_gpu, heartbeat=heartbeat)
     options.update(data_root=data_root, device=device, download=download, plugins=plugins, overrides=overrides)
+    options.update(track=track, track_option="track=")
     display = _run_display(quiet, console)
     status, _ = run_sweep(spec, workers=workers, results=results, storage=storage, display=display, **options)
     return status

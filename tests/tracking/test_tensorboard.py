@@ -45,3 +45,19 @@ def test_each_run_has_its_event_files_with_epochs_final_metrics_and_hparams(tmp_
         start = next(d.session_start_info for d in data.values() if d.HasField("session_start_info"))
         assert start.hparams["objective.beta"].number_value == run.config.objective.beta
         assert start.hparams["seed"].number_value == 0
+
+
+def test_the_python_api_takes_track_uris_as_the_command_does(tmp_path):
+    import vaebench
+
+    spec, _ = write_spec(tmp_path, "tb_api", seeds=[0], grid={"objective.beta": [1]}, train={"epochs": 2})
+    board = tmp_path / "tb"
+    status = vaebench.run(spec, workers=1, results=tmp_path / "results", track=[f"tensorboard:{board}"])
+    assert status.done == status.total == 1
+    (run,) = spec.runs()
+    acc = EventAccumulator(str(board / "tb_api" / run.run_id))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("epoch/train_loss")] == [1, 2]
+    with pytest.raises(vaebench.VaebenchError, match="track= none turns tracking off: give it alone"):
+        vaebench.run(spec, workers=1, results=tmp_path / "other", track=["none", f"tensorboard:{board}"])
+    assert not (tmp_path / "other").exists()

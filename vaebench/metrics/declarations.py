@@ -273,12 +273,26 @@ def register_metric(
     doc: Optional[str] = None,
     settings: Optional[type] = None,
 ):
-    """Register a metric: `@register_metric("name", columns=[Column(...), ...], options=Model)` on its
-    compute function `(ctx) -> dict` (returned unchanged). Checks the declaration: columns declared,
-    none declared by another metric, valid dtypes and directions, an options model that forbids
-    unknown keys and defaults every field. `doc` defaults to the function's docstring's first paragraph.
-    `settings` (instead of `options`): an `eval_settings` model, for the built-in metrics whose
-    options are `eval:` settings."""
+    """Register a metric: a decorator for its compute function `(ctx) -> dict`, one value per column.
+
+    Parameters:
+        name: the metric's name (what `eval.metrics` lists and `eval.<name>:` configures).
+        columns: its `Column`s (name, dtype, unit, direction, label, doc); none declared by another metric.
+        options: a pydantic model of its `eval.<name>:` options (it must forbid unknown keys and default
+            every field), read in the compute function as `ctx.options`.
+        doc: one line for the docs and reports (default: the first paragraph of the function's docstring).
+        settings: instead of `options`, an `eval_settings` model, for the built-in metrics whose options
+            are `eval:` settings.
+
+    Returns:
+        the decorator, which registers the function and returns it unchanged. A bad declaration (an
+        undeclared or taken column, a bad dtype or direction) raises when it is registered.
+
+    Example:
+        >>> @vaebench.register_metric("mean_pixel", columns=[vaebench.Column("mean_pixel", "float", unit="")])
+        ... def mean_pixel(ctx):
+        ...     return {"mean_pixel": float(ctx.x.mean())}
+    """
 
     def decorate(compute: Callable[[Any], dict]) -> Callable[[Any], dict]:
         doc_ = doc or _first_line(compute.__doc__)
