@@ -29,6 +29,7 @@ from vaebench.spec.sweep_spec import RunConfig, load_spec
 from vaebench.sweep.storage import StudyStore
 from vaebench.sweep.study import claim_next, open_study, study_status
 from vaebench.sweep.worker import _attempt, report_epoch
+from vaebench.tracking import TrackedRun
 
 runner = CliRunner()
 FAST_EVAL = {"fid_extractor": None, "nll_examples": 50, "nll_k": 10}
@@ -241,7 +242,7 @@ def test_status_estimates_the_time_left_from_epochs_before_any_trial_completes(t
     run = spec.runs()[trial.number]
     assert f"run {run.run_id} (beta={run.labels['objective.beta']:g}, seed {run.seed}) on " in r.stdout
     # trained: the worker's hook records the metric being evaluated on the trial; status shows the phase
-    _attempt(study, trial).evaluating("likelihood")
+    _attempt(study, trial, TrackedRun()).evaluating("likelihood")
     assert study_status(study).running_evaluating == ["likelihood"]
     r = cli("status", "--results", str(results), "--study", "tiny")
     assert "evaluating likelihood" in r.stdout and "epoch 1/4" not in r.stdout, r.stdout
