@@ -83,7 +83,7 @@ def paper_limits(df: pd.DataFrame) -> list[str]:
         & (_param(ok, "objective.likelihood", "bernoulli") == "bernoulli")
     )
     if grey.any():
-        which = "" if grey.all() else prose("paper_limits_some", runs=int(grey.sum()), total=len(ok))
+        which = "" if grey.all() else prose("paper_limits_some", runs=int(grey.sum()), total=len(ok)) + " "
         notes.append(prose("paper_limits_grey_mnist", which=which))
     extractors = sorted(ok[C.FID_EXTRACTOR].dropna().unique()) if C.FID_EXTRACTOR in ok else []
     classifier = [e for e in extractors if str(e).startswith(CLASSIFIER_EXTRACTOR)]
