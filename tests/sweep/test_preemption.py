@@ -236,6 +236,11 @@ def test_on_postgresql_another_results_folder_does_not_find_the_checkpoint_and_r
 # --------------------------------------------------------------------------- Ctrl-C (SIGINT)
 
 
+# Runs long enough that the signal lands mid-run on a fast machine too (40 epochs of digits can finish
+# between the poll that sees the first epoch and the signal); a checkpoint every 50 epochs
+INTERRUPTIBLE = {**SPEC, "train": {**SPEC["train"], "epochs": 1000, "checkpoint_every": 50}}
+
+
 def _rows_on_disk(results, study) -> dict:
     """The row files of a study, by name, with their bytes."""
     return {p.name: p.read_bytes() for p in (results / study / "runs").glob("*.parquet")}
@@ -243,7 +248,7 @@ def _rows_on_disk(results, study) -> dict:
 
 @pytest.mark.slow
 def test_ctrl_c_on_vaebench_run_keeps_the_finished_rows_says_how_to_resume_and_exits_130(tmp_path):
-    spec, path = _write(tmp_path, {**LONG, "seeds": [0, 1]}, f"i{uuid.uuid4().hex[:8]}")
+    spec, path = _write(tmp_path, {**INTERRUPTIBLE, "seeds": [0, 1]}, f"i{uuid.uuid4().hex[:8]}")
     results = tmp_path / "results"
     parent = _cli("run", str(path), "--workers", "1", "--threads", "1", results=results, popen=True)
     finished = _wait_for(lambda: _rows_on_disk(results, spec.study), "a finished row")
@@ -273,7 +278,7 @@ def test_ctrl_c_on_vaebench_run_keeps_the_finished_rows_says_how_to_resume_and_e
 
 @pytest.mark.slow
 def test_ctrl_c_on_vaebench_worker_says_how_to_resume_and_exits_130(tmp_path):
-    spec, path = _write(tmp_path, {**LONG, "seeds": [0]}, f"j{uuid.uuid4().hex[:8]}")
+    spec, path = _write(tmp_path, {**INTERRUPTIBLE, "seeds": [0]}, f"j{uuid.uuid4().hex[:8]}")
     results = tmp_path / "results"
     assert _cli("run", str(path), "--workers", "0", results=results).returncode == 0  # the study, no worker
     worker = _cli("worker", "--study", spec.study, "--threads", "1", results=results, popen=True)
