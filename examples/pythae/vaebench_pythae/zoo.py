@@ -1,0 +1,112 @@
+"""Which pythae models the `pythae` family runs, and why the others are refused.
+
+One table, `ZOO`: a pythae model name -> a `ZooEntry` (what its encoder outputs, its prior, the
+networks it takes) or a refusal (the reason, said at spec time). The adapter's README prints the
+same table for readers; `tests/models/test_pythae.py` checks that the two agree.
+
+Kinds of encoder (pythae's own split, which the benchmark networks follow):
+
+- `vae`: `embedding` and `log_covariance`, the diagonal-Gaussian q(z|x) vaebench's interface asks
+  of `encode`, so every vaebench metric applies.
+
+Every other pythae model is refused with the reason: those whose posterior is not a diagonal
+Gaussian (flows, hyperspherical, hyperbolic, Hamiltonian, VQ, deterministic autoencoders) need their
+own importance weights and one-sample ELBO terms before vaebench's metrics can read them, and those
+trained by pythae's adversarial or coupled-optimizer trainers need their optimizer steps reproduced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """A pythae model as the `pythae` family sees it.
+
+    `config`: the name of its config class in `pythae.models`; `encoder`: the kind of encoder
+    output (see the module docstring); `prior`: `normal` (N(0, I)) or `vamp` (pythae's VampPrior,
+    a mixture of the posteriors at learned pseudo-inputs); `loss`: what pythae's `forward(...).loss`
+    is, in words (the README's table); `refused`: the reason, for a model the family refuses."""
+
+    config: str
+    encoder: Literal["vae"] = "vae"
+    prior: Literal["normal", "vamp"] = "normal"
+    loss: str = ""
+    refused: Optional[str] = None
+
+
+_NOT_GAUSSIAN = (
+    "its posterior is not a diagonal Gaussian ({what}): the adapter does not yet provide its importance "
+    "weights and one-sample ELBO terms, without which vaebench's NLL and -ELBO would be wrong"
+)
+_TRAINER = "pythae trains it with its {trainer} ({why}), whose optimizer steps the adapter does not reproduce"
+
+ZOO: dict[str, ZooEntry] = {
+    "VAE": ZooEntry("VAEConfig", loss="-ELBO, mean over the batch (nats per example)"),
+    "BetaVAE": ZooEntry("BetaVAEConfig", loss="recon + beta * KL, mean over the batch"),
+    "BetaTCVAE": ZooEntry(
+        "BetaTCVAEConfig", loss="recon + alpha MI + beta TC + gamma dimension-wise KL (minibatch estimates)"
+    ),
+    "DisentangledBetaVAE": ZooEntry(
+        "DisentangledBetaVAEConfig", loss="recon + beta |KL - C(epoch)| (Burgess et al. capacity annealing)"
+    ),
+    "IWAE": ZooEntry(
+        "IWAEConfig",
+        loss="the IWAE surrogate -sum_j w~_j log w_j (its gradient is the IWAE bound's; its value is not the bound)",
+    ),
+    "CIWAE": ZooEntry("CIWAEConfig", loss="beta * ELBO + (1 - beta) * IWAE bound, negated"),
+    "MIWAE": ZooEntry("MIWAEConfig", loss="the MIWAE surrogate (number_gradient_estimates IWAE bounds)"),
+    "INFOVAE_MMD": ZooEntry("INFOVAE_MMD_Config", loss="recon + (1 - alpha) KL + (alpha + lbd - 1) MMD"),
+    "MSSSIM_VAE": ZooEntry(
+        "MSSSIM_VAEConfig",
+        loss="MS-SSIM reconstruction + beta * KL: not a likelihood; objective.likelihood scores it for evaluation only",
+    ),
+    "VAMP": ZooEntry("VAMPConfig", prior="vamp", loss="-ELBO with the VampPrior (Monte Carlo KL), mean over the batch"),
+    # refused
+    "AE": ZooEntry("AEConfig", refused=_NOT_GAUSSIAN.format(what="a deterministic autoencoder")),
+    "WAE_MMD": ZooEntry("WAE_MMD_Config", refused=_NOT_GAUSSIAN.format(what="a deterministic encoder")),
+    "RAE_GP": ZooEntry("RAE_GP_Config", refused=_NOT_GAUSSIAN.format(what="a deterministic encoder")),
+    "VQVAE": ZooEntry("VQVAEConfig", refused=_NOT_GAUSSIAN.format(what="a vector-quantized code")),
+    "SVAE": ZooEntry("SVAEConfig", refused=_NOT_GAUSSIAN.format(what="von Mises-Fisher on the hypersphere")),
+    "PoincareVAE": ZooEntry(
+        "PoincareVAEConfig", refused=_NOT_GAUSSIAN.format(what="a distribution on the Poincare ball")
+    ),
+    "VAE_IAF": ZooEntry("VAE_IAF_Config", refused=_NOT_GAUSSIAN.format(what="an inverse autoregressive flow")),
+    "VAE_LinNF": ZooEntry("VAE_LinNF_Config", refused=_NOT_GAUSSIAN.format(what="planar/radial flows")),
+    "HVAE": ZooEntry("HVAEConfig", refused=_NOT_GAUSSIAN.format(what="Hamiltonian flow")),
+    "RHVAE": ZooEntry(
+        "RHVAEConfig",
+        refused=_NOT_GAUSSIAN.format(what="Riemannian Hamiltonian flow")
+        + "; it also updates its metric at the end of every epoch (model.update())",
+    ),
+    "RAE_L2": ZooEntry(
+        "RAE_L2_Config",
+        refused=_TRAINER.format(trainer="CoupledOptimizerTrainer", why="the decoder's own weight decay"),
+    ),
+    "PIWAE": ZooEntry(
+        "PIWAEConfig",
+        refused=_TRAINER.format(trainer="CoupledOptimizerTrainer", why="encoder and decoder step on different bounds"),
+    ),
+    "Adversarial_AE": ZooEntry(
+        "Adversarial_AE_Config",
+        refused=_TRAINER.format(trainer="AdversarialTrainer", why="a discriminator with its own optimizer"),
+    ),
+    "FactorVAE": ZooEntry(
+        "FactorVAEConfig",
+        refused=_TRAINER.format(trainer="AdversarialTrainer", why="a total-correlation discriminator"),
+    ),
+    "VAEGAN": ZooEntry(
+        "VAEGANConfig",
+        refused=_TRAINER.format(
+            trainer="CoupledOptimizerAdversarialTrainer", why="encoder, decoder and discriminator optimizers"
+        ),
+    ),
+}
+
+SUPPORTED = tuple(name for name, entry in ZOO.items() if entry.refused is None)
+
+# Config keys vaebench sets itself: the shapes come from the spec and the dataset, the networks
+# from `networks:`; `reconstruction_loss` is checked against objective.likelihood instead.
+SET_BY_VAEBENCH = ("input_dim", "latent_dim", "uses_default_encoder", "uses_default_decoder", "name")
