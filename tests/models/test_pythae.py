@@ -1,0 +1,240 @@
+"""The example plugin examples/pythae (pythae's models as the family `pythae`): its spec checks
+(config keys against pythae's config classes, the likelihood against pythae's reconstruction
+loss, refused models with their reason), the interface read from pythae's networks (logits before
+the sigmoid, VAMP's prior), and vaebench's importance-sampled NLL against pythae's own `get_nll`.
+
+pythae is a dependency of the plugin (CI installs it with `-e examples/pythae`); the plugin's folder
+goes on sys.path here, as for examples/vampprior, so the tests also run from a checkout."""
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+REPO = Path(__file__).resolve().parents[2]
+PLUGIN_ROOT = REPO / "examples" / "pythae"
+PKG = "vaebench_pythae"
+F64 = torch.float64
+if str(PLUGIN_ROOT) not in sys.path:
+    sys.path.insert(0, str(PLUGIN_ROOT))
+
+from pythae.data.datasets import DatasetOutput  # noqa: E402
+from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal  # noqa: E402
+
+from vaebench.data import load_dataset  # noqa: E402
+from vaebench.errors import SpecError  # noqa: E402
+from vaebench.metrics import EvalContext  # noqa: E402
+from vaebench.metrics.likelihood import nll_per_image  # noqa: E402
+from vaebench.models import build_model  # noqa: E402
+from vaebench.objectives.likelihoods import build_likelihood  # noqa: E402
+from vaebench.spec.sweep_spec import RunConfig, parse_spec  # noqa: E402
+from vaebench_pythae.zoo import SUPPORTED, ZOO  # noqa: E402
+
+
+def _run_config(model: dict, objective: dict | None = None, dataset: str = "digits") -> RunConfig:
+    return RunConfig.model_validate(
+        {"dataset": {"name": dataset}, "model": {"name": "pythae", **model}, "objective": objective or {}}
+    )
+
+
+def _spec_error(model: dict, objective: dict | None = None, dataset: str = "digits") -> str:
+    spec = {
+        "study": "pythae_bad",
+        "plugins": [PKG],
+        "dataset": {"name": dataset},
+        "model": {"name": "pythae", **model},
+        "objective": objective or {},
+        "seeds": [0],
+    }
+    with pytest.raises(SpecError) as e:
+        parse_spec(spec).runs()
+    return " ".join(str(e.value).split())
+
+
+def _build(model: dict, objective: dict | None = None, shape=(1, 8, 8), seed: int = 0):
+    cfg = _run_config(model, objective)
+    torch.manual_seed(seed)
+    return build_model(cfg.model, shape, build_likelihood(cfg.objective)), cfg
+
+
+# -- the spec: model names, config keys, the likelihood -------------------------------------------
+
+
+def test_the_family_is_registered_with_the_supported_models():
+    from vaebench.models import MODELS
+
+    assert "pythae" in MODELS.names()
+    assert {"VAE", "BetaTCVAE", "IWAE", "VAMP", "INFOVAE_MMD"} <= set(SUPPORTED)
+    cfg = _run_config({"model": "BetaTCVAE", "config": {"beta": 6, "alpha": 1}})
+    assert cfg.model.model == "BetaTCVAE" and cfg.model.config == '{"alpha": 1, "beta": 6}'  # canonical JSON
+
+
+@pytest.mark.parametrize(
+    "model, expected",
+    [
+        (
+            {"model": "BetaTCVAE", "config": {"betta": 6}},
+            "config key 'betta' is not an option of pythae's BetaTCVAEConfig. Did you mean 'beta'? "
+            "Valid: alpha, beta, gamma, reconstruction_loss, use_mss",
+        ),
+        (
+            {"model": "BetaTCVAE", "config": {"beta": "six"}},
+            "pythae's BetaTCVAEConfig refuses config key 'beta': Input should be a valid number",
+        ),
+        ({"model": "IWAE", "config": {"latent_dim": 3}}, "config key 'latent_dim' is set by vaebench"),
+        ({"model": "VAE", "config": [1, 2]}, "config must be a mapping of pythae config keys"),
+        ({"model": "BetaTCVA"}, "'BetaTCVA' is not a pythae model the adapter knows. Did you mean 'BetaTCVAE'?"),
+        ({"model": "VAEGAN"}, "pythae model 'VAEGAN' is not supported: pythae trains it with its "),
+        ({"model": "FactorVAE"}, "AdversarialTrainer (a total-correlation discriminator)"),
+        ({"model": "SVAE"}, "its posterior is not a diagonal Gaussian (von Mises-Fisher on the hypersphere)"),
+        ({"model": "VAE", "networks": "mnist_cnn"}, "Input should be 'default', 'mnist_conv' or 'mnist_resnet'"),
+    ],
+)
+def test_spec_errors_name_the_key_and_the_reason(model, expected):
+    assert expected in _spec_error(model)
+
+
+def test_every_refused_model_has_a_reason_and_every_zoo_name_is_a_pythae_model():
+    import pythae.models
+
+    for name, entry in ZOO.items():
+        assert isinstance(getattr(pythae.models, name), type) and isinstance(getattr(pythae.models, entry.config), type)
+        assert (name in SUPPORTED) == (entry.refused is None)
+
+
+# -- the interface: logits before the sigmoid, the prior ------------------------------------------
+
+
+def test_decode_gives_the_logits_of_pythaes_reconstruction_and_the_bce_of_pythaes_loss():
+    model, _ = _build({"model": "VAE", "latent_dim": 4})
+    net = model.net.eval()
+    z = torch.randn(64, 4)
+    logits = model.decode(z)  # (B, 1, 8, 8)
+    probs = net.decoder(z)["reconstruction"]
+    assert logits.shape == (64, 1, 8, 8)
+    torch.testing.assert_close(torch.sigmoid(logits), probs, rtol=0, atol=1e-6)
+    x = torch.rand(64, 1, 8, 8)
+    pythae_bce = F.binary_cross_entropy(probs.flatten(1), x.flatten(1), reduction="none").sum(1)
+    torch.testing.assert_close(model.likelihood.nll(logits, x), pythae_bce, rtol=1e-5, atol=1e-4)
+
+
+def test_the_one_sample_elbo_is_pythaes_vae_loss_at_the_same_noise():
+    model, _ = _build({"model": "VAE", "latent_dim": 4})
+    model.eval()
+    x = torch.rand(32, 1, 8, 8)
+    torch.manual_seed(3)
+    out = model.net(DatasetOutput(data=x))
+    torch.manual_seed(3)
+    t = model.elbo_terms(x)
+    # pythae's loss is the batch mean of its per-example -ELBO, recon_loss and reg_loss the means of its terms
+    assert t.recon.mean().item() == pytest.approx(out.recon_loss.item(), rel=1e-5)
+    assert t.kl.sum(1).mean().item() == pytest.approx(out.reg_loss.item(), rel=1e-5)
+    assert (t.recon + t.kl.sum(1)).mean().item() == pytest.approx(out.loss.item(), rel=1e-5)
+
+
+def test_mse_reads_the_mean_and_matches_a_unit_variance_gaussian():
+    model, _ = _build({"model": "VAE", "latent_dim": 4}, {"likelihood": "gaussian", "variance": 1.0})
+    assert model.net.model_config.reconstruction_loss == "mse"
+    z, x = torch.randn(8, 4), torch.rand(8, 1, 8, 8)
+    mean = model.decode(z)
+    torch.testing.assert_close(mean, model.net.decoder(z)["reconstruction"])
+    pythae_mse = 0.5 * (mean - x).pow(2).flatten(1).sum(1)  # pythae's recon_loss, without the constant
+    torch.testing.assert_close(model.likelihood.nll(mean, x), pythae_mse + 32 * math.log(2 * math.pi))
+
+
+def test_vamps_prior_is_the_mixture_of_its_pseudo_input_posteriors():
+    model, _ = _build({"model": "VAMP", "latent_dim": 3, "config": {"number_components": 7}})
+    model.eval()
+    mu, logvar = model._components()  # (K, D)
+    assert mu.shape == (7, 3)
+    mixture = MixtureSameFamily(
+        Categorical(logits=torch.zeros(7)), Independent(Normal(mu.detach(), torch.exp(0.5 * logvar.detach())), 1)
+    )
+    z = torch.randn(5, 11, 3) * 2
+    torch.testing.assert_close(model.log_prior(z), mixture.log_prob(z), rtol=1e-5, atol=1e-4)
+    gen = torch.Generator().manual_seed(0)
+    samples = model.sample_prior(20000, gen)
+    torch.testing.assert_close(samples.mean(0), mixture.mean, atol=0.05, rtol=0)
+    # the KL column: log q(z|x) - log p(z) at the sample, pythae's VAMP KLD per example
+    x = torch.rand(6, 1, 8, 8)
+    torch.manual_seed(1)
+    out = model.net(DatasetOutput(data=x))
+    torch.manual_seed(1)
+    t = model.elbo_terms(x)
+    assert t.kl.shape == (6, 1)
+    assert t.kl.mean().item() == pytest.approx(out.reg_loss.item(), rel=1e-4, abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    "objective, model, expected",
+    [
+        ({"likelihood": "laplace"}, {}, "objective.likelihood 'laplace' has no pythae reconstruction loss"),
+        ({"likelihood": "gaussian"}, {}, "the Gaussian likelihood with variance 1; objective.variance is 0.5"),
+        (
+            {"likelihood": "bernoulli"},
+            {"config": {"reconstruction_loss": "mse"}},
+            "model.config.reconstruction_loss 'mse' does not match objective.likelihood 'bernoulli'",
+        ),
+    ],
+)
+def test_a_likelihood_pythae_has_no_loss_for_is_refused(objective, model, expected):
+    with pytest.raises(ValueError, match=None) as e:
+        _build({"model": "VAE", **model}, objective)
+    assert expected in str(e.value)
+
+
+def test_the_benchmark_networks_need_mnist_shaped_images():
+    with pytest.raises(ValueError) as e:
+        _build({"model": "VAE", "networks": "mnist_conv"})
+    assert "networks 'mnist_conv' are pythae's MNIST benchmark networks, for 1x28x28 images" in str(e.value)
+    model, _ = _build({"model": "BetaTCVAE", "networks": "mnist_resnet", "latent_dim": 4}, shape=(1, 28, 28))
+    assert type(model.net.encoder).__name__ == "Encoder_ResNet_VAE_MNIST"
+    assert model.decode(torch.zeros(2, 4)).shape == (2, 1, 28, 28)
+
+
+# -- vaebench's importance-sampled NLL against pythae's get_nll -----------------------------------
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset(_run_config({"model": "VAE"}).dataset)
+
+
+def _trained(model: str, config: dict, digits, objective: dict | None = None, epochs: int = 3):
+    from vaebench.engine.train import train
+
+    cfg = _run_config({"model": model, "latent_dim": 4, "config": config}, objective)
+    cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": epochs, "batch_size": 64})})
+    return train(cfg, digits, seed=0, device="cpu").model.eval(), cfg
+
+
+@pytest.mark.parametrize(
+    "model, config, objective",
+    [
+        ("VAE", {}, None),
+        ("IWAE", {"number_samples": 5}, None),
+        ("VAMP", {"number_components": 10}, None),
+        ("VAE", {}, {"likelihood": "gaussian", "variance": 1.0}),
+    ],
+)
+def test_the_importance_sampled_nll_is_pythaes_get_nll_within_monte_carlo_error(model, config, objective, digits):
+    """Both estimate -log p(x) as -logmeanexp_j log w_j with k draws z_j ~ q(z|x) per image, from
+    independent draws: per image their difference has mean 0 (pythae's BCE clamp at -100 does not
+    bind on these images) and a spread the two estimators' Monte Carlo noise sets. The mean
+    difference over n images must lie within 4 standard errors of 0, the standard error being the
+    differences' own standard deviation / sqrt(n); and that error must be small against the NLL."""
+    trained, cfg = _trained(model, config, digits, objective)
+    k, n = 50, 150
+    ours = nll_per_image(EvalContext(trained, digits, cfg, seed=0), k, n).double()
+    x = digits.x_test[:n]
+    torch.manual_seed(1)
+    with torch.no_grad():
+        # get_nll draws batch_size codes per pass (even when n_samples is smaller): batch_size = k gives k
+        theirs = torch.tensor([-trained.net.get_nll(xi[None], n_samples=k, batch_size=k) for xi in x], dtype=F64)
+    diff = ours - theirs
+    stderr = diff.std().item() / math.sqrt(n)
+    assert abs(diff.mean().item()) < 4 * stderr, (diff.mean().item(), stderr)
+    assert stderr < 0.01 * ours.mean().abs().item()  # the test can tell: the MC error is small
