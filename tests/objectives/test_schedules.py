@@ -9,6 +9,7 @@ import torch
 from pydantic import ValidationError
 
 import vaebench.engine.train as train_mod
+import vaebench.objectives.training as objective_mod  # the trainer's losses go through its training_loss
 from vaebench.data import load_dataset
 from vaebench.errors import RegistryError
 from vaebench.objectives.schedules import SCHEDULES, kl_weight
@@ -309,13 +310,13 @@ def test_train_history_kl_weight_follows_linear_warmup(synthetic, monkeypatch, o
     cfg = _run_cfg({"name": "linear", "warmup": 2})
     assert len(synthetic.x_train) == 512  # 4 steps per epoch at batch 128
     seen = []
-    real = train_mod.training_loss
+    real = objective_mod.training_loss
 
     def spy(obj_cfg, model, x, y, w):
         seen.append(w)
         return real(obj_cfg, model, x, y, w)
 
-    monkeypatch.setattr(train_mod, "training_loss", spy)
+    monkeypatch.setattr(objective_mod, "training_loss", spy)
     result = train_mod.train(cfg, synthetic, seed=0, device="cpu")
     assert result.status == "ok"
     assert [r["epoch"] for r in result.history] == [1, 2, 3, 4]

@@ -24,9 +24,9 @@ import torch
 from ..data import Dataset
 from ..errors import Preempted
 from ..models import VAE, build_model
-from ..objectives.bounds import training_loss
 from ..objectives.likelihoods import build_likelihood
 from ..objectives.schedules import kl_weight, settled_epoch
+from ..objectives.training import Step, TrainingInfo
 from ..results.fields import selection_loss
 from ..results.status import RunStatus
 from ..runtime import stop
@@ -157,11 +157,16 @@ def _train(
     steps_per_epoch = math.ceil(n / bs)
     total_steps = steps_per_epoch * cfg.train.epochs
     gen = torch.Generator(device=device).manual_seed(seed)
+    # the loss, and any auxiliary networks with their own optimizers (objectives/training.py)
+    objective = model.training_objective(
+        cfg.objective, TrainingInfo(n, steps_per_epoch, total_steps, cfg.train.lr, device)
+    )
+    aux_opts = objective.auxiliary_optimizers()
     precision = cfg.train.precision
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None  # fp16 gradients underflow unscaled
     result = TrainResult(model, precision=precision)
     stopping = EarlyStopper(cfg.train.early_stopping, settled_epoch(cfg.schedule, steps_per_epoch, total_steps))
-    loop = _LoopState(model, opt, plateau, scaler, gen, stopping, result.history, device)
+    loop = _LoopState(model, opt, plateau, scaler, gen, stopping, result.history, device, objective)
     saved = checkpoints.load() if checkpoints is not None else None
     if saved is not None:
         loop.restore(saved)
@@ -179,6 +184,7 @@ def _train(
         if loop.perm is None:  # a new epoch (else: resumed within this one)
             loop.sums = torch.zeros(3, device=device)  # loss, recon, kl: summed over examples
             loop.weights = 0.0  # sum over the epoch's steps of the KL weight
+            loop.aux_sums = {}  # auxiliary network -> its loss summed over examples
             loop.perm = torch.randperm(n, device=device, generator=gen)
         perm, sums = loop.perm, loop.sums
         for start in range(loop.start, n, bs):
@@ -197,11 +203,12 @@ def _train(
             x, y = x_train[idx], y_train[idx]  # (B, C, H, W), (B,)
             if cfg.dataset.binarize:
                 x = torch.bernoulli(x, generator=gen)
-            # KL weight of this step: beta * w(t)
-            w = beta * kl_weight(cfg.schedule, loop.step, steps_per_epoch, total_steps)
+            # the KL schedule's weight w(t) of this step: the KL term's weight is beta * w(t)
+            w = kl_weight(cfg.schedule, loop.step, steps_per_epoch, total_steps)
+            step = Step(loop.step, steps_per_epoch, total_steps, w, n)
             # forward / backward
             with autocast(device, precision):  # fp32: no autocast
-                out = training_loss(cfg.objective, model, x, y, w)
+                out = objective(model, x, y, step)
             opt.zero_grad(set_to_none=True)
             (out.loss if scaler is None else scaler.scale(out.loss)).backward()
             if cfg.train.grad_clip is not None:
@@ -213,10 +220,18 @@ def _train(
             else:
                 scaler.step(opt)  # skipped when a gradient is inf/NaN; the scale then shrinks
                 scaler.update()
+            # the objective's auxiliary networks (e.g. FactorVAE's discriminator), each by its own optimizer
+            for name, aux_opt in aux_opts.items():
+                aux_opt.zero_grad(set_to_none=True)  # also drops what the model's loss put there
+                with autocast(device, precision):
+                    aux_loss = objective.auxiliary_loss(name, model, x, y, out, step)
+                aux_loss.backward()
+                aux_opt.step()
+                loop.aux_sums[name] = loop.aux_sums.get(name, 0.0) + aux_loss.detach().float() * len(x)
             # bookkeeping on the device, in float32 (autocast may leave terms in bf16/fp16): no host sync per step
             with torch.no_grad():
                 sums += torch.stack([out.loss.detach().float() * len(x), out.recon.float().sum(), out.kl.float().sum()])
-            loop.weights += w
+            loop.weights += beta * w
             loop.step += 1
         loop.perm, loop.start = None, 0
         # once per epoch: read the sums, evaluate on the held-out split, check for divergence
@@ -230,6 +245,7 @@ def _train(
             "train_loss": train_loss,
             "train_recon": train_recon,
             "train_kl": train_kl,
+            **{f"train_{name}_loss": float(v) / n for name, v in loop.aux_sums.items()},
             **held,
             "seconds": time.perf_counter() - t0,
         }
@@ -271,9 +287,13 @@ class _LoopState:
     model, optimizer, scheduler, scaler, generator, early stopper and history are the loop's own
     objects: `state()` reads them, `restore()` loads a checkpoint into them."""
 
-    def __init__(self, model, opt, plateau, scaler, gen, stopping, history: list, device: torch.device) -> None:
+    def __init__(
+        self, model, opt, plateau, scaler, gen, stopping, history: list, device: torch.device, objective
+    ) -> None:
         self.model, self.opt, self.plateau, self.scaler, self.gen = model, opt, plateau, scaler, gen
-        self.stopping, self.history, self.device = stopping, history, device
+        self.stopping, self.history, self.device, self.objective = stopping, history, device, objective
+        self.aux_opts = objective.auxiliary_optimizers()
+        self.aux_sums: dict = {}
         self.epoch, self.start, self.step, self.seconds = 1, 0, 0, 0.0
         self.perm: Optional[torch.Tensor] = None
         self.sums: Optional[torch.Tensor] = None
@@ -291,6 +311,9 @@ class _LoopState:
             "weights": self.weights,
             "model": self.model.state_dict(),
             "optimizer": self.opt.state_dict(),
+            "objective": self.objective.state_dict(),  # auxiliary networks (empty for most objectives)
+            "aux_optimizers": {name: o.state_dict() for name, o in self.aux_opts.items()},
+            "aux_sums": {name: v.to(cpu) for name, v in self.aux_sums.items()},
             "plateau": None if self.plateau is None else self.plateau.state_dict(),
             "scaler": None if self.scaler is None else self.scaler.state_dict(),
             "history": list(self.history),
@@ -306,6 +329,10 @@ class _LoopState:
     def restore(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
+        self.objective.load_state_dict(state.get("objective", {}))
+        for name, o in self.aux_opts.items():
+            o.load_state_dict(state["aux_optimizers"][name])
+        self.aux_sums = {name: v.to(self.device) for name, v in state.get("aux_sums", {}).items()}
         if self.plateau is not None:
             self.plateau.load_state_dict(state["plateau"])
         if self.scaler is not None:

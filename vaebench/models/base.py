@@ -8,6 +8,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from ..objectives.bounds import ElboTerms, elbo_terms, importance_samples
 from ..objectives.gaussian import gaussian_kl, std_normal_log_prob
+from ..objectives.training import build_objective
 
 
 class VAE(nn.Module):
@@ -127,6 +128,29 @@ class VAE(nn.Module):
         `posterior` is encode's (mu, logvar) when already computed; `decode_batch` caps the codes
         per decoder pass (memory only)."""
         return importance_samples(self, self.likelihood, x, y, k, posterior, decode_batch).log_w
+
+    @classmethod
+    def standard_gaussian_reason(cls) -> str | None:
+        """Why this class is not a one-layer diagonal-Gaussian VAE with the N(0, I) prior (the base
+        class's KL, prior and `elbo_terms`, which hands back the sampled z), or None when it is: what
+        objectives that estimate q(z) from the batch's codes need (objectives/disentangle.py)."""
+        if not (cls.gaussian_posterior and cls.kl_per_dim):
+            return f"{cls.__name__}'s posterior is not a diagonal Gaussian with a KL per dimension"
+        if cls.log_prior is not VAE.log_prior or cls.kl is not VAE.kl:
+            return f"{cls.__name__}'s prior is not N(0, I)"
+        if cls.elbo_terms is not VAE.elbo_terms:
+            return f"{cls.__name__} has its own bound (several latent layers or a discrete code)"
+        return None
+
+    # -- training: the spec's estimator unless a family owns its loss ------------------------------
+
+    def training_objective(self, cfg, info):
+        """The `TrainingObjective` (objectives/training.py) the trainer minimizes for this model:
+        `objective(model, x, y, step) -> LossOut`, with any auxiliary networks and their optimizers.
+        The default builds the estimator the `objective:` section `cfg` names; a family whose models
+        define their own training loss (or train extra networks) overrides this. `info` is a
+        `TrainingInfo` (dataset size, steps, lr, device)."""
+        return build_objective(cfg, self, info)
 
     @torch.no_grad()
     def sample(self, n: int, y: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -28,6 +28,7 @@ class ElboTerms(NamedTuple):
     logvar: torch.Tensor  # (B, D)
     params: torch.Tensor  # decoder output for the sampled z
     aux: torch.Tensor | float = 0.0  # extra training loss outside the bound (e.g. VQ codebook terms), unweighted
+    z: torch.Tensor | None = None  # (B, D) the sampled code, where the model has one Gaussian layer
 
 
 def elbo_terms(model, likelihood: Likelihood, x: torch.Tensor, y: torch.Tensor | None = None) -> ElboTerms:
@@ -36,7 +37,7 @@ def elbo_terms(model, likelihood: Likelihood, x: torch.Tensor, y: torch.Tensor |
     mu, logvar = model.encode(x, y)
     z = model.reparameterize(mu, logvar)
     params = model.decode(z, y)
-    return ElboTerms(likelihood.nll(params, x), model.kl(mu, logvar, z), mu, logvar, params)
+    return ElboTerms(likelihood.nll(params, x), model.kl(mu, logvar, z), mu, logvar, params, z=z)
 
 
 class ImportanceSamples(NamedTuple):
@@ -103,6 +104,7 @@ class LossOut(NamedTuple):
     loss: torch.Tensor  # scalar to minimize
     recon: torch.Tensor  # (B,) -log p(x|z) of one sample, nats (bookkeeping)
     kl: torch.Tensor  # (B, D) raw KL per dimension, nats (bookkeeping)
+    extras: dict | None = None  # what an objective keeps for its auxiliary losses (e.g. the sampled z)
 
 
 def elbo_loss(cfg, model, x, y, kl_weight: float) -> LossOut:

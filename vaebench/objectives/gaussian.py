@@ -45,9 +45,15 @@ def precision_weighted_merge(
     return w * mu_a + (1.0 - w) * mu_b, logvar
 
 
+def gaussian_log_density(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log N(z_d; mu_d, exp(logvar_d)) per dimension, in nats; shapes broadcast (e.g. the pairwise
+    (B, 1, D) against (1, B, D) of objectives/disentangle.py's estimators of q(z))."""
+    return -0.5 * (LOG_2PI + logvar + (z - mu).pow(2) * torch.exp(-logvar))
+
+
 def gaussian_log_prob(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """log N(z; mu, diag(exp(logvar))), summed over the last dimension, in nats."""
-    return -0.5 * (LOG_2PI + logvar + (z - mu).pow(2) * torch.exp(-logvar)).sum(-1)
+    return gaussian_log_density(z, mu, logvar).sum(-1)
 
 
 def std_normal_log_prob(z: torch.Tensor) -> torch.Tensor:

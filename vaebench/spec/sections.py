@@ -166,14 +166,43 @@ class ObjectiveConfig(ReadsSomeFields):
         description="example: clamp each dimension's KL at lambda per example; batch (Kingma et al. "
         "2016): average each dimension's KL over the batch, then clamp",
     )
-    estimator: registered("estimator") = Field("elbo", description="training bound: elbo or iwae")
+    estimator: registered("estimator") = Field(
+        "elbo",
+        description="training loss: elbo, iwae, or a disentangling objective (btcvae, factorvae, dipvae, "
+        "annealed: objectives/disentangle.py)",
+    )
     iwae_k: int = Field(1, ge=1, description="iwae: importance samples per example")
+    # the disentangling objectives' options (objectives/disentangle.py); beta is btcvae's TC weight
+    tc_sampling: Literal["mws", "mss"] = Field(
+        "mws",
+        description="btcvae: the estimator of log q(z) over a minibatch: minibatch-weighted (mws) or "
+        "minibatch-stratified (mss) sampling (Chen et al. 2018)",
+    )
+    tc_weight: float = Field(10.0, ge=0.0, description="factorvae: gamma, the weight of the discriminator's TC")
+    discriminator_lr: float = Field(1e-4, gt=0.0, description="factorvae: the discriminator's Adam learning rate")
+    discriminator_hidden: int = Field(1000, ge=1, description="factorvae: units per discriminator layer")
+    discriminator_layers: int = Field(6, ge=1, description="factorvae: hidden layers of the discriminator")
+    dip_type: Literal["i", "ii"] = Field(
+        "i", description="dipvae: i penalizes Cov[mu(x)], ii Cov[z] = E[diag sigma^2(x)] + Cov[mu(x)]"
+    )
+    lambda_od: float = Field(10.0, ge=0.0, description="dipvae: weight of the squared off-diagonal covariances")
+    lambda_d: Optional[float] = Field(
+        None, ge=0.0, description="dipvae: weight of (diagonal - 1)^2; default 10 lambda_od (i), lambda_od (ii)"
+    )
+    capacity_max: float = Field(25.0, ge=0.0, description="annealed: the final capacity C_max, nats per example")
+    capacity_warmup: float = Field(10.0, gt=0.0, description="annealed: epochs over which C rises linearly to C_max")
+    capacity_gamma: float = Field(1000.0, ge=0.0, description="annealed: gamma, the weight of |KL - C|")
 
     def _fields_read(self) -> tuple[set[str], str]:
+        from ..objectives.training import COMMON_FIELDS, check_estimator, estimator_fields
+
+        likelihood = {"gaussian": {"variance"}, "laplace": {"laplace_scale"}, "gaussian_learned": {"variance_floor"}}
+        own = estimator_fields(self.estimator)
+        if own is not None:  # an Estimator declares what it reads, and may refuse a combination
+            check_estimator(self)
+            return {*COMMON_FIELDS, *own, *likelihood.get(self.likelihood, set())}, f"estimator {self.estimator!r}"
         used = {"likelihood", "beta", "reduction", "free_bits", "estimator"}
-        used |= {"gaussian": {"variance"}, "laplace": {"laplace_scale"}, "gaussian_learned": {"variance_floor"}}.get(
-            self.likelihood, set()
-        )
+        used |= likelihood.get(self.likelihood, set())
         if self.free_bits is not None:
             used.add("free_bits_mode")
         if self.estimator == "iwae":
@@ -291,6 +320,18 @@ class RunConfig(StrictModel):
     def _iwae_has_no_kl_weight(self) -> "RunConfig":
         if self.objective.estimator == "iwae" and self.schedule.name != "constant":
             raise ValueError("estimator 'iwae' has no KL weight to schedule: use schedule 'constant'")
+        return self
+
+    @model_validator(mode="after")
+    def _estimator_trains_the_model(self) -> "RunConfig":
+        from ..models import MODELS
+        from ..objectives.training import unsupported_reason
+
+        reason = unsupported_reason(self.objective.estimator, MODELS.get(self.model.name).model)
+        if reason is not None:
+            raise ValueError(
+                f"objective.estimator {self.objective.estimator!r} cannot train model {self.model.name!r}: {reason}"
+            )
         return self
 
     @model_validator(mode="after")
