@@ -88,10 +88,37 @@ def test_registering_a_family_checks_entry_and_options_with_the_one_checker():
         (ModelFamily(build, Shadows), r"model 'x': option 'latent_dim' shadows the section's common field"),
         (ModelFamily(build, Dict), r"model 'x', option 'table': option type <class 'dict'> is not supported"),
         (ModelFamily(build, model="MLPVAE"), r"model 'x': model must be the class its build returns"),
+        (ModelFamily(build, check_run="no"), r"model 'x': check_run must be a function \(run config\) -> None"),
     ]:
         with pytest.raises(ValueError, match=says):
             MODELS.register("x", entry)
     assert "x" not in MODELS
+
+
+def test_a_familys_check_run_sees_the_whole_run_and_its_error_is_a_spec_error():
+    """`ModelFamily.check_run(run_config)`: a family constrains the other sections (here the objective)."""
+    from pydantic import ValidationError
+
+    from vaebench.models import ModelFamily
+    from vaebench.spec.sweep_spec import RunConfig
+
+    seen = []
+
+    def check_run(cfg):
+        seen.append(cfg)
+        if cfg.objective.likelihood != "bernoulli":
+            raise ValueError(f"needs a Bernoulli likelihood, got {cfg.objective.likelihood!r}")
+
+    MODELS.register(
+        "checks_run", ModelFamily(MODELS.get("mlp").build, model=MODELS.get("mlp").model, check_run=check_run)
+    )
+    try:
+        ok = RunConfig.model_validate({"model": {"name": "checks_run"}})
+        assert seen == [ok]
+        with pytest.raises(ValidationError, match="needs a Bernoulli likelihood, got 'laplace'"):
+            RunConfig.model_validate({"model": {"name": "checks_run"}, "objective": {"likelihood": "laplace"}})
+    finally:
+        MODELS.unregister("checks_run")
 
 
 def test_kl_per_dim_given_to_a_family_is_deprecated_and_must_agree_with_its_class():

@@ -34,6 +34,11 @@ class ModelFamily:
     # against the family's options): `check(cfg)` raises ValueError with the message; run when the
     # spec is validated, so a mismatch is a spec error located at `model`.
     check: Callable[..., None] | None = None
+    # Optional check of the whole run (`check_run(run_config)`: the model against the objective, the
+    # schedule, the dataset section), for a family whose models constrain the other sections (e.g. one
+    # that owns its training loss, so vaebench's loss settings would be ignored); raises ValueError,
+    # run when the spec is validated (a spec error, exit 2).
+    check_run: Callable[..., None] | None = None
     # Whether the family's KL decomposes by latent dimension: `model.kl_per_dim`, filled in here.
     # Giving it is deprecated (plugins written for 0.1.0; removed in the next release): give `model`.
     kl_per_dim: Optional[bool] = None
@@ -70,6 +75,8 @@ def _check_family(name: str, family: ModelFamily) -> None:
         raise ValueError(f"model {name!r}: model must be the class its build returns, got {family.model!r}")
     if family.check is not None and not callable(family.check):
         raise ValueError(f"model {name!r}: check must be a function (model section) -> None, got {family.check!r}")
+    if family.check_run is not None and not callable(family.check_run):
+        raise ValueError(f"model {name!r}: check_run must be a function (run config) -> None, got {family.check_run!r}")
 
 
 MODELS: Registry[ModelFamily] = Registry("model", check=_check_family)

@@ -323,6 +323,16 @@ class RunConfig(StrictModel):
         return self
 
     @model_validator(mode="after")
+    def _family_checks_the_run(self) -> "RunConfig":
+        """The model family's check of the whole run (`ModelFamily.check_run`), if it has one."""
+        from ..models import MODELS
+
+        check_run = MODELS.get(self.model.name).check_run
+        if check_run is not None:
+            check_run(self)
+        return self
+
+    @model_validator(mode="after")
     def _estimator_trains_the_model(self) -> "RunConfig":
         from ..models import MODELS
         from ..objectives.training import unsupported_reason
