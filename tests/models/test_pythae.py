@@ -178,12 +178,43 @@ def test_vamps_prior_is_the_mixture_of_its_pseudo_input_posteriors():
             {"config": {"reconstruction_loss": "mse"}},
             "model.config.reconstruction_loss 'mse' does not match objective.likelihood 'bernoulli'",
         ),
+        (
+            {"beta": 4.0, "free_bits": 0.5},
+            {},
+            "pythae model 'VAE' trains on its own loss, which does not read objective.beta (4.0), "
+            "objective.free_bits (0.5): remove them",
+        ),
+        ({"estimator": "iwae", "iwae_k": 5}, {}, "which does not read objective.estimator ('iwae')"),
     ],
 )
-def test_a_likelihood_pythae_has_no_loss_for_is_refused(objective, model, expected):
-    with pytest.raises(ValueError, match=None) as e:
-        _build({"model": "VAE", **model}, objective)
-    assert expected in str(e.value)
+def test_the_run_is_checked_against_pythaes_loss_when_the_spec_is(objective, model, expected):
+    assert expected in _spec_error({"model": "VAE", **model}, objective)
+
+
+def test_an_ignored_kl_schedule_is_refused_and_a_matching_likelihood_is_taken():
+    spec = {"study": "s", "plugins": [PKG], "dataset": {"name": "digits"}, "model": {"name": "pythae"}}
+    with pytest.raises(SpecError, match=r"does not read schedule.name \('linear'\)"):
+        parse_spec({**spec, "schedule": {"name": "linear"}})
+    cfg = parse_spec({**spec, "objective": {"likelihood": "gaussian", "variance": 1.0}}).cells()[0]
+    assert (
+        build_model(cfg.model, (1, 8, 8), build_likelihood(cfg.objective)).net.model_config.reconstruction_loss == "mse"
+    )
+
+
+def test_a_bad_config_key_exits_2_naming_the_file_and_the_key(tmp_path):
+    import yaml
+    from typer.testing import CliRunner
+
+    from vaebench.cli.commands import app
+
+    path = tmp_path / "bad.yaml"
+    spec = {"study": "bad", "plugins": [PKG], "dataset": {"name": "digits"}, "seeds": [0]}
+    path.write_text(yaml.safe_dump({**spec, "model": {"name": "pythae", "model": "BetaTCVAE", "config": {"gama": 2}}}))
+    r = CliRunner().invoke(app, ["run", str(path), "--results", str(tmp_path / "results"), "-q"])
+    out = " ".join(r.output.split())
+    assert r.exit_code == 2 and f"{path}: invalid sweep spec" in out, r.output
+    assert "config key 'gama' is not an option of pythae's BetaTCVAEConfig. Did you mean 'gamma'?" in out
+    assert not (tmp_path / "results").exists()
 
 
 def test_the_benchmark_networks_need_mnist_shaped_images():

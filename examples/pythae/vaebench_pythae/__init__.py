@@ -10,6 +10,7 @@ from vaebench.models import MODELS, ModelFamily
 
 from .build import build_pythae, check_config, reconstruction_loss
 from .model import PythaeVAE, PythaeVampVAE
+from .objective import PythaeObjective, check_run
 from .options import PythaeOptions
 from .zoo import SUPPORTED, ZOO
 
@@ -22,16 +23,19 @@ MODELS.register(
         PythaeOptions,
         "a pythae model (pythae 0.1.2) by name, trained on its own loss, evaluated by vaebench",
         model=PythaeVAE,
+        check_run=check_run,  # the likelihood pythae has a loss for; vaebench's loss settings left alone
     ),
 )
 
 __all__ = [
     "SUPPORTED",
     "ZOO",
+    "PythaeObjective",
     "PythaeOptions",
     "PythaeVAE",
     "PythaeVampVAE",
     "build_pythae",
     "check_config",
+    "check_run",
     "reconstruction_loss",
 ]

@@ -85,6 +85,12 @@ class PythaeVAE(VAE):
                 "input, so the adapter cannot read Bernoulli logits from it"
             )
 
+    def training_objective(self, cfg, info):
+        """pythae's own loss (objective.py), not the spec's estimator: the family owns its loss."""
+        from .objective import PythaeObjective
+
+        return PythaeObjective().to(info.device)
+
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.net.encoder(x)
         return out["embedding"], out["log_covariance"]  # (B, D) each
