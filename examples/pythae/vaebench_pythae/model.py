@@ -37,7 +37,11 @@ PRIOR_ROWS = 4096  # codes per pass through VAMP's log p(z) (memory only: (rows,
 
 
 class SigmoidTap:
-    """Keeps the input of the last `nn.Sigmoid` a decoder runs: the logits of its Bernoulli means."""
+    """Keeps the input of the last `nn.Sigmoid` a decoder runs: the logits of its Bernoulli means.
+
+    Only while `read(decoder, z)` runs: pythae's own forward passes leave nothing behind (a kept
+    tensor would hold its graph, and `copy.deepcopy` of the model, which pythae's trainer makes,
+    refuses a non-leaf tensor)."""
 
     def __init__(self, decoder: nn.Module) -> None:
         sigmoids = [m for m in decoder.modules() if isinstance(m, nn.Sigmoid)]
@@ -47,16 +51,30 @@ class SigmoidTap:
                 "use objective.likelihood gaussian (variance 1) with reconstruction_loss mse"
             )
         self.value: torch.Tensor | None = None
+        self.active = False
         sigmoids[-1].register_forward_hook(self._keep)
 
     def _keep(self, module, inputs, output) -> None:
-        self.value = inputs[0]
+        if self.active:
+            self.value = inputs[0]
 
-    def take(self) -> torch.Tensor:
-        value, self.value = self.value, None
-        if value is None:
-            raise RuntimeError("the pythae decoder did not run its final sigmoid")
-        return value
+    def read(self, decoder: nn.Module, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the decoder's reconstruction, the logits its last sigmoid was given) for codes z."""
+        self.active, self.value = True, None
+        try:
+            mean = decoder(z)["reconstruction"]
+            logits, self.value = self.value, None
+        finally:
+            self.active = False
+        if logits is None:
+            raise RuntimeError(f"{type(decoder).__name__} did not run its final sigmoid")
+        return mean, logits
+
+    def __deepcopy__(self, memo):
+        new = SigmoidTap.__new__(SigmoidTap)
+        new.value, new.active = None, False
+        memo[id(self)] = new  # the copied model's hook and wrapper share it
+        return new
 
 
 class PythaeVAE(VAE):
@@ -76,8 +94,7 @@ class PythaeVAE(VAE):
         self.net.eval()
         with torch.no_grad():
             z = torch.linspace(-2.0, 2.0, 2 * self.latent_dim).view(2, self.latent_dim)
-            p = self.net.decoder(z)["reconstruction"]
-            logits = self._tap.take()
+            p, logits = self._tap.read(self.net.decoder, z)
         self.net.train(was_training)
         if not torch.allclose(torch.sigmoid(logits).reshape(p.shape), p, atol=1e-6):
             raise ValueError(
@@ -96,8 +113,10 @@ class PythaeVAE(VAE):
         return out["embedding"], out["log_covariance"]  # (B, D) each
 
     def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        mean = self.net.decoder(z)["reconstruction"]  # probabilities (bce) or the Gaussian mean (mse)
-        params = mean if self._tap is None else self._tap.take()  # logits for vaebench's Bernoulli
+        if self._tap is None:  # mse: the Gaussian mean
+            params = self.net.decoder(z)["reconstruction"]
+        else:  # bce: the logits of the probabilities, for vaebench's Bernoulli
+            params = self._tap.read(self.net.decoder, z)[1]
         return params.reshape(len(z), *self.out_shape)  # (B, C, H, W)
 
 
