@@ -269,3 +269,29 @@ def test_the_importance_sampled_nll_is_pythaes_get_nll_within_monte_carlo_error(
     stderr = diff.std().item() / math.sqrt(n)
     assert abs(diff.mean().item()) < 4 * stderr, (diff.mean().item(), stderr)
     assert stderr < 0.01 * ours.mean().abs().item()  # the test can tell: the MC error is small
+
+
+# -- the docs: the adapter README's tables, the install line ----------------------------------------
+
+
+def test_the_readme_tables_list_every_model_of_the_zoo_as_supported_or_refused():
+    readme = (PLUGIN_ROOT / "README.md").read_text()
+    supported_table, refused_table = readme.split("## Supported models")[1].split("Refused at spec time")
+    refused_table = refused_table.split("## How the interface")[0]
+
+    def names(table: str) -> set[str]:
+        rows = [line.split("|")[1] for line in table.splitlines() if line.startswith("| `")]
+        return {name.strip(" `") for row in rows for name in row.split(",")}
+
+    assert names(supported_table) == set(SUPPORTED)
+    assert names(refused_table) == set(ZOO) - set(SUPPORTED)
+
+
+def test_readme_and_ci_install_the_adapter_with_the_same_line():
+    def install_args(text: str, marker: str) -> list[str]:
+        line = next(line for line in text.splitlines() if line.strip().startswith(marker))
+        return [a for a in line.split("#")[0].split("2>&1")[0].split()[2:] if a != "-q"]
+
+    readme = install_args((REPO / "README.md").read_text(), "pip install -e")
+    ci = install_args((REPO / ".ci" / "run").read_text(), "pip install -q -e")
+    assert readme == ci and ci[-2:] == ["-e", "examples/pythae"], (readme, ci)

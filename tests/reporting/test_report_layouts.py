@@ -31,6 +31,7 @@ SHIPPED = {
     "schedule": ("Annealing schedules", "schedules"),
     "disentanglement": (DISENTANGLEMENT_TITLE, "sweep"),
     "vampprior": ("Sweep results", "sweep"),
+    "pythae_zoo": ("Sweep results", "sweep"),
     "hierarchical": ("Sweep results", "sweep"),
     "vqvae": ("Sweep results", "sweep"),
     "lr_hyperband": ("Sweep results", "sweep"),
