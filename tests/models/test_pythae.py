@@ -90,6 +90,10 @@ def test_the_family_is_registered_with_the_supported_models():
         ({"model": "VAEGAN"}, "pythae model 'VAEGAN' is not supported: pythae trains it with its "),
         ({"model": "FactorVAE"}, "AdversarialTrainer (a total-correlation discriminator)"),
         ({"model": "SVAE"}, "its posterior is not a diagonal Gaussian (von Mises-Fisher on the hypersphere)"),
+        (
+            {"model": "VAE_LinNF", "config": {"flows": ["Planr"]}},
+            "pythae's VAE_LinNF_Config refuses the config {'flows': ['Planr']}: Assertion failed",
+        ),
         ({"model": "VAE", "networks": "mnist_cnn"}, "Input should be 'default', 'mnist_conv' or 'mnist_resnet'"),
     ],
 )
@@ -166,6 +170,37 @@ def test_vamps_prior_is_the_mixture_of_its_pseudo_input_posteriors():
     t = model.elbo_terms(x)
     assert t.kl.shape == (6, 1)
     assert t.kl.mean().item() == pytest.approx(out.reg_loss.item(), rel=1e-4, abs=1e-4)
+
+
+# pythae's planar layer takes log(|1 + u^T psi| + 1e-4): its log|det| is the Jacobian's to ~1e-3 only
+@pytest.mark.parametrize("name, det_tol", [("VAE_IAF", 1e-4), ("VAE_LinNF", 2e-3)])
+def test_a_flows_log_weights_and_kl_are_the_base_gaussian_pushed_through_the_flow(name, det_tol):
+    """log q(z|x) = log q0(z0|x) - log|det df/dz0| at z = f(z0): checked against the change of
+    variables computed here with autograd's Jacobian, for the weights vaebench's NLL averages."""
+    model, _ = _build({"model": name, "latent_dim": 3})
+    model.eval()
+    assert not model.gaussian_posterior and not model.kl_per_dim
+    x = torch.rand(4, 1, 8, 8)
+    mu, logvar = model.base_posterior(x)
+    z0 = mu[0] + 0.3
+    z, log_det = model.flow(z0[None])
+    jac = torch.autograd.functional.jacobian(lambda v: model.flow(v[None])[0][0], z0)  # (D, D)
+    assert log_det.item() == pytest.approx(torch.linalg.slogdet(jac)[1].item(), abs=det_tol)
+    torch.manual_seed(0)
+    log_w = model.importance_log_weights(x, None, 7)
+    torch.manual_seed(0)
+    z0s = mu + torch.randn(7, *mu.shape) * torch.exp(0.5 * logvar)  # the same draws
+    zs, dets = model.flow(z0s.reshape(-1, 3))
+    log_q = normal_log_prob(z0s, mu, logvar) - dets.view(7, 4)
+    log_px = -model.likelihood.nll(model.decode(zs), x.repeat(7, 1, 1, 1)).view(7, 4)
+    expected = log_px + normal_log_prob(zs, torch.zeros(3), torch.zeros(3)).view(7, 4) - log_q
+    torch.testing.assert_close(log_w, expected, rtol=1e-5, atol=1e-4)
+    # encode gives the decoder's code at the base mean
+    torch.testing.assert_close(model.encode(x)[0], model.flow(mu)[0])
+
+
+def normal_log_prob(z, mu, logvar):
+    return Independent(Normal(mu, torch.exp(0.5 * logvar)), 1).log_prob(z)
 
 
 @pytest.mark.parametrize(
@@ -249,6 +284,8 @@ def _trained(model: str, config: dict, digits, objective: dict | None = None, ep
         ("IWAE", {"number_samples": 5}, None),
         ("VAMP", {"number_components": 10}, None),
         ("VAE", {}, {"likelihood": "gaussian", "variance": 1.0}),
+        ("VAE_IAF", {"n_made_blocks": 2, "hidden_size": 32}, None),
+        ("VAE_LinNF", {"flows": ["Planar", "Radial", "Planar"]}, None),
     ],
 )
 def test_the_importance_sampled_nll_is_pythaes_get_nll_within_monte_carlo_error(model, config, objective, digits):

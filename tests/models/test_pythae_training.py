@@ -76,6 +76,7 @@ def _run_config(model: str, config: dict):
         ("DisentangledBetaVAE", {"C": 10, "warmup_epoch": 2}),  # reads epoch
         ("IWAE", {"number_samples": 3}),
         ("VAMP", {"number_components": 10}),
+        ("VAE_IAF", {"hidden_size": 32}),
     ],
 )
 def test_one_epoch_through_vaebench_gives_pythaes_base_trainer_loss_at_every_step(model, config, tmp_path, monkeypatch):

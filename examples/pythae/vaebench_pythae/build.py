@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from typing import Callable
 
+from .flows import PythaeFlowVAE
 from .model import PythaeVAE, PythaeVampVAE
 from .options import pythae_config
 from .zoo import ZOO
 
 MNIST_SHAPE = (1, 28, 28)
+WRAPPERS = {"gaussian": PythaeVAE, "vamp": PythaeVampVAE, "flow": PythaeFlowVAE}  # zoo.ZooEntry.wrapper
 
 
 def _bernoulli(objective) -> str:
@@ -100,5 +102,4 @@ def build_pythae(cfg, data_shape, likelihood, num_classes: int) -> PythaeVAE:
     )
     encoder, decoder = benchmark_networks(options.networks, config)
     net = getattr(pythae.models, options.model)(config, encoder=encoder, decoder=decoder)
-    wrapper = PythaeVampVAE if ZOO[options.model].prior == "vamp" else PythaeVAE
-    return wrapper(data_shape, cfg.latent_dim, likelihood, net, options.model)
+    return WRAPPERS[ZOO[options.model].wrapper](data_shape, cfg.latent_dim, likelihood, net, options.model)

@@ -100,7 +100,9 @@ def pythae_config(model: str, keys: dict[str, Any], **set_by_vaebench: Any):
         return cls(**{**keys, **set_by_vaebench})
     except ValidationError as e:
         problems = "; ".join(
-            f"config key {'.'.join(map(str, err['loc'])) or '?'!r}: {err['msg']} (got {err.get('input')!r})"
+            f"config key {'.'.join(map(str, err['loc']))!r}: {err['msg']} (got {err.get('input')!r})"
+            if err["loc"]
+            else f"the config {keys}: {err['msg']}"  # a check of the whole config (pythae's __post_init__)
             for err in e.errors()
         )
         raise ValueError(f"pythae's {cls.__name__} refuses {problems}") from None

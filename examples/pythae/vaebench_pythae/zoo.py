@@ -4,15 +4,19 @@ One table, `ZOO`: a pythae model name -> a `ZooEntry` (what its encoder outputs,
 networks it takes) or a refusal (the reason, said at spec time). The adapter's README prints the
 same table for readers; `tests/models/test_pythae.py` checks that the two agree.
 
-Kinds of encoder (pythae's own split, which the benchmark networks follow):
+Every supported model's encoder outputs `embedding` and `log_covariance`, a diagonal Gaussian.
+How the interface reads the model (`wrapper`):
 
-- `vae`: `embedding` and `log_covariance`, the diagonal-Gaussian q(z|x) vaebench's interface asks
-  of `encode`, so every vaebench metric applies.
+- `gaussian`: that Gaussian is q(z|x) and the prior is N(0, I) (`model.PythaeVAE`): every vaebench
+  metric applies;
+- `vamp`: the same posterior, pythae's VampPrior (`model.PythaeVampVAE`);
+- `flow`: the Gaussian is the base q0 of a normalizing flow (`flows.PythaeFlowVAE`): the metrics
+  that read a diagonal-Gaussian posterior are skipped, the NLL and -ELBO use the flow's density.
 
-Every other pythae model is refused with the reason: those whose posterior is not a diagonal
-Gaussian (flows, hyperspherical, hyperbolic, Hamiltonian, VQ, deterministic autoencoders) need their
-own importance weights and one-sample ELBO terms before vaebench's metrics can read them, and those
-trained by pythae's adversarial or coupled-optimizer trainers need their optimizer steps reproduced.
+Every other pythae model is refused with the reason: those whose posterior is neither (hyperspherical,
+hyperbolic, Hamiltonian, VQ, deterministic autoencoders) need their own importance weights and
+one-sample ELBO terms before vaebench's metrics can read them, and those trained by pythae's
+adversarial or coupled-optimizer trainers need their optimizer steps reproduced.
 """
 
 from __future__ import annotations
@@ -25,14 +29,12 @@ from typing import Literal, Optional
 class ZooEntry:
     """A pythae model as the `pythae` family sees it.
 
-    `config`: the name of its config class in `pythae.models`; `encoder`: the kind of encoder
-    output (see the module docstring); `prior`: `normal` (N(0, I)) or `vamp` (pythae's VampPrior,
-    a mixture of the posteriors at learned pseudo-inputs); `loss`: what pythae's `forward(...).loss`
-    is, in words (the README's table); `refused`: the reason, for a model the family refuses."""
+    `config`: the name of its config class in `pythae.models`; `wrapper`: how the interface reads
+    it (see the module docstring); `loss`: what pythae's `forward(...).loss` is, in words (the
+    README's table); `refused`: the reason, for a model the family refuses."""
 
     config: str
-    encoder: Literal["vae"] = "vae"
-    prior: Literal["normal", "vamp"] = "normal"
+    wrapper: Literal["gaussian", "vamp", "flow"] = "gaussian"
     loss: str = ""
     refused: Optional[str] = None
 
@@ -63,7 +65,9 @@ ZOO: dict[str, ZooEntry] = {
         "MSSSIM_VAEConfig",
         loss="MS-SSIM reconstruction + beta * KL: not a likelihood; objective.likelihood scores it for evaluation only",
     ),
-    "VAMP": ZooEntry("VAMPConfig", prior="vamp", loss="-ELBO with the VampPrior (Monte Carlo KL), mean over the batch"),
+    "VAMP": ZooEntry(
+        "VAMPConfig", wrapper="vamp", loss="-ELBO with the VampPrior (Monte Carlo KL), mean over the batch"
+    ),
     # refused
     "AE": ZooEntry("AEConfig", refused=_NOT_GAUSSIAN.format(what="a deterministic autoencoder")),
     "WAE_MMD": ZooEntry("WAE_MMD_Config", refused=_NOT_GAUSSIAN.format(what="a deterministic encoder")),
@@ -73,8 +77,12 @@ ZOO: dict[str, ZooEntry] = {
     "PoincareVAE": ZooEntry(
         "PoincareVAEConfig", refused=_NOT_GAUSSIAN.format(what="a distribution on the Poincare ball")
     ),
-    "VAE_IAF": ZooEntry("VAE_IAF_Config", refused=_NOT_GAUSSIAN.format(what="an inverse autoregressive flow")),
-    "VAE_LinNF": ZooEntry("VAE_LinNF_Config", refused=_NOT_GAUSSIAN.format(what="planar/radial flows")),
+    "VAE_IAF": ZooEntry(
+        "VAE_IAF_Config", wrapper="flow", loss="-ELBO with an inverse autoregressive flow posterior (Monte Carlo KL)"
+    ),
+    "VAE_LinNF": ZooEntry(
+        "VAE_LinNF_Config", wrapper="flow", loss="-ELBO with a planar/radial flow posterior (Monte Carlo KL)"
+    ),
     "HVAE": ZooEntry("HVAEConfig", refused=_NOT_GAUSSIAN.format(what="Hamiltonian flow")),
     "RHVAE": ZooEntry(
         "RHVAEConfig",
