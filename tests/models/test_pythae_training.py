@@ -77,6 +77,7 @@ def _run_config(model: str, config: dict):
         ("IWAE", {"number_samples": 3}),
         ("VAMP", {"number_components": 10}),
         ("VAE_IAF", {"hidden_size": 32}),
+        ("SVAE", {}),  # a rejection sampler: a varying number of draws per step
     ],
 )
 def test_one_epoch_through_vaebench_gives_pythaes_base_trainer_loss_at_every_step(model, config, tmp_path, monkeypatch):

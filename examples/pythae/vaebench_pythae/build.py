@@ -14,10 +14,16 @@ from typing import Callable
 from .flows import PythaeFlowVAE
 from .model import PythaeVAE, PythaeVampVAE
 from .options import pythae_config
+from .sphere import PythaeSphereVAE
 from .zoo import ZOO
 
 MNIST_SHAPE = (1, 28, 28)
-WRAPPERS = {"gaussian": PythaeVAE, "vamp": PythaeVampVAE, "flow": PythaeFlowVAE}  # zoo.ZooEntry.wrapper
+WRAPPERS = {
+    "gaussian": PythaeVAE,
+    "vamp": PythaeVampVAE,
+    "flow": PythaeFlowVAE,
+    "sphere": PythaeSphereVAE,
+}  # zoo.ZooEntry.wrapper
 
 
 def _bernoulli(objective) -> str:
@@ -68,15 +74,15 @@ def check_config(options, objective, data_shape: tuple[int, ...] | None = None) 
     return loss
 
 
-def benchmark_networks(networks: str, config) -> tuple:
-    """(encoder, decoder) of pythae's MNIST benchmark, or (None, None): pythae's default MLPs."""
+def benchmark_networks(networks: str, encoder: str, config) -> tuple:
+    """(encoder, decoder) of pythae's MNIST benchmark for a model whose encoder is of kind `encoder`
+    (VAE, SVAE: `zoo.ZooEntry.encoder`), or (None, None): pythae's default MLPs."""
     if networks == "default":
         return None, None
     from pythae.models.nn.benchmarks import mnist
 
-    if networks == "mnist_conv":
-        return mnist.Encoder_Conv_VAE_MNIST(config), mnist.Decoder_Conv_AE_MNIST(config)
-    return mnist.Encoder_ResNet_VAE_MNIST(config), mnist.Decoder_ResNet_AE_MNIST(config)
+    arch = {"mnist_conv": "Conv", "mnist_resnet": "ResNet"}[networks]
+    return getattr(mnist, f"Encoder_{arch}_{encoder}_MNIST")(config), getattr(mnist, f"Decoder_{arch}_AE_MNIST")(config)
 
 
 class _Objective:
@@ -100,6 +106,6 @@ def build_pythae(cfg, data_shape, likelihood, num_classes: int) -> PythaeVAE:
         latent_dim=cfg.latent_dim,
         reconstruction_loss=loss,
     )
-    encoder, decoder = benchmark_networks(options.networks, config)
+    encoder, decoder = benchmark_networks(options.networks, ZOO[options.model].encoder, config)
     net = getattr(pythae.models, options.model)(config, encoder=encoder, decoder=decoder)
     return WRAPPERS[ZOO[options.model].wrapper](data_shape, cfg.latent_dim, likelihood, net, options.model)

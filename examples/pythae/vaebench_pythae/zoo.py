@@ -4,14 +4,15 @@ One table, `ZOO`: a pythae model name -> a `ZooEntry` (what its encoder outputs,
 networks it takes) or a refusal (the reason, said at spec time). The adapter's README prints the
 same table for readers; `tests/models/test_pythae.py` checks that the two agree.
 
-Every supported model's encoder outputs `embedding` and `log_covariance`, a diagonal Gaussian.
-How the interface reads the model (`wrapper`):
+How the interface reads a supported model (`wrapper`):
 
 - `gaussian`: that Gaussian is q(z|x) and the prior is N(0, I) (`model.PythaeVAE`): every vaebench
   metric applies;
 - `vamp`: the same posterior, pythae's VampPrior (`model.PythaeVampVAE`);
 - `flow`: the Gaussian is the base q0 of a normalizing flow (`flows.PythaeFlowVAE`): the metrics
-  that read a diagonal-Gaussian posterior are skipped, the NLL and -ELBO use the flow's density.
+  that read a diagonal-Gaussian posterior are skipped, the NLL and -ELBO use the flow's density;
+- `sphere`: SVAE's encoder outputs `embedding` and `log_concentration`, a von Mises-Fisher posterior
+  on the sphere with the uniform prior (`sphere.PythaeSphereVAE`): likewise.
 
 Every other pythae model is refused with the reason: those whose posterior is neither (hyperspherical,
 hyperbolic, Hamiltonian, VQ, deterministic autoencoders) need their own importance weights and
@@ -30,11 +31,13 @@ class ZooEntry:
     """A pythae model as the `pythae` family sees it.
 
     `config`: the name of its config class in `pythae.models`; `wrapper`: how the interface reads
-    it (see the module docstring); `loss`: what pythae's `forward(...).loss` is, in words (the
+    it (see the module docstring); `encoder`: the kind of pythae benchmark encoder it takes
+    (`Encoder_Conv_<encoder>_MNIST`); `loss`: what pythae's `forward(...).loss` is, in words (the
     README's table); `refused`: the reason, for a model the family refuses."""
 
     config: str
-    wrapper: Literal["gaussian", "vamp", "flow"] = "gaussian"
+    wrapper: Literal["gaussian", "vamp", "flow", "sphere"] = "gaussian"
+    encoder: Literal["VAE", "SVAE"] = "VAE"
     loss: str = ""
     refused: Optional[str] = None
 
@@ -73,7 +76,9 @@ ZOO: dict[str, ZooEntry] = {
     "WAE_MMD": ZooEntry("WAE_MMD_Config", refused=_NOT_GAUSSIAN.format(what="a deterministic encoder")),
     "RAE_GP": ZooEntry("RAE_GP_Config", refused=_NOT_GAUSSIAN.format(what="a deterministic encoder")),
     "VQVAE": ZooEntry("VQVAEConfig", refused=_NOT_GAUSSIAN.format(what="a vector-quantized code")),
-    "SVAE": ZooEntry("SVAEConfig", refused=_NOT_GAUSSIAN.format(what="von Mises-Fisher on the hypersphere")),
+    "SVAE": ZooEntry(
+        "SVAEConfig", wrapper="sphere", encoder="SVAE", loss="-ELBO with a von Mises-Fisher posterior (closed-form KL)"
+    ),
     "PoincareVAE": ZooEntry(
         "PoincareVAEConfig", refused=_NOT_GAUSSIAN.format(what="a distribution on the Poincare ball")
     ),
