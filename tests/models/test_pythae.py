@@ -55,7 +55,7 @@ def _spec_error(model: dict, objective: dict | None = None, dataset: str = "digi
 
 
 def _build(model: dict, objective: dict | None = None, shape=(1, 8, 8), seed: int = 0):
-    cfg = _run_config(model, objective)
+    cfg = _run_config(model, objective, "digits" if shape == (1, 8, 8) else "mnist")
     torch.manual_seed(seed)
     return build_model(cfg.model, shape, build_likelihood(cfg.objective)), cfg
 
@@ -276,9 +276,11 @@ def test_a_bad_config_key_exits_2_naming_the_file_and_the_key(tmp_path):
 
 
 def test_the_benchmark_networks_need_mnist_shaped_images():
-    with pytest.raises(ValueError) as e:
-        _build({"model": "VAE", "networks": "mnist_conv"})
-    assert "networks 'mnist_conv' are pythae's MNIST benchmark networks, for 1x28x28 images" in str(e.value)
+    expected = "networks 'mnist_conv' are pythae's MNIST benchmark networks, for 1x28x28 images; the dataset's images are 1x8x8"
+    assert expected in _spec_error({"model": "VAE", "networks": "mnist_conv"})  # digits: known by name
+    mnist = _run_config({"model": "VAE", "networks": "mnist_conv"}, dataset="mnist")
+    with pytest.raises(ValueError, match="the dataset's images are 1x8x8"):  # when the model is built
+        build_model(mnist.model, (1, 8, 8), build_likelihood(mnist.objective))
     model, _ = _build({"model": "BetaTCVAE", "networks": "mnist_resnet", "latent_dim": 4}, shape=(1, 28, 28))
     assert type(model.net.encoder).__name__ == "Encoder_ResNet_VAE_MNIST"
     assert model.decode(torch.zeros(2, 4)).shape == (2, 1, 28, 28)

@@ -14,8 +14,9 @@ state, so that the random numbers pythae's loss draws are exactly those pythae's
 (`tests/models/test_pythae_training.py` checks the loss curve against `BaseTrainer`).
 
 `check_run` (the family's `ModelFamily.check_run`, at spec time): the likelihood must be one pythae
-has a reconstruction loss for, and vaebench's own loss settings (estimator, beta, free bits,
-reduction, the KL schedule) must stay at their defaults, since a pythae model does not read them.
+has a reconstruction loss for, vaebench's own loss settings (estimator, beta, free bits, reduction,
+the KL schedule) must stay at their defaults, since a pythae model does not read them, and the
+MNIST benchmark networks need a dataset of 1x28x28 images (where the dataset's name fixes its shape).
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ from .build import check_config
 
 # objective: fields a pythae model reads (the likelihood picks its reconstruction loss)
 READ_FIELDS = ("likelihood", "variance")
+# vaebench's built-in datasets whose image shape their name fixes: the benchmark networks' shape is
+# checked against them at spec time (other datasets' shapes are known once loaded: checked at build)
+FIXED_SHAPES = {"mnist": (1, 28, 28), "digits": (1, 8, 8), "synthetic": (1, 10, 12)}
 
 
 @contextlib.contextmanager
@@ -63,7 +67,7 @@ def check_run(cfg) -> None:
     """The `pythae` family's spec-time check of the whole run (ValueError: a spec error)."""
     from vaebench.spec.sections import ObjectiveConfig, ScheduleConfig
 
-    check_config(cfg.model.family_options(), cfg.objective)
+    check_config(cfg.model.family_options(), cfg.objective, FIXED_SHAPES.get(cfg.dataset.name))
     defaults = ObjectiveConfig()
     ignored = [
         f"objective.{name} ({getattr(cfg.objective, name)!r})"
