@@ -51,6 +51,16 @@ def test_the_smoke_spec_runs_five_pythae_models_through_the_pipeline(tmp_path):
     assert df.loc["VAMP", "kl_per_dim"] is None
     assert (df["epochs_completed"] == 1).all()
     assert len(df.loc["VAE", "kl_per_dim"]) == 4
+    # a saved pythae run reloads through vaebench's API and re-evaluates to its row
+    import vaebench
+
+    row = df.loc["VAMP"]
+    model, config = vaebench.load_model(row["run_id"], results=results)
+    assert type(model).__name__ == "PythaeVampVAE" and model.pythae_model == "VAMP"
+    again = vaebench.evaluate(
+        model, config=config, metrics=["elbo", "nll"], seed=int(row["seed"]), threads=int(row["torch_threads"])
+    )
+    assert again["neg_elbo"] == row["neg_elbo"] and again["nll_is"] == row["nll_is"]
     r = CliRunner().invoke(app, ["report", "--results", str(results), "--out", str(reports)])
     assert r.exit_code == 0, r.output
     md = (reports / "pythae_smoke.md").read_text()
