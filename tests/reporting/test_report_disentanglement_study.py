@@ -162,6 +162,7 @@ def test_the_study_report_tables_and_findings():
     assert "MIG: btcvae; SAP (dlib): btcvae; FactorVAE score: elbo; Gaussian TC: btcvae" in text
     # (b): pairs of the paper's metrics measured (MIG, SAP (dlib), DCI disentanglement, FactorVAE score)
     assert "(b) “The metrics disagree” holds here. Over the 6 pairs" in text
+    assert "5 of the 6 pairs are below 0.5 (lowest first: FactorVAE score–MIG -1.00; FactorVAE score–SAP (dlib)" in text
     assert (
         "Scale: 12 runs on `shapes` (32×32 px), 2 epochs each (median), 3 seeds per cell, 4 cells of 2 model(s)" in text
     )
@@ -178,7 +179,10 @@ def test_seed_noise_alone_makes_finding_a_hold_and_agreeing_metrics_contradict_b
     assert (
         "(a) “No model is consistently better once seeds are accounted for” holds here. On 0 of the 5 metrics" in text
     )
-    assert "(b) “The metrics disagree” is contradicted here." in text and "0 of the 10 pairs are below 0.5 (—)" in text
+    assert (
+        "(b) “The metrics disagree” is contradicted here." in text
+        and "0 of the 10 pairs are below 0.5 (lowest first: none)" in text
+    )
 
 
 def test_a_study_of_mig_and_sap_alone_keeps_its_report():
@@ -203,5 +207,6 @@ def test_vaebench_report_writes_the_study_report_and_its_heatmap(tmp_path):
     text = (out / "dstudy.md").read_text()
     assert text.startswith("# Disentanglement study: metrics by model and strength — study `dstudy`")
     assert "## Rank correlation between the metrics (Spearman over runs)" in text
+    assert "| btcvae | TC weight=6 | **0.400 ± 0.025** |" in text  # the cells read back from Parquet
     assert (out / "dstudy" / "figures" / "rank_correlations.png").read_bytes().startswith(b"\x89PNG")
     assert [f.key for f in study_figures(df, tmp_path / "results")][-1] == "rank_correlations"

@@ -52,6 +52,7 @@ PAPER_METRICS = (C.BETAVAE_SCORE, C.FACTORVAE_SCORE, C.MIG, C.DCI_DISENTANGLEMEN
 MIN_METRICS = 4  # more than MIG, SAP (dlib) and SAP (by kind): a study of the metrics, not the tutorial's column
 MODEL_KEY = "objective.estimator"  # a cell's model when no non-numeric parameter differs between cells
 AGREE_RHO = 0.5  # two metrics agree when their Spearman ρ over runs is at least this
+LISTED_PAIRS = 5  # finding (b) names at most this many of the pairs below AGREE_RHO, the lowest first
 MODEL, STRENGTH = "model", "strength"  # the lead table's first two columns (summary keys)
 
 LAYOUT_COLUMNS = tuple(relabel(m) for m in STUDY_METRICS)
@@ -338,7 +339,7 @@ def models_finding(df: pd.DataFrame) -> str:
 def metrics_finding(df: pd.DataFrame) -> str:
     """Finding (b), the metrics disagree, over the pairs of the paper's metrics measured here:
     contradicted when every pair's ρ reaches AGREE_RHO, holds when at least half fall below it,
-    else partly; with the range, the median and the lowest pairs."""
+    else partly; with the range, the median and the LISTED_PAIRS lowest pairs."""
     metrics, rho, _ = rank_correlation_matrix(df)
     paper = [m for m in PAPER_METRICS if m in metrics]
     pairs = [
@@ -362,7 +363,9 @@ def metrics_finding(df: pd.DataFrame) -> str:
         median=f"{float(np.median(values)):.2f}",
         weak=len(weak),
         agree=AGREE_RHO,
-        weak_list="; ".join(f"{metric_name(a)}–{metric_name(b)} {r:.2f}" for a, b, r in weak) or MISSING,
+        weak_list="; ".join(f"{metric_name(a)}–{metric_name(b)} {r:.2f}" for a, b, r in weak[:LISTED_PAIRS])
+        + ("; …" if len(weak) > LISTED_PAIRS else "")
+        or "none",
         negative=sum(r < 0 for r in values),
         noise=f"{noise_rho(runs):.2f}",
         runs=runs,

@@ -283,7 +283,8 @@ def rank_correlations(df: pd.DataFrame, root: Path) -> Optional[Figure]:
     for i in range(k):
         for j in range(k):
             if np.isfinite(rho[i, j]):
-                ax.text(j, i, f"{rho[i, j]:.2f}", ha="center", va="center", fontsize=7)
+                colour = "white" if abs(rho[i, j]) > 0.6 else "black"  # readable on the dark ends of the map
+                ax.text(j, i, f"{rho[i, j]:.2f}", ha="center", va="center", fontsize=7, color=colour)
     names = [oriented_name(m) for m in metrics]
     ax.set_xticks(range(k), names, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(k), names, fontsize=8)
