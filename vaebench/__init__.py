@@ -18,9 +18,10 @@ and an example; docs/python.md walks through them in a notebook):
     report(study, ...)               write the Markdown/HTML report -> the paths written
     load_spec(path), parse_spec(d)   read and validate a sweep spec -> SweepSpec
     load_plugins(modules)            import plugin modules -> their provenance records
-    MODELS, DATASETS, METRICS, LIKELIHOODS    the registries plugins fill
+    MODELS, DATASETS, METRICS, LIKELIHOODS, ESTIMATORS    the registries plugins fill
     ModelFamily, DatasetSource, Dataset, Options, VAE, Likelihood,
-    register_metric, Column          what a plugin registers (docs/plugins.md)
+    register_metric, Column,
+    Estimator, TrainingObjective, Step, LossOut    what a plugin registers (docs/plugins.md)
     VaebenchError                    the base of every error meant for the user (its message says what to do)
 
 Names are imported on first use, so `import vaebench` stays cheap (no torch).
@@ -50,6 +51,11 @@ _EXPORTS = {
     "Column": ("metrics", "Column"),
     "LIKELIHOODS": ("objectives", "LIKELIHOODS"),
     "Likelihood": ("objectives", "Likelihood"),
+    "ESTIMATORS": ("objectives", "ESTIMATORS"),
+    "Estimator": ("objectives", "Estimator"),
+    "TrainingObjective": ("objectives", "TrainingObjective"),
+    "Step": ("objectives", "Step"),
+    "LossOut": ("objectives", "LossOut"),
     "Options": ("options", "Options"),
     "VaebenchError": ("errors", "VaebenchError"),
     "load_plugins": ("plugins", "load_plugins"),

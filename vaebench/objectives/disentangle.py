@@ -208,36 +208,20 @@ class AnnealedVAE(TrainingObjective):
         return LossOut(loss, t.recon, t.kl)
 
 
-ESTIMATORS.register(
-    "btcvae",
-    Estimator(
-        lambda cfg, model, info: BetaTCVAE(cfg), ("beta", "tc_sampling"), "beta-TCVAE", unsupported=standard_vae_reason
-    ),
-)
-ESTIMATORS.register(
-    "factorvae",
-    Estimator(
+# name -> (builder (cfg, model, info) -> objective, the `objective:` fields it reads, its name in the papers)
+_OBJECTIVES = {
+    "btcvae": (lambda cfg, model, info: BetaTCVAE(cfg), ("beta", "tc_sampling"), "beta-TCVAE"),
+    "factorvae": (
         FactorVAE,
         ("tc_weight", "discriminator_lr", "discriminator_hidden", "discriminator_layers"),
         "FactorVAE",
-        unsupported=standard_vae_reason,
     ),
-)
-ESTIMATORS.register(
-    "dipvae",
-    Estimator(
-        lambda cfg, model, info: DIPVAE(cfg),
-        ("beta", "dip_type", "lambda_od", "lambda_d"),
-        "DIP-VAE",
-        unsupported=standard_vae_reason,
-    ),
-)
-ESTIMATORS.register(
-    "annealed",
-    Estimator(
+    "dipvae": (lambda cfg, model, info: DIPVAE(cfg), ("beta", "dip_type", "lambda_od", "lambda_d"), "DIP-VAE"),
+    "annealed": (
         lambda cfg, model, info: AnnealedVAE(cfg),
         ("capacity_max", "capacity_warmup", "capacity_gamma"),
         "AnnealedVAE",
-        unsupported=standard_vae_reason,
     ),
-)
+}
+for _name, (_build, _fields, _doc) in _OBJECTIVES.items():
+    ESTIMATORS.register(_name, Estimator(_build, _fields, _doc, unsupported=standard_vae_reason))

@@ -7,6 +7,7 @@ how grid parameters and their values are printed."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -54,8 +55,10 @@ class ReportTable:
 @dataclass
 class Layout:
     """How a study's tables read: its tutorial layout's columns (none: all-metrics only), which
-    metric the p-values test, and which columns must not be ranked across rows (layouts.py has the
-    tutorial's)."""
+    metric the p-values test, which columns must not be ranked across rows (layouts.py has the
+    tutorial's), and a family's own lead table when the summary of `columns` by the grid's keys is
+    not it (`lead(df, grid_keys, layout, title) -> ReportTable`, e.g. the disentanglement study's,
+    by model and strength)."""
 
     key: str
     columns: tuple[TableColumn, ...] = ()
@@ -63,6 +66,7 @@ class Layout:
     headline: str = C.NEG_ELBO
     unranked: frozenset[str] = frozenset()
     notes: tuple[str, ...] = ()
+    lead: Optional[Callable] = None
 
 
 SECONDS_PER_EPOCH = "seconds_per_epoch"  # derived: train_seconds / epochs_completed
@@ -114,6 +118,15 @@ METRIC_FORMATS = {
     C.IS: ".2f",
     C.CODEBOOK_PERPLEXITY: ".1f",
     C.CODES_USED_FRACTION: ".3f",
+    C.DCI_DISENTANGLEMENT: ".3f",
+    C.DCI_COMPLETENESS: ".3f",
+    C.DCI_INFORMATIVENESS: ".3f",
+    C.FACTORVAE_SCORE: ".3f",
+    C.BETAVAE_SCORE: ".3f",
+    C.MODULARITY: ".3f",
+    C.EXPLICITNESS: ".3f",
+    C.GAUSSIAN_TOTAL_CORRELATION: ".3f",
+    C.MUTUAL_INFO_SCORE: ".3f",
 }
 DEFAULT_FORMAT = ".4g"
 # Units as the tables print them: every log-density and KL is per example (the report says so once).
@@ -175,6 +188,10 @@ def relabel(key: str, label: str | None = None, better: str | None = None) -> Ta
 PARAM_LABELS = {
     "objective.beta": "β",
     "objective.likelihood": "Likelihood",
+    "objective.tc_weight": "TC weight",
+    "objective.lambda_od": "λ_od",
+    "objective.lambda_d": "λ_d",
+    "objective.capacity_max": "C_max",
     "model.latent_dim": "Latent dim",
     "model.hidden_dim": "Hidden dim",
     "model.depth": "Depth",

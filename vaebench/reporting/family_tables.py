@@ -1,10 +1,13 @@
-"""Tables of model families with metrics of their own: a VQ-VAE study's codebook table and a
-hierarchical study's per-layer tables with Sønderby et al.'s finding checked.
+"""Tables of model families with metrics of their own: a VQ-VAE study's codebook table, a
+hierarchical study's per-layer tables with Sønderby et al.'s finding checked, and a disentanglement
+study's metrics by model and strength, their rank correlations, their variance by source and
+Locatello et al.'s findings checked (disentanglement_study.py).
 
 Which applies is read from the rows' measured columns (a study whose runs have codebook columns is a
 VQ-VAE study; one whose runs have per-layer KLs of more than one layer is a hierarchical study), not
 from the study's name. tables.py uses the first of FAMILY_LAYOUTS that applies when the study mirrors
-none of the tutorial's tables, and adds the tables of every FAMILY_TABLES function.
+none of the tutorial's tables, adds the tables of every FAMILY_TABLES function, and render.py prints
+the paragraphs of every FAMILY_FINDINGS function under the study's header.
 """
 
 from __future__ import annotations
@@ -16,16 +19,19 @@ import pandas as pd
 from ..metrics import column_names as C
 from .columns import N_HEADER, Cell, Layout, ReportTable, TableColumn, relabel
 from .convergence import all_converged, cell_convergence, shortfall
+from .disentanglement_study import LAYOUT as DISENTANGLEMENT_STUDY_LAYOUT
+from .disentanglement_study import is_disentanglement_study, study_extra_tables, study_findings
 from .prose import prose
 from .settings import finished, has_values
 from .stats import trend_sign
 from .summary import list_items, summarize, summary_table
-from .titles import DEPTH_CHECK_TITLE, HIERARCHICAL_TITLE, PER_LAYER_TITLE, VQ_TITLE
+from .titles import DEPTH_CHECK_TITLE, DISENTANGLEMENT_STUDY_TITLE, HIERARCHICAL_TITLE, PER_LAYER_TITLE, VQ_TITLE
 
 # A family's layout, chosen when the rows have the family's measured columns: (predicate(df), title, Layout);
-# and a family's extra tables: (df, grid_keys) -> tables.
+# a family's extra tables: (df, grid_keys) -> tables; a family's findings: df -> paragraphs.
 FAMILY_LAYOUTS: list = []
 FAMILY_TABLES: list = []
+FAMILY_FINDINGS: list = []
 
 
 def _layers(df: pd.DataFrame) -> pd.Series:
@@ -152,6 +158,10 @@ def depth_check(ok: pd.DataFrame) -> ReportTable:
 
 
 FAMILY_TABLES.append(per_layer_tables)
+
+FAMILY_LAYOUTS.append((is_disentanglement_study, DISENTANGLEMENT_STUDY_TITLE, DISENTANGLEMENT_STUDY_LAYOUT))
+FAMILY_TABLES.append(study_extra_tables)
+FAMILY_FINDINGS.append(study_findings)
 
 
 def family_layout(df: pd.DataFrame) -> tuple[str, Layout] | None:

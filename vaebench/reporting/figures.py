@@ -20,6 +20,7 @@ from matplotlib.figure import Figure as _Canvas
 from ..results.artifacts import load_arrays
 from ..results.rows import grid_column
 from .columns import cell_label, param_label
+from .disentanglement_study import is_disentanglement_study, oriented_name, rank_correlation_matrix
 from .prose import prose
 from .settings import finished
 from .stats import ci95
@@ -270,6 +271,28 @@ def latent_scatter(df: pd.DataFrame, root: Path) -> Optional[Figure]:
     return _figure("latent_scatter", "2-D latent space", fig)
 
 
+def rank_correlations(df: pd.DataFrame, root: Path) -> Optional[Figure]:
+    """For a disentanglement study: the rank-correlation matrix between its metrics as a heatmap
+    (disentanglement_study.rank_correlation_matrix; ρ in [−1, 1], written in each square)."""
+    if not is_disentanglement_study(df):
+        return None
+    metrics, rho, _ = rank_correlation_matrix(df)
+    k = len(metrics)
+    fig, ax = _subplots(figsize=(1.5 + 0.7 * k, 1.0 + 0.6 * k))
+    image = ax.imshow(np.ma.masked_invalid(rho), cmap="RdBu", vmin=-1, vmax=1)
+    for i in range(k):
+        for j in range(k):
+            if np.isfinite(rho[i, j]):
+                colour = "white" if abs(rho[i, j]) > 0.6 else "black"  # readable on the dark ends of the map
+                ax.text(j, i, f"{rho[i, j]:.2f}", ha="center", va="center", fontsize=7, color=colour)
+    names = [oriented_name(m) for m in metrics]
+    ax.set_xticks(range(k), names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(k), names, fontsize=8)
+    fig.colorbar(image, ax=ax, label="Spearman's ρ over runs")
+    ax.set_title("Rank correlation between the metrics", fontsize=11)
+    return _figure("rank_correlations", "Rank correlation between the metrics", fig, runs=len(finished(df)))
+
+
 FIGURES: list[Callable[[pd.DataFrame, Path], Optional[Figure]]] = [
     training_curves,
     compute_curves,
@@ -277,6 +300,7 @@ FIGURES: list[Callable[[pd.DataFrame, Path], Optional[Figure]]] = [
     metric_vs_param,
     images,
     latent_scatter,
+    rank_correlations,
 ]
 
 

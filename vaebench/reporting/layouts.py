@@ -189,7 +189,7 @@ def _fid_sentence(df: pd.DataFrame) -> str:
     return prose("fid_measured", features=features)
 
 
-def _disentanglement_sentence(df: pd.DataFrame) -> str:
+def disentanglement_sentence(df: pd.DataFrame) -> str:
     """How the MIG and SAP of the table were measured (the settings every row carries)."""
     ok = finished(df)
     ok = ok[ok[C.MIG].notna()]
@@ -225,7 +225,7 @@ def _disentanglement_columns(columns: list[TableColumn], summary: pd.DataFrame, 
     out = []
     for c in columns:
         out += [relabel(C.MIG, "Disentanglement: MIG"), *saps] if c.key == DISENTANGLEMENT else [c]
-    return out, _disentanglement_sentence(df)
+    return out, disentanglement_sentence(df)
 
 
 def layout_table(

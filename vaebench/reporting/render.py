@@ -1,5 +1,5 @@
 """Markdown rendering of a study's report: its header (with the evaluation protocol when the runs held
-out a validation split), its tables (render_table), the FID note, the
+out a validation split, and a family's findings, e.g. a disentanglement study's), its tables (render_table), the FID note, the
 note on the summary cells and how the rows were made (provenance), its settings and its failed runs.
 The wording of its paragraphs is in prose.yaml."""
 
@@ -20,8 +20,8 @@ from .settings import (
     sweep_rows,
     variant_settings,
 )
-from .tables import RUN_TABLES, search_targets, study_tables, study_title
-from .titles import FAILED_RUNS_TITLE, PRUNED_RUNS_TITLE
+from .tables import RUN_TABLES, search_targets, study_findings, study_tables, study_title
+from .titles import FAILED_RUNS_TITLE, FINDINGS_TITLE, PRUNED_RUNS_TITLE
 
 
 def _md_cell(cell: Cell) -> str:
@@ -147,6 +147,10 @@ def render_study(df: pd.DataFrame) -> str:
         lines += ["", note]
     if limits := paper_limits(df):
         lines += ["", prose("paper_limits"), ""] + [f"- {_sentence(n)}" for n in limits]
+    if findings := study_findings(all_rows):  # a family's findings, stated from its numbers
+        lines += ["", f"## {FINDINGS_TITLE}"]
+        for paragraph in findings:
+            lines += ["", paragraph]
     for table in tables:
         if table.key not in RUN_TABLES:
             lines += ["", render_table(table)]

@@ -29,7 +29,7 @@ from ..results.rows import grid_column
 from .caveats import collapse_note, unresolved_note
 from .columns import MISSING, Cell, Layout, ReportTable, format_value, param_label, report_columns
 from .convergence import convergence_notes
-from .family_tables import FAMILY_TABLES, family_layout
+from .family_tables import FAMILY_FINDINGS, FAMILY_TABLES, family_layout
 from .layouts import (
     DEFAULT_LAYOUT,
     LAYOUTS,
@@ -81,7 +81,9 @@ def study_tables(df: pd.DataFrame) -> list[ReportTable]:
     grid_keys = list(df["grid_keys"].iloc[0])
     summary = summarize(df, grid_keys)
     title, layout = study_layout(df)
-    if layout.columns:
+    if layout.lead is not None:  # a family's own lead table
+        tables = [layout.lead(df, grid_keys, layout, title)]
+    elif layout.columns:
         tables = [layout_table(df, summary, grid_keys, layout, title)]
     else:  # a grid over several keys: each key's tutorial table per value of the others
         tables = sliced_layout_tables(df, summary, grid_keys)
@@ -106,6 +108,12 @@ def study_tables(df: pd.DataFrame) -> list[ReportTable]:
     elif not is_grid(df):
         tables.append(best_runs_table(df, grid_keys))
     return tables
+
+
+def study_findings(df: pd.DataFrame) -> list[str]:
+    """The paragraphs a family's report states its findings in, under the study's header (each
+    FAMILY_FINDINGS function's, in order; none for most studies)."""
+    return [paragraph for findings in FAMILY_FINDINGS for paragraph in findings(df)]
 
 
 def search_targets(df: pd.DataFrame) -> list[tuple[str, str]]:

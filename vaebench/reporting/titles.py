@@ -19,6 +19,7 @@ DEFAULT_TITLE = "Sweep results"
 # Model families with metrics of their own (family_tables.py).
 VQ_TITLE = "VQ-VAE: reconstruction and codebook use"
 HIERARCHICAL_TITLE = "Hierarchical (ladder) VAE: likelihood by depth"
+DISENTANGLEMENT_STUDY_TITLE = "Disentanglement study: metrics by model and strength"
 
 # The tables every study may have besides its layout's.
 SLICE_TITLE = "{title} ({fixed})"  # a tutorial table for one value of the grid's other keys
@@ -27,6 +28,9 @@ PUBLISHED_TITLE = "Published versus measured"
 PER_FACTOR_TITLE = "{metric} per factor"  # MIG, SAP
 PER_LAYER_TITLE = "{quantity} per layer"  # KL, Active units
 DEPTH_CHECK_TITLE = "Depth versus NLL (Sønderby et al. 2016)"
+RANK_CORRELATION_TITLE = "Rank correlation between the metrics (Spearman over runs)"
+VARIANCE_SOURCES_TITLE = "Variance of each metric: model, strength and seed"
+FINDINGS_TITLE = "Locatello et al. 2019 at this scale"
 PARETO_TITLE = "Pareto front ({objectives})"
 BEST_RUNS_TITLE = "Best runs ({objective}, chosen on the {split} split)"  # a single-objective search
 FAILED_RUNS_TITLE = "Failed runs"
