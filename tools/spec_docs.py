@@ -341,17 +341,59 @@ tensors used (stored with every row). `binarize` applies to every source.
 |---|---|---|
 | shape | square, ellipse (semi-axes 1 : 0.5), heart | categorical (also the class label) |
 | scale | `scales` values from 0.5 to 1, linear: the fraction of the largest size | ordered |
-| orientation | `orientations` angles k·P/n, k = 0 … n−1, over the shape's symmetry period P (square π/2, ellipse π, heart 2π), so no two images are the same picture; anticlockwise | ordered |
+| orientation | `orientations` angles, anticlockwise. `orientation_values: period` (default): k·P/n, k = 0 … n−1, over the shape's symmetry period P (square π/2, ellipse π, heart 2π), so that with anti-aliased pixels no two images are the same picture; `dsprites`: dSprites' linspace(0, 2π, n) for every shape, both ends included | ordered |
 | x, y | `positions` centre positions each, linear from r + 1 to S − r − 1 px (r = 0.2·S, the largest shape's radius; S = `image_size`) | ordered |
 
-  The defaults give 3 × 6 × 10 × 16 × 16 = 46,080 images of 32×32 px (dSprites: 64 px, 6 scales,
-  40 orientations over 2π, 32 positions). Each shape is scaled so that its area centroid is at the
-  origin and its farthest point at radius s · 0.2 · S; a pixel's value is the fraction of its 4×4
-  sub-pixel centres inside the turned, scaled, shifted shape, rounded to 1/255 (white on black, one
-  channel). The grid is cached in `$VAEBENCH_CACHE/datasets/shapes-<S>px-<key>.npz` (key: a hash of
-  the factor grid and the renderer version) with its SHA-256, checked on every read (a damaged file
-  is rendered again), under a file lock so concurrent workers render it once. Split: a permutation
-  of the grid with seed 0; the last `test_fraction` of it is the test split.
+  The defaults give 3 × 6 × 10 × 16 × 16 = 46,080 images of 32×32 px. Each shape is scaled so
+  that its area centroid is at the origin and its farthest point at radius s · 0.2 · S; with
+  `pixels: antialiased` (default) a pixel's value is the fraction of its 4×4 sub-pixel centres
+  inside the turned, scaled, shifted shape, rounded to 1/255, with `pixels: binary` it is 0 or 1, on
+  when its centre is inside (white on black, one channel). The grid is cached in
+  `$VAEBENCH_CACHE/datasets/shapes-<S>px-<key>.npz` (key: a hash of the factor grid, its
+  orientation values and pixels, and the renderer version) with its SHA-256, checked on every read
+  (a damaged file is rendered again), under a file lock so concurrent workers render it once.
+  Split: a permutation of the grid with seed 0; the last `test_fraction` of it is the test split.
+
+  **`shapes` and dSprites.** dSprites (Matthey et al. 2017,
+  `dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz`) holds 737,280 binary 64×64 images, one for
+  each of color (1) × shape (3) × scale (6) × orientation (40) × posX (32) × posY (32), posY
+  fastest. `shapes` renders its own images; how they differ:
+
+| | dSprites | `shapes` (defaults) | `shapes`, `preset: dsprites` |
+|---|---|---|---|
+| factors, order | color (constant), shape, scale, orientation, posX, posY | shape, scale, orientation, x, y: row i's factor indices are dSprites' `latents_classes[i][1:]` for the same sizes | as dSprites, without color |
+| shapes | square, ellipse, heart | square, ellipse 1 : 0.5, heart (the region (x² + y² − 1)³ ≤ x²y³) | same as the defaults |
+| scale | 6 values in [0.5, 1]; pixel sizes not in the metadata | 6 values in [0.5, 1] of a largest shape reaching 0.2 · S px from its centroid | same, S = 64: 12.8 px |
+| orientation | 40 values linspace(0, 2π, 40) for every shape: 0 and 2π are the same angle | 10 per shape, over its symmetry period: no repeated picture (all 46,080 distinct; with `pixels: binary`, 45,674) | dSprites' 40 values |
+| position | 32 values in [0, 1] each; pixel extent not in the metadata | 16 centroid positions from r + 1 to S − r − 1 px | 32, from 13.8 to 50.2 px |
+| pixels | binary | anti-aliased (4×4 supersampling, 1/255 steps) | binary, on when the pixel's centre is inside |
+| images | 737,280 of 64×64 | 46,080 of 32×32 | 737,280 of 64×64 |
+
+  `preset: dsprites` sets `image_size: 64, scales: 6, orientations: 40, positions: 32,
+  orientation_values: dsprites, pixels: binary`; keys given beside it override it (`preset:
+  dsprites, pixels: antialiased`). The preset is expanded when the spec is read: the run records
+  those options, so it is the same run as a spec that writes them out. With dSprites' angles some
+  pictures repeat: 2π is 0 (18,432 images), and at small scales turns near a symmetry (a square
+  turned by 10 · 2π/39 = π/2 + 0.04) render the same binary picture: 713,814 of the 737,280 images
+  are distinct (square 234,864, ellipse 239,356, heart 239,594, of 245,760 each).
+
+  What the preset costs here (2 shared cores, 24 GiB; `/usr/bin/time -v` on
+  `render_shapes(64, 6, 40, 32, orientation_values="dsprites", pixels=...)` and on
+  `load_dataset` of `{name: shapes, preset: dsprites}`):
+
+| step | wall time | peak memory (RSS) |
+|---|---|---|
+| render, `pixels: binary` (the preset) | 12.9 s, 16.7 s with the interpreter's start (8.4 s user + 6.1 s system CPU) | 3.5 GB: the 3.02 GB uint8 grid and the interpreter |
+| render, `pixels: antialiased` (16 samples a pixel) | 601 s on a loaded machine (129 s user + 100 s system CPU) | 3.5 GB |
+| `load_dataset`, first time (render, write the 17.7 MB compressed cache, split) | 69 s | 16.2 GB |
+| `load_dataset` from the cache | 63 s (of which, timed apart: 11 s reading and verifying the cache, 23 s converting the training split, 9 s its checksum) | 16.2 GB |
+
+  Every `Dataset` holds float32 images: 737,280 × 64 × 64 × 4 bytes = 12.08 GB (552,960 train,
+  184,320 test), beside the 3.02 GB uint8 grid while the splits are built (converted 65,536
+  images at a time, so no uint8 copy of a split is made). A run then needs that 12 GB plus what
+  training copies: a `validation` split copies the training images it keeps (up to 9 GB more),
+  `binarize` another test split. On this machine run one such worker at a time; use a reduced grid
+  (`preset: dsprites, positions: 16`: 184,320 images, 3 GB) to train several at once.
 """
 
 MODEL_TEXT = """

@@ -91,10 +91,13 @@ def test_registry_has_the_built_in_sources():
         "synthetic",
     ]
     assert list(DATASETS.get("shapes").options.model_fields) == [
+        "preset",
         "image_size",
         "scales",
         "orientations",
+        "orientation_values",
         "positions",
+        "pixels",
         "test_fraction",
     ]
     assert all(not DATASETS.get(n).options.model_fields for n in ["digits", "mnist", "synthetic"])
