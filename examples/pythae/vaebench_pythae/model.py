@@ -4,7 +4,7 @@
 the parameters vaebench trains and checkpoints) and reads it through the interface:
 
 - `encode(x)` is the pythae encoder's `embedding` and `log_covariance`: the diagonal-Gaussian
-  q(z|x), (B, D) each (only models with such an encoder are in the zoo's supported list).
+  q(z|x), (B, D) each (the flows and SVAE read their posteriors otherwise: flows.py, sphere.py).
 - `decode(z)` is the likelihood's parameters, consistent with the model's `reconstruction_loss`:
   * `bce` (objective.likelihood `bernoulli`): vaebench's Bernoulli takes **logits**. pythae's
     decoders end with a sigmoid, and a probability that has rounded to 0 or 1 in float32 has lost

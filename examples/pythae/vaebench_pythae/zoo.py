@@ -6,16 +6,16 @@ same table for readers; `tests/models/test_pythae.py` checks that the two agree.
 
 How the interface reads a supported model (`wrapper`):
 
-- `gaussian`: that Gaussian is q(z|x) and the prior is N(0, I) (`model.PythaeVAE`): every vaebench
-  metric applies;
+- `gaussian`: the encoder's `embedding` and `log_covariance` are the diagonal-Gaussian q(z|x) and
+  the prior is N(0, I) (`model.PythaeVAE`): every vaebench metric applies;
 - `vamp`: the same posterior, pythae's VampPrior (`model.PythaeVampVAE`);
 - `flow`: the Gaussian is the base q0 of a normalizing flow (`flows.PythaeFlowVAE`): the metrics
   that read a diagonal-Gaussian posterior are skipped, the NLL and -ELBO use the flow's density;
 - `sphere`: SVAE's encoder outputs `embedding` and `log_concentration`, a von Mises-Fisher posterior
   on the sphere with the uniform prior (`sphere.PythaeSphereVAE`): likewise.
 
-Every other pythae model is refused with the reason: those whose posterior is neither (hyperspherical,
-hyperbolic, Hamiltonian, VQ, deterministic autoencoders) need their own importance weights and
+Every other pythae model is refused with the reason: those whose posterior is none of these
+(hyperbolic, Hamiltonian, VQ, deterministic autoencoders) need their own importance weights and
 one-sample ELBO terms before vaebench's metrics can read them, and those trained by pythae's
 adversarial or coupled-optimizer trainers need their optimizer steps reproduced.
 """
