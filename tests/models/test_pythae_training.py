@@ -145,3 +145,31 @@ def test_one_epoch_through_vaebench_gives_pythaes_base_trainer_loss_at_every_ste
         torch.tensor(ours), torch.tensor(theirs), rtol=1e-6, atol=1e-5
     )  # measured: equal bit for bit
     assert theirs[-1] < theirs[0]  # it trained
+
+
+@pytest.mark.parametrize("model, config", [("VAMP", {"number_components": 10}), ("SVAE", {})])
+def test_a_pythae_run_resumed_from_its_checkpoint_equals_an_uninterrupted_one(model, config, tmp_path):
+    """Killed after the checkpoint at the end of epoch 1 and resumed: the row (metrics, history but
+    its seconds) is the uninterrupted run's, bit for bit — pythae's loss, its random draws (SVAE's
+    rejection sampler) and VAMP's pseudo-inputs all continue from the checkpoint."""
+    from tests.engine.test_checkpoint import _Crash, _crash_at, _execute, _Notes, _results
+    from vaebench.engine.checkpoint import checkpoint_path
+
+    spec = parse_spec(
+        {
+            "study": "ckpt",
+            "plugins": ["vaebench_pythae"],
+            "dataset": {"name": "digits"},
+            "model": {"name": "pythae", "model": model, "config": config, "latent_dim": 4},
+            "train": {"epochs": 3, "batch_size": 128, "checkpoint_every": 1},
+            "eval": {"fid_extractor": None, "nll_examples": 50, "nll_k": 10},
+        }
+    )
+    reference = _execute(spec, tmp_path / "reference")
+    root = tmp_path / "killed"
+    with pytest.raises(_Crash):
+        _execute(spec, root, stop_check=_crash_at(2))
+    assert checkpoint_path(root, "ckpt", reference["run_id"]).is_file()
+    resumed = _execute(spec, root, _Notes())
+    assert resumed["resumed_from_epoch"] == 2
+    assert _results(resumed) == _results(reference)
