@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from .adversarial import PythaeFactorVAE
 from .flows import PythaeFlowVAE
 from .model import PythaeVAE, PythaeVampVAE
 from .options import pythae_config
@@ -18,12 +19,14 @@ from .sphere import PythaeSphereVAE
 from .zoo import ZOO
 
 MNIST_SHAPE = (1, 28, 28)
+# zoo.ZooEntry.wrapper -> the class that reads the model
 WRAPPERS = {
     "gaussian": PythaeVAE,
     "vamp": PythaeVampVAE,
     "flow": PythaeFlowVAE,
     "sphere": PythaeSphereVAE,
-}  # zoo.ZooEntry.wrapper
+    "factor": PythaeFactorVAE,
+}
 
 
 def _bernoulli(objective) -> str:

@@ -28,8 +28,6 @@ import torch
 from vaebench.objectives import LossOut
 from vaebench.objectives.training import Step, TrainingObjective
 
-from .build import check_config
-
 # objective: fields a pythae model reads (the likelihood picks its reconstruction loss)
 READ_FIELDS = ("likelihood", "variance")
 # vaebench's built-in datasets whose image shape their name fixes: the benchmark networks' shape is
@@ -54,18 +52,25 @@ class PythaeObjective(TrainingObjective):
     """pythae's own training loss (see the module docstring)."""
 
     def forward(self, model, x: torch.Tensor, y: torch.Tensor | None, step: Step) -> LossOut:
+        out, terms = self.pythae_forward(model, x, y, step)
+        return LossOut(out["loss"], terms.recon, terms.kl)
+
+    def pythae_forward(self, model, x, y, step: Step):
+        """(pythae's output for the batch, vaebench's one-sample ELBO terms for the bookkeeping)."""
         from pythae.data.datasets import DatasetOutput
 
         epoch = step.step // step.steps_per_epoch + 1  # pythae's epochs count from 1
         out = model.net(DatasetOutput(data=x), epoch=epoch, dataset_size=step.dataset_size, uses_ddp=False)
         with _side_effect_free(model):
             terms = model.elbo_terms(x, y)
-        return LossOut(out["loss"], terms.recon, terms.kl)
+        return out, terms
 
 
 def check_run(cfg) -> None:
     """The `pythae` family's spec-time check of the whole run (ValueError: a spec error)."""
     from vaebench.spec.sections import ObjectiveConfig, ScheduleConfig
+
+    from .build import check_config  # build imports the wrappers, which import this module
 
     check_config(cfg.model.family_options(), cfg.objective, FIXED_SHAPES.get(cfg.dataset.name))
     defaults = ObjectiveConfig()

@@ -12,7 +12,9 @@ How the interface reads a supported model (`wrapper`):
 - `flow`: the Gaussian is the base q0 of a normalizing flow (`flows.PythaeFlowVAE`): the metrics
   that read a diagonal-Gaussian posterior are skipped, the NLL and -ELBO use the flow's density;
 - `sphere`: SVAE's encoder outputs `embedding` and `log_concentration`, a von Mises-Fisher posterior
-  on the sphere with the uniform prior (`sphere.PythaeSphereVAE`): likewise.
+  on the sphere with the uniform prior (`sphere.PythaeSphereVAE`): likewise;
+- `factor`: FactorVAE, a `gaussian` model whose discriminator is an auxiliary network of its
+  training objective (`adversarial.PythaeFactorVAE`).
 
 Every other pythae model is refused with the reason: those whose posterior is none of these
 (hyperbolic, Hamiltonian, VQ, deterministic autoencoders) need their own importance weights and
@@ -36,7 +38,7 @@ class ZooEntry:
     README's table); `refused`: the reason, for a model the family refuses."""
 
     config: str
-    wrapper: Literal["gaussian", "vamp", "flow", "sphere"] = "gaussian"
+    wrapper: Literal["gaussian", "vamp", "flow", "sphere", "factor"] = "gaussian"
     encoder: Literal["VAE", "SVAE"] = "VAE"
     loss: str = ""
     refused: Optional[str] = None
@@ -104,11 +106,12 @@ ZOO: dict[str, ZooEntry] = {
     ),
     "Adversarial_AE": ZooEntry(
         "Adversarial_AE_Config",
-        refused=_TRAINER.format(trainer="AdversarialTrainer", why="a discriminator with its own optimizer"),
+        refused=_TRAINER.format(trainer="AdversarialTrainer", why="a discriminator on the codes against prior samples"),
     ),
     "FactorVAE": ZooEntry(
         "FactorVAEConfig",
-        refused=_TRAINER.format(trainer="AdversarialTrainer", why="a total-correlation discriminator"),
+        wrapper="factor",
+        loss="recon + KL + gamma TC (discriminator) on one half-batch, + the discriminator's loss",
     ),
     "VAEGAN": ZooEntry(
         "VAEGANConfig",
