@@ -290,8 +290,9 @@ family does not carry the previous family's default options.
 
 In the tables, *default* is the value used when the key is absent; *constraint* is checked when the
 spec is read. Installed plugins add model families, datasets and metrics to the registries; only the
-built-in entries are listed here (the example plugin's `vampprior` family is documented in
-[examples/vampprior](../examples/vampprior/README.md)). Metric definitions: [metrics.md](metrics.md).
+built-in entries are listed here (the example plugins' families are documented in their READMEs:
+`vampprior` in [examples/vampprior](../examples/vampprior/README.md), `pythae` in
+[examples/pythae](../examples/pythae/README.md)). Metric definitions: [metrics.md](metrics.md).
 """
 
 TOP_NOTES = {
