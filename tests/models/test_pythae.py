@@ -251,6 +251,8 @@ def test_the_run_is_checked_against_pythaes_loss_when_the_spec_is(objective, mod
 
 def test_an_ignored_kl_schedule_is_refused_and_a_matching_likelihood_is_taken():
     spec = {"study": "s", "plugins": [PKG], "dataset": {"name": "digits"}, "model": {"name": "pythae"}}
+    with pytest.raises(SpecError, match=r"train.precision 'bf16': pythae's bce loss is F.binary_cross_entropy"):
+        parse_spec({**spec, "train": {"precision": "bf16"}})
     with pytest.raises(SpecError, match=r"does not read schedule.name \('linear'\)"):
         parse_spec({**spec, "schedule": {"name": "linear"}})
     cfg = parse_spec({**spec, "objective": {"likelihood": "gaussian", "variance": 1.0}}).cells()[0]

@@ -15,8 +15,9 @@ state, so that the random numbers pythae's loss draws are exactly those pythae's
 
 `check_run` (the family's `ModelFamily.check_run`, at spec time): the likelihood must be one pythae
 has a reconstruction loss for, vaebench's own loss settings (estimator, beta, free bits, reduction,
-the KL schedule) must stay at their defaults, since a pythae model does not read them, and the
-MNIST benchmark networks need a dataset of 1x28x28 images (where the dataset's name fixes its shape).
+the KL schedule) must stay at their defaults, since a pythae model does not read them, the
+MNIST benchmark networks need a dataset of 1x28x28 images (where the dataset's name fixes its
+shape), and the bce loss trains in fp32 (torch's CUDA autocast refuses F.binary_cross_entropy).
 """
 
 from __future__ import annotations
@@ -72,7 +73,13 @@ def check_run(cfg) -> None:
 
     from .build import check_config  # build imports the wrappers, which import this module
 
-    check_config(cfg.model.family_options(), cfg.objective, FIXED_SHAPES.get(cfg.dataset.name))
+    loss = check_config(cfg.model.family_options(), cfg.objective, FIXED_SHAPES.get(cfg.dataset.name))
+    if loss == "bce" and cfg.train.precision != "fp32":
+        raise ValueError(
+            f"train.precision {cfg.train.precision!r}: pythae's bce loss is F.binary_cross_entropy on "
+            "probabilities, which torch's CUDA autocast refuses (pythae's own trainer runs it without amp): "
+            "use precision fp32"
+        )
     defaults = ObjectiveConfig()
     ignored = [
         f"objective.{name} ({getattr(cfg.objective, name)!r})"
