@@ -88,7 +88,11 @@ def test_the_family_is_registered_with_the_supported_models():
         ({"model": "VAE", "config": [1, 2]}, "config must be a mapping of pythae config keys"),
         ({"model": "BetaTCVA"}, "'BetaTCVA' is not a pythae model the adapter knows. Did you mean 'BetaTCVAE'?"),
         ({"model": "VAEGAN"}, "pythae model 'VAEGAN' is not supported: pythae trains it with its "),
-        ({"model": "Adversarial_AE"}, "AdversarialTrainer (a discriminator on the codes against prior samples)"),
+        ({"model": "VAEGAN"}, "CoupledOptimizerAdversarialTrainer"),
+        (
+            {"model": "Adversarial_AE", "config": {"deterministic_posterior": True}},
+            "config key 'deterministic_posterior': True is not supported for Adversarial_AE: a point-mass posterior",
+        ),
         ({"model": "PoincareVAE"}, "its posterior is not a diagonal Gaussian (a distribution on the Poincare ball)"),
         (
             {"model": "VAE_LinNF", "config": {"flows": ["Planr"]}},

@@ -27,7 +27,7 @@ from vaebench.models import build_model  # noqa: E402
 from vaebench.objectives.likelihoods import build_likelihood  # noqa: E402
 from vaebench.runtime.seeding import seed_everything  # noqa: E402
 from vaebench.spec.sweep_spec import load_spec, parse_spec  # noqa: E402
-from vaebench_pythae.adversarial import FactorVAEObjective  # noqa: E402
+from vaebench_pythae.adversarial import OBJECTIVES  # noqa: E402
 from vaebench_pythae.objective import PythaeObjective  # noqa: E402
 
 SMOKE = PLUGIN_ROOT / "pythae_smoke.yaml"
@@ -90,6 +90,7 @@ def _run_config(model: str, config: dict):
         ("VAE_IAF", {"hidden_size": 32}),
         ("SVAE", {}),  # a rejection sampler: a varying number of draws per step
         ("FactorVAE", {"gamma": 6}),  # pythae's AdversarialTrainer; the discriminator an auxiliary network here
+        ("Adversarial_AE", {"adversarial_loss_scale": 0.5}),  # likewise
     ],
 )
 def test_one_epoch_through_vaebench_gives_pythaes_trainer_loss_at_every_step(model, config, tmp_path, monkeypatch):
@@ -97,8 +98,8 @@ def test_one_epoch_through_vaebench_gives_pythaes_trainer_loss_at_every_step(mod
     (vaebench's, after it built the model: pythae's `set_seed` is replaced by restoring it), the same
     data order (vaebench's permutation, fed to pythae's trainer as its sampler) and the same
     optimizers (Adam, lr 1e-3, fused for the model, no clipping): the per-step losses agree to float
-    tolerance. pythae's BaseTrainer, or its AdversarialTrainer for FactorVAE (autoencoder and
-    discriminator optimizers). The adapter's bookkeeping pass draws no random numbers and leaves
+    tolerance. pythae's BaseTrainer, or its AdversarialTrainer for FactorVAE and Adversarial_AE
+    (autoencoder and discriminator optimizers). The adapter's bookkeeping pass draws no random numbers and leaves
     batch norm alone, which is what keeps the two random streams in step."""
     import pythae.trainers.adversarial_trainer.adversarial_trainer as adversarial_trainer
     import pythae.trainers.base_trainer.base_trainer as base_trainer
@@ -110,7 +111,7 @@ def test_one_epoch_through_vaebench_gives_pythaes_trainer_loss_at_every_step(mod
     n, bs, lr = len(x_train), cfg.train.batch_size, cfg.train.lr
 
     ours = []
-    objective = FactorVAEObjective if model == "FactorVAE" else PythaeObjective
+    objective = OBJECTIVES.get(model, PythaeObjective)
     forward = objective.forward
     monkeypatch.setattr(objective, "forward", lambda self, *a: ours.append(out := forward(self, *a)) or out)
     train(cfg, data, seed=0, device="cpu")
@@ -121,7 +122,7 @@ def test_one_epoch_through_vaebench_gives_pythaes_trainer_loss_at_every_step(mod
     state = torch.get_rng_state()
     order = torch.randperm(n, generator=torch.Generator().manual_seed(0)).tolist()  # vaebench's epoch-1 order
     theirs = []
-    if model == "FactorVAE":  # the discriminator back into pythae's model, for pythae's trainer
+    if model in OBJECTIVES:  # the discriminator back into pythae's model, for pythae's trainer
         net.add_module("discriminator", net.__dict__.pop("discriminator"))
         trainer_cls, trainer_config = (
             AdversarialTrainer,
@@ -170,7 +171,8 @@ def test_one_epoch_through_vaebench_gives_pythaes_trainer_loss_at_every_step(mod
 
 
 @pytest.mark.parametrize(
-    "model, config", [("VAMP", {"number_components": 10}), ("SVAE", {}), ("FactorVAE", {"gamma": 6})]
+    "model, config",
+    [("VAMP", {"number_components": 10}), ("SVAE", {}), ("FactorVAE", {"gamma": 6}), ("Adversarial_AE", {})],
 )
 def test_a_pythae_run_resumed_from_its_checkpoint_equals_an_uninterrupted_one(model, config, tmp_path):
     """Killed after the checkpoint at the end of epoch 1 and resumed: the row (metrics, history but

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from .adversarial import PythaeFactorVAE
+from .adversarial import PythaeAdversarialVAE
 from .flows import PythaeFlowVAE
 from .model import PythaeVAE, PythaeVampVAE
 from .options import pythae_config
@@ -25,7 +25,7 @@ WRAPPERS = {
     "vamp": PythaeVampVAE,
     "flow": PythaeFlowVAE,
     "sphere": PythaeSphereVAE,
-    "factor": PythaeFactorVAE,
+    "adversarial": PythaeAdversarialVAE,
 }
 
 

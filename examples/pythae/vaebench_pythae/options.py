@@ -66,7 +66,11 @@ class PythaeOptions(Options):
 
     @model_validator(mode="after")
     def _config_keys_of_the_model(self) -> "PythaeOptions":
-        pythae_config(self.model, self.config_keys())  # raises ValueError naming the key
+        keys = self.config_keys()
+        pythae_config(self.model, keys)  # raises ValueError naming the key
+        for key, (value, reason) in ZOO[self.model].refused_values.items():
+            if keys.get(key) == value:
+                raise ValueError(f"config key {key!r}: {value!r} is not supported for {self.model}: {reason}")
         return self
 
     def config_keys(self) -> dict[str, Any]:

@@ -13,8 +13,8 @@ How the interface reads a supported model (`wrapper`):
   that read a diagonal-Gaussian posterior are skipped, the NLL and -ELBO use the flow's density;
 - `sphere`: SVAE's encoder outputs `embedding` and `log_concentration`, a von Mises-Fisher posterior
   on the sphere with the uniform prior (`sphere.PythaeSphereVAE`): likewise;
-- `factor`: FactorVAE, a `gaussian` model whose discriminator is an auxiliary network of its
-  training objective (`adversarial.PythaeFactorVAE`).
+- `adversarial`: FactorVAE, Adversarial_AE: `gaussian` models whose discriminator is an auxiliary
+  network of their training objective (`adversarial.PythaeAdversarialVAE`).
 
 Every other pythae model is refused with the reason: those whose posterior is none of these
 (hyperbolic, Hamiltonian, VQ, deterministic autoencoders) need their own importance weights and
@@ -24,8 +24,8 @@ adversarial or coupled-optimizer trainers need their optimizer steps reproduced.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal, Optional
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional
 
 
 @dataclass(frozen=True)
@@ -35,13 +35,16 @@ class ZooEntry:
     `config`: the name of its config class in `pythae.models`; `wrapper`: how the interface reads
     it (see the module docstring); `encoder`: the kind of pythae benchmark encoder it takes
     (`Encoder_Conv_<encoder>_MNIST`); `loss`: what pythae's `forward(...).loss` is, in words (the
-    README's table); `refused`: the reason, for a model the family refuses."""
+    README's table); `refused`: the reason, for a model the family refuses; `refused_values`: config
+    values it refuses, with the reason."""
 
     config: str
-    wrapper: Literal["gaussian", "vamp", "flow", "sphere", "factor"] = "gaussian"
+    wrapper: Literal["gaussian", "vamp", "flow", "sphere", "adversarial"] = "gaussian"
     encoder: Literal["VAE", "SVAE"] = "VAE"
     loss: str = ""
     refused: Optional[str] = None
+    # config values the family refuses: key -> (value, the reason)
+    refused_values: dict[str, tuple[Any, str]] = field(default_factory=dict)
 
 
 _NOT_GAUSSIAN = (
@@ -106,11 +109,18 @@ ZOO: dict[str, ZooEntry] = {
     ),
     "Adversarial_AE": ZooEntry(
         "Adversarial_AE_Config",
-        refused=_TRAINER.format(trainer="AdversarialTrainer", why="a discriminator on the codes against prior samples"),
+        wrapper="adversarial",
+        loss="recon + adversarial_loss_scale * BCE(D(z), true), + the discriminator's loss (codes vs prior draws)",
+        refused_values={
+            "deterministic_posterior": (
+                True,
+                "a point-mass posterior has no KL or importance weights vaebench can read",
+            )
+        },
     ),
     "FactorVAE": ZooEntry(
         "FactorVAEConfig",
-        wrapper="factor",
+        wrapper="adversarial",
         loss="recon + KL + gamma TC (discriminator) on one half-batch, + the discriminator's loss",
     ),
     "VAEGAN": ZooEntry(
