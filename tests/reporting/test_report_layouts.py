@@ -30,6 +30,8 @@ SHIPPED = {
     "architecture": ("Architecture comparison", "architecture"),
     "schedule": ("Annealing schedules", "schedules"),
     "disentanglement": (DISENTANGLEMENT_TITLE, "sweep"),
+    # its own report needs the measured disentanglement metrics these rows lack (test_report_disentanglement_study.py)
+    "disentanglement_study": ("Sweep results", "sweep"),
     "vampprior": ("Sweep results", "sweep"),
     "pythae_zoo": ("Sweep results", "sweep"),
     "hierarchical": ("Sweep results", "sweep"),
