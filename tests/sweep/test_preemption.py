@@ -56,9 +56,16 @@ def _cli(*args, results, storage=None, env=None, popen=False):
     full_env = {**os.environ, **(env or {})}
     full_env.pop("VAEBENCH_WORKERS", None)
     kw = dict(stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full_env, cwd=REPO)
-    if popen:
-        return subprocess.Popen(argv, **kw)
+    if popen:  # a process to signal: Ctrl-C must reach it even when pytest runs as a background job
+        return subprocess.Popen(argv, preexec_fn=_default_sigint, **kw)
     return subprocess.run(argv, timeout=600, **kw)
+
+
+def _default_sigint() -> None:
+    """In the child before exec: SIGINT's default action. A shell starts background jobs (CI's
+    `.ci/run &`) with SIGINT ignored, children inherit that, and Python then installs no
+    KeyboardInterrupt handler, so the Ctrl-C tests' signal would be ignored, as `nohup` users want."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _references(spec) -> dict[str, dict]:
@@ -236,8 +243,7 @@ def test_on_postgresql_another_results_folder_does_not_find_the_checkpoint_and_r
 # --------------------------------------------------------------------------- Ctrl-C (SIGINT)
 
 
-# Runs long enough that the signal lands mid-run on a fast machine too (40 epochs of digits can finish
-# between the poll that sees the first epoch and the signal); a checkpoint every 50 epochs
+# Runs long enough (~18 s) that the signal surely lands mid-run; a checkpoint every 50 epochs
 INTERRUPTIBLE = {**SPEC, "train": {**SPEC["train"], "epochs": 1000, "checkpoint_every": 50}}
 
 
