@@ -81,6 +81,7 @@ def main() -> None:
         )
         data = load_dataset(spec.dataset, resolve_data_root())
         setting = Setting(spec, data, torch.device("cpu"), tmp / "results")
+        os.chdir(tmp)  # MLflow keeps a sqlite URI's artifacts in ./mlruns: here, not in the checkout
         trackers = open_trackers(spec.tracking)
         per_epoch, epoch_train, starts, finishes, trains, errors = [], [], [], [], [], []
         for run in spec.runs():

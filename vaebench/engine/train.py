@@ -161,7 +161,6 @@ def _train(
     objective = model.training_objective(
         cfg.objective, TrainingInfo(n, steps_per_epoch, total_steps, cfg.train.lr, device)
     )
-    aux_opts = objective.auxiliary_optimizers()
     precision = cfg.train.precision
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None  # fp16 gradients underflow unscaled
     result = TrainResult(model, precision=precision)
@@ -221,7 +220,7 @@ def _train(
                 scaler.step(opt)  # skipped when a gradient is inf/NaN; the scale then shrinks
                 scaler.update()
             # the objective's auxiliary networks (e.g. FactorVAE's discriminator), each by its own optimizer
-            for name, aux_opt in aux_opts.items():
+            for name, aux_opt in loop.aux_opts.items():
                 aux_opt.zero_grad(set_to_none=True)  # also drops what the model's loss put there
                 with autocast(device, precision):
                     aux_loss = objective.auxiliary_loss(name, model, x, y, out, step)

@@ -27,7 +27,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .bounds import ESTIMATORS, LossOut
-from .gaussian import gaussian_log_density
+from .gaussian import gaussian_log_density, std_normal_log_prob
 from .training import Estimator, Step, TrainingObjective
 
 
@@ -88,7 +88,7 @@ def kl_decomposition(z, mu, logvar, dataset_size: int, sampling: str = "mws"):
     Carlo KL log q(z|x) - log p(z) whatever the estimates of q(z)."""
     log_qz, log_prod = log_qz_estimates(z, mu, logvar, dataset_size, sampling)
     log_qzx = gaussian_log_density(z, mu, logvar).sum(1)
-    log_pz = gaussian_log_density(z, torch.zeros_like(z), torch.zeros_like(z)).sum(1)
+    log_pz = std_normal_log_prob(z)
     return log_qzx - log_qz, log_qz - log_prod, log_prod - log_pz
 
 

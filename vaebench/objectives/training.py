@@ -109,30 +109,34 @@ class Estimator:
 FUNCTION_FIELDS = ("beta", "reduction", "free_bits")
 
 
+def _estimator(name: str) -> Estimator | None:
+    """The `Estimator` registered as `name`, or None for a plain loss function."""
+    entry = ESTIMATORS.get(name)
+    return entry if isinstance(entry, Estimator) else None
+
+
 def estimator_fields(name: str) -> tuple[str, ...] | None:
     """The `objective:` fields estimator `name` reads besides COMMON_FIELDS and the likelihood's,
     or None for a plain loss function (whose fields the spec section knows)."""
-    entry = ESTIMATORS.get(name)
-    return entry.fields if isinstance(entry, Estimator) else None
+    entry = _estimator(name)
+    return None if entry is None else entry.fields
 
 
 def check_estimator(cfg) -> None:
     """Run the `check` of the Estimator the `objective:` section `cfg` names (ValueError), if any."""
-    entry = ESTIMATORS.get(cfg.estimator)
-    if isinstance(entry, Estimator) and entry.check is not None:
+    entry = _estimator(cfg.estimator)
+    if entry is not None and entry.check is not None:
         entry.check(cfg)
 
 
 def unsupported_reason(estimator: str, model_class: type) -> str | None:
     """Why estimator `estimator` cannot train models of `model_class`, or None."""
-    entry = ESTIMATORS.get(estimator)
-    if isinstance(entry, Estimator) and entry.unsupported is not None:
-        return entry.unsupported(model_class)
-    return None
+    entry = _estimator(estimator)
+    return None if entry is None or entry.unsupported is None else entry.unsupported(model_class)
 
 
 def build_objective(cfg, model, info: TrainingInfo) -> TrainingObjective:
     """The objective the `objective:` section `cfg` names, for `model`, on its device."""
-    entry = ESTIMATORS.get(cfg.estimator)
-    objective = entry.build(cfg, model, info) if isinstance(entry, Estimator) else FunctionObjective(cfg)
+    entry = _estimator(cfg.estimator)
+    objective = FunctionObjective(cfg) if entry is None else entry.build(cfg, model, info)
     return objective.to(info.device)

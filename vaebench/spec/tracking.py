@@ -30,7 +30,9 @@ class MlflowSettings(StrictModel):
     """One MLflow run per vaebench run, nested under one parent run per study."""
 
     tracking_uri: str = Field(
-        ..., description="MLflow tracking URI: sqlite:///FILE.db, http://HOST:PORT, file:///DIR, ..."
+        ...,
+        description="MLflow tracking URI: sqlite:///FILE.db, http://HOST:PORT, file:///DIR, ... (with a database "
+        "URI MLflow keeps the artifacts in ./mlruns of the working directory, its default)",
     )
     experiment: Optional[str] = Field(None, description="MLflow experiment name (default: the study's name)")
 
