@@ -94,3 +94,26 @@ def test_fixed_settings_list_the_resolved_values_the_spec_set_in_bold():
         "`train.lr=0.001`" in line and "**`train.lr" not in line and "`train.tf32=true`" in line
     )  # defaults, resolved
     assert "objective.beta" not in line  # the grid key is not fixed
+
+
+def test_blank_cells_say_why_from_the_runs_metrics_skipped():
+    cells = {"VAE": metrics(), "SVAE": metrics(), "IAF": metrics(), "VQ": metrics()}
+    df = make_rows("zoo", "variant", cells)
+    vmf = "latent: SVAE's posterior is a von Mises-Fisher, not a diagonal Gaussian"
+    flow = "latent: the IAF posterior is not a diagonal Gaussian"
+    skipped = {"VAE": [], "SVAE": [vmf, "fid (samples): no"], "IAF": [flow], "VQ": []}
+    df["metrics_skipped"] = [skipped[v] for v in df["variant"]]
+    df.loc[df["variant"] != "VAE", "active_units"] = float("nan")
+    t = table(study_tables(df), "all_metrics")
+    [note] = [n for n in t.notes if n.startswith("Blank cells")]
+    assert column(t, "Active units (count)")[1].text == "—"
+    assert (
+        "Active units: SVAE (SVAE's posterior is a von Mises-Fisher, not a diagonal Gaussian); IAF (the IAF "
+        "posterior is not a diagonal Gaussian); VQ (no reason recorded)." in note
+    )
+    assert "FID" not in note  # every cell measured FID: the part skipped elsewhere blanks no cell
+    # a column every cell measured, or none did, gets no note
+    assert not any(
+        n.startswith("Blank cells")
+        for n in table(study_tables(make_rows("zoo", "variant", cells)), "all_metrics").notes
+    )

@@ -1,7 +1,7 @@
 """What a reader must know before trusting or comparing a study's numbers, read from its rows: runs
 whose posterior collapsed, what limits comparison with published papers (the data and likelihood
-behind −ELBO and NLL, the features behind FID), and differences the confidence intervals cannot
-resolve. The thresholds are defined here, once; the wording is in prose.yaml."""
+behind −ELBO and NLL, the features behind FID), differences the confidence intervals cannot
+resolve, and why some cells of a column are blank (the metric did not apply to their model). The thresholds are defined here, once; the wording is in prose.yaml."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import math
 import pandas as pd
 
 from ..metrics import column_names as C
+from ..metrics.declarations import METRICS_SKIPPED, declared_columns
 from ..results.rows import grid_column
 from .columns import cell_label, format_value, report_columns
 from .prose import prose
@@ -129,3 +130,45 @@ def unresolved_note(summary: pd.DataFrame, grid_keys: list[str], headline: str) 
         cells="; ".join(flagged),
         two=prose("unresolved_two_runs") if two else "",
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Blank cells
+
+
+def _skip_reasons(rows: pd.DataFrame, metric: str) -> list[str]:
+    """The reasons the rows' `metrics_skipped` give for `metric` ("<metric>: <reason>", or
+    "<metric> (<part>): <reason>" for one part of it), each once, in first-seen order."""
+    reasons = []
+    for skipped in rows[METRICS_SKIPPED] if METRICS_SKIPPED in rows else []:
+        for entry in skipped if skipped is not None else []:
+            name, _, reason = str(entry).partition(": ")
+            if (name == metric or name.startswith(metric + " (")) and reason not in reasons:
+                reasons.append(reason)
+    return reasons
+
+
+def skipped_note(df: pd.DataFrame, grid_keys: list[str], keys: list[str]) -> str | None:
+    """Under the all-metrics table: for each of its columns (`keys`) that some cells measured and
+    others did not, the blank cells and why (the reason their runs' `metrics_skipped` records for the
+    metric that declares the column), cells with the same reason named together. None when no
+    column is blank in part."""
+    ok = finished(df)
+    owners = declared_columns()
+    groups = cell_groups(ok, grid_keys)
+    parts = []
+    for key in keys:
+        if key not in ok or key not in owners:
+            continue
+        measured = [bool(g[key].notna().any()) for _, g in groups]
+        if all(measured) or not any(measured):
+            continue
+        metric, column = owners[key]
+        by_reason: dict[str, list[str]] = {}
+        for (values, g), m in zip(groups, measured):
+            if not m:
+                reason = "; ".join(_skip_reasons(g, metric)) or prose("skipped_no_reason")
+                by_reason.setdefault(reason, []).append(_cell(grid_keys, values) or "every run")
+        blanks = "; ".join(prose("skipped_cells", cells=", ".join(c), reason=r) for r, c in by_reason.items())
+        parts.append(prose("skipped_column", column=report_columns()[key].name, blanks=blanks))
+    return prose("skipped", parts=" ".join(parts)) if parts else None

@@ -290,9 +290,15 @@ def all_metrics_table(summary: pd.DataFrame, grid_keys: list[str], layout: Layou
     (`metric_columns`; beyond LEADING_METRICS, and MIG and SAP, only those the rows have), parameter
     count and time per epoch. `summary` must hold them (`summarize`'s default columns do)."""
     notes = [prose("loss_note")] if layout.unranked else []
-    always = {*LEADING_METRICS, *(c.key for c in OTHER_COLUMNS)} - OPTIONAL_COLUMNS
-    columns = [c for c in metric_columns() if c.key in always or is_measured(summary, c.key)]
+    columns = all_metrics_columns(summary)
     return summary_table("all_metrics", ALL_METRICS_TITLE, summary, grid_keys, columns, layout, notes)
+
+
+def all_metrics_columns(summary: pd.DataFrame) -> list[TableColumn]:
+    """The all-metrics table's columns: LEADING_METRICS and OTHER_COLUMNS always (but the optional
+    ones), the other metric columns when some run measured them."""
+    always = {*LEADING_METRICS, *(c.key for c in OTHER_COLUMNS)} - OPTIONAL_COLUMNS
+    return [c for c in metric_columns() if c.key in always or is_measured(summary, c.key)]
 
 
 PER_FACTOR = {C.MIG: C.MIG_PER_FACTOR, C.SAP_DLIB: C.SAP_DLIB_PER_FACTOR, C.SAP: C.SAP_PER_FACTOR}

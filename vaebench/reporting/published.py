@@ -1,10 +1,19 @@
-"""The tutorial's printed numbers (published.yaml) beside the measured ones: for each published table
-whose grid key is the study's grid, the grid values present in both, their difference, and whether
-the measured trend along the rows runs with or against the tutorial's (and the objective's). A measured
-trend against the tutorial's is printed as a contradiction only when every run of the compared cells
-converged under early stopping, or when the quantity is fixed by the configuration (CONFIGURED) or
-the runs follow the direction the objective fixes for it (the entry's `expected` trend); otherwise
-as inconclusive at this budget."""
+"""Published numbers (published.yaml) beside the measured ones.
+
+The tutorial's tables (`published_table`): for each published table whose grid key is the study's
+grid, the grid values present in both, their difference, and whether the measured trend along the
+rows runs with or against the tutorial's (and the objective's). A measured trend against the
+tutorial's is printed as a contradiction only when every run of the compared cells converged under
+early stopping, or when the quantity is fixed by the configuration (CONFIGURED) or the runs follow
+the direction the objective fixes for it (the entry's `expected` trend); otherwise as inconclusive at
+this budget.
+
+Other authors' orderings (`ordering_table`, entries of `kind: ordering`): numbers whose settings
+differ too much from the study's for their values to be compared, so only the order of the models is:
+Kendall's τ between the published values and the measured means, and each pair of models the two
+order differently, as a reversal only when the pair's 95% intervals are disjoint, and as a
+contradiction only when every compared run converged.
+"""
 
 from __future__ import annotations
 
@@ -13,18 +22,21 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
+from scipy import stats
 
 from ..metrics import column_names as C
 from ..results.rows import grid_column
-from .columns import MISSING, Cell, ReportTable, format_value, param_label, report_columns
-from .convergence import all_converged, shortfall
+from .columns import MISSING, Cell, ReportTable, cell_label, format_value, param_label, report_columns
+from .convergence import all_converged, cell_convergence, shortfall
 from .layouts import fid_features
 from .prose import prose
-from .stats import trend_sign
-from .summary import same_value, summary_text
-from .titles import PUBLISHED_TITLE
+from .settings import finished
+from .stats import ci95, intervals_overlap, trend_sign
+from .summary import cell_groups, same_value, summary_text
+from .titles import ORDERING_TITLE, PUBLISHED_TITLE
 
 PUBLISHED_PATH = Path(__file__).with_name("published.yaml")
+TREND, ORDERING = "trend", "ordering"  # an entry's `kind` (a tutorial table when absent)
 TRENDS = {1: "rises", -1: "falls"}
 TRENDING = {1: "rising", -1: "falling"}
 INCONCLUSIVE = "inconclusive at this budget: "  # a trend against the tutorial's whose runs did not all converge
@@ -159,9 +171,110 @@ def published_tables(summary: pd.DataFrame, grid_keys: list[str], df: pd.DataFra
     and whose dataset is the study's (the tutorial's numbers are for MNIST: a smoke or digits study
     gets its tables without the comparison)."""
     dataset = df["dataset"].iloc[0] if "dataset" in df and len(df) else None
+    entries = [e for e in load_published().values() if e["dataset"] == dataset]
     tables = [
         published_table(e, summary, df)
-        for e in load_published().values()
-        if [e["grid_key"]] == grid_keys and e["dataset"] == dataset
+        for e in entries
+        if e.get("kind", TREND) == TREND and [e["grid_key"]] == grid_keys
     ]
+    tables += [ordering_table(e, df, grid_keys) for e in entries if e.get("kind") == ORDERING]
     return [t for t in tables if t is not None]
+
+
+# ---------------------------------------------------------------------------------------------
+# Other authors' orderings
+
+
+def _cell_name(grid_keys: list[str], values) -> str:
+    return format_value(values[0]) if list(grid_keys) == ["variant"] else cell_label(grid_keys, values)
+
+
+def _ranks(values: list[float], better: str) -> list[int]:
+    """1 for the best value (the lowest when lower is better), ties sharing the better rank."""
+    sign = -1.0 if better == "↑" else 1.0
+    return [1 + sum(sign * w < sign * v for w in values) for v in values]
+
+
+def ordering_table(entry: dict, df: pd.DataFrame, grid_keys: list[str]) -> ReportTable | None:
+    """The study's cells whose model (the `match` parameter) has a published value, beside it: the
+    published value, its settings and rank, the measured mean ± 95% CI and rank, then the verdict on
+    the order (module docstring). None when fewer than two such cells measured the quantity."""
+    ok = finished(df)
+    key, quantity = grid_column(entry["match"]), entry["quantity"]
+    col = report_columns()[quantity]
+    if key not in ok or quantity not in ok:
+        return None
+    matched = []  # (published row, cell name, (mean, half, n), the cell's convergence)
+    for values, g in cell_groups(ok, grid_keys):
+        pub = next((p for p in entry["rows"] if same_value(g[key].iloc[0], p["model"])), None)
+        measured = ci95(g[quantity].astype(float))
+        if pub is not None and measured[2] > 0:
+            matched.append((pub, _cell_name(grid_keys, values), measured, {"n": len(g), **cell_convergence(g)}))
+    if len(matched) < 2:
+        return None
+    published = [p["value"] for p, *_ in matched]
+    means = [m[0] for _, _, m, _ in matched]
+    pub_rank, our_rank = _ranks(published, col.better), _ranks(means, col.better)
+    rows = [
+        [
+            Cell(name),
+            Cell(str(p["model"])),
+            Cell(f"{p['value']:{col.fmt}}"),
+            Cell(p["settings"]),
+            Cell(str(pr)),
+            Cell(f"{m[0]:{col.fmt}}" if math.isnan(m[1]) else f"{m[0]:{col.fmt}} ± {m[1]:{col.fmt}}"),
+            Cell(str(mr)),
+        ]
+        for (p, name, m, _), pr, mr in zip(matched, pub_rank, our_rank)
+    ]
+    source = entry["source"]
+    notes = [
+        prose(
+            "ordering_source",
+            file=source["file"],
+            section=source["section"],
+            quantity=col.name,
+            match=entry.get("match_label", param_label(entry["match"])),
+        ),
+        _ordering_verdict(matched, pub_rank, our_rank, published, means),
+    ]
+    notes += [entry["note"]] if entry.get("note") else []
+    header = [
+        param_label(grid_keys[0]) if len(grid_keys) == 1 else "Cell",
+        entry.get("match_label", param_label(entry["match"])),
+        f"Published {col.label}",
+        "Published settings",
+        "Published rank",
+        f"Measured {col.label} (mean ± 95% CI)",
+        "Measured rank",
+    ]
+    return ReportTable(f"ordering_{quantity}", ORDERING_TITLE.format(quantity=col.name), header, rows, notes)
+
+
+def _ordering_verdict(matched, pub_rank, our_rank, published, means) -> str:
+    """Kendall's τ-b of the two orders, and the pairs they order differently: within the 95% CIs
+    (not resolved by these seeds), or a reversal, printed as a contradiction only when every run of
+    the compared cells converged."""
+    tau = float(stats.kendalltau(published, means).statistic) if len(set(means)) > 1 else math.nan
+    within, reversed_ = [], []
+    for i in range(len(matched)):
+        for j in range(i + 1, len(matched)):
+            if pub_rank[i] == pub_rank[j] or (pub_rank[i] < pub_rank[j]) == (our_rank[i] < our_rank[j]):
+                continue
+            (_, a, ma, _), (_, b, mb, _) = matched[i], matched[j]
+            first, second = (a, b) if our_rank[i] < our_rank[j] else (b, a)
+            pair = prose("ordering_pair", first=first, second=second)
+            disjoint = not intervals_overlap(ma[0], ma[1], mb[0], mb[1])
+            (reversed_ if disjoint else within).append(pair)
+    tau_text = "undefined" if math.isnan(tau) else f"{tau:+.2f}"
+    if not within and not reversed_:
+        return prose("ordering_agrees", tau=tau_text, n=len(matched))
+    cells = [c for *_, c in matched]
+    text = prose("ordering_differs", tau=tau_text, n=len(matched))
+    if within:
+        text += " " + prose("ordering_within", pairs="; ".join(within))
+    if reversed_ and all_converged(cells):
+        text += " " + prose("ordering_contradicts", pairs="; ".join(reversed_))
+    elif reversed_:
+        text += " " + prose("ordering_inconclusive", pairs="; ".join(reversed_), shortfall=shortfall(cells))
+    return text

@@ -26,13 +26,14 @@ from __future__ import annotations
 import pandas as pd
 
 from ..results.rows import grid_column
-from .caveats import collapse_note, unresolved_note
+from .caveats import collapse_note, skipped_note, unresolved_note
 from .columns import MISSING, Cell, Layout, ReportTable, format_value, param_label, report_columns
 from .convergence import convergence_notes
 from .family_tables import FAMILY_FINDINGS, FAMILY_TABLES, family_layout
 from .layouts import (
     DEFAULT_LAYOUT,
     LAYOUTS,
+    all_metrics_columns,
     all_metrics_table,
     budget_note,
     is_grid,
@@ -95,6 +96,8 @@ def study_tables(df: pd.DataFrame) -> list[ReportTable]:
     for extra in FAMILY_TABLES:
         tables += extra(df, grid_keys)
     tables.append(all_metrics_table(summary, grid_keys, layout))
+    if (blanks := skipped_note(df, grid_keys, [c.key for c in all_metrics_columns(summary)])) is not None:
+        tables[-1].notes.append(blanks)
     (lead or tables[-1]).notes.extend(convergence_notes(df, summary, grid_keys))
     if (collapse := collapse_note(df, grid_keys)) is not None:
         (lead or tables[-1]).notes.append(collapse)

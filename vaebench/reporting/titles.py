@@ -25,6 +25,7 @@ DISENTANGLEMENT_STUDY_TITLE = "Disentanglement study: metrics by model and stren
 SLICE_TITLE = "{title} ({fixed})"  # a tutorial table for one value of the grid's other keys
 ALL_METRICS_TITLE = "All metrics"
 PUBLISHED_TITLE = "Published versus measured"
+ORDERING_TITLE = "Published order versus measured: {quantity}"  # other authors' numbers, by rank
 PER_FACTOR_TITLE = "{metric} per factor"  # MIG, SAP
 PER_LAYER_TITLE = "{quantity} per layer"  # KL, Active units
 DEPTH_CHECK_TITLE = "Depth versus NLL (Sønderby et al. 2016)"
