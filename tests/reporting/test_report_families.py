@@ -78,3 +78,35 @@ def test_a_vq_study_gets_the_codebook_table_and_single_layer_studies_do_not():
     assert vq.rows[1][3].text.startswith("120.0") and vq.rows[1][3].best
     plain = make_rows("plain", "variant", {"a": metrics(), "b": metrics()})
     assert not any(t.key in ("vqvae", "hierarchical", "depth_check") for t in study_tables(plain))
+
+
+def _zoo(models: dict[str, dict]) -> pd.DataFrame:
+    """A comparison of models: variant -> its model parameters (e.g. {"param.model.name": "pythae",
+    "param.model.model": "IWAE"}); NLL rising down the grid."""
+    cells = {name: {**metrics(), "nll_is": (95.0 + i, 0.2)} for i, name in enumerate(models)}
+    return make_rows("any_name", "variant", cells, models)
+
+
+def test_three_or_more_models_get_the_model_comparison_table_led_by_the_nll():
+    df = _zoo(
+        {
+            "mlp": {"param.model.name": "mlp"},
+            "VAE": {"param.model.name": "pythae", "param.model.model": "VAE"},
+            "IWAE": {"param.model.name": "pythae", "param.model.model": "IWAE"},
+        }
+    )
+    assert study_title(df) == "Model comparison under one protocol"
+    lead = study_tables(df)[0]
+    assert lead.key == "model_comparison"
+    assert lead.header[:3] == ["Model", "NLL (IS, nats) ↓", "−ELBO (nats) ↓"]
+    assert "Rate: KL (nats)" in lead.header  # not ranked: no arrow
+    assert lead.header[-2:] == ["p (NLL) vs mlp", "n (runs)"]
+    assert lead.rows[0][1].best and not lead.rows[1][1].best  # the best (lowest) NLL is marked
+    assert any(n.startswith("Each model trains on its own loss") for n in lead.notes)
+
+
+def test_two_models_or_numeric_model_changes_are_not_a_model_comparison():
+    two = _zoo({"mlp": {"param.model.name": "mlp"}, "vamp": {"param.model.name": "vampprior"}})
+    assert study_title(two) != "Model comparison under one protocol"
+    sizes = _zoo({f"h{h}": {"param.model.hidden_dim": h} for h in (64, 128, 256)})  # one model, three sizes
+    assert study_title(sizes) != "Model comparison under one protocol"

@@ -33,7 +33,7 @@ SHIPPED = {
     # its own report needs the measured disentanglement metrics these rows lack (test_report_disentanglement_study.py)
     "disentanglement_study": ("Sweep results", "sweep"),
     "vampprior": ("Sweep results", "sweep"),
-    "pythae_zoo": ("Sweep results", "sweep"),
+    "pythae_zoo": ("Model comparison under one protocol", "model_comparison"),  # eight models
     "hierarchical": ("Sweep results", "sweep"),
     "vqvae": ("Sweep results", "sweep"),
     "lr_hyperband": ("Sweep results", "sweep"),

@@ -1,7 +1,8 @@
 """Tables of model families with metrics of their own: a VQ-VAE study's codebook table, a
 hierarchical study's per-layer tables with Sønderby et al.'s finding checked, and a disentanglement
 study's metrics by model and strength, their rank correlations, their variance by source and
-Locatello et al.'s findings checked (disentanglement_study.py).
+Locatello et al.'s findings checked (disentanglement_study.py), and a model comparison's lead table
+(a study whose cells are three or more different models, e.g. sweeps/pythae_zoo.yaml).
 
 Which applies is read from the rows' measured columns (a study whose runs have codebook columns is a
 VQ-VAE study; one whose runs have per-layer KLs of more than one layer is a hierarchical study), not
@@ -17,15 +18,22 @@ import math
 import pandas as pd
 
 from ..metrics import column_names as C
-from .columns import N_HEADER, Cell, Layout, ReportTable, TableColumn, relabel
+from .columns import N_HEADER, SECONDS_PER_EPOCH, Cell, Layout, ReportTable, TableColumn, relabel
 from .convergence import all_converged, cell_convergence, shortfall
 from .disentanglement_study import LAYOUT as DISENTANGLEMENT_STUDY_LAYOUT
 from .disentanglement_study import is_disentanglement_study, study_extra_tables, study_findings
 from .prose import prose
-from .settings import finished, has_values
+from .settings import finished, has_values, hashable
 from .stats import trend_sign
-from .summary import list_items, summarize, summary_table
-from .titles import DEPTH_CHECK_TITLE, DISENTANGLEMENT_STUDY_TITLE, HIERARCHICAL_TITLE, PER_LAYER_TITLE, VQ_TITLE
+from .summary import cell_groups, list_items, summarize, summary_table
+from .titles import (
+    DEPTH_CHECK_TITLE,
+    DISENTANGLEMENT_STUDY_TITLE,
+    HIERARCHICAL_TITLE,
+    MODEL_COMPARISON_TITLE,
+    PER_LAYER_TITLE,
+    VQ_TITLE,
+)
 
 # A family's layout, chosen when the rows have the family's measured columns: (predicate(df), title, Layout);
 # a family's extra tables: (df, grid_keys) -> tables; a family's findings: df -> paragraphs.
@@ -162,6 +170,58 @@ FAMILY_TABLES.append(per_layer_tables)
 FAMILY_LAYOUTS.append((is_disentanglement_study, DISENTANGLEMENT_STUDY_TITLE, DISENTANGLEMENT_STUDY_LAYOUT))
 FAMILY_TABLES.append(study_extra_tables)
 FAMILY_FINDINGS.append(study_findings)
+
+
+# A model comparison: the cells are MIN_MODELS or more models, a model being the cell's values of the
+# non-numeric `model.*` parameters (the family, `model.name`, and a family's own choice of model, e.g.
+# the pythae plugin's `model.model` and `model.config`). Two models are a baseline and its
+# alternative (sweeps/vampprior.yaml), which the all-metrics table's p column already serves.
+MIN_MODELS = 3
+MODEL_PARAM = "param.model."
+
+
+def _is_text(v) -> bool:
+    return isinstance(v, str)
+
+
+def cell_models(df: pd.DataFrame) -> list[tuple]:
+    """Each grid cell's model (the values of its non-numeric `model.*` parameters), in grid order."""
+    ok = finished(df)
+    grid_keys = list(df["grid_keys"].iloc[0]) if len(df) else []
+    columns = [c for c in ok.columns if c.startswith(MODEL_PARAM)]
+    firsts = [g.iloc[0] for _, g in cell_groups(ok, grid_keys)]
+    return [tuple((c, hashable(r[c])) for c in columns if _is_text(hashable(r[c]))) for r in firsts]
+
+
+def is_model_comparison(df: pd.DataFrame) -> bool:
+    return len(set(cell_models(df))) >= MIN_MODELS
+
+
+FAMILY_LAYOUTS.append(
+    (
+        is_model_comparison,
+        MODEL_COMPARISON_TITLE,
+        Layout(
+            "model_comparison",
+            (
+                relabel(C.NLL_IS),
+                relabel(C.NEG_ELBO),
+                relabel(C.KL, "Rate: KL (nats)"),
+                relabel(C.RECON_MSE, "Recon MSE (per pixel)"),
+                relabel(C.SSIM),
+                relabel(C.FID, "FID of samples"),
+                relabel(C.FID_RECON, "FID of reconstructions"),
+                relabel(C.ACTIVE_UNITS),
+                relabel("n_params", "Parameters"),
+                relabel(SECONDS_PER_EPOCH),
+            ),
+            labels={"variant": "Model"},
+            headline=C.NLL_IS,
+            unranked=frozenset({C.KL}),
+            notes=(prose("model_comparison_note"),),
+        ),
+    )
+)
 
 
 def family_layout(df: pd.DataFrame) -> tuple[str, Layout] | None:
