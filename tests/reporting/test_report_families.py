@@ -110,3 +110,20 @@ def test_two_models_or_numeric_model_changes_are_not_a_model_comparison():
     assert study_title(two) != "Model comparison under one protocol"
     sizes = _zoo({f"h{h}": {"param.model.hidden_dim": h} for h in (64, 128, 256)})  # one model, three sizes
     assert study_title(sizes) != "Model comparison under one protocol"
+
+
+def test_a_model_comparison_names_the_best_model_per_metric_and_those_its_interval_cannot_separate():
+    models = {
+        "mlp": {"param.model.name": "mlp"},
+        "VAE": {"param.model.name": "pythae", "param.model.model": "VAE"},
+        "IWAE": {"param.model.name": "pythae", "param.model.model": "IWAE"},
+    }
+    df = _zoo(models)  # NLL 95, 96, 97 with sample std 0.2: half-width t(0.975, 2)·0.2/√3 = 0.50, no overlap
+    text = render_study(df)
+    assert "## Which model is best, and by how much" in text
+    assert "- NLL (IS, nats): mlp, 95.00 ± 0.50; not told apart from it: none (3 models measured)." in text
+    df.loc[df["variant"] == "IWAE", "nll_is"] -= 1.6  # IWAE 95.4: its interval overlaps mlp's
+    df.loc[df["variant"] == "VAE", "nll_is"] += 5.0
+    assert "- NLL (IS, nats): mlp, 95.00 ± 0.50; not told apart from it: IWAE (3 models measured)." in render_study(df)
+    two = _zoo({k: models[k] for k in ("mlp", "VAE")})
+    assert "Which model is best" not in render_study(two)

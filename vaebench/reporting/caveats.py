@@ -12,7 +12,7 @@ import pandas as pd
 from ..metrics import column_names as C
 from ..metrics.declarations import METRICS_SKIPPED, declared_columns
 from ..results.rows import grid_column
-from .columns import cell_label, format_value, report_columns
+from .columns import cell_name, report_columns
 from .prose import prose
 from .settings import finished
 from .summary import baseline_index, cell_groups
@@ -43,17 +43,10 @@ def collapse_note(df: pd.DataFrame, grid_keys: list[str]) -> str | None:
     for values, g in cell_groups(ok, grid_keys):
         n = int(collapsed(g).sum())
         if n:
-            cells.append(prose("collapse_cell", cell=_cell(grid_keys, values) or "every run", n=n, runs=len(g)))
+            cells.append(prose("collapse_cell", cell=cell_name(grid_keys, values) or "every run", n=n, runs=len(g)))
     if not cells:
         return prose("collapse_none", runs=len(ok), rule=rule)
     return prose("collapse_found", cells="; ".join(cells), rule=rule)
-
-
-def _cell(grid_keys: list[str], values) -> str:
-    """A cell as the notes name it: a variant by its name, other grid values as "β=4"."""
-    if list(grid_keys) == ["variant"]:
-        return format_value(values[0])
-    return cell_label(grid_keys, values)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -115,14 +108,14 @@ def unresolved_note(summary: pd.DataFrame, grid_keys: list[str], headline: str) 
         halves = [r[f"{headline}.ci"], b[f"{headline}.ci"]]
         if math.isnan(diff) or any(math.isnan(h) for h in halves) or max(halves) <= abs(diff):
             continue
-        name = _cell(grid_keys, [r[k] for k in grid_keys])
+        name = cell_name(grid_keys, [r[k] for k in grid_keys])
         flagged.append(
             prose("unresolved_cell", cell=name, diff=f"{diff:+{metric.fmt}}", ci=f"{max(halves):{metric.fmt}}")
         )
         two = two or 2 in (int(r[f"{headline}.n"]), int(b[f"{headline}.n"]))
     if not flagged:
         return None
-    baseline = _cell(grid_keys, [b[k] for k in grid_keys]) or "the first cell"
+    baseline = cell_name(grid_keys, [b[k] for k in grid_keys]) or "the first cell"
     return prose(
         "unresolved",
         metric=metric.name,
@@ -168,7 +161,7 @@ def skipped_note(df: pd.DataFrame, grid_keys: list[str], keys: list[str]) -> str
         for (values, g), m in zip(groups, measured):
             if not m:
                 reason = "; ".join(_skip_reasons(g, metric)) or prose("skipped_no_reason")
-                by_reason.setdefault(reason, []).append(_cell(grid_keys, values) or "every run")
+                by_reason.setdefault(reason, []).append(cell_name(grid_keys, values) or "every run")
         blanks = "; ".join(prose("skipped_cells", cells=", ".join(c), reason=r) for r, c in by_reason.items())
         parts.append(prose("skipped_column", column=report_columns()[key].name, blanks=blanks))
     return prose("skipped", parts=" ".join(parts)) if parts else None

@@ -223,3 +223,8 @@ def format_value(v) -> str:
 def cell_label(grid_keys: list[str], values) -> str:
     """A grid cell named by its parameters: "β=0.5, Latent dim=2" ("" for a grid without keys)."""
     return ", ".join(f"{param_label(k)}={format_value(v)}" for k, v in zip(grid_keys, values))
+
+
+def cell_name(grid_keys: list[str], values) -> str:
+    """A grid cell as notes name it: a named variant by its name, other grid values as `cell_label`."""
+    return format_value(values[0]) if list(grid_keys) == ["variant"] else cell_label(grid_keys, values)

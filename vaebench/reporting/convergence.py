@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..results.rows import grid_column
-from .columns import MISSING, cell_label, format_value
+from .columns import MISSING, cell_name, format_value
 from .prose import prose
 
 EARLY_STOPPING = grid_column("train.early_stopping")  # {patience, min_delta} or null
@@ -102,9 +102,7 @@ def shortfall(summary_rows) -> str:
 
 def _cell_name(grid_keys: list[str], row) -> str:
     """A cell as the notes name it: a variant by its name, else "β=0.5, Latent dim=2"."""
-    if grid_keys == ["variant"]:
-        return str(row["variant"])
-    return cell_label(grid_keys, [row[k] for k in grid_keys]) or "all runs"
+    return cell_name(grid_keys, [row[k] for k in grid_keys]) or "all runs"
 
 
 def _epochs(value: float) -> str:

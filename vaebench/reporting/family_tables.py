@@ -8,7 +8,7 @@ Which applies is read from the rows' measured columns (a study whose runs have c
 VQ-VAE study; one whose runs have per-layer KLs of more than one layer is a hierarchical study), not
 from the study's name. tables.py uses the first of FAMILY_LAYOUTS that applies when the study mirrors
 none of the tutorial's tables, adds the tables of every FAMILY_TABLES function, and render.py prints
-the paragraphs of every FAMILY_FINDINGS function under the study's header.
+the paragraphs of every FAMILY_FINDINGS entry (title, function) under the study's header.
 """
 
 from __future__ import annotations
@@ -18,25 +18,27 @@ import math
 import pandas as pd
 
 from ..metrics import column_names as C
-from .columns import N_HEADER, SECONDS_PER_EPOCH, Cell, Layout, ReportTable, TableColumn, relabel
+from .columns import COLUMNS, N_HEADER, SECONDS_PER_EPOCH, Cell, Layout, ReportTable, TableColumn, cell_name, relabel
 from .convergence import all_converged, cell_convergence, shortfall
 from .disentanglement_study import LAYOUT as DISENTANGLEMENT_STUDY_LAYOUT
 from .disentanglement_study import is_disentanglement_study, study_extra_tables, study_findings
 from .prose import prose
 from .settings import finished, has_values, hashable
-from .stats import trend_sign
+from .stats import ci95, intervals_overlap, trend_sign
 from .summary import cell_groups, list_items, summarize, summary_table
 from .titles import (
     DEPTH_CHECK_TITLE,
     DISENTANGLEMENT_STUDY_TITLE,
+    FINDINGS_TITLE,
     HIERARCHICAL_TITLE,
+    MODEL_COMPARISON_FINDINGS_TITLE,
     MODEL_COMPARISON_TITLE,
     PER_LAYER_TITLE,
     VQ_TITLE,
 )
 
 # A family's layout, chosen when the rows have the family's measured columns: (predicate(df), title, Layout);
-# a family's extra tables: (df, grid_keys) -> tables; a family's findings: df -> paragraphs.
+# a family's extra tables: (df, grid_keys) -> tables; a family's findings: (title, df -> paragraphs).
 FAMILY_LAYOUTS: list = []
 FAMILY_TABLES: list = []
 FAMILY_FINDINGS: list = []
@@ -169,7 +171,7 @@ FAMILY_TABLES.append(per_layer_tables)
 
 FAMILY_LAYOUTS.append((is_disentanglement_study, DISENTANGLEMENT_STUDY_TITLE, DISENTANGLEMENT_STUDY_LAYOUT))
 FAMILY_TABLES.append(study_extra_tables)
-FAMILY_FINDINGS.append(study_findings)
+FAMILY_FINDINGS.append((FINDINGS_TITLE, study_findings))
 
 
 # A model comparison: the cells are MIN_MODELS or more models, a model being the cell's values of the
@@ -222,6 +224,49 @@ FAMILY_LAYOUTS.append(
         ),
     )
 )
+
+
+# The metrics a model comparison's findings name the best model of, in this order.
+COMPARED = (C.NLL_IS, C.NEG_ELBO, C.RECON_MSE, C.SSIM, C.FID, C.FID_RECON)
+
+
+def best_models(df: pd.DataFrame, metric: str) -> str | None:
+    """One metric's sentence: the cell with the best mean (mean ± 95% CI) and the cells whose
+    intervals overlap its interval (not told apart from it by these seeds). None when fewer than two
+    cells measured it."""
+    col = COLUMNS[metric]
+    grid_keys = list(df["grid_keys"].iloc[0])
+    cells = []
+    for values, g in cell_groups(finished(df), grid_keys):
+        mean, half, n = ci95(g[metric].astype(float)) if metric in g else (math.nan, math.nan, 0)
+        if n:
+            cells.append((cell_name(grid_keys, values), mean, half))
+    if len(cells) < 2:
+        return None
+    pick = min if col.better == "↓" else max
+    name, mean, half = pick(cells, key=lambda c: c[1])
+    tied = [c for c, m, h in cells if c != name and intervals_overlap(mean, half, m, h)]
+    value = f"{mean:{col.fmt}}" + ("" if math.isnan(half) else f" ± {half:{col.fmt}}")
+    return prose(
+        "comparison_best",
+        metric=col.label,
+        best=name,
+        value=value,
+        tied=", ".join(tied) if tied else prose("comparison_none_tied"),
+        of=len(cells),
+    )
+
+
+def comparison_findings(df: pd.DataFrame) -> list[str]:
+    """A model comparison's findings: for each of COMPARED, the best model and those its interval
+    cannot tell apart from it."""
+    if not is_model_comparison(df):
+        return []
+    sentences = [s for m in COMPARED if (s := best_models(df, m)) is not None]
+    return [prose("comparison_intro"), "\n".join(f"- {s}" for s in sentences)] if sentences else []
+
+
+FAMILY_FINDINGS.append((MODEL_COMPARISON_FINDINGS_TITLE, comparison_findings))
 
 
 def family_layout(df: pd.DataFrame) -> tuple[str, Layout] | None:

@@ -26,7 +26,7 @@ from scipy import stats
 
 from ..metrics import column_names as C
 from ..results.rows import grid_column
-from .columns import MISSING, Cell, ReportTable, cell_label, format_value, param_label, report_columns
+from .columns import MISSING, Cell, ReportTable, cell_name, format_value, param_label, report_columns
 from .convergence import all_converged, cell_convergence, shortfall
 from .layouts import fid_features
 from .prose import prose
@@ -185,10 +185,6 @@ def published_tables(summary: pd.DataFrame, grid_keys: list[str], df: pd.DataFra
 # Other authors' orderings
 
 
-def _cell_name(grid_keys: list[str], values) -> str:
-    return format_value(values[0]) if list(grid_keys) == ["variant"] else cell_label(grid_keys, values)
-
-
 def _ranks(values: list[float], better: str) -> list[int]:
     """1 for the best value (the lowest when lower is better), ties sharing the better rank."""
     sign = -1.0 if better == "↑" else 1.0
@@ -209,7 +205,7 @@ def ordering_table(entry: dict, df: pd.DataFrame, grid_keys: list[str]) -> Repor
         pub = next((p for p in entry["rows"] if same_value(g[key].iloc[0], p["model"])), None)
         measured = ci95(g[quantity].astype(float))
         if pub is not None and measured[2] > 0:
-            matched.append((pub, _cell_name(grid_keys, values), measured, {"n": len(g), **cell_convergence(g)}))
+            matched.append((pub, cell_name(grid_keys, values), measured, {"n": len(g), **cell_convergence(g)}))
     if len(matched) < 2:
         return None
     published = [p["value"] for p, *_ in matched]

@@ -21,7 +21,7 @@ from .settings import (
     variant_settings,
 )
 from .tables import RUN_TABLES, search_targets, study_findings, study_tables, study_title
-from .titles import FAILED_RUNS_TITLE, FINDINGS_TITLE, PRUNED_RUNS_TITLE
+from .titles import FAILED_RUNS_TITLE, PRUNED_RUNS_TITLE
 
 
 def _md_cell(cell: Cell) -> str:
@@ -147,8 +147,8 @@ def render_study(df: pd.DataFrame) -> str:
         lines += ["", note]
     if limits := paper_limits(df):
         lines += ["", prose("paper_limits"), ""] + [f"- {_sentence(n)}" for n in limits]
-    if findings := study_findings(all_rows):  # a family's findings, stated from its numbers
-        lines += ["", f"## {FINDINGS_TITLE}"]
+    for title, findings in study_findings(all_rows):  # a family's findings, stated from its numbers
+        lines += ["", f"## {title}"]
         for paragraph in findings:
             lines += ["", paragraph]
     for table in tables:

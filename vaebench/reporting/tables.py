@@ -113,10 +113,10 @@ def study_tables(df: pd.DataFrame) -> list[ReportTable]:
     return tables
 
 
-def study_findings(df: pd.DataFrame) -> list[str]:
-    """The paragraphs a family's report states its findings in, under the study's header (each
-    FAMILY_FINDINGS function's, in order; none for most studies)."""
-    return [paragraph for findings in FAMILY_FINDINGS for paragraph in findings(df)]
+def study_findings(df: pd.DataFrame) -> list[tuple[str, list[str]]]:
+    """(title, paragraphs) of each family whose report states findings from its numbers, under the
+    study's header (FAMILY_FINDINGS in order; none for most studies)."""
+    return [(title, paragraphs) for title, findings in FAMILY_FINDINGS if (paragraphs := findings(df))]
 
 
 def search_targets(df: pd.DataFrame) -> list[tuple[str, str]]:

@@ -21,6 +21,7 @@ VQ_TITLE = "VQ-VAE: reconstruction and codebook use"
 HIERARCHICAL_TITLE = "Hierarchical (ladder) VAE: likelihood by depth"
 DISENTANGLEMENT_STUDY_TITLE = "Disentanglement study: metrics by model and strength"
 MODEL_COMPARISON_TITLE = "Model comparison under one protocol"
+MODEL_COMPARISON_FINDINGS_TITLE = "Which model is best, and by how much"
 
 # The tables every study may have besides its layout's.
 SLICE_TITLE = "{title} ({fixed})"  # a tutorial table for one value of the grid's other keys
