@@ -51,6 +51,7 @@ def test_the_same_order_agrees_and_cells_without_a_published_model_are_left_out(
     assert [r[4].text for r in t.rows] == [r[6].text for r in t.rows] == ["1", "2", "3", "4"]
     assert t.rows[0][5].text.startswith("95.00 ± ")  # mean ± the 95% CI half-width over 3 seeds
     assert "Order: agrees, the 4 models rank the same way (Kendall's τ-b +1.00)." in t.notes
+    assert any(n.startswith("pythae's benchmark paper (Chadebec et al.") for n in t.notes)  # the entry's note
 
 
 def test_a_swap_inside_the_intervals_is_not_a_reversal():
