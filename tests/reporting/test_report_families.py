@@ -127,3 +127,31 @@ def test_a_model_comparison_names_the_best_model_per_metric_and_those_its_interv
     assert "- NLL (IS, nats): mlp, 95.00 ± 0.50; not told apart from it: IWAE (3 models measured)." in render_study(df)
     two = _zoo({k: models[k] for k in ("mlp", "VAE")})
     assert "Which model is best" not in render_study(two)
+
+
+def test_the_model_comparison_all_metrics_table_has_no_loss_study_note():
+    models = {n: {"param.model.name": n} for n in ("mlp", "conv", "vampprior")}
+    notes = table(study_tables(_zoo(models)), "all_metrics").notes
+    assert not any("different likelihoods" in n for n in notes)  # that note is the loss study's
+
+
+def test_crowded_rate_distortion_points_get_a_legend_instead_of_labels(monkeypatch):
+    from vaebench.reporting import figures
+    from vaebench.reporting.figures import _crowded, rate_distortion
+
+    monkeypatch.setattr(figures, "_figure", lambda key, title, fig: fig)  # the drawing, not its PNG
+
+    assert not _crowded([(0.0, 0.0), (10.0, 0.0), (0.0, 10.0)])
+    assert _crowded([(0.0, 0.0), (10.0, 100.0), (9.5, 99.0)])  # 5% and 1% of the spans apart
+    assert not _crowded([(0.0, 0.0), (10.0, 100.0), (9.5, 50.0)])  # close in x only
+    models = {n: {"param.model.name": n} for n in ("mlp", "conv", "vampprior")}
+    apart = _zoo(models)
+    apart["kl"] = apart["kl"] + 10.0 * apart["cell_index"]
+    crowded = _zoo(models)
+    crowded.loc[crowded["variant"] == "vampprior", "kl"] += 20.0  # mlp and conv share a point
+
+    def drawn(df):
+        ax = rate_distortion(df, None).axes[0]
+        return ax.get_legend() is not None, len(ax.texts)
+
+    assert drawn(apart) == (False, 3) and drawn(crowded) == (True, 0)

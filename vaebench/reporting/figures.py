@@ -137,17 +137,40 @@ def compute_curves(df: pd.DataFrame, root: Path) -> Optional[Figure]:
     return _figure("compute_curves", "−ELBO against training time", fig, split_title=split.capitalize())
 
 
+MARKERS = "osD^v<>Ph*X"
+CROWDED = 0.08  # two points closer than this fraction of the axes' spans (in both directions) crowd
+
+
+def _crowded(points: list[tuple[float, float]]) -> bool:
+    """Whether two of the points lie within CROWDED of each other in both coordinates, each
+    coordinate scaled by the points' span in it (a label beside each point would overprint)."""
+    xy = np.array(points, dtype=float)
+    span = np.ptp(xy, axis=0)
+    span[span == 0] = 1.0
+    scaled = xy / span
+    return any(np.all(np.abs(scaled[i] - scaled[j]) < CROWDED) for i in range(len(xy)) for j in range(i + 1, len(xy)))
+
+
 def rate_distortion(df: pd.DataFrame, root: Path) -> Optional[Figure]:
-    """KL (rate) against reconstruction NLL (distortion), one point per cell, 95% CI bars."""
+    """KL (rate) against reconstruction NLL (distortion), one point per cell, 95% CI bars; each
+    point labelled beside it, or in a legend (a marker per cell) when two points crowd (_crowded)."""
     cells = [(label, g) for label, g in _cells(df) if len(g) and g["kl"].notna().all()]
     if len(cells) < 2:
         return None
-    fig, ax = _subplots(figsize=(6, 4.5))
+    points = []
     for label, g in cells:
         kx, khw, _ = ci95(g["kl"].astype(float))
         dy, dhw, _ = ci95(g["recon_nll"].astype(float))
-        ax.errorbar(kx, dy, xerr=np.nan_to_num(khw), yerr=np.nan_to_num(dhw), marker="o", capsize=3)
-        ax.annotate(label, (kx, dy), textcoords="offset points", xytext=(5, 5), fontsize=8)
+        points.append((label, kx, khw, dy, dhw))
+    crowded = _crowded([(p[1], p[3]) for p in points])
+    fig, ax = _subplots(figsize=(9, 4.5) if crowded else (6, 4.5))
+    for i, (label, kx, khw, dy, dhw) in enumerate(points):
+        marker = MARKERS[i % len(MARKERS)] if crowded else "o"
+        ax.errorbar(kx, dy, xerr=np.nan_to_num(khw), yerr=np.nan_to_num(dhw), marker=marker, capsize=3, label=label)
+        if not crowded:
+            ax.annotate(label, (kx, dy), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    if crowded:  # labels beside the points would overprint each other: a legend instead
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     ax.set_xlabel("rate: KL(q(z|x) ‖ p(z)) (nats)")
     ax.set_ylabel("distortion: −E_q log p(x|z) (nats)")
     ax.set_title("Rate–distortion", fontsize=11)
