@@ -261,3 +261,24 @@ def test_the_plugin_guides_training_objective_registers_and_trains():
         assert result.status == "ok" and math.isfinite(result.history[0]["train_loss"])
     finally:
         ESTIMATORS._items.pop("l1code", None)
+
+
+def test_each_estimator_names_the_model_it_trains_as_the_papers_do():
+    from vaebench.objectives import ESTIMATORS, Estimator
+    from vaebench.objectives.training import estimator_label
+
+    names = {n: estimator_label(n) for n in ("elbo", "iwae", "btcvae", "factorvae", "dipvae", "annealed")}
+    assert names == {
+        "elbo": "β-VAE",
+        "iwae": "IWAE",
+        "btcvae": "β-TCVAE",
+        "factorvae": "FactorVAE",
+        "dipvae": "DIP-VAE",
+        "annealed": "AnnealedVAE",
+    }
+    assert estimator_label("not_registered") == "not_registered"
+    ESTIMATORS.register("unlabelled_test_estimator", Estimator(lambda cfg, model, info: None))
+    try:
+        assert estimator_label("unlabelled_test_estimator") == "unlabelled_test_estimator"  # no label: its name
+    finally:
+        ESTIMATORS.unregister("unlabelled_test_estimator")

@@ -77,10 +77,10 @@ def known(mig, cell, seed):
 def test_the_cells_models_and_strengths_come_from_the_parameters_that_differ():
     cells = study_cells(study_rows(known))
     assert [(c.model, c.strength, len(c.runs)) for c in cells] == [
-        ("elbo", "β=1", 3),
-        ("elbo", "β=4", 3),
-        ("btcvae", "TC weight=2", 3),
-        ("btcvae", "TC weight=6", 3),
+        ("β-VAE", "β=1", 3),
+        ("β-VAE", "β=4", 3),
+        ("β-TCVAE", "TC weight=2", 3),
+        ("β-TCVAE", "TC weight=6", 3),
     ]
 
 
@@ -142,7 +142,7 @@ def test_the_study_report_tables_and_findings():
     lead = tables[0]
     assert lead.key == "disentanglement_study"
     assert lead.header[:3] == ["Model", "Strength", "MIG ↑"]
-    assert [c.text for c in lead.rows[3][:3]] == ["btcvae", "TC weight=6", "0.400 ± 0.025"]
+    assert [c.text for c in lead.rows[3][:3]] == ["β-TCVAE", "TC weight=6", "0.400 ± 0.025"]
     assert lead.rows[3][2].best and "Gaussian TC (nats) ↓" in lead.header
     corr = table(tables, "rank_correlations")
     assert corr.header[1:3] == ["MIG", "SAP (dlib)"] and corr.header[-1] == "−Gaussian TC"
@@ -159,7 +159,7 @@ def test_the_study_report_tables_and_findings():
         "(a) “No model is consistently better once seeds are accounted for” is contradicted here. On 4 of the 4 metrics that rank"
         in text
     )
-    assert "MIG: btcvae; SAP (dlib): btcvae; FactorVAE score: elbo; Gaussian TC: btcvae" in text
+    assert "MIG: β-TCVAE; SAP (dlib): β-TCVAE; FactorVAE score: β-VAE; Gaussian TC: β-TCVAE" in text
     # (b): pairs of the paper's metrics measured (MIG, SAP (dlib), DCI disentanglement, FactorVAE score)
     assert "(b) “The metrics disagree” holds here. Over the 6 pairs" in text
     assert "5 of the 6 pairs are below 0.5 (lowest first: FactorVAE score–MIG -1.00; FactorVAE score–SAP (dlib)" in text
@@ -207,6 +207,6 @@ def test_vaebench_report_writes_the_study_report_and_its_heatmap(tmp_path):
     text = (out / "dstudy.md").read_text()
     assert text.startswith("# Disentanglement study: metrics by model and strength — study `dstudy`")
     assert "## Rank correlation between the metrics (Spearman over runs)" in text
-    assert "| btcvae | TC weight=6 | **0.400 ± 0.025** |" in text  # the cells read back from Parquet
+    assert "| β-TCVAE | TC weight=6 | **0.400 ± 0.025** |" in text  # the cells read back from Parquet
     assert (out / "dstudy" / "figures" / "rank_correlations.png").read_bytes().startswith(b"\x89PNG")
     assert [f.key for f in study_figures(df, tmp_path / "results")][-1] == "rank_correlations"

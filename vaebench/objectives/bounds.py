@@ -134,6 +134,10 @@ def iwae_loss(cfg, model, x, y, kl_weight: float) -> LossOut:
     return LossOut(-bound.mean(), t.recon, t.kl)
 
 
+# The model each plain loss trains, as papers name it (training.estimator_label): the ELBO with its
+# KL weighted by β is the β-VAE's objective (β = 1: the VAE).
+elbo_loss.label = "β-VAE"
+iwae_loss.label = "IWAE"
 ESTIMATORS: Registry[Callable[..., LossOut]] = Registry("estimator")
 ESTIMATORS.register("elbo", elbo_loss)
 ESTIMATORS.register("iwae", iwae_loss)

@@ -210,7 +210,7 @@ class AnnealedVAE(TrainingObjective):
 
 # name -> (builder (cfg, model, info) -> objective, the `objective:` fields it reads, its name in the papers)
 _OBJECTIVES = {
-    "btcvae": (lambda cfg, model, info: BetaTCVAE(cfg), ("beta", "tc_sampling"), "beta-TCVAE"),
+    "btcvae": (lambda cfg, model, info: BetaTCVAE(cfg), ("beta", "tc_sampling"), "β-TCVAE"),
     "factorvae": (
         FactorVAE,
         ("tc_weight", "discriminator_lr", "discriminator_hidden", "discriminator_layers"),
@@ -223,5 +223,5 @@ _OBJECTIVES = {
         "AnnealedVAE",
     ),
 }
-for _name, (_build, _fields, _doc) in _OBJECTIVES.items():
-    ESTIMATORS.register(_name, Estimator(_build, _fields, _doc, unsupported=standard_vae_reason))
+for _name, (_build, _fields, _paper) in _OBJECTIVES.items():
+    ESTIMATORS.register(_name, Estimator(_build, _fields, _paper, unsupported=standard_vae_reason, label=_paper))

@@ -96,13 +96,22 @@ class Estimator:
     the `objective:` fields it reads besides `COMMON_FIELDS` (e.g. `("beta", "tc_sampling")`).
     `check(cfg)`, when given, raises ValueError for a combination of fields the estimator refuses;
     `unsupported(model_class)`, when given, returns why the estimator cannot train the models of a
-    family (the class its `ModelFamily.model` names), or None: both run when the spec is validated."""
+    family (the class its `ModelFamily.model` names), or None: both run when the spec is validated.
+    `label`: the model it trains as papers name it ("β-TCVAE"), for reports (`estimator_label`)."""
 
     build: Callable[..., TrainingObjective]
     fields: tuple[str, ...] = ()
     doc: str = ""
     check: Callable[..., None] | None = None
     unsupported: Callable[[type], str | None] | None = None
+    label: str = ""
+
+
+def estimator_label(name: str) -> str:
+    """Estimator `name` as papers name the model it trains ("β-TCVAE" for btcvae): its `label` (an
+    `Estimator`'s field, or a plain loss function's attribute), else `name` itself."""
+    entry = ESTIMATORS.get(name) if name in ESTIMATORS else None
+    return getattr(entry, "label", "") or name
 
 
 # The fields a plain loss function reads (the elbo estimator's; iwae adds iwae_k): see ObjectiveConfig.

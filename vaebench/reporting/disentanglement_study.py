@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ..metrics import column_names as C
+from ..objectives.training import estimator_label
 from ..results.rows import PARAM_PREFIX, grid_column
 from .columns import COLUMNS, MISSING, Cell, Layout, ReportTable, format_value, param_label, relabel
 from .layouts import PER_FACTOR_NAMES, disentanglement_sentence
@@ -113,6 +114,8 @@ def study_cells(df: pd.DataFrame) -> list[StudyCell]:
     numeric = [c for c in varying if c not in model_keys]
 
     def model_of(r) -> str:
+        if model_keys == [grid_column(MODEL_KEY)]:  # an estimator: the model it trains, as papers name it
+            return estimator_label(str(hashable(r[model_keys[0]])))
         if len(model_keys) == 1:
             return format_value(hashable(r[model_keys[0]]))
         return ", ".join(f"{param_label(c[len(PARAM_PREFIX) :])}={format_value(hashable(r[c]))}" for c in model_keys)

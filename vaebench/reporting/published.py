@@ -236,7 +236,7 @@ def ordering_table(entry: dict, df: pd.DataFrame, grid_keys: list[str]) -> Repor
     ]
     notes += [entry["note"]] if entry.get("note") else []
     header = [
-        param_label(grid_keys[0]) if len(grid_keys) == 1 else "Cell",
+        "Model" if grid_keys == ["variant"] else "Cell",  # a named variant is one model here
         entry.get("match_label", param_label(entry["match"])),
         f"Published {col.label}",
         "Published settings",
