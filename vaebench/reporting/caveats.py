@@ -156,7 +156,7 @@ def skipped_note(df: pd.DataFrame, grid_keys: list[str], keys: list[str]) -> str
         measured = [bool(g[key].notna().any()) for _, g in groups]
         if all(measured) or not any(measured):
             continue
-        metric, column = owners[key]
+        metric = owners[key][0]  # the metric that declares the column
         by_reason: dict[str, list[str]] = {}
         for (values, g), m in zip(groups, measured):
             if not m:

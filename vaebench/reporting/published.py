@@ -255,7 +255,9 @@ def _ordering_verdict(matched, pub_rank, our_rank, published, means) -> str:
     within, reversed_ = [], []
     for i in range(len(matched)):
         for j in range(i + 1, len(matched)):
-            if pub_rank[i] == pub_rank[j] or (pub_rank[i] < pub_rank[j]) == (our_rank[i] < our_rank[j]):
+            if pub_rank[i] == pub_rank[j] or our_rank[i] == our_rank[j]:
+                continue  # a tie on either side orders nothing
+            if (pub_rank[i] < pub_rank[j]) == (our_rank[i] < our_rank[j]):
                 continue
             (_, a, ma, _), (_, b, mb, _) = matched[i], matched[j]
             first, second = (a, b) if our_rank[i] < our_rank[j] else (b, a)
