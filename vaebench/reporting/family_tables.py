@@ -24,7 +24,7 @@ from .disentanglement_study import LAYOUT as DISENTANGLEMENT_STUDY_LAYOUT
 from .disentanglement_study import is_disentanglement_study, study_extra_tables, study_findings
 from .prose import prose
 from .settings import finished, has_values, hashable
-from .stats import ci95, intervals_overlap, trend_sign
+from .stats import intervals_overlap, trend_sign
 from .summary import cell_groups, list_items, summarize, summary_table
 from .titles import (
     DEPTH_CHECK_TITLE,
@@ -182,17 +182,13 @@ MIN_MODELS = 3
 MODEL_PARAM = "param.model."
 
 
-def _is_text(v) -> bool:
-    return isinstance(v, str)
-
-
 def cell_models(df: pd.DataFrame) -> list[tuple]:
     """Each grid cell's model (the values of its non-numeric `model.*` parameters), in grid order."""
     ok = finished(df)
     grid_keys = list(df["grid_keys"].iloc[0]) if len(df) else []
     columns = [c for c in ok.columns if c.startswith(MODEL_PARAM)]
     firsts = [g.iloc[0] for _, g in cell_groups(ok, grid_keys)]
-    return [tuple((c, hashable(r[c])) for c in columns if _is_text(hashable(r[c]))) for r in firsts]
+    return [tuple((c, hashable(r[c])) for c in columns if isinstance(hashable(r[c]), str)) for r in firsts]
 
 
 def is_model_comparison(df: pd.DataFrame) -> bool:
@@ -229,23 +225,23 @@ FAMILY_LAYOUTS.append(
 COMPARED = (C.NLL_IS, C.NEG_ELBO, C.RECON_MSE, C.SSIM, C.FID, C.FID_RECON)
 
 
-def best_models(df: pd.DataFrame, metric: str) -> str | None:
-    """One metric's sentence: the cell with the best mean (mean ± 95% CI) and the cells whose
-    intervals overlap its interval (not told apart from it by these seeds). None when fewer than two
-    cells measured it."""
+def best_models(summary: pd.DataFrame, grid_keys: list[str], metric: str) -> str | None:
+    """One metric's sentence from the cells' summary: the cell with the best mean (mean ± 95% CI) and
+    the cells whose intervals overlap its interval (not told apart from it by these seeds). None when
+    fewer than two cells measured it."""
     col = COLUMNS[metric]
-    grid_keys = list(df["grid_keys"].iloc[0])
-    cells = []
-    for values, g in cell_groups(finished(df), grid_keys):
-        mean, half, n = ci95(g[metric].astype(float)) if metric in g else (math.nan, math.nan, 0)
-        if n:
-            cells.append((cell_name(grid_keys, values), mean, half))
+    mean, ci = f"{metric}.mean", f"{metric}.ci"
+    cells = [
+        (cell_name(grid_keys, [r[k] for k in grid_keys]), r[mean], r[ci])
+        for _, r in summary.iterrows()
+        if r[f"{metric}.n"] > 0
+    ]
     if len(cells) < 2:
         return None
     pick = min if col.better == "↓" else max
-    name, mean, half = pick(cells, key=lambda c: c[1])
-    tied = [c for c, m, h in cells if c != name and intervals_overlap(mean, half, m, h)]
-    value = f"{mean:{col.fmt}}" + ("" if math.isnan(half) else f" ± {half:{col.fmt}}")
+    name, best, half = pick(cells, key=lambda c: c[1])
+    tied = [c for c, m, h in cells if c != name and intervals_overlap(best, half, m, h)]
+    value = f"{best:{col.fmt}}" + ("" if math.isnan(half) else f" ± {half:{col.fmt}}")
     return prose(
         "comparison_best",
         metric=col.label,
@@ -261,7 +257,9 @@ def comparison_findings(df: pd.DataFrame) -> list[str]:
     cannot tell apart from it."""
     if not is_model_comparison(df):
         return []
-    sentences = [s for m in COMPARED if (s := best_models(df, m)) is not None]
+    grid_keys = list(df["grid_keys"].iloc[0])
+    summary = summarize(df, grid_keys, [COLUMNS[m] for m in COMPARED])
+    sentences = [s for m in COMPARED if (s := best_models(summary, grid_keys, m)) is not None]
     return [prose("comparison_intro"), "\n".join(f"- {s}" for s in sentences)] if sentences else []
 
 

@@ -27,11 +27,11 @@ from scipy import stats
 from ..metrics import column_names as C
 from ..results.rows import grid_column
 from .columns import MISSING, Cell, ReportTable, cell_name, format_value, param_label, report_columns
-from .convergence import all_converged, cell_convergence, shortfall
+from .convergence import all_converged, shortfall
 from .layouts import fid_features
 from .prose import prose
 from .settings import finished
-from .stats import ci95, intervals_overlap, trend_sign
+from .stats import intervals_overlap, trend_sign
 from .summary import cell_groups, same_value, summary_text
 from .titles import ORDERING_TITLE, PUBLISHED_TITLE
 
@@ -177,7 +177,7 @@ def published_tables(summary: pd.DataFrame, grid_keys: list[str], df: pd.DataFra
         for e in entries
         if e.get("kind", TREND) == TREND and [e["grid_key"]] == grid_keys
     ]
-    tables += [ordering_table(e, df, grid_keys) for e in entries if e.get("kind") == ORDERING]
+    tables += [ordering_table(e, summary, df, grid_keys) for e in entries if e.get("kind") == ORDERING]
     return [t for t in tables if t is not None]
 
 
@@ -191,25 +191,25 @@ def _ranks(values: list[float], better: str) -> list[int]:
     return [1 + sum(sign * w < sign * v for w in values) for v in values]
 
 
-def ordering_table(entry: dict, df: pd.DataFrame, grid_keys: list[str]) -> ReportTable | None:
+def ordering_table(entry: dict, summary: pd.DataFrame, df: pd.DataFrame, grid_keys: list[str]) -> ReportTable | None:
     """The study's cells whose model (the `match` parameter) has a published value, beside it: the
-    published value, its settings and rank, the measured mean ± 95% CI and rank, then the verdict on
-    the order (module docstring). None when fewer than two such cells measured the quantity."""
+    published value, its settings and rank, the measured mean ± 95% CI (the cell's `summary` row)
+    and rank, then the verdict on the order (module docstring). None when fewer than two such cells
+    measured the quantity."""
     ok = finished(df)
     key, quantity = grid_column(entry["match"]), entry["quantity"]
     col = report_columns()[quantity]
-    if key not in ok or quantity not in ok:
+    if key not in ok or f"{quantity}.n" not in summary:
         return None
-    matched = []  # (published row, cell name, (mean, half, n), the cell's convergence)
-    for values, g in cell_groups(ok, grid_keys):
+    matched = []  # (published row, cell name, the cell's summary row); summary rows are in cell_groups order
+    for (values, g), (_, cell) in zip(cell_groups(ok, grid_keys), summary.iterrows()):
         pub = next((p for p in entry["rows"] if same_value(g[key].iloc[0], p["model"])), None)
-        measured = ci95(g[quantity].astype(float))
-        if pub is not None and measured[2] > 0:
-            matched.append((pub, cell_name(grid_keys, values), measured, {"n": len(g), **cell_convergence(g)}))
+        if pub is not None and cell[f"{quantity}.n"] > 0:
+            matched.append((pub, cell_name(grid_keys, values), cell))
     if len(matched) < 2:
         return None
-    published = [p["value"] for p, *_ in matched]
-    means = [m[0] for _, _, m, _ in matched]
+    published = [p["value"] for p, _, _ in matched]
+    means = [c[f"{quantity}.mean"] for _, _, c in matched]
     pub_rank, our_rank = _ranks(published, col.better), _ranks(means, col.better)
     rows = [
         [
@@ -218,10 +218,10 @@ def ordering_table(entry: dict, df: pd.DataFrame, grid_keys: list[str]) -> Repor
             Cell(f"{p['value']:{col.fmt}}"),
             Cell(p["settings"]),
             Cell(str(pr)),
-            Cell(f"{m[0]:{col.fmt}}" if math.isnan(m[1]) else f"{m[0]:{col.fmt}} ± {m[1]:{col.fmt}}"),
+            Cell(summary_text(c, col)),
             Cell(str(mr)),
         ]
-        for (p, name, m, _), pr, mr in zip(matched, pub_rank, our_rank)
+        for (p, name, c), pr, mr in zip(matched, pub_rank, our_rank)
     ]
     source = entry["source"]
     notes = [
@@ -232,7 +232,7 @@ def ordering_table(entry: dict, df: pd.DataFrame, grid_keys: list[str]) -> Repor
             quantity=col.name,
             match=entry.get("match_label", param_label(entry["match"])),
         ),
-        _ordering_verdict(matched, pub_rank, our_rank, published, means),
+        _ordering_verdict(matched, quantity, pub_rank, our_rank, published, means),
     ]
     notes += [entry["note"]] if entry.get("note") else []
     header = [
@@ -247,7 +247,7 @@ def ordering_table(entry: dict, df: pd.DataFrame, grid_keys: list[str]) -> Repor
     return ReportTable(f"ordering_{quantity}", ORDERING_TITLE.format(quantity=col.name), header, rows, notes)
 
 
-def _ordering_verdict(matched, pub_rank, our_rank, published, means) -> str:
+def _ordering_verdict(matched, quantity: str, pub_rank, our_rank, published, means) -> str:
     """Kendall's τ-b of the two orders, and the pairs they order differently: within the 95% CIs
     (not resolved by these seeds), or a reversal, printed as a contradiction only when every run of
     the compared cells converged."""
@@ -259,15 +259,16 @@ def _ordering_verdict(matched, pub_rank, our_rank, published, means) -> str:
                 continue  # a tie on either side orders nothing
             if (pub_rank[i] < pub_rank[j]) == (our_rank[i] < our_rank[j]):
                 continue
-            (_, a, ma, _), (_, b, mb, _) = matched[i], matched[j]
+            (_, a, ca), (_, b, cb) = matched[i], matched[j]
             first, second = (a, b) if our_rank[i] < our_rank[j] else (b, a)
             pair = prose("ordering_pair", first=first, second=second)
-            disjoint = not intervals_overlap(ma[0], ma[1], mb[0], mb[1])
+            mean, ci = f"{quantity}.mean", f"{quantity}.ci"
+            disjoint = not intervals_overlap(ca[mean], ca[ci], cb[mean], cb[ci])
             (reversed_ if disjoint else within).append(pair)
     tau_text = "undefined" if math.isnan(tau) else f"{tau:+.2f}"
     if not within and not reversed_:
         return prose("ordering_agrees", tau=tau_text, n=len(matched))
-    cells = [c for *_, c in matched]
+    cells = [c for _, _, c in matched]
     text = prose("ordering_differs", tau=tau_text, n=len(matched))
     if within:
         text += " " + prose("ordering_within", pairs="; ".join(within))
